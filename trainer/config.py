@@ -1,0 +1,670 @@
+"""RunConfig: the one description of a fine-tuning run.
+
+Every setting of a run lives in one tree of dataclasses (model, data, lora, training, hub). Each field carries its
+help text, label and bounds in `metadata`; the CLI flags, the YAML files and the web form are generated from these
+fields, so defaults and ranges are written here and nowhere else. Keys are named as in TRL's `SFTConfig`, PEFT's
+`LoraConfig` and TRL's `ModelConfig`/`ScriptArguments` wherever one exists.
+
+Example:
+    >>> from trainer.config import load_config
+    >>> cfg = load_config(preset="tiny-demo", overrides=["training.max_steps=10"])
+    >>> cfg.training.max_steps
+    10
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+DEFAULT_BASE_MODEL = "microsoft/Phi-3-mini-4k-instruct"
+PHI3_PROJECTIONS = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
+STOP_TOKENS = ("<|end|>", "<|endoftext|>")
+REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}$")
+
+
+def _field(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str,
+    label: str | None = None,
+    min: float | None = None,
+    max: float | None = None,
+    step: float | None = None,
+    advanced: bool = False,
+    default_factory: Any = dataclasses.MISSING,
+) -> Any:
+    """A dataclass field whose metadata drives the CLI, the YAML and the web form."""
+    meta = {"help": help, "label": label, "min": min, "max": max, "step": step, "advanced": advanced}
+    return field(default=default, default_factory=default_factory, metadata=meta)
+
+
+@dataclass
+class ModelConfig:
+    """The base model and how it is loaded."""
+
+    model_name_or_path: str = _field(
+        DEFAULT_BASE_MODEL,
+        label="Base model",
+        help="Hub ID or local folder of a Phi-3 / Phi-3.5 / Phi-4-mini causal LM (e.g. "
+        "microsoft/Phi-3-mini-128k-instruct).",
+    )
+    load_in_4bit: bool = _field(
+        False,
+        label="QLoRA (4-bit base)",
+        help="Load the frozen base in 4-bit (bitsandbytes) and train LoRA on top: QLoRA. Needs a CUDA GPU; "
+        "uses about a third of the memory of LoRA on a bf16 base.",
+    )
+    bnb_4bit_quant_type: Literal["nf4", "fp4"] = _field(
+        "nf4", label="4-bit type", advanced=True, help="4-bit data type for QLoRA; NF4 is the QLoRA paper's choice."
+    )
+    use_bnb_nested_quant: bool = _field(
+        True,
+        label="Double quantisation",
+        advanced=True,
+        help="Quantise the 4-bit quantisation constants too (saves about 0.4 bits per parameter).",
+    )
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = _field(
+        "auto",
+        label="Compute dtype",
+        advanced=True,
+        help="auto = bfloat16 on a GPU that supports it, float16 on older GPUs, float32 on a CPU.",
+    )
+    attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = _field(
+        "auto",
+        label="Attention",
+        advanced=True,
+        help="auto = flash_attention_2 when installed on a supporting GPU, else sdpa, else eager.",
+    )
+    pad_token: str = _field(
+        "<unk>",
+        label="Padding token",
+        advanced=True,
+        help="Token used to pad batches. Must not be a stop token (<|end|>, <|endoftext|>), or the model learns "
+        "to never stop; the Cookbook pads with <unk>.",
+    )
+
+
+@dataclass
+class DataConfig:
+    """Where the training data comes from and how its rows become chat messages."""
+
+    dataset_name: str = _field(
+        "",
+        label="Dataset",
+        help="Hub dataset ID (user/name) or a local .jsonl/.json/.csv/.parquet file.",
+    )
+    dataset_config: str | None = _field(None, label="Dataset config", advanced=True, help="Hub dataset config name.")
+    dataset_train_split: str = _field("train", label="Train split", help="Split to train on.")
+    dataset_test_split: str | None = _field(
+        None,
+        label="Eval split",
+        advanced=True,
+        help="Held-out split for evaluation; when empty, eval_fraction of the train rows is held out.",
+    )
+    eval_fraction: float = _field(
+        0.1,
+        label="Eval fraction",
+        min=0.0,
+        max=0.5,
+        step=0.01,
+        advanced=True,
+        help="Share of train rows held out for evaluation when there is no eval split (0 = no evaluation).",
+    )
+    format: Literal["auto", "messages", "sharegpt", "alpaca", "prompt_completion", "text", "columns"] = _field(
+        "auto",
+        label="Format",
+        advanced=True,
+        help="Row format; auto detects messages, ShareGPT, Alpaca, prompt/completion or text from the columns.",
+    )
+    column_mapping: dict[str, str] = _field(
+        default_factory=dict,
+        label="Column mapping",
+        advanced=True,
+        help="For any other layout: dataset column -> chat role, e.g. question=user,answer=assistant.",
+    )
+    system_prompt: str = _field(
+        "", label="System prompt", advanced=True, help="Added as a system message to every row that has none."
+    )
+    max_rows: int | None = _field(
+        None, label="Max rows", min=1, advanced=True, help="Use only the first N rows (empty = all rows)."
+    )
+
+
+@dataclass
+class LoraSettings:
+    """The LoRA adapter (PEFT LoraConfig)."""
+
+    r: int = _field(16, label="LoRA rank r", min=1, max=512, step=1, help="Adapter rank; higher learns more, costs "
+                    "more memory.")
+    lora_alpha: int = _field(
+        32, label="LoRA alpha", min=1, max=1024, step=1, help="Scaling of the adapter update (alpha / r)."
+    )
+    lora_dropout: float = _field(
+        0.05, label="LoRA dropout", min=0.0, max=0.5, step=0.01, advanced=True, help="Dropout on the adapter input."
+    )
+    target_modules: list[str] = _field(
+        default_factory=lambda: list(PHI3_PROJECTIONS),
+        label="Target modules",
+        advanced=True,
+        help="Modules that get adapters. Phi-3 fuses its projections: qkv_proj, o_proj, gate_up_proj, "
+        "down_proj; or all-linear.",
+    )
+
+
+@dataclass
+class TrainingSettings:
+    """The training loop (TRL SFTConfig)."""
+
+    learning_rate: float = _field(2e-4, label="Learning rate", min=1e-7, max=1e-1, help="Peak learning rate (AdamW).")
+    num_train_epochs: float = _field(
+        1.0, label="Epochs", min=0.01, max=100, step=0.5, help="Passes over the data (ignored when max_steps > 0)."
+    )
+    max_steps: int = _field(
+        -1, label="Max steps", min=-1, step=1, help="Stop after this many optimiser steps (-1 = use epochs)."
+    )
+    per_device_train_batch_size: int = _field(4, label="Batch size", min=1, max=512, step=1, help="Rows per step.")
+    per_device_eval_batch_size: int = _field(
+        8, label="Eval batch size", min=1, max=512, step=1, advanced=True, help="Rows per evaluation step."
+    )
+    gradient_accumulation_steps: int = _field(
+        4, label="Gradient accumulation", min=1, max=1024, step=1, help="Steps summed per optimiser update."
+    )
+    lr_scheduler_type: Literal["linear", "cosine", "constant", "constant_with_warmup"] = _field(
+        "cosine", label="LR schedule", advanced=True, help="How the learning rate changes over training."
+    )
+    warmup_steps: float = _field(
+        0.03,
+        label="Warm-up",
+        min=0.0,
+        advanced=True,
+        help="Linear warm-up: a value below 1 is a ratio of total steps, 1 or more is a step count.",
+    )
+    weight_decay: float = _field(0.0, label="Weight decay", min=0.0, max=1.0, advanced=True, help="AdamW decay.")
+    max_grad_norm: float = _field(
+        1.0, label="Gradient clip", min=0.0, advanced=True, help="Clip gradients to this norm (0 = off)."
+    )
+    max_length: int = _field(
+        1024, label="Max length", min=16, max=131072, step=16, help="Tokens per row; longer rows are truncated."
+    )
+    packing: bool = _field(
+        False,
+        label="Packing",
+        advanced=True,
+        help="Pack several rows into each max_length sequence (no attention across rows).",
+    )
+    assistant_only_loss: bool = _field(
+        True,
+        label="Assistant-only loss",
+        advanced=True,
+        help="Learn only the assistant replies, not the prompts (chat data).",
+    )
+    gradient_checkpointing: bool = _field(
+        True, label="Gradient checkpointing", advanced=True, help="Recompute activations to save memory (slower)."
+    )
+    seed: int = _field(42, label="Seed", min=0, advanced=True, help="Random seed for data order and init.")
+    logging_steps: int = _field(10, label="Log every", min=1, advanced=True, help="Log metrics every N steps.")
+    eval_steps: int = _field(50, label="Eval every", min=1, advanced=True, help="Evaluate every N steps.")
+    save_steps: int = _field(100, label="Checkpoint every", min=1, advanced=True, help="Checkpoint every N steps.")
+    save_total_limit: int = _field(
+        2, label="Checkpoints kept", min=1, max=100, advanced=True, help="Keep at most N checkpoints."
+    )
+    sample_prompts: int = _field(
+        3,
+        label="Sample prompts",
+        min=0,
+        max=20,
+        advanced=True,
+        help="Held-out prompts answered before and after training (saved to samples.json).",
+    )
+    sample_max_new_tokens: int = _field(
+        64, label="Sample length", min=1, max=2048, advanced=True, help="New tokens per sample answer."
+    )
+
+
+@dataclass
+class HubConfig:
+    """Where the adapter is published."""
+
+    repo_id: str = _field("", label="Push to", help="Hub model repo for the adapter (user/name); empty = keep local.")
+    private: bool = _field(True, label="Private repo", help="Create the repo as private.")
+
+
+@dataclass
+class RunConfig:
+    """The whole run: one tree, one source of truth."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    hub: HubConfig = field(default_factory=HubConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Nested plain dict (YAML-ready)."""
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        """The full config as YAML text."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    def problems(self) -> list[str]:
+        """Every problem with this config, each as '<key>: <problem>. <fix>' (empty when valid)."""
+        found = [p for spec in iter_fields() if (p := _check_bounds(spec, spec.get(self)))]
+        return found + _cross_field_problems(self)
+
+    def validate(self) -> RunConfig:
+        """Raise ConfigError listing all problems; return self when valid."""
+        if found := self.problems():
+            raise ConfigError(found)
+        return self
+
+
+class ConfigError(ValueError):
+    """One or more config problems, all reported at once."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("Invalid config:\n" + "\n".join(f"  - {p}" for p in self.problems))
+
+
+# --------------------------------------------------------------------------- field introspection
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One leaf setting: its dotted key, type and metadata (what a form or a flag needs)."""
+
+    section: str
+    name: str
+    type: Any
+    default: Any
+    meta: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        return f"{self.section}.{self.name}"
+
+    @property
+    def choices(self) -> tuple[Any, ...] | None:
+        return typing.get_args(self.type) if typing.get_origin(self.type) is Literal else None
+
+    @property
+    def optional(self) -> bool:
+        return type(None) in typing.get_args(self.type)
+
+    def get(self, cfg: RunConfig) -> Any:
+        return getattr(getattr(cfg, self.section), self.name)
+
+    def set(self, cfg: RunConfig, value: Any) -> None:
+        setattr(getattr(cfg, self.section), self.name, value)
+
+
+def iter_fields() -> list[FieldSpec]:
+    """All leaf settings of RunConfig, in declaration order."""
+    specs = []
+    for section in dataclasses.fields(RunConfig):
+        section_cls = section.default_factory  # type: ignore[misc]
+        hints = typing.get_type_hints(section_cls)
+        for f in dataclasses.fields(section_cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            specs.append(FieldSpec(section.name, f.name, hints[f.name], default, dict(f.metadata)))
+    return specs
+
+
+def find_field(key: str) -> FieldSpec:
+    """Look a setting up by dotted key ('training.learning_rate') or by its unique leaf name ('learning_rate').
+
+    Raises:
+        ConfigError: the key is unknown (with the closest known keys as a hint).
+    """
+    specs = iter_fields()
+    for spec in specs:
+        if key in (spec.key, spec.name):
+            return spec
+    known = [s.key for s in specs] + [s.name for s in specs]
+    hint = difflib.get_close_matches(key, known, n=3)
+    fix = f"Did you mean {', '.join(hint)}?" if hint else "Run `python -m trainer config show lora` to list keys."
+    raise ConfigError([f"{key}: unknown setting. {fix}"])
+
+
+def _coerce(spec: FieldSpec, value: Any) -> Any:
+    """Turn a YAML or command-line value into the field's type; raise ValueError with a clear reason."""
+    typ = spec.type
+    if spec.optional:
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
+            return None
+        typ = next(t for t in typing.get_args(typ) if t is not type(None))
+    if typing.get_origin(typ) is Literal:
+        return str(value)  # membership is checked by validation, so every bad choice is reported together
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "yes", "on", "1"):
+            return True
+        if text in ("false", "no", "off", "0"):
+            return False
+        raise ValueError(f"expected true or false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(f"expected a whole number, got {value!r}")
+        try:
+            return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected a whole number, got {value!r}") from None
+    if typ is float:
+        if isinstance(value, bool):
+            raise ValueError(f"expected a number, got {value!r}")
+        try:
+            return float(value)  # also parses "1e-4", which YAML 1.1 leaves as a string
+        except (TypeError, ValueError):
+            raise ValueError(f"expected a number, got {value!r}") from None
+    if typ is str:
+        if isinstance(value, (dict, list)):
+            raise ValueError(f"expected text, got {type(value).__name__}")
+        return str(value)
+    origin = typing.get_origin(typ)
+    if origin is list:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise ValueError(f"expected a list, got {value!r}")
+        return [str(v).strip() for v in items if str(v).strip()]
+    if origin is dict:
+        if isinstance(value, str):
+            pairs = [p for p in value.split(",") if p.strip()]
+            if any("=" not in p for p in pairs):
+                raise ValueError(f"expected key=value pairs separated by commas, got {value!r}")
+            value = dict(p.split("=", 1) for p in pairs)
+        if not isinstance(value, dict):
+            raise ValueError(f"expected a mapping, got {value!r}")
+        return {str(k).strip(): str(v).strip() for k, v in value.items()}
+    raise TypeError(f"unsupported field type {typ!r}")  # pragma: no cover - a programming error
+
+
+def _check_bounds(spec: FieldSpec, value: Any) -> str | None:
+    """The problem with one value against its field's choices and bounds, or None."""
+    if value is None:
+        return None if spec.optional else f"{spec.key}: a value is required. Set {spec.key}."
+    if spec.choices is not None and value not in spec.choices:
+        return f"{spec.key}: {value!r} is not a choice. Use one of: {', '.join(map(str, spec.choices))}."
+    low, high = spec.meta.get("min"), spec.meta.get("max")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if low is not None and value < low:
+            return f"{spec.key}: {value} is below the minimum {low}. Use a value >= {low}."
+        if high is not None and value > high:
+            return f"{spec.key}: {value} is above the maximum {high}. Use a value <= {high}."
+    return None
+
+
+def _cross_field_problems(cfg: RunConfig) -> list[str]:
+    """Problems that involve more than one field or a field's meaning."""
+    found = []
+    if not cfg.model.model_name_or_path.strip():
+        found.append("model.model_name_or_path: empty. Give a Hub model ID such as microsoft/Phi-3-mini-4k-instruct.")
+    if not cfg.data.dataset_name.strip():
+        found.append("data.dataset_name: empty. Give a Hub dataset ID (user/name) or a local .jsonl/.csv file.")
+    if cfg.model.pad_token in STOP_TOKENS:
+        found.append(
+            f"model.pad_token: {cfg.model.pad_token} is a stop token, so the model would learn never to stop. "
+            "Use <unk>."
+        )
+    if not cfg.lora.target_modules:
+        found.append("lora.target_modules: empty. Use qkv_proj,o_proj,gate_up_proj,down_proj or all-linear.")
+    if cfg.training.max_steps == 0:
+        found.append("training.max_steps: 0 trains nothing. Use -1 (train for num_train_epochs) or a positive count.")
+    if cfg.data.column_mapping:
+        bad = {c: r for c, r in cfg.data.column_mapping.items() if r not in ("system", "user", "assistant")}
+        if bad:
+            found.append(
+                f"data.column_mapping: roles {bad} are not chat roles. Map each column to system, user or assistant."
+            )
+        elif "assistant" not in cfg.data.column_mapping.values():
+            found.append("data.column_mapping: no column maps to assistant. Map the answer column to assistant.")
+        if cfg.data.format not in ("auto", "columns"):
+            found.append(
+                f"data.format: {cfg.data.format} conflicts with data.column_mapping. Use format auto or columns."
+            )
+    if cfg.data.format == "columns" and not cfg.data.column_mapping:
+        found.append("data.format: columns needs data.column_mapping, e.g. question=user,answer=assistant.")
+    if cfg.hub.repo_id and not REPO_ID_RE.match(cfg.hub.repo_id):
+        found.append(
+            f"hub.repo_id: {cfg.hub.repo_id!r} is not a repo ID. Use namespace/name with letters, digits, '-', '_' "
+            "or '.' (e.g. alice/phi3-pirate-lora)."
+        )
+    return found
+
+
+# --------------------------------------------------------------------------- dict / YAML / overrides
+
+
+def apply_dict(cfg: RunConfig, data: dict[str, Any], errors: list[str]) -> None:
+    """Apply a nested {section: {key: value}} mapping onto cfg, collecting (not raising) every error."""
+    sections = {f.name for f in dataclasses.fields(RunConfig)}
+    for section, values in (data or {}).items():
+        if section not in sections:
+            hint = difflib.get_close_matches(str(section), sections, n=1)
+            fix = f"Did you mean {hint[0]}?" if hint else f"Sections are: {', '.join(sorted(sections))}."
+            errors.append(f"{section}: unknown section. {fix}")
+            continue
+        if not isinstance(values, dict):
+            errors.append(f"{section}: expected a mapping of settings, got {values!r}.")
+            continue
+        for name, value in values.items():
+            apply_value(cfg, f"{section}.{name}", value, errors)
+
+
+def apply_value(cfg: RunConfig, key: str, value: Any, errors: list[str]) -> None:
+    """Set one setting by key, collecting an error instead of raising."""
+    try:
+        spec = find_field(key)
+    except ConfigError as exc:
+        errors.extend(exc.problems)
+        return
+    try:
+        spec.set(cfg, _coerce(spec, value))
+    except ValueError as exc:
+        errors.append(f"{spec.key}: {exc}. Fix the value in the config or in --set.")
+
+
+def from_dict(data: dict[str, Any], base: RunConfig | None = None) -> RunConfig:
+    """Build a RunConfig from a (possibly partial) nested dict on top of base (defaults when None).
+
+    Raises:
+        ConfigError: unknown keys or values of the wrong type (all of them).
+    """
+    cfg = copy.deepcopy(base) if base is not None else RunConfig()
+    errors: list[str] = []
+    apply_dict(cfg, data, errors)
+    if errors:
+        raise ConfigError(errors)
+    return cfg
+
+
+def diff_dict(cfg: RunConfig, base: RunConfig | None = None) -> dict[str, dict[str, Any]]:
+    """Only the settings of cfg that differ from base (defaults when None), as a nested dict."""
+    base = base or RunConfig()
+    out: dict[str, dict[str, Any]] = {}
+    for spec in iter_fields():
+        if spec.get(cfg) != spec.get(base):
+            out.setdefault(spec.section, {})[spec.name] = spec.get(cfg)
+    return out
+
+
+def read_yaml_dict(path: str | Path) -> dict[str, Any]:
+    """The raw nested mapping of a YAML config file.
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, or is not a mapping of sections.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such config file. Check the path."]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML ({exc}). Fix the syntax."]) from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError([f"{path}: expected sections such as training: and lora:, got {type(data).__name__}."])
+    return data or {}
+
+
+def load_yaml(path: str | Path, base: RunConfig | None = None) -> RunConfig:
+    """Read a (partial) YAML config file on top of base (defaults when None); unknown keys are errors.
+
+    Raises:
+        ConfigError: the file is unreadable or holds unknown keys / wrong types (all of them).
+    """
+    return from_dict(read_yaml_dict(path), base)
+
+
+def save_yaml(cfg: RunConfig, path: str | Path) -> Path:
+    """Write the full config as YAML atomically (temp file, then rename)."""
+    from trainer.runfolder import write_text_atomic
+
+    return write_text_atomic(Path(path), cfg.to_yaml())
+
+
+# --------------------------------------------------------------------------- presets
+
+CODE_ALPACA = "iamtarun/python_code_instructions_18k_alpaca"  # the dataset of the Cookbook's LoRA/QLoRA notebooks
+
+PRESETS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
+    "lora": (
+        "LoRA on a bf16 base: good defaults for a Space GPU (A10G/L4/A100).",
+        {"data": {"dataset_name": CODE_ALPACA}},
+    ),
+    "qlora": (
+        "QLoRA: 4-bit NF4 base with double quantisation, bf16 compute; fits Phi-3-mini in ~8 GB.",
+        {"model": {"load_in_4bit": True}, "data": {"dataset_name": CODE_ALPACA}},
+    ),
+    "cookbook-lora-notebook": (
+        "Phi-3 Cookbook LoRA notebook: lr 1e-4, batch 8 x 4, 3 epochs, length 512, r 16, alpha 16.",
+        {
+            "data": {"dataset_name": CODE_ALPACA},
+            "lora": {"r": 16, "lora_alpha": 16, "lora_dropout": 0.05},
+            "training": {
+                "learning_rate": 1e-4,
+                "per_device_train_batch_size": 8,
+                "gradient_accumulation_steps": 4,
+                "num_train_epochs": 3.0,
+                "max_length": 512,
+            },
+        },
+    ),
+    "cookbook-qlora-notebook": (
+        "Phi-3 Cookbook QLoRA notebook: NF4 + double quant, bf16 compute, lr 5e-6 cosine, warm-up 0.2, batch 4.",
+        {
+            "model": {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "use_bnb_nested_quant": True},
+            "data": {"dataset_name": CODE_ALPACA},
+            "training": {
+                "learning_rate": 5e-6,
+                "lr_scheduler_type": "cosine",
+                "warmup_steps": 0.2,
+                "per_device_train_batch_size": 4,
+                "gradient_accumulation_steps": 1,
+                "num_train_epochs": 1.0,
+            },
+        },
+    ),
+    "cookbook-sample-finetune": (
+        "Phi-3 Cookbook sample_finetune.py: UltraChat, lr 5e-6, batch 4, length 2048, packing, all-linear, bf16.",
+        {
+            "model": {"dtype": "bfloat16", "pad_token": "<unk>"},
+            "data": {
+                "dataset_name": "HuggingFaceH4/ultrachat_200k",
+                "dataset_train_split": "train_sft",
+                "dataset_test_split": "test_sft",
+            },
+            "lora": {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": ["all-linear"]},
+            "training": {
+                "learning_rate": 5e-6,
+                "per_device_train_batch_size": 4,
+                "gradient_accumulation_steps": 1,
+                "num_train_epochs": 1.0,
+                "max_length": 2048,
+                "packing": True,
+            },
+        },
+    ),
+    "tiny-demo": (
+        "Offline CPU demo: a tiny random Phi-3 (real tokenizer) learns a pirate persona in about a minute.",
+        {
+            "model": {"model_name_or_path": "tiny-phi3", "dtype": "float32"},
+            "data": {"dataset_name": "examples/pirate_chat.jsonl", "eval_fraction": 0.1},
+            "lora": {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0},
+            "training": {
+                "learning_rate": 3e-3,
+                "max_steps": 60,
+                "per_device_train_batch_size": 8,
+                "gradient_accumulation_steps": 1,
+                "lr_scheduler_type": "constant_with_warmup",
+                "warmup_steps": 5,
+                "max_length": 128,
+                "gradient_checkpointing": False,
+                "logging_steps": 5,
+                "eval_steps": 20,
+                "save_steps": 20,
+                "sample_max_new_tokens": 32,
+            },
+        },
+    ),
+}
+
+
+def preset_config(name: str) -> RunConfig:
+    """The RunConfig of a named preset.
+
+    Raises:
+        ConfigError: the name is not a preset.
+    """
+    if name not in PRESETS:
+        raise ConfigError([f"preset {name!r}: unknown. Use one of: {', '.join(PRESETS)}."])
+    return from_dict(PRESETS[name][1])
+
+
+def load_config(path: str | Path | None = None, preset: str | None = None, overrides: list[str] = ()) -> RunConfig:
+    """Resolve a run config: defaults, then the preset, then the YAML file, then `key=value` overrides.
+
+    Args:
+        path: a (partial) YAML config file.
+        preset: a preset name from PRESETS.
+        overrides: `section.key=value` or `key=value` strings (as from `--set`).
+
+    Raises:
+        ConfigError: every unknown key, wrong type and invalid value, all at once.
+    """
+    cfg = preset_config(preset) if preset else RunConfig()
+    errors: list[str] = []
+    if path is not None:
+        apply_dict(cfg, read_yaml_dict(path), errors)
+    for item in overrides:
+        if "=" not in item:
+            errors.append(f"--set {item}: expected key=value, e.g. --set learning_rate=1e-4.")
+            continue
+        key, value = item.split("=", 1)
+        apply_value(cfg, key.strip(), _parse_scalar(value), errors)
+    bad_keys = {e.split(":", 1)[0] for e in errors}
+    errors += [p for p in cfg.problems() if p.split(":", 1)[0] not in bad_keys]
+    if errors:
+        raise ConfigError(errors)
+    return cfg
+
+
+def _parse_scalar(text: str) -> Any:
+    """Read a `--set` value as YAML would (numbers, true/false, null, [lists]); fall back to the raw text."""
+    try:
+        return yaml.safe_load(text) if text.strip() else text
+    except yaml.YAMLError:
+        return text
