@@ -1,0 +1,227 @@
+"""Command line: `python -m trainer {train,data,demo,config} ...`.
+
+    # the offline demo: build the tiny Phi-3, teach it a pirate persona on the CPU, show before/after
+    python -m trainer demo --out runs/demo
+
+    # train from a preset, a YAML file and overrides (later wins)
+    python -m trainer train --preset lora --set dataset_name=user/my-chat-data --set learning_rate=1e-4
+    python -m trainer train --config examples/cookbook-lora-notebook.yaml --num-train-epochs 1
+
+    # look at a dataset the way training will see it
+    python -m trainer data inspect examples/pirate_alpaca.json
+    python -m trainer data inspect my.csv --map question=user --map answer=assistant
+
+    # print a preset as YAML (the keys that differ, or --full)
+    python -m trainer config show cookbook-sample-finetune
+
+Bad input exits with code 2 and a message that names the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from trainer.config import PRESETS, ConfigError, RunConfig, diff_dict, iter_fields, load_config, preset_config
+
+EXIT_BAD_INPUT = 2
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The argument parser (no heavy imports, so --help is instant)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer",
+        description="Phi-3 Fine-Tune Studio: fine-tune Phi-3 with LoRA/QLoRA (TRL + PEFT).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run `python -m trainer COMMAND --help` for the options of a command.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser(
+        "train",
+        help="fine-tune as configured (preset < --config file < flags < --set)",
+        description="Fine-tune Phi-3 with LoRA/QLoRA. Settings resolve as: defaults, then --preset, then the "
+        "--config YAML, then the per-setting flags below, then --set key=value.",
+    )
+    train.add_argument("--config", type=Path, help="YAML config file (partial is fine)")
+    train.add_argument("--preset", choices=list(PRESETS), help="start from a named preset")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override any setting, e.g. --set training.learning_rate=1e-4 (repeatable)")
+    train.add_argument("--run-dir", type=Path, help="run folder (default: a new folder under the data dir)")
+    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --run-dir")
+    _add_config_flags(train)
+
+    data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
+    inspect = data.add_parser(
+        "inspect",
+        help="detect the format, count rows and problems, preview rendered chat and token lengths",
+        description="Load a dataset as training would (Hub ID or local .jsonl/.json/.csv/.parquet), detect its "
+        "format, normalise it to chat messages and show the first rows rendered with the Phi-3 chat template.",
+    )
+    inspect.add_argument("source", help="Hub dataset ID or local file path")
+    inspect.add_argument("--format", default="auto", help="force a format instead of detecting it")
+    inspect.add_argument("--map", dest="mapping", action="append", default=[], metavar="COLUMN=ROLE",
+                         help="map a column to a chat role (system/user/assistant), repeatable")
+    inspect.add_argument("--config-name", dest="dataset_config", help="Hub dataset config name")
+    inspect.add_argument("--split", default="train", help="split to read (default: train)")
+    inspect.add_argument("--system-prompt", default="", help="system message added to rows that have none")
+    inspect.add_argument("--max-length", type=int, default=1024, help="tokens per row training will keep")
+    inspect.add_argument("--rows", type=int, default=3, help="rows to show rendered (default: 3)")
+
+    demo = sub.add_parser(
+        "demo",
+        help="offline end-to-end demo on the CPU with a tiny Phi-3 (about a minute)",
+        description="Build (or reuse) the tiny Phi-3 with the real tokenizer, fine-tune it with LoRA on the "
+        "bundled pirate-persona dataset, and print the eval loss and sample replies before and after.",
+    )
+    demo.add_argument("--out", type=Path, help="run folder to write (default: a new folder under the data dir)")
+    demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a tiny-demo setting, e.g. --set max_steps=30")
+
+    cfg = sub.add_parser("config", help="presets and config files").add_subparsers(dest="config_command",
+                                                                                      required=True)
+    show = cfg.add_parser("show", help="print a preset as YAML", description="Print a preset as YAML.")
+    show.add_argument("preset", choices=list(PRESETS))
+    show.add_argument("--full", action="store_true", help="every setting, not only those that differ from defaults")
+    cfg.add_parser("list", help="list the presets with a line each")
+    return parser
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per RunConfig setting (e.g. --learning-rate), generated from the dataclass metadata."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for spec in iter_fields():
+        group = groups.setdefault(spec.section, parser.add_argument_group(f"{spec.section} settings"))
+        bounds = [f"{k} {spec.meta[k]}" for k in ("min", "max") if spec.meta.get(k) is not None]
+        choices = f" Choices: {', '.join(map(str, spec.choices))}." if spec.choices else ""
+        extra = f" ({', '.join(bounds)})" if bounds else ""
+        group.add_argument(
+            f"--{spec.name.replace('_', '-')}",
+            dest=f"cfg__{spec.key}",
+            metavar="VALUE",
+            help=f"{spec.meta['help']}{choices}{extra} Default: {spec.default!r}.",
+        )
+
+
+def _config_from_args(args: argparse.Namespace, preset: str | None = None) -> RunConfig:
+    flags = [f"{k[5:]}={v}" for k, v in vars(args).items() if k.startswith("cfg__") and v is not None]
+    return load_config(getattr(args, "config", None), preset or getattr(args, "preset", None),
+                       flags + args.overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """`train`: resolve the config, fine-tune, print where the adapter is."""
+    from trainer.training import loss_drop, run
+
+    if args.resume and args.run_dir is None:
+        raise ConfigError(["--resume: needs --run-dir, the folder of the run to continue."])
+    if args.resume and args.config is None and (args.run_dir / "config.yaml").exists():
+        args.config = args.run_dir / "config.yaml"
+    config = _config_from_args(args)
+    result = run(config, on_event=_print_event, run_dir=args.run_dir, resume=args.resume)
+    print(f"adapter saved to {result.adapter_dir}")
+    drop = loss_drop(result.eval_loss_before, result.eval_loss_after)
+    if drop is not None:
+        print(f"eval loss {result.eval_loss_before:.4f} -> {result.eval_loss_after:.4f} ({100 * drop:.1f} % lower)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """`demo`: tiny Phi-3 + pirate persona, end to end on the CPU."""
+    from trainer.training import loss_drop, run
+
+    args.config = None
+    config = _config_from_args(args, preset="tiny-demo")
+    print("Offline demo: a tiny random Phi-3 (real Phi-3 tokenizer), warmed up on plain chat, learns a pirate persona.")
+    result = run(config, on_event=_print_event, run_dir=args.out)
+    drop = loss_drop(result.eval_loss_before, result.eval_loss_after)
+    print(f"\nheld-out eval loss: {result.eval_loss_before:.4f} -> {result.eval_loss_after:.4f}"
+          + (f" ({100 * drop:.1f} % lower)" if drop is not None else ""))
+    for sample in result.samples:
+        print(f"\nuser:   {sample['prompt']}\nbefore: {sample['before']}\nafter:  {sample['after']}")
+    print(f"\nadapter: {result.adapter_dir}")
+    return 0
+
+
+def cmd_data_inspect(args: argparse.Namespace) -> int:
+    """`data inspect`: what training would see of a dataset."""
+    from transformers import AutoTokenizer
+
+    from trainer import data
+    from trainer.config import DataConfig
+    from trainer.modeling import TOKENIZER_DIR
+
+    mapping = {}
+    for item in args.mapping:
+        column, sep, role = item.partition("=")
+        if not sep:
+            raise ConfigError([f"--map {item}: expected COLUMN=ROLE, e.g. --map answer=assistant."])
+        mapping[column.strip()] = role.strip()
+    cfg = RunConfig(data=DataConfig(
+        dataset_name=args.source,
+        dataset_config=args.dataset_config,
+        dataset_train_split=args.split,
+        format=args.format,
+        column_mapping=mapping,
+        system_prompt=args.system_prompt,
+    ))
+    problems = [p for p in cfg.problems() if p.startswith("data.")]
+    if problems:
+        raise ConfigError(problems)
+    tokenizer = AutoTokenizer.from_pretrained(TOKENIZER_DIR)
+    print(data.format_preview(data.preview(cfg.data, tokenizer, max_length=args.max_length, n=args.rows)))
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """`config show|list`."""
+    import yaml
+
+    if args.config_command == "list":
+        for name, (description, _) in PRESETS.items():
+            print(f"{name:26} {description}")
+        return 0
+    cfg = preset_config(args.preset)
+    print(f"# preset {args.preset}: {PRESETS[args.preset][0]}")
+    print(cfg.to_yaml() if args.full else yaml.safe_dump(diff_dict(cfg), sort_keys=False), end="")
+    return 0
+
+
+def _print_event(event: dict) -> None:
+    if "message" in event:
+        print(f"[step {event.get('step')}] {event['message']}", flush=True)
+        return
+    parts = [f"step {event.get('step')}/{event.get('total_steps', '?')}"]
+    for key, fmt in (("loss", "loss {:.4f}"), ("eval_loss", "eval_loss {:.4f}"), ("lr", "lr {:.2e}"),
+                     ("tokens_per_s", "{:.0f} tok/s"), ("eta_s", "ETA {:.0f} s"), ("gpu_mem_gb", "{:.1f} GB")):
+        if event.get(key) is not None:
+            parts.append(fmt.format(event[key]))
+    print("  ".join(parts), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = make_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    handlers = {"train": cmd_train, "demo": cmd_demo, "config": cmd_config}
+    handler = cmd_data_inspect if args.command == "data" else handlers[args.command]
+    try:
+        return handler(args)
+    except Exception as exc:
+        if not _is_bad_input(exc):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _is_bad_input(exc: BaseException) -> bool:
+    """Config and data problems found before training starts (not bugs, which keep their traceback)."""
+    from trainer.data import DataError
+
+    return isinstance(exc, (ConfigError, DataError))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

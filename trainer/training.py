@@ -1,0 +1,397 @@
+"""The training path: `run(config, on_event)` fine-tunes Phi-3 with TRL's SFTTrainer and a PEFT LoRA adapter.
+
+It reads top to bottom: validate -> run folder -> data -> model -> trainer -> evaluate before -> train (or resume)
+-> evaluate after -> save the adapter only. Everything a person or the web app needs to follow the run is written
+to the run folder (see trainer.runfolder): `events.jsonl` (one JSON object per log/eval step), `status.json`,
+`log.txt`, `samples.json` (held-out prompts answered before and after), `versions.json` and `adapter/`.
+
+Example:
+    >>> from trainer.config import preset_config
+    >>> from trainer.training import run
+    >>> result = run(preset_config("tiny-demo"), on_event=print)
+    >>> result.eval_loss_before, result.eval_loss_after
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainer import runfolder as rf
+from trainer.config import ConfigError, RunConfig, save_yaml
+
+logger = logging.getLogger(__name__)
+
+EventHandler = Callable[[dict[str, Any]], None]
+LOGGED_LIBRARIES = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "huggingface_hub")
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced."""
+
+    run_dir: Path
+    adapter_dir: Path
+    global_step: int
+    eval_loss_before: float | None
+    eval_loss_after: float | None
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+
+def run(
+    config: RunConfig,
+    on_event: EventHandler | None = None,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    token: str | None = None,
+) -> RunResult:
+    """Fine-tune the base model with LoRA/QLoRA as configured and save only the adapter.
+
+    Args:
+        config: the run config (validated here; nothing loads if it is invalid).
+        on_event: called with every event dict also written to events.jsonl.
+        run_dir: the run folder (a new one under the data dir when None).
+        resume: continue from the last checkpoint in run_dir/checkpoints.
+        token: Hugging Face token for private/gated data and models (never written anywhere).
+
+    Returns:
+        A RunResult with the adapter folder and the eval loss before/after.
+
+    Raises:
+        ConfigError: the config is invalid. ValueError (e.g. DataError): the data or machine cannot serve the run.
+    """
+    # --- 1. validate before spending anything
+    config.validate()
+    from trainer.modeling import environment_problems
+
+    if found := environment_problems(config.model):
+        raise ConfigError(found)
+
+    # --- 2. the run folder
+    run_dir = Path(run_dir) if run_dir is not None else rf.new_run_dir()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_yaml(config, run_dir / rf.CONFIG_FILE)
+    log_handler = _attach_log_file(run_dir)
+    emit = _event_writer(run_dir, on_event)
+    started = time.time()
+    rf.write_status(run_dir, "running", started_at=started, error=None)
+    try:
+        result = _train(config, run_dir, emit, resume, token)
+    except BaseException as exc:
+        rf.write_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}", finished_at=time.time())
+        logger.exception("run failed")
+        raise
+    finally:
+        logging.getLogger().removeHandler(log_handler)
+        log_handler.close()
+    rf.write_status(
+        run_dir,
+        "succeeded",
+        finished_at=time.time(),
+        step=result.global_step,
+        eval_loss_before=result.eval_loss_before,
+        eval_loss_after=result.eval_loss_after,
+    )
+    return result
+
+
+def _train(config: RunConfig, run_dir: Path, emit: EventHandler, resume: bool, token: str | None) -> RunResult:
+    import torch
+    from transformers import set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import SFTTrainer
+
+    from trainer import data as data_mod
+    from trainer.modeling import configure_generation, load_base_model, load_tokenizer, lora_config
+
+    logger.info("config:\n%s", config.to_yaml())
+    set_seed(config.training.seed)
+
+    # --- 3. data: load, detect, normalise to chat messages, hold out eval rows
+    prepared = data_mod.prepare(config.data, token=token, seed=config.training.seed)
+    for problem in prepared.problems:
+        logger.warning("data: %s", problem)
+    if prepared.problems:
+        emit({"step": 0, "message": f"{len(prepared.problems)} malformed rows skipped (see log.txt)"})
+    n_eval = len(prepared.eval) if prepared.eval is not None else 0
+    logger.info("data: %s format, %d train rows, %d eval rows", prepared.format, len(prepared.train), n_eval)
+
+    # --- 4. model: tokenizer with a non-stop pad token, frozen base, LoRA config
+    tokenizer = load_tokenizer(config.model)
+    model = load_base_model(config.model, for_training=True)
+    configure_generation(model, tokenizer)
+    args = sft_config(config, run_dir, has_eval=n_eval > 0)
+    t = config.training
+    logger.info(
+        "effective batch %d rows (%d x %d), up to %d tokens per step",
+        t.per_device_train_batch_size * t.gradient_accumulation_steps,
+        t.per_device_train_batch_size,
+        t.gradient_accumulation_steps,
+        t.per_device_train_batch_size * t.gradient_accumulation_steps * t.max_length,
+    )
+
+    # --- 5. the trainer: TRL does formatting, assistant-only masks, packing and the loop
+    callback = EventCallback(emit)
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=prepared.train,
+        eval_dataset=prepared.eval if n_eval else None,
+        processing_class=tokenizer,
+        peft_config=lora_config(config.lora),
+        callbacks=[callback],
+    )
+    trainable, total = count_parameters(trainer.model)
+    logger.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
+    sample_rows = list((prepared.eval if n_eval else prepared.train)["messages"][: t.sample_prompts])
+
+    # --- 6. evaluate the untouched base (adapter B = 0) unless resuming
+    checkpoint = get_last_checkpoint(str(run_dir / rf.CHECKPOINTS_DIR)) if resume else None
+    status = rf.read_json(run_dir / rf.STATUS_FILE, {}) or {}
+    if checkpoint:
+        resumed_step = int(rf.read_json(Path(checkpoint) / "trainer_state.json")["global_step"])
+        rf.truncate_events(run_dir, resumed_step)
+        emit({"step": resumed_step, "message": f"resumed from checkpoint at step {resumed_step}"})
+        eval_before = status.get("eval_loss_before")
+        samples_before = {s["prompt_text"]: s["before"] for s in rf.read_json(run_dir / rf.SAMPLES_FILE, [])}
+    else:
+        if resume:
+            logger.warning("no checkpoint in %s; starting from step 0", run_dir / rf.CHECKPOINTS_DIR)
+        rf.truncate_events(run_dir, -1)
+        eval_before = trainer.evaluate()["eval_loss"] if n_eval else None
+        samples_before = generate_samples(trainer.model, tokenizer, sample_rows, t.sample_max_new_tokens)
+        rf.write_json_atomic(run_dir / rf.SAMPLES_FILE, _samples(sample_rows, tokenizer, samples_before, {}))
+    rf.write_status(run_dir, "running", eval_loss_before=eval_before)
+
+    # --- 7. train
+    trainer.train(resume_from_checkpoint=checkpoint)
+
+    # --- 8. evaluate the tuned model, answer the sample prompts again
+    eval_after = trainer.evaluate()["eval_loss"] if n_eval else None
+    samples_after = generate_samples(trainer.model, tokenizer, sample_rows, t.sample_max_new_tokens)
+    samples = _samples(sample_rows, tokenizer, samples_before, samples_after)
+    rf.write_json_atomic(run_dir / rf.SAMPLES_FILE, samples)
+
+    # --- 9. save only the LoRA weights (+ tokenizer) and the library versions
+    adapter_dir = run_dir / rf.ADAPTER_DIR
+    trainer.model.save_pretrained(adapter_dir, safe_serialization=True)
+    tokenizer.save_pretrained(adapter_dir)
+    rf.write_json_atomic(run_dir / rf.VERSIONS_FILE, library_versions())
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    emit({"step": trainer.state.global_step, "message": f"saved adapter to {adapter_dir}"})
+    return RunResult(run_dir, adapter_dir, trainer.state.global_step, eval_before, eval_after, samples)
+
+
+def sft_config(config: RunConfig, run_dir: Path, has_eval: bool):
+    """Translate RunConfig into TRL's SFTConfig (the only place the two meet)."""
+    import torch
+    from trl import SFTConfig
+
+    from trainer.modeling import pick_dtype
+
+    t = config.training
+    on_gpu = torch.cuda.is_available()
+    dtype = pick_dtype(config.model)
+    return SFTConfig(
+        output_dir=str(run_dir / rf.CHECKPOINTS_DIR),
+        learning_rate=t.learning_rate,
+        num_train_epochs=t.num_train_epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        per_device_eval_batch_size=t.per_device_eval_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        lr_scheduler_type=t.lr_scheduler_type,
+        warmup_steps=t.warmup_steps,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        max_length=t.max_length,
+        packing=t.packing,
+        assistant_only_loss=t.assistant_only_loss,
+        gradient_checkpointing=t.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        seed=t.seed,
+        data_seed=t.seed,
+        logging_steps=t.logging_steps,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=t.eval_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        bf16=on_gpu and dtype == torch.bfloat16,
+        fp16=on_gpu and dtype == torch.float16,
+        use_cpu=not on_gpu,
+        dataloader_pin_memory=on_gpu,
+        report_to="none",
+        disable_tqdm=True,
+    )
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in model.parameters())
+
+
+def generate_samples(model, tokenizer, rows: list[list[dict]], max_new_tokens: int) -> dict[str, str]:
+    """Greedy replies to the prompts of rows (every message before the last assistant turn), keyed by prompt text."""
+    import torch
+
+    from trainer.modeling import stop_token_ids
+
+    replies = {}
+    was_training = model.training
+    model.eval()
+    for messages in rows:
+        prompt = prompt_messages(messages)
+        text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"].to(model.device)
+        with torch.no_grad():
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=stop_token_ids(tokenizer),
+                pad_token_id=tokenizer.pad_token_id,
+                use_cache=True,
+            )
+        replies[text] = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=False)
+    model.train(was_training)
+    return replies
+
+
+def prompt_messages(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The conversation up to (not including) its last assistant message."""
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    return messages[:last]
+
+
+def _samples(rows, tokenizer, before: dict[str, str], after: dict[str, str]) -> list[dict[str, Any]]:
+    out = []
+    for messages in rows:
+        text = tokenizer.apply_chat_template(prompt_messages(messages), tokenize=False, add_generation_prompt=True)
+        out.append(
+            {
+                "prompt": prompt_messages(messages)[-1]["content"],
+                "prompt_text": text,
+                "reference": messages[-1]["content"] if messages[-1]["role"] == "assistant" else "",
+                "before": before.get(text),
+                "after": after.get(text),
+            }
+        )
+    return out
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shaped the run (and the GPU, if any)."""
+    import importlib.metadata
+    import platform
+
+    import torch
+
+    versions = {"python": platform.python_version()}
+    for name in LOGGED_LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    versions["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    return versions
+
+
+# --------------------------------------------------------------------------- events
+
+
+def _event_writer(run_dir: Path, on_event: EventHandler | None) -> EventHandler:
+    def emit(event: dict[str, Any]) -> None:
+        event = {"time": round(time.time(), 3), **event}
+        rf.append_event(run_dir, event)
+        if event.get("message"):
+            logger.info("step %s: %s", event.get("step"), event["message"])
+        if on_event is not None:
+            on_event(event)
+
+    return emit
+
+
+def _attach_log_file(run_dir: Path) -> logging.Handler:
+    handler = logging.FileHandler(run_dir / rf.LOG_FILE, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    return handler
+
+
+def _make_event_callback_class():
+    from transformers import TrainerCallback
+
+    class _EventCallback(TrainerCallback):
+        """Turns the Trainer's logs into run events: losses, lr, grad norm, non-padding tokens/s, ETA, memory."""
+
+        def __init__(self, emit: EventHandler):
+            self.emit = emit
+            self.train_start: float | None = None
+            self.start_step = 0
+            self.last_tokens: tuple[float, float] | None = None  # (time, cumulative non-padding tokens)
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.train_start = time.time()
+            self.start_step = state.global_step
+            self.last_tokens = None
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            event: dict[str, Any] = {"step": state.global_step, "total_steps": state.max_steps}
+            if state.epoch is not None:
+                event["epoch"] = round(state.epoch, 4)
+            for src, dst in (("loss", "loss"), ("eval_loss", "eval_loss"), ("learning_rate", "lr")):
+                if src in logs:
+                    event[dst] = logs[src]
+            if "grad_norm" in logs:
+                event["grad_norm"] = float(logs["grad_norm"])
+            if "loss" in logs:
+                event.update(self._speed(state, logs))
+            if len(event) > 3 or "eval_loss" in event:
+                self.emit(event)
+
+        def _speed(self, state, logs) -> dict[str, Any]:
+            import torch
+
+            now = time.time()
+            out: dict[str, Any] = {}
+            if "num_tokens" in logs:
+                tokens = float(logs["num_tokens"])
+                if self.last_tokens is not None and tokens > self.last_tokens[1] and now > self.last_tokens[0]:
+                    out["tokens_per_s"] = round((tokens - self.last_tokens[1]) / (now - self.last_tokens[0]), 1)
+                elif self.train_start is not None and self.last_tokens is None and now > self.train_start:
+                    out["tokens_per_s"] = round(tokens / (now - self.train_start), 1)
+                self.last_tokens = (now, tokens)
+            done = state.global_step - self.start_step
+            if self.train_start is not None and done > 0 and state.max_steps:
+                per_step = (now - self.train_start) / done
+                out["eta_s"] = round(per_step * max(state.max_steps - state.global_step, 0), 1)
+            if torch.cuda.is_available():
+                out["gpu_mem_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+            return out
+
+    return _EventCallback
+
+
+def EventCallback(emit: EventHandler):  # noqa: N802 - a factory that reads like the class it builds
+    """A transformers TrainerCallback that forwards logs as run events (built lazily to keep imports light)."""
+    return _make_event_callback_class()(emit)
+
+
+def loss_drop(before: float | None, after: float | None) -> float | None:
+    """Relative eval-loss reduction (0.3 = 30 % lower), or None when either is missing."""
+    if before is None or after is None or not math.isfinite(before) or before == 0:
+        return None
+    return (before - after) / before
