@@ -47,8 +47,14 @@ def make_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--config", type=Path, help="YAML config file (partial is fine)")
     train.add_argument("--preset", choices=list(PRESETS), help="start from a named preset")
-    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override any setting, e.g. --set training.learning_rate=1e-4 (repeatable)")
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any setting, e.g. --set training.learning_rate=1e-4 (repeatable)",
+    )
     train.add_argument("--run-dir", type=Path, help="run folder (default: a new folder under the data dir)")
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --run-dir")
     _add_config_flags(train)
@@ -62,8 +68,14 @@ def make_parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("source", help="Hub dataset ID or local file path")
     inspect.add_argument("--format", default="auto", help="force a format instead of detecting it")
-    inspect.add_argument("--map", dest="mapping", action="append", default=[], metavar="COLUMN=ROLE",
-                         help="map a column to a chat role (system/user/assistant), repeatable")
+    inspect.add_argument(
+        "--map",
+        dest="mapping",
+        action="append",
+        default=[],
+        metavar="COLUMN=ROLE",
+        help="map a column to a chat role (system/user/assistant), repeatable",
+    )
     inspect.add_argument("--config-name", dest="dataset_config", help="Hub dataset config name")
     inspect.add_argument("--split", default="train", help="split to read (default: train)")
     inspect.add_argument("--system-prompt", default="", help="system message added to rows that have none")
@@ -77,11 +89,18 @@ def make_parser() -> argparse.ArgumentParser:
         "bundled pirate-persona dataset, and print the eval loss and sample replies before and after.",
     )
     demo.add_argument("--out", type=Path, help="run folder to write (default: a new folder under the data dir)")
-    demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                      help="override a tiny-demo setting, e.g. --set max_steps=30")
+    demo.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a tiny-demo setting, e.g. --set max_steps=30",
+    )
 
-    cfg = sub.add_parser("config", help="presets and config files").add_subparsers(dest="config_command",
-                                                                                      required=True)
+    cfg = sub.add_parser("config", help="presets and config files").add_subparsers(
+        dest="config_command", required=True
+    )
     show = cfg.add_parser("show", help="print a preset as YAML", description="Print a preset as YAML.")
     show.add_argument("preset", choices=list(PRESETS))
     show.add_argument("--full", action="store_true", help="every setting, not only those that differ from defaults")
@@ -107,8 +126,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 def _config_from_args(args: argparse.Namespace, preset: str | None = None) -> RunConfig:
     flags = [f"{k[5:]}={v}" for k, v in vars(args).items() if k.startswith("cfg__") and v is not None]
-    return load_config(getattr(args, "config", None), preset or getattr(args, "preset", None),
-                       flags + args.overrides)
+    return load_config(getattr(args, "config", None), preset or getattr(args, "preset", None), flags + args.overrides)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -134,11 +152,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     args.config = None
     config = _config_from_args(args, preset="tiny-demo")
-    print("Offline demo: a tiny random Phi-3 (real Phi-3 tokenizer), warmed up on plain chat, learns a pirate persona.")
+    print(
+        "Offline demo: a tiny random Phi-3 (real Phi-3 tokenizer), warmed up on plain chat, learns a pirate persona."
+    )
     result = run(config, on_event=_print_event, run_dir=args.out)
     drop = loss_drop(result.eval_loss_before, result.eval_loss_after)
-    print(f"\nheld-out eval loss: {result.eval_loss_before:.4f} -> {result.eval_loss_after:.4f}"
-          + (f" ({100 * drop:.1f} % lower)" if drop is not None else ""))
+    print(
+        f"\nheld-out eval loss: {result.eval_loss_before:.4f} -> {result.eval_loss_after:.4f}"
+        + (f" ({100 * drop:.1f} % lower)" if drop is not None else "")
+    )
     for sample in result.samples:
         print(f"\nuser:   {sample['prompt']}\nbefore: {sample['before']}\nafter:  {sample['after']}")
     print(f"\nadapter: {result.adapter_dir}")
@@ -159,14 +181,16 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
         if not sep:
             raise ConfigError([f"--map {item}: expected COLUMN=ROLE, e.g. --map answer=assistant."])
         mapping[column.strip()] = role.strip()
-    cfg = RunConfig(data=DataConfig(
-        dataset_name=args.source,
-        dataset_config=args.dataset_config,
-        dataset_train_split=args.split,
-        format=args.format,
-        column_mapping=mapping,
-        system_prompt=args.system_prompt,
-    ))
+    cfg = RunConfig(
+        data=DataConfig(
+            dataset_name=args.source,
+            dataset_config=args.dataset_config,
+            dataset_train_split=args.split,
+            format=args.format,
+            column_mapping=mapping,
+            system_prompt=args.system_prompt,
+        )
+    )
     problems = [p for p in cfg.problems() if p.startswith("data.")]
     if problems:
         raise ConfigError(problems)
@@ -194,8 +218,14 @@ def _print_event(event: dict) -> None:
         print(f"[step {event.get('step')}] {event['message']}", flush=True)
         return
     parts = [f"step {event.get('step')}/{event.get('total_steps', '?')}"]
-    for key, fmt in (("loss", "loss {:.4f}"), ("eval_loss", "eval_loss {:.4f}"), ("lr", "lr {:.2e}"),
-                     ("tokens_per_s", "{:.0f} tok/s"), ("eta_s", "ETA {:.0f} s"), ("gpu_mem_gb", "{:.1f} GB")):
+    for key, fmt in (
+        ("loss", "loss {:.4f}"),
+        ("eval_loss", "eval_loss {:.4f}"),
+        ("lr", "lr {:.2e}"),
+        ("tokens_per_s", "{:.0f} tok/s"),
+        ("eta_s", "ETA {:.0f} s"),
+        ("gpu_mem_gb", "{:.1f} GB"),
+    ):
         if event.get(key) is not None:
             parts.append(fmt.format(event[key]))
     print("  ".join(parts), flush=True)

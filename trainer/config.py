@@ -146,8 +146,9 @@ class DataConfig:
 class LoraSettings:
     """The LoRA adapter (PEFT LoraConfig)."""
 
-    r: int = _field(16, label="LoRA rank r", min=1, max=512, step=1, help="Adapter rank; higher learns more, costs "
-                    "more memory.")
+    r: int = _field(
+        16, label="LoRA rank r", min=1, max=512, step=1, help="Adapter rank; higher learns more, costs more memory."
+    )
     lora_alpha: int = _field(
         32, label="LoRA alpha", min=1, max=1024, step=1, help="Scaling of the adapter update (alpha / r)."
     )

@@ -150,4 +150,5 @@ def _warm_up(model, tokenizer) -> None:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if step % 40 == 0 or step == WARMUP["steps"] - 1:
-            logger.info("tiny warm-up step %d/%d loss %.3f (%.0f s)", step + 1, WARMUP["steps"], loss, time.time() - start)
+            elapsed = time.time() - start
+            logger.info("tiny warm-up step %d/%d loss %.3f (%.0f s)", step + 1, WARMUP["steps"], loss.item(), elapsed)

@@ -47,7 +47,10 @@ def test_cookbook_presets_carry_the_cookbook_figures():
     qlora = preset_config("cookbook-qlora-notebook")
     assert qlora.model.load_in_4bit and qlora.model.bnb_4bit_quant_type == "nf4" and qlora.model.use_bnb_nested_quant
     assert (qlora.training.learning_rate, qlora.training.lr_scheduler_type, qlora.training.warmup_steps) == (
-        5e-6, "cosine", 0.2)
+        5e-6,
+        "cosine",
+        0.2,
+    )
     assert (qlora.training.per_device_train_batch_size, qlora.training.num_train_epochs) == (4, 1.0)
     sample = preset_config("cookbook-sample-finetune")
     assert (sample.training.learning_rate, sample.training.per_device_train_batch_size) == (5e-6, 4)
@@ -81,7 +84,9 @@ def test_yaml_keys_are_named_as_in_trl_and_peft():
 def test_set_overrides_win_over_file_and_preset(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("training:\n  learning_rate: 1e-3\n  max_steps: 7\n")
-    cfg = load_config(path, preset="tiny-demo", overrides=["learning_rate=5e-4", "lora.target_modules=qkv_proj,o_proj"])
+    cfg = load_config(
+        path, preset="tiny-demo", overrides=["learning_rate=5e-4", "lora.target_modules=qkv_proj,o_proj"]
+    )
     assert cfg.training.learning_rate == 5e-4  # --set beats the file ("1e-3" is a string to YAML 1.1; coerced)
     assert cfg.training.max_steps == 7  # the file beats the preset (60)
     assert cfg.lora.target_modules == ["qkv_proj", "o_proj"]
@@ -89,8 +94,10 @@ def test_set_overrides_win_over_file_and_preset(tmp_path):
 
 
 def test_set_parses_types():
-    cfg = load_config(preset="tiny-demo", overrides=[
-        "packing=true", "dataset_test_split=null", "column_mapping=q=user,a=assistant", "max_rows=100"])
+    cfg = load_config(
+        preset="tiny-demo",
+        overrides=["packing=true", "dataset_test_split=null", "column_mapping=q=user,a=assistant", "max_rows=100"],
+    )
     assert cfg.training.packing is True and cfg.data.dataset_test_split is None
     assert cfg.data.column_mapping == {"q": "user", "a": "assistant"} and cfg.data.max_rows == 100
 
@@ -104,7 +111,9 @@ def test_invalid_values_are_all_reported_at_once(tmp_path):
     assert any(p.startswith("training.learning_rate: 0") and "minimum" in p for p in problems)
     assert any(p.startswith("training.per_device_train_batch_size: expected a whole number") for p in problems)
     assert any(p.startswith("lora.r: 0 is below the minimum 1") for p in problems)
-    assert any(p.startswith("training.lr_scheduler_type: 'sideways' is not a choice. Use one of: linear") for p in problems)
+    assert any(
+        p.startswith("training.lr_scheduler_type: 'sideways' is not a choice. Use one of: linear") for p in problems
+    )
     assert any(p.startswith("model.pad_token: <|end|> is a stop token") for p in problems)
     assert any(p.startswith("hub.repo_id: 'not a repo' is not a repo ID") for p in problems)
     assert any(p.startswith("data.dataset_name: empty") for p in problems)
