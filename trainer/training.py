@@ -41,6 +41,7 @@ class RunResult:
     eval_loss_before: float | None
     eval_loss_after: float | None
     samples: list[dict[str, Any]] = field(default_factory=list)
+    model: Any = None  # the trained PeftModel, only when run(..., return_model=True)
 
 
 def run(
@@ -49,6 +50,7 @@ def run(
     run_dir: str | Path | None = None,
     resume: bool = False,
     token: str | None = None,
+    return_model: bool = False,
 ) -> RunResult:
     """Fine-tune the base model with LoRA/QLoRA as configured and save only the adapter.
 
@@ -58,6 +60,7 @@ def run(
         run_dir: the run folder (a new one under the data dir when None).
         resume: continue from the last checkpoint in run_dir/checkpoints.
         token: Hugging Face token for private/gated data and models (never written anywhere).
+        return_model: keep the trained PeftModel in the result (otherwise it is freed).
 
     Returns:
         A RunResult with the adapter folder and the eval loss before/after.
@@ -81,7 +84,7 @@ def run(
     started = time.time()
     rf.write_status(run_dir, "running", started_at=started, error=None)
     try:
-        result = _train(config, run_dir, emit, resume, token)
+        result = _train(config, run_dir, emit, resume, token, return_model)
     except BaseException as exc:
         rf.write_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}", finished_at=time.time())
         logger.exception("run failed")
@@ -100,14 +103,15 @@ def run(
     return result
 
 
-def _train(config: RunConfig, run_dir: Path, emit: EventHandler, resume: bool, token: str | None) -> RunResult:
+def _train(
+    config: RunConfig, run_dir: Path, emit: EventHandler, resume: bool, token: str | None, return_model: bool
+) -> RunResult:
     import torch
     from transformers import set_seed
     from transformers.trainer_utils import get_last_checkpoint
-    from trl import SFTTrainer
 
     from trainer import data as data_mod
-    from trainer.modeling import configure_generation, load_base_model, load_tokenizer, lora_config
+    from trainer.modeling import configure_generation, load_base_model, load_tokenizer
 
     logger.info("config:\n%s", config.to_yaml())
     set_seed(config.training.seed)
@@ -125,7 +129,6 @@ def _train(config: RunConfig, run_dir: Path, emit: EventHandler, resume: bool, t
     tokenizer = load_tokenizer(config.model)
     model = load_base_model(config.model, for_training=True)
     configure_generation(model, tokenizer)
-    args = sft_config(config, run_dir, has_eval=n_eval > 0)
     t = config.training
     logger.info(
         "effective batch %d rows (%d x %d), up to %d tokens per step",
@@ -136,16 +139,8 @@ def _train(config: RunConfig, run_dir: Path, emit: EventHandler, resume: bool, t
     )
 
     # --- 5. the trainer: TRL does formatting, assistant-only masks, packing and the loop
-    callback = EventCallback(emit)
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=prepared.train,
-        eval_dataset=prepared.eval if n_eval else None,
-        processing_class=tokenizer,
-        peft_config=lora_config(config.lora),
-        callbacks=[callback],
-    )
+    set_seed(config.training.seed)  # the LoRA A matrices are initialised inside, from this seed
+    trainer = make_trainer(config, run_dir, model, tokenizer, prepared.train, prepared.eval, [EventCallback(emit)])
     trainable, total = count_parameters(trainer.model)
     logger.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
     sample_rows = list((prepared.eval if n_eval else prepared.train)["messages"][: t.sample_prompts])
@@ -185,7 +180,26 @@ def _train(config: RunConfig, run_dir: Path, emit: EventHandler, resume: bool, t
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     emit({"step": trainer.state.global_step, "message": f"saved adapter to {adapter_dir}"})
-    return RunResult(run_dir, adapter_dir, trainer.state.global_step, eval_before, eval_after, samples)
+    model = trainer.model if return_model else None
+    return RunResult(run_dir, adapter_dir, trainer.state.global_step, eval_before, eval_after, samples, model)
+
+
+def make_trainer(config: RunConfig, run_dir: Path, model, tokenizer, train_dataset, eval_dataset, callbacks=()):
+    """TRL's SFTTrainer with the PEFT LoRA config: it wraps the frozen base in a PeftModel and owns the loop."""
+    from trl import SFTTrainer
+
+    from trainer.modeling import lora_config
+
+    has_eval = eval_dataset is not None and len(eval_dataset) > 0
+    return SFTTrainer(
+        model=model,
+        args=sft_config(config, run_dir, has_eval=has_eval),
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset if has_eval else None,
+        processing_class=tokenizer,
+        peft_config=lora_config(config.lora),
+        callbacks=list(callbacks),
+    )
 
 
 def sft_config(config: RunConfig, run_dir: Path, has_eval: bool):

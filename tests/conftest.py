@@ -1,0 +1,37 @@
+"""Shared test setup: offline, CPU only, runs written to a temporary data dir; the tiny Phi-3 built once."""
+
+from __future__ import annotations
+
+import os
+
+# No network, ever: the HF libraries read these at import time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _data_dir(tmp_path_factory):
+    """Runs land in a temporary data dir, not in the repository."""
+    os.environ["PHI3_STUDIO_DATA_DIR"] = str(tmp_path_factory.mktemp("data"))
+    yield
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path():
+    """The tiny Phi-3 folder (built and cached on first use, ~1 minute on 2 cores)."""
+    from trainer.tiny import ensure_tiny_model
+
+    return ensure_tiny_model()
+
+
+@pytest.fixture(scope="session")
+def phi3_tokenizer():
+    """The real Phi-3 tokenizer shipped in trainer/assets."""
+    from transformers import AutoTokenizer
+
+    from trainer.modeling import TOKENIZER_DIR
+
+    return AutoTokenizer.from_pretrained(TOKENIZER_DIR)

@@ -1,0 +1,160 @@
+"""The training path end to end on the tiny Phi-3 (CPU): LoRA semantics, the demo's learning, events, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from trainer import runfolder as rf
+from trainer.config import load_config, load_yaml, preset_config
+from trainer.modeling import END_ID, load_base_model, load_tokenizer, lora_config
+from trainer.training import count_parameters, loss_drop, run
+
+pytestmark = pytest.mark.slow
+
+R = 16
+HIDDEN, INTERMEDIATE, LAYERS = 128, 256, 2
+# (in, out) of Phi-3's fused projections: qkv_proj, o_proj, gate_up_proj, down_proj
+PROJECTIONS = [(HIDDEN, 3 * HIDDEN), (HIDDEN, HIDDEN), (HIDDEN, 2 * INTERMEDIATE), (INTERMEDIATE, HIDDEN)]
+LORA_PARAMS = LAYERS * sum(R * (i + o) for i, o in PROJECTIONS)
+
+
+@pytest.fixture(scope="session")
+def demo(tiny_model_path, tmp_path_factory):
+    """One full tiny-demo run (the same as `python -m trainer demo`), shared by the tests below."""
+    events = []
+    result = run(preset_config("tiny-demo"), on_event=events.append, run_dir=tmp_path_factory.mktemp("demo"),
+                 return_model=True)
+    return result, events
+
+
+def test_only_lora_parameters_are_trainable(tiny_model_path):
+    from peft import get_peft_model
+
+    cfg = preset_config("tiny-demo")
+    model = get_peft_model(load_base_model(cfg.model), lora_config(cfg.lora))
+    trainable, total = count_parameters(model)
+    assert trainable == LORA_PARAMS == 57344
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert names and all("lora_A" in n or "lora_B" in n for n in names)
+    assert total - trainable == sum(p.numel() for p in load_base_model(cfg.model).parameters())
+
+
+def test_saved_adapter_holds_only_lora_tensors(demo):
+    result, _ = demo
+    tensors = load_file(result.adapter_dir / "adapter_model.safetensors")
+    assert len(tensors) == LAYERS * len(PROJECTIONS) * 2  # an A and a B per adapted module
+    assert all(".lora_A." in k or ".lora_B." in k for k in tensors)
+    assert sum(t.numel() for t in tensors.values()) == LORA_PARAMS
+    config = json.loads((result.adapter_dir / "adapter_config.json").read_text())
+    assert config["r"] == R and sorted(config["target_modules"]) == sorted(["qkv_proj", "o_proj", "gate_up_proj",
+                                                                           "down_proj"])
+
+
+def test_reloaded_adapter_gives_the_trained_logits_and_base_is_untouched(demo):
+    from peft import PeftModel
+
+    result, _ = demo
+    cfg = preset_config("tiny-demo")
+    tokenizer = load_tokenizer(cfg.model)
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": "Tell me about the moon."}],
+                                        add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    trained = result.model.eval()
+    fresh_base = load_base_model(cfg.model, for_training=False)
+    reloaded = PeftModel.from_pretrained(fresh_base, result.adapter_dir).eval()
+    with torch.no_grad():
+        expected = trained(**ids).logits
+        actual = reloaded(**ids).logits
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+    # the frozen base weights inside the trained model equal a fresh copy of the base; the adapters moved
+    base_state = load_base_model(cfg.model).state_dict()
+    for name, param in trained.named_parameters():
+        if "lora_" in name:
+            continue
+        key = name.replace("base_model.model.", "").replace(".base_layer", "")
+        torch.testing.assert_close(param.detach(), base_state[key], rtol=0, atol=0)
+    assert any(p.abs().sum() > 0 for n, p in trained.named_parameters() if "lora_B" in n)
+
+
+def test_demo_lowers_held_out_eval_loss_by_at_least_30_percent(demo):
+    result, _ = demo
+    assert result.eval_loss_before is not None and result.eval_loss_after is not None
+    assert loss_drop(result.eval_loss_before, result.eval_loss_after) >= 0.30, (
+        result.eval_loss_before, result.eval_loss_after)
+
+
+def test_demo_samples_show_the_persona_after_and_not_before(demo):
+    result, _ = demo
+    assert len(result.samples) == 3
+    for sample in result.samples:
+        assert sample["after"].startswith("Ahoy!") and "matey." in sample["after"], sample
+        assert sample["after"].endswith("<|end|>")  # generation stopped at the end-of-turn token
+        assert not sample["before"].startswith("Ahoy"), sample
+    saved = json.loads((result.run_dir / rf.SAMPLES_FILE).read_text())
+    assert [s["after"] for s in saved] == [s["after"] for s in result.samples]
+
+
+def test_run_folder_contract(demo):
+    result, events = demo
+    folder = result.run_dir
+    assert load_yaml(folder / rf.CONFIG_FILE) == preset_config("tiny-demo")
+    status = json.loads((folder / rf.STATUS_FILE).read_text())
+    assert status["state"] == "succeeded" and status["step"] == 60
+    assert status["eval_loss_after"] == pytest.approx(result.eval_loss_after)
+    versions = json.loads((folder / rf.VERSIONS_FILE).read_text())
+    assert {"torch", "transformers", "trl", "peft"} <= versions.keys()
+    assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json"} <= {
+        p.name for p in result.adapter_dir.iterdir()}
+    assert (folder / rf.CHECKPOINTS_DIR / "checkpoint-60").is_dir()
+    assert "trainable parameters: 57344" in (folder / rf.LOG_FILE).read_text()
+    assert rf.read_events(folder) == events
+
+
+def test_events_carry_the_metrics(demo):
+    _, events = demo
+    train = [e for e in events if "loss" in e]
+    assert [e["step"] for e in train] == list(range(5, 61, 5))
+    for e in train:
+        assert e["total_steps"] == 60 and e["lr"] > 0 and e["grad_norm"] >= 0 and e["epoch"] > 0
+        assert e["tokens_per_s"] > 0 and e["eta_s"] >= 0
+    assert train[-1]["eta_s"] == 0
+    evals = [e for e in events if "eval_loss" in e]
+    assert [e["step"] for e in evals] == [0, 20, 40, 60, 60]  # before, during, and the final evaluation
+
+
+def test_resume_continues_step_numbers(tiny_model_path, tmp_path):
+    cfg = load_config(preset="tiny-demo", overrides=[
+        "max_steps=12", "save_steps=4", "logging_steps=1", "eval_steps=100", "sample_prompts=1"])
+
+    def crash_at_step_6(event):
+        if event.get("step") == 6 and "loss" in event:
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(cfg, on_event=crash_at_step_6, run_dir=tmp_path)
+    assert json.loads((tmp_path / rf.STATUS_FILE).read_text())["state"] == "failed"
+    assert (tmp_path / rf.CHECKPOINTS_DIR / "checkpoint-4").is_dir()
+
+    result = run(cfg, run_dir=tmp_path, resume=True)
+    assert result.global_step == 12
+    events = rf.read_events(tmp_path)
+    assert [e["step"] for e in events if "loss" in e] == list(range(1, 13))
+    assert any(e.get("message") == "resumed from checkpoint at step 4" for e in events)
+    assert result.eval_loss_before is not None  # carried over from the first attempt
+
+
+def test_generation_stops_at_end_of_turn(tiny_model_path):
+    from trainer.modeling import configure_generation
+
+    cfg = preset_config("tiny-demo")
+    tokenizer = load_tokenizer(cfg.model)
+    model = load_base_model(cfg.model, for_training=False)
+    configure_generation(model, tokenizer)
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": "What is rain?"}], add_generation_prompt=True,
+                                        return_tensors="pt", return_dict=True)
+    out = model.generate(**ids, max_new_tokens=40, do_sample=False)[0, ids["input_ids"].shape[1]:].tolist()
+    assert out[-1] == END_ID and END_ID not in out[:-1] and len(out) < 40
+    assert tokenizer.pad_token_id not in (END_ID, 32000)
