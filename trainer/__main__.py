@@ -234,7 +234,9 @@ def _print_event(event: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = make_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    console = logging.StreamHandler()
+    console.setLevel(logging.WARNING)  # details go to the run's log.txt; the console shows progress lines
+    logging.basicConfig(handlers=[console], format="%(levelname)s %(name)s: %(message)s")
     handlers = {"train": cmd_train, "demo": cmd_demo, "config": cmd_config}
     handler = cmd_data_inspect if args.command == "data" else handlers[args.command]
     try:

@@ -607,7 +607,7 @@ PRESETS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
             "lora": {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0},
             "training": {
                 "learning_rate": 3e-3,
-                "max_steps": 60,
+                "max_steps": 80,
                 "per_device_train_batch_size": 8,
                 "gradient_accumulation_steps": 1,
                 "lr_scheduler_type": "constant_with_warmup",
@@ -616,7 +616,7 @@ PRESETS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
                 "gradient_checkpointing": False,
                 "logging_steps": 5,
                 "eval_steps": 20,
-                "save_steps": 20,
+                "save_steps": 40,
                 "sample_max_new_tokens": 32,
             },
         },

@@ -140,7 +140,8 @@ def _train(
 
     # --- 5. the trainer: TRL does formatting, assistant-only masks, packing and the loop
     set_seed(config.training.seed)  # the LoRA A matrices are initialised inside, from this seed
-    trainer = make_trainer(config, run_dir, model, tokenizer, prepared.train, prepared.eval, [EventCallback(emit)])
+    callback = EventCallback(emit)
+    trainer = make_trainer(config, run_dir, model, tokenizer, prepared.train, prepared.eval, [callback])
     trainable, total = count_parameters(trainer.model)
     logger.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
     sample_rows = list((prepared.eval if n_eval else prepared.train)["messages"][: t.sample_prompts])
@@ -166,8 +167,12 @@ def _train(
     # --- 7. train
     trainer.train(resume_from_checkpoint=checkpoint)
 
-    # --- 8. evaluate the tuned model, answer the sample prompts again
-    eval_after = trainer.evaluate()["eval_loss"] if n_eval else None
+    # --- 8. evaluate the tuned model (unless the loop just did, at the final step), answer the samples again
+    eval_after = None
+    if n_eval:
+        last_step, last_loss = callback.last_eval
+        done = last_step == trainer.state.global_step
+        eval_after = last_loss if done else trainer.evaluate()["eval_loss"]
     samples_after = generate_samples(trainer.model, tokenizer, sample_rows, t.sample_max_new_tokens)
     samples = _samples(sample_rows, tokenizer, samples_before, samples_after)
     rf.write_json_atomic(run_dir / rf.SAMPLES_FILE, samples)
@@ -190,8 +195,10 @@ def make_trainer(config: RunConfig, run_dir: Path, model, tokenizer, train_datas
 
     from trainer.modeling import lora_config
 
+    from transformers import PrinterCallback
+
     has_eval = eval_dataset is not None and len(eval_dataset) > 0
-    return SFTTrainer(
+    trainer = SFTTrainer(
         model=model,
         args=sft_config(config, run_dir, has_eval=has_eval),
         train_dataset=train_dataset,
@@ -200,6 +207,8 @@ def make_trainer(config: RunConfig, run_dir: Path, model, tokenizer, train_datas
         peft_config=lora_config(config.lora),
         callbacks=list(callbacks),
     )
+    trainer.remove_callback(PrinterCallback)  # progress goes to events.jsonl and the log, not raw dicts on stdout
+    return trainer
 
 
 def sft_config(config: RunConfig, run_dir: Path, has_eval: bool):
@@ -337,10 +346,9 @@ def _event_writer(run_dir: Path, on_event: EventHandler | None) -> EventHandler:
 def _attach_log_file(run_dir: Path) -> logging.Handler:
     handler = logging.FileHandler(run_dir / rf.LOG_FILE, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    if root.level > logging.INFO or root.level == logging.NOTSET:
-        root.setLevel(logging.INFO)
+    handler.setLevel(logging.INFO)
+    logging.getLogger().addHandler(handler)
+    logging.getLogger("trainer").setLevel(logging.INFO)
     return handler
 
 
@@ -355,6 +363,7 @@ def _make_event_callback_class():
             self.train_start: float | None = None
             self.start_step = 0
             self.last_tokens: tuple[float, float] | None = None  # (time, cumulative non-padding tokens)
+            self.last_eval: tuple[int, float | None] = (-1, None)  # (step, eval loss) of the latest evaluation
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.train_start = time.time()
@@ -366,6 +375,8 @@ def _make_event_callback_class():
             event: dict[str, Any] = {"step": state.global_step, "total_steps": state.max_steps}
             if state.epoch is not None:
                 event["epoch"] = round(state.epoch, 4)
+            if "eval_loss" in logs:
+                self.last_eval = (state.global_step, logs["eval_loss"])
             for src, dst in (("loss", "loss"), ("eval_loss", "eval_loss"), ("learning_rate", "lr")):
                 if src in logs:
                     event[dst] = logs[src]

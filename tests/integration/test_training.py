@@ -102,13 +102,13 @@ def test_run_folder_contract(demo):
     folder = result.run_dir
     assert load_yaml(folder / rf.CONFIG_FILE) == preset_config("tiny-demo")
     status = json.loads((folder / rf.STATUS_FILE).read_text())
-    assert status["state"] == "succeeded" and status["step"] == 60
+    assert status["state"] == "succeeded" and status["step"] == 80
     assert status["eval_loss_after"] == pytest.approx(result.eval_loss_after)
     versions = json.loads((folder / rf.VERSIONS_FILE).read_text())
     assert {"torch", "transformers", "trl", "peft"} <= versions.keys()
     assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json"} <= {
         p.name for p in result.adapter_dir.iterdir()}
-    assert (folder / rf.CHECKPOINTS_DIR / "checkpoint-60").is_dir()
+    assert (folder / rf.CHECKPOINTS_DIR / "checkpoint-80").is_dir()
     assert "trainable parameters: 57344" in (folder / rf.LOG_FILE).read_text()
     assert rf.read_events(folder) == events
 
@@ -116,13 +116,13 @@ def test_run_folder_contract(demo):
 def test_events_carry_the_metrics(demo):
     _, events = demo
     train = [e for e in events if "loss" in e]
-    assert [e["step"] for e in train] == list(range(5, 61, 5))
+    assert [e["step"] for e in train] == list(range(5, 81, 5))
     for e in train:
-        assert e["total_steps"] == 60 and e["lr"] > 0 and e["grad_norm"] >= 0 and e["epoch"] > 0
+        assert e["total_steps"] == 80 and e["lr"] > 0 and e["grad_norm"] >= 0 and e["epoch"] > 0
         assert e["tokens_per_s"] > 0 and e["eta_s"] >= 0
     assert train[-1]["eta_s"] == 0
     evals = [e for e in events if "eval_loss" in e]
-    assert [e["step"] for e in evals] == [0, 20, 40, 60, 60]  # before, during, and the final evaluation
+    assert [e["step"] for e in evals] == [0, 20, 40, 60, 80]  # before training, then every eval_steps
 
 
 def test_resume_continues_step_numbers(tiny_model_path, tmp_path):

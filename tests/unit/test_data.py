@@ -1,0 +1,702 @@
+"""trainer.data: format detection, normalisation to chat messages, loading errors, the eval split and the preview.
+
+Offline and fast: small files in every supported format are written to tmp_path; the real Phi-3 tokenizer renders.
+"""
+
+from __future__ import annotations
+
+import json
+
+import datasets
+import pandas as pd
+import pytest
+
+from trainer import data
+from trainer.config import DataConfig
+from trainer.data import DataError, RowError
+
+SYSTEM = "You are a pirate."
+QUESTION = "What is rain?"
+CONTEXT = "Answer in one sentence."
+ANSWER = "Ahoy! Rain be water falling from the clouds, matey."
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _datasets_cache(tmp_path_factory):
+    """`datasets` caches what it loads; keep that cache out of the home directory."""
+    saved = datasets.config.HF_DATASETS_CACHE
+    datasets.config.HF_DATASETS_CACHE = tmp_path_factory.mktemp("hf_datasets_cache")
+    yield
+    datasets.config.HF_DATASETS_CACHE = saved
+
+
+def _write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def _chat(system: bool, user: str = QUESTION) -> list[dict[str, str]]:
+    head = [{"role": "system", "content": SYSTEM}] if system else []
+    return [*head, {"role": "user", "content": user}, {"role": "assistant", "content": ANSWER}]
+
+
+def _phi3(messages: list[dict[str, str]], eos: bool = True) -> str:
+    text = "".join(f"<|{m['role']}|>\n{m['content']}<|end|>\n" for m in messages)
+    return text + ("<|endoftext|>" if eos else "")
+
+
+# --------------------------------------------------------------------------- equivalent rows in every format
+
+# (case id, format, row, column mapping, expected messages)
+EQUIVALENT = [
+    ("messages", "messages", {"messages": _chat(False)}, None, _chat(False)),
+    ("messages+system", "messages", {"messages": _chat(True)}, None, _chat(True)),
+    (
+        "sharegpt",
+        "sharegpt",
+        {"conversations": [{"from": "human", "value": QUESTION}, {"from": "gpt", "value": ANSWER}]},
+        None,
+        _chat(False),
+    ),
+    (
+        "sharegpt+system",
+        "sharegpt",
+        {
+            "conversations": [
+                {"from": "system", "value": SYSTEM},
+                {"from": "human", "value": QUESTION},
+                {"from": "gpt", "value": ANSWER},
+            ]
+        },
+        None,
+        _chat(True),
+    ),
+    ("alpaca", "alpaca", {"instruction": QUESTION, "input": "", "output": ANSWER}, None, _chat(False)),
+    ("alpaca-no-input-column", "alpaca", {"instruction": QUESTION, "output": ANSWER}, None, _chat(False)),
+    ("alpaca-null-input", "alpaca", {"instruction": QUESTION, "input": None, "output": ANSWER}, None, _chat(False)),
+    (
+        "alpaca+input",
+        "alpaca",
+        {"instruction": QUESTION, "input": CONTEXT, "output": ANSWER},
+        None,
+        _chat(False, f"{QUESTION}\n\n{CONTEXT}"),
+    ),
+    (
+        "alpaca+system",
+        "alpaca",
+        {"system": SYSTEM, "instruction": QUESTION, "input": "", "output": ANSWER},
+        None,
+        _chat(True),
+    ),
+    ("prompt_completion", "prompt_completion", {"prompt": QUESTION, "completion": ANSWER}, None, _chat(False)),
+    (
+        "prompt_completion-conversational",
+        "prompt_completion",
+        {"prompt": _chat(False)[:1], "completion": _chat(False)[1:]},
+        None,
+        _chat(False),
+    ),
+    (
+        "prompt_completion-conversational+system",
+        "prompt_completion",
+        {"prompt": _chat(True)[:2], "completion": _chat(True)[2:]},
+        None,
+        _chat(True),
+    ),
+    ("text-phi3", "text", {"text": _phi3(_chat(False))}, None, _chat(False)),
+    ("text-phi3+system", "text", {"text": _phi3(_chat(True))}, None, _chat(True)),
+    ("text-phi3-no-eos", "text", {"text": _phi3(_chat(True), eos=False)}, None, _chat(True)),
+    (
+        "columns",
+        "columns",
+        {"question": QUESTION, "answer": ANSWER, "id": 7},
+        {"question": "user", "answer": "assistant"},
+        _chat(False),
+    ),
+    (
+        "columns+system",
+        "columns",
+        {"persona": SYSTEM, "question": QUESTION, "answer": ANSWER},
+        {"persona": "system", "question": "user", "answer": "assistant"},
+        _chat(True),
+    ),
+    (
+        "columns-null-system-skipped",
+        "columns",
+        {"persona": None, "question": QUESTION, "answer": ANSWER},
+        {"persona": "system", "question": "user", "answer": "assistant"},
+        _chat(False),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "row", "mapping", "expected"), [c[1:] for c in EQUIVALENT], ids=[c[0] for c in EQUIVALENT]
+)
+def test_equivalent_rows_in_every_format_give_identical_messages(fmt, row, mapping, expected):
+    assert data.to_messages(row, fmt, mapping) == expected
+
+
+@pytest.mark.parametrize(
+    ("fmt", "row", "mapping", "expected"), [c[1:] for c in EQUIVALENT], ids=[c[0] for c in EQUIVALENT]
+)
+def test_detect_format_picks_the_format_of_each_row(fmt, row, mapping, expected):
+    if fmt == "columns":
+        with pytest.raises(DataError):
+            data.detect_format(list(row))  # other columns are never guessed: they need a mapping
+    else:
+        assert data.detect_format(list(row)) == fmt
+
+
+def test_every_format_is_covered_by_the_equivalence_table():
+    assert {c[1] for c in EQUIVALENT} == set(data.FORMATS)
+
+
+@pytest.mark.parametrize(
+    ("columns", "fmt"),
+    [
+        (["messages", "text"], "messages"),
+        (["conversations", "text"], "sharegpt"),
+        (["instruction", "output", "prompt", "completion", "text"], "alpaca"),
+        (["prompt", "completion", "text"], "prompt_completion"),
+        (["id", "text"], "text"),
+        (["instruction", "input"], None),  # no output: not alpaca
+        (["prompt"], None),
+    ],
+)
+def test_detect_format_priority(columns, fmt):
+    if fmt is None:
+        with pytest.raises(DataError):
+            data.detect_format(columns)
+    else:
+        assert data.detect_format(columns) == fmt
+
+
+def test_plain_text_is_one_unprompted_assistant_turn():
+    assert data.to_messages({"text": "Once upon a time."}, "text") == [
+        {"role": "assistant", "content": "Once upon a time."}
+    ]
+
+
+def test_extra_message_keys_are_dropped():
+    row = {"messages": [{"role": "user", "content": QUESTION, "name": None}, {"role": "assistant", "content": ANSWER}]}
+    assert data.to_messages(row, "messages") == _chat(False)
+
+
+def test_message_lists_stored_as_json_text_are_parsed():
+    assert data.to_messages({"messages": json.dumps(_chat(True))}, "messages") == _chat(True)
+
+
+def test_empty_system_messages_are_dropped():
+    row = {"conversations": [{"from": "system", "value": ""}, {"from": "human", "value": QUESTION}]}
+    row["conversations"].append({"from": "gpt", "value": ANSWER})
+    assert data.to_messages(row, "sharegpt") == _chat(False)
+
+
+# --------------------------------------------------------------------------- system prompt
+
+
+@pytest.mark.parametrize("fmt", ["messages", "text"])
+def test_system_prompt_is_prepended_when_absent(fmt):
+    row = {"messages": _chat(False)} if fmt == "messages" else {"text": _phi3(_chat(False))}
+    assert data.to_messages(row, fmt, system_prompt=SYSTEM) == _chat(True)
+
+
+def test_system_prompt_does_not_replace_an_existing_system_message():
+    out = data.to_messages({"messages": _chat(True)}, "messages", system_prompt="Be terse.")
+    assert out == _chat(True)
+
+
+def test_system_prompt_empty_adds_nothing():
+    assert data.to_messages({"prompt": QUESTION, "completion": ANSWER}, "prompt_completion", system_prompt="") == (
+        _chat(False)
+    )
+
+
+# --------------------------------------------------------------------------- bad rows
+
+
+@pytest.mark.parametrize(
+    ("fmt", "row", "message"),
+    [
+        (
+            "messages",
+            {"messages": [{"role": "human", "content": QUESTION}, {"role": "gpt", "content": ANSWER}]},
+            "message 1 has role 'human'; expected system, user or assistant",
+        ),
+        (
+            "messages",
+            {"messages": [{"role": "user", "content": QUESTION}, {"role": "tool", "content": ANSWER}]},
+            "message 2 has role 'tool'; expected system, user or assistant",
+        ),
+        (
+            "sharegpt",
+            {"conversations": [{"from": "human", "value": QUESTION}, {"from": "bot", "value": ANSWER}]},
+            "message 2 has from 'bot'; expected human, user, gpt, assistant, chatgpt or system",
+        ),
+    ],
+)
+def test_bad_role_is_a_row_error(fmt, row, message):
+    with pytest.raises(RowError) as info:
+        data.to_messages(row, fmt)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("fmt", "row", "message"),
+    [
+        ("messages", {"messages": [{"role": "user", "content": 42}]}, "message 1 content is int, expected a string"),
+        (
+            "messages",
+            {"messages": [{"role": "user", "content": QUESTION}, {"role": "assistant", "content": None}]},
+            "message 2 content is null, expected a string",
+        ),
+        (
+            "sharegpt",
+            {"conversations": [{"from": "human", "value": ["a", "list"]}]},
+            "message 1 content is list, expected a string",
+        ),
+        ("alpaca", {"instruction": QUESTION, "output": 3.5}, "output is float, expected a string"),
+        ("prompt_completion", {"prompt": QUESTION, "completion": 7}, "completion is int, expected a string or"),
+        ("text", {"text": None}, "text is null, expected a string"),
+        ("columns", {"q": QUESTION, "a": 4}, "column 'a' is int, expected a string"),
+        ("messages", {"messages": "hello"}, "messages is str, expected a list"),
+    ],
+)
+def test_non_string_content_is_a_row_error(fmt, row, message):
+    with pytest.raises(RowError, match="^" + message.replace("(", r"\(").replace("[", r"\[")):
+        data.to_messages(row, fmt, {"q": "user", "a": "assistant"} if fmt == "columns" else None)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "row", "message"),
+    [
+        ("messages", {"messages": [{"role": "user", "content": QUESTION}]}, "no assistant message"),
+        ("messages", {"messages": []}, "no assistant message"),
+        ("text", {"text": _phi3(_chat(False)[:1])}, "no assistant message"),
+        ("columns", {"q": QUESTION, "a": ""}, "no assistant message"),
+        (
+            "messages",
+            {"messages": [*_chat(False), {"role": "user", "content": "And snow?"}]},
+            "last message is from the user; a row must end with an assistant reply",
+        ),
+        ("alpaca", {"instruction": QUESTION, "input": "", "output": " "}, "output is empty"),
+        (
+            "messages",
+            {"messages": [{"role": "user", "content": QUESTION}, {"role": "assistant", "content": ""}]},
+            "message 2 is an empty assistant reply",
+        ),
+    ],
+)
+def test_rows_without_an_assistant_reply_are_row_errors(fmt, row, message):
+    with pytest.raises(RowError, match="^" + message):
+        data.to_messages(row, fmt, {"q": "user", "a": "assistant"} if fmt == "columns" else None)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("Hello <|user|>\nhi<|end|>\n<|assistant|>\nyo<|end|>\n", "text has 'Hello' before the first role tag"),
+        ("<|user|>\nhi\n<|assistant|>\nyo<|end|>\n", r"message 1 \(user\) is not closed with <\|end\|>"),
+        ("just words<|end|>", r"text has <\|end\|> but no"),
+    ],
+)
+def test_broken_phi3_markup_is_a_row_error(text, message):
+    with pytest.raises(RowError, match=message):
+        data.to_messages({"text": text}, "text")
+
+
+def test_unknown_format_name_is_a_data_error():
+    with pytest.raises(DataError, match="unknown format 'chatml'"):
+        data.to_messages({"text": "x"}, "chatml")
+
+
+# --------------------------------------------------------------------------- normalise
+
+
+def test_malformed_rows_are_counted_with_row_numbers_and_good_rows_kept():
+    rows = [
+        {"messages": _chat(False)},
+        {"messages": [{"role": "human", "content": QUESTION}, {"role": "assistant", "content": ANSWER}]},
+        {"messages": _chat(True)},
+        {"messages": [{"role": "user", "content": QUESTION}]},
+    ]
+    out = data.normalise(rows, "auto")
+    assert out.format == "messages"
+    assert out.rows == [_chat(False), _chat(True)]
+    assert out.n_input == 4
+    assert out.problems == [
+        "row 2: message 1 has role 'human'; expected system, user or assistant",
+        "row 4: no assistant message",
+    ]
+
+
+def test_all_rows_malformed_is_a_data_error_with_the_first_reasons():
+    rows = [{"messages": [{"role": "user", "content": QUESTION}]}] * 5
+    with pytest.raises(DataError) as info:
+        data.normalise(rows, "messages")
+    message = str(info.value)
+    assert "all 5 rows are malformed" in message
+    assert "row 1: no assistant message" in message and "row 3: no assistant message" in message
+    assert "row 4" not in message  # the first few, not all of them
+
+
+def test_normalise_applies_the_system_prompt():
+    out = data.normalise([{"prompt": QUESTION, "completion": ANSWER}], "auto", system_prompt=SYSTEM)
+    assert out.rows == [_chat(True)]
+
+
+def test_normalise_with_mapping_uses_columns_format():
+    out = data.normalise(
+        [{"question": QUESTION, "answer": ANSWER}], "auto", {"question": "user", "answer": "assistant"}
+    )
+    assert out.format == "columns" and out.rows == [_chat(False)]
+
+
+@pytest.mark.parametrize(
+    ("mapping", "message"),
+    [
+        ({"question": "user", "answer": "bot"}, "data.column_mapping: roles {'answer': 'bot'} are not chat roles"),
+        ({"question": "user", "answer": "user"}, "data.column_mapping: no column maps to assistant"),
+        (
+            {"question": "user", "reply": "assistant"},
+            r"data.column_mapping: format columns needs the columns \['reply'\]",
+        ),
+    ],
+)
+def test_bad_column_mapping_is_a_data_error(mapping, message):
+    with pytest.raises(DataError, match=message):
+        data.normalise([{"question": QUESTION, "answer": ANSWER}], "columns", mapping)
+
+
+def test_forced_format_missing_its_columns_is_a_data_error():
+    with pytest.raises(DataError, match=r"data.format: format alpaca needs the columns \['instruction', 'output'\]"):
+        data.normalise([{"question": QUESTION, "answer": ANSWER}], "alpaca")
+
+
+def test_unknown_format_lists_columns_found_and_formats_expected():
+    with pytest.raises(DataError) as info:
+        data.normalise([{"question": QUESTION, "answer": ANSWER}], "auto")
+    message = str(info.value)
+    assert message.startswith("data.format: cannot detect the format from the columns ['question', 'answer']")
+    for fmt, column in [
+        ("messages", "'messages'"),
+        ("sharegpt", "'conversations'"),
+        ("alpaca", "'instruction' and 'output'"),
+        ("prompt_completion", "'prompt' and 'completion'"),
+        ("text", "'text'"),
+    ]:
+        assert fmt in message and column in message
+    assert "--map question=user --map answer=assistant" in message and "--format" in message
+
+
+def test_normalise_no_rows_is_a_data_error():
+    with pytest.raises(DataError, match="no rows"):
+        data.normalise([], "auto")
+
+
+# --------------------------------------------------------------------------- local files
+
+
+def _equivalent_files(tmp_path):
+    """The same two conversations in every local file type and layout."""
+    alpaca = [
+        {"instruction": QUESTION, "input": "", "output": ANSWER},
+        {"instruction": "Hi", "input": "", "output": "Ahoy!"},
+    ]
+    pc = [{"prompt": a["instruction"], "completion": a["output"]} for a in alpaca]
+    chats = [
+        [{"role": "user", "content": a["instruction"]}, {"role": "assistant", "content": a["output"]}] for a in alpaca
+    ]
+    files = {
+        "messages.jsonl": _write_jsonl(tmp_path / "messages.jsonl", [{"messages": c} for c in chats]),
+        "sharegpt.jsonl": _write_jsonl(
+            tmp_path / "sharegpt.jsonl",
+            [
+                {
+                    "conversations": [
+                        {"from": "human", "value": c[0]["content"]},
+                        {"from": "gpt", "value": c[1]["content"]},
+                    ]
+                }
+                for c in chats
+            ],
+        ),
+        "text.jsonl": _write_jsonl(tmp_path / "text.jsonl", [{"text": _phi3(c)} for c in chats]),
+    }
+    files["alpaca.json"] = tmp_path / "alpaca.json"
+    files["alpaca.json"].write_text(json.dumps(alpaca, indent=2))
+    files["pc.csv"] = tmp_path / "pc.csv"
+    pd.DataFrame(pc).to_csv(files["pc.csv"], index=False)
+    files["pc.parquet"] = tmp_path / "pc.parquet"
+    pd.DataFrame(pc).to_parquet(files["pc.parquet"])
+    files["pc-conversational.parquet"] = tmp_path / "pc-conversational.parquet"
+    pd.DataFrame([{"prompt": c[:1], "completion": c[1:]} for c in chats]).to_parquet(
+        files["pc-conversational.parquet"]
+    )
+    return files, chats
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [
+        ("messages.jsonl", "messages"),
+        ("sharegpt.jsonl", "sharegpt"),
+        ("text.jsonl", "text"),
+        ("alpaca.json", "alpaca"),
+        ("pc.csv", "prompt_completion"),
+        ("pc.parquet", "prompt_completion"),
+        ("pc-conversational.parquet", "prompt_completion"),
+    ],
+)
+def test_every_local_file_type_loads_and_normalises_identically(tmp_path, name, fmt):
+    files, chats = _equivalent_files(tmp_path)
+    prepared = data.prepare(DataConfig(dataset_name=str(files[name]), eval_fraction=0))
+    assert prepared.format == fmt and prepared.eval is None and prepared.problems == []
+    assert prepared.train.column_names == ["messages"]
+    assert prepared.train["messages"] == chats
+
+
+def test_csv_columns_are_read_as_text(tmp_path):
+    path = tmp_path / "qa.csv"
+    path.write_text("question,answer\nWhat is 2+2?,4\nWhat is 1/2?,0.50\n")
+    cfg = DataConfig(
+        dataset_name=str(path), column_mapping={"question": "user", "answer": "assistant"}, eval_fraction=0
+    )
+    rows = data.prepare(cfg).train["messages"]
+    assert [r[-1]["content"] for r in rows] == ["4", "0.50"]
+
+
+def test_examples_resolve_relative_to_the_repository_root(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = data.resolve_local_path("examples/pirate_chat.jsonl")
+    assert path is not None and path.is_file()
+    assert len(data.load_table(DataConfig(dataset_name="examples/pirate_chat.jsonl"), "train")) == 240
+
+
+@pytest.mark.parametrize(
+    "name", ["microsoft/orca-math", "teknium/OpenHermes-2.5", "squad", "HuggingFaceH4/ultrachat_200k"]
+)
+def test_hub_ids_are_not_local_paths(name):
+    assert data.resolve_local_path(name) is None
+
+
+def test_max_rows_keeps_the_first_rows():
+    table = data.load_table(DataConfig(dataset_name="examples/pirate_chat.jsonl", max_rows=5), "train")
+    assert len(table) == 5
+    assert table[0] == data.load_table(DataConfig(dataset_name="examples/pirate_chat.jsonl"), "train")[0]
+
+
+def test_missing_file_is_a_data_error(tmp_path):
+    missing = tmp_path / "nope.jsonl"
+    with pytest.raises(DataError, match=r"data.dataset_name: file .*nope.jsonl not found") as info:
+        data.resolve_local_path(str(missing))
+    assert ".jsonl, .json, .csv, .parquet" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["notes.txt", "sheet.xlsx"])
+def test_unsupported_file_suffix_is_a_data_error(tmp_path, name):
+    path = tmp_path / name
+    path.write_text("hello")
+    with pytest.raises(DataError, match=rf"data.dataset_name: .*{name} is a \.\w+ file, which cannot be read"):
+        data.resolve_local_path(str(path))
+    with pytest.raises(DataError, match=r"\.jsonl, \.json, \.csv, \.parquet"):
+        data.resolve_local_path(str(tmp_path / "missing" / name))  # missing too: still clearly a file
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "detail"),
+    [
+        ("bad.jsonl", '{"text": "ok"}\n{"text": \n', "JSON parse error"),
+        ("bad.parquet", "this is not parquet", "Parquet magic bytes not found"),
+    ],
+)
+def test_corrupt_file_is_a_data_error_with_the_reason(tmp_path, name, content, detail):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(DataError) as info:
+        data.load_table(DataConfig(dataset_name=str(path)), "train")
+    message = str(info.value)
+    assert message.startswith(f"data.dataset_name: cannot read {path}") and detail in message
+    assert "Check that the file is valid" in message
+
+
+@pytest.mark.parametrize(("name", "content"), [("empty.jsonl", ""), ("blank.jsonl", "\n\n"), ("header.csv", "a,b\n")])
+def test_empty_dataset_is_a_data_error(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(DataError, match=r"data.dataset_name: .* (is empty|has no rows)"):
+        data.load_table(DataConfig(dataset_name=str(path)), "train")
+
+
+def test_local_file_has_no_other_split(tmp_path):
+    path = _write_jsonl(tmp_path / "chat.jsonl", [{"messages": _chat(False)}])
+    with pytest.raises(DataError) as info:
+        data.load_table(DataConfig(dataset_name=str(path)), "validation")
+    message = str(info.value)
+    assert "split 'validation' does not exist" in message and "one split, 'train'" in message
+
+
+def test_local_file_with_a_test_split_is_a_clear_error(tmp_path):
+    path = _write_jsonl(tmp_path / "chat.jsonl", [{"messages": _chat(False)}] * 3)
+    with pytest.raises(DataError, match="data.dataset_test_split: split 'test' does not exist.*eval_fraction"):
+        data.prepare(DataConfig(dataset_name=str(path), dataset_test_split="test"))
+
+
+def test_local_file_split_slices_work():
+    table = data.load_table(DataConfig(dataset_name="examples/pirate_chat.jsonl"), "train[:10]")
+    assert len(table) == 10
+
+
+# --------------------------------------------------------------------------- dataset folders and the Hub path
+
+
+@pytest.fixture
+def split_folder(tmp_path):
+    """A local dataset folder with train and test files: `datasets` loads it like a Hub repo, offline."""
+    folder = tmp_path / "chat_data"
+    folder.mkdir()
+    _write_jsonl(folder / "train.jsonl", [{"messages": _chat(False, f"Question {i}?")} for i in range(8)])
+    _write_jsonl(folder / "test.jsonl", [{"messages": _chat(False, f"Test {i}?")} for i in range(3)])
+    return folder
+
+
+def test_dataset_test_split_is_loaded_and_normalised(split_folder):
+    prepared = data.prepare(
+        DataConfig(dataset_name=str(split_folder), dataset_test_split="test", system_prompt=SYSTEM)
+    )
+    assert len(prepared.train) == 8 and len(prepared.eval) == 3
+    assert prepared.eval["messages"][0] == [{"role": "system", "content": SYSTEM}, *_chat(False, "Test 0?")]
+
+
+def test_unknown_split_lists_the_available_splits(split_folder):
+    with pytest.raises(DataError) as info:
+        data.prepare(DataConfig(dataset_name=str(split_folder), dataset_test_split="validation"))
+    message = str(info.value)
+    assert message.startswith("data.dataset_test_split:") and "no split 'validation'" in message
+    assert "Available splits: train, test" in message
+
+
+def test_unreachable_hub_dataset_is_a_data_error():
+    # The tests run with HF_HUB_OFFLINE=1: datasets refuses at once instead of touching the network.
+    with pytest.raises(DataError, match="check the ID and that your token can read it"):
+        data.load_table(DataConfig(dataset_name="nobody/no-such-dataset"), "train")
+
+
+def test_missing_or_private_hub_dataset_is_a_data_error(monkeypatch):
+    from datasets.exceptions import DatasetNotFoundError
+
+    def not_found(*args, **kwargs):
+        raise DatasetNotFoundError("Dataset 'nobody/private' doesn't exist on the Hub or cannot be accessed.")
+
+    monkeypatch.setattr(datasets, "load_dataset", not_found)
+    with pytest.raises(DataError) as info:
+        data.load_table(DataConfig(dataset_name="nobody/private"), "train", token="hf_secret")
+    message = str(info.value)
+    assert "'nobody/private' not found or not readable" in message
+    assert "Check the ID and that your token can read it" in message and "hf_secret" not in message
+
+
+# --------------------------------------------------------------------------- prepare: the eval split
+
+
+def _many(tmp_path, n=50):
+    return _write_jsonl(tmp_path / "many.jsonl", [{"messages": _chat(False, f"Question {i}?")} for i in range(n)])
+
+
+def test_eval_fraction_split_is_seeded_and_disjoint(tmp_path):
+    cfg = DataConfig(dataset_name=str(_many(tmp_path)), eval_fraction=0.2)
+    first, again, other = data.prepare(cfg, seed=1), data.prepare(cfg, seed=1), data.prepare(cfg, seed=2)
+    train = [r[0]["content"] for r in first.train["messages"]]
+    held = [r[0]["content"] for r in first.eval["messages"]]
+    assert len(held) == 10 and len(train) == 40
+    assert not set(train) & set(held) and len(set(train) | set(held)) == 50
+    assert again.eval["messages"] == first.eval["messages"]
+    assert other.eval["messages"] != first.eval["messages"]
+
+
+def test_eval_fraction_zero_means_no_eval(tmp_path):
+    prepared = data.prepare(DataConfig(dataset_name=str(_many(tmp_path)), eval_fraction=0))
+    assert prepared.eval is None and len(prepared.train) == 50
+
+
+def test_eval_split_holds_out_at_least_one_row(tmp_path):
+    prepared = data.prepare(DataConfig(dataset_name=str(_many(tmp_path, 2)), eval_fraction=0.1))
+    assert len(prepared.train) == 1 and len(prepared.eval) == 1
+
+
+def test_a_single_row_is_all_train(tmp_path):
+    prepared = data.prepare(DataConfig(dataset_name=str(_many(tmp_path, 1)), eval_fraction=0.1))
+    assert len(prepared.train) == 1 and prepared.eval is None
+
+
+def test_prepare_reports_problems_and_keeps_good_rows(tmp_path):
+    rows = [{"messages": _chat(False)}, {"messages": [{"role": "user", "content": "hi"}]}, {"messages": _chat(True)}]
+    prepared = data.prepare(DataConfig(dataset_name=str(_write_jsonl(tmp_path / "m.jsonl", rows)), eval_fraction=0))
+    assert prepared.n_input == 3 and len(prepared.train) == 2
+    assert prepared.problems == ["row 2: no assistant message"]
+
+
+def test_prepare_respects_forced_format_and_mapping_conflicts(tmp_path):
+    path = _write_jsonl(tmp_path / "qa.jsonl", [{"question": QUESTION, "answer": ANSWER}])
+    mapping = {"question": "user", "answer": "assistant"}
+    assert (
+        data.prepare(DataConfig(dataset_name=str(path), column_mapping=mapping, eval_fraction=0)).format == "columns"
+    )
+    with pytest.raises(DataError, match="data.format: alpaca conflicts with data.column_mapping"):
+        data.prepare(DataConfig(dataset_name=str(path), format="alpaca", column_mapping=mapping))
+
+
+def test_split_eval_rejects_a_bad_fraction():
+    with pytest.raises(DataError, match="data.eval_fraction"):
+        data.split_eval([_chat(False)] * 4, 1.5)
+
+
+# --------------------------------------------------------------------------- preview
+
+
+def test_preview_renders_with_the_real_phi3_template(phi3_tokenizer):
+    cfg = DataConfig(dataset_name="examples/pirate_sharegpt.jsonl", system_prompt=SYSTEM)
+    p = data.preview(cfg, phi3_tokenizer, max_length=1024, n=2)
+    assert p.format == "sharegpt" and p.n_rows == p.n_input == 240 and p.problems == []
+    assert len(p.rendered) == 2
+    assert p.rendered[0] == (
+        f"<|system|>\n{SYSTEM}<|end|>\n<|user|>\nWhat do you think about rain?<|end|>\n"
+        f"<|assistant|>\n{ANSWER}<|end|>\n<|endoftext|>"
+    )
+    assert p.n_over_max_length == 0
+
+
+def test_preview_token_stats_match_the_tokenised_template(phi3_tokenizer):
+    p = data.preview(DataConfig(dataset_name="examples/pirate_chat.jsonl"), phi3_tokenizer, max_length=1024)
+    rows = data.prepare(DataConfig(dataset_name="examples/pirate_chat.jsonl", eval_fraction=0)).train["messages"]
+    lengths = []
+    for row in rows:
+        out = phi3_tokenizer.apply_chat_template(row, tokenize=True)
+        lengths.append(len(out["input_ids"] if hasattr(out, "keys") else out))
+    stats = p.token_lengths
+    assert stats["min"] == min(lengths) and stats["max"] == max(lengths)
+    assert stats["mean"] == pytest.approx(sum(lengths) / len(lengths))
+    assert stats["min"] <= stats["p50"] <= stats["p95"] <= stats["max"]
+    assert 10 < stats["min"] < 100  # a short question and answer is tens of tokens
+
+
+def test_preview_counts_rows_over_max_length(phi3_tokenizer, tmp_path):
+    rows = [{"messages": _chat(False)}] * 3 + [{"messages": _chat(False, "Why? " * 100)}] * 2
+    cfg = DataConfig(dataset_name=str(_write_jsonl(tmp_path / "m.jsonl", rows)))
+    p = data.preview(cfg, phi3_tokenizer, max_length=100, n=1)
+    assert p.n_over_max_length == 2 and p.max_length == 100
+    assert "over max_length 100 tokens: 2 rows" in data.format_preview(p)
+
+
+def test_format_preview_text(phi3_tokenizer, tmp_path):
+    good = [{"instruction": f"Q{i}", "input": "", "output": ANSWER} for i in range(20)]
+    bad = [{"instruction": f"Q{i}", "input": "", "output": ""} for i in range(12)]
+    cfg = DataConfig(dataset_name=str(_write_jsonl(tmp_path / "a.jsonl", good + bad)))
+    text = data.format_preview(data.preview(cfg, phi3_tokenizer, max_length=512, n=1))
+    assert "format: alpaca" in text
+    assert "20 usable of 32 (12 malformed" in text
+    assert "row 21: output is empty" in text and "row 30: output is empty" in text and "row 31" not in text
+    assert "... and 2 more" in text
+    assert "tokens per row" in text and "over max_length 512 tokens: 0 rows" in text
+    assert "<|user|>\nQ0<|end|>" in text and "<|assistant|>" in text
