@@ -191,11 +191,10 @@ def _train(
 
 def make_trainer(config: RunConfig, run_dir: Path, model, tokenizer, train_dataset, eval_dataset, callbacks=()):
     """TRL's SFTTrainer with the PEFT LoRA config: it wraps the frozen base in a PeftModel and owns the loop."""
+    from transformers import PrinterCallback
     from trl import SFTTrainer
 
     from trainer.modeling import lora_config
-
-    from transformers import PrinterCallback
 
     has_eval = eval_dataset is not None and len(eval_dataset) > 0
     trainer = SFTTrainer(

@@ -26,8 +26,9 @@ LORA_PARAMS = LAYERS * sum(R * (i + o) for i, o in PROJECTIONS)
 def demo(tiny_model_path, tmp_path_factory):
     """One full tiny-demo run (the same as `python -m trainer demo`), shared by the tests below."""
     events = []
-    result = run(preset_config("tiny-demo"), on_event=events.append, run_dir=tmp_path_factory.mktemp("demo"),
-                 return_model=True)
+    result = run(
+        preset_config("tiny-demo"), on_event=events.append, run_dir=tmp_path_factory.mktemp("demo"), return_model=True
+    )
     return result, events
 
 
@@ -50,8 +51,9 @@ def test_saved_adapter_holds_only_lora_tensors(demo):
     assert all(".lora_A." in k or ".lora_B." in k for k in tensors)
     assert sum(t.numel() for t in tensors.values()) == LORA_PARAMS
     config = json.loads((result.adapter_dir / "adapter_config.json").read_text())
-    assert config["r"] == R and sorted(config["target_modules"]) == sorted(["qkv_proj", "o_proj", "gate_up_proj",
-                                                                           "down_proj"])
+    assert config["r"] == R and sorted(config["target_modules"]) == sorted(
+        ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
+    )
 
 
 def test_reloaded_adapter_gives_the_trained_logits_and_base_is_untouched(demo):
@@ -60,8 +62,12 @@ def test_reloaded_adapter_gives_the_trained_logits_and_base_is_untouched(demo):
     result, _ = demo
     cfg = preset_config("tiny-demo")
     tokenizer = load_tokenizer(cfg.model)
-    ids = tokenizer.apply_chat_template([{"role": "user", "content": "Tell me about the moon."}],
-                                        add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Tell me about the moon."}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
     trained = result.model.eval()
     fresh_base = load_base_model(cfg.model, for_training=False)
     reloaded = PeftModel.from_pretrained(fresh_base, result.adapter_dir).eval()
@@ -83,7 +89,9 @@ def test_demo_lowers_held_out_eval_loss_by_at_least_30_percent(demo):
     result, _ = demo
     assert result.eval_loss_before is not None and result.eval_loss_after is not None
     assert loss_drop(result.eval_loss_before, result.eval_loss_after) >= 0.30, (
-        result.eval_loss_before, result.eval_loss_after)
+        result.eval_loss_before,
+        result.eval_loss_after,
+    )
 
 
 def test_demo_samples_show_the_persona_after_and_not_before(demo):
@@ -107,7 +115,8 @@ def test_run_folder_contract(demo):
     versions = json.loads((folder / rf.VERSIONS_FILE).read_text())
     assert {"torch", "transformers", "trl", "peft"} <= versions.keys()
     assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json"} <= {
-        p.name for p in result.adapter_dir.iterdir()}
+        p.name for p in result.adapter_dir.iterdir()
+    }
     assert (folder / rf.CHECKPOINTS_DIR / "checkpoint-80").is_dir()
     assert "trainable parameters: 57344" in (folder / rf.LOG_FILE).read_text()
     assert rf.read_events(folder) == events
@@ -126,8 +135,10 @@ def test_events_carry_the_metrics(demo):
 
 
 def test_resume_continues_step_numbers(tiny_model_path, tmp_path):
-    cfg = load_config(preset="tiny-demo", overrides=[
-        "max_steps=12", "save_steps=4", "logging_steps=1", "eval_steps=100", "sample_prompts=1"])
+    cfg = load_config(
+        preset="tiny-demo",
+        overrides=["max_steps=12", "save_steps=4", "logging_steps=1", "eval_steps=100", "sample_prompts=1"],
+    )
 
     def crash_at_step_6(event):
         if event.get("step") == 6 and "loss" in event:
@@ -153,8 +164,12 @@ def test_generation_stops_at_end_of_turn(tiny_model_path):
     tokenizer = load_tokenizer(cfg.model)
     model = load_base_model(cfg.model, for_training=False)
     configure_generation(model, tokenizer)
-    ids = tokenizer.apply_chat_template([{"role": "user", "content": "What is rain?"}], add_generation_prompt=True,
-                                        return_tensors="pt", return_dict=True)
-    out = model.generate(**ids, max_new_tokens=40, do_sample=False)[0, ids["input_ids"].shape[1]:].tolist()
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is rain?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
+    out = model.generate(**ids, max_new_tokens=40, do_sample=False)[0, ids["input_ids"].shape[1] :].tolist()
     assert out[-1] == END_ID and END_ID not in out[:-1] and len(out) < 40
     assert tokenizer.pad_token_id not in (END_ID, 32000)

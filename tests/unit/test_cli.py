@@ -13,8 +13,9 @@ from trainer.config import PROJECT_ROOT, diff_dict, preset_config
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "trainer", *args], cwd=PROJECT_ROOT, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "trainer", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.parametrize("command", [[], ["train"], ["data", "inspect"], ["demo"], ["config", "show"]])

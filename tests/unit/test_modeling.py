@@ -13,7 +13,6 @@ from trainer.modeling import (
     END_ID,
     ENDOFTEXT_ID,
     SYSTEM_ID,
-    TOKENIZER_DIR,
     USER_ID,
     attention_candidates,
     bnb_config,
@@ -36,7 +35,10 @@ def _ids(tokenizer, messages, **kwargs):
 
 def test_rendering_uses_the_real_phi3_template(phi3_tokenizer):
     text = phi3_tokenizer.apply_chat_template(CHAT, tokenize=False)
-    assert text == "<|system|>\nYou are terse.<|end|>\n<|user|>\nHi there<|end|>\n<|assistant|>\nHello.<|end|>\n<|endoftext|>"
+    assert (
+        text
+        == "<|system|>\nYou are terse.<|end|>\n<|user|>\nHi there<|end|>\n<|assistant|>\nHello.<|end|>\n<|endoftext|>"
+    )
     ids = _ids(phi3_tokenizer, CHAT)
     assert ids[0] == SYSTEM_ID and ids.count(USER_ID) == 1 and ids.count(ASSISTANT_ID) == 1
     assert ids.count(END_ID) == 3 and ids[-1] == ENDOFTEXT_ID
