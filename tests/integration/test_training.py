@@ -154,6 +154,8 @@ def test_resume_continues_step_numbers(tiny_model_path, tmp_path):
     events = rf.read_events(tmp_path)
     assert [e["step"] for e in events if "loss" in e] == list(range(1, 13))
     assert any(e.get("message") == "resumed from checkpoint at step 4" for e in events)
+    kept = sorted(p.name for p in (tmp_path / rf.CHECKPOINTS_DIR).glob("checkpoint-*"))
+    assert kept == ["checkpoint-12", "checkpoint-8"]  # save_total_limit 2
     assert result.eval_loss_before is not None  # carried over from the first attempt
 
 
@@ -173,3 +175,49 @@ def test_generation_stops_at_end_of_turn(tiny_model_path):
     out = model.generate(**ids, max_new_tokens=40, do_sample=False)[0, ids["input_ids"].shape[1] :].tolist()
     assert out[-1] == END_ID and END_ID not in out[:-1] and len(out) < 40
     assert tokenizer.pad_token_id not in (END_ID, 32000)
+
+
+def test_labels_mask_everything_but_assistant_tokens(tiny_model_path, tmp_path):
+    from datasets import Dataset
+
+    from trainer.modeling import ASSISTANT_ID, ENDOFTEXT_ID
+    from trainer.training import make_trainer
+
+    cfg = preset_config("tiny-demo")
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "Rain?"},
+        {"role": "assistant", "content": "Wet."},
+    ]
+    trainer = make_trainer(
+        cfg,
+        tmp_path,
+        load_base_model(cfg.model),
+        load_tokenizer(cfg.model),
+        Dataset.from_dict({"messages": [messages]}),
+        None,
+    )
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
+    # expected: each assistant reply from the token after <|assistant|> through its <|end|>, then the final eos
+    expected, inside = [], False
+    for i, token in enumerate(ids):
+        if inside:
+            expected.append(i)
+        inside = (inside and token != END_ID) or token == ASSISTANT_ID
+    expected.append(len(ids) - 1)
+    assert ids[-1] == ENDOFTEXT_ID and ids.count(ASSISTANT_ID) == 2
+    assert [i for i, label in enumerate(labels) if label != -100] == expected
+    assert all(labels[i] == ids[i] for i in expected)
+    assert len(expected) < len(ids) / 2  # system, user and role tokens carry no loss
+
+
+def test_packed_training_runs_on_cpu(tiny_model_path, tmp_path):
+    cfg = load_config(
+        preset="tiny-demo",
+        overrides=["packing=true", "max_steps=3", "eval_steps=3", "sample_prompts=0", "save_steps=3"],
+    )
+    result = run(cfg, run_dir=tmp_path)
+    assert result.global_step == 3 and result.eval_loss_after < result.eval_loss_before
