@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
 from trainer.config import PRESETS, ConfigError, RunConfig, diff_dict, iter_fields, load_config, preset_config
 
 EXIT_BAD_INPUT = 2
+EXIT_CANCELLED = 3
+WORKER_ENV = "PHI3_STUDIO_WORKER"  # set by trainer.jobs: the console is the run's log.txt
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -131,14 +134,22 @@ def _config_from_args(args: argparse.Namespace, preset: str | None = None) -> Ru
 
 def cmd_train(args: argparse.Namespace) -> int:
     """`train`: resolve the config, fine-tune, print where the adapter is."""
-    from trainer.training import loss_drop, run
+    import signal
+
+    from trainer.training import RunCancelled, loss_drop, request_stop, run
 
     if args.resume and args.run_dir is None:
         raise ConfigError(["--resume: needs --run-dir, the folder of the run to continue."])
     if args.resume and args.config is None and (args.run_dir / "config.yaml").exists():
         args.config = args.run_dir / "config.yaml"
     config = _config_from_args(args)
-    result = run(config, on_event=_print_event, run_dir=args.run_dir, resume=args.resume)
+    signal.signal(signal.SIGTERM, lambda signum, frame: request_stop())  # Cancel: checkpoint, then exit 3
+    try:
+        result = run(config, on_event=_print_event, run_dir=args.run_dir, resume=args.resume,
+                     token=os.environ.get("HF_TOKEN"))
+    except RunCancelled as exc:
+        print(f"cancelled: {exc}", flush=True)
+        return EXIT_CANCELLED
     print(f"adapter saved to {result.adapter_dir}")
     drop = loss_drop(result.eval_loss_before, result.eval_loss_after)
     if drop is not None:
@@ -235,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = make_parser().parse_args(argv)
     console = logging.StreamHandler()
-    console.setLevel(logging.WARNING)  # details go to the run's log.txt; the console shows progress lines
+    # details go to the run's log.txt; the console shows progress lines (in a worker, the console IS log.txt)
+    console.setLevel(logging.CRITICAL if os.environ.get(WORKER_ENV) else logging.WARNING)
     logging.basicConfig(handlers=[console], format="%(levelname)s %(name)s: %(message)s")
     handlers = {"train": cmd_train, "demo": cmd_demo, "config": cmd_config}
     handler = cmd_data_inspect if args.command == "data" else handlers[args.command]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,18 @@ logger = logging.getLogger(__name__)
 
 EventHandler = Callable[[dict[str, Any]], None]
 LOGGED_LIBRARIES = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "huggingface_hub")
+
+# Set by request_stop() (the worker's SIGTERM handler): the loop saves a checkpoint and stops at the next step.
+_STOP = threading.Event()
+
+
+class RunCancelled(Exception):
+    """The run was asked to stop (e.g. SIGTERM from Cancel); a checkpoint was saved, so it can be resumed."""
+
+
+def request_stop() -> None:
+    """Ask the run in this process to save a checkpoint and stop after the current step (signal-safe)."""
+    _STOP.set()
 
 
 @dataclass
@@ -83,8 +96,12 @@ def run(
     emit = _event_writer(run_dir, on_event)
     started = time.time()
     rf.write_status(run_dir, "running", started_at=started, error=None)
+    _STOP.clear()
     try:
         result = _train(config, run_dir, emit, resume, token, return_model)
+    except RunCancelled as exc:
+        rf.write_status(run_dir, "cancelled", error=str(exc), finished_at=time.time())
+        raise
     except BaseException as exc:
         rf.write_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}", finished_at=time.time())
         logger.exception("run failed")
@@ -166,6 +183,10 @@ def _train(
 
     # --- 7. train
     trainer.train(resume_from_checkpoint=checkpoint)
+    if _STOP.is_set():
+        step = trainer.state.global_step
+        emit({"step": step, "message": f"cancelled at step {step}; checkpoint saved, the run can be resumed"})
+        raise RunCancelled(f"cancelled at step {step}; resume continues from its checkpoint")
 
     # --- 8. evaluate the tuned model (unless the loop just did, at the final step), answer the samples again
     eval_after = None
@@ -368,6 +389,11 @@ def _make_event_callback_class():
             self.train_start = time.time()
             self.start_step = state.global_step
             self.last_tokens = None
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if _STOP.is_set():  # Cancel: checkpoint now, then stop
+                control.should_save = True
+                control.should_training_stop = True
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             logs = logs or {}

@@ -1,0 +1,238 @@
+"""The job store and queue: state transitions, one job at a time, cancel, recovery after a restart, failure causes.
+
+Workers here are a stand-in script (not the trainer) so the tests take seconds: it reads what to do from the run's
+config.yaml (data.system_prompt = "sleep:S", "exit:N" or "crash") and handles SIGTERM like the real worker.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from trainer import runfolder as rf
+from trainer.config import load_config
+from trainer.jobs import EXIT_CANCELLED, JobManager, JobStore, failure_cause, pid_alive
+
+FAKE_WORKER = textwrap.dedent(
+    """
+    import os, signal, sys, time, pathlib, yaml
+    args = sys.argv
+    run_dir = pathlib.Path(args[args.index("--run-dir") + 1])
+    what = yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["system_prompt"]
+    (run_dir / "worker.txt").write_text(f"token={os.environ.get('HF_TOKEN', '')} resume={'--resume' in args}")
+    print("worker started", flush=True)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+    kind, _, arg = what.partition(":")
+    if kind == "sleep":
+        end = time.time() + float(arg)
+        while time.time() < end:
+            if stop:
+                (run_dir / "checkpoints" / "checkpoint-1").mkdir(parents=True)
+                print("cancelled", flush=True)
+                sys.exit(3)
+            time.sleep(0.05)
+    elif kind == "ignore-term":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        time.sleep(float(arg))
+    elif kind == "exit":
+        print("error: data.dataset_name: no such file. Check the path.", flush=True)
+        sys.exit(int(arg))
+    elif kind == "crash":
+        raise RuntimeError("boom")
+    """
+)
+
+
+@pytest.fixture
+def manager(tmp_path, monkeypatch):
+    monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path))
+    script = tmp_path / "fake_worker.py"
+    script.write_text(FAKE_WORKER)
+    launcher = tmp_path / "python"
+    launcher.write_text(f'#!/bin/sh\nshift 3\nexec {sys.executable} {script} "$@"\n')  # drop "-m trainer train"
+    launcher.chmod(0o755)
+    return JobManager(JobStore(tmp_path / "jobs.sqlite"), python=str(launcher), grace_s=1.0)
+
+
+def _config(what: str):
+    return load_config(preset="tiny-demo", overrides=[f"system_prompt={what}"])
+
+
+def _wait(manager, job_id, states=("succeeded", "failed", "cancelled"), timeout=20.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        job = manager.store.get(job_id)
+        if job.status in states:
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} stuck in {manager.store.get(job_id).status}")
+
+
+def test_a_job_runs_to_success(manager):
+    job = manager.submit(_config("sleep:0.2"), owner="alice")
+    assert job.status == "running" and job.pid and job.started_at
+    done = _wait(manager, job.id)
+    assert (done.status, done.exit_code, done.error) == ("succeeded", 0, None)
+    assert done.finished_at >= done.started_at
+    assert (Path(done.run_dir) / "config.yaml").exists()
+    assert "worker started" in (Path(done.run_dir) / rf.LOG_FILE).read_text()  # stdout goes to log.txt
+
+
+def test_one_job_at_a_time_and_queue_positions(manager):
+    first = manager.submit(_config("sleep:1.5"))
+    second = manager.submit(_config("sleep:0.1"))
+    third = manager.submit(_config("sleep:0.1"))
+    assert manager.store.get(first.id).status == "running"
+    assert (second.status, third.status) == ("queued", "queued")
+    assert (manager.store.queue_position(second.id), manager.store.queue_position(third.id)) == (1, 2)
+    _wait(manager, first.id)
+    assert _wait(manager, second.id).started_at >= manager.store.get(first.id).finished_at
+    assert _wait(manager, third.id).started_at >= manager.store.get(second.id).finished_at
+    assert all(manager.store.get(j.id).status == "succeeded" for j in (first, second, third))
+
+
+def test_cancel_a_running_job_stops_it_cleanly(manager):
+    job = manager.submit(_config("sleep:30"))
+    time.sleep(0.5)
+    manager.cancel(job.id)
+    done = _wait(manager, job.id)
+    assert (done.status, done.exit_code) == ("cancelled", EXIT_CANCELLED)
+    assert not pid_alive(job.pid)
+    assert done.resumable  # the worker saved a checkpoint on SIGTERM
+
+
+def test_cancel_kills_a_worker_that_ignores_sigterm(manager):
+    job = manager.submit(_config("ignore-term:60"))
+    time.sleep(0.5)
+    manager.cancel(job.id)
+    done = _wait(manager, job.id, timeout=10)
+    assert done.status == "cancelled" and done.exit_code == -signal.SIGKILL
+
+
+def test_cancel_a_queued_job_and_the_queue_moves_on(manager):
+    running = manager.submit(_config("sleep:0.5"))
+    queued = manager.submit(_config("sleep:0.1"))
+    after = manager.submit(_config("sleep:0.1"))
+    assert manager.cancel(queued.id).status == "cancelled"
+    assert _wait(manager, after.id).status == "succeeded"
+    assert manager.store.get(queued.id).started_at is None and manager.store.get(running.id).status == "succeeded"
+
+
+def test_failed_job_records_exit_code_and_cause(manager):
+    bad = _wait(manager, manager.submit(_config("exit:2")).id)
+    assert (bad.status, bad.exit_code) == ("failed", 2)
+    assert bad.error == "data.dataset_name: no such file. Check the path."
+    crash = _wait(manager, manager.submit(_config("crash")).id)
+    assert crash.status == "failed" and crash.error == "RuntimeError: boom"
+    assert rf.read_json(Path(crash.run_dir) / rf.STATUS_FILE)["state"] == "failed"
+
+
+def test_recovery_after_a_restart_marks_dead_workers_failed(manager, tmp_path):
+    store = manager.store
+    with_ckpt = store.create(tmp_path / "runs" / "a", name="a")
+    without = store.create(tmp_path / "runs" / "b", name="b")
+    (tmp_path / "runs" / "a" / "checkpoints" / "checkpoint-10").mkdir(parents=True)
+    (tmp_path / "runs" / "b").mkdir(parents=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    for job in (with_ckpt, without):
+        store.update(job.id, status="running", pid=dead.pid, started_at=time.time())
+    JobManager(store, python=manager.python).recover()  # a new server process
+    a, b = store.get(with_ckpt.id), store.get(without.id)
+    assert a.status == b.status == "failed"
+    assert a.resumable and "resume it from its last checkpoint" in a.error
+    assert not b.resumable and "start it again" in b.error
+
+
+def test_recovery_keeps_watching_a_live_worker(manager, tmp_path):
+    store = manager.store
+    job = store.create(tmp_path / "runs" / "live", name="live")
+    (tmp_path / "runs" / "live").mkdir(parents=True)
+    rf.write_status(tmp_path / "runs" / "live", "succeeded")
+    sleeper = subprocess.Popen(["sleep", "1"], start_new_session=True)
+    store.update(job.id, status="running", pid=sleeper.pid, started_at=time.time())
+    restarted = JobManager(store, python=manager.python)
+    restarted.recover()
+    assert store.get(job.id).status == "running"  # not marked failed: its worker is alive
+    sleeper.wait()
+    assert _wait(restarted, job.id).status == "succeeded"
+
+
+def test_resume_requeues_with_the_resume_flag(manager):
+    job = manager.submit(_config("sleep:30"))
+    time.sleep(0.5)
+    manager.cancel(job.id)
+    _wait(manager, job.id)
+    resumed = manager.resume(job.id, token="hf_secret_token")
+    assert resumed.status == "running" and resumed.resume
+    marker = Path(job.run_dir) / "worker.txt"
+    end = time.time() + 10
+    while "resume=True" not in marker.read_text() and time.time() < end:
+        time.sleep(0.05)
+    assert marker.read_text() == "token=hf_secret_token resume=True"
+    manager.cancel(job.id)
+    assert _wait(manager, job.id).status == "cancelled"
+
+
+def test_token_reaches_the_worker_environment_only(manager, tmp_path):
+    job = _wait(manager, manager.submit(_config("sleep:0.1"), token="hf_secret_token").id)
+    assert (Path(job.run_dir) / "worker.txt").read_text().startswith("token=hf_secret_token")
+    dump = "\n".join(sqlite3.connect(tmp_path / "jobs.sqlite").iterdump())
+    assert "hf_secret_token" not in dump
+    assert "hf_secret_token" not in (Path(job.run_dir) / "config.yaml").read_text()
+
+
+def test_delete_removes_a_finished_run_only(manager):
+    running = manager.submit(_config("sleep:30"))
+    with pytest.raises(ValueError, match="cancel it before deleting"):
+        manager.delete(running.id)
+    manager.cancel(running.id)
+    _wait(manager, running.id)
+    manager.delete(running.id)
+    assert manager.store.get(running.id) is None and not Path(running.run_dir).exists()
+
+
+def test_owners_see_only_their_runs(manager):
+    manager.submit(_config("sleep:0.1"), owner="alice")
+    manager.submit(_config("sleep:0.1"), owner="bob")
+    assert [j.owner for j in manager.store.list(owner="alice")] == ["alice"]
+    assert len(manager.store.list()) == 2  # not signed in (local): everything
+
+
+def test_store_rejects_unknown_states_and_fields(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite")
+    job = store.create(tmp_path / "r", name="r")
+    with pytest.raises(ValueError, match="unknown job status"):
+        store.update(job.id, status="exploded")
+    with pytest.raises(KeyError):
+        store.update(job.id, token="x")
+
+
+@pytest.mark.parametrize(
+    ("log", "code", "expected"),
+    [
+        ("...\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate", 1, "CUDA out of memory: lower the"),
+        ("error: data.dataset_name: 'x' not found. Check the ID.", 2, "data.dataset_name: 'x' not found."),
+        ("Traceback (most recent call last):\n  File x\nValueError: bad", 1, "ValueError: bad"),
+        ("", -9, "the worker was killed"),
+        ("all fine", 7, "the worker exited with code 7"),
+    ],
+)
+def test_failure_cause(log, code, expected):
+    assert failure_cause(log, code).startswith(expected)
+
+
+def test_pid_alive():
+    assert pid_alive(os.getpid())
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    assert not pid_alive(proc.pid)
