@@ -1,0 +1,570 @@
+"""The web app: Gradio Blocks with a Train tab (form generated from RunConfig) and a Runs tab (live monitoring).
+
+The UI only wires: widgets -> RunConfig -> a `trainer.*` call -> updates. The form is generated from the fields of
+RunConfig (label, help, bounds, choices), so no default or range is written here. Training runs in a worker process
+started by trainer.jobs; the Runs tab polls the run folder (`events.jsonl`, `status.json`, `log.txt`) with a
+`gr.Timer`, so a page reload or a second tab shows the same run without touching it.
+
+On a machine without a CUDA GPU the app is the offline demo: the form starts from the `tiny-demo` preset (a tiny
+Phi-3 with the real tokenizer, trained on the CPU) and a banner says so.
+
+Example:
+    python app.py            # http://127.0.0.1:7860
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import shutil
+import time
+import typing
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from trainer import runfolder as rf
+from trainer.config import PRESETS, ConfigError, FieldSpec, RunConfig, apply_value, iter_fields
+
+logger = logging.getLogger(__name__)
+
+DEMO_PRESET = "tiny-demo"
+GPU_PRESET = "lora"
+BUNDLED_EXAMPLES = {
+    "Pirate persona: chat messages (.jsonl)": "examples/pirate_chat.jsonl",
+    "Pirate persona: Alpaca (.json)": "examples/pirate_alpaca.json",
+    "Pirate persona: ShareGPT (.jsonl)": "examples/pirate_sharegpt.jsonl",
+    "Pirate persona: prompt/completion (.csv)": "examples/pirate_prompt_completion.csv",
+}
+FORM_SECTIONS = ("model", "data", "lora", "training")  # hub settings arrive with sign-in (Hub publishing)
+SECTION_TITLES = {"model": "Model", "data": "Data", "lora": "LoRA", "training": "Training"}
+REFRESH_S = 1.0
+CSS = """
+#demo-banner {background: #fff7e6; border: 1px solid #f0b35b; border-radius: 8px; padding: 4px 12px;}
+#run-progress .bar {height: 14px; background: #e5e7eb; border-radius: 7px; overflow: hidden;}
+#run-progress .fill {height: 100%; background: #6366f1;}
+#form-errors ul {color: #b91c1c;}
+"""
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def gpu_available() -> bool:
+    """True when training can use a CUDA GPU (imports torch once, at build time, not at page import)."""
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:  # pragma: no cover - torch is a requirement
+        return False
+
+
+def demo_problems(cfg: RunConfig, on_gpu: bool) -> list[str]:
+    """What the offline CPU demo cannot do (a real Phi-3 on a CPU with no Hub access)."""
+    from trainer.modeling import TINY_MODEL_NAME
+
+    if on_gpu or cfg.model.model_name_or_path == TINY_MODEL_NAME:
+        return []
+    return [
+        f"model.model_name_or_path: this machine has no GPU, so it runs the offline demo and can only train "
+        f"{TINY_MODEL_NAME}. Pick the {DEMO_PRESET} preset, or run the app on a GPU Space."
+    ]
+
+
+# --------------------------------------------------------------------------- form <-> RunConfig (generated)
+
+
+def form_fields() -> list[FieldSpec]:
+    """The settings shown in the form, in RunConfig order."""
+    return [spec for spec in iter_fields() if spec.section in FORM_SECTIONS]
+
+
+def widget_value(spec: FieldSpec, value: Any) -> Any:
+    """A config value as its widget shows it (lists and mappings as comma-separated text)."""
+    if isinstance(value, list):
+        return ", ".join(value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    if value is None and not _is_number(spec):
+        return ""
+    return value
+
+
+def _is_number(spec: FieldSpec) -> bool:
+    types = [t for t in typing.get_args(spec.type) if t is not type(None)] or [spec.type]
+    return any(t in (int, float) for t in types) and spec.choices is None
+
+
+def make_widget(spec: FieldSpec, value: Any) -> gr.Component:
+    """The Gradio component for one setting, built from its metadata."""
+    meta = spec.meta
+    common = {
+        "label": meta["label"],
+        "info": meta["help"],
+        "elem_id": f"field-{spec.name}",
+        "value": widget_value(spec, value),
+    }
+    if spec.choices is not None:
+        return gr.Dropdown(choices=list(spec.choices), **common)
+    if spec.type is bool:
+        return gr.Checkbox(**common)
+    if _is_number(spec):
+        is_int = int in (spec.type, *typing.get_args(spec.type))
+        step = meta.get("step") or (1 if is_int else None)
+        return gr.Number(
+            minimum=meta.get("min"), maximum=meta.get("max"), step=step, precision=0 if is_int else None, **common
+        )
+    return gr.Textbox(**common)
+
+
+def config_from_form(values: dict[str, Any]) -> tuple[RunConfig, list[str]]:
+    """Build a RunConfig from the form's values ({setting key: widget value}); return it with every problem."""
+    cfg, errors = RunConfig(), []
+    for key, value in values.items():
+        apply_value(cfg, key, value, errors)
+    bad = {e.split(":", 1)[0] for e in errors}
+    return cfg, errors + [p for p in cfg.problems() if p.split(":", 1)[0] not in bad]
+
+
+def problems_markdown(problems: list[str]) -> str:
+    """The list of problems, each led by the field label it belongs to."""
+    if not problems:
+        return ""
+    labels = {spec.key: spec.meta["label"] for spec in iter_fields()}
+    lines = []
+    for problem in problems:
+        key, _, text = problem.partition(": ")
+        lines.append(f"- **{labels.get(key, key)}** (`{key}`): {text}")
+    return "### Fix these before training\n" + "\n".join(lines)
+
+
+def field_updates(problems: list[str]) -> list[Any]:
+    """Per-field updates: the problem shown under the field it concerns, the help text under the others."""
+    by_key: dict[str, str] = {}
+    for problem in problems:
+        key, _, text = problem.partition(": ")
+        by_key.setdefault(key, text)
+    return [gr.update(info=f"⚠️ {by_key[s.key]}" if s.key in by_key else s.meta["help"]) for s in form_fields()]
+
+
+# --------------------------------------------------------------------------- handlers (thin)
+
+
+def preview_tokenizer(model_name: str):
+    """The tokenizer to preview with: the configured model's when it is at hand, else the bundled Phi-3 one."""
+    from transformers import AutoTokenizer
+
+    from trainer.modeling import TINY_MODEL_NAME, TOKENIZER_DIR
+
+    if model_name != TINY_MODEL_NAME:
+        try:
+            return AutoTokenizer.from_pretrained(model_name)
+        except Exception:  # noqa: BLE001 - offline or private: the bundled tokenizer is the real Phi-3 one
+            logger.info("preview: using the bundled Phi-3 tokenizer instead of %s's", model_name)
+    return AutoTokenizer.from_pretrained(TOKENIZER_DIR)
+
+
+def preview_data(values: dict[str, Any]) -> tuple[str, str]:
+    """Preview button: detected format, rows, problems, length stats, and the first rows rendered."""
+    from trainer import data
+
+    cfg, problems = config_from_form(values)
+    problems = [p for p in problems if p.startswith("data.")]
+    if problems:
+        return problems_markdown(problems), ""
+    try:
+        p = data.preview(cfg.data, preview_tokenizer(cfg.model.model_name_or_path), cfg.training.max_length)
+    except (data.DataError, ConfigError) as exc:
+        return f"### Dataset problem\n{exc}", ""
+    stats = p.token_lengths
+    summary = [
+        f"**Format:** `{p.format}` · **rows:** {p.n_rows} usable of {p.n_input}",
+        f"**Tokens per row:** min {stats['min']:.0f}, median {stats['p50']:.0f}, p95 {stats['p95']:.0f}, "
+        f"max {stats['max']:.0f} · **over max length {p.max_length}:** {p.n_over_max_length} (truncated)",
+    ]
+    if p.problems:
+        shown = "\n".join(f"- {line}" for line in p.problems[:10])
+        more = f"\n- ... and {len(p.problems) - 10} more" if len(p.problems) > 10 else ""
+        summary.append(f"**{len(p.problems)} malformed rows left out:**\n{shown}{more}")
+    rendered = "\n\n".join(f"# row {i + 1}\n{text}" for i, text in enumerate(p.rendered))
+    return "\n\n".join(summary), rendered
+
+
+def check_before_queueing(cfg: RunConfig, on_gpu: bool, token: str | None = None) -> list[str]:
+    """Everything knowable before a job is queued: machine, demo limits, and that the data loads and parses."""
+    from trainer import data
+    from trainer.modeling import environment_problems
+
+    problems = environment_problems(cfg.model) + demo_problems(cfg, on_gpu)
+    if problems:
+        return problems
+    try:  # a sample is enough to catch a missing file/ID/split, an unknown format or all-bad rows
+        data.prepare(replace(cfg.data, max_rows=min(cfg.data.max_rows or 200, 200)), token=token)
+    except (data.DataError, ConfigError) as exc:
+        problems.append(str(exc))
+    return problems
+
+
+def save_upload(path: str | None) -> tuple[str | None, str]:
+    """Keep an uploaded dataset file under the data dir; return (its path or None, an error message or '')."""
+    from trainer.data import SUPPORTED_SUFFIXES
+
+    if not path:
+        return None, ""
+    suffix = Path(path).suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        return None, (
+            f"### Dataset problem\n**{Path(path).name}**: {suffix or 'no suffix'} files are not supported. "
+            f"Upload a {', '.join(SUPPORTED_SUFFIXES)} file."
+        )
+    target = rf.data_dir() / "uploads" / f"{time.strftime('%Y%m%d-%H%M%S')}-{Path(path).name}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, target)
+    return str(target), ""
+
+
+def export_yaml(values: dict[str, Any]) -> tuple[Any, str, str]:
+    """Download config: the exact YAML of the form (for `python -m trainer train --config`)."""
+    cfg, problems = config_from_form(values)
+    if problems:
+        return gr.update(visible=False), "", problems_markdown(problems)
+    path = rf.data_dir() / "exports" / f"config-{time.strftime('%Y%m%d-%H%M%S')}.yaml"
+    rf.write_text_atomic(path, cfg.to_yaml())
+    return gr.update(value=str(path), visible=True), cfg.to_yaml(), ""
+
+
+# --------------------------------------------------------------------------- runs: reading the run folder
+
+
+def job_choices(manager, owner: str | None) -> list[tuple[str, str]]:
+    """(label, id) pairs for the run picker, newest first."""
+    return [(f"#{j.id} · {j.status} · {j.name}", str(j.id)) for j in manager.store.list(owner)]
+
+
+def loss_frame(events: list[dict[str, Any]]):
+    """Train and eval loss per step, long format for gr.LinePlot."""
+    import pandas as pd
+
+    rows = [
+        {"step": e["step"], "loss": e[k], "series": label}
+        for e in events
+        for k, label in (("loss", "train loss"), ("eval_loss", "eval loss"))
+        if k in e
+    ]
+    return pd.DataFrame(rows, columns=["step", "loss", "series"])
+
+
+def progress_html(job, events: list[dict[str, Any]]) -> str:
+    """A progress bar with step/total and ETA."""
+    steps = [e for e in events if "total_steps" in e]
+    last = steps[-1] if steps else {}
+    step, total = last.get("step", 0), last.get("total_steps") or 0
+    if job is not None and job.status == "succeeded":
+        step = total = max(total, step) or 1
+    pct = 100 * step / total if total else 0
+    eta = f" · ETA {last['eta_s']:.0f} s" if job is not None and job.status == "running" and "eta_s" in last else ""
+    return (
+        f'<div class="bar"><div class="fill" style="width:{pct:.1f}%"></div></div>'
+        f"<div>step {step} / {total or '?'} ({pct:.0f} %){eta}</div>"
+    )
+
+
+def metrics_markdown(events: list[dict[str, Any]], status: dict[str, Any]) -> str:
+    """Latest learning rate, non-padding tokens/s, GPU memory and the eval loss before -> after."""
+    latest: dict[str, Any] = {}
+    for e in events:
+        latest.update({k: v for k, v in e.items() if v is not None})
+    parts = []
+    if "lr" in latest:
+        parts.append(f"**learning rate** {latest['lr']:.2e}")
+    if "tokens_per_s" in latest:
+        parts.append(f"**tokens/s** {latest['tokens_per_s']:.0f} (non-padding)")
+    parts.append(f"**GPU memory** {latest['gpu_mem_gb']:.1f} GB" if "gpu_mem_gb" in latest else "**GPU memory** n/a")
+    before, after = status.get("eval_loss_before"), status.get("eval_loss_after")
+    if before is not None:
+        change = f" ({100 * (after - before) / before:+.1f} %)" if after is not None and before else ""
+        parts.append(
+            f"**eval loss** {before:.4f} → {after:.4f}{change}"
+            if after is not None
+            else f"**eval loss before** {before:.4f}"
+        )
+    return " · ".join(parts)
+
+
+def status_markdown(manager, job) -> str:
+    """Headline for the selected run: state, name, times, queue place or failure cause."""
+    if job is None:
+        return "No runs yet. Start one in the **Train** tab."
+    lines = [f"### Run #{job.id} · {job.status}", f"{html.escape(job.name)} · `{job.run_dir}`"]
+    if job.status == "queued":
+        lines.append(f"Waiting for the GPU: place {manager.store.queue_position(job.id)} in the queue.")
+    if job.started_at:
+        end = job.finished_at or time.time()
+        lines.append(
+            f"started {time.strftime('%H:%M:%S', time.localtime(job.started_at))} · {end - job.started_at:.0f} s"
+        )
+    if job.error:
+        lines.append(f"**{'Cause' if job.status == 'failed' else 'Note'}:** {html.escape(job.error)}")
+    return "\n\n".join(lines)
+
+
+def samples_markdown(run_dir: Path) -> str:
+    """Held-out prompts answered before and after training."""
+    samples = rf.read_json(run_dir / rf.SAMPLES_FILE, []) or []
+    if not samples:
+        return ""
+    rows = ["| prompt | before | after |", "| --- | --- | --- |"]
+    for s in samples:
+        cells = [s.get("prompt"), s.get("before"), s.get("after")]
+        rows.append(
+            "| " + " | ".join(html.escape(str(c or "…")).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+        )
+    return "\n".join(rows)
+
+
+# --------------------------------------------------------------------------- the app
+
+
+def build_app(manager=None, on_gpu: bool | None = None) -> gr.Blocks:
+    """Build the Blocks app (Train and Runs tabs) around a JobManager."""
+    from trainer.jobs import JobManager, log_tail
+
+    manager = manager or JobManager.default()
+    on_gpu = gpu_available() if on_gpu is None else on_gpu
+    start_preset = GPU_PRESET if on_gpu else DEMO_PRESET
+    start_cfg = _preset(start_preset)
+
+    def owner_of(profile: gr.OAuthProfile | None) -> str | None:
+        return profile.username if profile is not None else None
+
+    with gr.Blocks(title="Phi-3 Fine-Tune Studio") as app:
+        gr.Markdown(
+            "# Phi-3 Fine-Tune Studio\nFine-tune Phi-3 with LoRA or QLoRA (TRL + PEFT), watch it train, "
+            "and keep only the adapter."
+        )
+        if not on_gpu:
+            gr.Markdown(
+                "**Offline demo mode:** no GPU was found, so this app trains a *tiny random Phi-3* (the real "
+                "Phi-3 tokenizer and architecture at toy width) on the CPU. Runs take about a minute; the "
+                "real Phi-3-mini needs a GPU Space.",
+                elem_id="demo-banner",
+            )
+        with gr.Tabs(selected="train") as tabs:
+            with gr.Tab("Train", id="train"):
+                train = build_train_tab(start_preset, start_cfg)
+            with gr.Tab("Runs", id="runs"):
+                runs = build_runs_tab()
+
+        fields = train["fields"]
+        field_list = [fields[s.key] for s in form_fields()]
+
+        def keyed(values: dict) -> dict[str, Any]:
+            """{component: value} (Gradio's set-of-inputs form) -> {setting key: value}."""
+            return {key: values[component] for key, component in fields.items()}
+
+        # --- Train tab wiring
+        train["preset"].change(
+            lambda name: [gr.update(value=widget_value(s, s.get(_preset(name)))) for s in form_fields()],
+            train["preset"],
+            field_list,
+            queue=False,
+        )
+        train["example"].change(
+            lambda label: gr.update(value=BUNDLED_EXAMPLES.get(label, "")) if label else gr.skip(),
+            train["example"],
+            fields["data.dataset_name"],
+            queue=False,
+        )
+
+        def on_upload(path):
+            saved, error = save_upload(path)
+            return (gr.update(value=saved) if saved else gr.skip()), error
+
+        train["upload"].upload(on_upload, train["upload"], [fields["data.dataset_name"], train["preview_summary"]])
+        train["preview"].click(
+            lambda v: preview_data(keyed(v)), set(field_list), [train["preview_summary"], train["preview_rows"]]
+        )
+        train["export"].click(
+            lambda v: export_yaml(keyed(v)), set(field_list), [train["yaml_file"], train["yaml_view"], train["errors"]]
+        )
+
+        def start(values: dict, profile: gr.OAuthProfile | None):
+            cfg, problems = config_from_form(keyed(values))
+            if not problems:
+                problems = check_before_queueing(cfg, on_gpu)
+            if problems:
+                return [problems_markdown(problems), *field_updates(problems), gr.skip(), gr.skip()]
+            job = manager.submit(cfg, owner=owner_of(profile))
+            picker = gr.update(choices=job_choices(manager, owner_of(profile)), value=str(job.id))
+            return ["", *field_updates([]), gr.Tabs(selected="runs"), picker]
+
+        train["start"].click(start, set(field_list), [train["errors"], *field_list, tabs, runs["picker"]])
+
+        # --- Runs tab wiring
+        outputs = [
+            runs["status"],
+            runs["progress"],
+            runs["plot"],
+            runs["metrics"],
+            runs["log"],
+            runs["samples"],
+            runs["cancel"],
+            runs["resume"],
+            runs["delete"],
+        ]
+
+        def refresh(job_id, profile: gr.OAuthProfile | None):
+            job = manager.store.get(int(job_id)) if job_id else None
+            if job is not None and owner_of(profile) not in (None, job.owner):
+                job = None  # another user's run
+            if job is None:
+                return [
+                    status_markdown(manager, None),
+                    "",
+                    loss_frame([]),
+                    "",
+                    "",
+                    "",
+                    gr.update(interactive=False),
+                    gr.update(interactive=False),
+                    gr.update(interactive=False),
+                ]
+            run_dir = Path(job.run_dir)
+            events = rf.read_events(run_dir)
+            status = rf.read_json(run_dir / rf.STATUS_FILE, {}) or {}
+            return [
+                status_markdown(manager, job),
+                progress_html(job, events),
+                loss_frame(events),
+                metrics_markdown(events, status),
+                log_tail(run_dir),
+                samples_markdown(run_dir),
+                gr.update(interactive=job.status in ("queued", "running")),
+                gr.update(interactive=job.resumable),
+                gr.update(interactive=job.finished),
+            ]
+
+        def refresh_picker(current, profile: gr.OAuthProfile | None):
+            choices = job_choices(manager, owner_of(profile))
+            ids = [c[1] for c in choices]
+            value = current if current in ids else (ids[0] if ids else None)
+            return gr.update(choices=choices, value=value)
+
+        runs["timer"].tick(refresh, runs["picker"], outputs, concurrency_limit=None, show_progress="hidden")
+        runs["picker"].change(refresh, runs["picker"], outputs, concurrency_limit=None, show_progress="hidden")
+        runs["reload"].click(refresh_picker, runs["picker"], runs["picker"], queue=False)
+
+        def act(action):
+            def handler(job_id, profile: gr.OAuthProfile | None):
+                if job_id:
+                    try:
+                        action(int(job_id))
+                    except ValueError as exc:
+                        gr.Warning(str(exc))
+                return refresh_picker(job_id, profile)
+
+            return handler
+
+        runs["cancel"].click(act(manager.cancel), runs["picker"], runs["picker"])
+        runs["resume"].click(act(manager.resume), runs["picker"], runs["picker"])
+        runs["delete"].click(act(manager.delete), runs["picker"], runs["picker"])
+        app.load(refresh_picker, runs["picker"], runs["picker"])  # reattach to the latest run after a reload
+    return app
+
+
+def build_train_tab(preset: str, cfg: RunConfig) -> dict[str, Any]:
+    """The Train tab: preset, dataset source, the generated form, preview, start and YAML export."""
+    c: dict[str, Any] = {"fields": {}}
+    with gr.Row():
+        with gr.Column(scale=3):
+            c["preset"] = gr.Dropdown(
+                choices=[(f"{n}: {PRESETS[n][0]}", n) for n in PRESETS], value=preset, label="Preset", elem_id="preset"
+            )
+            with gr.Group():
+                c["example"] = gr.Dropdown(
+                    choices=list(BUNDLED_EXAMPLES),
+                    value=None,
+                    label="Bundled example",
+                    info="Fill the dataset with an example shipped with the app.",
+                    elem_id="example",
+                )
+                c["upload"] = gr.File(
+                    label="…or upload a dataset file (.jsonl, .json, .csv, .parquet)", elem_id="upload", height=110
+                )
+            specs = form_fields()
+            for section in FORM_SECTIONS:
+                with gr.Group(), gr.Row(equal_height=True):
+                    for spec in (s for s in specs if s.section == section and not s.meta["advanced"]):
+                        c["fields"][spec.key] = make_widget(spec, spec.get(cfg))
+            with gr.Accordion("Advanced settings", open=False, elem_id="advanced"):
+                for section in FORM_SECTIONS:
+                    gr.Markdown(f"**{SECTION_TITLES[section]}**")
+                    with gr.Row(equal_height=True):
+                        for spec in (s for s in specs if s.section == section and s.meta["advanced"]):
+                            c["fields"][spec.key] = make_widget(spec, spec.get(cfg))
+        with gr.Column(scale=2):
+            c["errors"] = gr.Markdown(elem_id="form-errors")
+            c["start"] = gr.Button("Start training", variant="primary", elem_id="start")
+            c["preview"] = gr.Button("Preview data", elem_id="preview")
+            c["preview_summary"] = gr.Markdown(elem_id="preview-summary")
+            c["preview_rows"] = gr.Code(
+                label="First rows, rendered with the chat template",
+                language=None,
+                elem_id="preview-rows",
+                lines=8,
+                max_lines=20,
+            )
+            c["export"] = gr.Button("Download config (YAML)", elem_id="export")
+            c["yaml_file"] = gr.File(label="config.yaml", visible=False, elem_id="yaml-file")
+            c["yaml_view"] = gr.Code(
+                label="Same run from the CLI: python -m trainer train --config config.yaml",
+                language="yaml",
+                elem_id="yaml-view",
+                lines=4,
+                max_lines=30,
+            )
+    return c
+
+
+def build_runs_tab() -> dict[str, Any]:
+    """The Runs tab: run picker, status, progress, loss plot, metrics, samples, log tail and actions."""
+    c: dict[str, Any] = {}
+    with gr.Row():
+        c["picker"] = gr.Dropdown(choices=[], label="Run", elem_id="run-picker", scale=4)
+        c["reload"] = gr.Button("↻ Runs", elem_id="reload-runs", scale=0, min_width=80)
+        c["cancel"] = gr.Button("Cancel", elem_id="cancel", scale=0, min_width=90, interactive=False)
+        c["resume"] = gr.Button("Resume", elem_id="resume", scale=0, min_width=90, interactive=False)
+        c["delete"] = gr.Button("Delete", elem_id="delete", scale=0, min_width=90, interactive=False, variant="stop")
+    c["status"] = gr.Markdown(elem_id="run-status")
+    c["progress"] = gr.HTML(elem_id="run-progress")
+    c["metrics"] = gr.Markdown(elem_id="run-metrics")
+    c["plot"] = gr.LinePlot(x="step", y="loss", color="series", title="Loss", elem_id="loss-plot", height=300)
+    c["samples"] = gr.Markdown(elem_id="run-samples")
+    c["log"] = gr.Code(label="log.txt (tail)", language=None, elem_id="run-log", lines=10, max_lines=20)
+    c["timer"] = gr.Timer(REFRESH_S)
+    return c
+
+
+def _preset(name: str) -> RunConfig:
+    from trainer.config import preset_config
+
+    return preset_config(name)
+
+
+def launch(**kwargs: Any) -> None:
+    """Build the app and serve it (host/port from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT when set)."""
+    import os
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = build_app()
+    app.queue(default_concurrency_limit=4)
+    app.launch(
+        theme=gr.themes.Soft(),
+        css=CSS,
+        allowed_paths=[str(rf.data_dir())],
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
+        **kwargs,
+    )
