@@ -247,7 +247,13 @@ class JobManager:
         ]
         if job.resume:
             argv.append("--resume")
-        env = {**os.environ, "PHI3_STUDIO_WORKER": "1", "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "PHI3_STUDIO_WORKER": "1",
+            "PYTHONUNBUFFERED": "1",
+            "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+            "PYTHONWARNINGS": "ignore::FutureWarning",
+        }
         env.pop("HF_TOKEN", None)
         if token := self._tokens.pop(job.id, None):
             env["HF_TOKEN"] = token  # the only place the token goes: the worker's environment

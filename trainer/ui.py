@@ -113,11 +113,15 @@ def make_widget(spec: FieldSpec, value: Any) -> gr.Component:
         return gr.Checkbox(**common)
     if _is_number(spec):
         is_int = int in (spec.type, *typing.get_args(spec.type))
-        step = meta.get("step") or (1 if is_int else None)
-        return gr.Number(
-            minimum=meta.get("min"), maximum=meta.get("max"), step=step, precision=0 if is_int else None, **common
-        )
+        # bounds are checked by RunConfig (all problems at once, next to their fields), not by the widget
+        return gr.Number(step=meta.get("step") or (1 if is_int else None), precision=0 if is_int else None, **common)
     return gr.Textbox(**common)
+
+
+def help_text(spec: FieldSpec) -> str:
+    """The field's help with its bounds, as shown under the widget."""
+    bounds = [f"{k} {spec.meta[k]:g}" for k in ("min", "max") if spec.meta.get(k) is not None]
+    return spec.meta["help"] + (f" ({', '.join(bounds)})" if bounds else "")
 
 
 def config_from_form(values: dict[str, Any]) -> tuple[RunConfig, list[str]]:
@@ -147,7 +151,7 @@ def field_updates(problems: list[str]) -> list[Any]:
     for problem in problems:
         key, _, text = problem.partition(": ")
         by_key.setdefault(key, text)
-    return [gr.update(info=f"⚠️ {by_key[s.key]}" if s.key in by_key else s.meta["help"]) for s in form_fields()]
+    return [gr.update(info=f"⚠️ {by_key[s.key]}" if s.key in by_key else help_text(s)) for s in form_fields()]
 
 
 # --------------------------------------------------------------------------- handlers (thin)
@@ -244,17 +248,13 @@ def job_choices(manager, owner: str | None) -> list[tuple[str, str]]:
     return [(f"#{j.id} · {j.status} · {j.name}", str(j.id)) for j in manager.store.list(owner)]
 
 
-def loss_frame(events: list[dict[str, Any]]):
-    """Train and eval loss per step, long format for gr.LinePlot."""
+def loss_frame(events: list[dict[str, Any]], key: str = "loss"):
+    """One loss series per step for gr.LinePlot (typed even when empty, so the axes stay numeric)."""
     import pandas as pd
 
-    rows = [
-        {"step": e["step"], "loss": e[k], "series": label}
-        for e in events
-        for k, label in (("loss", "train loss"), ("eval_loss", "eval loss"))
-        if k in e
-    ]
-    return pd.DataFrame(rows, columns=["step", "loss", "series"])
+    rows = [(e["step"], float(e[key])) for e in events if e.get(key) is not None]
+    steps, values = zip(*rows, strict=True) if rows else ((), ())
+    return pd.DataFrame({"step": pd.Series(steps, dtype="int64"), key: pd.Series(values, dtype="float64")})
 
 
 def progress_html(job, events: list[dict[str, Any]]) -> str:
@@ -408,43 +408,53 @@ def build_app(manager=None, on_gpu: bool | None = None) -> gr.Blocks:
             runs["status"],
             runs["progress"],
             runs["plot"],
+            runs["eval_plot"],
             runs["metrics"],
             runs["log"],
             runs["samples"],
             runs["cancel"],
             runs["resume"],
             runs["delete"],
+            runs["picker"],
+            runs["seen"],
         ]
 
-        def refresh(job_id, profile: gr.OAuthProfile | None):
-            job = manager.store.get(int(job_id)) if job_id else None
-            if job is not None and owner_of(profile) not in (None, job.owner):
+        def refresh(job_id, seen: dict, profile: gr.OAuthProfile | None):
+            """Re-read the selected run's folder; skip the plot and picker when nothing changed (no flicker)."""
+            owner = owner_of(profile)
+            job = manager.store.get(int(job_id)) if job_id and str(job_id).isdigit() else None
+            if job is not None and owner not in (None, job.owner):
                 job = None  # another user's run
+            choices = job_choices(manager, owner)
+            picker = gr.skip() if choices == seen.get("choices") else gr.update(choices=choices)
             if job is None:
                 return [
                     status_markdown(manager, None),
                     "",
                     loss_frame([]),
+                    loss_frame([], "eval_loss"),
                     "",
                     "",
                     "",
-                    gr.update(interactive=False),
-                    gr.update(interactive=False),
-                    gr.update(interactive=False),
+                    *_buttons(None),
+                    picker,
+                    {"choices": choices},
                 ]
             run_dir = Path(job.run_dir)
             events = rf.read_events(run_dir)
             status = rf.read_json(run_dir / rf.STATUS_FILE, {}) or {}
+            unchanged = seen.get("job") == job.id and seen.get("n_events") == len(events)
             return [
                 status_markdown(manager, job),
                 progress_html(job, events),
-                loss_frame(events),
+                gr.skip() if unchanged else loss_frame(events),
+                gr.skip() if unchanged else loss_frame(events, "eval_loss"),
                 metrics_markdown(events, status),
                 log_tail(run_dir),
                 samples_markdown(run_dir),
-                gr.update(interactive=job.status in ("queued", "running")),
-                gr.update(interactive=job.resumable),
-                gr.update(interactive=job.finished),
+                *_buttons(job),
+                picker,
+                {"job": job.id, "n_events": len(events), "choices": choices},
             ]
 
         def refresh_picker(current, profile: gr.OAuthProfile | None):
@@ -453,8 +463,12 @@ def build_app(manager=None, on_gpu: bool | None = None) -> gr.Blocks:
             value = current if current in ids else (ids[0] if ids else None)
             return gr.update(choices=choices, value=value)
 
-        runs["timer"].tick(refresh, runs["picker"], outputs, concurrency_limit=None, show_progress="hidden")
-        runs["picker"].change(refresh, runs["picker"], outputs, concurrency_limit=None, show_progress="hidden")
+        runs["timer"].tick(
+            refresh, [runs["picker"], runs["seen"]], outputs, concurrency_limit=None, show_progress="hidden"
+        )
+        runs["picker"].change(
+            refresh, [runs["picker"], runs["seen"]], outputs, concurrency_limit=None, show_progress="hidden"
+        )
         runs["reload"].click(refresh_picker, runs["picker"], runs["picker"], queue=False)
 
         def act(action):
@@ -533,19 +547,35 @@ def build_runs_tab() -> dict[str, Any]:
     """The Runs tab: run picker, status, progress, loss plot, metrics, samples, log tail and actions."""
     c: dict[str, Any] = {}
     with gr.Row():
-        c["picker"] = gr.Dropdown(choices=[], label="Run", elem_id="run-picker", scale=4)
-        c["reload"] = gr.Button("↻ Runs", elem_id="reload-runs", scale=0, min_width=80)
+        c["picker"] = gr.Dropdown(choices=[], label="Run", elem_id="run-picker", scale=4, allow_custom_value=True)
+        c["reload"] = gr.Button("Refresh", elem_id="reload-runs", scale=0, min_width=90)
         c["cancel"] = gr.Button("Cancel", elem_id="cancel", scale=0, min_width=90, interactive=False)
         c["resume"] = gr.Button("Resume", elem_id="resume", scale=0, min_width=90, interactive=False)
         c["delete"] = gr.Button("Delete", elem_id="delete", scale=0, min_width=90, interactive=False, variant="stop")
     c["status"] = gr.Markdown(elem_id="run-status")
     c["progress"] = gr.HTML(elem_id="run-progress")
     c["metrics"] = gr.Markdown(elem_id="run-metrics")
-    c["plot"] = gr.LinePlot(x="step", y="loss", color="series", title="Loss", elem_id="loss-plot", height=300)
+    with gr.Row():  # one series per chart: Gradio 6 leaves a series that appears mid-run without a color
+        c["plot"] = gr.LinePlot(x="step", y="loss", title="Train loss", elem_id="loss-plot", height=280)
+        c["eval_plot"] = gr.LinePlot(
+            x="step", y="eval_loss", y_title="loss", title="Eval loss (held out)", elem_id="eval-plot", height=280
+        )
     c["samples"] = gr.Markdown(elem_id="run-samples")
     c["log"] = gr.Code(label="log.txt (tail)", language=None, elem_id="run-log", lines=10, max_lines=20)
     c["timer"] = gr.Timer(REFRESH_S)
+    c["seen"] = gr.State({})  # what this browser tab last drew: job id, number of events, picker choices
     return c
+
+
+def _buttons(job) -> list[Any]:
+    """Cancel / Resume / Delete enabled by the selected run's state."""
+    if job is None:
+        return [gr.update(interactive=False)] * 3
+    return [
+        gr.update(interactive=job.status in ("queued", "running")),
+        gr.update(interactive=job.resumable),
+        gr.update(interactive=job.finished),
+    ]
 
 
 def _preset(name: str) -> RunConfig:

@@ -27,8 +27,10 @@ def _wait(manager, job_id, until, timeout=240.0):
 def test_cancel_checkpoints_and_resume_finishes(tiny_model_path, tmp_path, monkeypatch):
     monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path))
     manager = JobManager(JobStore(tmp_path / "jobs.sqlite"), grace_s=60)
-    cfg = load_config(preset="tiny-demo", overrides=["max_steps=400", "save_steps=1000", "eval_steps=1000",
-                                                     "logging_steps=1", "sample_prompts=1"])
+    cfg = load_config(
+        preset="tiny-demo",
+        overrides=["max_steps=400", "save_steps=1000", "eval_steps=1000", "logging_steps=1", "sample_prompts=1"],
+    )
     job = manager.submit(cfg)
     run_dir = Path(job.run_dir)
     _wait(manager, job.id, lambda j: any("loss" in e and e["step"] >= 3 for e in rf.read_events(run_dir)))

@@ -1,0 +1,183 @@
+"""The web app in a real browser: Playwright drives Debian's Chromium against `python app.py` (tiny-demo mode).
+
+Fill the form from a bundled example, preview the data, see bad input refused in the page, start training, watch
+the loss plot fill and the job succeed, reload and still see the finished run. Screenshots go to
+$STUDIO_SCREENSHOTS (default: the test's temp folder); the README's come from this test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from trainer.config import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow
+playwright = pytest.importorskip("playwright.sync_api", reason="browser tests need `pip install playwright`")
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_model_path, tmp_path_factory):
+    """The real app, started as a person would start it, on 127.0.0.1 with a fresh data dir."""
+    import httpx
+
+    port = _free_port()
+    data_dir = tmp_path_factory.mktemp("app-data")
+    env = {
+        **os.environ,
+        "PHI3_STUDIO_DATA_DIR": str(data_dir),
+        "GRADIO_SERVER_NAME": "127.0.0.1",
+        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "HF_HUB_OFFLINE": "1",
+    }
+    log = open(data_dir / "app.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "app.py"], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise AssertionError((data_dir / "app.log").read_text()[-3000:])
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `apt-get install -y chromium` (the CI script installs it)")
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def shots(tmp_path):
+    folder = Path(os.environ.get("STUDIO_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _pick(page, elem_id: str, option: str) -> None:
+    page.locator(f"#{elem_id} input").click()
+    page.get_by_role("option", name=option).click()
+
+
+def _fill(page, name: str, value: str) -> None:
+    box = page.locator(f"#field-{name} input, #field-{name} textarea").first
+    box.fill(value)
+    box.press("Tab")
+
+
+def test_train_in_the_browser(app_url, browser, shots, tmp_path):
+    expect = playwright.expect
+    page = browser.new_page(viewport={"width": 1400, "height": 1500})
+    page.goto(app_url)
+    expect(page.locator("#demo-banner")).to_contain_text("Offline demo mode")
+
+    # fill the form from a bundled example and preview it
+    _pick(page, "example", "Pirate persona: Alpaca (.json)")
+    expect(page.locator("#field-dataset_name textarea, #field-dataset_name input").first).to_have_value(
+        "examples/pirate_alpaca.json"
+    )
+    _fill(page, "max_steps", "30")
+    page.locator("#preview").click()
+    expect(page.locator("#preview-summary")).to_contain_text("alpaca", timeout=30_000)
+    expect(page.locator("#preview-summary")).to_contain_text("240 usable of 240")
+    expect(page.locator("#preview-rows")).to_contain_text("<|assistant|>")
+    page.screenshot(path=str(shots / "train-tab.png"), full_page=True)
+
+    # bad input is refused in the page, next to its field, before anything starts
+    _fill(page, "learning_rate", "0")
+    page.locator("#start").click()
+    expect(page.locator("#form-errors")).to_contain_text("below the minimum", timeout=15_000)
+    expect(page.locator("#field-learning_rate")).to_contain_text("⚠️")
+    page.screenshot(path=str(shots / "train-tab-errors.png"), full_page=True)
+    _fill(page, "learning_rate", "0.003")
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a dataset")
+    page.locator("#upload input[type=file]").set_input_files(str(notes))
+    expect(page.locator("#preview-summary")).to_contain_text(".txt files are not supported", timeout=15_000)
+    expect(page.locator("#field-dataset_name textarea, #field-dataset_name input").first).to_have_value(
+        "examples/pirate_alpaca.json"
+    )  # nothing the user typed is lost
+
+    # start: the Runs tab opens on the new run, the plot fills, the job succeeds
+    page.locator("#start").click()
+    expect(page.locator("#run-status")).to_contain_text("Run #1", timeout=30_000)
+    expect(page.locator("#run-progress")).to_contain_text("/ 30", timeout=180_000)
+    drawn = "document.querySelectorAll('#{} [aria-roledescription=\"{}\"]{}').length"
+    line = drawn.format("loss-plot", "line mark", "[stroke]")
+    page.wait_for_function(f"{line} >= 1 && {drawn.format('loss-plot', 'point', '')} >= 2", timeout=180_000)
+    latencies = _round_trips(app_url, job_id="1")
+    page.screenshot(path=str(shots / "runs-tab-training.png"), full_page=True)
+    expect(page.locator("#run-status")).to_contain_text("succeeded", timeout=240_000)
+    expect(page.locator("#run-metrics")).to_contain_text("eval loss")
+    expect(page.locator("#run-samples")).to_contain_text("Ahoy!")
+    page.screenshot(path=str(shots / "runs-tab.png"), full_page=True)
+
+    # a reload (or a second tab) shows the same finished run with its metrics
+    page.reload()
+    page.get_by_role("tab", name="Runs").click()
+    expect(page.locator("#run-status")).to_contain_text("Run #1 · succeeded", timeout=30_000)
+    expect(page.locator("#run-metrics")).to_contain_text("eval loss")
+    expect(page.locator("#run-progress")).to_contain_text("step 30 / 30")
+    train_points, eval_points = drawn.format("loss-plot", "point", ""), drawn.format("eval-plot", "point", "")
+    page.wait_for_function(f"{train_points} == 6 && {eval_points} == 3", timeout=30_000)  # steps 5..30; 0, 20, 30
+
+    (shots / "ui-latency.json").write_text(json.dumps(latencies, indent=2))
+    assert latencies["p95_ms"] < 2000, latencies  # the server stays responsive while a job trains
+
+
+def _round_trips(url: str, job_id: str, n: int = 30) -> dict:
+    """Time n refreshes of the Runs tab through the app's API while the worker trains (p50/p95 in ms)."""
+    from gradio_client import Client
+
+    client = Client(url, verbose=False)
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        client.predict(job_id, {}, api_name="/refresh")
+        times.append(1000 * (time.perf_counter() - start))
+    times.sort()
+    return {
+        "n": n,
+        "p50_ms": round(times[n // 2], 1),
+        "p95_ms": round(times[int(0.95 * (n - 1))], 1),
+        "max_ms": round(times[-1], 1),
+    }
