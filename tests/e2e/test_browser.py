@@ -20,7 +20,8 @@ import pytest
 from trainer.config import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
-playwright = pytest.importorskip("playwright.sync_api", reason="browser tests need `pip install playwright`")
+import playwright.sync_api as playwright  # noqa: E402 - a hard requirement (requirements-test.txt), never skipped
+
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
     "--headless",

@@ -1,0 +1,103 @@
+"""The web form is generated from RunConfig, and the Runs tab's readers turn run-folder files into what it shows."""
+
+from __future__ import annotations
+
+import pytest
+
+from trainer.config import PRESETS, iter_fields, preset_config
+from trainer.ui import (
+    config_from_form,
+    demo_problems,
+    field_updates,
+    form_fields,
+    help_text,
+    loss_frame,
+    metrics_markdown,
+    problems_markdown,
+    progress_html,
+    save_upload,
+    widget_value,
+)
+
+
+def _form(cfg) -> dict:
+    return {spec.key: widget_value(spec, spec.get(cfg)) for spec in form_fields()}
+
+
+def test_form_has_a_widget_for_every_setting_but_hub():
+    keys = {spec.key for spec in form_fields()}
+    assert keys == {spec.key for spec in iter_fields() if spec.section != "hub"}
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_form_round_trips_every_preset(name):
+    cfg, problems = config_from_form(_form(preset_config(name)))
+    assert problems == [] and cfg == preset_config(name)
+
+
+def test_form_reports_every_problem_with_its_field():
+    values = _form(preset_config("tiny-demo"))
+    values.update({"training.learning_rate": 0, "lora.r": 2.5, "data.dataset_name": ""})
+    _, problems = config_from_form(values)
+    keys = sorted(p.split(":", 1)[0] for p in problems)
+    assert keys == ["data.dataset_name", "lora.r", "training.learning_rate"]
+    text = problems_markdown(problems)
+    assert "**Learning rate** (`training.learning_rate`)" in text and "**LoRA rank r** (`lora.r`)" in text
+    updates = dict(zip([s.key for s in form_fields()], field_updates(problems), strict=True))
+    assert updates["training.learning_rate"]["info"].startswith("⚠️ 0.0 is below the minimum")
+    assert updates["lora.lora_alpha"]["info"] == help_text(next(s for s in form_fields() if s.name == "lora_alpha"))
+
+
+def test_lists_and_mappings_are_edited_as_text():
+    spec = next(s for s in form_fields() if s.name == "target_modules")
+    assert widget_value(spec, ["qkv_proj", "o_proj"]) == "qkv_proj, o_proj"
+    values = _form(preset_config("tiny-demo")) | {"data.column_mapping": "q=user, a=assistant",
+                                                  "lora.target_modules": "qkv_proj, o_proj"}
+    cfg, problems = config_from_form(values)
+    assert problems == [] and cfg.data.column_mapping == {"q": "user", "a": "assistant"}
+    assert cfg.lora.target_modules == ["qkv_proj", "o_proj"]
+
+
+def test_demo_mode_only_trains_the_tiny_model():
+    assert demo_problems(preset_config("tiny-demo"), on_gpu=False) == []
+    assert demo_problems(preset_config("lora"), on_gpu=True) == []
+    assert "only train tiny-phi3" in demo_problems(preset_config("lora"), on_gpu=False)[0]
+
+
+def test_upload_keeps_supported_files_and_refuses_others(tmp_path, monkeypatch):
+    monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path / "data"))
+    good = tmp_path / "mine.csv"
+    good.write_text("prompt,completion\nhi,hello\n")
+    saved, error = save_upload(str(good))
+    assert error == "" and saved.endswith("-mine.csv") and (tmp_path / "data" / "uploads").is_dir()
+    bad = tmp_path / "notes.txt"
+    bad.write_text("x")
+    saved, error = save_upload(str(bad))
+    assert saved is None and ".txt files are not supported" in error and ".jsonl" in error
+
+
+EVENTS = [
+    {"step": 0, "eval_loss": 4.8},
+    {"step": 5, "total_steps": 20, "loss": 4.5, "lr": 0.003, "tokens_per_s": 512.0, "eta_s": 12.0},
+    {"step": 10, "total_steps": 20, "loss": 2.5, "lr": 0.003, "tokens_per_s": 530.0, "eta_s": 6.0},
+    {"step": 10, "eval_loss": 2.0},
+    {"step": 10, "message": "hello"},
+]
+
+
+def test_loss_frames_are_numeric_even_when_empty():
+    train, evals = loss_frame(EVENTS), loss_frame(EVENTS, "eval_loss")
+    assert train.to_dict("list") == {"step": [5, 10], "loss": [4.5, 2.5]}
+    assert evals.to_dict("list") == {"step": [0, 10], "eval_loss": [4.8, 2.0]}
+    assert str(loss_frame([]).dtypes["loss"]) == "float64"
+
+
+def test_progress_and_metrics():
+    class Job:
+        status = "running"
+
+    html = progress_html(Job(), EVENTS)
+    assert "step 10 / 20 (50 %)" in html and "ETA 6 s" in html and "width:50.0%" in html
+    text = metrics_markdown(EVENTS, {"eval_loss_before": 4.8, "eval_loss_after": 2.4})
+    assert "**tokens/s** 530 (non-padding)" in text and "4.8000 → 2.4000 (-50.0 %)" in text
+    assert "**GPU memory** n/a" in text
