@@ -120,6 +120,9 @@ def test_train_in_the_browser(app_url, browser, shots, tmp_path):
     expect(page.locator("#preview-summary")).to_contain_text("alpaca", timeout=30_000)
     expect(page.locator("#preview-summary")).to_contain_text("240 usable of 240")
     expect(page.locator("#preview-rows")).to_contain_text("<|assistant|>")
+    page.locator("#export").click()
+    expect(page.locator("#yaml-view")).to_contain_text("dataset_name: examples/pirate_alpaca.json", timeout=15_000)
+    expect(page.locator("#yaml-view")).to_contain_text("max_steps: 30")
     page.screenshot(path=str(shots / "train-tab.png"), full_page=True)
 
     # bad input is refused in the page, next to its field, before anything starts
