@@ -101,6 +101,20 @@ def make_parser() -> argparse.ArgumentParser:
         help="override a tiny-demo setting, e.g. --set max_steps=30",
     )
 
+    bench = sub.add_parser(
+        "bench",
+        help="speed/memory benchmark: TRL baseline vs the optimised path",
+        description="Train the same LoRA adapter with the stock TRL baseline and with the optimised path, and "
+        "report non-padding tokens/s, step time, peak GPU memory, MFU and per-step loss (bench.json, bench.md).",
+    )
+    bench.add_argument("--tiny", action="store_true", help="the tiny Phi-3 on the CPU (for tests)")
+    bench.add_argument("--methods", default="lora,qlora", help="comma-separated: lora, qlora (default: both)")
+    bench.add_argument("--seq-lens", default="2048,1024", help="comma-separated sequence lengths")
+    bench.add_argument("--steps", type=int, default=60, help="optimiser steps per configuration (default: 60)")
+    bench.add_argument("--warmup-steps", type=int, default=10, help="steps excluded from the speed figures")
+    bench.add_argument("--batch-size", type=int, default=4, help="rows per step (default: 4)")
+    bench.add_argument("--out", type=Path, default=Path("benchmarks"), help="folder for bench.json and bench.md")
+
     cfg = sub.add_parser("config", help="presets and config files").add_subparsers(
         dest="config_command", required=True
     )
@@ -145,8 +159,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     signal.signal(signal.SIGTERM, lambda signum, frame: request_stop())  # Cancel: checkpoint, then exit 3
     try:
-        result = run(config, on_event=_print_event, run_dir=args.run_dir, resume=args.resume,
-                     token=os.environ.get("HF_TOKEN"))
+        result = run(
+            config, on_event=_print_event, run_dir=args.run_dir, resume=args.resume, token=os.environ.get("HF_TOKEN")
+        )
     except RunCancelled as exc:
         print(f"cancelled: {exc}", flush=True)
         return EXIT_CANCELLED
@@ -210,6 +225,23 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """`bench`: baseline vs optimised, written to --out."""
+    from trainer.bench import run_bench
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if bad := [m for m in methods if m not in ("lora", "qlora")]:
+        raise ConfigError([f"--methods: {', '.join(bad)} unknown. Use lora and/or qlora."])
+    if args.tiny and "qlora" in methods:
+        methods = [m for m in methods if m != "qlora"] or ["lora"]  # 4-bit needs a GPU
+    if args.warmup_steps >= args.steps:
+        raise ConfigError(["--warmup-steps: must be smaller than --steps so some steps are measured."])
+    seq_lens = [int(s) for s in args.seq_lens.split(",") if s.strip()]
+    report = run_bench(args.tiny, methods, seq_lens, args.steps, args.warmup_steps, args.batch_size, args.out)
+    print((args.out / "bench.md").read_text(), end="")
+    return 0 if report["results"] else 1
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     """`config show|list`."""
     import yaml
@@ -249,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     # details go to the run's log.txt; the console shows progress lines (in a worker, the console IS log.txt)
     console.setLevel(logging.CRITICAL if os.environ.get(WORKER_ENV) else logging.WARNING)
     logging.basicConfig(handlers=[console], format="%(levelname)s %(name)s: %(message)s")
-    handlers = {"train": cmd_train, "demo": cmd_demo, "config": cmd_config}
+    handlers = {"train": cmd_train, "demo": cmd_demo, "config": cmd_config, "bench": cmd_bench}
     handler = cmd_data_inspect if args.command == "data" else handlers[args.command]
     try:
         return handler(args)

@@ -205,6 +205,13 @@ class TrainingSettings:
         advanced=True,
         help="Pack several rows into each max_length sequence (no attention across rows).",
     )
+    padding_free: bool = _field(
+        True,
+        label="Padding-free batches",
+        advanced=True,
+        help="Flatten each batch into one sequence with per-row positions (no padding, no attention across rows); "
+        "same loss, less compute. Falls back to padded batches when a row is longer than max_length.",
+    )
     assistant_only_loss: bool = _field(
         True,
         label="Assistant-only loss",

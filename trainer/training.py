@@ -155,10 +155,12 @@ def _train(
         t.per_device_train_batch_size * t.gradient_accumulation_steps * t.max_length,
     )
 
+    padding_free = t.padding_free and not t.packing and _rows_fit(tokenizer, prepared, t.max_length, emit)
+
     # --- 5. the trainer: TRL does formatting, assistant-only masks, packing and the loop
     set_seed(config.training.seed)  # the LoRA A matrices are initialised inside, from this seed
     callback = EventCallback(emit)
-    trainer = make_trainer(config, run_dir, model, tokenizer, prepared.train, prepared.eval, [callback])
+    trainer = make_trainer(config, run_dir, model, tokenizer, prepared.train, prepared.eval, [callback], padding_free)
     trainable, total = count_parameters(trainer.model)
     logger.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
     sample_rows = list((prepared.eval if n_eval else prepared.train)["messages"][: t.sample_prompts])
@@ -210,8 +212,14 @@ def _train(
     return RunResult(run_dir, adapter_dir, trainer.state.global_step, eval_before, eval_after, samples, model)
 
 
-def make_trainer(config: RunConfig, run_dir: Path, model, tokenizer, train_dataset, eval_dataset, callbacks=()):
-    """TRL's SFTTrainer with the PEFT LoRA config: it wraps the frozen base in a PeftModel and owns the loop."""
+def make_trainer(
+    config: RunConfig, run_dir: Path, model, tokenizer, train_dataset, eval_dataset, callbacks=(), padding_free=False
+):
+    """TRL's SFTTrainer with the PEFT LoRA config: it wraps the frozen base in a PeftModel and owns the loop.
+
+    padding_free: flatten batches (the caller has checked that every row fits in max_length, since TRL does not
+    truncate padding-free batches).
+    """
     from transformers import PrinterCallback
     from trl import SFTTrainer
 
@@ -220,7 +228,7 @@ def make_trainer(config: RunConfig, run_dir: Path, model, tokenizer, train_datas
     has_eval = eval_dataset is not None and len(eval_dataset) > 0
     trainer = SFTTrainer(
         model=model,
-        args=sft_config(config, run_dir, has_eval=has_eval),
+        args=sft_config(config, run_dir, has_eval=has_eval, padding_free=padding_free),
         train_dataset=train_dataset,
         eval_dataset=eval_dataset if has_eval else None,
         processing_class=tokenizer,
@@ -231,7 +239,7 @@ def make_trainer(config: RunConfig, run_dir: Path, model, tokenizer, train_datas
     return trainer
 
 
-def sft_config(config: RunConfig, run_dir: Path, has_eval: bool):
+def sft_config(config: RunConfig, run_dir: Path, has_eval: bool, padding_free: bool = False):
     """Translate RunConfig into TRL's SFTConfig (the only place the two meet)."""
     import torch
     from trl import SFTConfig
@@ -253,8 +261,9 @@ def sft_config(config: RunConfig, run_dir: Path, has_eval: bool):
         warmup_steps=t.warmup_steps,
         weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm,
-        max_length=t.max_length,
+        max_length=None if padding_free else t.max_length,  # padding-free rows were checked to fit
         packing=t.packing,
+        padding_free=padding_free,
         assistant_only_loss=t.assistant_only_loss,
         gradient_checkpointing=t.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
@@ -273,6 +282,23 @@ def sft_config(config: RunConfig, run_dir: Path, has_eval: bool):
         report_to="none",
         disable_tqdm=True,
     )
+
+
+def _rows_fit(tokenizer, prepared, max_length: int, emit: EventHandler) -> bool:
+    """True when every train/eval row fits in max_length (padding-free batches are not truncated by TRL)."""
+    from trainer.data import token_lengths
+
+    rows = list(prepared.train["messages"]) + (list(prepared.eval["messages"]) if prepared.eval is not None else [])
+    too_long = sum(n > max_length for n in token_lengths(tokenizer, rows))
+    if too_long:
+        emit(
+            {
+                "step": 0,
+                "message": f"{too_long} rows exceed max_length {max_length}: using padded batches, which "
+                "truncate them (padding-free batches would not)",
+            }
+        )
+    return not too_long
 
 
 def count_parameters(model) -> tuple[int, int]:
