@@ -1,0 +1,67 @@
+"""The benchmark harness on the tiny model (CPU): both variants run, figures and ratios are reported and saved."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from trainer.__main__ import main
+from trainer.bench import PHI3_MINI, flops_per_step, needs_checkpointing, peak_tflops, synthetic_rows
+
+pytestmark = pytest.mark.slow
+
+
+def test_tiny_bench_reports_both_variants_and_ratios(tiny_model_path, tmp_path, capsys):
+    code = main(
+        [
+            "bench",
+            "--tiny",
+            "--steps",
+            "6",
+            "--warmup-steps",
+            "2",
+            "--seq-lens",
+            "96",
+            "--batch-size",
+            "4",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == 0
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert [(r["variant"], r["padding_free"], r["gradient_checkpointing"]) for r in report["results"]] == [
+        ("baseline", False, True),
+        ("optimised", True, False),
+    ]
+    for r in report["results"]:
+        assert r["tokens_per_s"] > 0 and r["step_time_s"] > 0 and len(r["losses"]) == 6
+        assert r["peak_mem_gb"] is None and r["mfu"] is None  # CPU: no GPU memory, no bf16 peak
+    (ratio,) = report["ratios"]
+    assert ratio["speedup"] > 0 and ratio["max_loss_rel_diff"] < 0.02  # same samples, same loss per step
+    assert {"device", "torch", "transformers", "trl", "peft"} <= report["environment"].keys()
+    assert "4 * P_base" in report["flops_formula"]
+    assert "| lora | 96 | optimised |" in (tmp_path / "bench.md").read_text()
+    assert "speedup" in capsys.readouterr().out
+
+
+def test_flops_formula():
+    # 10 base params, 2 adapter params, 1 layer, hidden 3, two samples of 2 and 4 tokens
+    assert flops_per_step(10, 2, 1, 3, [2, 4]) == 4 * 10 * 6 + 6 * 2 * 6 + 6 * 1 * 3 * (4 + 16)
+
+
+def test_checkpointing_estimate_for_phi3_mini():
+    params, layers, hidden = 3_821_079_552, PHI3_MINI["num_hidden_layers"], PHI3_MINI["hidden_size"]
+    assert not needs_checkpointing(params, layers, hidden, 4 * 2048, free_bytes=78 * 2**30)  # H100 80 GB
+    assert needs_checkpointing(params, layers, hidden, 4 * 2048, free_bytes=22 * 2**30)  # a 24 GB card
+
+
+def test_synthetic_rows_fit_and_have_a_long_tail(phi3_tokenizer):
+    rows = synthetic_rows(200, 256, phi3_tokenizer, seed=1)
+    lengths = sorted(
+        len(phi3_tokenizer.apply_chat_template(m, tokenize=True, return_dict=True)["input_ids"]) for m in rows
+    )
+    assert lengths[-1] <= 256 and lengths[0] >= 10
+    assert lengths[-1] > 2.5 * lengths[len(lengths) // 2]  # long tail: the longest is far above the median
+    assert peak_tflops("NVIDIA H100 80GB HBM3") == 989.0 and peak_tflops("cpu") is None
