@@ -9,8 +9,9 @@ process, one after the other, from the same seed:
 
 - baseline: TRL SFTTrainer defaults: padded batches, gradient checkpointing on, SDPA attention.
 - optimised: padding-free batches (per-sample position_ids, so no attention across samples; FlashAttention varlen
-  when flash-attn is installed), gradient checkpointing only when the memory estimate says it is needed, fused
-  AdamW, pinned dataloader memory on a GPU.
+  when flash-attn is installed), gradient checkpointing only when the memory estimate says it is needed, pinned
+  memory and two dataloader workers on a GPU. (Both variants use fused AdamW, transformers' default with
+  torch >= 2.8, and TRL 1.16's loss, which never materialises the full logits.)
 
 Reported per configuration: non-padding tokens/s in steady state (warm-up steps excluded), step time, peak GPU
 memory, model-FLOPs utilisation and the per-step loss; then optimised/baseline ratios. MFU counts model FLOPs only
