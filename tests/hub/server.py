@@ -153,7 +153,7 @@ class HubServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.hub = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="hub-server", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="hub-server", daemon=True)
         self._thread.start()
         return self
 
@@ -347,6 +347,12 @@ def whoami(hub: HubServer, req: Request) -> Response:
             "auth": {"type": "access_token", "accessToken": token_info},
         }
     )
+
+
+@route("GET", "/api/agent-harnesses")
+def agent_harnesses(hub: HubServer, req: Request) -> Response:
+    """huggingface_hub asks for this registry once (to describe the caller in its user agent)."""
+    return Response.json({"standardEnvVars": [], "harnesses": {}})
 
 
 @route("POST", "/api/repos/create")
@@ -657,7 +663,7 @@ class _Handler(BaseHTTPRequestHandler):
                 try:
                     return handler(hub, request)
                 except ApiError as exc:
-                    headers = {"X-Error-Message": exc.headers.pop("X-Error-Message", exc.message), **exc.headers}
+                    headers = {"X-Error-Message": exc.message, **exc.headers}
                     if exc.code:
                         headers["X-Error-Code"] = exc.code
                     return Response.json({"error": exc.message, **exc.body}, status=exc.status, headers=headers)
