@@ -29,6 +29,7 @@ from trainer.config import PRESETS, ConfigError, RunConfig, diff_dict, iter_fiel
 
 EXIT_BAD_INPUT = 2
 EXIT_CANCELLED = 3
+EXIT_PUSH_FAILED = 4  # trained and saved locally, but the push to the Hub failed (retry with `push`)
 WORKER_ENV = "PHI3_STUDIO_WORKER"  # set by trainer.jobs: the console is the run's log.txt
 
 
@@ -115,6 +116,16 @@ def make_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch-size", type=int, default=4, help="rows per step (default: 4)")
     bench.add_argument("--out", type=Path, default=Path("benchmarks"), help="folder for bench.json and bench.md")
 
+    push = sub.add_parser(
+        "push",
+        help="publish a finished run (adapter + model card) to the Hub; retries a failed push",
+        description="Upload a finished run's adapter, tokenizer, config, events, loss curve and model card to a Hub "
+        "model repo in one commit. The token comes from HF_TOKEN or `hf auth login`.",
+    )
+    push.add_argument("run", type=Path, help="the run folder")
+    push.add_argument("--repo-id", help="model repo (default: the run's hub.repo_id)")
+    push.add_argument("--public", action="store_true", help="create the repo as public (default: private)")
+
     cfg = sub.add_parser("config", help="presets and config files").add_subparsers(
         dest="config_command", required=True
     )
@@ -166,10 +177,36 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"cancelled: {exc}", flush=True)
         return EXIT_CANCELLED
     print(f"adapter saved to {result.adapter_dir}")
+    if config.hub.repo_id and (code := _push(result.run_dir, config.hub.repo_id, config.hub.private)):
+        return code
     drop = loss_drop(result.eval_loss_before, result.eval_loss_after)
     if drop is not None:
         print(f"eval loss {result.eval_loss_before:.4f} -> {result.eval_loss_after:.4f} ({100 * drop:.1f} % lower)")
     return 0
+
+
+def _push(run_dir: Path, repo_id: str, private: bool) -> int:
+    """Push a finished run; print the URL, or the cause and how to retry (exit code 4)."""
+    from trainer.hub import HubError, push_run, resolve_token
+
+    try:
+        url = push_run(run_dir, repo_id, resolve_token(), private=private)
+    except HubError as exc:
+        print(f"error: trained, push failed: {exc} Retry: python -m trainer push {run_dir}", flush=True)
+        return EXIT_PUSH_FAILED
+    print(f"pushed to {url}", flush=True)
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    """`push`: publish (or re-publish) a finished run folder to the Hub."""
+    from trainer.config import load_yaml
+
+    config = load_yaml(args.run / "config.yaml")
+    repo_id = args.repo_id or config.hub.repo_id
+    if not repo_id:
+        raise ConfigError(["--repo-id: this run has no hub.repo_id. Give one, e.g. --repo-id alice/phi3-pirate."])
+    return _push(args.run, repo_id, private=not args.public and config.hub.private)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -281,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     # details go to the run's log.txt; the console shows progress lines (in a worker, the console IS log.txt)
     console.setLevel(logging.CRITICAL if os.environ.get(WORKER_ENV) else logging.WARNING)
     logging.basicConfig(handlers=[console], format="%(levelname)s %(name)s: %(message)s")
-    handlers = {"train": cmd_train, "demo": cmd_demo, "config": cmd_config, "bench": cmd_bench}
+    handlers = {"train": cmd_train, "demo": cmd_demo, "config": cmd_config, "bench": cmd_bench, "push": cmd_push}
     handler = cmd_data_inspect if args.command == "data" else handlers[args.command]
     try:
         return handler(args)
@@ -295,8 +332,9 @@ def main(argv: list[str] | None = None) -> int:
 def _is_bad_input(exc: BaseException) -> bool:
     """Config and data problems found before training starts (not bugs, which keep their traceback)."""
     from trainer.data import DataError
+    from trainer.hub import HubError
 
-    return isinstance(exc, (ConfigError, DataError))
+    return isinstance(exc, (ConfigError, DataError, HubError))
 
 
 if __name__ == "__main__":

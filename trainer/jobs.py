@@ -37,10 +37,11 @@ from trainer.config import PROJECT_ROOT, RunConfig, save_yaml
 logger = logging.getLogger(__name__)
 
 DB_FILE = "jobs.sqlite"
-STATES = ("queued", "running", "succeeded", "failed", "cancelled")
-FINISHED = ("succeeded", "failed", "cancelled")
+STATES = ("queued", "running", "succeeded", "failed", "cancelled", "push_failed")
+FINISHED = ("succeeded", "failed", "cancelled", "push_failed")  # push_failed: trained and saved, not on the Hub
 GRACE_S = 30.0
 EXIT_CANCELLED = 3  # the worker's exit code after a clean cancel (see trainer.__main__)
+EXIT_PUSH_FAILED = 4  # trained and saved locally; the push to the Hub failed
 
 
 @dataclass
@@ -79,7 +80,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     owner TEXT,
     name TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+    status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled', 'push_failed')),
     run_dir TEXT NOT NULL,
     created_at REAL NOT NULL,
     started_at REAL,
@@ -288,10 +289,12 @@ class JobManager:
             status, error = "succeeded", None
         elif job.cancel_requested or exit_code == EXIT_CANCELLED:
             status, error = "cancelled", "cancelled by the user"
+        elif exit_code == EXIT_PUSH_FAILED:
+            status, error = "push_failed", failure_cause(_tail(Path(job.run_dir) / rf.LOG_FILE), exit_code)
         else:
             status, error = "failed", failure_cause(_tail(Path(job.run_dir) / rf.LOG_FILE), exit_code)
         self.store.update(job_id, status=status, exit_code=exit_code, error=error, finished_at=time.time())
-        if status != "succeeded":
+        if status not in ("succeeded", "push_failed"):  # a push failure keeps the run's own state (succeeded)
             rf.write_status(Path(job.run_dir), status, error=error)
         logger.info("job %d %s (exit %s)", job_id, status, exit_code)
         self.schedule()
@@ -319,6 +322,19 @@ class JobManager:
         if job is not None and job.status == "running" and job.pid == pid and pid_alive(pid):
             logger.warning("job %d did not stop within %.0f s; killing it", job_id, self.grace_s)
             _signal_group(pid, signal.SIGKILL)
+
+    def retry_push(self, job_id: int, token: str | None = None) -> Job:
+        """Push a trained run again (in this process: the push is network I/O, no model is loaded)."""
+        from trainer.config import load_yaml
+        from trainer.hub import push_run, resolve_token
+
+        job = self._require(job_id)
+        if job.status not in ("push_failed", "succeeded"):
+            raise ValueError(f"job {job_id} is {job.status}; only a trained run can be pushed.")
+        config = load_yaml(Path(job.run_dir) / rf.CONFIG_FILE)
+        push_run(Path(job.run_dir), config.hub.repo_id, resolve_token(token), private=config.hub.private)
+        self.store.update(job_id, status="succeeded", error=None)
+        return self.store.get(job_id)
 
     def delete(self, job_id: int) -> None:
         """Delete a finished job and its run folder."""

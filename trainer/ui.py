@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 import shutil
 import time
 import typing
@@ -38,8 +39,8 @@ BUNDLED_EXAMPLES = {
     "Pirate persona: ShareGPT (.jsonl)": "examples/pirate_sharegpt.jsonl",
     "Pirate persona: prompt/completion (.csv)": "examples/pirate_prompt_completion.csv",
 }
-FORM_SECTIONS = ("model", "data", "lora", "training")  # hub settings arrive with sign-in (Hub publishing)
-SECTION_TITLES = {"model": "Model", "data": "Data", "lora": "LoRA", "training": "Training"}
+FORM_SECTIONS = ("model", "data", "lora", "training", "hub")
+SECTION_TITLES = {"model": "Model", "data": "Data", "lora": "LoRA", "training": "Training", "hub": "Publish"}
 REFRESH_S = 1.0
 CSS = """
 #demo-banner {background: #fff7e6; border: 1px solid #f0b35b; border-radius: 8px; padding: 4px 12px;}
@@ -198,13 +199,19 @@ def preview_data(values: dict[str, Any]) -> tuple[str, str]:
 
 
 def check_before_queueing(cfg: RunConfig, on_gpu: bool, token: str | None = None) -> list[str]:
-    """Everything knowable before a job is queued: machine, demo limits, and that the data loads and parses."""
+    """Everything knowable before a job is queued: machine, demo limits, push rights, and that the data parses."""
     from trainer import data
+    from trainer.hub import HubError, check_push_access
     from trainer.modeling import environment_problems
 
     problems = environment_problems(cfg.model) + demo_problems(cfg, on_gpu)
     if problems:
         return problems
+    if cfg.hub.repo_id:  # a long run must never fail at push time for a reason knowable now
+        try:
+            check_push_access(cfg.hub.repo_id, token)
+        except HubError as exc:
+            problems.append(str(exc) if str(exc).startswith("hub.") else f"hub.repo_id: {exc}")
     try:  # a sample is enough to catch a missing file/ID/split, an unknown format or all-bad rows
         data.prepare(replace(cfg.data, max_rows=min(cfg.data.max_rows or 200, 200)), token=token)
     except (data.DataError, ConfigError) as exc:
@@ -307,7 +314,13 @@ def status_markdown(manager, job) -> str:
             f"started {time.strftime('%H:%M:%S', time.localtime(job.started_at))} · {end - job.started_at:.0f} s"
         )
     if job.error:
-        lines.append(f"**{'Cause' if job.status == 'failed' else 'Note'}:** {html.escape(job.error)}")
+        label = {"failed": "Cause", "push_failed": "Trained and saved locally; the push failed"}.get(
+            job.status, "Note"
+        )
+        lines.append(f"**{label}:** {html.escape(job.error)}")
+    status = rf.read_json(Path(job.run_dir) / rf.STATUS_FILE, {}) or {}
+    if status.get("push_state") == "pushed" and status.get("repo_url"):
+        lines.append(f"**Published:** [{status.get('repo_id')}]({status['repo_url']})")
     return "\n\n".join(lines)
 
 
@@ -341,6 +354,12 @@ def build_app(manager=None, on_gpu: bool | None = None) -> gr.Blocks:
         return profile.username if profile is not None else None
 
     with gr.Blocks(title="Phi-3 Fine-Tune Studio") as app:
+        if os.environ.get("OAUTH_CLIENT_ID"):  # a Space with `hf_oauth: true`; locally HF_TOKEN / `hf auth login`
+            with gr.Row():
+                gr.Markdown(
+                    "Sign in with Hugging Face to read your private datasets and push adapters to your account."
+                )
+                gr.LoginButton(scale=0, min_width=220)
         gr.Markdown(
             "# Phi-3 Fine-Tune Studio\nFine-tune Phi-3 with LoRA or QLoRA (TRL + PEFT), watch it train, "
             "and keep only the adapter."
@@ -391,13 +410,16 @@ def build_app(manager=None, on_gpu: bool | None = None) -> gr.Blocks:
             lambda v: export_yaml(keyed(v)), set(field_list), [train["yaml_file"], train["yaml_view"], train["errors"]]
         )
 
-        def start(values: dict, profile: gr.OAuthProfile | None):
+        def start(values: dict, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
+            from trainer.hub import resolve_token
+
+            token = resolve_token(oauth.token if oauth is not None else None)
             cfg, problems = config_from_form(keyed(values))
             if not problems:
-                problems = check_before_queueing(cfg, on_gpu)
+                problems = check_before_queueing(cfg, on_gpu, token)
             if problems:
                 return [problems_markdown(problems), *field_updates(problems), gr.skip(), gr.skip()]
-            job = manager.submit(cfg, owner=owner_of(profile))
+            job = manager.submit(cfg, owner=owner_of(profile), token=token)
             picker = gr.update(choices=job_choices(manager, owner_of(profile)), value=str(job.id))
             return ["", *field_updates([]), gr.Tabs(selected="runs"), picker]
 
@@ -414,6 +436,7 @@ def build_app(manager=None, on_gpu: bool | None = None) -> gr.Blocks:
             runs["samples"],
             runs["cancel"],
             runs["resume"],
+            runs["retry_push"],
             runs["delete"],
             runs["picker"],
             runs["seen"],
@@ -485,6 +508,17 @@ def build_app(manager=None, on_gpu: bool | None = None) -> gr.Blocks:
         runs["cancel"].click(act(manager.cancel), runs["picker"], runs["picker"])
         runs["resume"].click(act(manager.resume), runs["picker"], runs["picker"])
         runs["delete"].click(act(manager.delete), runs["picker"], runs["picker"])
+
+        def retry_push(job_id, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
+            from trainer.hub import HubError
+
+            try:
+                manager.retry_push(int(job_id), oauth.token if oauth is not None else None)
+            except (HubError, ValueError) as exc:
+                gr.Warning(str(exc))
+            return refresh_picker(job_id, profile)
+
+        runs["retry_push"].click(retry_push, runs["picker"], runs["picker"])
         app.load(refresh_picker, runs["picker"], runs["picker"])  # reattach to the latest run after a reload
     return app
 
@@ -551,6 +585,7 @@ def build_runs_tab() -> dict[str, Any]:
         c["reload"] = gr.Button("Refresh", elem_id="reload-runs", scale=0, min_width=90)
         c["cancel"] = gr.Button("Cancel", elem_id="cancel", scale=0, min_width=90, interactive=False)
         c["resume"] = gr.Button("Resume", elem_id="resume", scale=0, min_width=90, interactive=False)
+        c["retry_push"] = gr.Button("Retry push", elem_id="retry-push", scale=0, min_width=110, interactive=False)
         c["delete"] = gr.Button("Delete", elem_id="delete", scale=0, min_width=90, interactive=False, variant="stop")
     c["status"] = gr.Markdown(elem_id="run-status")
     c["progress"] = gr.HTML(elem_id="run-progress")
@@ -568,12 +603,13 @@ def build_runs_tab() -> dict[str, Any]:
 
 
 def _buttons(job) -> list[Any]:
-    """Cancel / Resume / Delete enabled by the selected run's state."""
+    """Cancel / Resume / Retry push / Delete enabled by the selected run's state."""
     if job is None:
-        return [gr.update(interactive=False)] * 3
+        return [gr.update(interactive=False)] * 4
     return [
         gr.update(interactive=job.status in ("queued", "running")),
         gr.update(interactive=job.resumable),
+        gr.update(interactive=job.status == "push_failed"),
         gr.update(interactive=job.finished),
     ]
 
@@ -586,7 +622,6 @@ def _preset(name: str) -> RunConfig:
 
 def launch(**kwargs: Any) -> None:
     """Build the app and serve it (host/port from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT when set)."""
-    import os
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = build_app()

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.hub.conftest import ACCOUNTS, ALICE_TOKEN
+from tests.hub.server import HubServer
 from trainer.config import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
@@ -41,20 +43,34 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url(tiny_model_path, tmp_path_factory):
-    """The real app, started as a person would start it, on 127.0.0.1 with a fresh data dir."""
+def hub():
+    """A local Hub-protocol server (user alice) that the app signs in to with HF_TOKEN (local mode)."""
+    with HubServer(ACCOUNTS) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_model_path, tmp_path_factory, hub):
+    """The real app, started as a person would start it, on 127.0.0.1 with a fresh data dir, signed in to the Hub."""
     import httpx
 
     port = _free_port()
     data_dir = tmp_path_factory.mktemp("app-data")
-    env = {
-        **os.environ,
-        "PHI3_STUDIO_DATA_DIR": str(data_dir),
-        "GRADIO_SERVER_NAME": "127.0.0.1",
-        "GRADIO_SERVER_PORT": str(port),
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "HF_HUB_OFFLINE": "1",
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(
+        {
+            "PHI3_STUDIO_DATA_DIR": str(data_dir),
+            "GRADIO_SERVER_NAME": "127.0.0.1",
+            "GRADIO_SERVER_PORT": str(port),
+            "GRADIO_ANALYTICS_ENABLED": "False",
+            "HF_ENDPOINT": hub.url,
+            "HF_HUB_OFFLINE": "0",
+            "HF_HUB_DISABLE_XET": "1",
+            "HF_HOME": str(data_dir / "hf-home"),
+            "HF_TOKEN": ALICE_TOKEN,
+            "NO_PROXY": "127.0.0.1,localhost",
+        }
+    )
     log = open(data_dir / "app.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "app.py"], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
@@ -70,7 +86,7 @@ def app_url(tiny_model_path, tmp_path_factory):
     else:
         proc.kill()
         raise AssertionError((data_dir / "app.log").read_text()[-3000:])
-    yield url
+    yield url, data_dir
     proc.terminate()
     proc.wait(timeout=30)
     log.close()
@@ -104,7 +120,8 @@ def _fill(page, name: str, value: str) -> None:
     box.press("Tab")
 
 
-def test_train_in_the_browser(app_url, browser, shots, tmp_path):
+def test_train_in_the_browser(app_url, browser, shots, tmp_path, hub):
+    app_url, data_dir = app_url
     expect = playwright.expect
     page = browser.new_page(viewport={"width": 1400, "height": 1500})
     page.goto(app_url)
@@ -133,6 +150,13 @@ def test_train_in_the_browser(app_url, browser, shots, tmp_path):
     page.screenshot(path=str(shots / "train-tab-errors.png"), full_page=True)
     _fill(page, "learning_rate", "0.003")
 
+    # pushing to someone else's namespace is refused before anything starts
+    _fill(page, "repo_id", "bob/pirate-lora")
+    page.locator("#start").click()
+    expect(page.locator("#form-errors")).to_contain_text("bob", timeout=30_000)
+    expect(page.locator("#field-repo_id")).to_contain_text("⚠️")
+    _fill(page, "repo_id", "alice/pirate-lora")
+
     notes = tmp_path / "notes.txt"
     notes.write_text("not a dataset")
     page.locator("#upload input[type=file]").set_input_files(str(notes))
@@ -153,6 +177,10 @@ def test_train_in_the_browser(app_url, browser, shots, tmp_path):
     expect(page.locator("#run-status")).to_contain_text("succeeded", timeout=240_000)
     expect(page.locator("#run-metrics")).to_contain_text("eval loss")
     expect(page.locator("#run-samples")).to_contain_text("Ahoy!")
+    expect(page.locator("#run-status")).to_contain_text("Published: alice/pirate-lora", timeout=60_000)
+    link = page.locator("#run-status a", has_text="alice/pirate-lora")
+    assert link.get_attribute("href").endswith("/alice/pirate-lora")
+    assert "adapter_model.safetensors" in hub.files("alice/pirate-lora")  # it really landed on the Hub
     page.screenshot(path=str(shots / "runs-tab.png"), full_page=True)
 
     # a reload (or a second tab) shows the same finished run with its metrics
@@ -163,6 +191,11 @@ def test_train_in_the_browser(app_url, browser, shots, tmp_path):
     expect(page.locator("#run-progress")).to_contain_text("step 30 / 30")
     train_points, eval_points = drawn.format("loss-plot", "point", ""), drawn.format("eval-plot", "point", "")
     page.wait_for_function(f"{train_points} == 6 && {eval_points} == 3", timeout=30_000)  # steps 5..30; 0, 20, 30
+
+    # the secret never reached a file: runs, logs, the job database, uploads, exports
+    leaks = [p for p in data_dir.rglob("*") if p.is_file() and ALICE_TOKEN.encode() in p.read_bytes()]
+    assert leaks == []
+    assert any(data_dir.rglob("jobs.sqlite")) and any(data_dir.rglob("log.txt"))
 
     (shots / "ui-latency.json").write_text(json.dumps(latencies, indent=2))
     assert latencies["p95_ms"] < 2000, latencies  # the server stays responsive while a job trains
