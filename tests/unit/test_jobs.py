@@ -19,7 +19,7 @@ import pytest
 
 from trainer import runfolder as rf
 from trainer.config import load_config
-from trainer.jobs import EXIT_CANCELLED, JobManager, JobStore, failure_cause, pid_alive
+from trainer.jobs import EXIT_CANCELLED, FINISHED, JobManager, JobStore, failure_cause, pid_alive
 
 FAKE_WORKER = textwrap.dedent(
     """
@@ -48,6 +48,9 @@ FAKE_WORKER = textwrap.dedent(
         sys.exit(int(arg))
     elif kind == "crash":
         raise RuntimeError("boom")
+    elif kind == "push-fails":
+        print("error: trained, push failed: Hub unreachable. Retry: python -m trainer push RUN", flush=True)
+        sys.exit(4)
     """
 )
 
@@ -67,7 +70,7 @@ def _config(what: str):
     return load_config(preset="tiny-demo", overrides=[f"system_prompt={what}"])
 
 
-def _wait(manager, job_id, states=("succeeded", "failed", "cancelled"), timeout=20.0):
+def _wait(manager, job_id, states=FINISHED, timeout=20.0):
     end = time.time() + timeout
     while time.time() < end:
         job = manager.store.get(job_id)
@@ -134,6 +137,13 @@ def test_failed_job_records_exit_code_and_cause(manager):
     crash = _wait(manager, manager.submit(_config("crash")).id)
     assert crash.status == "failed" and crash.error == "RuntimeError: boom"
     assert rf.read_json(Path(crash.run_dir) / rf.STATUS_FILE)["state"] == "failed"
+
+
+def test_trained_but_push_failed_is_its_own_state(manager):
+    job = _wait(manager, manager.submit(_config("push-fails")).id)
+    assert (job.status, job.exit_code) == ("push_failed", 4) and job.finished
+    assert job.error.startswith("trained, push failed: Hub unreachable.")
+    assert not job.resumable  # nothing to resume: the adapter is saved; Retry push publishes it
 
 
 def test_recovery_after_a_restart_marks_dead_workers_failed(manager, tmp_path):
