@@ -125,6 +125,7 @@ def make_parser() -> argparse.ArgumentParser:
     push.add_argument("run", type=Path, help="the run folder")
     push.add_argument("--repo-id", help="model repo (default: the run's hub.repo_id)")
     push.add_argument("--public", action="store_true", help="create the repo as public (default: private)")
+    push.add_argument("--merged", action="store_true", help="also merge the adapter and push <repo-id>-merged")
 
     cfg = sub.add_parser("config", help="presets and config files").add_subparsers(
         dest="config_command", required=True
@@ -177,7 +178,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"cancelled: {exc}", flush=True)
         return EXIT_CANCELLED
     print(f"adapter saved to {result.adapter_dir}")
-    if config.hub.repo_id and (code := _push(result.run_dir, config.hub.repo_id, config.hub.private)):
+    if config.hub.repo_id and (
+        code := _push(result.run_dir, config.hub.repo_id, config.hub.private, config.hub.push_merged)
+    ):
         return code
     drop = loss_drop(result.eval_loss_before, result.eval_loss_after)
     if drop is not None:
@@ -185,16 +188,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _push(run_dir: Path, repo_id: str, private: bool) -> int:
-    """Push a finished run; print the URL, or the cause and how to retry (exit code 4)."""
-    from trainer.hub import HubError, push_run, resolve_token
+def _push(run_dir: Path, repo_id: str, private: bool, merged: bool = False) -> int:
+    """Push a finished run (and its merged model); print the URLs, or the cause and how to retry (exit code 4)."""
+    from trainer.hub import HubError, push_merged, push_run, resolve_token
 
+    token = resolve_token()
     try:
-        url = push_run(run_dir, repo_id, resolve_token(), private=private)
+        print(f"pushed to {push_run(run_dir, repo_id, token, private=private)}", flush=True)
+        if merged:
+            print(f"pushed the merged model to {push_merged(run_dir, repo_id, token, private=private)}", flush=True)
     except HubError as exc:
         print(f"error: trained, push failed: {exc} Retry: python -m trainer push {run_dir}", flush=True)
         return EXIT_PUSH_FAILED
-    print(f"pushed to {url}", flush=True)
     return 0
 
 
@@ -206,7 +211,9 @@ def cmd_push(args: argparse.Namespace) -> int:
     repo_id = args.repo_id or config.hub.repo_id
     if not repo_id:
         raise ConfigError(["--repo-id: this run has no hub.repo_id. Give one, e.g. --repo-id alice/phi3-pirate."])
-    return _push(args.run, repo_id, private=not args.public and config.hub.private)
+    return _push(
+        args.run, repo_id, private=not args.public and config.hub.private, merged=args.merged or config.hub.push_merged
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -247,6 +247,13 @@ class HubConfig:
 
     repo_id: str = _field("", label="Push to", help="Hub model repo for the adapter (user/name); empty = keep local.")
     private: bool = _field(True, label="Private repo", help="Create the repo as private.")
+    push_merged: bool = _field(
+        False,
+        label="Also push a merged model",
+        advanced=True,
+        help="Merge the adapter into a bf16 copy of the base (unquantised, also for QLoRA) and push the full model "
+        "to <repo_id>-merged with its own card.",
+    )
 
 
 @dataclass
@@ -446,6 +453,8 @@ def _cross_field_problems(cfg: RunConfig) -> list[str]:
             )
     if cfg.data.format == "columns" and not cfg.data.column_mapping:
         found.append("data.format: columns needs data.column_mapping, e.g. question=user,answer=assistant.")
+    if cfg.hub.push_merged and not cfg.hub.repo_id:
+        found.append("hub.push_merged: needs hub.repo_id (the merged model goes to <repo_id>-merged). Set repo_id.")
     if cfg.hub.repo_id and not REPO_ID_RE.match(cfg.hub.repo_id):
         found.append(
             f"hub.repo_id: {cfg.hub.repo_id!r} is not a repo ID. Use namespace/name with letters, digits, '-', '_' "

@@ -788,8 +788,6 @@ def push_run(
         HubError: access refused, the adapter is missing, or the Hub kept failing (the run folder is untouched
             apart from README.md, loss.png and status.json).
     """
-    from huggingface_hub import CommitOperationAdd, HfApi
-
     run_dir = Path(run_dir)
     files_to_push(run_dir)  # fail before any network call when the adapter is missing
     state = (rf.read_json(run_dir / rf.STATUS_FILE, {}) or {}).get("state") or "unknown"
@@ -802,25 +800,17 @@ def push_run(
         rf.write_text_atomic(run_dir / MODEL_CARD_FILE, model_card(run_dir, repo_id=repo_id))
         loss_curve_png(run_dir, run_dir / LOSS_CURVE_FILE)
         files = files_to_push(run_dir)
-        api = HfApi()
         logger.info("pushing %d files of run %s to %s as %s", len(files), run_dir.name, repo_id, user)
-
-        def create() -> str:
-            return str(api.create_repo(repo_id, token=token, private=private, exist_ok=True, repo_type="model"))
-
-        def commit() -> Any:
-            operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in files]
-            return api.create_commit(
-                repo_id,
-                operations,
-                commit_message=f"Upload LoRA adapter from run {run_dir.name}",
-                commit_description=_commit_description(run_dir),
-                token=token,
-                repo_type="model",
-            )
-
-        url = _with_retries(f"creating {repo_id}", create, retries, backoff_s)
-        info = _with_retries(f"uploading to {repo_id}", commit, retries, backoff_s)
+        url, info = _create_and_commit(
+            repo_id,
+            files,
+            token,
+            private,
+            f"Upload LoRA adapter from run {run_dir.name}",
+            _commit_description(run_dir),
+            retries,
+            backoff_s,
+        )
     except Exception as exc:
         error = _hub_error(exc, token, f"pushing to {repo_id!r}", keep)
         _record_push(run_dir, push_state="push_failed", repo_id=repo_id, push_error=str(error))
@@ -837,6 +827,145 @@ def push_run(
         pushed_at=time.time(),
     )
     logger.info("pushed run %s to %s (commit %s)", run_dir.name, url, getattr(info, "oid", "?"))
+    return url
+
+
+def _create_and_commit(
+    repo_id: str,
+    files: list[tuple[str, Path]],
+    token: str,
+    private: bool,
+    message: str,
+    description: str,
+    retries: int,
+    backoff_s: float,
+) -> tuple[str, Any]:
+    """Create the model repo (existing is fine) and upload files in ONE commit, each call retried; (url, commit)."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    api = HfApi()
+
+    def create() -> str:
+        return str(api.create_repo(repo_id, token=token, private=private, exist_ok=True, repo_type="model"))
+
+    def commit() -> Any:
+        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in files]
+        return api.create_commit(
+            repo_id, operations, commit_message=message, commit_description=description, token=token, repo_type="model"
+        )
+
+    url = _with_retries(f"creating {repo_id}", create, retries, backoff_s)
+    return url, _with_retries(f"uploading to {repo_id}", commit, retries, backoff_s)
+
+
+def merged_repo_id(repo_id: str) -> str:
+    """Where the merged full model goes: the adapter repo's name + '-merged'."""
+    return f"{repo_id}-merged"
+
+
+def merge_adapter(run_dir: Path, out_dir: Path) -> Path:
+    """Merge the run's adapter into an unquantised copy of its base (bf16 on a GPU, fp32 on a CPU) and save it.
+
+    QLoRA runs merge into the full-precision base too: merging into 4-bit weights would round the update away.
+
+    Args:
+        run_dir: the finished run folder (its config.yaml and adapter/).
+        out_dir: where the merged model and tokenizer are written.
+
+    Returns:
+        out_dir.
+    """
+    import dataclasses
+
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    from trainer.config import load_yaml
+    from trainer.modeling import cuda_available, load_base_model
+
+    config = load_yaml(Path(run_dir) / rf.CONFIG_FILE)
+    dtype = "bfloat16" if cuda_available() else "float32"
+    base = load_base_model(dataclasses.replace(config.model, load_in_4bit=False, dtype=dtype), for_training=False)
+    merged = PeftModel.from_pretrained(base, Path(run_dir) / rf.ADAPTER_DIR).merge_and_unload()
+    merged.save_pretrained(out_dir, safe_serialization=True)
+    AutoTokenizer.from_pretrained(Path(run_dir) / rf.ADAPTER_DIR).save_pretrained(out_dir)
+    return Path(out_dir)
+
+
+def merged_card(run_dir: Path, repo_id: str, adapter_repo_id: str) -> str:
+    """The model card of the merged full model: metadata, where it comes from, and how to use it."""
+    from huggingface_hub import ModelCardData
+
+    run = read_run(run_dir)
+    meta = card_metadata(run.config)
+    meta.update(library_name="transformers", tags=[*meta["tags"], "merged"])
+    prompt = str(run.samples[0].get("prompt") or "Tell me about the sea.") if run.samples else "Tell me about the sea."
+    snippet = f"""import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+model_id = {json.dumps(repo_id)}
+tokenizer = AutoTokenizer.from_pretrained(model_id)
+model = AutoModelForCausalLM.from_pretrained(model_id, dtype="auto").eval()
+inputs = tokenizer.apply_chat_template([{{"role": "user", "content": {json.dumps(prompt)}}}],
+                                       add_generation_prompt=True, return_tensors="pt", return_dict=True)
+stop_ids = [tokenizer.convert_tokens_to_ids("<|end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")]
+output = model.generate(**inputs, max_new_tokens=128, do_sample=False, eos_token_id=stop_ids)
+print(tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))
+"""
+    return "\n".join(
+        [
+            f"---\n{ModelCardData(**meta).to_yaml()}\n---\n",
+            f"# {repo_id.split('/')[-1]}\n",
+            f"`{meta['base_model']}` with the LoRA adapter {_hub_link(adapter_repo_id)} merged "
+            "into its weights (`merge_and_unload`): a full model that needs no PEFT. The adapter's card has the "
+            "data, the hyper-parameters and the evaluation.\n",
+            _results_section(run),
+            "## Usage\n\n" + _fence(snippet, "python"),
+        ]
+    )
+
+
+def push_merged(
+    run_dir: Path, repo_id: str, token: str, private: bool = True, retries: int = 4, backoff_s: float = 1.0
+) -> str:
+    """Merge the adapter into its base and push the full model to `<repo_id>-merged` with its own card.
+
+    Args:
+        run_dir: the finished run folder.
+        repo_id: the ADAPTER's repo ID; the merged model goes to `merged_repo_id(repo_id)`.
+        token: a write token (never logged or stored).
+        private: create the repo as private.
+        retries: retries per Hub call on network errors and 5xx.
+        backoff_s: the first wait between attempts.
+
+    Returns:
+        The merged repo's URL.
+
+    Raises:
+        HubError: no access, or the Hub kept failing (the merged files stay in `run_dir/merged`).
+    """
+    run_dir = Path(run_dir)
+    target = merged_repo_id(repo_id)
+    try:
+        _check_push_access(target, token, retries, backoff_s)
+        out = merge_adapter(run_dir, run_dir / "merged")
+        rf.write_text_atomic(out / MODEL_CARD_FILE, merged_card(run_dir, target, repo_id))
+        files = [(p.name, p) for p in sorted(out.iterdir()) if p.is_file()]
+        url, _ = _create_and_commit(
+            target,
+            files,
+            token,
+            private,
+            f"Upload merged model from run {run_dir.name}",
+            _commit_description(run_dir),
+            retries,
+            backoff_s,
+        )
+    except Exception as exc:
+        error = _hub_error(exc, token, f"pushing the merged model to {target!r}")
+        _record_push(run_dir, merged_push_error=str(error))
+        raise error from None
+    _record_push(run_dir, merged_repo_url=url, merged_push_error=None)
     return url
 
 

@@ -172,7 +172,7 @@ def preview_tokenizer(model_name: str):
     return AutoTokenizer.from_pretrained(TOKENIZER_DIR)
 
 
-def preview_data(values: dict[str, Any]) -> tuple[str, str]:
+def preview_data(values: dict[str, Any], token: str | None = None) -> tuple[str, str]:
     """Preview button: detected format, rows, problems, length stats, and the first rows rendered."""
     from trainer import data
 
@@ -181,7 +181,8 @@ def preview_data(values: dict[str, Any]) -> tuple[str, str]:
     if problems:
         return problems_markdown(problems), ""
     try:
-        p = data.preview(cfg.data, preview_tokenizer(cfg.model.model_name_or_path), cfg.training.max_length)
+        tokenizer = preview_tokenizer(cfg.model.model_name_or_path)
+        p = data.preview(cfg.data, tokenizer, cfg.training.max_length, token=token)
     except (data.DataError, ConfigError) as exc:
         return f"### Dataset problem\n{exc}", ""
     stats = p.token_lengths
@@ -403,9 +404,13 @@ def build_app(manager=None, on_gpu: bool | None = None) -> gr.Blocks:
             return (gr.update(value=saved) if saved else gr.skip()), error
 
         train["upload"].upload(on_upload, train["upload"], [fields["data.dataset_name"], train["preview_summary"]])
-        train["preview"].click(
-            lambda v: preview_data(keyed(v)), set(field_list), [train["preview_summary"], train["preview_rows"]]
-        )
+
+        def preview(values: dict, oauth: gr.OAuthToken | None):
+            from trainer.hub import resolve_token
+
+            return preview_data(keyed(values), resolve_token(oauth.token if oauth is not None else None))
+
+        train["preview"].click(preview, set(field_list), [train["preview_summary"], train["preview_rows"]])
         train["export"].click(
             lambda v: export_yaml(keyed(v)), set(field_list), [train["yaml_file"], train["yaml_view"], train["errors"]]
         )

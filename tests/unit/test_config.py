@@ -120,6 +120,16 @@ def test_invalid_values_are_all_reported_at_once(tmp_path):
     assert len(problems) == 7
 
 
+def test_merged_push_needs_a_repo():
+    cfg = preset_config("tiny-demo")
+    cfg.hub.push_merged = True
+    assert cfg.problems() == [
+        "hub.push_merged: needs hub.repo_id (the merged model goes to <repo_id>-merged). Set repo_id."
+    ]
+    cfg.hub.repo_id = "alice/pirate"
+    assert cfg.problems() == []
+
+
 def test_unknown_keys_are_errors_naming_the_key(tmp_path):
     path = tmp_path / "typo.yaml"
     path.write_text("training:\n  lerning_rate: 1e-4\ntrainig:\n  seed: 1\n")
