@@ -116,6 +116,18 @@ def make_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch-size", type=int, default=4, help="rows per step (default: 4)")
     bench.add_argument("--out", type=Path, default=Path("benchmarks"), help="folder for bench.json and bench.md")
 
+    chat = sub.add_parser(
+        "chat",
+        help="the base model and a tuned adapter answer the same prompt (one copy of the base in memory)",
+        description="Load the base model once, attach the adapter, and print the base reply and the tuned reply to "
+        "the same prompt (greedy by default, stopping at <|end|>).",
+    )
+    chat.add_argument("--adapter", required=True, help="a run folder, an adapter folder, or an adapter repo ID")
+    chat.add_argument("--base", help="base model (default: the run's, or the adapter's base_model_name_or_path)")
+    chat.add_argument("--prompt", required=True, help="the user message")
+    chat.add_argument("--max-new-tokens", type=int, default=128, help="tokens per reply (default: 128)")
+    chat.add_argument("--sample", action="store_true", help="sample (temperature 0.7, top-p 0.9) instead of greedy")
+
     push = sub.add_parser(
         "push",
         help="publish a finished run (adapter + model card) to the Hub; retries a failed push",
@@ -200,6 +212,20 @@ def _push(run_dir: Path, repo_id: str, private: bool, merged: bool = False) -> i
     except HubError as exc:
         print(f"error: trained, push failed: {exc} Retry: python -m trainer push {run_dir}", flush=True)
         return EXIT_PUSH_FAILED
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    """`chat`: base vs tuned replies to one prompt, labelled."""
+    from trainer.chat import ChatEngine, GenerationSettings
+    from trainer.hub import resolve_token
+
+    engine = ChatEngine.from_source(args.adapter, args.base, token=resolve_token())
+    messages = [{"role": "user", "content": args.prompt}]
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, greedy=not args.sample)
+    base_reply, tuned_reply = engine.reply_pair(messages, messages, settings)
+    print(f"base  ({engine.model_cfg.model_name_or_path}): {base_reply}")
+    print(f"tuned ({args.adapter}): {tuned_reply}")
     return 0
 
 
@@ -325,7 +351,14 @@ def main(argv: list[str] | None = None) -> int:
     # details go to the run's log.txt; the console shows progress lines (in a worker, the console IS log.txt)
     console.setLevel(logging.CRITICAL if os.environ.get(WORKER_ENV) else logging.WARNING)
     logging.basicConfig(handlers=[console], format="%(levelname)s %(name)s: %(message)s")
-    handlers = {"train": cmd_train, "demo": cmd_demo, "config": cmd_config, "bench": cmd_bench, "push": cmd_push}
+    handlers = {
+        "train": cmd_train,
+        "demo": cmd_demo,
+        "config": cmd_config,
+        "bench": cmd_bench,
+        "push": cmd_push,
+        "chat": cmd_chat,
+    }
     handler = cmd_data_inspect if args.command == "data" else handlers[args.command]
     try:
         return handler(args)
@@ -338,10 +371,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _is_bad_input(exc: BaseException) -> bool:
     """Config and data problems found before training starts (not bugs, which keep their traceback)."""
+    from trainer.chat import ChatError
     from trainer.data import DataError
     from trainer.hub import HubError
 
-    return isinstance(exc, (ConfigError, DataError, HubError))
+    return isinstance(exc, (ConfigError, DataError, HubError, ChatError))
 
 
 if __name__ == "__main__":

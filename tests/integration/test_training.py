@@ -22,16 +22,6 @@ PROJECTIONS = [(HIDDEN, 3 * HIDDEN), (HIDDEN, HIDDEN), (HIDDEN, 2 * INTERMEDIATE
 LORA_PARAMS = LAYERS * sum(R * (i + o) for i, o in PROJECTIONS)
 
 
-@pytest.fixture(scope="session")
-def demo(tiny_model_path, tmp_path_factory):
-    """One full tiny-demo run (the same as `python -m trainer demo`), shared by the tests below."""
-    events = []
-    result = run(
-        preset_config("tiny-demo"), on_event=events.append, run_dir=tmp_path_factory.mktemp("demo"), return_model=True
-    )
-    return result, events
-
-
 def test_only_lora_parameters_are_trainable(tiny_model_path):
     from peft import get_peft_model
 
