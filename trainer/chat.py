@@ -229,3 +229,40 @@ class _RowStreamer:
     def __iter__(self):
         while (item := self.queue.get()) is not None:
             yield item
+
+
+def measure_speed(
+    engine: ChatEngine, messages: list[dict[str, str]], settings: GenerationSettings, repeats: int = 5
+) -> dict[str, dict[str, float]]:
+    """Time until both panes show a token, and generated tokens/s: one batched generate vs two sequential ones.
+
+    Returns:
+        {"batched": {...}, "sequential": {...}}, each with ttft_s and tokens_per_s (medians over repeats).
+    """
+    import statistics
+    import time
+
+    figures: dict[str, dict[str, float]] = {}
+    saved = engine.mixed_batches
+    try:
+        for mode, mixed in (("batched", True), ("sequential", False)):
+            engine.mixed_batches = mixed
+            ttfts, rates = [], []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                first = None
+                pair = ("", "")
+                for pair in engine.stream_pair(messages, messages, settings):
+                    if first is None and pair[0] and pair[1]:  # both panes show text
+                        first = time.perf_counter() - start
+                elapsed = time.perf_counter() - start
+                tokens = sum(len(engine.tokenizer(text, add_special_tokens=False)["input_ids"]) for text in pair)
+                ttfts.append(first or elapsed)
+                rates.append(tokens / elapsed)
+            figures[mode] = {
+                "ttft_s": round(statistics.median(ttfts), 4),
+                "tokens_per_s": round(statistics.median(rates), 1),
+            }
+    finally:
+        engine.mixed_batches = saved
+    return figures

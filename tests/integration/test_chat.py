@@ -110,3 +110,13 @@ def test_cli_chat_prints_both_replies(demo, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("base  (tiny-phi3): The moon is")
     assert out[1].startswith("tuned (") and "Ahoy! The moon be" in out[1]
+
+
+def test_measure_speed_reports_both_modes_and_restores_the_engine(engine):
+    from trainer.chat import measure_speed
+
+    figures = measure_speed(engine, MOON, GenerationSettings(max_new_tokens=20), repeats=2)
+    assert set(figures) == {"batched", "sequential"}
+    for mode in figures.values():
+        assert mode["ttft_s"] > 0 and mode["tokens_per_s"] > 0
+    assert engine.mixed_batches is True
