@@ -202,19 +202,32 @@ def test_train_in_the_browser(app_url, browser, shots, tmp_path, hub):
 
 
 def _round_trips(url: str, job_id: str, n: int = 30) -> dict:
-    """Time n refreshes of the Runs tab through the app's API while the worker trains (p50/p95 in ms)."""
+    """Time n refreshes of the Runs tab through the app's API while the worker trains (p50/p95 in ms).
+
+    A connection reset under load (seen once on 2 busy cores) is retried and counted, not hidden: a server that
+    stopped answering fails every call and the test.
+    """
+    import httpx
     from gradio_client import Client
 
     client = Client(url, verbose=False)
-    times = []
+    times, resets = [], 0
     for _ in range(n):
-        start = time.perf_counter()
-        client.predict(job_id, {}, api_name="/refresh")
-        times.append(1000 * (time.perf_counter() - start))
+        for _attempt in range(3):
+            start = time.perf_counter()
+            try:
+                client.predict(job_id, {}, api_name="/refresh")
+            except httpx.TransportError:
+                resets += 1
+                continue
+            times.append(1000 * (time.perf_counter() - start))
+            break
+    assert len(times) == n and resets <= 3, (len(times), resets)
     times.sort()
     return {
         "n": n,
         "p50_ms": round(times[n // 2], 1),
         "p95_ms": round(times[int(0.95 * (n - 1))], 1),
         "max_ms": round(times[-1], 1),
+        "connection_resets_retried": resets,
     }
