@@ -377,6 +377,8 @@ def build_app(manager=None, on_gpu: bool | None = None) -> gr.Blocks:
                 train = build_train_tab(start_preset, start_cfg)
             with gr.Tab("Runs", id="runs"):
                 runs = build_runs_tab()
+            with gr.Tab("Compare", id="compare") as compare_tab:
+                compare = build_compare_tab()
 
         fields = train["fields"]
         field_list = [fields[s.key] for s in form_fields()]
@@ -525,6 +527,73 @@ def build_app(manager=None, on_gpu: bool | None = None) -> gr.Blocks:
 
         runs["retry_push"].click(retry_push, runs["picker"], runs["picker"])
         app.load(refresh_picker, runs["picker"], runs["picker"])  # reattach to the latest run after a reload
+
+        # --- Compare tab wiring: one engine (base model + adapter) at a time, loaded on first use
+        engines = EngineCache()
+
+        def adapter_choices(profile: gr.OAuthProfile | None):
+            runs_ = [j for j in manager.store.list(owner_of(profile)) if j.status in ("succeeded", "push_failed")]
+            choices = [(f"run #{j.id} · {j.name}", j.run_dir) for j in runs_]
+            return gr.update(choices=choices, value=choices[0][1] if choices else None)
+
+        def send(prompt, base_hist, tuned_hist, source, hub_id, max_new, temperature, top_p, greedy, system):
+            from trainer.chat import ChatError, GenerationSettings
+
+            if not (prompt or "").strip():
+                raise gr.Error("Type a prompt first.")
+            if on_gpu and any(j.status == "running" for j in manager.store.list()):
+                raise gr.Error("A training run is using the GPU; the comparison can load once it finishes.")
+            try:
+                engine = engines.get((hub_id or "").strip() or source)
+            except (ChatError, ValueError, OSError) as exc:
+                raise gr.Error(str(exc)) from exc
+            settings = GenerationSettings(
+                max_new_tokens=int(max_new), temperature=float(temperature), top_p=float(top_p), greedy=bool(greedy)
+            )
+            system_turn = [{"role": "system", "content": system}] if (system or "").strip() else []
+            user = {"role": "user", "content": prompt}
+            base_hist, tuned_hist = [*chat_messages(base_hist), user], [*chat_messages(tuned_hist), user]
+            for base_reply, tuned_reply in engine.stream_pair(
+                system_turn + base_hist, system_turn + tuned_hist, settings, stop=engines.stop
+            ):
+                yield (
+                    base_hist + [{"role": "assistant", "content": base_reply}],
+                    tuned_hist + [{"role": "assistant", "content": tuned_reply}],
+                    "",
+                )
+
+        gen_inputs = [
+            compare["prompt"],
+            compare["base_chat"],
+            compare["tuned_chat"],
+            compare["adapter"],
+            compare["hub_id"],
+            compare["max_new_tokens"],
+            compare["temperature"],
+            compare["top_p"],
+            compare["greedy"],
+            compare["system"],
+        ]
+        gen_outputs = [compare["base_chat"], compare["tuned_chat"], compare["prompt"]]
+        for trigger in (compare["send"].click, compare["prompt"].submit):  # one chain, two triggers
+            trigger(engines.reset_stop, None, None, queue=False).then(
+                send, gen_inputs, gen_outputs, concurrency_id="gpu", concurrency_limit=1
+            )
+
+        def regenerate(base_hist, tuned_hist, *rest):
+            base_hist, tuned_hist = chat_messages(base_hist), chat_messages(tuned_hist)
+            last = next((m["content"] for m in reversed(base_hist) if m["role"] == "user"), "")
+            cut = max((i for i, m in enumerate(base_hist) if m["role"] == "user"), default=0)
+            tuned_cut = max((i for i, m in enumerate(tuned_hist) if m["role"] == "user"), default=0)
+            yield from send(last, base_hist[:cut], tuned_hist[:tuned_cut], *rest)
+
+        compare["regenerate"].click(engines.reset_stop, None, None, queue=False).then(
+            regenerate, gen_inputs[1:], gen_outputs, concurrency_id="gpu", concurrency_limit=1
+        )
+        compare["stop"].click(lambda: engines.stop.set(), None, None, queue=False)
+        compare["clear"].click(lambda: ([], [], ""), None, gen_outputs, queue=False)
+        compare_tab.select(adapter_choices, None, compare["adapter"])
+        app.load(adapter_choices, None, compare["adapter"])
     return app
 
 
@@ -605,6 +674,83 @@ def build_runs_tab() -> dict[str, Any]:
     c["timer"] = gr.Timer(REFRESH_S)
     c["seen"] = gr.State({})  # what this browser tab last drew: job id, number of events, picker choices
     return c
+
+
+def build_compare_tab() -> dict[str, Any]:
+    """The Compare tab: base on the left, tuned on the right, one prompt box, generation settings."""
+    c: dict[str, Any] = {}
+    with gr.Row():
+        c["adapter"] = gr.Dropdown(
+            choices=[], label="Tuned adapter (a finished run)", elem_id="compare-adapter", scale=3
+        )
+        c["hub_id"] = gr.Textbox(
+            label="…or an adapter repo on the Hub",
+            placeholder="alice/phi3-pirate-lora",
+            elem_id="compare-hub-id",
+            scale=2,
+        )
+    with gr.Row():
+        c["base_chat"] = gr.Chatbot(label="Base model", elem_id="base-chat", height=380)
+        c["tuned_chat"] = gr.Chatbot(label="Tuned (base + adapter)", elem_id="tuned-chat", height=380)
+    with gr.Row():
+        c["prompt"] = gr.Textbox(
+            label="Prompt (both sides get it)",
+            elem_id="compare-prompt",
+            scale=5,
+            placeholder="Tell me about the moon.",
+        )
+        c["send"] = gr.Button("Send", variant="primary", elem_id="compare-send", scale=0, min_width=90)
+        c["stop"] = gr.Button("Stop", elem_id="compare-stop", scale=0, min_width=80)
+        c["regenerate"] = gr.Button("Regenerate", elem_id="compare-regenerate", scale=0, min_width=110)
+        c["clear"] = gr.Button("Clear", elem_id="compare-clear", scale=0, min_width=80)
+    with gr.Accordion("Generation settings", open=False):
+        with gr.Row():
+            c["max_new_tokens"] = gr.Number(value=128, precision=0, label="Max new tokens")
+            c["temperature"] = gr.Number(value=0.7, label="Temperature")
+            c["top_p"] = gr.Number(value=0.9, label="Top-p")
+            c["greedy"] = gr.Checkbox(value=True, label="Greedy (same answer every time)")
+        c["system"] = gr.Textbox(label="System prompt (both sides)", value="")
+    return c
+
+
+def chat_messages(history: list[dict[str, Any]] | None) -> list[dict[str, str]]:
+    """A Chatbot's value as plain role/content messages (Gradio may hand content back as a list of text parts)."""
+    out = []
+    for message in history or []:
+        content = message.get("content")
+        if isinstance(content, list):
+            content = "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
+        out.append({"role": message["role"], "content": str(content or "")})
+    return out
+
+
+class EngineCache:
+    """The one chat engine in memory (base + adapter); loading another source replaces it. Plus the Stop flag."""
+
+    def __init__(self):
+        import threading
+
+        self._lock = threading.Lock()
+        self._source: str | None = None
+        self._engine = None
+        self.stop = threading.Event()
+
+    def reset_stop(self) -> None:
+        self.stop.clear()
+
+    def get(self, source: str | None):
+        """The engine for a run folder or an adapter repo ID, loading it (and freeing the previous one) if needed."""
+        from trainer.chat import ChatEngine, ChatError
+        from trainer.hub import resolve_token
+
+        if not source:
+            raise ChatError("Pick a finished run, or type an adapter repo ID.")
+        with self._lock:
+            if source != self._source:
+                self._engine = None  # free the old model before loading the next one
+                self._engine = ChatEngine.from_source(source, token=resolve_token())
+                self._source = source
+            return self._engine
 
 
 def _buttons(job) -> list[Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -191,6 +192,15 @@ def test_train_in_the_browser(app_url, browser, shots, tmp_path, hub):
     expect(page.locator("#run-progress")).to_contain_text("step 30 / 30")
     train_points, eval_points = drawn.format("loss-plot", "point", ""), drawn.format("eval-plot", "point", "")
     page.wait_for_function(f"{train_points} == 6 && {eval_points} == 3", timeout=30_000)  # steps 5..30; 0, 20, 30
+
+    # Compare: the finished run is pre-selected; one prompt, both panes answer (base plain, tuned a pirate)
+    page.get_by_role("tab", name="Compare").click()
+    expect(page.locator("#compare-adapter input")).to_have_value(re.compile(r"run #1"), timeout=15_000)
+    page.locator("#compare-prompt textarea").fill("Tell me about the moon.")
+    page.locator("#compare-send").click()
+    expect(page.locator("#tuned-chat")).to_contain_text("Ahoy!", timeout=120_000)
+    expect(page.locator("#base-chat")).to_contain_text("The moon is", timeout=30_000)
+    page.screenshot(path=str(shots / "compare-tab.png"), full_page=True)
 
     # the secret never reached a file: runs, logs, the job database, uploads, exports
     leaks = [p for p in data_dir.rglob("*") if p.is_file() and ALICE_TOKEN.encode() in p.read_bytes()]
