@@ -543,8 +543,11 @@ def build_app(manager=None, on_gpu: bool | None = None) -> gr.Blocks:
                 raise gr.Error("Type a prompt first.")
             if on_gpu and any(j.status == "running" for j in manager.store.list()):
                 raise gr.Error("A training run is using the GPU; the comparison can load once it finishes.")
+            wanted = (hub_id or "").strip() or source
+            if wanted and not engines.holds(wanted):
+                gr.Info(f"Loading the base model and the adapter of {wanted}…")
             try:
-                engine = engines.get((hub_id or "").strip() or source)
+                engine = engines.get(wanted)
             except (ChatError, ValueError, OSError) as exc:
                 raise gr.Error(str(exc)) from exc
             settings = GenerationSettings(
@@ -593,6 +596,17 @@ def build_app(manager=None, on_gpu: bool | None = None) -> gr.Blocks:
         compare["stop"].click(lambda: engines.stop.set(), None, None, queue=False)
         compare["clear"].click(lambda: ([], [], ""), None, gen_outputs, queue=False)
         compare_tab.select(adapter_choices, None, compare["adapter"])
+
+        def example_prompts(run_dir):
+            """Prompts of the run's held-out rows (its samples.json), to try on both sides."""
+            samples = rf.read_json(Path(run_dir) / rf.SAMPLES_FILE, []) if run_dir else []
+            prompts = list(dict.fromkeys(s["prompt"] for s in samples or [] if s.get("prompt")))
+            return gr.update(choices=prompts, value=None)
+
+        compare["adapter"].change(example_prompts, compare["adapter"], compare["examples"], queue=False)
+        compare["examples"].change(
+            lambda p: gr.update(value=p) if p else gr.skip(), compare["examples"], compare["prompt"], queue=False
+        )
         app.load(adapter_choices, None, compare["adapter"])
     return app
 
@@ -689,6 +703,9 @@ def build_compare_tab() -> dict[str, Any]:
             elem_id="compare-hub-id",
             scale=2,
         )
+    c["examples"] = gr.Dropdown(
+        choices=[], label="Example prompts (held-out rows of the run)", elem_id="compare-examples"
+    )
     with gr.Row():
         c["base_chat"] = gr.Chatbot(label="Base model", elem_id="base-chat", height=380)
         c["tuned_chat"] = gr.Chatbot(label="Tuned (base + adapter)", elem_id="tuned-chat", height=380)
@@ -734,6 +751,10 @@ class EngineCache:
         self._source: str | None = None
         self._engine = None
         self.stop = threading.Event()
+
+    def holds(self, source: str) -> bool:
+        """True when the engine for source is already in memory."""
+        return self._source == source and self._engine is not None
 
     def reset_stop(self) -> None:
         self.stop.clear()

@@ -196,6 +196,8 @@ def test_train_in_the_browser(app_url, browser, shots, tmp_path, hub):
     # Compare: the finished run is pre-selected; one prompt, both panes answer (base plain, tuned a pirate)
     page.get_by_role("tab", name="Compare").click()
     expect(page.locator("#compare-adapter input")).to_have_value(re.compile(r"run #1"), timeout=15_000)
+    _pick(page, "compare-examples", "What is the moon?")  # example prompts come from the run's held-out rows
+    expect(page.locator("#compare-prompt textarea")).to_have_value("What is the moon?")
     page.locator("#compare-prompt textarea").fill("Tell me about the moon.")
     page.locator("#compare-send").click()
     expect(page.locator("#tuned-chat")).to_contain_text("Ahoy!", timeout=120_000)
