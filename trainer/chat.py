@@ -45,12 +45,50 @@ class GenerationSettings:
     seed: int = 0
 
 
+def needs_4bit(model_cfg: ModelConfig, params: int | None, free_bytes: int | None) -> bool:
+    """Load the base in 4-bit when its adapter came from a QLoRA run, or when bf16 weights (2 bytes per parameter,
+    plus 20 % for activations and the KV cache) would not fit in the free GPU memory. CPU: never (no bitsandbytes
+    4-bit kernels there)."""
+    if free_bytes is None:
+        return False
+    if model_cfg.load_in_4bit:
+        return True
+    return params is not None and 2.4 * params > free_bytes
+
+
+def _parameter_count(model_name_or_path: str) -> int | None:
+    """The model's parameter count from its config alone (no weights loaded), or None when unknown."""
+    try:
+        import torch
+        from accelerate import init_empty_weights
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        from trainer.modeling import resolve_model_path
+
+        config = AutoConfig.from_pretrained(resolve_model_path(model_name_or_path))
+        with init_empty_weights(), torch.device("meta"):
+            return sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())
+    except Exception:  # noqa: BLE001 - only a sizing hint
+        return None
+
+
 class ChatEngine:
     """The base model loaded once, with one or more adapters attached by name."""
 
     def __init__(self, model_cfg: ModelConfig, token: str | None = None):
-        from trainer.modeling import configure_generation, load_base_model, load_tokenizer
+        import dataclasses
 
+        from trainer.modeling import configure_generation, cuda_available, load_base_model, load_tokenizer
+
+        free = None
+        if cuda_available():
+            import torch
+
+            free = torch.cuda.mem_get_info()[0]
+        four_bit = needs_4bit(model_cfg, _parameter_count(model_cfg.model_name_or_path) if free else None, free)
+        if four_bit != model_cfg.load_in_4bit:
+            logger.info("GPU memory is short for a bf16 copy of the base: loading it in 4-bit for chat")
+        model_cfg = dataclasses.replace(model_cfg, load_in_4bit=four_bit)
         self.model_cfg = model_cfg
         self.token = token
         self.tokenizer = load_tokenizer(model_cfg)

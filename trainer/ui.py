@@ -565,6 +565,18 @@ def build_app(manager=None, on_gpu: bool | None = None) -> gr.Blocks:
                     "",
                 )
 
+        def label_panes(source, hub_id):
+            """Name the two models above the panes (read from the run's config; no model is loaded here)."""
+            from trainer.config import load_yaml
+
+            wanted = (hub_id or "").strip() or source
+            if not wanted:
+                return ""
+            config_file = Path(wanted) / rf.CONFIG_FILE
+            base = load_yaml(config_file).model.model_name_or_path if config_file.exists() else "the adapter's base"
+            name = Path(wanted).name if config_file.exists() else wanted
+            return f"**Left, base:** `{base}` · **Right, tuned:** `{base}` + adapter `{name}`"
+
         gen_inputs = [
             compare["prompt"],
             compare["base_chat"],
@@ -580,8 +592,8 @@ def build_app(manager=None, on_gpu: bool | None = None) -> gr.Blocks:
         gen_outputs = [compare["base_chat"], compare["tuned_chat"], compare["prompt"]]
         for trigger in (compare["send"].click, compare["prompt"].submit):  # one chain, two triggers
             trigger(engines.reset_stop, None, None, queue=False).then(
-                send, gen_inputs, gen_outputs, concurrency_id="gpu", concurrency_limit=1
-            )
+                label_panes, [compare["adapter"], compare["hub_id"]], compare["models"], queue=False
+            ).then(send, gen_inputs, gen_outputs, concurrency_id="gpu", concurrency_limit=1)
 
         def regenerate(base_hist, tuned_hist, *rest):
             base_hist, tuned_hist = chat_messages(base_hist), chat_messages(tuned_hist)
@@ -706,6 +718,7 @@ def build_compare_tab() -> dict[str, Any]:
     c["examples"] = gr.Dropdown(
         choices=[], label="Example prompts (held-out rows of the run)", elem_id="compare-examples"
     )
+    c["models"] = gr.Markdown(elem_id="compare-models")
     with gr.Row():
         c["base_chat"] = gr.Chatbot(label="Base model", elem_id="base-chat", height=380)
         c["tuned_chat"] = gr.Chatbot(label="Tuned (base + adapter)", elem_id="tuned-chat", height=380)

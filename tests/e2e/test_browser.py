@@ -202,6 +202,8 @@ def test_train_in_the_browser(app_url, browser, shots, tmp_path, hub):
     page.locator("#compare-send").click()
     expect(page.locator("#tuned-chat")).to_contain_text("Ahoy!", timeout=120_000)
     expect(page.locator("#base-chat")).to_contain_text("The moon is", timeout=30_000)
+    expect(page.locator("#compare-models")).to_contain_text("Left, base: tiny-phi3")  # the models are named
+    expect(page.locator("#compare-models")).to_contain_text("Right, tuned: tiny-phi3 + adapter")
     page.screenshot(path=str(shots / "compare-tab.png"), full_page=True)
 
     # the secret never reached a file: runs, logs, the job database, uploads, exports
