@@ -247,6 +247,13 @@ class HubConfig:
 
     repo_id: str = _field("", label="Push to", help="Hub model repo for the adapter (user/name); empty = keep local.")
     private: bool = _field(True, label="Private repo", help="Create the repo as private.")
+    push_checkpoints: bool = _field(
+        False,
+        label="Push every checkpoint",
+        advanced=True,
+        help="Also upload each checkpoint's adapter to checkpoints/checkpoint-<step>/ in the repo while training, "
+        "so a crash or a lost machine keeps the latest adapter.",
+    )
     push_merged: bool = _field(
         False,
         label="Also push a merged model",
@@ -453,6 +460,8 @@ def _cross_field_problems(cfg: RunConfig) -> list[str]:
             )
     if cfg.data.format == "columns" and not cfg.data.column_mapping:
         found.append("data.format: columns needs data.column_mapping, e.g. question=user,answer=assistant.")
+    if cfg.hub.push_checkpoints and not cfg.hub.repo_id:
+        found.append("hub.push_checkpoints: needs hub.repo_id (where the checkpoints go). Set repo_id.")
     if cfg.hub.push_merged and not cfg.hub.repo_id:
         found.append("hub.push_merged: needs hub.repo_id (the merged model goes to <repo_id>-merged). Set repo_id.")
     if cfg.hub.repo_id and not REPO_ID_RE.match(cfg.hub.repo_id):

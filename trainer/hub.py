@@ -969,6 +969,41 @@ def push_merged(
     return url
 
 
+def push_checkpoint(
+    checkpoint_dir: Path, repo_id: str, token: str, private: bool = True, retries: int = 4, backoff_s: float = 1.0
+) -> str:
+    """Upload one checkpoint's adapter files to `checkpoints/<checkpoint name>/` of the repo, in one commit.
+
+    Returns:
+        The repo URL.
+
+    Raises:
+        HubError: the Hub kept failing or refused (the checkpoint stays on disk either way).
+    """
+    checkpoint_dir = Path(checkpoint_dir)
+    files = [
+        (f"checkpoints/{checkpoint_dir.name}/{name}", checkpoint_dir / name)
+        for name in ADAPTER_REQUIRED
+        if (checkpoint_dir / name).is_file()
+    ]
+    if len(files) != len(ADAPTER_REQUIRED):
+        raise HubError(f"{checkpoint_dir}: no adapter files in this checkpoint.")
+    try:
+        url, _ = _create_and_commit(
+            repo_id,
+            files,
+            token,
+            private,
+            f"Upload {checkpoint_dir.name} adapter",
+            "Pushed during training by Phi-3 Fine-Tune Studio.",
+            retries,
+            backoff_s,
+        )
+    except Exception as exc:
+        raise _hub_error(exc, token, f"pushing {checkpoint_dir.name} to {repo_id!r}") from None
+    return url
+
+
 def _commit_description(run_dir: Path) -> str:
     status = rf.read_json(run_dir / rf.STATUS_FILE, {}) or {}
     before, after = status.get("eval_loss_before"), status.get("eval_loss_after")

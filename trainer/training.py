@@ -160,7 +160,10 @@ def _train(
     # --- 5. the trainer: TRL does formatting, assistant-only masks, packing and the loop
     set_seed(config.training.seed)  # the LoRA A matrices are initialised inside, from this seed
     callback = EventCallback(emit)
-    trainer = make_trainer(config, run_dir, model, tokenizer, prepared.train, prepared.eval, [callback], padding_free)
+    callbacks = [callback]
+    if config.hub.repo_id and config.hub.push_checkpoints:
+        callbacks.append(_checkpoint_pusher(config, token, emit))
+    trainer = make_trainer(config, run_dir, model, tokenizer, prepared.train, prepared.eval, callbacks, padding_free)
     trainable, total = count_parameters(trainer.model)
     logger.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
     sample_rows = list((prepared.eval if n_eval else prepared.train)["messages"][: t.sample_prompts])
@@ -464,6 +467,26 @@ def _make_event_callback_class():
 def EventCallback(emit: EventHandler):  # noqa: N802 - a factory that reads like the class it builds
     """A transformers TrainerCallback that forwards logs as run events (built lazily to keep imports light)."""
     return _make_event_callback_class()(emit)
+
+
+def _checkpoint_pusher(config: RunConfig, token: str | None, emit: EventHandler):
+    """A callback that uploads each saved checkpoint's adapter (a few MB; failures are reported, not fatal)."""
+    from transformers import TrainerCallback
+
+    from trainer.hub import HubError, push_checkpoint, resolve_token
+
+    token = resolve_token(token)
+
+    class CheckpointPusher(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            try:
+                push_checkpoint(checkpoint, config.hub.repo_id, token, private=config.hub.private)
+                emit({"step": state.global_step, "message": f"pushed {checkpoint.name} to {config.hub.repo_id}"})
+            except HubError as exc:
+                emit({"step": state.global_step, "message": f"checkpoint push failed (training goes on): {exc}"})
+
+    return CheckpointPusher()
 
 
 def loss_drop(before: float | None, after: float | None) -> float | None:
