@@ -347,10 +347,11 @@ def prompt_messages(messages: list[dict[str, str]]) -> list[dict[str, str]]:
 def _samples(rows, tokenizer, before: dict[str, str], after: dict[str, str]) -> list[dict[str, Any]]:
     out = []
     for messages in rows:
-        text = tokenizer.apply_chat_template(prompt_messages(messages), tokenize=False, add_generation_prompt=True)
+        prompt = prompt_messages(messages)
+        text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
         out.append(
             {
-                "prompt": prompt_messages(messages)[-1]["content"],
+                "prompt": prompt[-1]["content"],
                 "prompt_text": text,
                 "reference": messages[-1]["content"] if messages[-1]["role"] == "assistant" else "",
                 "before": before.get(text),

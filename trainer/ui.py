@@ -27,7 +27,7 @@ from typing import Any
 import gradio as gr
 
 from trainer import runfolder as rf
-from trainer.config import PRESETS, ConfigError, FieldSpec, RunConfig, apply_value, iter_fields
+from trainer.config import PRESETS, ConfigError, FieldSpec, RunConfig, apply_value, iter_fields, preset_config
 
 logger = logging.getLogger(__name__)
 
@@ -349,7 +349,7 @@ def build_app(manager=None, on_gpu: bool | None = None) -> gr.Blocks:
     manager = manager or JobManager.default()
     on_gpu = gpu_available() if on_gpu is None else on_gpu
     start_preset = GPU_PRESET if on_gpu else DEMO_PRESET
-    start_cfg = _preset(start_preset)
+    start_cfg = preset_config(start_preset)
 
     def owner_of(profile: gr.OAuthProfile | None) -> str | None:
         return profile.username if profile is not None else None
@@ -388,12 +388,11 @@ def build_app(manager=None, on_gpu: bool | None = None) -> gr.Blocks:
             return {key: values[component] for key, component in fields.items()}
 
         # --- Train tab wiring
-        train["preset"].change(
-            lambda name: [gr.update(value=widget_value(s, s.get(_preset(name)))) for s in form_fields()],
-            train["preset"],
-            field_list,
-            queue=False,
-        )
+        def fill_preset(name: str) -> list[Any]:
+            cfg = preset_config(name)  # once, not once per field
+            return [gr.update(value=widget_value(s, s.get(cfg))) for s in form_fields()]
+
+        train["preset"].change(fill_preset, train["preset"], field_list, queue=False)
         train["example"].change(
             lambda label: gr.update(value=BUNDLED_EXAMPLES.get(label, "")) if label else gr.skip(),
             train["example"],
@@ -797,12 +796,6 @@ def _buttons(job) -> list[Any]:
         gr.update(interactive=job.status == "push_failed"),
         gr.update(interactive=job.finished),
     ]
-
-
-def _preset(name: str) -> RunConfig:
-    from trainer.config import preset_config
-
-    return preset_config(name)
 
 
 def launch(**kwargs: Any) -> None:
