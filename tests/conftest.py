@@ -32,6 +32,6 @@ def phi3_tokenizer():
     """The real Phi-3 tokenizer shipped in trainer/assets."""
     from transformers import AutoTokenizer
 
-    from trainer.modeling import TOKENIZER_DIR
+    from trainer.paths import TOKENIZER_DIR
 
     return AutoTokenizer.from_pretrained(TOKENIZER_DIR)

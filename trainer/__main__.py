@@ -7,9 +7,10 @@
     python -m trainer train --preset lora --set dataset_name=user/my-chat-data --set learning_rate=1e-4
     python -m trainer train --config examples/cookbook-lora-notebook.yaml --num-train-epochs 1
 
-    # look at a dataset the way training will see it
+    # look at a dataset the way training will see it (the same data flags as train)
     python -m trainer data inspect examples/pirate_alpaca.json
     python -m trainer data inspect my.csv --map question=user --map answer=assistant
+    python -m trainer data inspect --preset cookbook-sample-finetune --max-rows 500
 
     # print a preset as YAML (the keys that differ, or --full)
     python -m trainer config show cookbook-sample-finetune
@@ -25,11 +26,11 @@ import os
 import sys
 from pathlib import Path
 
+from trainer import runfolder as rf
 from trainer.config import PRESETS, ConfigError, RunConfig, diff_dict, iter_fields, load_config, preset_config
+from trainer.config.hints import MAP_FLAG, render_hints
+from trainer.errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_PUSH_FAILED
 
-EXIT_BAD_INPUT = 2
-EXIT_CANCELLED = 3
-EXIT_PUSH_FAILED = 4  # trained and saved locally, but the push to the Hub failed (retry with `push`)
 WORKER_ENV = "PHI3_STUDIO_WORKER"  # set by trainer.jobs: the console is the run's log.txt
 
 
@@ -49,16 +50,7 @@ def make_parser() -> argparse.ArgumentParser:
         description="Fine-tune Phi-3 with LoRA/QLoRA. Settings resolve as: defaults, then --preset, then the "
         "--config YAML, then the per-setting flags below, then --set key=value.",
     )
-    train.add_argument("--config", type=Path, help="YAML config file (partial is fine)")
-    train.add_argument("--preset", choices=list(PRESETS), help="start from a named preset")
-    train.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override any setting, e.g. --set training.learning_rate=1e-4 (repeatable)",
-    )
+    _add_config_sources(train)
     train.add_argument("--run-dir", type=Path, help="run folder (default: a new folder under the data dir)")
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --run-dir")
     _add_config_flags(train)
@@ -68,22 +60,12 @@ def make_parser() -> argparse.ArgumentParser:
         "inspect",
         help="detect the format, count rows and problems, preview rendered chat and token lengths",
         description="Load a dataset as training would (Hub ID or local .jsonl/.json/.csv/.parquet), detect its "
-        "format, normalise it to chat messages and show the first rows rendered with the Phi-3 chat template.",
+        "format, normalise it to chat messages and show the first rows rendered with the Phi-3 chat template. "
+        "It takes the same data settings as train (a preset, a config file, the flags below, --set, --map).",
     )
-    inspect.add_argument("source", help="Hub dataset ID or local file path")
-    inspect.add_argument("--format", default="auto", help="force a format instead of detecting it")
-    inspect.add_argument(
-        "--map",
-        dest="mapping",
-        action="append",
-        default=[],
-        metavar="COLUMN=ROLE",
-        help="map a column to a chat role (system/user/assistant), repeatable",
-    )
-    inspect.add_argument("--config-name", dest="dataset_config", help="Hub dataset config name")
-    inspect.add_argument("--split", default="train", help="split to read (default: train)")
-    inspect.add_argument("--system-prompt", default="", help="system message added to rows that have none")
-    inspect.add_argument("--max-length", type=int, default=1024, help="tokens per row training will keep")
+    inspect.add_argument("source", nargs="?", help="Hub dataset ID or local file path (sets --dataset-name)")
+    _add_config_sources(inspect)
+    _add_config_flags(inspect, keys=[s.key for s in iter_fields() if s.section == "data"] + ["training.max_length"])
     inspect.add_argument("--rows", type=int, default=3, help="rows to show rendered (default: 3)")
 
     demo = sub.add_parser(
@@ -149,16 +131,40 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+def _add_config_sources(parser: argparse.ArgumentParser) -> None:
+    """--config, --preset, --set and --map: where settings come from besides the per-setting flags."""
+    parser.add_argument("--config", type=Path, help="YAML config file (partial is fine)")
+    parser.add_argument("--preset", choices=list(PRESETS), help="start from a named preset")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any setting, e.g. --set training.learning_rate=1e-4 (repeatable)",
+    )
+    parser.add_argument(
+        MAP_FLAG,
+        dest="mapping",
+        action="append",
+        default=[],
+        metavar="COLUMN=ROLE",
+        help="map a dataset column to a chat role (system/user/assistant), repeatable; sets data.column_mapping",
+    )
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, keys: list[str] | None = None) -> None:
     """One flag per RunConfig setting (e.g. --learning-rate), generated from the dataclass metadata."""
     groups: dict[str, argparse._ArgumentGroup] = {}
     for spec in iter_fields():
+        if keys is not None and spec.key not in keys:
+            continue
         group = groups.setdefault(spec.section, parser.add_argument_group(f"{spec.section} settings"))
         bounds = [f"{k} {spec.meta[k]}" for k in ("min", "max") if spec.meta.get(k) is not None]
         choices = f" Choices: {', '.join(map(str, spec.choices))}." if spec.choices else ""
         extra = f" ({', '.join(bounds)})" if bounds else ""
         group.add_argument(
-            f"--{spec.name.replace('_', '-')}",
+            spec.flag,
             dest=f"cfg__{spec.key}",
             metavar="VALUE",
             help=f"{spec.meta['help']}{choices}{extra} Default: {spec.default!r}.",
@@ -166,7 +172,15 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _config_from_args(args: argparse.Namespace, preset: str | None = None) -> RunConfig:
+    """The run config: defaults < preset < --config file < per-setting flags and --map < --set."""
     flags = [f"{k[5:]}={v}" for k, v in vars(args).items() if k.startswith("cfg__") and v is not None]
+    if getattr(args, "source", None):
+        flags.append(f"data.dataset_name={args.source}")
+    if mapping := getattr(args, "mapping", None):
+        for item in mapping:
+            if "=" not in item or not item.split("=", 1)[0].strip():
+                raise ConfigError([f"{MAP_FLAG} {item}: expected COLUMN=ROLE, e.g. {MAP_FLAG} answer=assistant."])
+        flags.append("data.column_mapping=" + ",".join(item.strip() for item in mapping))
     return load_config(getattr(args, "config", None), preset or getattr(args, "preset", None), flags + args.overrides)
 
 
@@ -174,7 +188,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """`train`: resolve the config, fine-tune, print where the adapter is."""
     import signal
 
-    from trainer.training import RunCancelled, loss_drop, request_stop, run
+    from trainer.training import RunCancelled, request_stop, run
 
     if args.resume and args.run_dir is None:
         raise ConfigError(["--resume: needs --run-dir, the folder of the run to continue."])
@@ -194,7 +208,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         code := _push(result.run_dir, config.hub.repo_id, config.hub.private, config.hub.push_merged)
     ):
         return code
-    drop = loss_drop(result.eval_loss_before, result.eval_loss_after)
+    drop = rf.loss_drop(result.eval_loss_before, result.eval_loss_after)
     if drop is not None:
         print(f"eval loss {result.eval_loss_before:.4f} -> {result.eval_loss_after:.4f} ({100 * drop:.1f} % lower)")
     return 0
@@ -244,7 +258,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """`demo`: tiny Phi-3 + pirate persona, end to end on the CPU."""
-    from trainer.training import loss_drop, run
+    from trainer.training import run
 
     args.config = None
     config = _config_from_args(args, preset="tiny-demo")
@@ -252,7 +266,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "Offline demo: a tiny random Phi-3 (real Phi-3 tokenizer), warmed up on plain chat, learns a pirate persona."
     )
     result = run(config, on_event=_print_event, run_dir=args.out)
-    drop = loss_drop(result.eval_loss_before, result.eval_loss_after)
+    drop = rf.loss_drop(result.eval_loss_before, result.eval_loss_after)
     print(
         f"\nheld-out eval loss: {result.eval_loss_before:.4f} -> {result.eval_loss_after:.4f}"
         + (f" ({100 * drop:.1f} % lower)" if drop is not None else "")
@@ -265,33 +279,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_data_inspect(args: argparse.Namespace) -> int:
     """`data inspect`: what training would see of a dataset."""
-    from transformers import AutoTokenizer
-
     from trainer import data
-    from trainer.config import DataConfig
-    from trainer.modeling import TOKENIZER_DIR
 
-    mapping = {}
-    for item in args.mapping:
-        column, sep, role = item.partition("=")
-        if not sep:
-            raise ConfigError([f"--map {item}: expected COLUMN=ROLE, e.g. --map answer=assistant."])
-        mapping[column.strip()] = role.strip()
-    cfg = RunConfig(
-        data=DataConfig(
-            dataset_name=args.source,
-            dataset_config=args.dataset_config,
-            dataset_train_split=args.split,
-            format=args.format,
-            column_mapping=mapping,
-            system_prompt=args.system_prompt,
+    cfg = _config_from_args(args)
+    print(
+        data.format_preview(
+            data.preview(
+                cfg.data,
+                data.preview_tokenizer(cfg.model.model_name_or_path),
+                max_length=cfg.training.max_length,
+                n=args.rows,
+            )
         )
     )
-    problems = [p for p in cfg.problems() if p.startswith("data.")]
-    if problems:
-        raise ConfigError(problems)
-    tokenizer = AutoTokenizer.from_pretrained(TOKENIZER_DIR)
-    print(data.format_preview(data.preview(cfg.data, tokenizer, max_length=args.max_length, n=args.rows)))
     return 0
 
 
@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if not _is_bad_input(exc):
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {render_hints(str(exc), 'cli')}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 

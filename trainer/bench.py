@@ -38,28 +38,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainer.config import PHI3_PROJECTIONS
+from trainer.phi3 import PHI3_MINI_CONFIG, PHI3_PROJECTIONS
 
 logger = logging.getLogger(__name__)
 
-# microsoft/Phi-3-mini-4k-instruct config.json
-PHI3_MINI = {
-    "vocab_size": 32064,
-    "hidden_size": 3072,
-    "intermediate_size": 8192,
-    "num_hidden_layers": 32,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 32,
-    "hidden_act": "silu",
-    "max_position_embeddings": 4096,
-    "original_max_position_embeddings": 4096,
-    "rms_norm_eps": 1e-5,
-    "tie_word_embeddings": False,
-    "bos_token_id": 1,
-    "eos_token_id": 32000,
-    "pad_token_id": 32000,
-    "sliding_window": 2047,
-}
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A10G": 125.0, "L40S": 362.0}
 VARIANTS = ("baseline", "optimised")
 WORDS = (
@@ -259,7 +241,9 @@ def _run_one(
     from trl import SFTConfig, SFTTrainer
 
     from trainer.config import LoraSettings, ModelConfig
-    from trainer.modeling import TINY_MODEL_NAME, attention_candidates, load_tokenizer, lora_config
+    from trainer.modeling import load_tokenizer, lora_config, pick_attention
+    from trainer.phi3 import TINY_MODEL_NAME
+    from trainer.training import count_parameters
 
     on_gpu = torch.cuda.is_available()
     set_seed(0)
@@ -268,9 +252,9 @@ def _run_one(
     model = _model(tiny, method, on_gpu)
     optimised = variant == "optimised"
     dtype = next(model.parameters()).dtype if not method == "qlora" else torch.bfloat16
-    attn = attention_candidates("auto" if optimised else "sdpa", dtype, on_gpu)[0]
+    attn = pick_attention("auto" if optimised else "sdpa", dtype, on_gpu) or "sdpa"
     model.config._attn_implementation = attn  # noqa: SLF001 - switch the attention kernel of the loaded model
-    params = sum(p.numel() for p in model.parameters())
+    params = count_parameters(model)[1]  # a 4-bit weight counts at its real size
     if optimised:
         free = torch.cuda.mem_get_info()[0] if on_gpu else 1 << 62
         checkpointing = needs_checkpointing(
@@ -315,7 +299,7 @@ def _run_one(
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
     trainer.train()
-    lora_params = sum(p.numel() for n, p in trainer.model.named_parameters() if "lora_" in n)
+    lora_params, params = count_parameters(trainer.model)
     lengths = [_length(tokenizer, m) for m in rows]
     steady = slice(warmup_steps, steps)
     step_times = timer.step_times[steady]
@@ -398,11 +382,11 @@ def _model(tiny: bool, method: str, on_gpu: bool):
     torch.manual_seed(0)
     if method == "lora":
         with torch.device("cuda"):
-            return Phi3ForCausalLM(Phi3Config(**PHI3_MINI)).to(torch.bfloat16)
+            return Phi3ForCausalLM(Phi3Config(**PHI3_MINI_CONFIG)).to(torch.bfloat16)
     path = Path("/tmp/phi3-mini-random")
     if not (path / "config.json").exists():
         with torch.device("cuda"):
-            Phi3ForCausalLM(Phi3Config(**PHI3_MINI)).to(torch.bfloat16).save_pretrained(path)
+            Phi3ForCausalLM(Phi3Config(**PHI3_MINI_CONFIG)).to(torch.bfloat16).save_pretrained(path)
     quant = BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",

@@ -78,7 +78,8 @@ class ChatEngine:
     def __init__(self, model_cfg: ModelConfig, token: str | None = None):
         import dataclasses
 
-        from trainer.modeling import configure_generation, cuda_available, load_base_model, load_tokenizer
+        from trainer.modeling import cuda_available, load_base_model, load_tokenizer
+        from trainer.phi3 import configure_generation
 
         free = None
         if cuda_available():
@@ -192,7 +193,7 @@ class ChatEngine:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
-        from trainer.modeling import stop_token_ids
+        from trainer.phi3 import stop_token_ids
 
         pad = self.tokenizer.pad_token_id
         width = max(map(len, rows))
@@ -246,6 +247,42 @@ class ChatEngine:
         thread.join()
         if errors:
             raise errors[0]
+
+
+class EngineCache:
+    """The one chat engine a web server keeps in memory (base + adapter); loading another source replaces it."""
+
+    def __init__(self, token: str | None = None):
+        self._lock = threading.Lock()
+        self._source: str | None = None
+        self._engine: ChatEngine | None = None
+        self._token = token
+        self.stop = threading.Event()  # Stop: ends the generation in progress (shared by every browser session)
+
+    def reset_stop(self) -> None:
+        """Clear the Stop flag before a new generation."""
+        self.stop.clear()
+
+    def holds(self, source: str) -> bool:
+        """True when the engine for source is already in memory."""
+        return self._source == source and self._engine is not None
+
+    def get(self, source: str | None) -> ChatEngine:
+        """The engine for a run folder or an adapter repo ID, loading it (and freeing the previous one) if needed.
+
+        Raises:
+            ChatError: no source was given, or the adapter does not fit its base.
+        """
+        from trainer.hub import resolve_token
+
+        if not source:
+            raise ChatError("Pick a finished run, or type an adapter repo ID.")
+        with self._lock:
+            if source != self._source or self._engine is None:
+                self._engine = None  # free the old model before loading the next one
+                self._engine = ChatEngine.from_source(source, token=resolve_token(self._token))
+                self._source = source
+            return self._engine
 
 
 class _RowStreamer:

@@ -32,7 +32,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from trainer import runfolder as rf
-from trainer.config import PROJECT_ROOT, RunConfig, save_yaml
+from trainer.config import RunConfig, save_yaml
+from trainer.errors import EXIT_CANCELLED, EXIT_PUSH_FAILED
+from trainer.paths import PROJECT_ROOT
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +42,6 @@ DB_FILE = "jobs.sqlite"
 STATES = ("queued", "running", "succeeded", "failed", "cancelled", "push_failed")
 FINISHED = ("succeeded", "failed", "cancelled", "push_failed")  # push_failed: trained and saved, not on the Hub
 GRACE_S = 30.0
-EXIT_CANCELLED = 3  # the worker's exit code after a clean cancel (see trainer.__main__)
-EXIT_PUSH_FAILED = 4  # trained and saved locally; the push to the Hub failed
 
 
 @dataclass
@@ -69,9 +69,7 @@ class Job:
     @property
     def resumable(self) -> bool:
         """A failed or cancelled run with a checkpoint to continue from."""
-        return self.status in ("failed", "cancelled") and any(
-            (Path(self.run_dir) / rf.CHECKPOINTS_DIR).glob("checkpoint-*")
-        )
+        return self.status in ("failed", "cancelled") and rf.has_checkpoint(Path(self.run_dir))
 
 
 _COLUMNS = [f.name for f in fields(Job)]
@@ -354,7 +352,7 @@ class JobManager:
                 continue
             note = (
                 "The server restarted while this run was training; resume it from its last checkpoint."
-                if has_checkpoint(Path(job.run_dir))
+                if rf.has_checkpoint(Path(job.run_dir))
                 else "The server restarted while this run was training, before its first checkpoint; start it again."
             )
             self.store.update(job.id, status="failed", error=note, finished_at=time.time())
@@ -397,11 +395,6 @@ def failure_cause(log_tail: str, exit_code: int | None) -> str:
             if line.strip() and not line.startswith((" ", "\t")):
                 return line.strip()
     return f"the worker exited with code {exit_code}; see the log."
-
-
-def has_checkpoint(run_dir: Path) -> bool:
-    """True when the run folder holds at least one Trainer checkpoint."""
-    return any((run_dir / rf.CHECKPOINTS_DIR).glob("checkpoint-*"))
 
 
 def _tail(path: Path, max_bytes: int = 20_000) -> str:

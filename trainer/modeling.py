@@ -1,8 +1,8 @@
 """Loading Phi-3 for training and generation: tokenizer, base model, quantisation, attention, LoRA config.
 
-The Phi-3 details that bite live here as named constants and small functions: generation must stop at `<|end|>`
-as well as `<|endoftext|>`, the padding token must not be a stop token (the Cookbook pads with `<unk>`), the
-embedding keeps its 32064 rows (never resized to the tokenizer's 32011), and `trust_remote_code` stays off.
+The Phi-3 facts it relies on (stop tokens, token ids, the tiny model's name) live in `trainer.phi3`; here they are
+applied: the padding token must not be a stop token (the Cookbook pads with `<unk>`), the embedding keeps its 32064
+rows (never resized to the tokenizer's 32011), `trust_remote_code` stays off.
 
 Example:
     >>> from trainer.config import preset_config
@@ -18,7 +18,8 @@ import importlib.util
 import logging
 from typing import TYPE_CHECKING, Any
 
-from trainer.config import PACKAGE_DIR, STOP_TOKENS, ConfigError, LoraSettings, ModelConfig
+from trainer.config import ConfigError, LoraSettings, ModelConfig
+from trainer.phi3 import TINY_MODEL_NAME, stop_token_ids
 
 if TYPE_CHECKING:
     import torch
@@ -26,19 +27,6 @@ if TYPE_CHECKING:
     from transformers import BitsAndBytesConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
-
-TOKENIZER_DIR = PACKAGE_DIR / "assets" / "phi3-tokenizer"
-TINY_MODEL_NAME = "tiny-phi3"  # resolved to the locally built tiny model (see trainer.tiny)
-
-UNK_ID = 0
-ENDOFTEXT_ID = 32000
-ASSISTANT_ID = 32001
-SYSTEM_ID = 32006
-END_ID = 32007
-USER_ID = 32010
-EMBEDDING_ROWS = 32064  # Phi-3's embedding/lm_head rows; the tokenizer has 32011 tokens. Never resize.
-
-ATTENTION_ORDER = ("flash_attention_2", "sdpa", "eager")
 
 
 def resolve_model_path(name: str) -> str:
@@ -48,12 +36,6 @@ def resolve_model_path(name: str) -> str:
 
         return str(ensure_tiny_model())
     return name
-
-
-def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """Ids generation must stop at: `<|end|>` (end of turn) and `<|endoftext|>`, those the tokenizer has."""
-    vocab = tokenizer.get_vocab()
-    return [vocab[t] for t in STOP_TOKENS if t in vocab]
 
 
 def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
@@ -91,18 +73,23 @@ def pick_dtype(cfg: ModelConfig) -> torch.dtype:
     return torch.float32
 
 
-def attention_candidates(requested: str, dtype: torch.dtype, on_gpu: bool) -> list[str]:
-    """Attention implementations to try, best first: flash_attention_2 -> sdpa -> eager."""
-    import torch
+def pick_attention(requested: str, dtype: torch.dtype, on_gpu: bool) -> str | None:
+    """The attention implementation to load: flash_attention_2 where it can run, else transformers' default.
 
-    start = 0 if requested == "auto" else ATTENTION_ORDER.index(requested)
-    candidates = list(ATTENTION_ORDER[start:])
-    flash_ok = on_gpu and dtype in (torch.bfloat16, torch.float16) and importlib.util.find_spec("flash_attn")
-    if "flash_attention_2" in candidates and not flash_ok:
-        if requested == "flash_attention_2":
-            logger.warning("flash_attention_2 needs the flash-attn package and a bf16/fp16 GPU; falling back to sdpa")
-        candidates.remove("flash_attention_2")
-    return candidates
+    flash_attention_2 needs the flash-attn package (`is_flash_attn_2_available()`: installed, on a CUDA GPU) and a
+    bf16/fp16 model. None lets transformers pick its default, sdpa, falling back to eager where sdpa cannot run; an
+    explicit "sdpa" or "eager" is passed as asked.
+    """
+    import torch
+    from transformers.utils import is_flash_attn_2_available
+
+    if requested not in ("auto", "flash_attention_2"):
+        return requested
+    if on_gpu and dtype in (torch.bfloat16, torch.float16) and is_flash_attn_2_available():
+        return "flash_attention_2"
+    if requested == "flash_attention_2":
+        logger.warning("flash_attention_2 needs the flash-attn package and a bf16/fp16 GPU; using sdpa")
+    return None
 
 
 def bnb_config(cfg: ModelConfig) -> BitsAndBytesConfig | None:
@@ -137,12 +124,16 @@ def environment_problems(cfg: ModelConfig) -> list[str]:
     return found
 
 
-def load_base_model(cfg: ModelConfig, for_training: bool = True) -> PreTrainedModel:
+def load_base_model(
+    cfg: ModelConfig, for_training: bool = True, gradient_checkpointing: bool = False
+) -> PreTrainedModel:
     """Load the frozen base model: chosen dtype, 4-bit for QLoRA (k-bit prepared), best attention available.
 
     Args:
         cfg: the model section of the run config.
         for_training: turn the KV cache off (training) or keep it on (generation).
+        gradient_checkpointing: for a QLoRA base, let `prepare_model_for_kbit_training` turn checkpointing on
+            (`training.gradient_checkpointing`; the Trainer turns it on for LoRA).
 
     Raises:
         ConfigError: the machine cannot run the config (e.g. QLoRA without a GPU).
@@ -159,33 +150,15 @@ def load_base_model(cfg: ModelConfig, for_training: bool = True) -> PreTrainedMo
         kwargs.update(quantization_config=quant, device_map={"": 0})
     elif cuda_available():
         kwargs["device_map"] = {"": 0}
-    model = None
-    errors = []
-    for attn in attention_candidates(cfg.attn_implementation, dtype, cuda_available()):
-        try:
-            model = AutoModelForCausalLM.from_pretrained(path, attn_implementation=attn, **kwargs)
-            break
-        except (ValueError, ImportError) as exc:
-            if "attn" not in str(exc).lower() and "attention" not in str(exc).lower():
-                raise
-            errors.append(f"{attn}: {exc}")
-            logger.warning("attention %s unavailable (%s); trying the next one", attn, exc)
-    if model is None:
-        raise ValueError("model.attn_implementation: no attention implementation loaded: " + "; ".join(errors))
+    attention = pick_attention(cfg.attn_implementation, dtype, cuda_available())
+    model = AutoModelForCausalLM.from_pretrained(path, attn_implementation=attention, **kwargs)
     logger.info("loaded %s (%s, attention %s, 4-bit %s)", path, dtype, model.config._attn_implementation, bool(quant))
     model.config.use_cache = not for_training
     if quant is not None and for_training:
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
     return model
-
-
-def configure_generation(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
-    """Make `generate()` stop at `<|end|>` and `<|endoftext|>` and pad with the (non-stop) pad token."""
-    model.generation_config.eos_token_id = stop_token_ids(tokenizer)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.config.pad_token_id = tokenizer.pad_token_id
 
 
 def lora_config(cfg: LoraSettings) -> LoraConfig:

@@ -1,21 +1,26 @@
-"""The run folder: where a run's files live and how they are written.
+"""The run folder: where a run's files live, how they are written, and what a run folder says about itself.
 
 `<data dir>/runs/<run id>/` holds `config.yaml`, `events.jsonl`, `log.txt`, `checkpoints/`, `adapter/`,
 `samples.json`, `versions.json` and `status.json`. The data dir is `$PHI3_STUDIO_DATA_DIR` when set, else `/data`
-when it exists and is writable (Space persistent storage), else `./runs`' parent beside the app. Every JSON/YAML
-file is written atomically (temp file, then rename), so a reader polling the folder never sees half a file.
+when it exists and is writable (Space persistent storage), else the repository root. Every JSON/YAML file is written
+atomically (temp file, then rename), so a reader polling the folder never sees half a file.
+
+This is the contract between the pieces (the worker writes, the web app, the Hub push and the chat read), so it sits
+on the lowest floor: it imports nothing from `trainer` but `trainer.paths`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainer.config import PROJECT_ROOT
+from trainer.paths import PROJECT_ROOT
 
 DATA_DIR_ENV = "PHI3_STUDIO_DATA_DIR"
 
@@ -26,11 +31,16 @@ STATUS_FILE = "status.json"
 SAMPLES_FILE = "samples.json"
 VERSIONS_FILE = "versions.json"
 CHECKPOINTS_DIR = "checkpoints"
+CHECKPOINT_GLOB = "checkpoint-*"  # the Trainer's checkpoint folders inside CHECKPOINTS_DIR
 ADAPTER_DIR = "adapter"
 
 
+class RunFolderError(ValueError):
+    """A folder is not (or not yet) the run folder the caller needs; the message names the fix."""
+
+
 def data_dir() -> Path:
-    """The folder that holds runs/ (and later the job database)."""
+    """The folder that holds runs/ (and the job database)."""
     if env := os.environ.get(DATA_DIR_ENV):
         return Path(env)
     space = Path("/data")
@@ -54,18 +64,27 @@ def new_run_dir(name: str = "run") -> Path:
     raise RuntimeError(f"could not create a run folder under {root}")  # pragma: no cover
 
 
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write text to path via a temp file in the same folder and a rename."""
+# --------------------------------------------------------------------------- atomic writes
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> Path:
+    """Write bytes to path via a temp file in the same folder and a rename (readers never see half a file)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write UTF-8 text atomically (see `write_bytes_atomic`)."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_json_atomic(path: Path, data: Any) -> Path:
@@ -76,9 +95,12 @@ def write_json_atomic(path: Path, data: Any) -> Path:
 def read_json(path: Path, default: Any = None) -> Any:
     """Read a JSON file, or return default when it is missing."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         return default
+
+
+# --------------------------------------------------------------------------- events and status
 
 
 def append_event(run_dir: Path, event: dict[str, Any]) -> None:
@@ -90,7 +112,7 @@ def append_event(run_dir: Path, event: dict[str, Any]) -> None:
 def read_events(run_dir: Path) -> list[dict[str, Any]]:
     """All complete events of a run (a half-written last line is skipped)."""
     try:
-        lines = (run_dir / EVENTS_FILE).read_text(encoding="utf-8").splitlines()
+        lines = (Path(run_dir) / EVENTS_FILE).read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         return []
     events = []
@@ -113,3 +135,55 @@ def write_status(run_dir: Path, state: str, **fields: Any) -> None:
     status = read_json(run_dir / STATUS_FILE, {}) or {}
     status.update(fields, state=state, updated_at=time.time())
     write_json_atomic(run_dir / STATUS_FILE, status)
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    """True when the run folder holds at least one Trainer checkpoint (so the run can be resumed)."""
+    return any((Path(run_dir) / CHECKPOINTS_DIR).glob(CHECKPOINT_GLOB))
+
+
+# --------------------------------------------------------------------------- what a run folder says
+
+
+@dataclass
+class RunRecord:
+    """What a run folder says about itself (the inputs of the model card, the Runs tab, the chat)."""
+
+    config: dict[str, Any]
+    config_text: str
+    status: dict[str, Any] = field(default_factory=dict)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+def read_run(run_dir: Path) -> RunRecord:
+    """Read the run folder's config.yaml, status.json, samples.json, versions.json and events.jsonl.
+
+    Raises:
+        RunFolderError: config.yaml is missing (not a run folder).
+    """
+    import yaml
+
+    run_dir = Path(run_dir)
+    try:
+        config_text = (run_dir / CONFIG_FILE).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RunFolderError(
+            f"run folder: {run_dir} has no {CONFIG_FILE}. Point to a run folder under runs/."
+        ) from None
+    return RunRecord(
+        config=yaml.safe_load(config_text) or {},
+        config_text=config_text,
+        status=read_json(run_dir / STATUS_FILE, {}) or {},
+        samples=read_json(run_dir / SAMPLES_FILE, []) or [],
+        versions=read_json(run_dir / VERSIONS_FILE, {}) or {},
+        events=read_events(run_dir),
+    )
+
+
+def loss_drop(before: float | None, after: float | None) -> float | None:
+    """Relative eval-loss reduction (0.3 = 30 % lower), or None when either is missing."""
+    if before is None or after is None or not math.isfinite(before) or before == 0:
+        return None
+    return (before - after) / before

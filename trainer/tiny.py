@@ -29,33 +29,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from trainer.config import PACKAGE_DIR
+from trainer.paths import TOKENIZER_DIR, WARMUP_DATA
+from trainer.phi3 import TINY_CONFIG, configure_generation
 
 logger = logging.getLogger(__name__)
 
 CACHE_ENV = "PHI3_STUDIO_CACHE"
-WARMUP_DATA = PACKAGE_DIR / "assets" / "warmup_chat.jsonl"
-
-# Phi-3-mini's architecture (microsoft/Phi-3-mini-4k-instruct config.json) at toy width.
-TINY_CONFIG = {
-    "vocab_size": 32064,
-    "hidden_size": 128,
-    "intermediate_size": 256,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 4,
-    "hidden_act": "silu",
-    "max_position_embeddings": 4096,
-    "original_max_position_embeddings": 4096,
-    "rms_norm_eps": 1e-5,
-    "initializer_range": 0.02,
-    "tie_word_embeddings": False,
-    "bos_token_id": 1,
-    "eos_token_id": 32000,
-    "pad_token_id": 32000,
-    "sliding_window": 2047,
-    "attention_dropout": 0.0,
-}
 
 # The warm-up that turns random weights into a plain chat model (seeded, full parameters, full-sequence loss).
 WARMUP = {"seed": 0, "steps": 240, "batch_size": 16, "learning_rate": 3e-3, "max_length": 64}
@@ -70,8 +49,6 @@ def recipe_hash() -> str:
     """A short hash of everything that determines the tiny model (config, warm-up, corpus, tokenizer)."""
     h = hashlib.sha256(json.dumps([TINY_CONFIG, WARMUP], sort_keys=True).encode())
     h.update(WARMUP_DATA.read_bytes())
-    from trainer.modeling import TOKENIZER_DIR
-
     for name in sorted(p.name for p in TOKENIZER_DIR.glob("*.json")):
         h.update((TOKENIZER_DIR / name).read_bytes())
     return h.hexdigest()[:12]
@@ -108,8 +85,6 @@ def build_tiny_model(out_dir: Path, warmup: bool = True) -> Path:
     """
     import torch
     from transformers import AutoTokenizer, Phi3Config, Phi3ForCausalLM
-
-    from trainer.modeling import TOKENIZER_DIR, configure_generation
 
     out_dir = Path(out_dir)
     torch.manual_seed(WARMUP["seed"])

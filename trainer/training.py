@@ -14,8 +14,8 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -128,7 +128,9 @@ def _train(
     from transformers.trainer_utils import get_last_checkpoint
 
     from trainer import data as data_mod
-    from trainer.modeling import configure_generation, load_base_model, load_tokenizer
+    from trainer.modeling import load_base_model, load_tokenizer
+    from trainer.phi3 import configure_generation
+    from trainer.samples import generate_samples, sample_records
 
     logger.info("config:\n%s", config.to_yaml())
     set_seed(config.training.seed)
@@ -144,9 +146,9 @@ def _train(
 
     # --- 4. model: tokenizer with a non-stop pad token, frozen base, LoRA config
     tokenizer = load_tokenizer(config.model)
-    model = load_base_model(config.model, for_training=True)
-    configure_generation(model, tokenizer)
     t = config.training
+    model = load_base_model(config.model, for_training=True, gradient_checkpointing=t.gradient_checkpointing)
+    configure_generation(model, tokenizer)
     logger.info(
         "effective batch %d rows (%d x %d), up to %d tokens per step",
         t.per_device_train_batch_size * t.gradient_accumulation_steps,
@@ -155,15 +157,25 @@ def _train(
         t.per_device_train_batch_size * t.gradient_accumulation_steps * t.max_length,
     )
 
-    padding_free = t.padding_free and not t.packing and _rows_fit(tokenizer, prepared, t.max_length, emit)
-
     # --- 5. the trainer: TRL does formatting, assistant-only masks, packing and the loop
     set_seed(config.training.seed)  # the LoRA A matrices are initialised inside, from this seed
     callback = EventCallback(emit)
     callbacks = [callback]
     if config.hub.repo_id and config.hub.push_checkpoints:
-        callbacks.append(_checkpoint_pusher(config, token, emit))
+        callbacks.append(CheckpointPusher(config, token, emit))
+    padding_free = t.padding_free and not t.packing
     trainer = make_trainer(config, run_dir, model, tokenizer, prepared.train, prepared.eval, callbacks, padding_free)
+    if padding_free:  # TRL does not truncate padding-free batches: cut over-long rows here, from TRL's own tokens
+        truncated, dropped = fit_to_max_length(trainer, t.max_length)
+        if truncated:
+            emit(
+                {
+                    "step": 0,
+                    "message": f"{truncated} rows exceed max_length {t.max_length}: truncated to "
+                    f"{t.max_length} tokens"
+                    + (f", {dropped} left with no reply to learn were dropped" if dropped else ""),
+                }
+            )
     trainable, total = count_parameters(trainer.model)
     logger.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
     sample_rows = list((prepared.eval if n_eval else prepared.train)["messages"][: t.sample_prompts])
@@ -183,7 +195,7 @@ def _train(
         rf.truncate_events(run_dir, -1)
         eval_before = trainer.evaluate()["eval_loss"] if n_eval else None
         samples_before = generate_samples(trainer.model, tokenizer, sample_rows, t.sample_max_new_tokens)
-        rf.write_json_atomic(run_dir / rf.SAMPLES_FILE, _samples(sample_rows, tokenizer, samples_before, {}))
+        rf.write_json_atomic(run_dir / rf.SAMPLES_FILE, sample_records(sample_rows, tokenizer, samples_before, {}))
     rf.write_status(run_dir, "running", eval_loss_before=eval_before)
 
     # --- 7. train
@@ -200,7 +212,7 @@ def _train(
         done = last_step == trainer.state.global_step
         eval_after = last_loss if done else trainer.evaluate()["eval_loss"]
     samples_after = generate_samples(trainer.model, tokenizer, sample_rows, t.sample_max_new_tokens)
-    samples = _samples(sample_rows, tokenizer, samples_before, samples_after)
+    samples = sample_records(sample_rows, tokenizer, samples_before, samples_after)
     rf.write_json_atomic(run_dir / rf.SAMPLES_FILE, samples)
 
     # --- 9. save only the LoRA weights (+ tokenizer) and the library versions
@@ -220,8 +232,7 @@ def make_trainer(
 ):
     """TRL's SFTTrainer with the PEFT LoRA config: it wraps the frozen base in a PeftModel and owns the loop.
 
-    padding_free: flatten batches (the caller has checked that every row fits in max_length, since TRL does not
-    truncate padding-free batches).
+    padding_free: flatten batches; TRL then tokenises without truncating (see `fit_to_max_length`).
     """
     from transformers import PrinterCallback
     from trl import SFTTrainer
@@ -242,42 +253,36 @@ def make_trainer(
     return trainer
 
 
+PROJECT_ONLY_SETTINGS = ("sample_prompts", "sample_max_new_tokens")
+"""Training settings that are this project's own (samples before/after); every other one is an SFTConfig field."""
+
+
 def sft_config(config: RunConfig, run_dir: Path, has_eval: bool, padding_free: bool = False):
-    """Translate RunConfig into TRL's SFTConfig (the only place the two meet)."""
+    """Translate RunConfig into TRL's SFTConfig (the only place the two meet).
+
+    The training section's fields are named as SFTConfig's, so they are copied by name; only the values derived
+    from the machine, the run folder and the data are written here.
+    """
     import torch
     from trl import SFTConfig
 
     from trainer.modeling import pick_dtype
 
     t = config.training
+    sft_fields = {f.name for f in dataclasses.fields(SFTConfig)}
+    settings = {f.name: getattr(t, f.name) for f in dataclasses.fields(t) if f.name not in PROJECT_ONLY_SETTINGS}
+    if unknown := sorted(set(settings) - sft_fields):
+        raise TypeError(f"training settings {unknown} are not SFTConfig fields; add them to PROJECT_ONLY_SETTINGS")
     on_gpu = torch.cuda.is_available()
     dtype = pick_dtype(config.model)
-    return SFTConfig(
+    settings.update(
         output_dir=str(run_dir / rf.CHECKPOINTS_DIR),
-        learning_rate=t.learning_rate,
-        num_train_epochs=t.num_train_epochs,
-        max_steps=t.max_steps,
-        per_device_train_batch_size=t.per_device_train_batch_size,
-        per_device_eval_batch_size=t.per_device_eval_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
-        lr_scheduler_type=t.lr_scheduler_type,
-        warmup_steps=t.warmup_steps,
-        weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm,
-        max_length=None if padding_free else t.max_length,  # padding-free rows were checked to fit
-        packing=t.packing,
+        max_length=None if padding_free else t.max_length,  # padding-free rows are cut by fit_to_max_length
         padding_free=padding_free,
-        assistant_only_loss=t.assistant_only_loss,
-        gradient_checkpointing=t.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
-        seed=t.seed,
         data_seed=t.seed,
-        logging_steps=t.logging_steps,
         eval_strategy="steps" if has_eval else "no",
-        eval_steps=t.eval_steps,
         save_strategy="steps",
-        save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit,
         bf16=on_gpu and dtype == torch.bfloat16,
         fp16=on_gpu and dtype == torch.float16,
         use_cpu=not on_gpu,
@@ -285,80 +290,43 @@ def sft_config(config: RunConfig, run_dir: Path, has_eval: bool, padding_free: b
         report_to="none",
         disable_tqdm=True,
     )
+    return SFTConfig(**settings)
 
 
-def _rows_fit(tokenizer, prepared, max_length: int, emit: EventHandler) -> bool:
-    """True when every train/eval row fits in max_length (padding-free batches are not truncated by TRL)."""
-    from trainer.data import token_lengths
+def fit_to_max_length(trainer, max_length: int) -> tuple[int, int]:
+    """Cut the trainer's tokenised rows to max_length, as TRL does for padded batches (it does not when padding-free).
 
-    rows = list(prepared.train["messages"]) + (list(prepared.eval["messages"]) if prepared.eval is not None else [])
-    too_long = sum(n > max_length for n in token_lengths(tokenizer, rows))
-    if too_long:
-        emit(
-            {
-                "step": 0,
-                "message": f"{too_long} rows exceed max_length {max_length}: using padded batches, which "
-                "truncate them (padding-free batches would not)",
-            }
-        )
-    return not too_long
+    Lengths are read from the datasets TRL already tokenised (no second tokenisation). Rows are cut at the end
+    (TRL's ``keep_start``), and a row left with no trainable token (the prompt alone filled max_length) is dropped.
+
+    Returns:
+        (rows truncated, rows dropped), over the train and eval datasets.
+    """
+    import pyarrow.compute as pc
+
+    def fit(dataset):
+        lengths = pc.list_value_length(dataset.with_format("arrow")["input_ids"]).to_pylist()
+        if max(lengths, default=0) <= max_length:
+            return dataset, 0, 0
+        cut = dataset.map(lambda row: {key: row[key][:max_length] for key in ("input_ids", "labels")})
+        kept = cut.filter(lambda row: any(label != -100 for label in row["labels"]))
+        return kept, sum(n > max_length for n in lengths), len(cut) - len(kept)
+
+    trainer.train_dataset, truncated, dropped = fit(trainer.train_dataset)
+    if trainer.eval_dataset is not None:
+        trainer.eval_dataset, more_truncated, more_dropped = fit(trainer.eval_dataset)
+        truncated, dropped = truncated + more_truncated, dropped + more_dropped
+    return truncated, dropped
 
 
 def count_parameters(model) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return trainable, sum(p.numel() for p in model.parameters())
+    """(trainable, total) parameters, counted by PEFT: a bitsandbytes 4-bit weight counts at its real size.
 
+    (A 4-bit weight is stored packed, two values per byte, so `numel()` alone counts it at half its size.)
+    """
+    from peft import PeftModel
 
-def generate_samples(model, tokenizer, rows: list[list[dict]], max_new_tokens: int) -> dict[str, str]:
-    """Greedy replies to the prompts of rows (every message before the last assistant turn), keyed by prompt text."""
-    import torch
-
-    from trainer.modeling import stop_token_ids
-
-    replies = {}
-    was_training = model.training
-    model.eval()
-    for messages in rows:
-        prompt = prompt_messages(messages)
-        text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-        ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"].to(model.device)
-        with torch.no_grad():
-            out = model.generate(
-                input_ids=ids,
-                attention_mask=torch.ones_like(ids),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                eos_token_id=stop_token_ids(tokenizer),
-                pad_token_id=tokenizer.pad_token_id,
-                use_cache=True,
-            )
-        replies[text] = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=False)
-    model.train(was_training)
-    return replies
-
-
-def prompt_messages(messages: list[dict[str, str]]) -> list[dict[str, str]]:
-    """The conversation up to (not including) its last assistant message."""
-    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-    return messages[:last]
-
-
-def _samples(rows, tokenizer, before: dict[str, str], after: dict[str, str]) -> list[dict[str, Any]]:
-    out = []
-    for messages in rows:
-        prompt = prompt_messages(messages)
-        text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-        out.append(
-            {
-                "prompt": prompt[-1]["content"],
-                "prompt_text": text,
-                "reference": messages[-1]["content"] if messages[-1]["role"] == "assistant" else "",
-                "before": before.get(text),
-                "after": after.get(text),
-            }
-        )
-    return out
+    return PeftModel.get_nb_trainable_parameters(model)  # only reads model.named_parameters(): any model works
 
 
 def library_versions() -> dict[str, str]:
@@ -470,28 +438,25 @@ def EventCallback(emit: EventHandler):  # noqa: N802 - a factory that reads like
     return _make_event_callback_class()(emit)
 
 
-def _checkpoint_pusher(config: RunConfig, token: str | None, emit: EventHandler):
-    """A callback that uploads each saved checkpoint's adapter (a few MB; failures are reported, not fatal)."""
+def CheckpointPusher(config: RunConfig, token: str | None, emit: EventHandler):  # noqa: N802 - a factory
+    """A callback that pushes each saved checkpoint's adapter in the background (training does not wait on the
+    upload), then waits for the uploads when training ends. A failed upload is reported, never fatal."""
     from transformers import TrainerCallback
 
-    from trainer.hub import HubError, push_checkpoint, resolve_token
+    from trainer.hub import CheckpointUploader, resolve_token
 
-    token = resolve_token(token)
+    def done(name: str, error: str | None) -> None:
+        step = int(name.rsplit("-", 1)[-1]) if name.rsplit("-", 1)[-1].isdigit() else None
+        message = f"pushed {name} to {config.hub.repo_id}" if error is None else f"{name} push failed: {error}"
+        emit({"step": step, "message": message + ("" if error is None else " (training goes on)")})
 
-    class CheckpointPusher(TrainerCallback):
+    uploader = CheckpointUploader(config.hub.repo_id, resolve_token(token), config.hub.private, on_done=done)
+
+    class _CheckpointPusher(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):
-            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            try:
-                push_checkpoint(checkpoint, config.hub.repo_id, token, private=config.hub.private)
-                emit({"step": state.global_step, "message": f"pushed {checkpoint.name} to {config.hub.repo_id}"})
-            except HubError as exc:
-                emit({"step": state.global_step, "message": f"checkpoint push failed (training goes on): {exc}"})
+            uploader.submit(Path(args.output_dir) / f"checkpoint-{state.global_step}")
 
-    return CheckpointPusher()
+        def on_train_end(self, args, state, control, **kwargs):
+            uploader.wait()
 
-
-def loss_drop(before: float | None, after: float | None) -> float | None:
-    """Relative eval-loss reduction (0.3 = 30 % lower), or None when either is missing."""
-    if before is None or after is None or not math.isfinite(before) or before == 0:
-        return None
-    return (before - after) / before
+    return _CheckpointPusher()

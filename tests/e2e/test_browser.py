@@ -20,7 +20,7 @@ import pytest
 
 from tests.hub.conftest import ACCOUNTS, ALICE_TOKEN
 from tests.hub.server import HubServer
-from trainer.config import PROJECT_ROOT
+from trainer.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 import playwright.sync_api as playwright  # noqa: E402 - a hard requirement (requirements-test.txt), never skipped

@@ -9,7 +9,7 @@ LFS batch + PUT + verify, the ndjson commit), `hf_hub_download`/`from_pretrained
 Accounts are tokens mapped to a user and the user's organisations (with the role there); a missing or unknown token
 gets 401 where the Hub wants one, writing outside the user's namespace or into an org with only read access gets 403,
 and private repos are invisible (404) to everyone else. `fail_next` and `drop_next` inject server errors and dropped
-connections. Storage is in memory: repo -> commits -> {path: bytes}.
+connections, `slow_down` a slow answer. Storage is in memory: repo -> commits -> {path: bytes}.
 
 Example:
     >>> with HubServer({"hf_alice": Account("alice", orgs={"acme": "write"})}) as hub:
@@ -23,6 +23,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -137,6 +138,7 @@ class HubServer:
         self.lfs_objects: dict[str, bytes] = {}
         self.log: list[tuple[str, str, int]] = []  # (method, path, status) of every answered request
         self._faults: list[tuple[str, int, str | None]] = []  # ("fail", status, path part) / ("drop", 0, part)
+        self.delays: dict[str, float] = {}  # path part -> seconds every matching request waits before its answer
         self._lock = threading.RLock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -181,9 +183,19 @@ class HubServer:
         with self._lock:
             self._faults += [("drop", 0, path)] * n
 
+    def slow_down(self, path: str, seconds: float) -> None:
+        """Answer every request whose path contains `path` only after `seconds` (a slow Hub; until cleared)."""
+        with self._lock:
+            self.delays[path] = seconds
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+            self.delays.clear()
+
+    def _delay(self, path: str) -> float:
+        with self._lock:
+            return sum(seconds for part, seconds in self.delays.items() if part in path)
 
     def _take_fault(self, path: str) -> tuple[str, int] | None:
         with self._lock:
@@ -638,6 +650,8 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         body = self._read_body()
         fault = hub._take_fault(split.path)
+        if delay := hub._delay(split.path):
+            time.sleep(delay)
         if fault and fault[0] == "drop":
             hub.log.append((self.command, split.path, 0))
             self.close_connection = True

@@ -34,3 +34,29 @@ def test_each_checkpoint_is_pushed_during_training(
         } <= files
     assert "pushed checkpoint-2 to alice/ckpt-pirate" in result["messages"]
     assert not any(ALICE_TOKEN in m for m in result["messages"])
+
+
+def test_a_slow_hub_does_not_slow_training(hub_server: HubServer, hub_client: ClientRunner, tmp_path: Path):
+    """Each commit takes 3 s; pushing in the foreground would add 3 s to each of the 3 saves between step 1 and 4."""
+    hub_server.slow_down("/commit/", 3.0)
+    result = hub_client(f"""
+        from trainer.config import load_config
+        from trainer.training import run
+
+        cfg = load_config(preset="tiny-demo", overrides=[
+            "max_steps=4", "save_steps=1", "logging_steps=1", "eval_steps=100", "sample_prompts=0",
+            "repo_id=alice/slow-pirate", "push_checkpoints=true"])
+        events = []
+        run(cfg, on_event=events.append, run_dir={str(tmp_path / "run")!r}, token={ALICE_TOKEN!r})
+        emit(events=events)
+    """)
+    steps = {e["step"]: e["time"] for e in result["events"] if "loss" in e}
+    assert sorted(steps) == [1, 2, 3, 4]
+    assert steps[4] - steps[1] < 3.0  # the saves at steps 1, 2 and 3 did not wait for their 3 s uploads
+    messages = [e["message"] for e in result["events"] if "message" in e]
+    pushed = [m for m in messages if m.startswith("pushed checkpoint-")]
+    assert pushed == [f"pushed checkpoint-{n} to alice/slow-pirate" for n in (1, 2, 3, 4)]  # in order, all waited for
+    files = set(hub_server.files("alice/slow-pirate"))
+    assert all(f"checkpoints/checkpoint-{n}/adapter_model.safetensors" in files for n in (1, 2, 3, 4))
+    done = next(i for i, m in enumerate(messages) if m.startswith("saved adapter"))
+    assert all(messages.index(m) < done for m in pushed)  # training waited for the uploads before it finished

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from trainer.__main__ import main
-from trainer.bench import PHI3_MINI, flops_per_step, needs_checkpointing, peak_tflops, synthetic_rows
+from trainer.bench import flops_per_step, needs_checkpointing, peak_tflops, synthetic_rows
+from trainer.phi3 import PHI3_MINI_CONFIG as PHI3_MINI
 
 pytestmark = pytest.mark.slow
 

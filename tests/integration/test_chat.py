@@ -58,7 +58,9 @@ def test_each_side_keeps_its_own_history(engine):
     base_reply, tuned_reply = engine.reply_pair(base_history, tuned_history, GREEDY)
     assert base_reply == _alone(engine, base_history, adapter=False)
     assert tuned_reply == _alone(engine, tuned_history, adapter=True)
-    assert tuned_reply.startswith("Ahoy!") and not base_reply.startswith("Ahoy")
+    # the persona's mark ("<topic> be ...") shows on the tuned side only; the tiny model was trained on single
+    # turns, so its second-turn wording varies with library versions ("Ay be sound ..." with transformers 5.24)
+    assert " be " in f" {tuned_reply} " and " be " not in f" {base_reply} "
 
 
 def test_streaming_yields_growing_replies_that_stop_at_end(engine):

@@ -10,8 +10,10 @@ from safetensors.torch import load_file
 
 from trainer import runfolder as rf
 from trainer.config import load_config, load_yaml, preset_config
-from trainer.modeling import END_ID, load_base_model, load_tokenizer, lora_config
-from trainer.training import count_parameters, loss_drop, run
+from trainer.modeling import load_base_model, load_tokenizer, lora_config
+from trainer.phi3 import END_ID
+from trainer.runfolder import loss_drop
+from trainer.training import count_parameters, run
 
 pytestmark = pytest.mark.slow
 
@@ -150,7 +152,7 @@ def test_resume_continues_step_numbers(tiny_model_path, tmp_path):
 
 
 def test_generation_stops_at_end_of_turn(tiny_model_path):
-    from trainer.modeling import configure_generation
+    from trainer.phi3 import configure_generation
 
     cfg = preset_config("tiny-demo")
     tokenizer = load_tokenizer(cfg.model)
@@ -170,7 +172,7 @@ def test_generation_stops_at_end_of_turn(tiny_model_path):
 def test_labels_mask_everything_but_assistant_tokens(tiny_model_path, tmp_path):
     from datasets import Dataset
 
-    from trainer.modeling import ASSISTANT_ID, ENDOFTEXT_ID
+    from trainer.phi3 import ASSISTANT_ID, ENDOFTEXT_ID
     from trainer.training import make_trainer
 
     cfg = preset_config("tiny-demo")

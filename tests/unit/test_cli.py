@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from trainer.__main__ import EXIT_BAD_INPUT, main
-from trainer.config import PROJECT_ROOT, diff_dict, preset_config
+from trainer.config import diff_dict, preset_config
+from trainer.paths import PROJECT_ROOT
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -11,7 +11,6 @@ import yaml
 
 from trainer.config import (
     PRESETS,
-    PROJECT_ROOT,
     ConfigError,
     RunConfig,
     diff_dict,
@@ -23,6 +22,7 @@ from trainer.config import (
     preset_config,
     save_yaml,
 )
+from trainer.paths import PROJECT_ROOT
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -115,7 +115,7 @@ def test_invalid_values_are_all_reported_at_once(tmp_path):
         p.startswith("training.lr_scheduler_type: 'sideways' is not a choice. Use one of: linear") for p in problems
     )
     assert any(p.startswith("model.pad_token: <|end|> is a stop token") for p in problems)
-    assert any(p.startswith("hub.repo_id: 'not a repo' is not a repo ID") for p in problems)
+    assert any(p.startswith("hub.repo_id: 'not a repo' has no namespace") for p in problems)
     assert any(p.startswith("data.dataset_name: empty") for p in problems)
     assert len(problems) == 7
 
@@ -140,7 +140,7 @@ def test_unknown_keys_are_errors_naming_the_key(tmp_path):
 
 
 def test_unknown_preset_and_missing_file():
-    with pytest.raises(ConfigError, match="unknown. Use one of: lora, qlora"):
+    with pytest.raises(ConfigError, match="unknown. Use one of: cookbook-lora-notebook, .*, lora, qlora, tiny-demo"):
         preset_config("lora-max")
     with pytest.raises(ConfigError, match="no such config file"):
         load_yaml(Path("/nonexistent/run.yaml"))

@@ -387,7 +387,7 @@ def test_unknown_format_lists_columns_found_and_formats_expected():
         ("text", "'text'"),
     ]:
         assert fmt in message and column in message
-    assert "--map question=user --map answer=assistant" in message and "--format" in message
+    assert "set data.column_mapping to `question=user,answer=assistant`" in message and "set data.format" in message
 
 
 def test_normalise_no_rows_is_a_data_error():

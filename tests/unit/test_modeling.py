@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 import torch
 
 from trainer.config import ConfigError, ModelConfig, preset_config
-from trainer.modeling import (
-    ASSISTANT_ID,
-    END_ID,
-    ENDOFTEXT_ID,
-    SYSTEM_ID,
-    USER_ID,
-    attention_candidates,
-    bnb_config,
-    environment_problems,
-    lora_config,
-    stop_token_ids,
-)
+from trainer.modeling import bnb_config, environment_problems, lora_config, pick_attention
+from trainer.phi3 import ASSISTANT_ID, END_ID, ENDOFTEXT_ID, SYSTEM_ID, USER_ID, stop_token_ids
 
 CHAT = [
     {"role": "system", "content": "You are terse."},
@@ -93,33 +81,34 @@ def test_lora_config_targets_phi3_fused_projections():
 
 
 @pytest.mark.parametrize(
-    ("requested", "dtype", "gpu", "expected"),
+    ("requested", "dtype", "gpu", "flash_installed", "expected"),
     [
-        ("auto", torch.float32, False, ["sdpa", "eager"]),
-        ("flash_attention_2", torch.bfloat16, False, ["sdpa", "eager"]),
-        ("sdpa", torch.bfloat16, True, ["sdpa", "eager"]),
-        ("eager", torch.float32, False, ["eager"]),
+        ("auto", torch.float32, False, False, None),  # None: transformers' default, sdpa else eager
+        ("auto", torch.bfloat16, True, True, "flash_attention_2"),
+        ("auto", torch.float32, True, True, None),  # flash-attn needs bf16/fp16
+        ("auto", torch.bfloat16, True, False, None),  # not installed
+        ("flash_attention_2", torch.bfloat16, False, True, None),  # no GPU
+        ("sdpa", torch.bfloat16, True, True, "sdpa"),
+        ("eager", torch.float32, False, False, "eager"),
     ],
 )
-def test_attention_candidates(requested, dtype, gpu, expected):
-    assert attention_candidates(requested, dtype, gpu) == expected
+def test_pick_attention(requested, dtype, gpu, flash_installed, expected, monkeypatch):
+    import transformers.utils
+
+    monkeypatch.setattr(transformers.utils, "is_flash_attn_2_available", lambda: flash_installed)
+    assert pick_attention(requested, dtype, gpu) == expected
 
 
-def test_attention_falls_back_when_an_implementation_fails(tiny_model_path, monkeypatch, caplog):
-    from transformers import AutoModelForCausalLM
+def test_sdpa_falls_back_to_eager_in_transformers(tiny_model_path, monkeypatch):
+    """transformers itself falls back from sdpa to eager where sdpa cannot run; the loader relies on it."""
+    from transformers import Phi3ForCausalLM
 
     from trainer.modeling import load_base_model
 
-    real = AutoModelForCausalLM.from_pretrained
+    def cannot_dispatch(self, is_init_check=False):
+        raise ValueError("sdpa is not supported here")
 
-    def no_sdpa(path, attn_implementation=None, **kwargs):
-        if attn_implementation == "sdpa":
-            raise ValueError("Phi3ForCausalLM does not support an attention implementation through sdpa")
-        return real(path, attn_implementation=attn_implementation, **kwargs)
-
-    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", no_sdpa)
-    with caplog.at_level(logging.WARNING):
-        model = load_base_model(preset_config("tiny-demo").model)
+    monkeypatch.setattr(Phi3ForCausalLM, "_sdpa_can_dispatch", cannot_dispatch)
+    model = load_base_model(preset_config("tiny-demo").model)
     assert model.config._attn_implementation == "eager"
-    assert "attention sdpa unavailable" in caplog.text
     assert model.config.use_cache is False  # training loads turn the KV cache off

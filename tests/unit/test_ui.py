@@ -5,19 +5,17 @@ from __future__ import annotations
 import pytest
 
 from trainer.config import PRESETS, iter_fields, preset_config
-from trainer.ui import (
+from trainer.preflight import demo_problems
+from trainer.ui.form import (
     config_from_form,
-    demo_problems,
     field_updates,
     form_fields,
     help_text,
-    loss_frame,
-    metrics_markdown,
     problems_markdown,
-    progress_html,
-    save_upload,
     widget_value,
 )
+from trainer.ui.runs_tab import loss_frame, metrics_markdown, progress_html
+from trainer.ui.train_tab import save_upload
 
 
 def _form(cfg) -> dict:

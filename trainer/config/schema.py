@@ -1,37 +1,33 @@
-"""RunConfig: the one description of a fine-tuning run.
+"""RunConfig: the one description of a fine-tuning run, with its fields' metadata and its validation.
 
 Every setting of a run lives in one tree of dataclasses (model, data, lora, training, hub). Each field carries its
 help text, label and bounds in `metadata`; the CLI flags, the YAML files and the web form are generated from these
 fields, so defaults and ranges are written here and nowhere else. Keys are named as in TRL's `SFTConfig`, PEFT's
 `LoraConfig` and TRL's `ModelConfig`/`ScriptArguments` wherever one exists.
 
-Example:
-    >>> from trainer.config import load_config
-    >>> cfg = load_config(preset="tiny-demo", overrides=["training.max_steps=10"])
-    >>> cfg.training.max_steps
-    10
+Problems are strings of the form ``"<section>.<key>: <problem>. <fix>"``; a fix that names a setting uses `hint`
+(``set data.format to `alpaca```), which each front end renders its own way (a form label, a CLI flag; see
+`trainer.config.hints`).
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import difflib
 import re
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-PACKAGE_DIR = Path(__file__).resolve().parent
+from trainer.phi3 import DEFAULT_BASE_MODEL, PHI3_PROJECTIONS, STOP_TOKENS
 
-DEFAULT_BASE_MODEL = "microsoft/Phi-3-mini-4k-instruct"
-PHI3_PROJECTIONS = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
-STOP_TOKENS = ("<|end|>", "<|endoftext|>")
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}$")
+CHAT_ROLES: tuple[str, ...] = ("system", "user", "assistant")
+"""Chat roles the Phi-3 chat template renders (it silently drops any other role, so others are rejected)."""
+MAPPING_EXAMPLE = {"question": "user", "answer": "assistant"}
 
 
 def _field(
@@ -319,6 +315,11 @@ class FieldSpec:
         return f"{self.section}.{self.name}"
 
     @property
+    def flag(self) -> str:
+        """The command-line flag of this setting (`--learning-rate`)."""
+        return "--" + self.name.replace("_", "-")
+
+    @property
     def choices(self) -> tuple[Any, ...] | None:
         return typing.get_args(self.type) if typing.get_origin(self.type) is Literal else None
 
@@ -356,63 +357,24 @@ def find_field(key: str) -> FieldSpec:
         if key in (spec.key, spec.name):
             return spec
     known = [s.key for s in specs] + [s.name for s in specs]
-    hint = difflib.get_close_matches(key, known, n=3)
-    fix = f"Did you mean {', '.join(hint)}?" if hint else "Run `python -m trainer config show lora` to list keys."
+    close = difflib.get_close_matches(key, known, n=3)
+    fix = f"Did you mean {', '.join(close)}?" if close else "Run `python -m trainer config show lora` to list keys."
     raise ConfigError([f"{key}: unknown setting. {fix}"])
 
 
-def _coerce(spec: FieldSpec, value: Any) -> Any:
-    """Turn a YAML or command-line value into the field's type; raise ValueError with a clear reason."""
-    typ = spec.type
-    if spec.optional:
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
-            return None
-        typ = next(t for t in typing.get_args(typ) if t is not type(None))
-    if typing.get_origin(typ) is Literal:
-        return str(value)  # membership is checked by validation, so every bad choice is reported together
-    if typ is bool:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in ("true", "yes", "on", "1"):
-            return True
-        if text in ("false", "no", "off", "0"):
-            return False
-        raise ValueError(f"expected true or false, got {value!r}")
-    if typ is int:
-        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise ValueError(f"expected a whole number, got {value!r}")
-        try:
-            return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"expected a whole number, got {value!r}") from None
-    if typ is float:
-        if isinstance(value, bool):
-            raise ValueError(f"expected a number, got {value!r}")
-        try:
-            return float(value)  # also parses "1e-4", which YAML 1.1 leaves as a string
-        except (TypeError, ValueError):
-            raise ValueError(f"expected a number, got {value!r}") from None
-    if typ is str:
-        if isinstance(value, (dict, list)):
-            raise ValueError(f"expected text, got {type(value).__name__}")
-        return str(value)
-    origin = typing.get_origin(typ)
-    if origin is list:
-        items = value.split(",") if isinstance(value, str) else value
-        if not isinstance(items, (list, tuple)):
-            raise ValueError(f"expected a list, got {value!r}")
-        return [str(v).strip() for v in items if str(v).strip()]
-    if origin is dict:
-        if isinstance(value, str):
-            pairs = [p for p in value.split(",") if p.strip()]
-            if any("=" not in p for p in pairs):
-                raise ValueError(f"expected key=value pairs separated by commas, got {value!r}")
-            value = dict(p.split("=", 1) for p in pairs)
-        if not isinstance(value, dict):
-            raise ValueError(f"expected a mapping, got {value!r}")
-        return {str(k).strip(): str(v).strip() for k, v in value.items()}
-    raise TypeError(f"unsupported field type {typ!r}")  # pragma: no cover - a programming error
+# --------------------------------------------------------------------------- validation
+
+
+def hint(key: str, value: Any = None) -> str:
+    """A fix that names a setting, in the neutral form every front end renders: ``set data.format to `alpaca```.
+
+    Mappings are written as the form and `--set` take them (``question=user,answer=assistant``).
+    """
+    if value is None:
+        return f"set {key}"
+    if isinstance(value, Mapping):
+        value = ",".join(f"{k}={v}" for k, v in value.items())
+    return f"set {key} to `{value}`"
 
 
 def _check_bounds(spec: FieldSpec, value: Any) -> str | None:
@@ -430,11 +392,57 @@ def _check_bounds(spec: FieldSpec, value: Any) -> str | None:
     return None
 
 
+def column_mapping_problems(mapping: Mapping[str, str] | None, fmt: str) -> list[str]:
+    """What is wrong with a column -> chat role mapping for a row format (pure; the one copy of these rules).
+
+    Args:
+        mapping: `data.column_mapping` (empty or None when not used).
+        fmt: `data.format` (``auto``, ``columns`` or a named format).
+
+    Returns:
+        Problems as ``"<key>: <problem>. <fix>"`` (empty when the mapping and the format agree).
+    """
+    if not mapping:
+        if fmt == "columns":
+            return [f"data.format: columns needs data.column_mapping; {hint('data.column_mapping', MAPPING_EXAMPLE)}."]
+        return []
+    found = []
+    bad = {column: role for column, role in mapping.items() if role not in CHAT_ROLES}
+    if bad:
+        found.append(
+            f"data.column_mapping: roles {bad} are not chat roles. Map each column to system, user or assistant."
+        )
+    elif "assistant" not in mapping.values():
+        found.append("data.column_mapping: no column maps to assistant. Map the answer column to assistant.")
+    if fmt not in ("auto", "columns"):
+        found.append(f"data.format: {fmt} conflicts with data.column_mapping. Use format auto or columns.")
+    return found
+
+
+def repo_id_problem(repo_id: str) -> str | None:
+    """The problem with a Hub model repo ID (`namespace/name`), or None (our rule and huggingface_hub's validator)."""
+    fix = "Use namespace/name with letters, digits, '-', '_' or '.' (e.g. alice/phi3-pirate-lora)."
+    if not repo_id or not repo_id.strip():
+        return f"hub.repo_id: empty. {fix}"
+    if "/" not in repo_id:
+        return f"hub.repo_id: {repo_id!r} has no namespace. Use <your user name>/{repo_id}."
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    reason = None
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        reason = str(exc).split(":")[0].rstrip(".")
+    if reason is None and not REPO_ID_RE.match(repo_id):
+        reason = "Repo id must use alphanumeric chars, '-', '_' or '.'"
+    return f"hub.repo_id: {repo_id!r} is not a valid repo ID ({reason}). {fix}" if reason else None
+
+
 def _cross_field_problems(cfg: RunConfig) -> list[str]:
     """Problems that involve more than one field or a field's meaning."""
     found = []
     if not cfg.model.model_name_or_path.strip():
-        found.append("model.model_name_or_path: empty. Give a Hub model ID such as microsoft/Phi-3-mini-4k-instruct.")
+        found.append(f"model.model_name_or_path: empty. Give a Hub model ID such as {DEFAULT_BASE_MODEL}.")
     if not cfg.data.dataset_name.strip():
         found.append("data.dataset_name: empty. Give a Hub dataset ID (user/name) or a local .jsonl/.csv file.")
     if cfg.model.pad_token in STOP_TOKENS:
@@ -446,251 +454,11 @@ def _cross_field_problems(cfg: RunConfig) -> list[str]:
         found.append("lora.target_modules: empty. Use qkv_proj,o_proj,gate_up_proj,down_proj or all-linear.")
     if cfg.training.max_steps == 0:
         found.append("training.max_steps: 0 trains nothing. Use -1 (train for num_train_epochs) or a positive count.")
-    if cfg.data.column_mapping:
-        bad = {c: r for c, r in cfg.data.column_mapping.items() if r not in ("system", "user", "assistant")}
-        if bad:
-            found.append(
-                f"data.column_mapping: roles {bad} are not chat roles. Map each column to system, user or assistant."
-            )
-        elif "assistant" not in cfg.data.column_mapping.values():
-            found.append("data.column_mapping: no column maps to assistant. Map the answer column to assistant.")
-        if cfg.data.format not in ("auto", "columns"):
-            found.append(
-                f"data.format: {cfg.data.format} conflicts with data.column_mapping. Use format auto or columns."
-            )
-    if cfg.data.format == "columns" and not cfg.data.column_mapping:
-        found.append("data.format: columns needs data.column_mapping, e.g. question=user,answer=assistant.")
+    found += column_mapping_problems(cfg.data.column_mapping, cfg.data.format)
     if cfg.hub.push_checkpoints and not cfg.hub.repo_id:
         found.append("hub.push_checkpoints: needs hub.repo_id (where the checkpoints go). Set repo_id.")
     if cfg.hub.push_merged and not cfg.hub.repo_id:
         found.append("hub.push_merged: needs hub.repo_id (the merged model goes to <repo_id>-merged). Set repo_id.")
-    if cfg.hub.repo_id and not REPO_ID_RE.match(cfg.hub.repo_id):
-        found.append(
-            f"hub.repo_id: {cfg.hub.repo_id!r} is not a repo ID. Use namespace/name with letters, digits, '-', '_' "
-            "or '.' (e.g. alice/phi3-pirate-lora)."
-        )
+    if cfg.hub.repo_id and (problem := repo_id_problem(cfg.hub.repo_id)):
+        found.append(problem)
     return found
-
-
-# --------------------------------------------------------------------------- dict / YAML / overrides
-
-
-def apply_dict(cfg: RunConfig, data: dict[str, Any], errors: list[str]) -> None:
-    """Apply a nested {section: {key: value}} mapping onto cfg, collecting (not raising) every error."""
-    sections = {f.name for f in dataclasses.fields(RunConfig)}
-    for section, values in (data or {}).items():
-        if section not in sections:
-            hint = difflib.get_close_matches(str(section), sections, n=1)
-            fix = f"Did you mean {hint[0]}?" if hint else f"Sections are: {', '.join(sorted(sections))}."
-            errors.append(f"{section}: unknown section. {fix}")
-            continue
-        if not isinstance(values, dict):
-            errors.append(f"{section}: expected a mapping of settings, got {values!r}.")
-            continue
-        for name, value in values.items():
-            apply_value(cfg, f"{section}.{name}", value, errors)
-
-
-def apply_value(cfg: RunConfig, key: str, value: Any, errors: list[str]) -> None:
-    """Set one setting by key, collecting an error instead of raising."""
-    try:
-        spec = find_field(key)
-    except ConfigError as exc:
-        errors.extend(exc.problems)
-        return
-    try:
-        spec.set(cfg, _coerce(spec, value))
-    except ValueError as exc:
-        errors.append(f"{spec.key}: {exc}. Fix the value in the config or in --set.")
-
-
-def from_dict(data: dict[str, Any], base: RunConfig | None = None) -> RunConfig:
-    """Build a RunConfig from a (possibly partial) nested dict on top of base (defaults when None).
-
-    Raises:
-        ConfigError: unknown keys or values of the wrong type (all of them).
-    """
-    cfg = copy.deepcopy(base) if base is not None else RunConfig()
-    errors: list[str] = []
-    apply_dict(cfg, data, errors)
-    if errors:
-        raise ConfigError(errors)
-    return cfg
-
-
-def diff_dict(cfg: RunConfig, base: RunConfig | None = None) -> dict[str, dict[str, Any]]:
-    """Only the settings of cfg that differ from base (defaults when None), as a nested dict."""
-    base = base or RunConfig()
-    out: dict[str, dict[str, Any]] = {}
-    for spec in iter_fields():
-        if spec.get(cfg) != spec.get(base):
-            out.setdefault(spec.section, {})[spec.name] = spec.get(cfg)
-    return out
-
-
-def read_yaml_dict(path: str | Path) -> dict[str, Any]:
-    """The raw nested mapping of a YAML config file.
-
-    Raises:
-        ConfigError: the file is missing, is not YAML, or is not a mapping of sections.
-    """
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError([f"{path}: no such config file. Check the path."]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{path}: not valid YAML ({exc}). Fix the syntax."]) from None
-    if data is not None and not isinstance(data, dict):
-        raise ConfigError([f"{path}: expected sections such as training: and lora:, got {type(data).__name__}."])
-    return data or {}
-
-
-def load_yaml(path: str | Path, base: RunConfig | None = None) -> RunConfig:
-    """Read a (partial) YAML config file on top of base (defaults when None); unknown keys are errors.
-
-    Raises:
-        ConfigError: the file is unreadable or holds unknown keys / wrong types (all of them).
-    """
-    return from_dict(read_yaml_dict(path), base)
-
-
-def save_yaml(cfg: RunConfig, path: str | Path) -> Path:
-    """Write the full config as YAML atomically (temp file, then rename)."""
-    from trainer.runfolder import write_text_atomic
-
-    return write_text_atomic(Path(path), cfg.to_yaml())
-
-
-# --------------------------------------------------------------------------- presets
-
-CODE_ALPACA = "iamtarun/python_code_instructions_18k_alpaca"  # the dataset of the Cookbook's LoRA/QLoRA notebooks
-
-PRESETS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
-    "lora": (
-        "LoRA on a bf16 base: good defaults for a Space GPU (A10G/L4/A100).",
-        {"data": {"dataset_name": CODE_ALPACA}},
-    ),
-    "qlora": (
-        "QLoRA: 4-bit NF4 base with double quantisation, bf16 compute; fits Phi-3-mini in ~8 GB.",
-        {"model": {"load_in_4bit": True}, "data": {"dataset_name": CODE_ALPACA}},
-    ),
-    "cookbook-lora-notebook": (
-        "Phi-3 Cookbook LoRA notebook: lr 1e-4, batch 8 x 4, 3 epochs, length 512, r 16, alpha 16.",
-        {
-            "data": {"dataset_name": CODE_ALPACA},
-            "lora": {"r": 16, "lora_alpha": 16, "lora_dropout": 0.05},
-            "training": {
-                "learning_rate": 1e-4,
-                "per_device_train_batch_size": 8,
-                "gradient_accumulation_steps": 4,
-                "num_train_epochs": 3.0,
-                "max_length": 512,
-            },
-        },
-    ),
-    "cookbook-qlora-notebook": (
-        "Phi-3 Cookbook QLoRA notebook: NF4 + double quant, bf16 compute, lr 5e-6 cosine, warm-up 0.2, batch 4.",
-        {
-            "model": {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "use_bnb_nested_quant": True},
-            "data": {"dataset_name": CODE_ALPACA},
-            "training": {
-                "learning_rate": 5e-6,
-                "lr_scheduler_type": "cosine",
-                "warmup_steps": 0.2,
-                "per_device_train_batch_size": 4,
-                "gradient_accumulation_steps": 1,
-                "num_train_epochs": 1.0,
-            },
-        },
-    ),
-    "cookbook-sample-finetune": (
-        "Phi-3 Cookbook sample_finetune.py: UltraChat, lr 5e-6, batch 4, length 2048, packing, all-linear, bf16.",
-        {
-            "model": {"dtype": "bfloat16", "pad_token": "<unk>"},
-            "data": {
-                "dataset_name": "HuggingFaceH4/ultrachat_200k",
-                "dataset_train_split": "train_sft",
-                "dataset_test_split": "test_sft",
-            },
-            "lora": {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": ["all-linear"]},
-            "training": {
-                "learning_rate": 5e-6,
-                "per_device_train_batch_size": 4,
-                "gradient_accumulation_steps": 1,
-                "num_train_epochs": 1.0,
-                "max_length": 2048,
-                "packing": True,
-            },
-        },
-    ),
-    "tiny-demo": (
-        "Offline CPU demo: a tiny random Phi-3 (real tokenizer) learns a pirate persona in about a minute.",
-        {
-            "model": {"model_name_or_path": "tiny-phi3", "dtype": "float32"},
-            "data": {"dataset_name": "examples/pirate_chat.jsonl", "eval_fraction": 0.1},
-            "lora": {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0},
-            "training": {
-                "learning_rate": 3e-3,
-                "max_steps": 80,
-                "per_device_train_batch_size": 8,
-                "gradient_accumulation_steps": 1,
-                "lr_scheduler_type": "constant_with_warmup",
-                "warmup_steps": 5,
-                "max_length": 128,
-                "gradient_checkpointing": False,
-                "logging_steps": 5,
-                "eval_steps": 20,
-                "save_steps": 40,
-                "sample_max_new_tokens": 32,
-            },
-        },
-    ),
-}
-
-
-def preset_config(name: str) -> RunConfig:
-    """The RunConfig of a named preset.
-
-    Raises:
-        ConfigError: the name is not a preset.
-    """
-    if name not in PRESETS:
-        raise ConfigError([f"preset {name!r}: unknown. Use one of: {', '.join(PRESETS)}."])
-    return from_dict(PRESETS[name][1])
-
-
-def load_config(path: str | Path | None = None, preset: str | None = None, overrides: list[str] = ()) -> RunConfig:
-    """Resolve a run config: defaults, then the preset, then the YAML file, then `key=value` overrides.
-
-    Args:
-        path: a (partial) YAML config file.
-        preset: a preset name from PRESETS.
-        overrides: `section.key=value` or `key=value` strings (as from `--set`).
-
-    Raises:
-        ConfigError: every unknown key, wrong type and invalid value, all at once.
-    """
-    cfg = preset_config(preset) if preset else RunConfig()
-    errors: list[str] = []
-    if path is not None:
-        apply_dict(cfg, read_yaml_dict(path), errors)
-    for item in overrides:
-        if "=" not in item:
-            errors.append(f"--set {item}: expected key=value, e.g. --set learning_rate=1e-4.")
-            continue
-        key, value = item.split("=", 1)
-        apply_value(cfg, key.strip(), _parse_scalar(value), errors)
-    bad_keys = {e.split(":", 1)[0] for e in errors}
-    errors += [p for p in cfg.problems() if p.split(":", 1)[0] not in bad_keys]
-    if errors:
-        raise ConfigError(errors)
-    return cfg
-
-
-def _parse_scalar(text: str) -> Any:
-    """Read a `--set` value as YAML would (numbers, true/false, null, [lists]); fall back to the raw text."""
-    try:
-        return yaml.safe_load(text) if text.strip() else text
-    except yaml.YAMLError:
-        return text

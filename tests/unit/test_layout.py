@@ -1,0 +1,165 @@
+"""The package's shape: rooms of one job each, under 500 lines, imports that only go down, no copied blocks.
+
+The README's Layout section is the module map; a test keeps it true to the tree.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from trainer.paths import PACKAGE_DIR, PROJECT_ROOT
+
+MAX_LINES = 500
+MODULES = {
+    ".".join(path.relative_to(PROJECT_ROOT).with_suffix("").parts).removesuffix(".__init__"): path
+    for path in sorted(PACKAGE_DIR.rglob("*.py"))
+}
+
+# The floors, lowest first: a module may import only from floors below its own (or inside its own package).
+FLOORS = [
+    ["trainer.paths", "trainer.errors", "trainer"],
+    ["trainer.phi3", "trainer.runfolder"],
+    ["trainer.config"],
+    ["trainer.data", "trainer.tiny"],
+    ["trainer.modeling", "trainer.samples"],
+    ["trainer.hub"],
+    ["trainer.training", "trainer.chat"],
+    ["trainer.preflight", "trainer.jobs", "trainer.bench"],
+    ["trainer.ui", "trainer.__main__"],
+]
+
+
+def _room(module: str) -> str:
+    """The floor entry a module belongs to (a package's modules belong to the package)."""
+    rooms = [room for floor in FLOORS for room in floor if module == room or module.startswith(room + ".")]
+    return max(rooms, key=len) if module != "trainer" else "trainer"
+
+
+def _floor(module: str) -> int:
+    room = _room(module)
+    return next(i for i, floor in enumerate(FLOORS) if room in floor)
+
+
+def _imports(module: str, path: Path) -> set[str]:
+    """The trainer modules a module imports, at the top or inside functions (a lazy import is still a dependency)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("trainer")}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("trainer"):
+            for alias in node.names:
+                child = f"{node.module}.{alias.name}"
+                found.add(child if child in MODULES else node.module)
+    return {name for name in found if name != module and name in MODULES}
+
+
+GRAPH = {module: _imports(module, path) for module, path in MODULES.items()}
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_no_module_is_over_500_lines(module):
+    lines = len(MODULES[module].read_text(encoding="utf-8").splitlines())
+    assert lines <= MAX_LINES, f"{module} has {lines} lines; split it by job"
+
+
+def test_every_module_has_a_floor():
+    assert all(_room(module) for module in MODULES)
+
+
+def test_imports_only_go_down():
+    upward = [
+        f"{module} -> {target}"
+        for module, targets in GRAPH.items()
+        for target in targets
+        if _room(module) != _room(target) and _floor(target) >= _floor(module)
+    ]
+    assert upward == []
+
+
+def test_no_import_cycles():
+    cycles = []
+    state: dict[str, int] = defaultdict(int)  # 0 new, 1 on the stack, 2 done
+
+    def visit(module: str, stack: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(GRAPH[module]):
+            if state[target] == 1:
+                cycles.append(" -> ".join([*stack[stack.index(target) :], target]))
+            elif state[target] == 0:
+                visit(target, [*stack, target])
+        state[module] = 2
+
+    for module in sorted(GRAPH):
+        if state[module] == 0:
+            visit(module, [module])
+    assert cycles == []
+
+
+def test_the_checks_see_a_cycle_and_an_upward_import():
+    """The graph checks are real: a made-up upward edge and cycle are found."""
+    GRAPH["trainer.config.schema"].add("trainer.ui.app")
+    try:
+        with pytest.raises(AssertionError):
+            test_imports_only_go_down()
+        with pytest.raises(AssertionError):
+            test_no_import_cycles()
+    finally:
+        GRAPH["trainer.config.schema"].discard("trainer.ui.app")
+
+
+def test_the_ui_is_a_package_of_tabs_that_build_and_wire():
+    tabs = sorted(p.stem for p in (PACKAGE_DIR / "ui").glob("*_tab.py"))
+    assert len(tabs) >= 3
+    for tab in tabs:
+        tree = ast.parse((PACKAGE_DIR / "ui" / f"{tab}.py").read_text(encoding="utf-8"))
+        build = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "build")
+        assert build.args.args[0].arg == "ctx"  # given the one context object
+        wired = {n.func.attr for n in ast.walk(build) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
+        assert wired & {"click", "change", "tick", "select", "submit", "upload", "load"}, f"{tab} wires no event"
+
+
+def test_the_web_app_imports_no_torch():
+    heavy = "('torch', 'transformers', 'trl', 'peft')"
+    code = f"import sys, trainer.ui; print(sorted(m for m in {heavy} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "[]", out.stderr[-2000:]
+
+
+def test_readme_layout_is_the_module_map():
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    layout = readme.split("## Layout", 1)[1].split("```", 2)[1]
+    named = set(re.findall(r"^(trainer/\S+)", layout, re.MULTILINE))
+    files = {str(path.relative_to(PROJECT_ROOT)) for path in MODULES.values()}
+    files |= {str(p.relative_to(PROJECT_ROOT)) for p in PACKAGE_DIR.glob("*/*.md")}  # templates, not assets
+    documented = {name for name in named if not name.endswith("/")}
+    missing = {f for f in files if f not in documented and not f.endswith("__init__.py")}
+    assert missing == set(), "add these to the README's Layout section"
+    assert {name for name in documented if not (PROJECT_ROOT / name).exists()} == set(), "the Layout names a gone file"
+
+
+def _blocks(path: Path, size: int = 6):
+    """Every run of `size` consecutive non-blank lines, stripped (so indentation does not hide a copy)."""
+    lines = [(n, line.strip()) for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)]
+    lines = [(n, text) for n, text in lines if text and not text.startswith("#")]
+    for i in range(len(lines) - size + 1):
+        window = lines[i : i + size]
+        if sum(len(text) > 12 for _, text in window) >= size - 1:  # skip runs of brackets and short closers
+            yield window[0][0], "\n".join(text for _, text in window)
+
+
+def test_no_block_of_six_lines_is_repeated():
+    seen: dict[str, tuple[str, int]] = {}
+    repeats = []
+    for module, path in MODULES.items():
+        for line, block in _blocks(path):
+            if block in seen and seen[block] != (module, line):
+                repeats.append(f"{module}:{line} repeats {seen[block][0]}:{seen[block][1]}")
+            seen.setdefault(block, (module, line))
+    assert repeats == []

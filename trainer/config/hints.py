@@ -1,0 +1,48 @@
+"""Render the fixes in problem messages for where the user is: a form field in the web app, a flag in the CLI.
+
+Messages name a setting in one neutral form, written by `trainer.config.schema.hint`:
+``set data.column_mapping to `question=user,answer=assistant```. Each front end turns it into its own words:
+
+    >>> render_hints("… set data.format to `alpaca`.", "cli")
+    '… pass --format alpaca.'
+    >>> render_hints("… set data.format to `alpaca`.", "ui")
+    '… set **Format** to `alpaca`.'
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from trainer.config.schema import iter_fields
+
+HINT_RE = re.compile(r"\bset (?P<key>[a-z]+\.[a-z0-9_]+)(?: to `(?P<value>[^`]*)`)?")
+MAP_FLAG = "--map"
+"""The CLI's repeatable COLUMN=ROLE flag for data.column_mapping (`--column-mapping a=user,b=assistant` also works)."""
+
+
+def cli_flags(key: str, value: str | None) -> str:
+    """The flags that set a setting on the command line (`--format alpaca`, `--map q=user --map a=assistant`)."""
+    spec = next((s for s in iter_fields() if s.key == key), None)
+    if spec is None:
+        return f"--set {key}={value}" if value is not None else f"--set {key}=..."
+    if key == "data.column_mapping":
+        pairs = [p.strip() for p in (value or "").split(",") if p.strip()]
+        return " ".join(f"{MAP_FLAG} {pair}" for pair in pairs) or f"{MAP_FLAG} COLUMN=ROLE"
+    return spec.flag if value is None else f"{spec.flag} {value}"
+
+
+def render_hints(text: str, style: Literal["cli", "ui"]) -> str:
+    """text with every `set <key> [to `<value>`]` hint written for the CLI (flags) or the web form (field labels)."""
+    labels = {spec.key: spec.meta.get("label") or spec.key for spec in iter_fields()}
+
+    def render(match: re.Match[str]) -> str:
+        key, value = match["key"], match["value"]
+        if key not in labels:
+            return match.group(0)
+        if style == "cli":
+            return f"pass {cli_flags(key, value)}"
+        shown = value.replace(",", ", ") if value is not None and key == "data.column_mapping" else value
+        return f"set **{labels[key]}**" + (f" to `{shown}`" if value is not None else "")
+
+    return HINT_RE.sub(render, text)

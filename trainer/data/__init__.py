@@ -1,0 +1,78 @@
+"""Training data: load a dataset, detect its format, normalise every row to chat `messages`, preview it, split it.
+
+- `trainer.data.formats`: detect the row format and normalise rows to messages (pure functions).
+- `trainer.data.load`: read a local file or a Hub dataset (streaming the first rows when only a few are needed),
+  then `prepare` the train and eval datasets.
+- `trainer.data.preview`: what training would see: counts, problems, token lengths, rendered rows.
+
+Example:
+    >>> from trainer.config import DataConfig
+    >>> from trainer.data import prepare
+    >>> prepared = prepare(DataConfig(dataset_name="examples/pirate_alpaca.json"))
+    >>> prepared.format, len(prepared.train), len(prepared.eval)
+    ('alpaca', 216, 24)
+"""
+
+from trainer.data.formats import (
+    FORMAT_COLUMNS,
+    FORMATS,
+    ROLES,
+    SHAREGPT_ROLES,
+    DataError,
+    Message,
+    Normalised,
+    RowError,
+    choose_format,
+    detect_format,
+    normalise,
+    required_columns,
+    split_eval,
+    to_messages,
+)
+from trainer.data.load import (
+    SUPPORTED_SUFFIXES,
+    PreparedData,
+    hub_row_count,
+    load_table,
+    prepare,
+    resolve_local_path,
+)
+from trainer.data.preview import (
+    PREVIEW_ROWS,
+    Preview,
+    format_preview,
+    length_stats,
+    preview,
+    preview_tokenizer,
+    token_lengths,
+)
+
+__all__ = [
+    "FORMATS",
+    "FORMAT_COLUMNS",
+    "PREVIEW_ROWS",
+    "ROLES",
+    "SHAREGPT_ROLES",
+    "SUPPORTED_SUFFIXES",
+    "DataError",
+    "Message",
+    "Normalised",
+    "PreparedData",
+    "Preview",
+    "RowError",
+    "choose_format",
+    "detect_format",
+    "format_preview",
+    "hub_row_count",
+    "length_stats",
+    "load_table",
+    "normalise",
+    "prepare",
+    "preview",
+    "preview_tokenizer",
+    "required_columns",
+    "resolve_local_path",
+    "split_eval",
+    "to_messages",
+    "token_lengths",
+]

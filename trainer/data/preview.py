@@ -1,0 +1,200 @@
+"""What training would see of a dataset: format, row counts, problems, token lengths and rendered rows.
+
+`preview` reads the train split as training would (streaming the first rows of a Hub dataset, reading a local file
+whole), normalises it and renders the first rows with the tokenizer's chat template; `format_preview` writes it as
+text for `python -m trainer data inspect`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from trainer.config import DataConfig
+from trainer.data.formats import Message, choose_format, normalise
+from trainer.data.load import hub_row_count, load_table, resolve_local_path
+from trainer.paths import TOKENIZER_DIR
+from trainer.phi3 import BUNDLED_TOKENIZER_MODELS
+
+logger = logging.getLogger(__name__)
+
+_STATS_BATCH = 512
+PREVIEW_ROWS = 1000
+"""Rows a preview reads from a Hub dataset (streamed; a local file is read whole)."""
+
+
+@dataclass
+class Preview:
+    """What training would see of a dataset (for ``python -m trainer data inspect`` and the UI).
+
+    Attributes:
+        format: the row format used.
+        n_rows: rows that normalised cleanly.
+        n_input: rows read.
+        problems: one line per malformed row.
+        rendered: the first rows rendered with the tokenizer's chat template (text, not tokenised).
+        token_lengths: ``min``, ``mean``, ``p50``, ``p95``, ``max`` tokens per row over all good rows.
+        max_length: the token budget per row that training keeps.
+        n_over_max_length: rows longer than `max_length` (training truncates them).
+        sampled: only the first rows were read (a Hub dataset is streamed); the figures are of those rows.
+        n_total: rows in the split, when known (a local file's count, or the Hub's metadata).
+    """
+
+    format: str
+    n_rows: int
+    n_input: int
+    problems: list[str]
+    rendered: list[str]
+    token_lengths: dict[str, float]
+    max_length: int
+    n_over_max_length: int
+    sampled: bool = False
+    n_total: int | None = None
+
+    @property
+    def extent(self) -> str:
+        """Which rows the figures describe ("" when the whole split was read)."""
+        if not self.sampled:
+            return ""
+        total = f"the split has {self.n_total:,} rows" if self.n_total else "the Hub does not say how many rows it has"
+        return f"the first {self.n_input:,} rows, streamed from the Hub; {total}"
+
+
+def token_lengths(tokenizer: Any, rows: Sequence[list[Message]]) -> list[int]:
+    """Tokens per row, as the chat template renders it (`apply_chat_template(..., tokenize=True)`).
+
+    Args:
+        tokenizer: a tokenizer with a chat template (the Phi-3 one).
+        rows: normalised rows.
+
+    Returns:
+        One length per row, in order.
+    """
+    lengths: list[int] = []
+    for start in range(0, len(rows), _STATS_BATCH):
+        out = tokenizer.apply_chat_template(list(rows[start : start + _STATS_BATCH]), tokenize=True)
+        ids = out["input_ids"] if isinstance(out, Mapping) else out  # transformers 5 returns a BatchEncoding
+        lengths.extend(len(row_ids) for row_ids in ids)
+    return lengths
+
+
+def _percentile(ordered: Sequence[int], q: float) -> float:
+    """Linear-interpolated percentile of sorted values (numpy's default method)."""
+    position = (len(ordered) - 1) * q / 100
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return float(ordered[low] + (ordered[high] - ordered[low]) * (position - low))
+
+
+def length_stats(lengths: Sequence[int]) -> dict[str, float]:
+    """Summary of token lengths.
+
+    Args:
+        lengths: tokens per row (at least one).
+
+    Returns:
+        ``min``, ``mean``, ``p50``, ``p95``, ``max`` (tokens).
+    """
+    ordered = sorted(lengths)
+    return {
+        "min": ordered[0],
+        "mean": sum(ordered) / len(ordered),
+        "p50": _percentile(ordered, 50),
+        "p95": _percentile(ordered, 95),
+        "max": ordered[-1],
+    }
+
+
+def preview(
+    cfg: DataConfig, tokenizer: Any, max_length: int, n: int = 3, token: str | None = None, rows: int = PREVIEW_ROWS
+) -> Preview:
+    """What training would see of the train split: format, counts, problems, rendered rows, token lengths.
+
+    A local file is read whole; of a Hub dataset only the first `rows` rows are streamed (nothing else is
+    downloaded), and the split's size comes from the Hub's metadata where it has it.
+
+    Args:
+        cfg: the data settings.
+        tokenizer: the model's tokenizer (its chat template renders the rows).
+        max_length: tokens per row that training keeps.
+        n: rows to render.
+        token: Hugging Face token for private or gated datasets (never logged).
+        rows: rows to read from a Hub dataset.
+
+    Returns:
+        The preview; format it with `format_preview`.
+
+    Raises:
+        DataError: the data cannot be loaded or no row can be used.
+    """
+    local = resolve_local_path(cfg.dataset_name) is not None
+    table = load_table(cfg, cfg.dataset_train_split, token, limit=None if local else rows)
+    fmt = choose_format(cfg, table.column_names)
+    data = normalise(table, fmt, cfg.column_mapping or None, cfg.system_prompt)
+    lengths = token_lengths(tokenizer, data.rows)
+    sampled = not local and len(table) >= rows
+    return Preview(
+        format=data.format,
+        n_rows=len(data.rows),
+        n_input=data.n_input,
+        problems=data.problems,
+        rendered=[tokenizer.apply_chat_template(m, tokenize=False) for m in data.rows[: max(n, 0)]],
+        token_lengths=length_stats(lengths),
+        max_length=max_length,
+        n_over_max_length=sum(1 for length in lengths if length > max_length),
+        sampled=sampled,
+        n_total=hub_row_count(cfg, cfg.dataset_train_split, token) if sampled else len(table),
+    )
+
+
+def preview_tokenizer(model_name: str) -> Any:
+    """The tokenizer to preview with: the bundled Phi-3 one for Phi-3-mini, else the model's when it is at hand."""
+    from transformers import AutoTokenizer
+
+    if model_name not in BUNDLED_TOKENIZER_MODELS:
+        try:
+            return AutoTokenizer.from_pretrained(model_name)
+        except Exception:  # noqa: BLE001 - offline or private: the bundled tokenizer is the real Phi-3 one
+            logger.info("preview: using the bundled Phi-3 tokenizer instead of %s's", model_name)
+    return AutoTokenizer.from_pretrained(TOKENIZER_DIR)
+
+
+def format_preview(p: Preview, max_problems: int = 10) -> str:
+    """A preview as readable text for the command line.
+
+    Args:
+        p: the preview.
+        max_problems: problem lines to show before "... and N more".
+
+    Returns:
+        Multi-line text: format, rows, problems, token lengths, rows over max_length, then the rendered rows.
+    """
+    stats = p.token_lengths
+    lines = [
+        f"format: {p.format}",
+        f"rows:   {p.n_rows} usable of {p.n_input} ({len(p.problems)} malformed, left out)",
+    ]
+    if p.extent:
+        lines.append(f"        ({p.extent})")
+    if p.problems:
+        lines.append("problems:")
+        lines += [f"  {problem}" for problem in p.problems[:max_problems]]
+        if len(p.problems) > max_problems:
+            lines.append(f"  ... and {len(p.problems) - max_problems} more")
+    lines.append(
+        f"length: min {stats['min']:.0f}, mean {stats['mean']:.1f}, p50 {stats['p50']:.0f}, "
+        f"p95 {stats['p95']:.0f}, max {stats['max']:.0f} tokens per row (chat template applied)"
+    )
+    if p.n_over_max_length:
+        lines.append(
+            f"over max_length {p.max_length} tokens: {p.n_over_max_length} rows "
+            f"({100 * p.n_over_max_length / max(p.n_rows, 1):.1f}%); training truncates them to {p.max_length} tokens"
+        )
+    else:
+        lines.append(f"over max_length {p.max_length} tokens: 0 rows (nothing is truncated)")
+    for index, text in enumerate(p.rendered, start=1):
+        lines += ["", f"--- row {index} (rendered with the chat template) ---", text]
+    return "\n".join(lines)

@@ -1,0 +1,338 @@
+"""Publishing a run to the Hugging Face Hub: the adapter, the merged model, and checkpoints while training.
+
+After training, `push_run` writes `README.md` (the model card) and `loss.png` into the run folder, then uploads the
+adapter (weights, config, tokenizer files), `config.yaml`, `events.jsonl`, `README.md` and `loss.png` to the repo root
+in ONE commit, retrying network errors and 5xx answers with exponential backoff (never 4xx). It deletes nothing
+locally and records the outcome in `status.json` (`push_state`, `repo_url`, `push_error`) without touching the run's
+`state`. `CheckpointUploader` pushes each checkpoint's adapter in the background, so training never waits on the
+network. `huggingface_hub` talks to ``$HF_ENDPOINT`` (read when it is imported), which is how the tests point it at a
+local Hub-protocol server.
+
+Example:
+    >>> from trainer.hub import check_push_access, push_run, resolve_token
+    >>> token = resolve_token()                       # the OAuth token, HF_TOKEN or the stored `hf auth login`
+    >>> check_push_access("alice/phi3-pirate-lora", token)
+    'alice'
+    >>> push_run(Path("runs/20250101-120000-run"), "alice/phi3-pirate-lora", token)
+    'https://huggingface.co/alice/phi3-pirate-lora'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from trainer import runfolder as rf
+from trainer.hub.auth import check_push_access
+from trainer.hub.card import MODEL_CARD_FILE, commit_description, merged_card, model_card
+from trainer.hub.chart import LOSS_CURVE_FILE, loss_curve_png
+from trainer.hub.retry import HubError, hub_error, with_retries
+
+logger = logging.getLogger(__name__)
+
+RUN_FILES_PUSHED = (rf.CONFIG_FILE, rf.EVENTS_FILE, MODEL_CARD_FILE, LOSS_CURVE_FILE)
+"""Run-folder files uploaded beside the adapter files (which go to the repo root, where PEFT looks for them)."""
+ADAPTER_REQUIRED = ("adapter_config.json", "adapter_model.safetensors")
+ADAPTER_SKIPPED = ("README.md",)  # PEFT's template card; ours replaces it
+
+
+def files_to_push(run_dir: Path) -> list[tuple[str, Path]]:
+    """(path in the repo, local file) for everything a push uploads: adapter files at the root, then run files.
+
+    Args:
+        run_dir: the run folder (README.md and loss.png are pushed when present).
+
+    Returns:
+        The files, adapter first.
+
+    Raises:
+        HubError: the adapter is missing (the run has not finished).
+    """
+    adapter = Path(run_dir) / rf.ADAPTER_DIR
+    missing = [name for name in ADAPTER_REQUIRED if not (adapter / name).is_file()]
+    if missing:
+        raise HubError(
+            f"run folder: {adapter} has no {', '.join(missing)}. Push a run that finished training "
+            "(the adapter is saved at the end)."
+        )
+    files = [(p.name, p) for p in sorted(adapter.iterdir()) if p.is_file() and p.name not in ADAPTER_SKIPPED]
+    files += [(name, Path(run_dir) / name) for name in RUN_FILES_PUSHED if (Path(run_dir) / name).is_file()]
+    return files
+
+
+def push_run(
+    run_dir: Path,
+    repo_id: str,
+    token: str,
+    private: bool = True,
+    retries: int = 4,
+    backoff_s: float = 1.0,
+) -> str:
+    """Publish a finished run: model card + loss curve + adapter + config + events, in one commit.
+
+    Checks access first (`check_push_access`), writes README.md and loss.png into the run folder, creates the repo
+    (existing is fine; its visibility is left as it is), then uploads in ONE commit. Network errors and 5xx answers
+    are retried with exponential backoff (backoff_s, 2x, 4x ...); 4xx answers are not. Nothing local is deleted, and
+    status.json gets `push_state` ("pushing", then "pushed" or "push_failed"), `repo_url` and `push_error`.
+
+    Args:
+        run_dir: the finished run folder.
+        repo_id: the model repo (namespace/name).
+        token: a Hugging Face token with write access (never logged or stored).
+        private: create the repo as private.
+        retries: retries after the first attempt, for each Hub call.
+        backoff_s: the first wait between attempts (doubled each time).
+
+    Returns:
+        The repo URL.
+
+    Raises:
+        HubError: access refused, the adapter is missing, or the Hub kept failing (the run folder is untouched
+            apart from README.md, loss.png and status.json).
+    """
+    run_dir = Path(run_dir)
+    files_to_push(run_dir)  # fail before any network call when the adapter is missing
+    state = (rf.read_json(run_dir / rf.STATUS_FILE, {}) or {}).get("state") or "unknown"
+    if state != "succeeded":
+        logger.warning("pushing run %s whose state is %s", run_dir.name, state)
+    _record_push(run_dir, push_state="pushing", repo_id=repo_id, push_error=None)
+    keep = f"The adapter is safe in {run_dir / rf.ADAPTER_DIR}; push again to retry."
+    try:
+        user = check_push_access(repo_id, token, retries, backoff_s)
+        rf.write_text_atomic(run_dir / MODEL_CARD_FILE, model_card(run_dir, repo_id=repo_id))
+        loss_curve_png(run_dir, run_dir / LOSS_CURVE_FILE)
+        files = files_to_push(run_dir)
+        logger.info("pushing %d files of run %s to %s as %s", len(files), run_dir.name, repo_id, user)
+        url, info = _create_and_commit(
+            repo_id,
+            files,
+            token,
+            private,
+            f"Upload LoRA adapter from run {run_dir.name}",
+            commit_description(run_dir),
+            retries,
+            backoff_s,
+        )
+    except Exception as exc:
+        error = hub_error(exc, token, f"pushing to {repo_id!r}", keep)
+        _record_push(run_dir, push_state="push_failed", repo_id=repo_id, push_error=str(error))
+        logger.error("push to %s failed: %s", repo_id, error)
+        logger.debug("push failure details", exc_info=True)
+        raise error from None
+    _record_push(
+        run_dir,
+        push_state="pushed",
+        repo_id=repo_id,
+        repo_url=url,
+        push_error=None,
+        push_commit=getattr(info, "oid", None),
+        pushed_at=time.time(),
+    )
+    logger.info("pushed run %s to %s (commit %s)", run_dir.name, url, getattr(info, "oid", "?"))
+    return url
+
+
+def _create_and_commit(
+    repo_id: str,
+    files: list[tuple[str, Path]],
+    token: str,
+    private: bool,
+    message: str,
+    description: str,
+    retries: int,
+    backoff_s: float,
+) -> tuple[str, Any]:
+    """Create the model repo (existing is fine) and upload files in ONE commit, each call retried; (url, commit)."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    api = HfApi()
+
+    def create() -> str:
+        return str(api.create_repo(repo_id, token=token, private=private, exist_ok=True, repo_type="model"))
+
+    def commit() -> Any:
+        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in files]
+        return api.create_commit(
+            repo_id, operations, commit_message=message, commit_description=description, token=token, repo_type="model"
+        )
+
+    url = with_retries(f"creating {repo_id}", create, retries, backoff_s)
+    return url, with_retries(f"uploading to {repo_id}", commit, retries, backoff_s)
+
+
+def merged_repo_id(repo_id: str) -> str:
+    """Where the merged full model goes: the adapter repo's name + '-merged'."""
+    return f"{repo_id}-merged"
+
+
+def merge_adapter(run_dir: Path, out_dir: Path) -> Path:
+    """Merge the run's adapter into an unquantised copy of its base (bf16 on a GPU, fp32 on a CPU) and save it.
+
+    QLoRA runs merge into the full-precision base too: merging into 4-bit weights would round the update away.
+
+    Args:
+        run_dir: the finished run folder (its config.yaml and adapter/).
+        out_dir: where the merged model and tokenizer are written.
+
+    Returns:
+        out_dir.
+    """
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    from trainer.config import load_yaml
+    from trainer.modeling import cuda_available, load_base_model
+
+    config = load_yaml(Path(run_dir) / rf.CONFIG_FILE)
+    dtype = "bfloat16" if cuda_available() else "float32"
+    base = load_base_model(dataclasses.replace(config.model, load_in_4bit=False, dtype=dtype), for_training=False)
+    merged = PeftModel.from_pretrained(base, Path(run_dir) / rf.ADAPTER_DIR).merge_and_unload()
+    merged.save_pretrained(out_dir, safe_serialization=True)
+    AutoTokenizer.from_pretrained(Path(run_dir) / rf.ADAPTER_DIR).save_pretrained(out_dir)
+    return Path(out_dir)
+
+
+def push_merged(
+    run_dir: Path, repo_id: str, token: str, private: bool = True, retries: int = 4, backoff_s: float = 1.0
+) -> str:
+    """Merge the adapter into its base and push the full model to `<repo_id>-merged` with its own card.
+
+    Args:
+        run_dir: the finished run folder.
+        repo_id: the ADAPTER's repo ID; the merged model goes to `merged_repo_id(repo_id)`.
+        token: a write token (never logged or stored).
+        private: create the repo as private.
+        retries: retries per Hub call on network errors and 5xx.
+        backoff_s: the first wait between attempts.
+
+    Returns:
+        The merged repo's URL.
+
+    Raises:
+        HubError: no access, or the Hub kept failing (the merged files stay in `run_dir/merged`).
+    """
+    run_dir = Path(run_dir)
+    target = merged_repo_id(repo_id)
+    try:
+        check_push_access(target, token, retries, backoff_s)
+        out = merge_adapter(run_dir, run_dir / "merged")
+        rf.write_text_atomic(out / MODEL_CARD_FILE, merged_card(run_dir, target, repo_id))
+        files = [(p.name, p) for p in sorted(out.iterdir()) if p.is_file()]
+        url, _ = _create_and_commit(
+            target,
+            files,
+            token,
+            private,
+            f"Upload merged model from run {run_dir.name}",
+            commit_description(run_dir),
+            retries,
+            backoff_s,
+        )
+    except Exception as exc:
+        error = hub_error(exc, token, f"pushing the merged model to {target!r}")
+        _record_push(run_dir, merged_push_error=str(error))
+        raise error from None
+    _record_push(run_dir, merged_repo_url=url, merged_push_error=None)
+    return url
+
+
+def push_checkpoint(
+    checkpoint_dir: Path, repo_id: str, token: str, private: bool = True, retries: int = 4, backoff_s: float = 1.0
+) -> str:
+    """Upload one checkpoint's adapter files to `checkpoints/<checkpoint name>/` of the repo, in one commit.
+
+    Returns:
+        The repo URL.
+
+    Raises:
+        HubError: the Hub kept failing or refused (the checkpoint stays on disk either way).
+    """
+    checkpoint_dir = Path(checkpoint_dir)
+    files = [
+        (f"checkpoints/{checkpoint_dir.name}/{name}", checkpoint_dir / name)
+        for name in ADAPTER_REQUIRED
+        if (checkpoint_dir / name).is_file()
+    ]
+    if len(files) != len(ADAPTER_REQUIRED):
+        raise HubError(f"{checkpoint_dir}: no adapter files in this checkpoint.")
+    try:
+        url, _ = _create_and_commit(
+            repo_id,
+            files,
+            token,
+            private,
+            f"Upload {checkpoint_dir.name} adapter",
+            "Pushed during training by Phi-3 Fine-Tune Studio.",
+            retries,
+            backoff_s,
+        )
+    except Exception as exc:
+        raise hub_error(exc, token, f"pushing {checkpoint_dir.name} to {repo_id!r}") from None
+    return url
+
+
+class CheckpointUploader:
+    """Pushes checkpoints' adapters in the background, one at a time and in order, while training goes on.
+
+    `submit` copies the checkpoint's adapter files aside at once (the Trainer may delete the checkpoint folder when it
+    rotates checkpoints) and returns; one worker thread uploads them. `wait` blocks until every upload has ended
+    (call it when training ends). Each outcome is reported through `on_done(name, error)`: error is None, or the
+    `HubError` text. A failed upload never stops training: the checkpoint stays on disk.
+    """
+
+    def __init__(
+        self,
+        repo_id: str,
+        token: str | None,
+        private: bool = True,
+        on_done: Callable[[str, str | None], None] | None = None,
+        push: Callable[..., str] = push_checkpoint,
+    ):
+        self.repo_id, self.token, self.private = repo_id, token, private
+        self.on_done = on_done or (lambda name, error: None)
+        self._push = push
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-push")
+        self._pending: list[Future] = []
+        self._lock = threading.Lock()
+
+    def submit(self, checkpoint_dir: Path) -> None:
+        """Snapshot the checkpoint's adapter files and queue their upload; returns at once."""
+        checkpoint_dir = Path(checkpoint_dir)
+        staging = Path(tempfile.mkdtemp(prefix="checkpoint-push-")) / checkpoint_dir.name
+        staging.mkdir()
+        for name in ADAPTER_REQUIRED:
+            if (checkpoint_dir / name).is_file():
+                shutil.copy2(checkpoint_dir / name, staging / name)
+        with self._lock:
+            self._pending.append(self._pool.submit(self._upload, staging))
+
+    def _upload(self, staging: Path) -> None:
+        try:
+            self._push(staging, self.repo_id, self.token, private=self.private)
+            self.on_done(staging.name, None)
+        except HubError as exc:
+            self.on_done(staging.name, str(exc))
+        finally:
+            shutil.rmtree(staging.parent, ignore_errors=True)
+
+    def wait(self) -> None:
+        """Block until every queued upload has finished (successfully or not), then stop the worker."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+        self._pool.shutdown(wait=True)
+
+
+def _record_push(run_dir: Path, **fields: Any) -> None:
+    """Merge push fields into status.json, keeping the run's `state` as it is."""
+    status = rf.read_json(run_dir / rf.STATUS_FILE, {}) or {}
+    rf.write_status(run_dir, status.get("state") or "unknown", **fields)

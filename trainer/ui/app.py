@@ -1,0 +1,97 @@
+"""The web app: Gradio Blocks with the Train, Runs and Compare tabs, and how it is served.
+
+The app only assembles: a header, the demo banner, the tabs. Each tab module builds its own components and wires
+its own events, given one `AppContext` (job manager, chat engine cache, on_gpu, the shared tab switch). Training
+runs in worker processes (trainer.jobs); the web server never holds a training model.
+
+On a machine without a CUDA GPU the app is the offline demo: the form starts from the `tiny-demo` preset (a tiny
+Phi-3 with the real tokenizer, trained on the CPU) and a banner says so.
+
+Example:
+    python app.py            # http://127.0.0.1:7860
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import gradio as gr
+
+from trainer import runfolder as rf
+from trainer.config import preset_config
+from trainer.preflight import DEMO_PRESET
+from trainer.ui import compare_tab, runs_tab, train_tab
+from trainer.ui.context import AppContext
+
+GPU_PRESET = "lora"
+CSS = """
+#demo-banner {background: #fff7e6; border: 1px solid #f0b35b; border-radius: 8px; padding: 4px 12px;}
+#run-progress .bar {height: 14px; background: #e5e7eb; border-radius: 7px; overflow: hidden;}
+#run-progress .fill {height: 100%; background: #6366f1;}
+#form-errors ul {color: #b91c1c;}
+"""
+
+
+def gpu_available() -> bool:
+    """True when training can use a CUDA GPU (imports torch once, at build time, not at page import)."""
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:  # pragma: no cover - torch is a requirement
+        return False
+
+
+def build_app(manager=None, on_gpu: bool | None = None) -> gr.Blocks:
+    """Build the Blocks app (Train, Runs and Compare tabs) around a JobManager."""
+    from trainer.chat import EngineCache
+    from trainer.jobs import JobManager
+
+    manager = manager or JobManager.default()
+    on_gpu = gpu_available() if on_gpu is None else on_gpu
+    start_preset = GPU_PRESET if on_gpu else DEMO_PRESET
+
+    with gr.Blocks(title="Phi-3 Fine-Tune Studio") as app:
+        if os.environ.get("OAUTH_CLIENT_ID"):  # a Space with `hf_oauth: true`; locally HF_TOKEN / `hf auth login`
+            with gr.Row():
+                gr.Markdown(
+                    "Sign in with Hugging Face to read your private datasets and push adapters to your account."
+                )
+                gr.LoginButton(scale=0, min_width=220)
+        gr.Markdown(
+            "# Phi-3 Fine-Tune Studio\nFine-tune Phi-3 with LoRA or QLoRA (TRL + PEFT), watch it train, "
+            "and keep only the adapter."
+        )
+        if not on_gpu:
+            gr.Markdown(
+                "**Offline demo mode:** no GPU was found, so this app trains a *tiny random Phi-3* (the real "
+                "Phi-3 tokenizer and architecture at toy width) on the CPU. Runs take about a minute; the "
+                "real Phi-3-mini needs a GPU Space.",
+                elem_id="demo-banner",
+            )
+        started_run = gr.State(None)
+        with gr.Tabs(selected="train") as tabs:
+            ctx = AppContext(manager, EngineCache(), on_gpu, tabs, started_run)
+            with gr.Tab("Train", id="train"):
+                train_tab.build(ctx, start_preset, preset_config(start_preset))
+            with gr.Tab("Runs", id="runs"):
+                runs_tab.build(ctx, app)
+            with gr.Tab("Compare", id="compare") as compare:
+                compare_tab.build(ctx, app, compare)
+    return app
+
+
+def launch(**kwargs: Any) -> None:
+    """Build the app and serve it (host/port from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT when set)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = build_app()
+    app.queue(default_concurrency_limit=4)
+    app.launch(
+        theme=gr.themes.Soft(),
+        css=CSS,
+        allowed_paths=[str(rf.data_dir())],
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
+        **kwargs,
+    )

@@ -1,0 +1,235 @@
+"""The Runs tab: pick a run and watch it live from its run folder (status, progress, loss plots, samples, log)."""
+
+from __future__ import annotations
+
+import html
+import time
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from trainer import runfolder as rf
+from trainer.ui.context import AppContext, owner_of, user_token
+
+REFRESH_S = 1.0
+
+
+# --------------------------------------------------------------------------- reading the run folder (no widgets)
+
+
+def job_choices(manager, owner: str | None) -> list[tuple[str, str]]:
+    """(label, id) pairs for the run picker, newest first."""
+    return [(f"#{j.id} · {j.status} · {j.name}", str(j.id)) for j in manager.store.list(owner)]
+
+
+def loss_frame(events: list[dict[str, Any]], key: str = "loss"):
+    """One loss series per step for gr.LinePlot (typed even when empty, so the axes stay numeric)."""
+    import pandas as pd
+
+    rows = [(e["step"], float(e[key])) for e in events if e.get(key) is not None]
+    steps, values = zip(*rows, strict=True) if rows else ((), ())
+    return pd.DataFrame({"step": pd.Series(steps, dtype="int64"), key: pd.Series(values, dtype="float64")})
+
+
+def progress_html(job, events: list[dict[str, Any]]) -> str:
+    """A progress bar with step/total and ETA."""
+    steps = [e for e in events if "total_steps" in e]
+    last = steps[-1] if steps else {}
+    step, total = last.get("step", 0), last.get("total_steps") or 0
+    if job is not None and job.status == "succeeded":
+        step = total = max(total, step) or 1
+    pct = 100 * step / total if total else 0
+    eta = f" · ETA {last['eta_s']:.0f} s" if job is not None and job.status == "running" and "eta_s" in last else ""
+    return (
+        f'<div class="bar"><div class="fill" style="width:{pct:.1f}%"></div></div>'
+        f"<div>step {step} / {total or '?'} ({pct:.0f} %){eta}</div>"
+    )
+
+
+def metrics_markdown(events: list[dict[str, Any]], status: dict[str, Any]) -> str:
+    """Latest learning rate, non-padding tokens/s, GPU memory and the eval loss before -> after."""
+    latest: dict[str, Any] = {}
+    for e in events:
+        latest.update({k: v for k, v in e.items() if v is not None})
+    parts = []
+    if "lr" in latest:
+        parts.append(f"**learning rate** {latest['lr']:.2e}")
+    if "tokens_per_s" in latest:
+        parts.append(f"**tokens/s** {latest['tokens_per_s']:.0f} (non-padding)")
+    parts.append(f"**GPU memory** {latest['gpu_mem_gb']:.1f} GB" if "gpu_mem_gb" in latest else "**GPU memory** n/a")
+    before, after = status.get("eval_loss_before"), status.get("eval_loss_after")
+    if before is not None:
+        change = f" ({100 * (after - before) / before:+.1f} %)" if after is not None and before else ""
+        parts.append(
+            f"**eval loss** {before:.4f} → {after:.4f}{change}"
+            if after is not None
+            else f"**eval loss before** {before:.4f}"
+        )
+    return " · ".join(parts)
+
+
+def status_markdown(manager, job) -> str:
+    """Headline for the selected run: state, name, times, queue place or failure cause."""
+    if job is None:
+        return "No runs yet. Start one in the **Train** tab."
+    lines = [f"### Run #{job.id} · {job.status}", f"{html.escape(job.name)} · `{job.run_dir}`"]
+    if job.status == "queued":
+        lines.append(f"Waiting for the GPU: place {manager.store.queue_position(job.id)} in the queue.")
+    if job.started_at:
+        end = job.finished_at or time.time()
+        lines.append(
+            f"started {time.strftime('%H:%M:%S', time.localtime(job.started_at))} · {end - job.started_at:.0f} s"
+        )
+    if job.error:
+        label = {"failed": "Cause", "push_failed": "Trained and saved locally; the push failed"}.get(
+            job.status, "Note"
+        )
+        lines.append(f"**{label}:** {html.escape(job.error)}")
+    status = rf.read_json(Path(job.run_dir) / rf.STATUS_FILE, {}) or {}
+    if status.get("push_state") == "pushed" and status.get("repo_url"):
+        lines.append(f"**Published:** [{status.get('repo_id')}]({status['repo_url']})")
+    return "\n\n".join(lines)
+
+
+def samples_markdown(run_dir: Path) -> str:
+    """Held-out prompts answered before and after training."""
+    samples = rf.read_json(run_dir / rf.SAMPLES_FILE, []) or []
+    if not samples:
+        return ""
+    rows = ["| prompt | before | after |", "| --- | --- | --- |"]
+    for s in samples:
+        cells = [s.get("prompt"), s.get("before"), s.get("after")]
+        rows.append(
+            "| " + " | ".join(html.escape(str(c or "…")).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+        )
+    return "\n".join(rows)
+
+
+def _buttons(job) -> list[Any]:
+    """Cancel / Resume / Retry push / Delete enabled by the selected run's state."""
+    if job is None:
+        return [gr.update(interactive=False)] * 4
+    return [
+        gr.update(interactive=job.status in ("queued", "running")),
+        gr.update(interactive=job.resumable),
+        gr.update(interactive=job.status == "push_failed"),
+        gr.update(interactive=job.finished),
+    ]
+
+
+# --------------------------------------------------------------------------- the tab
+
+
+def build(ctx: AppContext, app: gr.Blocks) -> dict[str, Any]:
+    """Build the Runs tab's components and wire its events (polling, actions, reattach on reload)."""
+    from trainer.jobs import log_tail
+
+    manager = ctx.manager
+    c = _layout()
+    outputs = [
+        c["status"],
+        c["progress"],
+        c["plot"],
+        c["eval_plot"],
+        c["metrics"],
+        c["log"],
+        c["samples"],
+        c["cancel"],
+        c["resume"],
+        c["retry_push"],
+        c["delete"],
+        c["picker"],
+        c["seen"],
+    ]
+
+    def refresh(job_id, seen: dict, profile: gr.OAuthProfile | None):
+        """Re-read the selected run's folder; skip the plot and picker when nothing changed (no flicker)."""
+        owner = owner_of(profile)
+        job = manager.store.get(int(job_id)) if job_id and str(job_id).isdigit() else None
+        if job is not None and owner not in (None, job.owner):
+            job = None  # another user's run
+        choices = job_choices(manager, owner)
+        picker = gr.skip() if choices == seen.get("choices") else gr.update(choices=choices)
+        if job is None:
+            empty = ["", loss_frame([]), loss_frame([], "eval_loss"), "", "", ""]
+            return [status_markdown(manager, None), *empty, *_buttons(None), picker, {"choices": choices}]
+        run_dir = Path(job.run_dir)
+        events = rf.read_events(run_dir)
+        status = rf.read_json(run_dir / rf.STATUS_FILE, {}) or {}
+        unchanged = seen.get("job") == job.id and seen.get("n_events") == len(events)
+        return [
+            status_markdown(manager, job),
+            progress_html(job, events),
+            gr.skip() if unchanged else loss_frame(events),
+            gr.skip() if unchanged else loss_frame(events, "eval_loss"),
+            metrics_markdown(events, status),
+            log_tail(run_dir),
+            samples_markdown(run_dir),
+            *_buttons(job),
+            picker,
+            {"job": job.id, "n_events": len(events), "choices": choices},
+        ]
+
+    def refresh_picker(current, profile: gr.OAuthProfile | None):
+        choices = job_choices(manager, owner_of(profile))
+        ids = [choice[1] for choice in choices]
+        value = current if current in ids else (ids[0] if ids else None)
+        return gr.update(choices=choices, value=value)
+
+    for trigger in (c["timer"].tick, c["picker"].change):
+        trigger(refresh, [c["picker"], c["seen"]], outputs, concurrency_limit=None, show_progress="hidden")
+    c["reload"].click(refresh_picker, c["picker"], c["picker"], queue=False)
+    ctx.started_run.change(refresh_picker, ctx.started_run, c["picker"], queue=False)  # a run the Train tab queued
+
+    def act(action):
+        def handler(job_id, profile: gr.OAuthProfile | None):
+            if job_id:
+                try:
+                    action(int(job_id))
+                except ValueError as exc:
+                    gr.Warning(str(exc))
+            return refresh_picker(job_id, profile)
+
+        return handler
+
+    c["cancel"].click(act(manager.cancel), c["picker"], c["picker"])
+    c["resume"].click(act(manager.resume), c["picker"], c["picker"])
+    c["delete"].click(act(manager.delete), c["picker"], c["picker"])
+
+    def retry_push(job_id, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
+        from trainer.hub import HubError
+
+        try:
+            manager.retry_push(int(job_id), user_token(oauth))
+        except (HubError, ValueError) as exc:
+            gr.Warning(str(exc))
+        return refresh_picker(job_id, profile)
+
+    c["retry_push"].click(retry_push, c["picker"], c["picker"])
+    app.load(refresh_picker, c["picker"], c["picker"])  # reattach to the latest run after a reload
+    return c
+
+
+def _layout() -> dict[str, Any]:
+    c: dict[str, Any] = {}
+    with gr.Row():
+        c["picker"] = gr.Dropdown(choices=[], label="Run", elem_id="run-picker", scale=4, allow_custom_value=True)
+        c["reload"] = gr.Button("Refresh", elem_id="reload-runs", scale=0, min_width=90)
+        c["cancel"] = gr.Button("Cancel", elem_id="cancel", scale=0, min_width=90, interactive=False)
+        c["resume"] = gr.Button("Resume", elem_id="resume", scale=0, min_width=90, interactive=False)
+        c["retry_push"] = gr.Button("Retry push", elem_id="retry-push", scale=0, min_width=110, interactive=False)
+        c["delete"] = gr.Button("Delete", elem_id="delete", scale=0, min_width=90, interactive=False, variant="stop")
+    c["status"] = gr.Markdown(elem_id="run-status")
+    c["progress"] = gr.HTML(elem_id="run-progress")
+    c["metrics"] = gr.Markdown(elem_id="run-metrics")
+    with gr.Row():  # one series per chart: Gradio 6 leaves a series that appears mid-run without a color
+        c["plot"] = gr.LinePlot(x="step", y="loss", title="Train loss", elem_id="loss-plot", height=280)
+        c["eval_plot"] = gr.LinePlot(
+            x="step", y="eval_loss", y_title="loss", title="Eval loss (held out)", elem_id="eval-plot", height=280
+        )
+    c["samples"] = gr.Markdown(elem_id="run-samples")
+    c["log"] = gr.Code(label="log.txt (tail)", language=None, elem_id="run-log", lines=10, max_lines=20)
+    c["timer"] = gr.Timer(REFRESH_S)
+    c["seen"] = gr.State({})  # what this browser tab last drew: job id, number of events, picker choices
+    return c

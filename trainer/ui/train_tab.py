@@ -1,0 +1,197 @@
+"""The Train tab: preset, dataset source, the form generated from RunConfig, preview, start and YAML export."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from trainer import runfolder as rf
+from trainer.config import PRESETS, ConfigError, RunConfig, preset_config
+from trainer.config.hints import render_hints
+from trainer.ui.context import AppContext, owner_of, user_token
+from trainer.ui.form import (
+    FORM_SECTIONS,
+    SECTION_TITLES,
+    config_from_form,
+    field_updates,
+    form_fields,
+    make_widget,
+    problems_markdown,
+    widget_value,
+)
+
+BUNDLED_EXAMPLES = {
+    "Pirate persona: chat messages (.jsonl)": "examples/pirate_chat.jsonl",
+    "Pirate persona: Alpaca (.json)": "examples/pirate_alpaca.json",
+    "Pirate persona: ShareGPT (.jsonl)": "examples/pirate_sharegpt.jsonl",
+    "Pirate persona: prompt/completion (.csv)": "examples/pirate_prompt_completion.csv",
+}
+
+
+# --------------------------------------------------------------------------- handlers' logic (no widgets)
+
+
+def preview_data(values: dict[str, Any], token: str | None = None) -> tuple[str, str]:
+    """Preview button: detected format, rows, problems, length stats, and the first rows rendered."""
+    from trainer import data
+
+    cfg, problems = config_from_form(values)
+    problems = [p for p in problems if p.startswith("data.")]
+    if problems:
+        return problems_markdown(problems), ""
+    try:
+        tokenizer = data.preview_tokenizer(cfg.model.model_name_or_path)
+        p = data.preview(cfg.data, tokenizer, cfg.training.max_length, token=token)
+    except (data.DataError, ConfigError) as exc:
+        return f"### Dataset problem\n{render_hints(str(exc), 'ui')}", ""
+    stats = p.token_lengths
+    summary = [
+        f"**Format:** `{p.format}` · **rows:** {p.n_rows} usable of {p.n_input}"
+        + (f" ({p.extent})" if p.extent else ""),
+        f"**Tokens per row:** min {stats['min']:.0f}, median {stats['p50']:.0f}, p95 {stats['p95']:.0f}, "
+        f"max {stats['max']:.0f} · **over max length {p.max_length}:** {p.n_over_max_length} (truncated)",
+    ]
+    if p.problems:
+        shown = "\n".join(f"- {line}" for line in p.problems[:10])
+        more = f"\n- ... and {len(p.problems) - 10} more" if len(p.problems) > 10 else ""
+        summary.append(f"**{len(p.problems)} malformed rows left out:**\n{shown}{more}")
+    rendered = "\n\n".join(f"# row {i + 1}\n{text}" for i, text in enumerate(p.rendered))
+    return "\n\n".join(summary), rendered
+
+
+def save_upload(path: str | None) -> tuple[str | None, str]:
+    """Keep an uploaded dataset file under the data dir; return (its path or None, an error message or '')."""
+    from trainer.data import SUPPORTED_SUFFIXES
+
+    if not path:
+        return None, ""
+    suffix = Path(path).suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        return None, (
+            f"### Dataset problem\n**{Path(path).name}**: {suffix or 'no suffix'} files are not supported. "
+            f"Upload a {', '.join(SUPPORTED_SUFFIXES)} file."
+        )
+    target = rf.data_dir() / "uploads" / f"{time.strftime('%Y%m%d-%H%M%S')}-{Path(path).name}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, target)
+    return str(target), ""
+
+
+def export_yaml(values: dict[str, Any]) -> tuple[Any, str, str]:
+    """Download config: the exact YAML of the form (for `python -m trainer train --config`)."""
+    cfg, problems = config_from_form(values)
+    if problems:
+        return gr.update(visible=False), "", problems_markdown(problems)
+    path = rf.data_dir() / "exports" / f"config-{time.strftime('%Y%m%d-%H%M%S')}.yaml"
+    rf.write_text_atomic(path, cfg.to_yaml())
+    return gr.update(value=str(path), visible=True), cfg.to_yaml(), ""
+
+
+# --------------------------------------------------------------------------- the tab
+
+
+def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
+    """Build the Train tab's components and wire its events; returns the components by name."""
+    c = _layout(preset, cfg)
+    fields = c["fields"]
+    field_list = [fields[s.key] for s in form_fields()]
+
+    def keyed(values: dict) -> dict[str, Any]:
+        """{component: value} (Gradio's set-of-inputs form) -> {setting key: value}."""
+        return {key: values[component] for key, component in fields.items()}
+
+    def fill_preset(name: str) -> list[Any]:
+        chosen = preset_config(name)  # once, not once per field
+        return [gr.update(value=widget_value(s, s.get(chosen))) for s in form_fields()]
+
+    c["preset"].change(fill_preset, c["preset"], field_list, queue=False)
+    c["example"].change(
+        lambda label: gr.update(value=BUNDLED_EXAMPLES.get(label, "")) if label else gr.skip(),
+        c["example"],
+        fields["data.dataset_name"],
+        queue=False,
+    )
+
+    def on_upload(path):
+        saved, error = save_upload(path)
+        return (gr.update(value=saved) if saved else gr.skip()), error
+
+    c["upload"].upload(on_upload, c["upload"], [fields["data.dataset_name"], c["preview_summary"]])
+
+    def preview(values: dict, oauth: gr.OAuthToken | None):
+        return preview_data(keyed(values), user_token(oauth))
+
+    c["preview"].click(preview, set(field_list), [c["preview_summary"], c["preview_rows"]])
+    c["export"].click(lambda v: export_yaml(keyed(v)), set(field_list), [c["yaml_file"], c["yaml_view"], c["errors"]])
+
+    def start(values: dict, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
+        from trainer.preflight import check_before_queueing
+
+        token = user_token(oauth)
+        run_cfg, problems = config_from_form(keyed(values))
+        if not problems:
+            problems = check_before_queueing(run_cfg, ctx.on_gpu, token)
+        if problems:
+            return [problems_markdown(problems), *field_updates(problems), gr.skip(), gr.skip()]
+        job = ctx.manager.submit(run_cfg, owner=owner_of(profile), token=token)
+        return ["", *field_updates([]), gr.Tabs(selected="runs"), str(job.id)]
+
+    c["start"].click(start, set(field_list), [c["errors"], *field_list, ctx.tabs, ctx.started_run])
+    return c
+
+
+def _layout(preset: str, cfg: RunConfig) -> dict[str, Any]:
+    c: dict[str, Any] = {"fields": {}}
+    with gr.Row():
+        with gr.Column(scale=3):
+            c["preset"] = gr.Dropdown(
+                choices=[(f"{n}: {PRESETS[n][0]}", n) for n in PRESETS], value=preset, label="Preset", elem_id="preset"
+            )
+            with gr.Group():
+                c["example"] = gr.Dropdown(
+                    choices=list(BUNDLED_EXAMPLES),
+                    value=None,
+                    label="Bundled example",
+                    info="Fill the dataset with an example shipped with the app.",
+                    elem_id="example",
+                )
+                c["upload"] = gr.File(
+                    label="…or upload a dataset file (.jsonl, .json, .csv, .parquet)", elem_id="upload", height=110
+                )
+            specs = form_fields()
+            for section in FORM_SECTIONS:
+                with gr.Group(), gr.Row(equal_height=True):
+                    for spec in (s for s in specs if s.section == section and not s.meta["advanced"]):
+                        c["fields"][spec.key] = make_widget(spec, spec.get(cfg))
+            with gr.Accordion("Advanced settings", open=False, elem_id="advanced"):
+                for section in FORM_SECTIONS:
+                    gr.Markdown(f"**{SECTION_TITLES[section]}**")
+                    with gr.Row(equal_height=True):
+                        for spec in (s for s in specs if s.section == section and s.meta["advanced"]):
+                            c["fields"][spec.key] = make_widget(spec, spec.get(cfg))
+        with gr.Column(scale=2):
+            c["errors"] = gr.Markdown(elem_id="form-errors")
+            c["start"] = gr.Button("Start training", variant="primary", elem_id="start")
+            c["preview"] = gr.Button("Preview data", elem_id="preview")
+            c["preview_summary"] = gr.Markdown(elem_id="preview-summary")
+            c["preview_rows"] = gr.Code(
+                label="First rows, rendered with the chat template",
+                language=None,
+                elem_id="preview-rows",
+                lines=8,
+                max_lines=20,
+            )
+            c["export"] = gr.Button("Download config (YAML)", elem_id="export")
+            c["yaml_file"] = gr.File(label="config.yaml", visible=False, elem_id="yaml-file")
+            c["yaml_view"] = gr.Code(
+                label="Same run from the CLI: python -m trainer train --config config.yaml",
+                language="yaml",
+                elem_id="yaml-view",
+                lines=4,
+                max_lines=30,
+            )
+    return c
