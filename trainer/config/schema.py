@@ -206,7 +206,7 @@ class TrainingSettings:
         label="Padding-free batches",
         advanced=True,
         help="Flatten each batch into one sequence with per-row positions (no padding, no attention across rows); "
-        "same loss, less compute. Falls back to padded batches when a row is longer than max_length.",
+        "same loss, less compute. Rows longer than max_length are cut to it, as padded batches would be.",
     )
     assistant_only_loss: bool = _field(
         True,
