@@ -74,7 +74,7 @@ def test_adapter_and_merged_cards_share_one_usage_snippet(run_dir, tmp_path):
         compile(text, "snippet", "exec")  # both are valid Python
     card = ModelCard(merged_text)
     assert card.data.library_name == "transformers" and "merged" in card.data.tags
-    assert "loss.png" not in merged_text  # the merged repo has no loss.png; the adapter's card shows it
+    assert "loss.png" not in merged_text and "![" not in merged_text  # the merged repo has no loss.png
 
 
 def test_a_folder_without_config_is_a_clear_hub_error(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import yaml
 from trainer.config import (
     PRESETS,
     ConfigError,
+    HubConfig,
     RunConfig,
     diff_dict,
     find_field,
@@ -160,3 +162,25 @@ def test_find_field_by_leaf_or_dotted_key():
     assert find_field("lora.r").name == "r"
     with pytest.raises(ConfigError, match="Did you mean"):
         find_field("learnig_rate")
+
+
+@pytest.mark.parametrize(
+    ("repo_id", "problem"),
+    [
+        ("alice/phi3-pirate", None),
+        ("alice/modèle", "is not a valid repo ID (Repo id must use alphanumeric chars"),  # the Hub allows ASCII only
+        ("alice/_draft", "is not a valid repo ID (Repo id must use alphanumeric chars"),  # our rule: starts alnum
+        ("alice/bad--name", "is not a valid repo ID (Cannot have -- or .. in repo_id)"),
+        ("phi3-lora", "has no namespace"),
+    ],
+)
+def test_one_repo_id_rule_for_config_and_hub(repo_id, problem):
+    from trainer.config import repo_id_problem
+    from trainer.hub import HubError, check_repo_id
+
+    found = repo_id_problem(repo_id)
+    assert (found is None) if problem is None else (problem in found)
+    if problem:
+        with pytest.raises(HubError, match=re.escape(problem)):
+            check_repo_id(repo_id)
+        assert any(p == found for p in RunConfig(hub=HubConfig(repo_id=repo_id)).problems())
