@@ -21,6 +21,7 @@ Bad input exits with code 2 and a message that names the problem and the fix.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -180,7 +181,8 @@ def _config_from_args(args: argparse.Namespace, preset: str | None = None) -> Ru
         for item in mapping:
             if "=" not in item or not item.split("=", 1)[0].strip():
                 raise ConfigError([f"{MAP_FLAG} {item}: expected COLUMN=ROLE, e.g. {MAP_FLAG} answer=assistant."])
-        flags.append("data.column_mapping=" + ",".join(item.strip() for item in mapping))
+        pairs = dict(item.split("=", 1) for item in mapping)
+        flags.append("data.column_mapping=" + json.dumps({k.strip(): v.strip() for k, v in pairs.items()}))
     return load_config(getattr(args, "config", None), preset or getattr(args, "preset", None), flags + args.overrides)
 
 
@@ -188,6 +190,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """`train`: resolve the config, fine-tune, print where the adapter is."""
     import signal
 
+    from trainer.hub import resolve_token
     from trainer.training import RunCancelled, request_stop, run
 
     if args.resume and args.run_dir is None:
@@ -197,9 +200,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     signal.signal(signal.SIGTERM, lambda signum, frame: request_stop())  # Cancel: checkpoint, then exit 3
     try:
-        result = run(
-            config, on_event=_print_event, run_dir=args.run_dir, resume=args.resume, token=os.environ.get("HF_TOKEN")
-        )
+        result = run(config, on_event=_print_event, run_dir=args.run_dir, resume=args.resume, token=resolve_token())
     except RunCancelled as exc:
         print(f"cancelled: {exc}", flush=True)
         return EXIT_CANCELLED
@@ -365,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if not _is_bad_input(exc):
             raise
-        print(f"error: {render_hints(str(exc), 'cli')}", file=sys.stderr)
+        # a worker's console is its log.txt, read back into the web app: leave the hints for the app to word
+        print(f"error: {exc if os.environ.get(WORKER_ENV) else render_hints(str(exc), 'cli')}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 

@@ -252,11 +252,10 @@ class ChatEngine:
 class EngineCache:
     """The one chat engine a web server keeps in memory (base + adapter); loading another source replaces it."""
 
-    def __init__(self, token: str | None = None):
+    def __init__(self):
         self._lock = threading.Lock()
         self._source: str | None = None
         self._engine: ChatEngine | None = None
-        self._token = token
         self.stop = threading.Event()  # Stop: ends the generation in progress (shared by every browser session)
 
     def reset_stop(self) -> None:
@@ -280,7 +279,7 @@ class EngineCache:
         with self._lock:
             if source != self._source or self._engine is None:
                 self._engine = None  # free the old model before loading the next one
-                self._engine = ChatEngine.from_source(source, token=resolve_token(self._token))
+                self._engine = ChatEngine.from_source(source, token=resolve_token())
                 self._source = source
             return self._engine
 

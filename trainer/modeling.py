@@ -77,14 +77,16 @@ def pick_attention(requested: str, dtype: torch.dtype, on_gpu: bool) -> str | No
     """The attention implementation to load: flash_attention_2 where it can run, else transformers' default.
 
     flash_attention_2 needs the flash-attn package (`is_flash_attn_2_available()`: installed, on a CUDA GPU) and a
-    bf16/fp16 model. None lets transformers pick its default, sdpa, falling back to eager where sdpa cannot run; an
-    explicit "sdpa" or "eager" is passed as asked.
+    bf16/fp16 model. None lets transformers pick its default, sdpa, falling back to eager where sdpa cannot run
+    (also when sdpa was asked for); "eager" is passed as asked.
     """
     import torch
     from transformers.utils import is_flash_attn_2_available
 
-    if requested not in ("auto", "flash_attention_2"):
+    if requested == "eager":
         return requested
+    if requested == "sdpa":
+        return None
     if on_gpu and dtype in (torch.bfloat16, torch.float16) and is_flash_attn_2_available():
         return "flash_attention_2"
     if requested == "flash_attention_2":

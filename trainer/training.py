@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer import runfolder as rf
-from trainer.config import ConfigError, RunConfig, save_yaml
+from trainer.config import ConfigError, RunConfig, hint, save_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +176,7 @@ def _train(
                     + (f", {dropped} left with no reply to learn were dropped" if dropped else ""),
                 }
             )
+        n_eval = len(trainer.eval_dataset) if trainer.eval_dataset is not None else 0
     trainable, total = count_parameters(trainer.model)
     logger.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
     sample_rows = list((prepared.eval if n_eval else prepared.train)["messages"][: t.sample_prompts])
@@ -297,12 +298,19 @@ def fit_to_max_length(trainer, max_length: int) -> tuple[int, int]:
     """Cut the trainer's tokenised rows to max_length, as TRL does for padded batches (it does not when padding-free).
 
     Lengths are read from the datasets TRL already tokenised (no second tokenisation). Rows are cut at the end
-    (TRL's ``keep_start``), and a row left with no trainable token (the prompt alone filled max_length) is dropped.
+    (TRL's ``keep_start``), and a row left with no trainable token (the prompt alone filled max_length) is dropped;
+    when that leaves no eval row, evaluation is turned off.
 
     Returns:
         (rows truncated, rows dropped), over the train and eval datasets.
+
+    Raises:
+        DataError: no train row keeps a token to learn (every prompt fills max_length).
     """
     import pyarrow.compute as pc
+    from transformers.trainer_utils import IntervalStrategy
+
+    from trainer.data import DataError
 
     def fit(dataset):
         lengths = pc.list_value_length(dataset.with_format("arrow")["input_ids"]).to_pylist()
@@ -313,9 +321,16 @@ def fit_to_max_length(trainer, max_length: int) -> tuple[int, int]:
         return kept, sum(n > max_length for n in lengths), len(cut) - len(kept)
 
     trainer.train_dataset, truncated, dropped = fit(trainer.train_dataset)
-    if trainer.eval_dataset is not None:
+    if len(trainer.train_dataset) == 0:
+        raise DataError(
+            f"training.max_length: every train row's prompt fills {max_length} tokens, so no reply is left to learn. "
+            f"Raise it ({hint('training.max_length')})."
+        )
+    if trainer.eval_dataset is not None:  # make_trainer passes one Dataset (or None)
         trainer.eval_dataset, more_truncated, more_dropped = fit(trainer.eval_dataset)
         truncated, dropped = truncated + more_truncated, dropped + more_dropped
+        if len(trainer.eval_dataset) == 0:
+            trainer.eval_dataset, trainer.args.eval_strategy = None, IntervalStrategy.NO
     return truncated, dropped
 
 
@@ -438,6 +453,10 @@ def EventCallback(emit: EventHandler):  # noqa: N802 - a factory that reads like
     return _make_event_callback_class()(emit)
 
 
+CANCEL_UPLOAD_WAIT_S = 15.0
+"""On Cancel, how long training waits for checkpoint uploads (the worker must exit within the cancel grace)."""
+
+
 def CheckpointPusher(config: RunConfig, token: str | None, emit: EventHandler):  # noqa: N802 - a factory
     """A callback that pushes each saved checkpoint's adapter in the background (training does not wait on the
     upload), then waits for the uploads when training ends. A failed upload is reported, never fatal."""
@@ -445,10 +464,10 @@ def CheckpointPusher(config: RunConfig, token: str | None, emit: EventHandler): 
 
     from trainer.hub import CheckpointUploader, resolve_token
 
-    def done(name: str, error: str | None) -> None:
-        step = int(name.rsplit("-", 1)[-1]) if name.rsplit("-", 1)[-1].isdigit() else None
-        message = f"pushed {name} to {config.hub.repo_id}" if error is None else f"{name} push failed: {error}"
-        emit({"step": step, "message": message + ("" if error is None else " (training goes on)")})
+    def done(name: str, problem: str | None) -> None:
+        step = name.rsplit("-", 1)[-1]
+        message = f"pushed {name} to {config.hub.repo_id}" if problem is None else f"{name} not pushed: {problem}"
+        emit({"step": int(step) if step.isdigit() else None, "message": message})
 
     uploader = CheckpointUploader(config.hub.repo_id, resolve_token(token), config.hub.private, on_done=done)
 
@@ -457,6 +476,7 @@ def CheckpointPusher(config: RunConfig, token: str | None, emit: EventHandler): 
             uploader.submit(Path(args.output_dir) / f"checkpoint-{state.global_step}")
 
         def on_train_end(self, args, state, control, **kwargs):
-            uploader.wait()
+            if not uploader.wait(CANCEL_UPLOAD_WAIT_S if _STOP.is_set() else None):
+                emit({"step": state.global_step, "message": "cancelled before the last checkpoint upload ended"})
 
     return _CheckpointPusher()

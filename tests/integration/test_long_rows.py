@@ -68,3 +68,22 @@ def test_a_run_with_long_rows_trains_padding_free_without_tokenising_twice(tiny_
     assert f"8 rows exceed max_length {MAX}: truncated to {MAX} tokens" in messages
     assert rf.read_json(tmp_path / "run" / rf.STATUS_FILE)["state"] == "succeeded"
     assert preset_config("tiny-demo").training.padding_free  # the default path is the padding-free one
+
+
+def test_no_reply_left_to_learn_is_a_clear_error_and_an_emptied_eval_turns_evaluation_off(tiny_model_path, tmp_path):
+    from datasets import Dataset
+    from transformers.trainer_utils import IntervalStrategy
+
+    from trainer.data import DataError
+    from trainer.training import fit_to_max_length, make_trainer
+
+    cfg = load_config(preset="tiny-demo", overrides=[f"max_length={MAX}"])
+    model, tokenizer = load_base_model(cfg.model), load_tokenizer(cfg.model)
+    rows = Dataset.from_dict({"messages": [SHORT, LONG_REPLY]})
+    prompts_only = Dataset.from_dict({"messages": [LONG_PROMPT]})
+    trainer = make_trainer(cfg, tmp_path, model, tokenizer, rows, prompts_only, padding_free=True)
+    assert fit_to_max_length(trainer, MAX) == (2, 1)
+    assert trainer.eval_dataset is None and trainer.args.eval_strategy == IntervalStrategy.NO
+    trainer = make_trainer(cfg, tmp_path, model, tokenizer, prompts_only, None, padding_free=True)
+    with pytest.raises(DataError, match=f"training.max_length: every train row's prompt fills {MAX} tokens"):
+        fit_to_max_length(trainer, MAX)

@@ -126,7 +126,7 @@ def test_merged_push_needs_a_repo():
     cfg = preset_config("tiny-demo")
     cfg.hub.push_merged = True
     assert cfg.problems() == [
-        "hub.push_merged: needs hub.repo_id (the merged model goes to <repo_id>-merged). Set repo_id."
+        "hub.push_merged: needs hub.repo_id (the merged model goes to <repo_id>-merged); set hub.repo_id."
     ]
     cfg.hub.repo_id = "alice/pirate"
     assert cfg.problems() == []
@@ -142,7 +142,7 @@ def test_unknown_keys_are_errors_naming_the_key(tmp_path):
 
 
 def test_unknown_preset_and_missing_file():
-    with pytest.raises(ConfigError, match="unknown. Use one of: cookbook-lora-notebook, .*, lora, qlora, tiny-demo"):
+    with pytest.raises(ConfigError, match="unknown. Use one of: lora, qlora, cookbook-lora-notebook, .*, tiny-demo"):
         preset_config("lora-max")
     with pytest.raises(ConfigError, match="no such config file"):
         load_yaml(Path("/nonexistent/run.yaml"))

@@ -700,3 +700,20 @@ def test_format_preview_text(phi3_tokenizer, tmp_path):
     assert "... and 2 more" in text
     assert "tokens per row" in text and "over max_length 512 tokens: 0 rows" in text
     assert "<|user|>\nQ0<|end|>" in text and "<|assistant|>" in text
+
+
+def test_a_dataset_folder_streams_a_limit_and_slices_and_reports_a_broken_file(tmp_path):
+    """A dataset folder goes the Hub-ID way (datasets' own loader): with a limit its rows are streamed."""
+    folder = tmp_path / "pirates"
+    folder.mkdir()
+    rows = [
+        json.dumps({"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}]})
+        for i in range(10)
+    ]
+    (folder / "train.jsonl").write_text("\n".join(rows) + "\n")
+    cfg = DataConfig(dataset_name=str(folder))
+    assert len(data.load_table(cfg, "train", limit=3)) == 3
+    assert len(data.load_table(cfg, "train[:5]", limit=3)) == 3  # a sliced split cannot stream: loaded, then cut
+    (folder / "train.jsonl").write_text("\n".join(rows[:2]) + '\n{"messages": [broken\n')
+    with pytest.raises(DataError, match=r"data.dataset_name: cannot read the files of .*pirates"):
+        data.load_table(cfg, "train", limit=5)

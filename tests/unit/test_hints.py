@@ -68,3 +68,12 @@ def test_data_inspect_reads_a_config_file_and_a_bad_map_exits_2(tmp_path, capsys
     assert "format: columns" in capsys.readouterr().out
     assert main(["data", "inspect", str(qa), "--map", "question"]) == EXIT_BAD_INPUT
     assert "--map question: expected COLUMN=ROLE" in capsys.readouterr().err
+
+
+def test_only_hints_are_rendered_and_map_keeps_odd_column_names(capsys):
+    text = "--set data.format alpaca: expected key=value"
+    assert render_hints(text, "cli") == text  # "set" inside a flag is not a hint
+    args = make_parser().parse_args(
+        ["data", "inspect", "x.csv", "--map", "what, why=user", "--map", "answer: final=assistant"]
+    )
+    assert _config_from_args(args).data.column_mapping == {"what, why": "user", "answer: final": "assistant"}

@@ -88,7 +88,7 @@ def test_lora_config_targets_phi3_fused_projections():
         ("auto", torch.float32, True, True, None),  # flash-attn needs bf16/fp16
         ("auto", torch.bfloat16, True, False, None),  # not installed
         ("flash_attention_2", torch.bfloat16, False, True, None),  # no GPU
-        ("sdpa", torch.bfloat16, True, True, "sdpa"),
+        ("sdpa", torch.bfloat16, True, True, None),  # transformers' sdpa, with its eager fallback
         ("eager", torch.float32, False, False, "eager"),
     ],
 )

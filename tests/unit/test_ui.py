@@ -100,3 +100,20 @@ def test_progress_and_metrics():
     text = metrics_markdown(EVENTS, {"eval_loss_before": 4.8, "eval_loss_after": 2.4})
     assert "**tokens/s** 530 (non-padding)" in text and "4.8000 → 2.4000 (-50.0 %)" in text
     assert "**GPU memory** n/a" in text
+
+
+def test_a_worker_error_is_shown_with_the_form_s_words(tmp_path, monkeypatch, capsys):
+    """The worker is the CLI; in a worker it leaves hints neutral, and the Runs tab words them for the form."""
+    from trainer.__main__ import main
+    from trainer.jobs import Job, failure_cause
+    from trainer.ui.runs_tab import status_markdown
+
+    qa = tmp_path / "qa.csv"
+    qa.write_text("question,answer\nWhat is rain?,Water.\n")
+    monkeypatch.setenv("PHI3_STUDIO_WORKER", "1")
+    assert main(["data", "inspect", str(qa)]) == 2
+    log = capsys.readouterr().err
+    assert "set data.column_mapping to `question=user,answer=assistant`" in log and "--map" not in log
+    job = Job(1, None, "qa", "failed", str(tmp_path), 0.0, error=failure_cause(log, 2))
+    shown = status_markdown(None, job)
+    assert "set **Column mapping** to `question=user, answer=assistant`" in shown and "--map" not in shown

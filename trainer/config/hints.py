@@ -16,16 +16,14 @@ from typing import Literal
 
 from trainer.config.schema import iter_fields
 
-HINT_RE = re.compile(r"\bset (?P<key>[a-z]+\.[a-z0-9_]+)(?: to `(?P<value>[^`]*)`)?")
+HINT_RE = re.compile(r"(?<![\w-])set (?P<key>[a-z]+\.[a-z0-9_]+)(?: to `(?P<value>[^`]*)`)?")
 MAP_FLAG = "--map"
 """The CLI's repeatable COLUMN=ROLE flag for data.column_mapping (`--column-mapping a=user,b=assistant` also works)."""
 
 
 def cli_flags(key: str, value: str | None) -> str:
     """The flags that set a setting on the command line (`--format alpaca`, `--map q=user --map a=assistant`)."""
-    spec = next((s for s in iter_fields() if s.key == key), None)
-    if spec is None:
-        return f"--set {key}={value}" if value is not None else f"--set {key}=..."
+    spec = next(s for s in iter_fields() if s.key == key)
     if key == "data.column_mapping":
         pairs = [p.strip() for p in (value or "").split(",") if p.strip()]
         return " ".join(f"{MAP_FLAG} {pair}" for pair in pairs) or f"{MAP_FLAG} COLUMN=ROLE"

@@ -178,13 +178,20 @@ def save_yaml(cfg: RunConfig, path: str | Path) -> Path:
 
 
 def read_presets(folder: Path = EXAMPLES_DIR) -> dict[str, tuple[str, dict[str, Any]]]:
-    """The presets of a folder: {name: (description, the preset's keys as a nested dict)}, sorted by name.
+    """The presets of a folder: {name: (description, the preset's keys as a nested dict)}.
+
+    Listed as the form and `config list` show them: the general presets first, then the Phi-3 Cookbook's recipes
+    (``cookbook-*``), then the offline demo (``*-demo``), each group by name.
 
     Raises:
         ConfigError: a preset file is not YAML, or its header names another preset than its file name.
     """
     presets = {}
-    for path in sorted(Path(folder).glob("*.yaml")):
+
+    def place(path: Path) -> tuple[int, str]:
+        return (2 if path.stem.endswith("-demo") else 1 if path.stem.startswith("cookbook-") else 0, path.stem)
+
+    for path in sorted(Path(folder).glob("*.yaml"), key=place):
         header = PRESET_HEADER.match(path.read_text(encoding="utf-8").split("\n", 1)[0])
         if header is None:
             continue  # a YAML file that is not a preset

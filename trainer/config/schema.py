@@ -456,9 +456,11 @@ def _cross_field_problems(cfg: RunConfig) -> list[str]:
         found.append("training.max_steps: 0 trains nothing. Use -1 (train for num_train_epochs) or a positive count.")
     found += column_mapping_problems(cfg.data.column_mapping, cfg.data.format)
     if cfg.hub.push_checkpoints and not cfg.hub.repo_id:
-        found.append("hub.push_checkpoints: needs hub.repo_id (where the checkpoints go). Set repo_id.")
+        found.append(f"hub.push_checkpoints: needs hub.repo_id (where the checkpoints go); {hint('hub.repo_id')}.")
     if cfg.hub.push_merged and not cfg.hub.repo_id:
-        found.append("hub.push_merged: needs hub.repo_id (the merged model goes to <repo_id>-merged). Set repo_id.")
+        found.append(
+            f"hub.push_merged: needs hub.repo_id (the merged model goes to <repo_id>-merged); {hint('hub.repo_id')}."
+        )
     if cfg.hub.repo_id and (problem := repo_id_problem(cfg.hub.repo_id)):
         found.append(problem)
     return found

@@ -16,7 +16,6 @@ Example:
 from trainer.data.formats import (
     FORMAT_COLUMNS,
     FORMATS,
-    ROLES,
     SHAREGPT_ROLES,
     DataError,
     Message,
@@ -51,7 +50,6 @@ __all__ = [
     "FORMATS",
     "FORMAT_COLUMNS",
     "PREVIEW_ROWS",
-    "ROLES",
     "SHAREGPT_ROLES",
     "SUPPORTED_SUFFIXES",
     "DataError",

@@ -29,9 +29,6 @@ from trainer.phi3 import BOS, END, ENDOFTEXT, ROLE_TAGS
 FORMATS: tuple[str, ...] = ("messages", "sharegpt", "alpaca", "prompt_completion", "text", "columns")
 """Row formats `to_messages` understands (``columns`` needs a column mapping and is never auto-detected)."""
 
-ROLES: tuple[str, ...] = CHAT_ROLES
-"""Chat roles the Phi-3 chat template renders (it silently drops any other role, so others are rejected)."""
-
 SHAREGPT_ROLES: dict[str, str] = {
     "human": "user",
     "user": "user",
@@ -214,7 +211,7 @@ def _check_list(value: Any, what: str, shape: str) -> list[Any]:
 
 
 def _message(role: Any, content: Any, index: int) -> Message:
-    if role not in ROLES:
+    if role not in CHAT_ROLES:
         shown = "no role" if role is None else f"role {role!r}"
         raise RowError(f"message {index} has {shown}; expected system, user or assistant")
     if not isinstance(content, str):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainer.config import DataConfig
+from trainer.config import DataConfig, hint
 from trainer.data.formats import DataError, Message, choose_format, normalise, split_eval
 from trainer.errors import exception_chain
 from trainer.paths import PROJECT_ROOT
@@ -137,14 +137,14 @@ def load_table(cfg: DataConfig, split: str, token: str | None = None, limit: int
 
     path = resolve_local_path(cfg.dataset_name)
     field_name = _split_field(cfg, split)
-    caps = [n for n in (limit, cfg.max_rows) if n is not None]
-    limit = max(min(caps), 1) if caps else None  # max_rows caps training too: a Hub split is then streamed
     if path is not None:
         table = _load_local(path, split, field_name)
         where = str(path)
     else:
-        table = _load_hub(cfg, split, field_name, token, limit)
+        table = _load_hub(cfg, split, field_name, token, limit)  # streamed only for a caller's limit, not max_rows
         where = f"{cfg.dataset_name} ({split})"
+    caps = [n for n in (limit, cfg.max_rows) if n is not None]
+    limit = max(min(caps), 1) if caps else None
     if not isinstance(table, datasets.Dataset):  # e.g. a folder loader that ignored split=
         raise DataError(f"{field_name}: {where} did not load as one split. Name the split to use.")
     if len(table) == 0:
@@ -233,11 +233,19 @@ def _load_hub(
 
     name = cfg.dataset_name.strip()
     try:
-        if limit is None:
+        if limit is None or "[" in split:  # a sliced split ("train[:500]") cannot be streamed: load, then select
             return datasets.load_dataset(name, cfg.dataset_config, split=split, token=token)
         stream = datasets.load_dataset(name, cfg.dataset_config, split=split, token=token, streaming=True)
-        # islice, not stream.take(): with datasets 5.2, take() also opens the next shard
-        return datasets.Dataset.from_list(list(itertools.islice(stream, limit)), features=stream.features)
+        try:  # islice, not stream.take(): with datasets 5.2, take() also opens the next shard
+            rows = list(itertools.islice(stream, limit))
+        except Exception as exc:  # a file that does not parse (pyarrow's errors are ValueErrors, not split errors)
+            raise DataError(
+                f"data.dataset_name: cannot read the files of {name!r} ({_error_detail(exc)}). "
+                "Check the dataset's files, or pick another config or split."
+            ) from exc
+        return datasets.Dataset.from_list(rows, features=stream.features)
+    except DataError:
+        raise
     except (DatasetNotFoundError, HfHubHTTPError, FileNotFoundError) as exc:
         raise DataError(
             f"data.dataset_name: dataset {name!r} not found or not readable ({_error_detail(exc)}). "
@@ -265,7 +273,7 @@ def _load_hub(
         if "config" in message.lower():
             raise DataError(
                 f"data.dataset_config: {name} has no config {cfg.dataset_config!r} ({_error_detail(exc)}). "
-                "Set dataset_config to one of the available configs."
+                f"Use one of the available configs ({hint('data.dataset_config')})."
             ) from exc
         raise
 

@@ -26,7 +26,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -280,12 +279,15 @@ def push_checkpoint(
 
 
 class CheckpointUploader:
-    """Pushes checkpoints' adapters in the background, one at a time and in order, while training goes on.
+    """Pushes checkpoints' adapters in the background while training goes on; the newest checkpoint wins.
 
     `submit` copies the checkpoint's adapter files aside at once (the Trainer may delete the checkpoint folder when it
-    rotates checkpoints) and returns; one worker thread uploads them. `wait` blocks until every upload has ended
-    (call it when training ends). Each outcome is reported through `on_done(name, error)`: error is None, or the
-    `HubError` text. A failed upload never stops training: the checkpoint stays on disk.
+    rotates checkpoints) and returns. One daemon thread uploads them, oldest first. When checkpoints are saved faster
+    than they upload, at most one waits: a newer one replaces it (the point is the latest adapter on the Hub), so
+    staging copies never pile up. `wait` blocks until the uploads have ended (call it when training ends; give a
+    timeout on cancel, so the worker can still exit in time). Every checkpoint is reported once through
+    `on_done(name, problem)`: problem is None when it was pushed, else why not. Nothing here stops training: any
+    failure is reported, and the checkpoint stays on disk.
     """
 
     def __init__(
@@ -297,39 +299,64 @@ class CheckpointUploader:
         push: Callable[..., str] = push_checkpoint,
     ):
         self.repo_id, self.token, self.private = repo_id, token, private
-        self.on_done = on_done or (lambda name, error: None)
+        self.on_done = on_done or (lambda name, problem: None)
         self._push = push
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-push")
-        self._pending: list[Future] = []
-        self._lock = threading.Lock()
+        self._state = threading.Condition()
+        self._waiting: Path | None = None  # the staging folder of the next upload
+        self._busy = False
+        self._closed = False
+        threading.Thread(target=self._work, name="checkpoint-push", daemon=True).start()
 
     def submit(self, checkpoint_dir: Path) -> None:
         """Snapshot the checkpoint's adapter files and queue their upload; returns at once."""
         checkpoint_dir = Path(checkpoint_dir)
-        staging = Path(tempfile.mkdtemp(prefix="checkpoint-push-")) / checkpoint_dir.name
-        staging.mkdir()
-        for name in ADAPTER_REQUIRED:
-            if (checkpoint_dir / name).is_file():
-                shutil.copy2(checkpoint_dir / name, staging / name)
-        with self._lock:
-            self._pending.append(self._pool.submit(self._upload, staging))
-
-    def _upload(self, staging: Path) -> None:
         try:
-            self._push(staging, self.repo_id, self.token, private=self.private)
-            self.on_done(staging.name, None)
-        except HubError as exc:
-            self.on_done(staging.name, str(exc))
-        finally:
-            shutil.rmtree(staging.parent, ignore_errors=True)
+            staging = Path(tempfile.mkdtemp(prefix="checkpoint-push-")) / checkpoint_dir.name
+            staging.mkdir()
+            for name in ADAPTER_REQUIRED:
+                if (checkpoint_dir / name).is_file():
+                    shutil.copy2(checkpoint_dir / name, staging / name)
+        except OSError as exc:
+            self._report(checkpoint_dir.name, f"could not copy it for the upload ({exc})")
+            return
+        with self._state:
+            superseded, self._waiting = self._waiting, staging
+            self._state.notify_all()
+        if superseded is not None:
+            shutil.rmtree(superseded.parent, ignore_errors=True)
+            self._report(superseded.name, f"{staging.name} was saved before it could be uploaded")
 
-    def wait(self) -> None:
-        """Block until every queued upload has finished (successfully or not), then stop the worker."""
-        with self._lock:
-            pending, self._pending = self._pending, []
-        for future in pending:
-            future.result()
-        self._pool.shutdown(wait=True)
+    def wait(self, timeout: float | None = None) -> bool:
+        """Let the queued uploads finish and stop the worker; True when all ended within `timeout` seconds."""
+        with self._state:
+            self._closed = True
+            self._state.notify_all()
+            return self._state.wait_for(lambda: self._waiting is None and not self._busy, timeout)
+
+    def _work(self) -> None:
+        while True:
+            with self._state:
+                self._state.wait_for(lambda: self._waiting is not None or self._closed)
+                if self._waiting is None:
+                    return
+                staging, self._waiting, self._busy = self._waiting, None, True
+            try:
+                self._push(staging, self.repo_id, self.token, private=self.private)
+                problem = None
+            except Exception as exc:  # noqa: BLE001 - a checkpoint upload never stops training
+                problem = str(exc) if isinstance(exc, HubError) else f"{type(exc).__name__}: {exc}"
+            finally:
+                shutil.rmtree(staging.parent, ignore_errors=True)
+            self._report(staging.name, problem)
+            with self._state:
+                self._busy = False
+                self._state.notify_all()
+
+    def _report(self, name: str, problem: str | None) -> None:
+        try:
+            self.on_done(name, problem)
+        except Exception:  # noqa: BLE001 - reporting must not kill the uploads
+            logger.exception("reporting the upload of %s failed", name)
 
 
 def _record_push(run_dir: Path, **fields: Any) -> None:

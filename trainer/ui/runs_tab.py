@@ -10,6 +10,7 @@ from typing import Any
 import gradio as gr
 
 from trainer import runfolder as rf
+from trainer.config.hints import render_hints
 from trainer.ui.context import AppContext, owner_of, user_token
 
 REFRESH_S = 1.0
@@ -85,7 +86,7 @@ def status_markdown(manager, job) -> str:
         label = {"failed": "Cause", "push_failed": "Trained and saved locally; the push failed"}.get(
             job.status, "Note"
         )
-        lines.append(f"**{label}:** {html.escape(job.error)}")
+        lines.append(f"**{label}:** {html.escape(render_hints(job.error, 'ui'))}")
     status = rf.read_json(Path(job.run_dir) / rf.STATUS_FILE, {}) or {}
     if status.get("push_state") == "pushed" and status.get("repo_url"):
         lines.append(f"**Published:** [{status.get('repo_id')}]({status['repo_url']})")
