@@ -312,7 +312,9 @@ class JobManager:
             elif job.status == "running" and job.pid:
                 self.store.update(job_id, cancel_requested=True)
                 _signal_group(job.pid, signal.SIGTERM)
-                threading.Timer(self.grace_s, self._hard_kill, args=(job_id, job.pid)).start()
+                timer = threading.Timer(self.grace_s, self._hard_kill, args=(job_id, job.pid))
+                timer.daemon = True  # never keeps the server (or the test run) alive after it is done
+                timer.start()
         return self.store.get(job_id)
 
     def _hard_kill(self, job_id: int, pid: int) -> None:

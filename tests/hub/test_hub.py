@@ -481,6 +481,42 @@ def test_retry_classification_of_network_errors() -> None:
     assert not is_transient(OfflineModeIsEnabled("Cannot reach https://huggingface.co: offline mode is enabled."))
 
 
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [  # what hf-xet (the upload path of real users) raises, as reported in huggingface/xet-core's issues
+        (
+            RuntimeError(
+                "Data processing error: CAS service error : ReqwestMiddleware Error: Request failed after 5 retries"
+            ),
+            True,
+        ),
+        (RuntimeError("Data processing error: CAS service error : IO Error: Timer expired"), True),
+        (
+            RuntimeError(
+                "Data processing error: CAS service error : Error : single flight error: Real call failed: "
+                "CasObjectError(InternalIOError(reqwest::Error { kind: Decode }))"
+            ),
+            True,
+        ),
+        (RuntimeError("Data processing error: File I/O error: No such file or directory"), False),
+        ("auth", False),
+        ("missing", False),
+    ],
+)
+def test_retry_classification_of_xet_errors(error, transient) -> None:
+    import hf_xet
+
+    if error == "auth":
+        error = hf_xet.XetAuthenticationError("token refresh failed: 401")
+    elif error == "missing":
+        error = hf_xet.XetObjectNotFoundError("xorb not found")
+    assert is_transient(error) is transient
+    try:  # huggingface_hub lets them through, or wraps them
+        raise RuntimeError("Error while uploading 'adapter_model.safetensors' to the Hub.") from error
+    except RuntimeError as wrapped:
+        assert is_transient(wrapped) is transient
+
+
 @pytest.mark.slow
 def test_offline_mode_is_reported_not_retried(trained_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from huggingface_hub import constants

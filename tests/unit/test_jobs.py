@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -111,6 +112,8 @@ def test_cancel_a_running_job_stops_it_cleanly(manager):
     assert (done.status, done.exit_code) == ("cancelled", EXIT_CANCELLED)
     assert not pid_alive(job.pid)
     assert done.resumable  # the worker saved a checkpoint on SIGTERM
+    lingering = [t for t in threading.enumerate() if isinstance(t, threading.Timer) and not t.daemon]
+    assert lingering == []  # the SIGKILL timer of the cancel must not keep the server (or pytest) alive
 
 
 def test_cancel_kills_a_worker_that_ignores_sigterm(manager):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -19,6 +20,10 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TRANSIENT_STATUS = (408, 429)  # plus every 5xx
+XET_TRANSIENT = re.compile(r"CAS service error|reqwest|timed? ?out|Timer expired|connection|Request failed", re.I)
+"""What hf-xet's transfer errors say when the network failed: the Rust extension raises them as RuntimeError
+("Data processing error: CAS service error : ReqwestMiddleware Error: Request failed after 5 retries"). Its
+XetAuthenticationError and XetObjectNotFoundError (a PermissionError, a FileNotFoundError) are not transient."""
 TOKEN_INVALID = "Hugging Face token: invalid or expired. Sign in again or set HF_TOKEN."
 
 
@@ -65,7 +70,12 @@ def is_transient(exc: BaseException) -> bool:
     if any(isinstance(item, OfflineModeIsEnabled) for item in exception_chain(exc)):
         return False  # a ConnectionError subclass, but no retry turns HF_HUB_OFFLINE off
     transport = _transport_errors()
-    return any(isinstance(item, transport) for item in exception_chain(exc))
+    return any(isinstance(item, transport) or _xet_transfer_error(item) for item in exception_chain(exc))
+
+
+def _xet_transfer_error(exc: BaseException) -> bool:
+    """An hf-xet upload or download that failed on the network (uploads of real users go through Xet)."""
+    return type(exc) is RuntimeError and bool(XET_TRANSIENT.search(str(exc)))
 
 
 def with_retries(what: str, call: Callable[[], T], retries: int, backoff_s: float) -> T:
