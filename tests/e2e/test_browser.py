@@ -121,19 +121,50 @@ def _fill(page, name: str, value: str) -> None:
     box.press("Tab")
 
 
-def test_train_in_the_browser(app_url, browser, shots, tmp_path, hub):
-    app_url, data_dir = app_url
-    expect = playwright.expect
+def _form_page(browser, app_url):
+    """A fresh page on the Train tab with the Alpaca example and 30 steps filled in."""
     page = browser.new_page(viewport={"width": 1400, "height": 1500})
-    page.goto(app_url)
-    expect(page.locator("#demo-banner")).to_contain_text("Offline demo mode")
-
-    # fill the form from a bundled example and preview it
+    page.goto(app_url[0])
     _pick(page, "example", "Pirate persona: Alpaca (.json)")
-    expect(page.locator("#field-dataset_name textarea, #field-dataset_name input").first).to_have_value(
+    playwright.expect(page.locator("#field-dataset_name textarea, #field-dataset_name input").first).to_have_value(
         "examples/pirate_alpaca.json"
     )
     _fill(page, "max_steps", "30")
+    return page
+
+
+DRAWN = "document.querySelectorAll('#{} [aria-roledescription=\"{}\"]{}').length"
+
+
+@pytest.fixture(scope="module")
+def started_run(app_url, browser, hub):
+    """One run started from the browser (pushing to alice's namespace), watched while it trains, then finished.
+
+    What is seen while it trains is recorded for the tests: the live plot, the progress, the refresh latency.
+    """
+    expect = playwright.expect
+    shots = Path(os.environ.get("STUDIO_SCREENSHOTS") or app_url[1])
+    page = _form_page(browser, app_url)
+    _fill(page, "repo_id", "alice/pirate-lora")
+    page.locator("#start").click()
+    expect(page.locator("#run-status")).to_contain_text("Run #1", timeout=30_000)  # the Runs tab opens on it
+    expect(page.locator("#run-progress")).to_contain_text("/ 30", timeout=180_000)
+    line = DRAWN.format("loss-plot", "line mark", "[stroke]")
+    page.wait_for_function(f"{line} >= 1 && {DRAWN.format('loss-plot', 'point', '')} >= 2", timeout=180_000)
+    seen = {"running_status": page.locator("#run-status").inner_text(), "latencies": _round_trips(app_url[0], "1")}
+    page.screenshot(path=str(shots / "runs-tab-training.png"), full_page=True)
+    expect(page.locator("#run-status")).to_contain_text("succeeded", timeout=240_000)
+    expect(page.locator("#run-status")).to_contain_text("Published: alice/pirate-lora", timeout=60_000)
+    page.screenshot(path=str(shots / "runs-tab.png"), full_page=True)
+    (shots / "ui-latency.json").write_text(json.dumps(seen["latencies"], indent=2))
+    yield seen
+    page.close()
+
+
+def test_preview_and_yaml_export(app_url, browser, shots):
+    expect = playwright.expect
+    page = _form_page(browser, app_url)
+    expect(page.locator("#demo-banner")).to_contain_text("Offline demo mode")
     page.locator("#preview").click()
     expect(page.locator("#preview-summary")).to_contain_text("alpaca", timeout=30_000)
     expect(page.locator("#preview-summary")).to_contain_text("240 usable of 240")
@@ -143,57 +174,70 @@ def test_train_in_the_browser(app_url, browser, shots, tmp_path, hub):
     expect(page.locator("#yaml-view")).to_contain_text("max_steps: 30")
     page.screenshot(path=str(shots / "train-tab.png"), full_page=True)
 
-    # bad input is refused in the page, next to its field, before anything starts
+
+def test_a_bad_value_is_refused_next_to_its_field(app_url, browser, shots):
+    expect = playwright.expect
+    page = _form_page(browser, app_url)
     _fill(page, "learning_rate", "0")
     page.locator("#start").click()
     expect(page.locator("#form-errors")).to_contain_text("below the minimum", timeout=15_000)
     expect(page.locator("#field-learning_rate")).to_contain_text("⚠️")
     page.screenshot(path=str(shots / "train-tab-errors.png"), full_page=True)
-    _fill(page, "learning_rate", "0.003")
 
-    # pushing to someone else's namespace is refused before anything starts
+
+def test_a_dataset_error_names_the_form_field_not_a_cli_flag(app_url, browser, tmp_path):
+    expect = playwright.expect
+    page = _form_page(browser, app_url)
+    qa = tmp_path / "qa.csv"
+    qa.write_text("question,answer\nWhat is rain?,Water.\n")
+    _fill(page, "dataset_name", str(qa))
+    page.locator("#preview").click()
+    expect(page.locator("#preview-summary")).to_contain_text("set Column mapping to", timeout=30_000)
+    assert "--map" not in page.locator("#preview-summary").inner_text()
+
+
+def test_pushing_to_another_namespace_is_refused_before_start(app_url, browser):
+    expect = playwright.expect
+    page = _form_page(browser, app_url)
     _fill(page, "repo_id", "bob/pirate-lora")
     page.locator("#start").click()
     expect(page.locator("#form-errors")).to_contain_text("bob", timeout=30_000)
     expect(page.locator("#field-repo_id")).to_contain_text("⚠️")
-    _fill(page, "repo_id", "alice/pirate-lora")
 
+
+def test_an_unsupported_upload_is_refused_and_nothing_typed_is_lost(app_url, browser, tmp_path):
+    expect = playwright.expect
+    page = _form_page(browser, app_url)
     notes = tmp_path / "notes.txt"
     notes.write_text("not a dataset")
     page.locator("#upload input[type=file]").set_input_files(str(notes))
     expect(page.locator("#preview-summary")).to_contain_text(".txt files are not supported", timeout=15_000)
     expect(page.locator("#field-dataset_name textarea, #field-dataset_name input").first).to_have_value(
         "examples/pirate_alpaca.json"
-    )  # nothing the user typed is lost
+    )
 
-    # start: the Runs tab opens on the new run, the plot fills, the job succeeds
-    page.locator("#start").click()
-    expect(page.locator("#run-status")).to_contain_text("Run #1", timeout=30_000)
-    expect(page.locator("#run-progress")).to_contain_text("/ 30", timeout=180_000)
-    drawn = "document.querySelectorAll('#{} [aria-roledescription=\"{}\"]{}').length"
-    line = drawn.format("loss-plot", "line mark", "[stroke]")
-    page.wait_for_function(f"{line} >= 1 && {drawn.format('loss-plot', 'point', '')} >= 2", timeout=180_000)
-    latencies = _round_trips(app_url, job_id="1")
-    page.screenshot(path=str(shots / "runs-tab-training.png"), full_page=True)
-    expect(page.locator("#run-status")).to_contain_text("succeeded", timeout=240_000)
+
+def test_a_started_run_is_shown_live_and_ends_published(started_run, app_url, browser, hub):
+    expect = playwright.expect
+    assert "Run #1" in started_run["running_status"]
+    page = browser.new_page(viewport={"width": 1400, "height": 1500})
+    page.goto(app_url[0])
+    page.get_by_role("tab", name="Runs").click()  # a second tab (or a reload) reattaches to the same run
+    expect(page.locator("#run-status")).to_contain_text("Run #1 · succeeded", timeout=30_000)
     expect(page.locator("#run-metrics")).to_contain_text("eval loss")
     expect(page.locator("#run-samples")).to_contain_text("Ahoy!")
-    expect(page.locator("#run-status")).to_contain_text("Published: alice/pirate-lora", timeout=60_000)
+    expect(page.locator("#run-progress")).to_contain_text("step 30 / 30")
+    train_points, eval_points = DRAWN.format("loss-plot", "point", ""), DRAWN.format("eval-plot", "point", "")
+    page.wait_for_function(f"{train_points} == 6 && {eval_points} == 3", timeout=30_000)  # steps 5..30; 0, 20, 30
     link = page.locator("#run-status a", has_text="alice/pirate-lora")
     assert link.get_attribute("href").endswith("/alice/pirate-lora")
     assert "adapter_model.safetensors" in hub.files("alice/pirate-lora")  # it really landed on the Hub
-    page.screenshot(path=str(shots / "runs-tab.png"), full_page=True)
 
-    # a reload (or a second tab) shows the same finished run with its metrics
-    page.reload()
-    page.get_by_role("tab", name="Runs").click()
-    expect(page.locator("#run-status")).to_contain_text("Run #1 · succeeded", timeout=30_000)
-    expect(page.locator("#run-metrics")).to_contain_text("eval loss")
-    expect(page.locator("#run-progress")).to_contain_text("step 30 / 30")
-    train_points, eval_points = drawn.format("loss-plot", "point", ""), drawn.format("eval-plot", "point", "")
-    page.wait_for_function(f"{train_points} == 6 && {eval_points} == 3", timeout=30_000)  # steps 5..30; 0, 20, 30
 
-    # Compare: the finished run is pre-selected; one prompt, both panes answer (base plain, tuned a pirate)
+def test_compare_answers_one_prompt_with_base_and_tuned(started_run, app_url, browser, shots):
+    expect = playwright.expect
+    page = browser.new_page(viewport={"width": 1400, "height": 1500})
+    page.goto(app_url[0])
     page.get_by_role("tab", name="Compare").click()
     expect(page.locator("#compare-adapter input")).to_have_value(re.compile(r"run #1"), timeout=15_000)
     _pick(page, "compare-examples", "What is the moon?")  # example prompts come from the run's held-out rows
@@ -206,13 +250,17 @@ def test_train_in_the_browser(app_url, browser, shots, tmp_path, hub):
     expect(page.locator("#compare-models")).to_contain_text("Right, tuned: tiny-phi3 + adapter")
     page.screenshot(path=str(shots / "compare-tab.png"), full_page=True)
 
-    # the secret never reached a file: runs, logs, the job database, uploads, exports
+
+def test_the_token_never_reaches_a_file(started_run, app_url):
+    data_dir = app_url[1]
     leaks = [p for p in data_dir.rglob("*") if p.is_file() and ALICE_TOKEN.encode() in p.read_bytes()]
-    assert leaks == []
+    assert leaks == []  # runs, logs, the job database, uploads, exports
     assert any(data_dir.rglob("jobs.sqlite")) and any(data_dir.rglob("log.txt"))
 
-    (shots / "ui-latency.json").write_text(json.dumps(latencies, indent=2))
-    assert latencies["p95_ms"] < 2000, latencies  # the server stays responsive while a job trains
+
+def test_the_server_stays_responsive_while_a_job_trains(started_run):
+    latencies = started_run["latencies"]
+    assert latencies["p95_ms"] < 2000, latencies
 
 
 def _round_trips(url: str, job_id: str, n: int = 30) -> dict:

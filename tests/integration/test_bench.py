@@ -40,7 +40,8 @@ def test_tiny_bench_reports_both_variants_and_ratios(tiny_model_path, tmp_path, 
         assert r["tokens_per_s"] > 0 and r["step_time_s"] > 0 and len(r["losses"]) == 6
         assert r["peak_mem_gb"] is None and r["mfu"] is None  # CPU: no GPU memory, no bf16 peak
     (ratio,) = report["ratios"]
-    assert ratio["speedup"] > 0 and ratio["max_loss_rel_diff"] < 0.02  # same samples, same loss per step
+    assert ratio["speedup"] > 1.0  # padding-free, no recomputation: faster even on a CPU (about 2x measured)
+    assert ratio["max_loss_rel_diff"] < 0.02  # same samples, same loss per step
     assert {"device", "torch", "transformers", "trl", "peft"} <= report["environment"].keys()
     assert "4 * P_base" in report["flops_formula"]
     assert "| lora | 96 | optimised |" in (tmp_path / "bench.md").read_text()

@@ -72,6 +72,33 @@ def test_streaming_yields_growing_replies_that_stop_at_end(engine):
     assert parts[-1] == engine.reply_pair(MOON, MOON, GREEDY)
 
 
+def test_two_pass_fallback_equals_single_row_generation_on_both_sides(engine):
+    """Where a layer cannot mix adapters in one batch, two passes must still give base and tuned their own model."""
+    tuned_history = [*MOON, {"role": "assistant", "content": "Ahoy!"}, {"role": "user", "content": "What is rain?"}]
+    engine.mixed_batches = False
+    try:
+        base_reply, tuned_reply = engine.reply_pair(MOON, tuned_history, GREEDY)
+    finally:
+        engine.mixed_batches = True
+    assert base_reply == _alone(engine, MOON, adapter=False)
+    assert tuned_reply == _alone(engine, tuned_history, adapter=True)
+    assert base_reply != tuned_reply
+
+
+def test_stop_mid_generation_ends_both_sides_early(engine):
+    full_base, full_tuned = engine.reply_pair(MOON, MOON, GREEDY)
+    stop = threading.Event()
+    parts = []
+    for pair in engine.stream_pair(MOON, MOON, GREEDY, stop=stop):
+        parts.append(pair)
+        if len(parts) == 3:
+            stop.set()  # the user presses Stop while both panes are streaming
+    base, tuned = parts[-1]
+    assert 3 <= len(parts) <= 5  # generation halted within a token or two of the press
+    assert full_base.startswith(base) and full_tuned.startswith(tuned)
+    assert len(base) < len(full_base) and len(tuned) < len(full_tuned)
+
+
 def test_stop_ends_both_sides(engine):
     stop = threading.Event()
     stop.set()

@@ -151,6 +151,29 @@ def test_resume_continues_step_numbers(tiny_model_path, tmp_path):
     assert result.eval_loss_before is not None  # carried over from the first attempt
 
 
+def test_a_stop_request_saves_a_checkpoint_and_the_run_resumes_from_it(tiny_model_path, tmp_path):
+    """Cancel in-process: the trainer itself checkpoints at the step it stops (no other save is due)."""
+    from trainer.training import RunCancelled, request_stop
+
+    cfg = load_config(
+        preset="tiny-demo",
+        overrides=["max_steps=8", "save_steps=1000", "logging_steps=1", "eval_steps=1000", "sample_prompts=0"],
+    )
+
+    def stop_at_step_3(event):
+        if event.get("step") == 3 and "loss" in event:
+            request_stop()  # what the worker's SIGTERM handler does
+
+    with pytest.raises(RunCancelled, match="cancelled at step 4"):  # asked during step 3's log: stops after step 4
+        run(cfg, on_event=stop_at_step_3, run_dir=tmp_path)
+    assert rf.read_json(tmp_path / rf.STATUS_FILE)["state"] == "cancelled"
+    assert sorted(p.name for p in (tmp_path / rf.CHECKPOINTS_DIR).glob("checkpoint-*")) == ["checkpoint-4"]
+    assert not (tmp_path / rf.ADAPTER_DIR).exists()  # a cancelled run saves no final adapter
+    result = run(cfg, run_dir=tmp_path, resume=True)
+    assert result.global_step == 8
+    assert [e["step"] for e in rf.read_events(tmp_path) if "loss" in e] == list(range(1, 9))
+
+
 def test_generation_stops_at_end_of_turn(tiny_model_path):
     from trainer.phi3 import configure_generation
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from trainer.__main__ import EXIT_BAD_INPUT, main
-from trainer.config import diff_dict, preset_config
+from trainer.config import preset_config
 from trainer.paths import PROJECT_ROOT
 
 
@@ -35,9 +35,15 @@ def test_train_help_lists_a_flag_per_setting():
 
 def test_config_show_prints_the_preset_yaml(capsys):
     assert main(["config", "show", "cookbook-qlora-notebook"]) == 0
-    assert yaml.safe_load(capsys.readouterr().out) == diff_dict(preset_config("cookbook-qlora-notebook"))
+    out = capsys.readouterr().out
+    file = (PROJECT_ROOT / "examples" / "cookbook-qlora-notebook.yaml").read_text()
+    assert yaml.safe_load(out) == yaml.safe_load(file)  # what the preset file says, key for key
+    assert out.splitlines()[0] == file.splitlines()[0]  # "# preset cookbook-qlora-notebook: <description>"
     assert main(["config", "show", "tiny-demo", "--full"]) == 0
-    assert yaml.safe_load(capsys.readouterr().out) == preset_config("tiny-demo").to_dict()
+    full = yaml.safe_load(capsys.readouterr().out)
+    assert full["training"]["max_steps"] == 80 and full["model"]["model_name_or_path"] == "tiny-phi3"
+    assert full["lora"]["r"] == 16 and full["hub"]["private"] is True  # the defaults the file leaves out
+    assert full == preset_config("tiny-demo").to_dict()
 
 
 def test_config_list_names_every_preset(capsys):

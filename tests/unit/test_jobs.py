@@ -249,3 +249,26 @@ def test_pid_alive():
     proc = subprocess.Popen(["true"])
     proc.wait()
     assert not pid_alive(proc.pid)
+
+
+def test_two_servers_racing_for_the_queue_start_one_job(tmp_path):
+    """Two processes (say, a restarted server and the old one) claim at the same moment: only one job runs."""
+    store = JobStore(tmp_path / "jobs.sqlite")
+    for i in range(4):
+        store.create(tmp_path / f"run-{i}", name=f"run {i}")
+    racer = textwrap.dedent(
+        f"""
+        import sys, time
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+        from trainer.jobs import JobStore
+        store = JobStore({str(tmp_path / "jobs.sqlite")!r})
+        while time.time() < {time.time() + 1.5}:
+            pass  # start together
+        claimed = [job.id for job in (store.claim_next() for _ in range(50)) if job is not None]
+        print(claimed)
+        """
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", racer], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    claimed = [eval(p.communicate(timeout=60)[0]) for p in procs]  # noqa: S307 - our own printed list
+    assert sorted(claimed[0] + claimed[1]) == [1]  # one claim in all: the oldest job, once
+    assert [job.status for job in reversed(store.list())] == ["running", "queued", "queued", "queued"]

@@ -52,3 +52,46 @@ def test_loss_drop():
     assert rf.loss_drop(4.0, 1.0) == pytest.approx(0.75)
     assert rf.loss_drop(2.0, 3.0) == pytest.approx(-0.5)
     assert rf.loss_drop(None, 1.0) is None and rf.loss_drop(0.0, 1.0) is None and rf.loss_drop(float("nan"), 1) is None
+
+
+def test_a_reader_polling_while_a_writer_loops_never_sees_half_a_file(tmp_path, monkeypatch):
+    """status.json rewritten and events.jsonl appended 300 times while another thread reads them; every few
+    renames fail (an injected fault): readers only ever see whole JSON, and no temp file is left behind."""
+    import os
+    import threading
+
+    status, real_replace, calls = tmp_path / rf.STATUS_FILE, os.replace, []
+
+    def flaky_replace(src, dst):
+        calls.append(1)
+        if len(calls) % 7 == 0:
+            raise OSError("injected: rename failed")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(rf.os, "replace", flaky_replace)
+    rf.write_status(tmp_path, "running", step=0, note="x" * 5000)
+    done, seen, problems = threading.Event(), [], []
+
+    def read() -> None:
+        while not done.is_set():
+            try:
+                seen.append(rf.read_json(status)["step"])
+                events = rf.read_events(tmp_path)
+                if any(set(e) != {"step", "loss"} for e in events):
+                    problems.append("partial event")
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                problems.append(repr(exc))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    for step in range(1, 301):
+        rf.append_event(tmp_path, {"step": step, "loss": 1.0 / step})
+        try:
+            rf.write_status(tmp_path, "running", step=step, note="x" * 5000)
+        except OSError:
+            pass  # the writer's own error; the file on disk stays the previous whole version
+    done.set()
+    reader.join()
+    assert problems == [] and len(seen) > 10 and seen == sorted(seen)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [rf.EVENTS_FILE, rf.STATUS_FILE]  # no temp files
+    assert len(rf.read_events(tmp_path)) == 300 and rf.read_json(status)["step"] in (299, 300)

@@ -1,0 +1,344 @@
+"""Break the product on purpose, one realistic mutation at a time, and check that the tests notice.
+
+Each mutation is a small patch (an exact snippet and its replacement) of the project's most important behaviour,
+with the test files that should catch it. The check copies the project (what git tracks, plus untracked files git
+does not ignore) into a temporary folder ONCE, applies each patch there in turn, runs those tests, and restores the
+file. The working tree is never touched.
+
+    python scripts/mutation_check.py              # all of them (about 15 minutes on 2 cores)
+    python scripts/mutation_check.py --list       # names only
+    python scripts/mutation_check.py -k adapter   # those whose name contains "adapter"
+
+It prints CAUGHT or SURVIVED per mutation and exits non-zero if any survived, or if a patch no longer applies to
+the code (the code moved: update the mutation, never drop it silently).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    file: str
+    old: str
+    new: str
+    tests: str  # pytest arguments: files, and -k where a file has many slow tests
+
+
+def _m(name: str, file: str, old: str, new: str, tests: str) -> Mutation:
+    return Mutation(name, file, old, new, tests)
+
+
+MUTATIONS = [
+    # --- the six survivors that issue 17 listed
+    _m(
+        "the two-pass chat fallback runs the tuned pass with the adapter disabled",
+        "trainer/chat.py",
+        "        self.model.set_adapter(adapter)\n"
+        "        for tuned_reply, _ in self._stream(rows[1:], None, settings, stop):",
+        "        self.model.set_adapter(adapter)\n"
+        "        with self.model.disable_adapter():\n"
+        "          for tuned_reply, _ in self._stream(rows[1:], None, settings, stop):",
+        "tests/integration/test_chat.py",
+    ),
+    _m(
+        "run-folder writes are made in place, not by rename",
+        "trainer/runfolder.py",
+        "        os.replace(tmp, path)",
+        "        Path(tmp).unlink()\n        path.write_bytes(data)",
+        "tests/unit/test_runfolder.py",
+    ),
+    _m(
+        "the Runs refresh shows every user's runs to a signed-in user",
+        "trainer/ui/runs_tab.py",
+        "        choices = job_choices(manager, owner)\n",
+        "        choices = job_choices(manager, None)\n",
+        "tests/unit/test_ui_handlers.py",
+    ),
+    _m(
+        "packing is ignored when the trainer is built",
+        "trainer/training.py",
+        "        padding_free=padding_free,\n",
+        "        padding_free=padding_free,\n        packing=False,\n",
+        "tests/integration/test_batches.py tests/unit/test_sft_config.py",
+    ),
+    _m(
+        "padding-free batches are switched off",
+        "trainer/training.py",
+        "    padding_free = t.padding_free and not t.packing\n",
+        "    padding_free = False\n",
+        "tests/integration/test_batches.py",
+    ),
+    _m(
+        "the model card's usage snippet never applies the adapter",
+        "trainer/hub/model_card.md",
+        "model = PeftModel.from_pretrained(model, adapter_id).eval()",
+        "model = model.eval()",
+        "tests/unit/test_card.py tests/integration/test_card_snippet.py",
+    ),
+    # --- the Phi-3 recipe
+    _m(
+        "the pad token is the stop token",
+        "trainer/modeling.py",
+        "    tokenizer.pad_token = cfg.pad_token\n",
+        "    tokenizer.pad_token = tokenizer.eos_token\n",
+        "tests/unit/test_modeling.py",
+    ),
+    _m(
+        "assistant-only loss is off",
+        "trainer/training.py",
+        "        padding_free=padding_free,\n",
+        "        padding_free=padding_free,\n        assistant_only_loss=False,\n",
+        "tests/unit/test_sft_config.py tests/integration/test_training.py -k labels_mask",
+    ),
+    _m(
+        "the full model is saved instead of the adapter",
+        "trainer/training.py",
+        "    trainer.model.save_pretrained(adapter_dir, safe_serialization=True)",
+        "    trainer.model.base_model.model.save_pretrained(adapter_dir, safe_serialization=True)",
+        "tests/integration/test_training.py -k saved_adapter",
+    ),
+    _m(
+        "a cancel stops without a checkpoint",
+        "trainer/training.py",
+        "                control.should_save = True\n",
+        "                pass\n",
+        "tests/integration/test_training.py -k stop_request",
+    ),
+    _m(
+        "the Alpaca input column is dropped",
+        "trainer/data/formats.py",
+        'instruction = instruction + "\\n\\n" + extra if',
+        "instruction = instruction if",
+        "tests/unit/test_data.py",
+    ),
+    _m(
+        "a column mapping without an assistant column is accepted",
+        "trainer/config/schema.py",
+        '    elif "assistant" not in mapping.values():',
+        "    elif False:",
+        "tests/unit/test_data.py tests/unit/test_config.py",
+    ),
+    _m(
+        "presets are not read from their files",
+        "trainer/config/loading.py",
+        '        presets[path.stem] = (header["description"].strip(), read_yaml_dict(path))',
+        '        presets[path.stem] = (header["description"].strip(), {})',
+        "tests/unit/test_config.py",
+    ),
+    # --- the Hub and secrets
+    _m(
+        "the push permission check lets any namespace through",
+        "trainer/hub/auth.py",
+        "    if namespace == user:\n",
+        "    if True:\n",
+        "tests/hub/test_hub.py -k refused",
+    ),
+    _m(
+        "the token is written to the run folder",
+        "trainer/training.py",
+        '    rf.write_status(run_dir, "running", started_at=started, error=None)',
+        '    rf.write_status(run_dir, "running", started_at=started, error=None, token=token)',
+        "tests/hub/test_hub.py -k dataset_by_id",
+    ),
+    _m(
+        "the repo-ID rule is skipped",
+        "trainer/config/schema.py",
+        "    if reason is None and not REPO_ID_RE.match(repo_id):",
+        "    if False:",
+        "tests/unit/test_config.py",
+    ),
+    _m(
+        "the merged card shows a loss curve its repo does not have",
+        "trainer/hub/model_card.md",
+        "{% if not merged %}\n![Train and eval loss]",
+        "{% if True %}\n![Train and eval loss]",
+        "tests/unit/test_card.py",
+    ),
+    _m(
+        "checkpoint uploads block the training step",
+        "trainer/hub/push.py",
+        "        with self._state:\n            superseded, self._waiting = self._waiting, staging",
+        "        self._push(staging, self.repo_id, self.token, private=self.private)\n"
+        "        with self._state:\n            superseded, self._waiting = self._waiting, staging",
+        "tests/unit/test_checkpoint_uploader.py tests/hub/test_checkpoint_push.py -k slow_hub",
+    ),
+    _m(
+        "checkpoint uploads read the folder the Trainer may delete",
+        "trainer/hub/push.py",
+        "                    shutil.copy2(checkpoint_dir / name, staging / name)",
+        "                    pass",
+        "tests/unit/test_checkpoint_uploader.py",
+    ),
+    _m(
+        "training ends without waiting for its checkpoint uploads",
+        "trainer/training.py",
+        "            if not uploader.wait(CANCEL_UPLOAD_WAIT_S if _STOP.is_set() else None):",
+        "            if not True:",
+        "tests/hub/test_checkpoint_push.py -k slow_hub",
+    ),
+    _m(
+        "hf-xet network errors are not retried",
+        "trainer/hub/retry.py",
+        "    return type(exc) is RuntimeError and bool(XET_TRANSIENT.search(str(exc)))",
+        "    return False",
+        "tests/hub/test_hub.py -k classification",
+    ),
+    # --- data loading
+    _m(
+        "a Hub preview downloads the whole split",
+        "trainer/data/load.py",
+        '        if limit is None or "[" in split:',
+        "        if True:",
+        "tests/hub/test_streaming.py",
+    ),
+    _m(
+        "a streamed file that does not parse escapes as a raw error",
+        "trainer/data/load.py",
+        "            rows = list(itertools.islice(stream, limit))\n        except Exception as exc:",
+        "            rows = list(itertools.islice(stream, limit))\n        except KeyError as exc:",
+        "tests/unit/test_data.py",
+    ),
+    _m(
+        "over-long padding-free rows are not cut",
+        "trainer/training.py",
+        "        if max(lengths, default=0) <= max_length:",
+        "        if True:",
+        "tests/integration/test_long_rows.py",
+    ),
+    # --- models and parameters
+    _m(
+        "4-bit weights are counted at half their size",
+        "trainer/training.py",
+        "    return PeftModel.get_nb_trainable_parameters(model)",
+        "    params = list(model.parameters())\n"
+        "    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)",
+        "tests/integration/test_qlora_loading.py",
+    ),
+    _m(
+        "QLoRA forces gradient checkpointing on",
+        "trainer/modeling.py",
+        "prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)",
+        "prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)",
+        "tests/integration/test_qlora_loading.py",
+    ),
+    _m(
+        "flash attention is never picked",
+        "trainer/modeling.py",
+        "    if on_gpu and dtype in (torch.bfloat16, torch.float16) and is_flash_attn_2_available():",
+        "    if False:",
+        "tests/unit/test_modeling.py",
+    ),
+    # --- front ends
+    _m(
+        "CLI errors name settings instead of flags",
+        "trainer/config/hints.py",
+        '            return f"pass {cli_flags(key, value)}"',
+        "            return match.group(0)",
+        "tests/unit/test_hints.py tests/unit/test_cli.py",
+    ),
+    _m(
+        "the web form shows CLI flags in its errors",
+        "trainer/ui/form.py",
+        "{render_hints(text, 'ui')}\")",
+        "{render_hints(text, 'cli')}\")",
+        "tests/unit/test_hints.py",
+    ),
+    _m(
+        "the cancel's SIGKILL timer keeps the process alive",
+        "trainer/jobs.py",
+        "                timer.daemon = True",
+        "                timer.daemon = False",
+        "tests/unit/test_jobs.py -k cancel_a_running",
+    ),
+    _m(
+        "two servers can both start a job",
+        "trainer/jobs.py",
+        "                if db.execute(\"SELECT 1 FROM jobs WHERE status = 'running'\").fetchone():",
+        "                if False:",
+        "tests/unit/test_jobs.py -k racing",
+    ),
+]
+
+
+def project_files() -> list[str]:
+    """What git tracks, plus the untracked files it does not ignore (the working tree as it is)."""
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return sorted({name for name in out.split("\0") if name and (ROOT / name).is_file()})
+
+
+def check(mutation: Mutation, copy: Path) -> str:
+    """CAUGHT, SURVIVED or DOES NOT APPLY (with the tests' last lines when it survived)."""
+    path = copy / mutation.file
+    text = path.read_text(encoding="utf-8")
+    if text.count(mutation.old) != 1:
+        return f"DOES NOT APPLY ({text.count(mutation.old)} matches in {mutation.file}): update this mutation"
+    path.write_text(text.replace(mutation.old, mutation.new), encoding="utf-8")
+    try:
+        proc = subprocess.run(
+            f"{sys.executable} -m pytest -q -x -p no:cacheprovider {mutation.tests}",
+            shell=True,  # the tests string is ours (this file), never user input
+            cwd=copy,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        )
+    finally:
+        path.write_text(text, encoding="utf-8")
+    if proc.returncode == 5:
+        return "DOES NOT APPLY (no test collected): update the test selection"
+    if proc.returncode == 0:
+        return "SURVIVED\n" + "\n".join(proc.stdout.splitlines()[-3:])
+    return "CAUGHT"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--list", action="store_true", help="list the mutations and exit")
+    parser.add_argument("-k", dest="keyword", default="", help="only mutations whose name contains this")
+    args = parser.parse_args(argv)
+    chosen = [m for m in MUTATIONS if args.keyword.lower() in m.name.lower()]
+    if args.list:
+        for m in chosen:
+            print(f"{m.name}  [{m.file}; {m.tests}]")
+        return 0
+    failures = 0
+    with tempfile.TemporaryDirectory(prefix="mutation-check-") as tmp:
+        copy = Path(tmp) / "project"
+        for name in project_files():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, copy / name)
+        for number, mutation in enumerate(chosen, start=1):
+            start = time.time()
+            outcome = check(mutation, copy)
+            failures += not outcome.startswith("CAUGHT")
+            print(
+                f"[{number}/{len(chosen)}] {outcome.split(chr(10))[0]:9} {mutation.name} ({time.time() - start:.0f} s)"
+            )
+            if not outcome.startswith("CAUGHT"):
+                print("    " + outcome.replace("\n", "\n    "), flush=True)
+    print(f"{len(chosen) - failures} of {len(chosen)} mutations caught")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
