@@ -184,3 +184,87 @@ def test_one_repo_id_rule_for_config_and_hub(repo_id, problem):
         with pytest.raises(HubError, match=re.escape(problem)):
             check_repo_id(repo_id)
         assert any(p == found for p in RunConfig(hub=HubConfig(repo_id=repo_id)).problems())
+
+
+def test_bounds_are_inclusive_and_both_ends_are_checked():
+    cfg = preset_config("tiny-demo")
+    cfg.lora.r = 512  # the maximum itself is allowed
+    assert cfg.problems() == []
+    cfg.lora.r = 513
+    assert cfg.problems() == ["lora.r: 513 is above the maximum 512. Use a value <= 512."]
+    cfg.lora.r = None  # not optional: a value is required
+    assert cfg.problems() == ["lora.r: a value is required. Set lora.r."]
+
+
+def test_every_cross_field_rule_reports_its_problem():
+    cfg = RunConfig()  # no dataset: the one thing the defaults leave open
+    assert cfg.problems() == [
+        "data.dataset_name: empty. Give a Hub dataset ID (user/name) or a local .jsonl/.csv file."
+    ]
+    cfg = preset_config("tiny-demo")
+    cfg.lora.target_modules, cfg.training.max_steps, cfg.hub.push_checkpoints = [], 0, True
+    cfg.data.format, cfg.model.model_name_or_path = "columns", " "
+    assert [p.split(":")[0] for p in cfg.problems()] == [
+        "model.model_name_or_path",
+        "lora.target_modules",
+        "training.max_steps",
+        "data.format",
+        "hub.push_checkpoints",
+    ]
+    assert "set data.column_mapping to `question=user,answer=assistant`" in cfg.problems()[3]
+    cfg = preset_config("tiny-demo")
+    cfg.data.column_mapping = {"q": "user", "a": "bot"}
+    assert cfg.problems() == [
+        "data.column_mapping: roles {'a': 'bot'} are not chat roles. Map each column to system, user or assistant."
+    ]
+    cfg.training.max_steps = 1  # one step is fine
+    cfg.data.column_mapping = {}
+    assert cfg.problems() == []
+
+
+def test_an_unknown_key_far_from_any_setting_points_to_the_list():
+    with pytest.raises(ConfigError) as info:
+        find_field("zzzz")
+    assert info.value.problems == ["zzzz: unknown setting. Run `python -m trainer config show lora` to list keys."]
+    assert str(info.value) == (
+        "Invalid config:\n  - zzzz: unknown setting. Run `python -m trainer config show lora` to list keys."
+    )
+
+
+def test_yaml_keeps_the_section_order_and_unicode():
+    cfg = preset_config("tiny-demo")
+    cfg.data.system_prompt = "Réponds en français, moussaillon."
+    text = cfg.to_yaml()
+    assert [line[:-1] for line in text.splitlines() if not line.startswith(" ")] == [
+        "model",
+        "data",
+        "lora",
+        "training",
+        "hub",
+    ]
+    assert "Réponds en français, moussaillon." in text  # readable, not \\u-escaped
+
+
+def test_a_blank_repo_id_is_empty_not_a_missing_namespace():
+    from trainer.config import repo_id_problem
+
+    assert repo_id_problem("   ").startswith("hub.repo_id: empty.")
+
+
+def test_problem_messages_in_full():
+    from trainer.config import repo_id_problem
+
+    assert repo_id_problem("alice/a b") == (
+        "hub.repo_id: 'alice/a b' is not a valid repo ID (Repo id must use alphanumeric chars, '-', '_' or '.'. The "
+        "name cannot start or end with '-' or '.' and the maximum length is 96). Use namespace/name with letters, "
+        "digits, '-', '_' or '.' (e.g. alice/phi3-pirate-lora)."
+    )
+    cfg = preset_config("tiny-demo")
+    cfg.hub.push_checkpoints, cfg.model.pad_token = True, "<|endoftext|>"
+    cfg.data.column_mapping = {"q": "user"}
+    assert cfg.problems() == [
+        "model.pad_token: <|endoftext|> is a stop token, so the model would learn never to stop. Use <unk>.",
+        "data.column_mapping: no column maps to assistant. Map the answer column to assistant.",
+        "hub.push_checkpoints: needs hub.repo_id (where the checkpoints go); set hub.repo_id.",
+    ]
+    assert str(ConfigError(["a: one.", "b: two."])) == "Invalid config:\n  - a: one.\n  - b: two."

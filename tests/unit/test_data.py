@@ -717,3 +717,164 @@ def test_a_dataset_folder_streams_a_limit_and_slices_and_reports_a_broken_file(t
     (folder / "train.jsonl").write_text("\n".join(rows[:2]) + '\n{"messages": [broken\n')
     with pytest.raises(DataError, match=r"data.dataset_name: cannot read the files of .*pirates"):
         data.load_table(cfg, "train", limit=5)
+
+
+def test_a_named_format_wins_over_detection():
+    rows = [
+        {"messages": [{"role": "user", "content": "Hi"}], "text": "<|user|>\nHi<|end|>\n<|assistant|>\nHo<|end|>\n"}
+    ]
+    cfg = DataConfig(dataset_name="x", format="text")
+    assert data.choose_format(cfg, ["messages", "text"]) == "text"
+    assert data.choose_format(DataConfig(dataset_name="x"), ["messages", "text"]) == "messages"
+    assert data.normalise(rows, "text").rows[0][-1] == {"role": "assistant", "content": "Ho"}
+
+
+def test_a_small_eval_fraction_holds_out_exactly_one_row():
+    rows = [[{"role": "assistant", "content": str(i)}] for i in range(10)]
+    train, held = data.split_eval(rows, 0.01)
+    assert (len(train), len(held)) == (9, 1)
+    train, held = data.split_eval(rows, 0.5)
+    assert (len(train), len(held)) == (5, 5)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("<|user|>Hi<|end|><|assistant|>Ho<|end|>", [("user", "Hi"), ("assistant", "Ho")]),  # no newline after tags
+        ("<|user|>\nHi<|end|>\n<|assistant|>\nHo\n", [("user", "Hi"), ("assistant", "Ho")]),  # an open last turn
+        ("<|user|>\nline one\n<|end|>\n<|assistant|>\nHo<|end|>", [("user", "line one\n"), ("assistant", "Ho")]),
+    ],
+)
+def test_phi3_markup_edges(text, expected):
+    assert [(m["role"], m["content"]) for m in data.to_messages({"text": text}, "text")] == expected
+
+
+def test_two_ends_in_one_phi3_turn_are_a_row_error():
+    with pytest.raises(RowError, match=r"message 2 \(assistant\) has 'x<\|end\|>' after <\|end\|>"):
+        data.to_messages({"text": "<|user|>\nHi<|end|>\n<|assistant|>\nHo<|end|>x<|end|>"}, "text")
+
+
+def test_json_text_with_leading_spaces_and_columns_without_a_mapping():
+    row = {"messages": '  [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Ho"}]'}
+    assert data.to_messages(row, "messages")[-1]["content"] == "Ho"
+    with pytest.raises(DataError, match="data.format: columns needs data.column_mapping"):
+        data.to_messages({"q": "Hi"}, "columns", None)
+
+
+def test_the_mapping_hint_uses_the_dataset_s_own_two_columns():
+    with pytest.raises(DataError) as info:
+        data.normalise([{"q": "Hi", "a": "Ho"}], "auto")
+    assert "set data.column_mapping to `q=user,a=assistant`" in str(info.value)
+
+
+def test_all_rows_malformed_shows_the_first_three_problems():
+    rows = [{"instruction": "Hi", "output": ""} for _ in range(5)]
+    with pytest.raises(DataError) as info:
+        data.normalise(rows, "alpaca")
+    assert str(info.value) == (
+        "data.dataset_name: all 5 rows are malformed for format alpaca (row 1: output is empty; the assistant reply "
+        "is required; row 2: output is empty; the assistant reply is required; row 3: output is empty; the "
+        "assistant reply is required; ...). Check that the format matches the data (set data.format, or set "
+        "data.column_mapping) or fix the rows."
+    )
+
+
+def test_row_errors_name_the_field_and_the_message_number():
+    bad = [
+        (
+            {"prompt": [{"role": "user", "content": "Hi"}], "completion": [{"role": "bot", "content": "x"}]},
+            "prompt_completion",
+            "message 2 has role 'bot'; expected system, user or assistant",
+        ),
+        ({"prompt": "Hi", "completion": 3}, "prompt_completion", "completion is int, expected a string or a list"),
+        ({"conversations": [{"value": "Hi"}]}, "sharegpt", "message 1 has no 'from'; expected human"),
+        ({"conversations": "Hi"}, "sharegpt", "conversations is str, expected a list of {from, value} messages"),
+        ({"messages": [{"content": "Hi"}]}, "messages", "message 1 has no role; expected system, user or assistant"),
+        ({"messages": ["Hi"]}, "messages", "message 1 is str, expected a {role, content} object"),
+        ({"instruction": 1, "output": "x"}, "alpaca", "instruction is int, expected a string"),
+        ({"instruction": "Hi", "input": 1, "output": "x"}, "alpaca", "input is int, expected a string"),
+        ({"instruction": "Hi", "output": "x", "system": 1}, "alpaca", "system is int, expected a string"),
+        ({"other": 1}, "alpaca", "no 'instruction' column"),
+    ]
+    for row, fmt, message in bad:
+        with pytest.raises(RowError) as info:
+            data.to_messages(row, fmt)
+        assert str(info.value).startswith(message), (fmt, str(info.value))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("<|user|>\nHi<|end|>\n<|assistant|>\nHo\n<|endoftext|>", "Ho"),  # open last turn before the eos marker
+        ("<s><|user|>\nHi<|end|>\n<|assistant|>\nHo<|end|>\n", "Ho"),  # a leading BOS is fine
+    ],
+)
+def test_phi3_markup_endings(text, expected):
+    assert data.to_messages({"text": text}, "text")[-1]["content"] == expected
+
+
+def test_text_before_the_first_role_tag_is_a_row_error_even_after_a_bos():
+    with pytest.raises(RowError, match=r"text has 'junk' before the first role tag"):
+        data.to_messages({"text": "<s>junk <|user|>\nHi<|end|>\n<|assistant|>\nHo<|end|>"}, "text")
+
+
+def test_the_ellipsis_appears_only_past_three_problems():
+    for count, ellipsis in ((3, False), (4, True)):
+        with pytest.raises(DataError) as info:
+            data.normalise([{"instruction": "Hi", "output": ""}] * count, "alpaca")
+        assert str(info.value).count("row ") == 3 and ("; ...)" in str(info.value)) is ellipsis
+
+
+def test_split_eval_edges():
+    rows = [[{"role": "assistant", "content": str(i)}] for i in range(10)]
+    assert data.split_eval(rows, 0.2) == data.split_eval(rows, 0.2, seed=42)  # the default seed is the training seed
+    assert [len(part) for part in data.split_eval(rows[:2], 0.9)] == [1, 1]  # one row always stays to train on
+    with pytest.raises(DataError, match=r"data.eval_fraction: 1.0 is outside \[0, 1\)"):
+        data.split_eval(rows, 1.0)
+
+
+def test_more_row_and_format_errors_word_what_is_wrong():
+    cases = [
+        (
+            {"conversations": [{"from": ["human"], "value": "Hi"}]},
+            "sharegpt",
+            "message 1 has from ['human']; expected",
+        ),
+        ({"conversations": ["Hi"]}, "sharegpt", "message 1 is str, expected a {from, value} object"),
+        ({"messages": "[not json"}, "messages", "messages is text that is not a valid JSON list ("),
+        ({"conversations": "[oops"}, "sharegpt", "conversations is text that is not a valid JSON list ("),
+        ({"messages": 3}, "messages", "messages is int, expected a list of {role, content} messages"),
+        ({"prompt": 3, "completion": "x"}, "prompt_completion", "prompt is int, expected a string or a list"),
+        ({"prompt": [3], "completion": "x"}, "prompt_completion", "message 1 is int, expected a {role, content}"),
+        ({"prompt": "[", "completion": "x"}, "prompt_completion", None),  # a plain string prompt is fine
+        (
+            {"prompt": [{"role": "user", "content": "Hi"}], "completion": 5},
+            "prompt_completion",
+            "completion is int, expected a string or a list",
+        ),
+        ({"prompt": "Hi", "completion": ["x"]}, "prompt_completion", "message 2 is str, expected a {role, content}"),
+        ({"text": "Hi<|end|>"}, "text", "text has <|end|> but no <|system|>, <|user|> or <|assistant|> tag"),
+    ]
+    for row, fmt, message in cases:
+        if message is None:
+            assert data.to_messages(row, fmt)[-1]["content"] == "x"
+            continue
+        with pytest.raises(RowError) as info:
+            data.to_messages(row, fmt)
+        assert str(info.value).startswith(message), (row, str(info.value))
+    with pytest.raises(DataError) as info:
+        data.required_columns("chatml")
+    assert str(info.value) == (
+        "data.format: unknown format 'chatml'. Use auto or one of messages, sharegpt, alpaca, prompt_completion, "
+        "text, columns."
+    )
+
+
+def test_the_missing_columns_message_suggests_a_mapping_of_the_data_s_own_columns():
+    with pytest.raises(DataError) as info:
+        data.normalise([{"q": "Hi", "a": "Ho"}], "alpaca")
+    assert str(info.value) == (
+        "data.format: format alpaca needs the columns ['instruction', 'output'], but the dataset has ['q', 'a']. "
+        "Use format auto, the format that matches, or map the existing columns "
+        "(e.g. set data.column_mapping to `q=user,a=assistant`)."
+    )
