@@ -81,3 +81,29 @@ def test_the_built_form_has_a_widget_for_every_setting(app):
         assert widget is not None, spec.key
         assert widget.label == spec.meta["label"]
         assert isinstance(widget, gr.Checkbox) == (spec.type is bool)
+
+
+def _action(app_handlers_blocks, name: str):
+    """The Runs tab's action handler wrapping manager.<name> (cancel, resume, delete)."""
+    blocks = app_handlers_blocks
+    for fn in blocks.fns.values():
+        cells = dict(zip(fn.fn.__code__.co_freevars, fn.fn.__closure__ or (), strict=False))
+        if fn.name == "handler" and getattr(cells.get("action"), "cell_contents", None).__name__ == name:
+            return fn.fn
+    raise AssertionError(f"no {name} handler")
+
+
+def test_the_runs_actions_through_their_handlers(tmp_path, monkeypatch):
+    """Delete removes a finished run and refreshes the picker; a refused action warns and changes nothing."""
+    monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path))
+    store = JobStore(tmp_path / "jobs.sqlite")
+    run_dir = tmp_path / "runs" / "run-1"
+    run_dir.mkdir(parents=True)
+    done = store.create(run_dir, name="done", owner=None)
+    store.update(done.id, status="succeeded")
+    blocks = build_app(JobManager(store, python="/bin/false"), on_gpu=False)
+    with pytest.warns(UserWarning, match="only a failed or cancelled run with a checkpoint can be resumed"):
+        picker = _action(blocks, "resume")(str(done.id), None)
+    assert store.get(done.id).status == "succeeded" and _ids(picker) == [str(done.id)]
+    picker = _action(blocks, "delete")(str(done.id), None)
+    assert store.get(done.id) is None and not run_dir.exists() and _ids(picker) == []
