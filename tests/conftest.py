@@ -35,3 +35,13 @@ def phi3_tokenizer():
     from trainer.paths import TOKENIZER_DIR
 
     return AutoTokenizer.from_pretrained(TOKENIZER_DIR)
+
+
+def pytest_collection_modifyitems(config, items):
+    """GPU tests run only when a -m expression names them (-m gpu); otherwise they are deselected, never skipped."""
+    if "gpu" in (config.option.markexpr or ""):
+        return
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if gpu:
+        config.hook.pytest_deselected(items=gpu)
+        items[:] = [item for item in items if not item.get_closest_marker("gpu")]

@@ -25,12 +25,13 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from trainer import runfolder as rf
 from trainer.config import PRESETS, ConfigError, RunConfig, diff_dict, iter_fields, load_config, preset_config
 from trainer.config.hints import MAP_FLAG, render_hints
-from trainer.errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_PUSH_FAILED
+from trainer.errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_PUSH_FAILED, EXIT_TIME_LIMIT
 
 WORKER_ENV = "PHI3_STUDIO_WORKER"  # set by trainer.jobs: the console is the run's log.txt
 
@@ -190,20 +191,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     """`train`: resolve the config, fine-tune, print where the adapter is."""
     import signal
 
-    from trainer.hub import resolve_token
-    from trainer.training import RunCancelled, request_stop, run
+    from trainer.hub import check_push_access, resolve_token
+    from trainer.jobs import TIME_LIMIT_ENV
+    from trainer.training import RunCancelled, RunTimeLimit, request_stop, run
 
     if args.resume and args.run_dir is None:
         raise ConfigError(["--resume: needs --run-dir, the folder of the run to continue."])
-    if args.resume and args.config is None and (args.run_dir / "config.yaml").exists():
-        args.config = args.run_dir / "config.yaml"
+    if args.resume and args.config is None and (args.run_dir / rf.CONFIG_FILE).exists():
+        args.config = args.run_dir / rf.CONFIG_FILE
+    if args.run_dir is not None and not args.resume and _holds_a_run(args.run_dir):
+        raise ConfigError(
+            [f"--run-dir: {args.run_dir} already holds a run. Add --resume to continue it, or pick a new folder."]
+        )
     config = _config_from_args(args)
+    token = resolve_token()
+    if config.hub.repo_id:  # as the web app does: a long run never fails at push time for a reason knowable now
+        check_push_access(config.hub.repo_id, token)
     signal.signal(signal.SIGTERM, lambda signum, frame: request_stop())  # Cancel: checkpoint, then exit 3
+    limit = float(os.environ[TIME_LIMIT_ENV]) if os.environ.get(TIME_LIMIT_ENV) else None
     try:
-        result = run(config, on_event=_print_event, run_dir=args.run_dir, resume=args.resume, token=resolve_token())
+        result = run(
+            config, on_event=_print_event, run_dir=args.run_dir, resume=args.resume, token=token, time_limit_s=limit
+        )
     except RunCancelled as exc:
-        print(f"cancelled: {exc}", flush=True)
-        return EXIT_CANCELLED
+        print(f"{'stopped' if isinstance(exc, RunTimeLimit) else 'cancelled'}: {exc}", flush=True)
+        return EXIT_TIME_LIMIT if isinstance(exc, RunTimeLimit) else EXIT_CANCELLED
     print(f"adapter saved to {result.adapter_dir}")
     if config.hub.repo_id and (
         code := _push(result.run_dir, config.hub.repo_id, config.hub.private, config.hub.push_merged)
@@ -213,6 +225,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if drop is not None:
         print(f"eval loss {result.eval_loss_before:.4f} -> {result.eval_loss_after:.4f} ({100 * drop:.1f} % lower)")
     return 0
+
+
+def _holds_a_run(run_dir: Path) -> bool:
+    """True when training already happened in the folder (a fresh job folder holds only its config and status)."""
+    return any((run_dir / name).exists() for name in (rf.EVENTS_FILE, rf.CHECKPOINTS_DIR, rf.ADAPTER_DIR))
 
 
 def _push(run_dir: Path, repo_id: str, private: bool, merged: bool = False) -> int:
@@ -361,14 +378,20 @@ def main(argv: list[str] | None = None) -> int:
         "chat": cmd_chat,
     }
     handler = cmd_data_inspect if args.command == "data" else handlers[args.command]
+    code = 1  # an uncaught error
     try:
-        return handler(args)
+        code = handler(args)
     except Exception as exc:
         if not _is_bad_input(exc):
             raise
         # a worker's console is its log.txt, read back into the web app: leave the hints for the app to word
         print(f"error: {exc if os.environ.get(WORKER_ENV) else render_hints(str(exc), 'cli')}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        code = EXIT_BAD_INPUT
+    finally:
+        if os.environ.get(WORKER_ENV) and args.command == "train" and args.run_dir is not None:
+            # how this worker ended, for a server that restarts while it is gone (see JobManager.recover)
+            rf.write_json_atomic(args.run_dir / rf.EXIT_FILE, {"code": code, "time": time.time()})
+    return code
 
 
 def _is_bad_input(exc: BaseException) -> bool:

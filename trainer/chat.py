@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.config import ModelConfig
+from trainer.phi3 import TINY_MODEL_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -100,14 +101,21 @@ class ChatEngine:
         self.mixed_batches = True
 
     @classmethod
-    def from_source(cls, adapter: str | Path, base: str | None = None, token: str | None = None) -> ChatEngine:
-        """From a run folder, or from an adapter repo/folder on top of `base` (default: the adapter's own base)."""
+    def from_source(
+        cls, adapter: str | Path, base: str | None = None, token: str | None = None, local_base: bool = True
+    ) -> ChatEngine:
+        """From a run folder, or from an adapter repo/folder on top of `base` (default: the adapter's own base).
+
+        local_base=False (a public Space): an adapter whose base names a folder on this machine is refused.
+        """
         if (Path(adapter) / "config.yaml").exists() and base is None:
             return cls.from_run(adapter, token)
         if base is None:
             from peft import PeftConfig
 
             base = PeftConfig.from_pretrained(str(adapter), token=token).base_model_name_or_path
+            if not local_base and base != TINY_MODEL_NAME and Path(str(base)).expanduser().exists():
+                raise ChatError(f"adapter {adapter}: its base model names a folder on this server; use a Hub base.")
         engine = cls(ModelConfig(model_name_or_path=base), token)
         engine.add_adapter(Path(adapter) / "adapter" if (Path(adapter) / "adapter").is_dir() else adapter)
         return engine
@@ -254,7 +262,7 @@ class EngineCache:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._source: str | None = None
+        self._source: tuple[str, str | None] | None = None
         self._engine: ChatEngine | None = None
         self.stop = threading.Event()  # Stop: ends the generation in progress (shared by every browser session)
 
@@ -262,25 +270,28 @@ class EngineCache:
         """Clear the Stop flag before a new generation."""
         self.stop.clear()
 
-    def holds(self, source: str) -> bool:
-        """True when the engine for source is already in memory."""
-        return self._source == source and self._engine is not None
+    def holds(self, source: str, who: str | None = None) -> bool:
+        """True when the engine for source, loaded for this user, is already in memory."""
+        return self._source == (source, who) and self._engine is not None
 
-    def get(self, source: str | None) -> ChatEngine:
+    def get(
+        self, source: str | None, token: str | None = None, who: str | None = None, local_base: bool = True
+    ) -> ChatEngine:
         """The engine for a run folder or an adapter repo ID, loading it (and freeing the previous one) if needed.
+
+        An engine is kept for the user who loaded it (`who`): another user's request loads it again with their own
+        token, so a private adapter one user may read is never served to another.
 
         Raises:
             ChatError: no source was given, or the adapter does not fit its base.
         """
-        from trainer.hub import resolve_token
-
         if not source:
             raise ChatError("Pick a finished run, or type an adapter repo ID.")
         with self._lock:
-            if source != self._source or self._engine is None:
+            if (source, who) != self._source or self._engine is None:
                 self._engine = None  # free the old model before loading the next one
-                self._engine = ChatEngine.from_source(source, token=resolve_token())
-                self._source = source
+                self._engine = ChatEngine.from_source(source, token=token, local_base=local_base)
+                self._source = (source, who)
             return self._engine
 
 

@@ -12,6 +12,8 @@ EXIT_CANCELLED = 3
 """The run was cancelled (SIGTERM): a checkpoint was saved and the run can be resumed."""
 EXIT_PUSH_FAILED = 4
 """Trained and saved locally; the push to the Hub failed (retry with `python -m trainer push RUN_DIR`)."""
+EXIT_TIME_LIMIT = 5
+"""Stopped at the per-run training time limit (a Space's limit): a checkpoint was saved, the run can be resumed."""
 
 
 def exception_chain(exc: BaseException) -> list[BaseException]:

@@ -23,192 +23,106 @@ import logging
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, fields
 from pathlib import Path
 
 from trainer import runfolder as rf
 from trainer.config import RunConfig, save_yaml
-from trainer.errors import EXIT_CANCELLED, EXIT_PUSH_FAILED
+from trainer.errors import EXIT_CANCELLED, EXIT_OK, EXIT_PUSH_FAILED, EXIT_TIME_LIMIT
+from trainer.jobstore import FINISHED, RESUMABLE, STATES, Job, JobStore
 from trainer.paths import PROJECT_ROOT
+
+__all__ = ["FINISHED", "RESUMABLE", "STATES", "Job", "JobManager", "JobStore", "EXIT_CANCELLED"]
 
 logger = logging.getLogger(__name__)
 
 DB_FILE = "jobs.sqlite"
-STATES = ("queued", "running", "succeeded", "failed", "cancelled", "push_failed")
-FINISHED = ("succeeded", "failed", "cancelled", "push_failed")  # push_failed: trained and saved, not on the Hub
 GRACE_S = 30.0
-
-
-@dataclass
-class Job:
-    """One row of the job table."""
-
-    id: int
-    owner: str | None
-    name: str
-    status: str
-    run_dir: str
-    created_at: float
-    started_at: float | None = None
-    finished_at: float | None = None
-    pid: int | None = None
-    exit_code: int | None = None
-    error: str | None = None
-    resume: bool = False
-    cancel_requested: bool = False
-
-    @property
-    def finished(self) -> bool:
-        return self.status in FINISHED
-
-    @property
-    def resumable(self) -> bool:
-        """A failed or cancelled run with a checkpoint to continue from."""
-        return self.status in ("failed", "cancelled") and rf.has_checkpoint(Path(self.run_dir))
-
-
-_COLUMNS = [f.name for f in fields(Job)]
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    owner TEXT,
-    name TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled', 'push_failed')),
-    run_dir TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    pid INTEGER,
-    exit_code INTEGER,
-    error TEXT,
-    resume INTEGER NOT NULL DEFAULT 0,
-    cancel_requested INTEGER NOT NULL DEFAULT 0
-)
-"""
-
-
-class JobStore:
-    """The job table in SQLite (a fresh connection per call, so any thread may use it)."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute(_SCHEMA)
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.row_factory = sqlite3.Row
-        return db
-
-    @staticmethod
-    def _job(row: sqlite3.Row | None) -> Job | None:
-        if row is None:
-            return None
-        data = dict(row)
-        data["resume"], data["cancel_requested"] = bool(data["resume"]), bool(data["cancel_requested"])
-        return Job(**data)
-
-    def create(self, run_dir: Path, name: str, owner: str | None = None) -> Job:
-        """Insert a queued job for run_dir."""
-        with self._connect() as db:
-            cur = db.execute(
-                "INSERT INTO jobs (owner, name, status, run_dir, created_at) VALUES (?, ?, 'queued', ?, ?)",
-                (owner, name, str(run_dir), time.time()),
-            )
-            return self.get(cur.lastrowid)
-
-    def get(self, job_id: int) -> Job | None:
-        with self._connect() as db:
-            return self._job(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
-
-    def list(self, owner: str | None = None) -> list[Job]:
-        """Jobs newest first; only owner's when owner is given (signed in), else all (local use)."""
-        with self._connect() as db:
-            if owner is None:
-                rows = db.execute("SELECT * FROM jobs ORDER BY id DESC").fetchall()
-            else:
-                rows = db.execute("SELECT * FROM jobs WHERE owner = ? ORDER BY id DESC", (owner,)).fetchall()
-        return [self._job(r) for r in rows]
-
-    def update(self, job_id: int, **values) -> None:
-        unknown = set(values) - set(_COLUMNS)
-        if unknown:
-            raise KeyError(f"unknown job fields: {sorted(unknown)}")
-        if "status" in values and values["status"] not in STATES:
-            raise ValueError(f"unknown job status {values['status']!r}")
-        sets = ", ".join(f"{k} = ?" for k in values)
-        with self._connect() as db:
-            db.execute(f"UPDATE jobs SET {sets} WHERE id = ?", (*values.values(), job_id))  # noqa: S608 - keys checked
-
-    def delete(self, job_id: int) -> None:
-        with self._connect() as db:
-            db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
-
-    def claim_next(self) -> Job | None:
-        """Atomically move the oldest queued job to running, unless a job is already running (one at a time)."""
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                if db.execute("SELECT 1 FROM jobs WHERE status = 'running'").fetchone():
-                    return None
-                row = db.execute("SELECT id FROM jobs WHERE status = 'queued' ORDER BY id LIMIT 1").fetchone()
-                if row is None:
-                    return None
-                db.execute("UPDATE jobs SET status = 'running', started_at = ? WHERE id = ?", (time.time(), row["id"]))
-            finally:
-                db.execute("COMMIT")
-        return self.get(row["id"])
-
-    def queue_position(self, job_id: int) -> int | None:
-        """1 for the next job to start, 2 for the one after, ...; None when the job is not queued."""
-        with self._connect() as db:
-            ids = [r["id"] for r in db.execute("SELECT id FROM jobs WHERE status = 'queued' ORDER BY id")]
-        return ids.index(job_id) + 1 if job_id in ids else None
+TIME_LIMIT_ENV = "PHI3_STUDIO_MAX_RUN_S"
+"""The worker's training time limit in seconds (set from Limits.run_minutes; unset: none)."""
+WAITING_FOR_OWNER = "waiting for its owner to sign in (the server restarted and forgot their token)"
 
 
 class JobManager:
     """Starts workers from the queue, watches them, cancels and recovers them."""
 
-    def __init__(self, store: JobStore, python: str = sys.executable, grace_s: float = GRACE_S):
+    def __init__(self, store: JobStore, python: str = sys.executable, grace_s: float = GRACE_S, limits=None):
+        from trainer.access import Limits
+
         self.store = store
         self.python = python
         self.grace_s = grace_s
+        self.limits = limits or Limits()
         self._tokens: dict[int, str] = {}  # in memory only, until the worker starts
         self._lock = threading.RLock()
 
     @classmethod
     def default(cls) -> JobManager:
-        """The manager of the data dir's job table, with stale jobs recovered and the queue started."""
-        manager = cls(JobStore(rf.data_dir() / DB_FILE))
+        """The manager of the data dir's job table, with stale jobs recovered and the queue started.
+
+        Raises:
+            OSError: the data dir cannot be written (the message names it).
+        """
+        from trainer.access import Limits
+
+        folder = rf.data_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK):
+            raise PermissionError(
+                f"the data dir {folder} is read-only: runs cannot be kept there. Make it writable, "
+                f"or point {rf.DATA_DIR_ENV} at a folder that is."
+            )
+        manager = cls(JobStore(folder / DB_FILE), limits=Limits.from_env())
         manager.recover()
         return manager
 
     # --- submitting and scheduling
 
     def submit(self, config: RunConfig, owner: str | None = None, token: str | None = None) -> Job:
-        """Write a new run folder with config.yaml, queue it, and start it if nothing is running."""
+        """Write a new run folder with config.yaml, queue it, and start it if nothing is running.
+
+        Raises:
+            ValueError: the owner already has as many runs queued or training as the limit allows.
+        """
         config.validate()
+        if owner is not None and self.limits.active_runs is not None:
+            active = [j for j in self.store.list(owner) if j.status in ("queued", "running")]
+            if len(active) >= self.limits.active_runs:
+                raise ValueError(
+                    f"you have {len(active)} runs queued or training, the most this Space allows per user; "
+                    "wait for one to finish or cancel one."
+                )
         run_dir = rf.new_run_dir(_slug(config))
         save_yaml(config, run_dir / rf.CONFIG_FILE)
-        rf.write_status(run_dir, "queued")
-        job = self.store.create(run_dir, name=run_name(config), owner=owner)
+        name = run_name(config)
+        rf.write_status(run_dir, "queued", owner=owner, name=name)  # the table can be rebuilt from run folders
+        job = self.store.create(run_dir, name=name, owner=owner, needs_token=token is not None)
         if token:
             self._tokens[job.id] = token
         self.schedule()
         return self.store.get(job.id)
 
+    def attach_token(self, owner: str | None, token: str | None) -> None:
+        """Give the owner's waiting runs (queued before a restart; their token was lost) the token back, and start."""
+        if not owner or not token:
+            return
+        waiting = [j.id for j in self.store.list(owner) if self.waiting_for_owner(j)]
+        if waiting:
+            self._tokens.update(dict.fromkeys(waiting, token))
+            self.schedule()
+
+    def waiting_for_owner(self, job: Job) -> bool:
+        """A queued run that needs its owner's token, which this server does not hold (it restarted)."""
+        return job.status == "queued" and job.needs_token and job.id not in self._tokens
+
     def resume(self, job_id: int, token: str | None = None) -> Job:
-        """Queue a failed or cancelled run again; it continues from its last checkpoint."""
+        """Queue a stopped run again (failed, cancelled, interrupted, time limit); it continues from its checkpoint."""
         job = self._require(job_id)
         if not job.resumable:
-            raise ValueError(f"job {job_id}: only a failed or cancelled run with a checkpoint can be resumed.")
+            raise ValueError(f"job {job_id}: only a stopped run with a checkpoint can be resumed.")
         self.store.update(
             job_id,
             status="queued",
@@ -226,9 +140,9 @@ class JobManager:
         return self.store.get(job_id)
 
     def schedule(self) -> None:
-        """Start the next queued job if none is running."""
+        """Start the next queued job if none is running (one that needs a token only when it is at hand)."""
         with self._lock:
-            job = self.store.claim_next()
+            job = self.store.claim_next(with_token=frozenset(self._tokens))
             if job is not None:
                 self._spawn(job)
 
@@ -254,6 +168,9 @@ class JobManager:
             "PYTHONWARNINGS": "ignore::FutureWarning",
         }
         env.pop("HF_TOKEN", None)
+        env.pop(TIME_LIMIT_ENV, None)
+        if self.limits.run_minutes:
+            env[TIME_LIMIT_ENV] = str(round(self.limits.run_minutes * 60))
         if token := self._tokens.pop(job.id, None):
             env["HF_TOKEN"] = token  # the only place the token goes: the worker's environment
         try:
@@ -278,13 +195,14 @@ class JobManager:
         """Watch a worker started by an earlier server process (not our child, so no exit code)."""
         while pid_alive(pid):
             time.sleep(poll_s)
-        status = (rf.read_json(Path(self._require(job_id).run_dir) / rf.STATUS_FILE, {}) or {}).get("state")
-        self._finish(job_id, 0 if status == "succeeded" else (EXIT_CANCELLED if status == "cancelled" else None))
+        self._finish(job_id, _recorded_exit(Path(self._require(job_id).run_dir)))
 
     def _finish(self, job_id: int, exit_code: int | None) -> None:
         job = self._require(job_id)
-        if exit_code == 0:
+        if exit_code == EXIT_OK:
             status, error = "succeeded", None
+        elif exit_code == EXIT_TIME_LIMIT:
+            status, error = "time_limit", "stopped at the training time limit of this Space; resume to continue"
         elif job.cancel_requested or exit_code == EXIT_CANCELLED:
             status, error = "cancelled", "cancelled by the user"
         elif exit_code == EXIT_PUSH_FAILED:
@@ -292,7 +210,7 @@ class JobManager:
         else:
             status, error = "failed", failure_cause(_tail(Path(job.run_dir) / rf.LOG_FILE), exit_code)
         self.store.update(job_id, status=status, exit_code=exit_code, error=error, finished_at=time.time())
-        if status not in ("succeeded", "push_failed"):  # a push failure keeps the run's own state (succeeded)
+        if status not in ("succeeded", "push_failed", "time_limit"):  # the worker wrote its own final state
             rf.write_status(Path(job.run_dir), status, error=error)
         logger.info("job %d %s (exit %s)", job_id, status, exit_code)
         self.schedule()
@@ -323,16 +241,16 @@ class JobManager:
             logger.warning("job %d did not stop within %.0f s; killing it", job_id, self.grace_s)
             _signal_group(pid, signal.SIGKILL)
 
-    def retry_push(self, job_id: int, token: str | None = None) -> Job:
-        """Push a trained run again (in this process: the push is network I/O, no model is loaded)."""
+    def retry_push(self, job_id: int, token: str | None) -> Job:
+        """Push a trained run again with the given token (the caller's own; in this process: network I/O only)."""
         from trainer.config import load_yaml
-        from trainer.hub import push_run, resolve_token
+        from trainer.hub import push_run
 
         job = self._require(job_id)
         if job.status not in ("push_failed", "succeeded"):
             raise ValueError(f"job {job_id} is {job.status}; only a trained run can be pushed.")
         config = load_yaml(Path(job.run_dir) / rf.CONFIG_FILE)
-        push_run(Path(job.run_dir), config.hub.repo_id, resolve_token(token), private=config.hub.private)
+        push_run(Path(job.run_dir), config.hub.repo_id, token, private=config.hub.private)
         self.store.update(job_id, status="succeeded", error=None)
         return self.store.get(job_id)
 
@@ -345,20 +263,29 @@ class JobManager:
         self.store.delete(job_id)
 
     def recover(self) -> None:
-        """After a server (re)start: fail jobs whose worker is gone, keep watching live ones, restart the queue."""
+        """After a server (re)start: settle runs whose worker is gone, keep watching live ones, restart the queue.
+
+        A worker that ended while the server was down left its exit code in the run folder, so its run keeps its true
+        outcome; one that left nothing (killed with the machine) is *interrupted*, resumable from a checkpoint. Queued
+        runs that need their owner's token (lost with the old process) wait for the owner to come back.
+        """
         for job in self.store.list():
             if job.status != "running":
                 continue
             if job.pid and pid_alive(job.pid):
                 threading.Thread(target=self._watch_pid, args=(job.id, job.pid), daemon=True).start()
                 continue
+            code = _recorded_exit(Path(job.run_dir))
+            if code is not None:
+                self._finish(job.id, code)
+                continue
             note = (
-                "The server restarted while this run was training; resume it from its last checkpoint."
+                "The server stopped while this run was training; resume it from its last checkpoint."
                 if rf.has_checkpoint(Path(job.run_dir))
-                else "The server restarted while this run was training, before its first checkpoint; start it again."
+                else "The server stopped while this run was training, before its first checkpoint; start it again."
             )
-            self.store.update(job.id, status="failed", error=note, finished_at=time.time())
-            rf.write_status(Path(job.run_dir), "failed", error=note)
+            self.store.update(job.id, status="interrupted", error=note, finished_at=time.time())
+            rf.write_status(Path(job.run_dir), "interrupted", error=note)
         self.schedule()
 
     def _require(self, job_id: int) -> Job:
@@ -397,6 +324,20 @@ def failure_cause(log_tail: str, exit_code: int | None) -> str:
             if line.strip() and not line.startswith((" ", "\t")):
                 return line.strip()
     return f"the worker exited with code {exit_code}; see the log."
+
+
+_STATE_EXITS = {"succeeded": EXIT_OK, "cancelled": EXIT_CANCELLED, "time_limit": EXIT_TIME_LIMIT, "failed": 1}
+
+
+def _recorded_exit(run_dir: Path) -> int | None:
+    """How a worker that is gone ended: the exit code it wrote as it ended, else the final state of its status.json.
+
+    None when it left neither (killed with the machine, say): the run was interrupted.
+    """
+    record = rf.read_json(run_dir / rf.EXIT_FILE, None)
+    if isinstance(record, dict) and isinstance(record.get("code"), int):
+        return record["code"]
+    return _STATE_EXITS.get((rf.read_json(run_dir / rf.STATUS_FILE, {}) or {}).get("state"))
 
 
 def _tail(path: Path, max_bytes: int = 20_000) -> str:

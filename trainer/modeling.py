@@ -176,3 +176,40 @@ def lora_config(cfg: LoraSettings) -> LoraConfig:
         bias="none",
         task_type="CAUSAL_LM",
     )
+
+
+PHI3_FAMILY = ("phi3",)
+"""`model_type` of the bases this studio trains: Phi-3, Phi-3.5-mini and Phi-4-mini all say "phi3"."""
+
+
+def model_problems(model: ModelConfig, lora: LoraSettings, token: str | None = None) -> list[str]:
+    """What is wrong with the base model and the LoRA targets, read from the model's config (no weights loaded).
+
+    The base must be a Phi-3-family causal LM; every target module must be one of its linear layers (or all-linear).
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    name = model.model_name_or_path
+    try:
+        config = AutoConfig.from_pretrained(resolve_model_path(name), token=token, trust_remote_code=False)
+    except Exception as exc:  # noqa: BLE001 - missing, private, offline, not a model: one message with the cause
+        detail = " ".join(str(exc).split())[:200]
+        return [f"model.model_name_or_path: cannot read the config of {name!r} ({detail}). Check the ID or the path."]
+    if getattr(config, "model_type", None) not in PHI3_FAMILY:
+        return [
+            f"model.model_name_or_path: {name!r} is a {config.model_type!r} model; this studio trains Phi-3-family "
+            "causal LMs (Phi-3, Phi-3.5-mini, Phi-4-mini). Use e.g. microsoft/Phi-3-mini-4k-instruct."
+        ]
+    if lora.target_modules == ["all-linear"]:
+        return []
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config)
+    linear = sorted({n.rsplit(".", 1)[-1] for n, m in skeleton.named_modules() if isinstance(m, torch.nn.Linear)})
+    unknown = [t for t in lora.target_modules if t not in linear]
+    if unknown:
+        return [
+            f"lora.target_modules: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not a linear layer of "
+            f"{name}. Use some of {', '.join(linear)}, or all-linear."
+        ]
+    return []

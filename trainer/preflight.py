@@ -39,18 +39,22 @@ def check_before_queueing(cfg: RunConfig, on_gpu: bool, token: str | None = None
     """
     from trainer import data
     from trainer.hub import HubError, check_push_access
-    from trainer.modeling import environment_problems
+    from trainer.modeling import environment_problems, model_problems
 
     problems = environment_problems(cfg.model) + demo_problems(cfg, on_gpu)
     if problems:
         return problems
+    problems += model_problems(cfg.model, cfg.lora, token)  # its config only: a Phi-3 model, real target modules
     if cfg.hub.repo_id:  # a long run must never fail at push time for a reason knowable now
         try:
             check_push_access(cfg.hub.repo_id, token)
         except HubError as exc:
             problems.append(str(exc) if str(exc).startswith("hub.") else f"hub.repo_id: {exc}")
-    try:  # the first rows catch a missing file/ID/split, an unknown format or all-bad rows
-        data.prepare(cfg.data, token=token, limit=CHECK_ROWS)
+    try:  # the first rows catch a missing file/ID/split, an unknown format, all-bad rows, or no room for replies
+        prepared = data.prepare(cfg.data, token=token, limit=CHECK_ROWS)
+        tokenizer = data.preview_tokenizer(cfg.model.model_name_or_path)
+        if problem := data.reply_room_problem(tokenizer, prepared.train["messages"], cfg.training.max_length):
+            problems.append(problem)
     except (data.DataError, ConfigError) as exc:
         problems.append(str(exc))
     return problems

@@ -12,6 +12,7 @@ on the lowest floor: it imports nothing from `trainer` but `trainer.paths`.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import tempfile
@@ -22,6 +23,8 @@ from typing import Any
 
 from trainer.paths import PROJECT_ROOT
 
+logger = logging.getLogger(__name__)
+
 DATA_DIR_ENV = "PHI3_STUDIO_DATA_DIR"
 
 CONFIG_FILE = "config.yaml"
@@ -30,6 +33,7 @@ LOG_FILE = "log.txt"
 STATUS_FILE = "status.json"
 SAMPLES_FILE = "samples.json"
 VERSIONS_FILE = "versions.json"
+EXIT_FILE = "exit.json"  # the worker's exit code, written as it ends (read back after a server restart)
 CHECKPOINTS_DIR = "checkpoints"
 CHECKPOINT_GLOB = "checkpoint-*"  # the Trainer's checkpoint folders inside CHECKPOINTS_DIR
 ADAPTER_DIR = "adapter"
@@ -93,10 +97,13 @@ def write_json_atomic(path: Path, data: Any) -> Path:
 
 
 def read_json(path: Path, default: Any = None) -> Any:
-    """Read a JSON file, or return default when it is missing."""
+    """Read a JSON file, or return default when it is missing or damaged (a damaged one is logged, never fatal)."""
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
+        return default
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        logger.warning("%s is damaged (%s); reading it as empty", path, exc)
         return default
 
 

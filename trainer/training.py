@@ -16,32 +16,29 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trainer import runfolder as rf
+from trainer.callbacks import (
+    CheckpointPusher,
+    EventCallback,
+    EventHandler,
+    RunCancelled,
+    RunTimeLimit,
+    arm,
+    raise_if_stopped,
+    request_stop,
+)
 from trainer.config import ConfigError, RunConfig, hint, save_yaml
+
+__all__ = ["RunCancelled", "RunResult", "RunTimeLimit", "request_stop", "run"]
 
 logger = logging.getLogger(__name__)
 
-EventHandler = Callable[[dict[str, Any]], None]
 LOGGED_LIBRARIES = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "huggingface_hub")
-
-# Set by request_stop() (the worker's SIGTERM handler): the loop saves a checkpoint and stops at the next step.
-_STOP = threading.Event()
-
-
-class RunCancelled(Exception):
-    """The run was asked to stop (e.g. SIGTERM from Cancel); a checkpoint was saved, so it can be resumed."""
-
-
-def request_stop() -> None:
-    """Ask the run in this process to save a checkpoint and stop after the current step (signal-safe)."""
-    _STOP.set()
 
 
 @dataclass
@@ -64,6 +61,7 @@ def run(
     resume: bool = False,
     token: str | None = None,
     return_model: bool = False,
+    time_limit_s: float | None = None,
 ) -> RunResult:
     """Fine-tune the base model with LoRA/QLoRA as configured and save only the adapter.
 
@@ -74,6 +72,7 @@ def run(
         resume: continue from the last checkpoint in run_dir/checkpoints.
         token: Hugging Face token for private/gated data and models (never written anywhere).
         return_model: keep the trained PeftModel in the result (otherwise it is freed).
+        time_limit_s: stop after this many seconds (from now), with a checkpoint, like a Cancel (RunTimeLimit).
 
     Returns:
         A RunResult with the adapter folder and the eval loss before/after.
@@ -83,9 +82,9 @@ def run(
     """
     # --- 1. validate before spending anything
     config.validate()
-    from trainer.modeling import environment_problems
+    from trainer.modeling import environment_problems, model_problems
 
-    if found := environment_problems(config.model):
+    if found := environment_problems(config.model) or model_problems(config.model, config.lora, token):
         raise ConfigError(found)
 
     # --- 2. the run folder
@@ -96,11 +95,12 @@ def run(
     emit = _event_writer(run_dir, on_event)
     started = time.time()
     rf.write_status(run_dir, "running", started_at=started, error=None)
-    _STOP.clear()
+    arm(time_limit_s)
     try:
         result = _train(config, run_dir, emit, resume, token, return_model)
     except RunCancelled as exc:
-        rf.write_status(run_dir, "cancelled", error=str(exc), finished_at=time.time())
+        state = "time_limit" if isinstance(exc, RunTimeLimit) else "cancelled"
+        rf.write_status(run_dir, state, error=str(exc), finished_at=time.time())
         raise
     except BaseException as exc:
         rf.write_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}", finished_at=time.time())
@@ -147,6 +147,8 @@ def _train(
     # --- 4. model: tokenizer with a non-stop pad token, frozen base, LoRA config
     tokenizer = load_tokenizer(config.model)
     t = config.training
+    if problem := data_mod.reply_room_problem(tokenizer, prepared.train["messages"], t.max_length):
+        raise data_mod.DataError(problem)  # before the model loads
     model = load_base_model(config.model, for_training=True, gradient_checkpointing=t.gradient_checkpointing)
     configure_generation(model, tokenizer)
     logger.info(
@@ -201,10 +203,7 @@ def _train(
 
     # --- 7. train
     trainer.train(resume_from_checkpoint=checkpoint)
-    if _STOP.is_set():
-        step = trainer.state.global_step
-        emit({"step": step, "message": f"cancelled at step {step}; checkpoint saved, the run can be resumed"})
-        raise RunCancelled(f"cancelled at step {step}; resume continues from its checkpoint")
+    raise_if_stopped(trainer.state.global_step, emit)
 
     # --- 8. evaluate the tuned model (unless the loop just did, at the final step), answer the samples again
     eval_after = None
@@ -223,7 +222,7 @@ def _train(
     rf.write_json_atomic(run_dir / rf.VERSIONS_FILE, library_versions())
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    emit({"step": trainer.state.global_step, "message": f"saved adapter to {adapter_dir}"})
+    emit({"step": trainer.state.global_step, "message": f"saved adapter to {rf.ADAPTER_DIR}/ in the run folder"})
     model = trainer.model if return_model else None
     return RunResult(run_dir, adapter_dir, trainer.state.global_step, eval_before, eval_after, samples, model)
 
@@ -383,100 +382,3 @@ def _attach_log_file(run_dir: Path) -> logging.Handler:
     logging.getLogger().addHandler(handler)
     logging.getLogger("trainer").setLevel(logging.INFO)
     return handler
-
-
-def _make_event_callback_class():
-    from transformers import TrainerCallback
-
-    class _EventCallback(TrainerCallback):
-        """Turns the Trainer's logs into run events: losses, lr, grad norm, non-padding tokens/s, ETA, memory."""
-
-        def __init__(self, emit: EventHandler):
-            self.emit = emit
-            self.train_start: float | None = None
-            self.start_step = 0
-            self.last_tokens: tuple[float, float] | None = None  # (time, cumulative non-padding tokens)
-            self.last_eval: tuple[int, float | None] = (-1, None)  # (step, eval loss) of the latest evaluation
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            self.train_start = time.time()
-            self.start_step = state.global_step
-            self.last_tokens = None
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if _STOP.is_set():  # Cancel: checkpoint now, then stop
-                control.should_save = True
-                control.should_training_stop = True
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            logs = logs or {}
-            event: dict[str, Any] = {"step": state.global_step, "total_steps": state.max_steps}
-            if state.epoch is not None:
-                event["epoch"] = round(state.epoch, 4)
-            if "eval_loss" in logs:
-                self.last_eval = (state.global_step, logs["eval_loss"])
-            for src, dst in (("loss", "loss"), ("eval_loss", "eval_loss"), ("learning_rate", "lr")):
-                if src in logs:
-                    event[dst] = logs[src]
-            if "grad_norm" in logs:
-                event["grad_norm"] = float(logs["grad_norm"])
-            if "loss" in logs:
-                event.update(self._speed(state, logs))
-            if len(event) > 3 or "eval_loss" in event:
-                self.emit(event)
-
-        def _speed(self, state, logs) -> dict[str, Any]:
-            import torch
-
-            now = time.time()
-            out: dict[str, Any] = {}
-            if "num_tokens" in logs:
-                tokens = float(logs["num_tokens"])
-                if self.last_tokens is not None and tokens > self.last_tokens[1] and now > self.last_tokens[0]:
-                    out["tokens_per_s"] = round((tokens - self.last_tokens[1]) / (now - self.last_tokens[0]), 1)
-                elif self.train_start is not None and self.last_tokens is None and now > self.train_start:
-                    out["tokens_per_s"] = round(tokens / (now - self.train_start), 1)
-                self.last_tokens = (now, tokens)
-            done = state.global_step - self.start_step
-            if self.train_start is not None and done > 0 and state.max_steps:
-                per_step = (now - self.train_start) / done
-                out["eta_s"] = round(per_step * max(state.max_steps - state.global_step, 0), 1)
-            if torch.cuda.is_available():
-                out["gpu_mem_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-            return out
-
-    return _EventCallback
-
-
-def EventCallback(emit: EventHandler):  # noqa: N802 - a factory that reads like the class it builds
-    """A transformers TrainerCallback that forwards logs as run events (built lazily to keep imports light)."""
-    return _make_event_callback_class()(emit)
-
-
-CANCEL_UPLOAD_WAIT_S = 15.0
-"""On Cancel, how long training waits for checkpoint uploads (the worker must exit within the cancel grace)."""
-
-
-def CheckpointPusher(config: RunConfig, token: str | None, emit: EventHandler):  # noqa: N802 - a factory
-    """A callback that pushes each saved checkpoint's adapter in the background (training does not wait on the
-    upload), then waits for the uploads when training ends. A failed upload is reported, never fatal."""
-    from transformers import TrainerCallback
-
-    from trainer.hub import CheckpointUploader, resolve_token
-
-    def done(name: str, problem: str | None) -> None:
-        step = name.rsplit("-", 1)[-1]
-        message = f"pushed {name} to {config.hub.repo_id}" if problem is None else f"{name} not pushed: {problem}"
-        emit({"step": int(step) if step.isdigit() else None, "message": message})
-
-    uploader = CheckpointUploader(config.hub.repo_id, resolve_token(token), config.hub.private, on_done=done)
-
-    class _CheckpointPusher(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
-            uploader.submit(Path(args.output_dir) / f"checkpoint-{state.global_step}")
-
-        def on_train_end(self, args, state, control, **kwargs):
-            if not uploader.wait(CANCEL_UPLOAD_WAIT_S if _STOP.is_set() else None):
-                emit({"step": state.global_step, "message": "cancelled before the last checkpoint upload ended"})
-
-    return _CheckpointPusher()

@@ -149,7 +149,7 @@ def test_trained_but_push_failed_is_its_own_state(manager):
     assert not job.resumable  # nothing to resume: the adapter is saved; Retry push publishes it
 
 
-def test_recovery_after_a_restart_marks_dead_workers_failed(manager, tmp_path):
+def test_recovery_after_a_restart_marks_dead_workers_interrupted(manager, tmp_path):
     store = manager.store
     with_ckpt = store.create(tmp_path / "runs" / "a", name="a")
     without = store.create(tmp_path / "runs" / "b", name="b")
@@ -161,7 +161,7 @@ def test_recovery_after_a_restart_marks_dead_workers_failed(manager, tmp_path):
         store.update(job.id, status="running", pid=dead.pid, started_at=time.time())
     JobManager(store, python=manager.python).recover()  # a new server process
     a, b = store.get(with_ckpt.id), store.get(without.id)
-    assert a.status == b.status == "failed"
+    assert a.status == b.status == "interrupted"
     assert a.resumable and "resume it from its last checkpoint" in a.error
     assert not b.resumable and "start it again" in b.error
 

@@ -26,11 +26,12 @@ MODULES = {
 FLOORS = [
     ["trainer.paths", "trainer.errors", "trainer"],
     ["trainer.phi3", "trainer.runfolder"],
-    ["trainer.config"],
+    ["trainer.config", "trainer.jobstore"],
     ["trainer.data", "trainer.tiny"],
     ["trainer.modeling", "trainer.samples"],
     ["trainer.hub"],
-    ["trainer.training", "trainer.chat"],
+    ["trainer.callbacks"],
+    ["trainer.training", "trainer.chat", "trainer.access"],
     ["trainer.preflight", "trainer.jobs", "trainer.bench"],
     ["trainer.ui", "trainer.__main__"],
 ]

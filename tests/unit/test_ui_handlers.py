@@ -102,7 +102,7 @@ def test_the_runs_actions_through_their_handlers(tmp_path, monkeypatch):
     done = store.create(run_dir, name="done", owner=None)
     store.update(done.id, status="succeeded")
     blocks = build_app(JobManager(store, python="/bin/false"), on_gpu=False)
-    with pytest.warns(UserWarning, match="only a failed or cancelled run with a checkpoint can be resumed"):
+    with pytest.warns(UserWarning, match="only a stopped run with a checkpoint can be resumed"):
         picker = _action(blocks, "resume")(str(done.id), None)
     assert store.get(done.id).status == "succeeded" and _ids(picker) == [str(done.id)]
     picker = _action(blocks, "delete")(str(done.id), None)

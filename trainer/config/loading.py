@@ -58,7 +58,7 @@ def _coerce(spec: FieldSpec, value: Any) -> Any:
             raise ValueError(f"expected a whole number, got {value!r}")
         try:
             return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: "1e400", inf
             raise ValueError(f"expected a whole number, got {value!r}") from None
     if typ is float:
         if isinstance(value, bool):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import typing
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ import yaml
 from trainer.phi3 import DEFAULT_BASE_MODEL, PHI3_PROJECTIONS, STOP_TOKENS
 
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}$")
+INT_LIMIT = 2**31 - 1  # whole-number settings are handed to torch/numpy/SQLite as 32-bit values
 CHAT_ROLES: tuple[str, ...] = ("system", "user", "assistant")
 """Chat roles the Phi-3 chat template renders (it silently drops any other role, so others are rejected)."""
 MAPPING_EXAMPLE = {"question": "user", "answer": "assistant"}
@@ -384,6 +386,10 @@ def _check_bounds(spec: FieldSpec, value: Any) -> str | None:
     if spec.choices is not None and value not in spec.choices:
         return f"{spec.key}: {value!r} is not a choice. Use one of: {', '.join(map(str, spec.choices))}."
     low, high = spec.meta.get("min"), spec.meta.get("max")
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{spec.key}: {value} is not a finite number. Use a number such as {spec.default}."
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT_LIMIT:
+        return f"{spec.key}: {value} is more than this setting can hold. Use a value <= {INT_LIMIT}."
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if low is not None and value < low:
             return f"{spec.key}: {value} is below the minimum {low}. Use a value >= {low}."

@@ -43,6 +43,7 @@ from trainer.data.preview import (
     length_stats,
     preview,
     preview_tokenizer,
+    reply_room_problem,
     token_lengths,
 )
 
@@ -68,6 +69,7 @@ __all__ = [
     "prepare",
     "preview",
     "preview_tokenizer",
+    "reply_room_problem",
     "required_columns",
     "resolve_local_path",
     "split_eval",

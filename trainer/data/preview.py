@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from trainer.config import DataConfig
+from trainer.config import DataConfig, hint
 from trainer.data.formats import Message, choose_format, normalise
 from trainer.data.load import hub_row_count, load_table, resolve_local_path
 from trainer.paths import TOKENIZER_DIR
@@ -198,3 +198,31 @@ def format_preview(p: Preview, max_problems: int = 10) -> str:
     for index, text in enumerate(p.rendered, start=1):
         lines += ["", f"--- row {index} (rendered with the chat template) ---", text]
     return "\n".join(lines)
+
+
+def reply_room_problem(
+    tokenizer: Any, rows: Sequence[list[Message]], max_length: int, sample: int = 1000
+) -> str | None:
+    """The problem when no row leaves room for a reply: every prompt (up to its first reply) fills max_length.
+
+    Training cuts rows to max_length from the start, so such a row has nothing left to learn. Checked on the first
+    `sample` rows, with the tokenizer only (before any model loads).
+    """
+    prompts = []
+    for messages in list(rows)[:sample]:
+        first = next((i for i, m in enumerate(messages) if m["role"] == "assistant"), len(messages))
+        prompts.append(messages[:first])
+    if not prompts:
+        return None
+    lengths = []
+    for start in range(0, len(prompts), _STATS_BATCH):
+        out = tokenizer.apply_chat_template(prompts[start : start + _STATS_BATCH], add_generation_prompt=True)
+        ids = out["input_ids"] if isinstance(out, Mapping) else out
+        lengths.extend(len(row_ids) for row_ids in ids)
+    if min(lengths) < max_length:
+        return None
+    return (
+        f"training.max_length: every row's prompt is {min(lengths)} tokens or more, so no reply fits in "
+        f"{max_length} tokens and nothing would be learned. "
+        f"Raise it ({hint('training.max_length', 2 * min(lengths))})."
+    )

@@ -74,6 +74,23 @@ def card_metadata(config: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
+def public_config_text(config_text: str) -> str:
+    """A run's config.yaml as it may be published: a local dataset or base model named by its file name only.
+
+    (A run on a Space trains on an upload under the server's data dir; its path is nobody's business.)
+    """
+    import yaml
+
+    config = yaml.safe_load(config_text) or {}
+    data, model = config.get("data") or {}, config.get("model") or {}
+    name = str(data.get("dataset_name") or "")
+    if name and hub_dataset_id(name) is None:
+        data["dataset_name"] = Path(name).name
+    if model.get("model_name_or_path"):
+        model["model_name_or_path"] = base_model_id(str(model["model_name_or_path"]))
+    return yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+
+
 def model_card(run_dir: Path, repo_id: str | None = None) -> str:
     """The README.md model card of a finished run's adapter.
 
@@ -109,7 +126,7 @@ def model_card(run_dir: Path, repo_id: str | None = None) -> str:
             f"{targets}; learning rate {training.get('learning_rate')} ({training.get('lr_scheduler_type')}), "
             f"effective batch {batch} rows, max length {training.get('max_length')} tokens."
         ),
-        config_block=_fence(run.config_text, "yaml"),
+        config_block=_fence(public_config_text(run.config_text), "yaml"),
         versions=run.versions,
     )
 

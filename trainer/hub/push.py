@@ -31,7 +31,7 @@ from typing import Any
 
 from trainer import runfolder as rf
 from trainer.hub.auth import check_push_access
-from trainer.hub.card import MODEL_CARD_FILE, commit_description, merged_card, model_card
+from trainer.hub.card import MODEL_CARD_FILE, commit_description, merged_card, model_card, public_config_text
 from trainer.hub.chart import LOSS_CURVE_FILE, loss_curve_png
 from trainer.hub.retry import HubError, hub_error, with_retries
 
@@ -108,7 +108,10 @@ def push_run(
         user = check_push_access(repo_id, token, retries, backoff_s)
         rf.write_text_atomic(run_dir / MODEL_CARD_FILE, model_card(run_dir, repo_id=repo_id))
         loss_curve_png(run_dir, run_dir / LOSS_CURVE_FILE)
-        files = files_to_push(run_dir)
+        files = [  # config.yaml as published: no server paths
+            (name, public_config_text(path.read_text(encoding="utf-8")).encode() if name == rf.CONFIG_FILE else path)
+            for name, path in files_to_push(run_dir)
+        ]
         logger.info("pushing %d files of run %s to %s as %s", len(files), run_dir.name, repo_id, user)
         url, info = _create_and_commit(
             repo_id,
@@ -141,7 +144,7 @@ def push_run(
 
 def _create_and_commit(
     repo_id: str,
-    files: list[tuple[str, Path]],
+    files: list[tuple[str, Path | bytes]],
     token: str,
     private: bool,
     message: str,
@@ -158,7 +161,10 @@ def _create_and_commit(
         return str(api.create_repo(repo_id, token=token, private=private, exist_ok=True, repo_type="model"))
 
     def commit() -> Any:
-        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in files]
+        operations = [
+            CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path) if isinstance(path, Path) else path)
+            for name, path in files
+        ]
         return api.create_commit(
             repo_id, operations, commit_message=message, commit_description=description, token=token, repo_type="model"
         )

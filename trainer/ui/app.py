@@ -19,7 +19,7 @@ from typing import Any
 
 import gradio as gr
 
-from trainer import runfolder as rf
+from trainer.access import space_mode
 from trainer.config import preset_config
 from trainer.preflight import DEMO_PRESET
 from trainer.ui import compare_tab, runs_tab, train_tab
@@ -54,10 +54,13 @@ def build_app(manager=None, on_gpu: bool | None = None) -> gr.Blocks:
     start_preset = GPU_PRESET if on_gpu else DEMO_PRESET
 
     with gr.Blocks(title="Phi-3 Fine-Tune Studio") as app:
-        if os.environ.get("OAUTH_CLIENT_ID"):  # a Space with `hf_oauth: true`; locally HF_TOKEN / `hf auth login`
+        if space_mode():  # a Space with `hf_oauth: true`; locally HF_TOKEN / `hf auth login`
             with gr.Row():
                 gr.Markdown(
-                    "Sign in with Hugging Face to read your private datasets and push adapters to your account."
+                    "Sign in with Hugging Face to train, see your runs and compare them, and to push adapters to "
+                    "your account. Signed out, you can fill in the form, preview public datasets and download the "
+                    "config.",
+                    elem_id="sign-in-note",
                 )
                 gr.LoginButton(scale=0, min_width=220)
         gr.Markdown(
@@ -84,14 +87,24 @@ def build_app(manager=None, on_gpu: bool | None = None) -> gr.Blocks:
 
 
 def launch(**kwargs: Any) -> None:
-    """Build the app and serve it (host/port from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT when set)."""
+    """Build the app and serve it: on 127.0.0.1 unless GRADIO_SERVER_NAME says otherwise (a Space sets it).
+
+    Nothing in the data dir is served by its path (no `allowed_paths`): downloads are made per request as copies.
+    """
+    from trainer.jobs import JobManager
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = build_app()
+    try:
+        manager = JobManager.default()
+    except PermissionError as exc:
+        raise SystemExit(f"Phi-3 Fine-Tune Studio cannot start: {exc}") from None
+    app = build_app(manager)
     app.queue(default_concurrency_limit=4)
+    upload_mb = manager.limits.upload_mb
     app.launch(
         theme=gr.themes.Soft(),
         css=CSS,
-        allowed_paths=[str(rf.data_dir())],
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        max_file_size=f"{upload_mb:g}mb" if upload_mb else None,
         **kwargs,
     )

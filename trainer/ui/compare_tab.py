@@ -12,7 +12,9 @@ from typing import Any
 import gradio as gr
 
 from trainer import runfolder as rf
-from trainer.ui.context import AppContext, owner_of
+from trainer.access import AccessError, Caller, find_job, visible_jobs
+from trainer.config import repo_id_problem
+from trainer.ui.context import AppContext, caller
 
 
 def chat_messages(history: list[dict[str, Any]] | None) -> list[dict[str, str]]:
@@ -26,17 +28,35 @@ def chat_messages(history: list[dict[str, Any]] | None) -> list[dict[str, str]]:
     return out
 
 
-def pane_labels(source: str | None, hub_id: str | None) -> str:
+def chosen_source(manager, who: Caller, run_id: str | None, hub_id: str | None) -> str:
+    """What the Compare tab loads: one of the caller's own runs (by id) or a Hub adapter repo, never a typed path.
+
+    Raises:
+        AccessError: not signed in (on a Space), not the caller's run, or not a Hub repo ID.
+    """
+    who.require("compare models")
+    repo = (hub_id or "").strip()
+    if repo:
+        if problem := repo_id_problem(repo):
+            raise AccessError(problem.replace("hub.repo_id", "adapter repo"))
+        if Path(repo).expanduser().exists():
+            raise AccessError(f"adapter repo: {repo!r} names a folder on this server; give a Hub repo ID (user/name).")
+        return repo
+    if not run_id:
+        raise AccessError("Pick a finished run, or type an adapter repo ID.")
+    return find_job(manager.store, who, run_id).run_dir
+
+
+def pane_labels(run_dir: str | None, repo: str | None) -> str:
     """Name the two models above the panes (read from the run's config; no model is loaded here)."""
     from trainer.config import load_yaml
 
-    wanted = (hub_id or "").strip() or source
-    if not wanted:
+    if repo:
+        return f"**Left, base:** the adapter's base · **Right, tuned:** base + adapter `{repo}`"
+    if not run_dir:
         return ""
-    config_file = Path(wanted) / rf.CONFIG_FILE
-    base = load_yaml(config_file).model.model_name_or_path if config_file.exists() else "the adapter's base"
-    name = Path(wanted).name if config_file.exists() else wanted
-    return f"**Left, base:** `{base}` · **Right, tuned:** `{base}` + adapter `{name}`"
+    base = load_yaml(Path(run_dir) / rf.CONFIG_FILE).model.model_name_or_path
+    return f"**Left, base:** `{base}` · **Right, tuned:** `{base}` + adapter `{Path(run_dir).name}`"
 
 
 def example_prompts(run_dir: str | None) -> Any:
@@ -48,26 +68,59 @@ def example_prompts(run_dir: str | None) -> Any:
 
 def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> dict[str, Any]:
     """Build the Compare tab's components and wire its events (send, stream, stop, regenerate, clear)."""
+    from trainer.access import space_mode
+
     manager, engines = ctx.manager, ctx.engines
     c = _layout()
 
     def adapter_choices(profile: gr.OAuthProfile | None):
-        finished = [j for j in manager.store.list(owner_of(profile)) if j.status in ("succeeded", "push_failed")]
-        choices = [(f"run #{j.id} · {j.name}", j.run_dir) for j in finished]
+        who = caller(profile)
+        finished = [j for j in visible_jobs(manager.store, who) if j.status in ("succeeded", "push_failed")]
+        choices = [(f"run #{j.id} · {j.name}", str(j.id)) for j in finished]
         return gr.update(choices=choices, value=choices[0][1] if choices else None)
 
-    def send(prompt, base_hist, tuned_hist, source, hub_id, max_new, temperature, top_p, greedy, system):
+    def labels(run_id, hub_id, profile: gr.OAuthProfile | None):
+        try:
+            source = chosen_source(manager, caller(profile), run_id, hub_id)
+        except AccessError:
+            return ""
+        return pane_labels(None, source) if (hub_id or "").strip() else pane_labels(source, None)
+
+    def examples(run_id, profile: gr.OAuthProfile | None):
+        try:
+            return example_prompts(find_job(manager.store, caller(profile), run_id).run_dir)
+        except AccessError:
+            return example_prompts(None)
+
+    def send(
+        prompt,
+        base_hist,
+        tuned_hist,
+        run_id,
+        hub_id,
+        max_new,
+        temperature,
+        top_p,
+        greedy,
+        system,
+        profile: gr.OAuthProfile | None,
+        oauth: gr.OAuthToken | None,
+    ):
         from trainer.chat import ChatError, GenerationSettings
 
         if not (prompt or "").strip():
             raise gr.Error("Type a prompt first.")
+        who = caller(profile, oauth)
+        try:
+            source = chosen_source(manager, who, run_id, hub_id)
+        except AccessError as exc:
+            raise gr.Error(str(exc)) from exc
         if ctx.on_gpu and any(j.status == "running" for j in manager.store.list()):
             raise gr.Error("A training run is using the GPU; the comparison can load once it finishes.")
-        wanted = (hub_id or "").strip() or source
-        if wanted and not engines.holds(wanted):
-            gr.Info(f"Loading the base model and the adapter of {wanted}…")
+        if not engines.holds(source, who.name):
+            gr.Info(f"Loading the base model and the adapter of {Path(source).name if not hub_id else source}…")
         try:
-            engine = engines.get(wanted)
+            engine = engines.get(source, token=who.token, who=who.name, local_base=not space_mode())
         except (ChatError, ValueError, OSError) as exc:
             raise gr.Error(str(exc)) from exc
         settings = GenerationSettings(
@@ -100,15 +153,28 @@ def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> dict[str, Any]:
     gen_outputs = [c["base_chat"], c["tuned_chat"], c["prompt"]]
     for trigger in (c["send"].click, c["prompt"].submit):  # one chain, two triggers
         trigger(engines.reset_stop, None, None, queue=False).then(
-            pane_labels, [c["adapter"], c["hub_id"]], c["models"], queue=False
+            labels, [c["adapter"], c["hub_id"]], c["models"], queue=False
         ).then(send, gen_inputs, gen_outputs, concurrency_id="gpu", concurrency_limit=1)
 
-    def regenerate(base_hist, tuned_hist, *rest):
+    def regenerate(
+        base_hist,
+        tuned_hist,
+        run_id,
+        hub_id,
+        max_new,
+        temperature,
+        top_p,
+        greedy,
+        system,
+        profile: gr.OAuthProfile | None,
+        oauth: gr.OAuthToken | None,
+    ):
         base_hist, tuned_hist = chat_messages(base_hist), chat_messages(tuned_hist)
         last = next((m["content"] for m in reversed(base_hist) if m["role"] == "user"), "")
         cut = max((i for i, m in enumerate(base_hist) if m["role"] == "user"), default=0)
         tuned_cut = max((i for i, m in enumerate(tuned_hist) if m["role"] == "user"), default=0)
-        yield from send(last, base_hist[:cut], tuned_hist[:tuned_cut], *rest)
+        settings = (run_id, hub_id, max_new, temperature, top_p, greedy, system)
+        yield from send(last, base_hist[:cut], tuned_hist[:tuned_cut], *settings, profile, oauth)
 
     c["regenerate"].click(engines.reset_stop, None, None, queue=False).then(
         regenerate, gen_inputs[1:], gen_outputs, concurrency_id="gpu", concurrency_limit=1
@@ -116,7 +182,7 @@ def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> dict[str, Any]:
     c["stop"].click(lambda: engines.stop.set(), None, None, queue=False)
     c["clear"].click(lambda: ([], [], ""), None, gen_outputs, queue=False)
     tab.select(adapter_choices, None, c["adapter"])
-    c["adapter"].change(example_prompts, c["adapter"], c["examples"], queue=False)
+    c["adapter"].change(examples, c["adapter"], c["examples"], queue=False)
     c["examples"].change(lambda p: gr.update(value=p) if p else gr.skip(), c["examples"], c["prompt"], queue=False)
     app.load(adapter_choices, None, c["adapter"])
     return c

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import gradio as gr
 
+from trainer.access import Caller, caller_from
+
 if TYPE_CHECKING:
     from trainer.chat import EngineCache
     from trainer.jobs import JobManager
@@ -31,13 +33,6 @@ class AppContext:
     started_run: gr.State
 
 
-def owner_of(profile: gr.OAuthProfile | None) -> str | None:
-    """The signed-in user's name (None when signed out or running locally)."""
-    return profile.username if profile is not None else None
-
-
-def user_token(oauth: gr.OAuthToken | None) -> str | None:
-    """The Hugging Face token to act with: the signed-in user's OAuth token, else the local one (HF_TOKEN/login)."""
-    from trainer.hub import resolve_token
-
-    return resolve_token(oauth.token if oauth is not None else None)
+def caller(profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None = None) -> Caller:
+    """Who calls a handler, from what Gradio injects from the server's session (never from the browser's values)."""
+    return caller_from(profile.username if profile is not None else None, oauth.token if oauth is not None else None)

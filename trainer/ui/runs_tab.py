@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import html
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -10,8 +12,10 @@ from typing import Any
 import gradio as gr
 
 from trainer import runfolder as rf
+from trainer.access import SIGN_IN, AccessError, find_job, space_mode, visible_jobs
 from trainer.config.hints import render_hints
-from trainer.ui.context import AppContext, owner_of, user_token
+from trainer.jobs import WAITING_FOR_OWNER
+from trainer.ui.context import AppContext, caller
 
 REFRESH_S = 1.0
 
@@ -19,9 +23,10 @@ REFRESH_S = 1.0
 # --------------------------------------------------------------------------- reading the run folder (no widgets)
 
 
-def job_choices(manager, owner: str | None) -> list[tuple[str, str]]:
-    """(label, id) pairs for the run picker, newest first."""
-    return [(f"#{j.id} · {j.status} · {j.name}", str(j.id)) for j in manager.store.list(owner)]
+def label_of(job, manager) -> str:
+    """How the picker names a run."""
+    status = "waiting for sign-in" if manager.waiting_for_owner(job) else job.status
+    return f"#{job.id} · {status} · {job.name}"
 
 
 def loss_frame(events: list[dict[str, Any]], key: str = "loss"):
@@ -74,8 +79,11 @@ def status_markdown(manager, job) -> str:
     """Headline for the selected run: state, name, times, queue place or failure cause."""
     if job is None:
         return "No runs yet. Start one in the **Train** tab."
-    lines = [f"### Run #{job.id} · {job.status}", f"{html.escape(job.name)} · `{job.run_dir}`"]
-    if job.status == "queued":
+    folder = Path(job.run_dir).name if space_mode() else job.run_dir  # no server paths for Space users
+    lines = [f"### Run #{job.id} · {job.status}", f"{html.escape(job.name)} · `{folder}`"]
+    if job.status == "queued" and manager.waiting_for_owner(job):
+        lines.append(f"Queued, {WAITING_FOR_OWNER}.")
+    elif job.status == "queued":
         lines.append(f"Waiting for the GPU: place {manager.store.queue_position(job.id)} in the queue.")
     if job.started_at:
         end = job.finished_at or time.time()
@@ -108,18 +116,28 @@ def samples_markdown(run_dir: Path) -> str:
 
 
 def _buttons(job) -> list[Any]:
-    """Cancel / Resume / Retry push / Delete enabled by the selected run's state."""
+    """Cancel / Resume / Retry push / Delete / Download enabled by the selected run's state."""
     if job is None:
-        return [gr.update(interactive=False)] * 4
+        return [gr.update(interactive=False)] * 5
     return [
         gr.update(interactive=job.status in ("queued", "running")),
         gr.update(interactive=job.resumable),
         gr.update(interactive=job.status == "push_failed"),
         gr.update(interactive=job.finished),
+        gr.update(interactive=(Path(job.run_dir) / rf.ADAPTER_DIR / "adapter_model.safetensors").is_file()),
     ]
 
 
 # --------------------------------------------------------------------------- the tab
+
+
+def adapter_zip(job) -> str:
+    """A .zip of the run's adapter folder, made for this request in a temporary folder (served as a copy)."""
+    adapter = Path(job.run_dir) / rf.ADAPTER_DIR
+    if not (adapter / "adapter_model.safetensors").is_file():
+        raise ValueError(f"run #{job.id} has no adapter yet: it is saved when training finishes.")
+    out = Path(tempfile.mkdtemp(prefix="adapter-")) / f"run-{job.id}-adapter"
+    return shutil.make_archive(str(out), "zip", root_dir=adapter)
 
 
 def build(ctx: AppContext, app: gr.Blocks) -> dict[str, Any]:
@@ -140,21 +158,30 @@ def build(ctx: AppContext, app: gr.Blocks) -> dict[str, Any]:
         c["resume"],
         c["retry_push"],
         c["delete"],
+        c["download"],
         c["picker"],
         c["seen"],
     ]
 
-    def refresh(job_id, seen: dict, profile: gr.OAuthProfile | None):
+    def choices_for(who) -> list[tuple[str, str]]:
+        return [(label_of(job, manager), str(job.id)) for job in visible_jobs(manager.store, who)]
+
+    def refresh(job_id, seen: dict, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
         """Re-read the selected run's folder; skip the plot and picker when nothing changed (no flicker)."""
-        owner = owner_of(profile)
-        job = manager.store.get(int(job_id)) if job_id and str(job_id).isdigit() else None
-        if job is not None and owner not in (None, job.owner):
-            job = None  # another user's run
-        choices = job_choices(manager, owner)
+        who = caller(profile, oauth)
+        manager.attach_token(who.name, who.token)  # runs queued before a restart wait for their owner's token
+        try:
+            job = find_job(manager.store, who, job_id)
+        except AccessError:
+            job = None  # nothing selected, gone, or another user's run: all look the same
+        choices = choices_for(who)
         picker = gr.skip() if choices == seen.get("choices") else gr.update(choices=choices)
         if job is None:
             empty = ["", loss_frame([]), loss_frame([], "eval_loss"), "", "", ""]
-            return [status_markdown(manager, None), *empty, *_buttons(None), picker, {"choices": choices}]
+            headline = (
+                status_markdown(manager, None) if who.signed_in else f"### {SIGN_IN.format(what='see your runs')}"
+            )
+            return [headline, *empty, *_buttons(None), picker, {"choices": choices}]
         run_dir = Path(job.run_dir)
         events = rf.read_events(run_dir)
         status = rf.read_json(run_dir / rf.STATUS_FILE, {}) or {}
@@ -173,7 +200,7 @@ def build(ctx: AppContext, app: gr.Blocks) -> dict[str, Any]:
         ]
 
     def refresh_picker(current, profile: gr.OAuthProfile | None):
-        choices = job_choices(manager, owner_of(profile))
+        choices = choices_for(caller(profile))
         ids = [choice[1] for choice in choices]
         value = current if current in ids else (ids[0] if ids else None)
         return gr.update(choices=choices, value=value)
@@ -184,12 +211,16 @@ def build(ctx: AppContext, app: gr.Blocks) -> dict[str, Any]:
     ctx.started_run.change(refresh_picker, ctx.started_run, c["picker"], queue=False)  # a run the Train tab queued
 
     def act(action):
-        def handler(job_id, profile: gr.OAuthProfile | None):
-            if job_id:
-                try:
-                    action(int(job_id))
-                except ValueError as exc:
-                    gr.Warning(str(exc))
+        def handler(job_id, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):  # noqa: ARG001
+            who = caller(profile, oauth)
+            try:
+                job = find_job(manager.store, who, job_id)  # the owner is checked here, on the server
+                if action is manager.resume:
+                    action(job.id, who.token)
+                else:
+                    action(job.id)
+            except (AccessError, ValueError) as exc:
+                gr.Warning(str(exc))
             return refresh_picker(job_id, profile)
 
         return handler
@@ -201,13 +232,26 @@ def build(ctx: AppContext, app: gr.Blocks) -> dict[str, Any]:
     def retry_push(job_id, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
         from trainer.hub import HubError
 
+        who = caller(profile, oauth)
         try:
-            manager.retry_push(int(job_id), user_token(oauth))
-        except (HubError, ValueError) as exc:
+            who.require("push to the Hub")
+            manager.retry_push(
+                find_job(manager.store, who, job_id).id, who.token
+            )  # the user's own token, never the Space's
+        except (AccessError, HubError, ValueError) as exc:
             gr.Warning(str(exc))
         return refresh_picker(job_id, profile)
 
     c["retry_push"].click(retry_push, c["picker"], c["picker"])
+
+    def download(job_id, profile: gr.OAuthProfile | None):
+        try:
+            return gr.update(value=adapter_zip(find_job(manager.store, caller(profile), job_id)), visible=True)
+        except (AccessError, ValueError) as exc:
+            gr.Warning(str(exc))
+            return gr.update(value=None, visible=False)
+
+    c["download"].click(download, c["picker"], c["zip"])
     app.load(refresh_picker, c["picker"], c["picker"])  # reattach to the latest run after a reload
     return c
 
@@ -221,6 +265,10 @@ def _layout() -> dict[str, Any]:
         c["resume"] = gr.Button("Resume", elem_id="resume", scale=0, min_width=90, interactive=False)
         c["retry_push"] = gr.Button("Retry push", elem_id="retry-push", scale=0, min_width=110, interactive=False)
         c["delete"] = gr.Button("Delete", elem_id="delete", scale=0, min_width=90, interactive=False, variant="stop")
+        c["download"] = gr.Button(
+            "Download adapter (.zip)", elem_id="download-adapter", scale=0, min_width=120, interactive=False
+        )
+    c["zip"] = gr.File(label="adapter (.zip)", visible=False, elem_id="adapter-zip")
     c["status"] = gr.Markdown(elem_id="run-status")
     c["progress"] = gr.HTML(elem_id="run-progress")
     c["metrics"] = gr.Markdown(elem_id="run-metrics")

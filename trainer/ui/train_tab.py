@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import secrets
 import shutil
-import time
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from trainer import runfolder as rf
+from trainer.access import SIGN_IN, AccessError, Caller, Limits, dataset_problem, upload_dir
 from trainer.config import PRESETS, ConfigError, RunConfig, preset_config
 from trainer.config.hints import render_hints
-from trainer.ui.context import AppContext, owner_of, user_token
+from trainer.ui.context import AppContext, caller
 from trainer.ui.form import (
     FORM_SECTIONS,
     SECTION_TITLES,
@@ -35,17 +36,22 @@ BUNDLED_EXAMPLES = {
 # --------------------------------------------------------------------------- handlers' logic (no widgets)
 
 
-def preview_data(values: dict[str, Any], token: str | None = None) -> tuple[str, str]:
-    """Preview button: detected format, rows, problems, length stats, and the first rows rendered."""
+def preview_data(values: dict[str, Any], who: Caller) -> tuple[str, str]:
+    """Preview button: detected format, rows, problems, length stats, and the first rows rendered.
+
+    Reads the data with the caller's token (none for a signed-out visitor on a Space: public datasets only).
+    """
     from trainer import data
 
     cfg, problems = config_from_form(values)
     problems = [p for p in problems if p.startswith("data.")]
+    if not problems and (problem := dataset_problem(who, cfg.data.dataset_name)):
+        problems = [problem]
     if problems:
         return problems_markdown(problems), ""
     try:
         tokenizer = data.preview_tokenizer(cfg.model.model_name_or_path)
-        p = data.preview(cfg.data, tokenizer, cfg.training.max_length, token=token)
+        p = data.preview(cfg.data, tokenizer, cfg.training.max_length, token=who.token)
     except (data.DataError, ConfigError) as exc:
         return f"### Dataset problem\n{render_hints(str(exc), 'ui')}", ""
     stats = p.token_lengths
@@ -63,19 +69,33 @@ def preview_data(values: dict[str, Any], token: str | None = None) -> tuple[str,
     return "\n\n".join(summary), rendered
 
 
-def save_upload(path: str | None) -> tuple[str | None, str]:
-    """Keep an uploaded dataset file under the data dir; return (its path or None, an error message or '')."""
+def save_upload(path: str | None, who: Caller, limits: Limits | None = None) -> tuple[str | None, str]:
+    """Keep an uploaded dataset file in the caller's own upload folder under a random name.
+
+    Returns:
+        (its path or None, an error message or '').
+    """
     from trainer.data import SUPPORTED_SUFFIXES
 
     if not path:
         return None, ""
-    suffix = Path(path).suffix.lower()
+    name, suffix = Path(path).name, Path(path).suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         return None, (
-            f"### Dataset problem\n**{Path(path).name}**: {suffix or 'no suffix'} files are not supported. "
+            f"### Dataset problem\n**{name}**: {suffix or 'no suffix'} files are not supported. "
             f"Upload a {', '.join(SUPPORTED_SUFFIXES)} file."
         )
-    target = rf.data_dir() / "uploads" / f"{time.strftime('%Y%m%d-%H%M%S')}-{Path(path).name}"
+    size_mb = Path(path).stat().st_size / 2**20
+    if limits is not None and limits.upload_mb is not None and size_mb > limits.upload_mb:
+        return (
+            None,
+            f"### Dataset problem\n**{name}** is {size_mb:.0f} MB; uploads here are up to {limits.upload_mb:g} MB.",
+        )
+    try:
+        folder = upload_dir(who)
+    except AccessError as exc:
+        return None, f"### {exc}"
+    target = folder / f"{secrets.token_hex(8)}{suffix}"  # never the visitor's own name: no path games
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, target)
     return str(target), ""
@@ -86,8 +106,8 @@ def export_yaml(values: dict[str, Any]) -> tuple[Any, str, str]:
     cfg, problems = config_from_form(values)
     if problems:
         return gr.update(visible=False), "", problems_markdown(problems)
-    path = rf.data_dir() / "exports" / f"config-{time.strftime('%Y%m%d-%H%M%S')}.yaml"
-    rf.write_text_atomic(path, cfg.to_yaml())
+    path = Path(tempfile.mkdtemp(prefix="config-")) / "config.yaml"  # a copy for this request, not a data-dir file
+    path.write_text(cfg.to_yaml(), encoding="utf-8")
     return gr.update(value=str(path), visible=True), cfg.to_yaml(), ""
 
 
@@ -96,7 +116,7 @@ def export_yaml(values: dict[str, Any]) -> tuple[Any, str, str]:
 
 def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
     """Build the Train tab's components and wire its events; returns the components by name."""
-    c = _layout(preset, cfg)
+    c = _layout(preset, cfg, ctx.manager.limits.describe())
     fields = c["fields"]
     field_list = [fields[s.key] for s in form_fields()]
 
@@ -116,14 +136,14 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
         queue=False,
     )
 
-    def on_upload(path):
-        saved, error = save_upload(path)
+    def on_upload(path, profile: gr.OAuthProfile | None):
+        saved, error = save_upload(path, caller(profile), ctx.manager.limits)
         return (gr.update(value=saved) if saved else gr.skip()), error
 
     c["upload"].upload(on_upload, c["upload"], [fields["data.dataset_name"], c["preview_summary"]])
 
-    def preview(values: dict, oauth: gr.OAuthToken | None):
-        return preview_data(keyed(values), user_token(oauth))
+    def preview(values: dict, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
+        return preview_data(keyed(values), caller(profile, oauth))
 
     c["preview"].click(preview, set(field_list), [c["preview_summary"], c["preview_rows"]])
     c["export"].click(lambda v: export_yaml(keyed(v)), set(field_list), [c["yaml_file"], c["yaml_view"], c["errors"]])
@@ -131,20 +151,27 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
     def start(values: dict, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
         from trainer.preflight import check_before_queueing
 
-        token = user_token(oauth)
+        who = caller(profile, oauth)
+        if not who.signed_in:  # a visitor never spends the Space's GPU or token
+            return [f"### {SIGN_IN.format(what='train')}", *field_updates([]), gr.skip(), gr.skip()]
         run_cfg, problems = config_from_form(keyed(values))
+        if not problems and (problem := dataset_problem(who, run_cfg.data.dataset_name)):
+            problems = [problem]
         if not problems:
-            problems = check_before_queueing(run_cfg, ctx.on_gpu, token)
+            problems = check_before_queueing(run_cfg, ctx.on_gpu, who.token)
         if problems:
             return [problems_markdown(problems), *field_updates(problems), gr.skip(), gr.skip()]
-        job = ctx.manager.submit(run_cfg, owner=owner_of(profile), token=token)
+        try:
+            job = ctx.manager.submit(run_cfg, owner=who.owner, token=who.token)
+        except ValueError as exc:  # the per-user limit of runs queued or training
+            return [f"### {exc}", *field_updates([]), gr.skip(), gr.skip()]
         return ["", *field_updates([]), gr.Tabs(selected="runs"), str(job.id)]
 
     c["start"].click(start, set(field_list), [c["errors"], *field_list, ctx.tabs, ctx.started_run])
     return c
 
 
-def _layout(preset: str, cfg: RunConfig) -> dict[str, Any]:
+def _layout(preset: str, cfg: RunConfig, limits: str) -> dict[str, Any]:
     c: dict[str, Any] = {"fields": {}}
     with gr.Row():
         with gr.Column(scale=3):
@@ -176,6 +203,8 @@ def _layout(preset: str, cfg: RunConfig) -> dict[str, Any]:
         with gr.Column(scale=2):
             c["errors"] = gr.Markdown(elem_id="form-errors")
             c["start"] = gr.Button("Start training", variant="primary", elem_id="start")
+            if limits:
+                gr.Markdown(limits, elem_id="limits")
             c["preview"] = gr.Button("Preview data", elem_id="preview")
             c["preview_summary"] = gr.Markdown(elem_id="preview-summary")
             c["preview_rows"] = gr.Code(

@@ -1,0 +1,129 @@
+"""A simulated public Space: alice and bob are signed in, a visitor is not, and the Space holds its own HF_TOKEN.
+
+Handlers are the app's real ones, taken from the built Blocks (`Blocks.fns`) and called as Gradio calls them, with
+`gr.OAuthProfile` / `gr.OAuthToken` objects standing for the server's session. Workers are a stand-in that records
+the token it was given, so no test trains a model.
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+from trainer import runfolder as rf
+
+SPACE_TOKEN = "hf_SPACEsecretOWNERtoken0000"
+ALICE_OAUTH = "hf_oauthALICE1111"
+BOB_OAUTH = "hf_oauthBOB2222"
+
+RECORDING_WORKER = textwrap.dedent(
+    """
+    import os, pathlib, sys
+    run_dir = pathlib.Path(sys.argv[sys.argv.index("--run-dir") + 1])
+    (run_dir / "worker-token.txt").write_text(os.environ.get("HF_TOKEN", "<none>"))
+    """
+)
+
+
+def profile(name: str) -> gr.OAuthProfile:
+    return gr.OAuthProfile({"preferred_username": name, "name": name.title(), "profile": "", "picture": ""})
+
+
+def oauth(token: str) -> gr.OAuthToken:
+    return gr.OAuthToken(token=token, scope="openid profile read-repos write-repos", expires_at=2_000_000_000)
+
+
+class Space:
+    """The app's handlers and state on a simulated Space."""
+
+    def __init__(self, blocks: gr.Blocks, manager, data_dir: Path):
+        self.blocks, self.manager, self.data_dir = blocks, manager, data_dir
+        self.fns = {fn.name: fn.fn for fn in blocks.fns.values() if fn.fn is not None and fn.name != "handler"}
+        self.components = {b.elem_id: b for b in blocks.blocks.values() if getattr(b, "elem_id", None)}
+
+    def action(self, name: str):
+        """The Runs tab's action handler that wraps manager.<name> (cancel, resume, delete)."""
+        for fn in self.blocks.fns.values():
+            if fn.fn is None or fn.name != "handler":
+                continue
+            cells = dict(zip(fn.fn.__code__.co_freevars, fn.fn.__closure__ or (), strict=False))
+            action = cells.get("action")
+            if fn.name == "handler" and getattr(action.cell_contents, "__name__", None) == name:
+                return fn.fn
+        raise AssertionError(f"no {name} handler")
+
+    def form(self, **changes) -> dict:
+        """The Train form's values as Gradio hands them to Start (keyed by component), from the tiny-demo preset."""
+        from trainer.config import preset_config
+        from trainer.ui.form import form_fields, widget_value
+
+        cfg = preset_config("tiny-demo")
+        values = {s.key: widget_value(s, s.get(cfg)) for s in form_fields()}
+        values.update({f"data.{k}" if k == "dataset_name" else k: v for k, v in changes.items()})
+        return {self.components[f"field-{key.split('.')[-1]}"]: value for key, value in values.items()}
+
+    def run_of(self, owner: str | None):
+        return next(j for j in self.manager.store.list() if j.owner == owner)
+
+
+def finished_run(store, data_dir: Path, owner: str | None, name: str):
+    """A finished run folder with an adapter, samples and events, owned by `owner`."""
+    run_dir = data_dir / "runs" / name
+    (run_dir / rf.ADAPTER_DIR).mkdir(parents=True)
+    (run_dir / rf.ADAPTER_DIR / "adapter_model.safetensors").write_bytes(b"weights of " + name.encode())
+    (run_dir / rf.ADAPTER_DIR / "adapter_config.json").write_text("{}")
+    (run_dir / rf.CONFIG_FILE).write_text("model:\n  model_name_or_path: tiny-phi3\n")
+    rf.write_status(run_dir, "succeeded", owner=owner, name=name)
+    rf.write_json_atomic(run_dir / rf.SAMPLES_FILE, [{"prompt": f"secret prompt of {name}"}])
+    rf.append_event(run_dir, {"step": 1, "total_steps": 1, "loss": 1.0})
+    job = store.create(run_dir, name=name, owner=owner)
+    store.update(job.id, status="succeeded")
+    return store.get(job.id)
+
+
+SPACE_ENV = {
+    "OAUTH_CLIENT_ID": "test-client",
+    "OAUTH_CLIENT_SECRET": "test-secret",
+    "OAUTH_SCOPES": "openid profile read-repos write-repos manage-repos",
+    "OPENID_PROVIDER_URL": "https://huggingface.co",
+    "SYSTEM": "spaces",
+    "SPACE_ID": "owner/phi3-studio",
+    "HF_TOKEN": SPACE_TOKEN,
+}
+
+
+def simulate_space(monkeypatch) -> None:
+    """The environment of a Space with `hf_oauth: true` (gradio reads some of it at import: patch those too)."""
+    import gradio.oauth
+
+    for name, value in SPACE_ENV.items():
+        monkeypatch.setenv(name, value)
+        if hasattr(gradio.oauth, name):
+            monkeypatch.setattr(gradio.oauth, name, value)
+
+
+@pytest.fixture
+def space(tmp_path, monkeypatch) -> Space:
+    """A Space (OAUTH_CLIENT_ID set) with its own HF_TOKEN, and one finished run each for alice and bob."""
+    from trainer.access import Limits
+    from trainer.jobs import JobManager, JobStore
+    from trainer.ui import build_app
+
+    simulate_space(monkeypatch)
+    monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path))
+    for name in ("STUDIO_ADMINS", "STUDIO_MAX_ACTIVE_RUNS", "STUDIO_MAX_RUN_MINUTES", "STUDIO_MAX_UPLOAD_MB"):
+        monkeypatch.delenv(name, raising=False)
+    worker = tmp_path / "worker.py"
+    worker.write_text(RECORDING_WORKER)
+    launcher = tmp_path / "python"
+    launcher.write_text(f'#!/bin/sh\nshift 3\nexec {sys.executable} {worker} "$@"\n')  # drop "-m trainer train"
+    launcher.chmod(0o755)
+    store = JobStore(tmp_path / "jobs.sqlite")
+    finished_run(store, tmp_path, "alice", "alice-run")
+    finished_run(store, tmp_path, "bob", "bob-run")
+    manager = JobManager(store, python=str(launcher), limits=Limits.from_env())
+    return Space(build_app(manager, on_gpu=False), manager, tmp_path)

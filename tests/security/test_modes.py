@@ -1,0 +1,87 @@
+"""Local mode and Space mode: who the caller is, what the server binds and serves, which limits hold."""
+
+from __future__ import annotations
+
+import pytest
+
+from trainer.access import Caller, Limits, caller_from
+
+from .conftest import SPACE_TOKEN, simulate_space
+
+
+def test_locally_the_person_at_the_machine_sees_everything_with_the_local_token(monkeypatch):
+    monkeypatch.delenv("OAUTH_CLIENT_ID", raising=False)
+    monkeypatch.setenv("HF_TOKEN", "hf_localUSER")
+    who = caller_from("mallory", "hf_forged")  # locally there is no sign-in: a profile changes nothing
+    assert who == Caller(name=None, token="hf_localUSER", admin=True, local=True) and who.signed_in
+
+
+def test_on_a_space_a_visitor_has_no_token_and_a_user_only_their_own(monkeypatch):
+    simulate_space(monkeypatch)
+    visitor = caller_from(None, None)
+    assert visitor.token is None and not visitor.signed_in and visitor.token != SPACE_TOKEN
+    assert caller_from("alice", None).token is None  # signed in without an OAuth token: still not the Space's
+    assert caller_from("alice", "hf_oauthALICE").token == "hf_oauthALICE"
+
+
+def test_limits_have_safe_defaults_on_a_space_and_none_locally(monkeypatch):
+    for name in ("STUDIO_MAX_ACTIVE_RUNS", "STUDIO_MAX_RUN_MINUTES", "STUDIO_MAX_UPLOAD_MB"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("OAUTH_CLIENT_ID", raising=False)
+    assert Limits.from_env() == Limits(None, None, None) and Limits.from_env().describe() == ""
+    simulate_space(monkeypatch)
+    assert Limits.from_env() == Limits(2, 120, 100)
+    monkeypatch.setenv("STUDIO_MAX_RUN_MINUTES", "30")
+    monkeypatch.setenv("STUDIO_MAX_ACTIVE_RUNS", "0")  # 0: no limit
+    limits = Limits.from_env()
+    assert limits == Limits(None, 30, 100)
+    assert limits.describe() == (
+        "Limits on this Space: 30 training minutes per run (then it checkpoints and stops, resumable); "
+        "uploads up to 100 MB."
+    )
+
+
+@pytest.mark.parametrize(("env", "expected"), [({}, "127.0.0.1"), ({"GRADIO_SERVER_NAME": "0.0.0.0"}, "0.0.0.0")])
+def test_the_app_listens_on_loopback_unless_told_otherwise_and_serves_no_data_dir(
+    monkeypatch, tmp_path, env, expected
+):
+    import gradio as gr
+
+    import trainer.ui.app as app_module
+
+    monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
+    monkeypatch.delenv("OAUTH_CLIENT_ID", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path))
+    seen = {}
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: seen.update(kwargs))
+    app_module.launch()
+    assert seen["server_name"] == expected
+    assert "allowed_paths" not in seen  # nothing in the data dir is served by its path
+
+
+def test_a_read_only_data_dir_is_one_clear_message(monkeypatch, tmp_path):
+    import os
+
+    import trainer.ui.app as app_module
+
+    monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path))
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == str(tmp_path) else real(path, mode))
+    with pytest.raises(SystemExit) as info:
+        app_module.launch()
+    assert str(info.value) == (
+        f"Phi-3 Fine-Tune Studio cannot start: the data dir {tmp_path} is read-only: runs cannot be kept there. "
+        "Make it writable, or point PHI3_STUDIO_DATA_DIR at a folder that is."
+    )
+
+
+def test_a_space_can_start_with_sign_in():
+    """`hf_oauth: true` needs gradio's oauth extra; without it the Space fails at start."""
+    from pathlib import Path
+
+    requirements = (Path(__file__).resolve().parents[2] / "requirements.txt").read_text()
+    assert "gradio[oauth]" in requirements
+    import authlib  # noqa: F401 - installed from requirements.txt
+    import itsdangerous  # noqa: F401

@@ -1,0 +1,231 @@
+"""Two signed-in users on a Space: each sees and touches only their own runs, acts with their own token only, and
+reaches nothing of the server's by a typed path or a forged id."""
+
+from __future__ import annotations
+
+import time
+import zipfile
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+from trainer.access import Caller, caller_from, dataset_problem, upload_dir
+from trainer.ui.train_tab import save_upload
+
+from .conftest import ALICE_OAUTH, BOB_OAUTH, SPACE_TOKEN, oauth, profile
+
+ALICE, BOB = profile("alice"), profile("bob")
+
+
+def _ids(update) -> list[str]:
+    return [value for _, value in update["choices"]]
+
+
+def _wait_for(path: Path, timeout: float = 20.0) -> str:
+    end = time.time() + timeout
+    while time.time() < end:
+        if path.exists() and path.read_text():
+            return path.read_text()
+        time.sleep(0.05)
+    raise AssertionError(f"{path} was never written")
+
+
+def test_each_user_sees_only_their_runs(space):
+    alice_run, bob_run = space.run_of("alice"), space.run_of("bob")
+    assert _ids(space.fns["refresh_picker"](None, ALICE)) == [str(alice_run.id)]
+    assert _ids(space.fns["refresh_picker"](None, BOB)) == [str(bob_run.id)]
+    outputs = space.fns["refresh"](str(alice_run.id), {}, ALICE, oauth(ALICE_OAUTH))
+    assert "alice-run" in outputs[0] and "secret prompt of alice-run" in outputs[6]
+    assert _ids(outputs[-2]) == [str(alice_run.id)]
+
+
+@pytest.mark.parametrize("forged", ["BOB", "../2", "2 OR 1=1", "-2", "02x", "99999", "", None, "1e3", "２"])
+def test_another_users_run_and_forged_ids_show_nothing(space, forged):
+    bob_run = space.run_of("bob")
+    job_id = str(bob_run.id) if forged == "BOB" else forged
+    outputs = space.fns["refresh"](job_id, {}, ALICE, oauth(ALICE_OAUTH))
+    shown = " ".join(str(o) for o in outputs[:7])
+    assert "bob" not in shown and "No runs yet" in outputs[0]
+
+
+@pytest.mark.parametrize("action", ["cancel", "resume", "delete"])
+def test_another_users_run_cannot_be_acted_on(space, action):
+    bob_run = space.run_of("bob")
+    with pytest.warns(UserWarning, match="no such run, or not yours"):
+        space.action(action)(str(bob_run.id), ALICE, oauth(ALICE_OAUTH))
+    assert space.manager.store.get(bob_run.id) == bob_run and Path(bob_run.run_dir).is_dir()
+
+
+def test_a_user_deletes_their_own_run(space):
+    alice_run = space.run_of("alice")
+    space.action("delete")(str(alice_run.id), ALICE, oauth(ALICE_OAUTH))
+    assert space.manager.store.get(alice_run.id) is None and not Path(alice_run.run_dir).exists()
+
+
+def test_retry_push_checks_the_owner_and_uses_the_users_own_token(space, monkeypatch):
+    calls = []
+    monkeypatch.setattr(space.manager, "retry_push", lambda job_id, token: calls.append((job_id, token)))
+    alice_run, bob_run = space.run_of("alice"), space.run_of("bob")
+    with pytest.warns(UserWarning, match="not yours"):
+        space.fns["retry_push"](str(bob_run.id), ALICE, oauth(ALICE_OAUTH))
+    space.fns["retry_push"](str(alice_run.id), ALICE, oauth(ALICE_OAUTH))
+    assert calls == [(alice_run.id, ALICE_OAUTH)]  # never the Space's HF_TOKEN
+
+
+def test_a_user_downloads_only_their_own_adapter_as_a_copy(space):
+    alice_run, bob_run = space.run_of("alice"), space.run_of("bob")
+    with pytest.warns(UserWarning, match="not yours"):
+        assert space.fns["download"](str(bob_run.id), ALICE)["value"] is None
+    path = Path(space.fns["download"](str(alice_run.id), ALICE)["value"])
+    assert space.data_dir not in path.parents  # a temporary copy, never a data-dir file
+    with zipfile.ZipFile(path) as archive:
+        assert archive.read("adapter_model.safetensors") == b"weights of alice-run"
+
+
+def test_a_run_is_queued_for_its_owner_with_their_own_token(space):
+    outputs = space.fns["start"](space.form(), ALICE, oauth(ALICE_OAUTH))
+    assert outputs[0] == "", outputs[0]
+    job = space.manager.store.get(int(outputs[-1]))
+    assert job.owner == "alice"
+    assert _wait_for(Path(job.run_dir) / "worker-token.txt") == ALICE_OAUTH  # the worker got alice's token
+
+
+def test_without_an_oauth_token_a_run_never_borrows_the_spaces(space):
+    outputs = space.fns["start"](space.form(), BOB, None)
+    job = space.manager.store.get(int(outputs[-1]))
+    assert _wait_for(Path(job.run_dir) / "worker-token.txt") == "<none>"  # not SPACE_TOKEN
+
+
+def test_the_runs_a_user_may_have_queued_are_limited(space, monkeypatch):
+    monkeypatch.setattr(space.manager, "schedule", lambda: None)  # nothing starts: the runs stay queued
+    first = space.fns["start"](space.form(), ALICE, oauth(ALICE_OAUTH))
+    second = space.fns["start"](space.form(), ALICE, oauth(ALICE_OAUTH))
+    third = space.fns["start"](space.form(), ALICE, oauth(ALICE_OAUTH))
+    assert first[0] == second[0] == ""
+    assert "you have 2 runs queued or training, the most this Space allows per user" in third[0]
+    assert space.fns["start"](space.form(), BOB, oauth(BOB_OAUTH))[0] == ""  # a limit per user, not for all
+
+
+@pytest.mark.parametrize(
+    ("name", "allowed"),
+    [
+        ("examples/pirate_chat.jsonl", True),
+        ("HuggingFaceH4/ultrachat_200k", True),
+        ("teknium/OpenHermes-2.5", True),
+        ("{bob_upload}", False),
+        ("{data_dir}/jobs.jsonl", False),
+        ("{data_dir}/runs", False),
+        ("/etc/passwd", False),
+        ("examples/../runs/alice-run/events.jsonl", False),
+        ("~/.cache/huggingface/token", False),
+    ],
+)
+def test_a_run_on_a_space_uses_a_hub_dataset_an_example_or_an_own_upload(space, name, allowed):
+    bob_upload = upload_dir(caller_from("bob", None)) / "0123456789abcdef.jsonl"
+    bob_upload.parent.mkdir(parents=True, exist_ok=True)
+    bob_upload.write_text("{}\n")
+    (space.data_dir / "jobs.jsonl").write_text("{}\n")
+    name = name.format(bob_upload=bob_upload, data_dir=space.data_dir)
+    assert (dataset_problem(caller_from("alice", ALICE_OAUTH), name) is None) is allowed
+    if not allowed:
+        outputs = space.fns["start"](space.form(dataset_name=name), ALICE, oauth(ALICE_OAUTH))
+        assert "a file you uploaded" in outputs[0] and len(space.manager.store.list()) == 2
+
+
+def test_uploads_go_to_the_users_folder_under_a_random_name(space, tmp_path):
+    data = tmp_path / "evil name.jsonl"
+    data.write_text('{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Ho"}]}\n')
+    update, error = space.fns["on_upload"](str(data), ALICE)
+    saved = Path(update["value"])
+    assert error == "" and saved.parent == space.data_dir / "uploads" / "alice"
+    assert saved.suffix == ".jsonl" and "evil" not in saved.name and saved.read_text() == data.read_text()
+    assert dataset_problem(caller_from("alice", ALICE_OAUTH), str(saved)) is None
+    assert dataset_problem(caller_from("bob", BOB_OAUTH), str(saved)) is not None  # not bob's
+
+
+def test_an_upload_over_the_limit_is_refused(tmp_path, monkeypatch):
+    from trainer.access import Limits
+
+    monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path))
+    data = tmp_path / "big.jsonl"
+    data.write_bytes(b"x" * 2 * 2**20)
+    saved, error = save_upload(str(data), Caller("alice", None), Limits(upload_mb=1))
+    assert saved is None and "is 2 MB; uploads here are up to 1 MB" in error
+
+
+def test_compare_offers_only_the_users_runs_by_id(space):
+    alice_run = space.run_of("alice")
+    update = space.fns["adapter_choices"](ALICE)
+    assert update["choices"] == [(f"run #{alice_run.id} · alice-run", str(alice_run.id))]  # an id, never a path
+    assert space.fns["examples"](str(space.run_of("bob").id), ALICE)["choices"] == []
+    assert space.fns["examples"](str(alice_run.id), ALICE)["choices"] == ["secret prompt of alice-run"]
+
+
+@pytest.mark.parametrize("typed", ["{bob_dir}", "{bob_dir}/adapter", "../runs/bob-run", "/etc", "bob-run"])
+def test_compare_never_loads_a_typed_path(space, typed):
+    typed = typed.format(bob_dir=space.run_of("bob").run_dir)
+    with pytest.raises(gr.Error) as info:
+        next(space.fns["send"]("Hi", [], [], None, typed, 16, 0.7, 0.9, True, "", ALICE, oauth(ALICE_OAUTH)))
+    assert "repo" in str(info.value)
+
+
+def test_compare_of_another_users_run_is_refused(space):
+    with pytest.raises(gr.Error, match="no such run, or not yours"):
+        next(space.fns["send"]("Hi", [], [], str(space.run_of("bob").id), "", 16, 0.7, 0.9, True, "", ALICE, None))
+
+
+def test_compare_loads_for_one_user_with_their_token_and_never_shares_the_engine(space, monkeypatch):
+    from trainer.chat import ChatEngine
+
+    loads = []
+
+    class Engine:
+        def stream_pair(self, *args, **kwargs):
+            yield ("base", "tuned")
+
+    def fake_from_source(source, base=None, token=None, local_base=True):
+        loads.append((source, token, local_base))
+        return Engine()
+
+    monkeypatch.setattr(ChatEngine, "from_source", staticmethod(fake_from_source))
+    send = space.fns["send"]
+    list(send("Hi", [], [], None, "alice/pirate-adapter", 16, 0.7, 0.9, True, "", ALICE, oauth(ALICE_OAUTH)))
+    list(send("Hi", [], [], None, "alice/pirate-adapter", 16, 0.7, 0.9, True, "", ALICE, oauth(ALICE_OAUTH)))
+    list(send("Hi", [], [], None, "alice/pirate-adapter", 16, 0.7, 0.9, True, "", BOB, oauth(BOB_OAUTH)))
+    assert loads == [
+        ("alice/pirate-adapter", ALICE_OAUTH, False),  # loaded once for alice, with her token; no local base
+        ("alice/pirate-adapter", BOB_OAUTH, False),  # bob's request loads it again, with his own token
+    ]
+    assert SPACE_TOKEN not in str(loads)
+
+
+def test_a_hub_adapter_whose_base_is_a_server_folder_is_refused(tmp_path, monkeypatch):
+    import json
+
+    from trainer.chat import ChatEngine, ChatError
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(
+        json.dumps({"peft_type": "LORA", "base_model_name_or_path": str(tmp_path), "task_type": "CAUSAL_LM"})
+    )
+    with pytest.raises(ChatError, match="names a folder on this server"):
+        ChatEngine.from_source(adapter, local_base=False)
+
+
+def test_an_admin_sees_every_run(space, monkeypatch):
+    monkeypatch.setenv("STUDIO_ADMINS", "carol, dave")
+    ids = _ids(space.fns["refresh_picker"](None, profile("carol")))
+    assert sorted(ids) == sorted(str(j.id) for j in space.manager.store.list())
+    assert _ids(space.fns["refresh_picker"](None, profile("erin"))) == []
+
+
+def test_preview_reads_with_the_users_own_token(space, monkeypatch):
+    import trainer.data
+
+    tokens = []
+    monkeypatch.setattr(trainer.data, "preview", lambda cfg, tok, n, token=None, **k: tokens.append(token) or 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        space.fns["preview"](space.form(), ALICE, oauth(ALICE_OAUTH))
+    assert tokens == [ALICE_OAUTH]

@@ -1,0 +1,106 @@
+"""A signed-out visitor on a Space may look, fill in the form, preview public data and download the YAML; nothing
+that reads a run, spends the Space's GPU or uses its token."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+from .conftest import SPACE_TOKEN
+
+SIGN_IN = "Sign in with Hugging Face"
+
+
+def test_a_visitor_sees_no_runs(space):
+    outputs = space.fns["refresh"](None, {}, None, None)
+    assert SIGN_IN in outputs[0] and outputs[-2]["choices"] == []
+    assert space.fns["refresh_picker"](None, None)["choices"] == []
+
+
+@pytest.mark.parametrize("job_id", ["1", "2"])
+def test_a_visitor_cannot_open_a_run_by_its_id(space, job_id):
+    outputs = space.fns["refresh"](job_id, {}, None, None)
+    shown = " ".join(str(o) for o in outputs[:7])
+    assert "alice" not in shown and "bob" not in shown and SIGN_IN in outputs[0]
+
+
+@pytest.mark.parametrize("action", ["cancel", "resume", "delete"])
+def test_a_visitor_cannot_act_on_a_run(space, action):
+    before = space.manager.store.list()
+    with pytest.warns(UserWarning, match=SIGN_IN):
+        space.action(action)("1", None, None)
+    assert space.manager.store.list() == before and (space.data_dir / "runs" / "alice-run").is_dir()
+
+
+def test_a_visitor_cannot_retry_a_push(space, monkeypatch):
+    calls = []
+    monkeypatch.setattr(space.manager, "retry_push", lambda *a: calls.append(a))
+    with pytest.warns(UserWarning, match=SIGN_IN):
+        space.fns["retry_push"]("1", None, None)
+    assert calls == []
+
+
+def test_a_visitor_cannot_download_an_adapter(space):
+    with pytest.warns(UserWarning, match=SIGN_IN):
+        update = space.fns["download"]("1", None)
+    assert update["value"] is None
+
+
+def test_a_visitor_is_asked_to_sign_in_to_train_and_nothing_is_queued(space):
+    before = len(space.manager.store.list())
+    outputs = space.fns["start"](space.form(), None, None)
+    assert outputs[0] == "### Sign in with Hugging Face to train."
+    assert len(space.manager.store.list()) == before
+
+
+def test_a_visitor_cannot_upload(space, tmp_path):
+    data = tmp_path / "mine.jsonl"
+    data.write_text('{"messages": []}\n')
+    _, error = space.fns["on_upload"](str(data), None)
+    assert SIGN_IN in error and not (space.data_dir / "uploads").exists()
+
+
+def test_a_visitor_previews_public_data_without_any_token(space, monkeypatch):
+    import trainer.data
+
+    tokens = []
+    real = trainer.data.preview
+
+    def spy(cfg, tokenizer, max_length, n=3, token=None, **kwargs):
+        tokens.append(token)
+        return real(cfg, tokenizer, max_length, n=n, token=token, **kwargs)
+
+    monkeypatch.setattr(trainer.data, "preview", spy)
+    summary, rows = space.fns["preview"](space.form(dataset_name="examples/pirate_chat.jsonl"), None, None)
+    assert "240 usable of 240" in summary and "<|assistant|>" in rows
+    assert tokens == [None]  # never the Space's HF_TOKEN
+    assert SPACE_TOKEN not in summary + rows
+
+
+def test_a_visitor_cannot_preview_a_file_on_the_server(space):
+    secret = space.data_dir / "uploads" / "bob" / "0123456789abcdef.jsonl"
+    secret.parent.mkdir(parents=True)
+    secret.write_text(
+        '{"messages": [{"role": "user", "content": "bob secret"}, {"role": "assistant", "content": "x"}]}\n'
+    )
+    summary, rows = space.fns["preview"](space.form(dataset_name=str(secret)), None, None)
+    assert "a file you uploaded" in summary and "bob secret" not in summary + rows
+
+
+def test_a_visitor_downloads_the_config_as_a_fresh_copy(space):
+    export = next(
+        fn.fn for fn in space.blocks.fns.values() if fn.name == "<lambda>" and "export_yaml" in fn.fn.__code__.co_names
+    )
+    update, text, errors = export(space.form())
+    assert errors == "" and "model_name_or_path: tiny-phi3" in text
+    assert Path(update["value"]).read_text() == text
+    assert space.data_dir not in Path(update["value"]).parents  # not a file of the data dir
+
+
+def test_a_visitor_cannot_compare(space):
+    assert space.fns["adapter_choices"](None)["choices"] == []
+    with pytest.raises(gr.Error, match="Sign in with Hugging Face to compare models"):
+        next(space.fns["send"]("Hi", [], [], "1", "", 16, 0.7, 0.9, True, "", None, None))
+    assert space.fns["examples"]("1", None)["choices"] == []

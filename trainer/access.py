@@ -1,0 +1,199 @@
+"""Who may do what, on the machine and on a public Space.
+
+- **Local mode** (no ``OAUTH_CLIENT_ID``): one user, the person at the machine. They see and manage every run, and
+  the local token (``HF_TOKEN``, ``hf auth login``) acts for them.
+- **Space mode** (``OAUTH_CLIENT_ID`` set, as on a Space with ``hf_oauth: true``):
+  - a signed-out visitor may look, fill in the form, preview public datasets and download the YAML; anything that
+    spends the Space's GPU or acts on the Hub asks them to sign in;
+  - a signed-in user acts with their own OAuth token only (never the Space's ``HF_TOKEN``), and sees and touches only
+    their own runs;
+  - admins (``STUDIO_ADMINS``, Hub usernames) see and manage every run; by default nobody is one;
+  - per-user limits (`Limits`) cap the runs a user has queued or running, the minutes a run may train and uploads.
+
+Every check takes the caller from the server's own session (never from what the browser sends) and every run is
+looked up by id and then checked against its owner.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from trainer import runfolder as rf
+from trainer.config import REPO_ID_RE
+from trainer.paths import EXAMPLES_DIR, PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from trainer.jobstore import Job, JobStore
+
+SPACE_ENV = "OAUTH_CLIENT_ID"
+ADMINS_ENV = "STUDIO_ADMINS"
+ACTIVE_RUNS_ENV = "STUDIO_MAX_ACTIVE_RUNS"
+RUN_MINUTES_ENV = "STUDIO_MAX_RUN_MINUTES"
+UPLOAD_MB_ENV = "STUDIO_MAX_UPLOAD_MB"
+SPACE_DEFAULTS = {ACTIVE_RUNS_ENV: 2, RUN_MINUTES_ENV: 120, UPLOAD_MB_ENV: 100}
+"""The limits on a Space when its owner sets nothing (locally there are none unless set)."""
+
+SIGN_IN = "Sign in with Hugging Face to {what}."
+NO_SUCH_RUN = "run #{id}: no such run, or not yours."
+
+
+class AccessError(PermissionError):
+    """The caller may not do this (the message says what to do: sign in, pick one of your runs ...)."""
+
+
+def space_mode() -> bool:
+    """True on a Space with sign-in (``OAUTH_CLIENT_ID`` set), where visitors are strangers."""
+    return bool(os.environ.get(SPACE_ENV))
+
+
+def admins() -> frozenset[str]:
+    """Hub usernames allowed to see and manage every run (``STUDIO_ADMINS``, comma-separated)."""
+    return frozenset(name.strip() for name in os.environ.get(ADMINS_ENV, "").split(",") if name.strip())
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking, as the server knows it.
+
+    Attributes:
+        name: the signed-in Hub username (None for the local user and for a signed-out visitor).
+        token: the Hugging Face token to act with: the user's own OAuth token on a Space, the local token locally.
+        admin: sees and manages every run.
+        local: the person at the machine (local mode).
+    """
+
+    name: str | None
+    token: str | None
+    admin: bool = False
+    local: bool = False
+
+    @property
+    def signed_in(self) -> bool:
+        return self.local or self.name is not None
+
+    @property
+    def owner(self) -> str | None:
+        """The owner recorded on the runs this caller starts (None for the local user)."""
+        return None if self.local else self.name
+
+    def require(self, what: str) -> None:
+        """Raise AccessError asking a signed-out visitor to sign in to do `what`."""
+        if not self.signed_in:
+            raise AccessError(SIGN_IN.format(what=what))
+
+    def may_see(self, job: Job) -> bool:
+        """True when this caller may see and manage the run."""
+        return self.local or self.admin or (self.name is not None and job.owner == self.name)
+
+
+def caller_from(username: str | None, oauth_token: str | None) -> Caller:
+    """The caller of a request, from the server's session: its signed-in username and OAuth token, if any."""
+    if not space_mode():
+        from trainer.hub import resolve_token
+
+        return Caller(name=None, token=resolve_token(), admin=True, local=True)
+    if not username:
+        return Caller(name=None, token=None)
+    return Caller(name=username, token=oauth_token or None, admin=username in admins())
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-user limits; None means no limit."""
+
+    active_runs: int | None = None
+    run_minutes: float | None = None
+    upload_mb: float | None = None
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        """The limits set in the environment; on a Space, safe defaults for those not set."""
+        defaults = SPACE_DEFAULTS if space_mode() else {}
+
+        def read(name: str, kind: type) -> float | int | None:
+            text = os.environ.get(name, "").strip()
+            if not text:
+                return defaults.get(name)
+            value = kind(text)
+            return None if value <= 0 else value  # 0 or less: no limit
+
+        return cls(read(ACTIVE_RUNS_ENV, int), read(RUN_MINUTES_ENV, float), read(UPLOAD_MB_ENV, float))
+
+    def describe(self) -> str:
+        """The limits in a line for the page ("" when there are none)."""
+        parts = []
+        if self.active_runs:
+            parts.append(f"{self.active_runs} runs queued or training per user")
+        if self.run_minutes:
+            parts.append(f"{self.run_minutes:g} training minutes per run (then it checkpoints and stops, resumable)")
+        if self.upload_mb:
+            parts.append(f"uploads up to {self.upload_mb:g} MB")
+        return "Limits on this Space: " + "; ".join(parts) + "." if parts else ""
+
+
+def visible_jobs(store: JobStore, caller: Caller) -> list[Job]:
+    """The runs this caller may see, newest first (none for a signed-out visitor on a Space)."""
+    if not caller.signed_in:
+        return []
+    jobs = store.list()
+    return jobs if caller.local or caller.admin else [job for job in jobs if job.owner == caller.name]
+
+
+def find_job(store: JobStore, caller: Caller, job_id: object) -> Job:
+    """The run with this id (as sent by the browser), if this caller may see it.
+
+    Raises:
+        AccessError: not signed in; no such run; or another user's run (the same message, so ids reveal nothing).
+    """
+    caller.require("see your runs")
+    text = str(job_id or "").strip()
+    job = store.get(int(text)) if re.fullmatch(r"\d{1,12}", text) else None
+    if job is None or not caller.may_see(job):
+        raise AccessError(NO_SUCH_RUN.format(id=text[:20] or "?"))
+    return job
+
+
+def upload_dir(caller: Caller) -> Path:
+    """Where this caller's uploads are kept: one folder per user under the data dir."""
+    name = "local" if caller.local else re.sub(r"[^A-Za-z0-9_.-]", "_", caller.name or "")
+    if not name or name in (".", ".."):
+        raise AccessError(SIGN_IN.format(what="upload a dataset"))
+    return rf.data_dir() / "uploads" / name
+
+
+def dataset_problem(caller: Caller, dataset_name: str) -> str | None:
+    """On a Space, what the web form may train on: a Hub dataset ID, a bundled example or the caller's own upload.
+
+    Locally the person at the machine may name any file. Returns the problem as a form message, or None.
+    """
+    from trainer.data import DataError, resolve_local_path
+
+    if caller.local:
+        return None
+    problem = (
+        "data.dataset_name: on this Space a run can use a Hub dataset ID (user/name), a bundled example or a file "
+        "you uploaded. Pick one of those."
+    )
+    name = dataset_name.strip()
+    try:
+        local = resolve_local_path(name)
+    except DataError:
+        return problem
+    if local is None:  # a Hub ID, unless it names a folder on this server
+        on_disk = Path(name).expanduser().exists() or (PROJECT_ROOT / name).exists()
+        return None if REPO_ID_RE.match(name) and not on_disk else problem
+    if local.resolve() in {p.resolve() for p in EXAMPLES_DIR.glob("*") if p.is_file()}:
+        return None
+    return None if caller.signed_in and _inside(local, upload_dir(caller)) else problem
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except (ValueError, OSError):
+        return False
+    return path.resolve().is_file()

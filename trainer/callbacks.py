@@ -1,0 +1,156 @@
+"""The TrainerCallbacks of a run: its events, its stop (Cancel or the time limit), and checkpoint pushes.
+
+`EventCallback` turns the Trainer's logs into run events (loss, lr, grad norm, non-padding tokens/s, ETA, GPU
+memory) and stops the loop with a checkpoint when `request_stop()` was called (the worker's SIGTERM handler) or the
+run's time limit is reached. `CheckpointPusher` uploads each saved checkpoint's adapter in the background.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from trainer.config import RunConfig
+
+EventHandler = Callable[[dict[str, Any]], None]
+
+# Set by request_stop() (the worker's SIGTERM handler): the loop saves a checkpoint and stops at the next step.
+_STOP = threading.Event()
+_TIME_UP = threading.Event()  # the stop was the training time limit
+_DEADLINE: list[float | None] = [None]  # when the training time limit ends (time.time()), set by run()
+
+
+class RunCancelled(Exception):
+    """The run was asked to stop (e.g. SIGTERM from Cancel); a checkpoint was saved, so it can be resumed."""
+
+
+class RunTimeLimit(RunCancelled):
+    """The run reached its training time limit (a Space's per-run limit); a checkpoint was saved, resumable."""
+
+
+def request_stop() -> None:
+    """Ask the run in this process to save a checkpoint and stop after the current step (signal-safe)."""
+    _STOP.set()
+
+
+def arm(time_limit_s: float | None) -> None:
+    """Reset the stop flags for a new run; with a limit, the run stops (with a checkpoint) that many seconds on."""
+    _STOP.clear()
+    _TIME_UP.clear()
+    _DEADLINE[0] = time.time() + time_limit_s if time_limit_s else None
+
+
+def raise_if_stopped(step: int, emit: EventHandler) -> None:
+    """After the loop: if it stopped early (Cancel or the time limit), say so and raise for the caller.
+
+    Raises:
+        RunTimeLimit: the time limit stopped it. RunCancelled: a Cancel did.
+    """
+    if not _STOP.is_set():
+        return
+    why = "the training time limit was reached" if _TIME_UP.is_set() else "cancelled"
+    emit({"step": step, "message": f"{why} at step {step}; checkpoint saved, the run can be resumed"})
+    raise (RunTimeLimit if _TIME_UP.is_set() else RunCancelled)(f"{why} at step {step}; resume continues from it")
+
+
+def _make_event_callback_class():
+    from transformers import TrainerCallback
+
+    class _EventCallback(TrainerCallback):
+        """Turns the Trainer's logs into run events: losses, lr, grad norm, non-padding tokens/s, ETA, memory."""
+
+        def __init__(self, emit: EventHandler):
+            self.emit = emit
+            self.train_start: float | None = None
+            self.start_step = 0
+            self.last_tokens: tuple[float, float] | None = None  # (time, cumulative non-padding tokens)
+            self.last_eval: tuple[int, float | None] = (-1, None)  # (step, eval loss) of the latest evaluation
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.train_start = time.time()
+            self.start_step = state.global_step
+            self.last_tokens = None
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if _DEADLINE[0] is not None and time.time() >= _DEADLINE[0] and not _STOP.is_set():
+                _TIME_UP.set()
+                _STOP.set()
+            if _STOP.is_set():  # Cancel or the time limit: checkpoint now, then stop
+                control.should_save = True
+                control.should_training_stop = True
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            event: dict[str, Any] = {"step": state.global_step, "total_steps": state.max_steps}
+            if state.epoch is not None:
+                event["epoch"] = round(state.epoch, 4)
+            if "eval_loss" in logs:
+                self.last_eval = (state.global_step, logs["eval_loss"])
+            for src, dst in (("loss", "loss"), ("eval_loss", "eval_loss"), ("learning_rate", "lr")):
+                if src in logs:
+                    event[dst] = logs[src]
+            if "grad_norm" in logs:
+                event["grad_norm"] = float(logs["grad_norm"])
+            if "loss" in logs:
+                event.update(self._speed(state, logs))
+            if len(event) > 3 or "eval_loss" in event:
+                self.emit(event)
+
+        def _speed(self, state, logs) -> dict[str, Any]:
+            import torch
+
+            now = time.time()
+            out: dict[str, Any] = {}
+            if "num_tokens" in logs:
+                tokens = float(logs["num_tokens"])
+                if self.last_tokens is not None and tokens > self.last_tokens[1] and now > self.last_tokens[0]:
+                    out["tokens_per_s"] = round((tokens - self.last_tokens[1]) / (now - self.last_tokens[0]), 1)
+                elif self.train_start is not None and self.last_tokens is None and now > self.train_start:
+                    out["tokens_per_s"] = round(tokens / (now - self.train_start), 1)
+                self.last_tokens = (now, tokens)
+            done = state.global_step - self.start_step
+            if self.train_start is not None and done > 0 and state.max_steps:
+                per_step = (now - self.train_start) / done
+                out["eta_s"] = round(per_step * max(state.max_steps - state.global_step, 0), 1)
+            if torch.cuda.is_available():
+                out["gpu_mem_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+            return out
+
+    return _EventCallback
+
+
+def EventCallback(emit: EventHandler):  # noqa: N802 - a factory that reads like the class it builds
+    """A transformers TrainerCallback that forwards logs as run events (built lazily to keep imports light)."""
+    return _make_event_callback_class()(emit)
+
+
+CANCEL_UPLOAD_WAIT_S = 15.0
+"""On Cancel, how long training waits for checkpoint uploads (the worker must exit within the cancel grace)."""
+
+
+def CheckpointPusher(config: RunConfig, token: str | None, emit: EventHandler):  # noqa: N802 - a factory
+    """A callback that pushes each saved checkpoint's adapter in the background (training does not wait on the
+    upload), then waits for the uploads when training ends. A failed upload is reported, never fatal."""
+    from transformers import TrainerCallback
+
+    from trainer.hub import CheckpointUploader, resolve_token
+
+    def done(name: str, problem: str | None) -> None:
+        step = name.rsplit("-", 1)[-1]
+        message = f"pushed {name} to {config.hub.repo_id}" if problem is None else f"{name} not pushed: {problem}"
+        emit({"step": int(step) if step.isdigit() else None, "message": message})
+
+    uploader = CheckpointUploader(config.hub.repo_id, resolve_token(token), config.hub.private, on_done=done)
+
+    class _CheckpointPusher(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            uploader.submit(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if not uploader.wait(CANCEL_UPLOAD_WAIT_S if _STOP.is_set() else None):
+                emit({"step": state.global_step, "message": "cancelled before the last checkpoint upload ended"})
+
+    return _CheckpointPusher()
