@@ -195,6 +195,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from trainer.jobs import TIME_LIMIT_ENV
     from trainer.training import RunCancelled, RunTimeLimit, request_stop, run
 
+    if os.environ.get(WORKER_ENV):
+        os.nice(10)  # a web app's worker: the server answering its users comes first on the CPU
+
     if args.resume and args.run_dir is None:
         raise ConfigError(["--resume: needs --run-dir, the folder of the run to continue."])
     if args.resume and args.config is None and (args.run_dir / rf.CONFIG_FILE).exists():

@@ -587,6 +587,8 @@ def test_token_never_reaches_files_logs_or_messages(
 def test_model_card_parses_and_tells_the_whole_story(trained_run: Path) -> None:
     from huggingface_hub import ModelCard
 
+    from trainer.hub.card import public_config_text
+
     text = model_card(trained_run, repo_id="alice/phi3-tiny-pirate")
     assert text == model_card(trained_run, repo_id="alice/phi3-tiny-pirate")  # deterministic: no clock, no network
     card = ModelCard(text)
@@ -611,7 +613,8 @@ def test_model_card_parses_and_tells_the_whole_story(trained_run: Path) -> None:
         "PeftModel.from_pretrained(model, adapter_id)",
         "apply_chat_template(",
         'convert_tokens_to_ids("<|end|>")',
-        (trained_run / "config.yaml").read_text(encoding="utf-8").strip(),  # the full hyper-parameters
+        public_config_text((trained_run / "config.yaml").read_text(encoding="utf-8")).strip(),  # all settings
+        "dataset_name: pirate_chat.jsonl",  # a local dataset by its file name: no paths of this machine
         f"- peft: {versions['peft']}",
         f"- transformers: {versions['transformers']}",
     ):

@@ -57,7 +57,8 @@ def test_a_base_that_is_missing_or_not_phi3_is_refused_from_its_config(tmp_path)
 
     llama = tmp_path / "llama"
     llama.mkdir()
-    (llama / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 64, "num_attention_heads": 4}))
+    llama_config = {"model_type": "llama", "hidden_size": 64, "num_attention_heads": 4}
+    (llama / "config.json").write_text(json.dumps(llama_config))
     (problem,) = model_problems(ModelConfig(model_name_or_path=str(llama)), LoraSettings())
     assert problem.startswith(f"model.model_name_or_path: '{llama}' is a 'llama' model; this studio trains Phi-3")
     (problem,) = model_problems(ModelConfig(model_name_or_path=str(tmp_path / "nothing")), LoraSettings())

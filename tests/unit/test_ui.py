@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from trainer.access import Caller
 from trainer.config import PRESETS, iter_fields, preset_config
 from trainer.preflight import demo_problems
 from trainer.ui.form import (
@@ -63,15 +66,18 @@ def test_demo_mode_only_trains_the_tiny_model():
     assert "only train tiny-phi3" in demo_problems(preset_config("lora"), on_gpu=False)[0]
 
 
+LOCAL = Caller(name=None, token=None, admin=True, local=True)
+
+
 def test_upload_keeps_supported_files_and_refuses_others(tmp_path, monkeypatch):
     monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path / "data"))
     good = tmp_path / "mine.csv"
     good.write_text("prompt,completion\nhi,hello\n")
-    saved, error = save_upload(str(good))
-    assert error == "" and saved.endswith("-mine.csv") and (tmp_path / "data" / "uploads").is_dir()
+    saved, error = save_upload(str(good), LOCAL)
+    assert error == "" and saved.endswith(".csv") and Path(saved).parent == tmp_path / "data" / "uploads" / "local"
     bad = tmp_path / "notes.txt"
     bad.write_text("x")
-    saved, error = save_upload(str(bad))
+    saved, error = save_upload(str(bad), LOCAL)
     assert saved is None and ".txt files are not supported" in error and ".jsonl" in error
 
 

@@ -115,6 +115,18 @@ def samples_markdown(run_dir: Path) -> str:
     return "\n".join(rows)
 
 
+def _stamp(job) -> list:
+    """What the Runs tab shows of a run can only have changed if this changed (its row, its files' sizes and times)."""
+    stats = []
+    for name in (rf.STATUS_FILE, rf.EVENTS_FILE, rf.LOG_FILE, rf.SAMPLES_FILE):
+        try:
+            info = (Path(job.run_dir) / name).stat()
+            stats.append([info.st_size, info.st_mtime_ns])
+        except OSError:
+            stats.append(None)
+    return [job.status, job.error, job.finished_at, stats]
+
+
 def _buttons(job) -> list[Any]:
     """Cancel / Resume / Retry push / Delete / Download enabled by the selected run's state."""
     if job is None:
@@ -183,6 +195,11 @@ def build(ctx: AppContext, app: gr.Blocks) -> dict[str, Any]:
             )
             return [headline, *empty, *_buttons(None), picker, {"choices": choices}]
         run_dir = Path(job.run_dir)
+        stamp = _stamp(job)
+        if seen.get("job") == job.id and seen.get("stamp") == stamp:  # nothing changed: send (almost) nothing
+            headline = gr.skip() if job.finished else status_markdown(manager, job)  # a running one shows its time
+            quiet = [headline, *[gr.skip()] * (len(outputs) - 3), picker]
+            return [*quiet, {**seen, "choices": choices}]
         events = rf.read_events(run_dir)
         status = rf.read_json(run_dir / rf.STATUS_FILE, {}) or {}
         unchanged = seen.get("job") == job.id and seen.get("n_events") == len(events)
@@ -196,7 +213,7 @@ def build(ctx: AppContext, app: gr.Blocks) -> dict[str, Any]:
             samples_markdown(run_dir),
             *_buttons(job),
             picker,
-            {"job": job.id, "n_events": len(events), "choices": choices},
+            {"job": job.id, "n_events": len(events), "choices": choices, "stamp": stamp},
         ]
 
     def refresh_picker(current, profile: gr.OAuthProfile | None):
@@ -205,8 +222,8 @@ def build(ctx: AppContext, app: gr.Blocks) -> dict[str, Any]:
         value = current if current in ids else (ids[0] if ids else None)
         return gr.update(choices=choices, value=value)
 
-    for trigger in (c["timer"].tick, c["picker"].change):
-        trigger(refresh, [c["picker"], c["seen"]], outputs, concurrency_limit=None, show_progress="hidden")
+    for trigger in (c["timer"].tick, c["picker"].change):  # a few file reads: answered directly, not queued
+        trigger(refresh, [c["picker"], c["seen"]], outputs, queue=False, show_progress="hidden")
     c["reload"].click(refresh_picker, c["picker"], c["picker"], queue=False)
     ctx.started_run.change(refresh_picker, ctx.started_run, c["picker"], queue=False)  # a run the Train tab queued
 
