@@ -8,6 +8,8 @@ from .conftest import ALICE_TOKEN, ClientRunner
 from .server import HubServer
 from .test_hub import CHAT_ROWS
 
+pytestmark = pytest.mark.slow  # a client process each (seconds): the full suite, not the edit loop
+
 CARD = """---
 dataset_info:
   features:

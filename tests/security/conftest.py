@@ -106,24 +106,44 @@ def simulate_space(monkeypatch) -> None:
             monkeypatch.setattr(gradio.oauth, name, value)
 
 
-@pytest.fixture
-def space(tmp_path, monkeypatch) -> Space:
-    """A Space (OAUTH_CLIENT_ID set) with its own HF_TOKEN, and one finished run each for alice and bob."""
+@pytest.fixture(scope="module")
+def _space_app(tmp_path_factory):
+    """The app is built once per test module (building Blocks takes about a second); `space` resets its state."""
     from trainer.access import Limits
     from trainer.jobs import JobManager, JobStore
     from trainer.ui import build_app
 
+    data_dir = tmp_path_factory.mktemp("space")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        simulate_space(monkeypatch)
+        monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(data_dir))
+        for name in ("STUDIO_ADMINS", "STUDIO_MAX_ACTIVE_RUNS", "STUDIO_MAX_RUN_MINUTES", "STUDIO_MAX_UPLOAD_MB"):
+            monkeypatch.delenv(name, raising=False)
+        worker = data_dir / "worker.py"
+        worker.write_text(RECORDING_WORKER)
+        launcher = data_dir / "python"
+        launcher.write_text(f'#!/bin/sh\nshift 3\nexec {sys.executable} {worker} "$@"\n')  # drop "-m trainer train"
+        launcher.chmod(0o755)
+        manager = JobManager(JobStore(data_dir / "jobs.sqlite"), python=str(launcher), limits=Limits.from_env())
+        yield Space(build_app(manager, on_gpu=False), manager, data_dir)
+
+
+@pytest.fixture
+def space(_space_app, monkeypatch) -> Space:
+    """A Space (sign-in on, its own HF_TOKEN set) holding exactly one finished run each of alice and bob."""
+    import shutil
+
+    from trainer.access import Limits
+
     simulate_space(monkeypatch)
-    monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path))
-    for name in ("STUDIO_ADMINS", "STUDIO_MAX_ACTIVE_RUNS", "STUDIO_MAX_RUN_MINUTES", "STUDIO_MAX_UPLOAD_MB"):
-        monkeypatch.delenv(name, raising=False)
-    worker = tmp_path / "worker.py"
-    worker.write_text(RECORDING_WORKER)
-    launcher = tmp_path / "python"
-    launcher.write_text(f'#!/bin/sh\nshift 3\nexec {sys.executable} {worker} "$@"\n')  # drop "-m trainer train"
-    launcher.chmod(0o755)
-    store = JobStore(tmp_path / "jobs.sqlite")
-    finished_run(store, tmp_path, "alice", "alice-run")
-    finished_run(store, tmp_path, "bob", "bob-run")
-    manager = JobManager(store, python=str(launcher), limits=Limits.from_env())
-    return Space(build_app(manager, on_gpu=False), manager, tmp_path)
+    monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(_space_app.data_dir))
+    store, manager = _space_app.manager.store, _space_app.manager
+    for job in store.list():
+        store.delete(job.id)
+    for folder in ("runs", "uploads"):
+        shutil.rmtree(_space_app.data_dir / folder, ignore_errors=True)
+    manager._tokens.clear()
+    manager.limits = Limits.from_env()
+    finished_run(store, _space_app.data_dir, "alice", "alice-run")
+    finished_run(store, _space_app.data_dir, "bob", "bob-run")
+    return _space_app

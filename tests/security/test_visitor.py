@@ -19,9 +19,9 @@ def test_a_visitor_sees_no_runs(space):
     assert space.fns["refresh_picker"](None, None)["choices"] == []
 
 
-@pytest.mark.parametrize("job_id", ["1", "2"])
-def test_a_visitor_cannot_open_a_run_by_its_id(space, job_id):
-    outputs = space.fns["refresh"](job_id, {}, None, None)
+@pytest.mark.parametrize("owner", ["alice", "bob"])
+def test_a_visitor_cannot_open_a_run_by_its_id(space, owner):
+    outputs = space.fns["refresh"](str(space.run_of(owner).id), {}, None, None)
     shown = " ".join(str(o) for o in outputs[:7])
     assert "alice" not in shown and "bob" not in shown and SIGN_IN in outputs[0]
 
@@ -30,7 +30,7 @@ def test_a_visitor_cannot_open_a_run_by_its_id(space, job_id):
 def test_a_visitor_cannot_act_on_a_run(space, action):
     before = space.manager.store.list()
     with pytest.warns(UserWarning, match=SIGN_IN):
-        space.action(action)("1", None, None)
+        space.action(action)(str(space.run_of("alice").id), None, None)
     assert space.manager.store.list() == before and (space.data_dir / "runs" / "alice-run").is_dir()
 
 
@@ -38,13 +38,13 @@ def test_a_visitor_cannot_retry_a_push(space, monkeypatch):
     calls = []
     monkeypatch.setattr(space.manager, "retry_push", lambda *a: calls.append(a))
     with pytest.warns(UserWarning, match=SIGN_IN):
-        space.fns["retry_push"]("1", None, None)
+        space.fns["retry_push"](str(space.run_of("alice").id), None, None)
     assert calls == []
 
 
 def test_a_visitor_cannot_download_an_adapter(space):
     with pytest.warns(UserWarning, match=SIGN_IN):
-        update = space.fns["download"]("1", None)
+        update = space.fns["download"](str(space.run_of("alice").id), None)
     assert update["value"] is None
 
 
@@ -102,5 +102,5 @@ def test_a_visitor_downloads_the_config_as_a_fresh_copy(space):
 def test_a_visitor_cannot_compare(space):
     assert space.fns["adapter_choices"](None)["choices"] == []
     with pytest.raises(gr.Error, match="Sign in with Hugging Face to compare models"):
-        next(space.fns["send"]("Hi", [], [], "1", "", 16, 0.7, 0.9, True, "", None, None))
-    assert space.fns["examples"]("1", None)["choices"] == []
+        next(space.fns["send"]("Hi", [], [], str(space.run_of("alice").id), "", 16, 0.7, 0.9, True, "", None, None))
+    assert space.fns["examples"](str(space.run_of("alice").id), None)["choices"] == []
