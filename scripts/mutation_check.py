@@ -112,7 +112,7 @@ MUTATIONS = [
     ),
     _m(
         "a cancel stops without a checkpoint",
-        "trainer/training.py",
+        "trainer/callbacks.py",
         "                control.should_save = True\n",
         "                pass\n",
         "tests/integration/test_training.py -k stop_request",
@@ -184,7 +184,7 @@ MUTATIONS = [
     ),
     _m(
         "training ends without waiting for its checkpoint uploads",
-        "trainer/training.py",
+        "trainer/callbacks.py",
         "            if not uploader.wait(CANCEL_UPLOAD_WAIT_S if _STOP.is_set() else None):",
         "            if not True:",
         "tests/hub/test_checkpoint_push.py -k slow_hub",
@@ -265,7 +265,7 @@ MUTATIONS = [
     ),
     _m(
         "two servers can both start a job",
-        "trainer/jobs.py",
+        "trainer/jobstore.py",
         "                if db.execute(\"SELECT 1 FROM jobs WHERE status = 'running'\").fetchone():",
         "                if False:",
         "tests/unit/test_jobs.py -k racing",

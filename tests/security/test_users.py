@@ -162,12 +162,19 @@ def test_compare_offers_only_the_users_runs_by_id(space):
     assert space.fns["examples"](str(alice_run.id), ALICE)["choices"] == ["secret prompt of alice-run"]
 
 
-@pytest.mark.parametrize("typed", ["{bob_dir}", "{bob_dir}/adapter", "../runs/bob-run", "/etc", "bob-run"])
-def test_compare_never_loads_a_typed_path(space, typed):
+@pytest.mark.parametrize(
+    "typed", ["{bob_dir}", "{bob_dir}/adapter", "../runs/bob-run", "/etc", "bob-run", "trainer/assets", "examples/"]
+)
+def test_compare_never_loads_a_typed_path(space, typed, monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])  # the app's folder, as on a Space
     typed = typed.format(bob_dir=space.run_of("bob").run_dir)
     with pytest.raises(gr.Error) as info:
         next(space.fns["send"]("Hi", [], [], None, typed, 16, 0.7, 0.9, True, "", ALICE, oauth(ALICE_OAUTH)))
     assert "repo" in str(info.value)
+    if typed == "trainer/assets":  # a valid-looking repo ID that names a folder of the server
+        assert "names a folder on this server" in str(info.value)
 
 
 def test_compare_of_another_users_run_is_refused(space):
