@@ -32,6 +32,7 @@ from trainer import runfolder as rf
 from trainer.config import PRESETS, ConfigError, RunConfig, diff_dict, iter_fields, load_config, preset_config
 from trainer.config.hints import MAP_FLAG, render_hints
 from trainer.errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_PUSH_FAILED, EXIT_TIME_LIMIT
+from trainer.noise import silence_known_noise
 
 WORKER_ENV = "PHI3_STUDIO_WORKER"  # set by trainer.jobs: the console is the run's log.txt
 
@@ -368,6 +369,7 @@ def _print_event(event: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = make_parser().parse_args(argv)
+    silence_known_noise()
     console = logging.StreamHandler()
     # details go to the run's log.txt; the console shows progress lines (in a worker, the console IS log.txt)
     console.setLevel(logging.CRITICAL if os.environ.get(WORKER_ENV) else logging.WARNING)

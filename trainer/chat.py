@@ -113,7 +113,18 @@ class ChatEngine:
         if base is None:
             from peft import PeftConfig
 
-            base = PeftConfig.from_pretrained(str(adapter), token=token).base_model_name_or_path
+            from trainer.online import hub_unreachable
+
+            if not Path(adapter).exists() and (problem := hub_unreachable()):
+                raise ChatError(f"adapter {adapter}: cannot be read. {problem}")
+            try:
+                base = PeftConfig.from_pretrained(str(adapter), token=token).base_model_name_or_path
+            except Exception as exc:  # noqa: BLE001 - missing, private, offline, not an adapter: one clear message
+                detail = " ".join(str(exc).split())[:200]
+                raise ChatError(
+                    f"adapter {adapter}: not a run folder, an adapter folder or an adapter repo that can be read "
+                    f"({detail}). Check the path or the repo ID, and that your token can read it."
+                ) from None
             if not local_base and base != TINY_MODEL_NAME and Path(str(base)).expanduser().exists():
                 raise ChatError(f"adapter {adapter}: its base model names a folder on this server; use a Hub base.")
         engine = cls(ModelConfig(model_name_or_path=base), token)

@@ -165,7 +165,6 @@ class JobManager:
             "PHI3_STUDIO_WORKER": "1",
             "PYTHONUNBUFFERED": "1",
             "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
-            "PYTHONWARNINGS": "ignore::FutureWarning",
         }
         env.pop("HF_TOKEN", None)
         env.pop(TIME_LIMIT_ENV, None)

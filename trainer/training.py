@@ -87,6 +87,10 @@ def run(
     if found := environment_problems(config.model) or model_problems(config.model, config.lora, token):
         raise ConfigError(found)
 
+    from trainer.data import resolve_local_path
+
+    resolve_local_path(config.data.dataset_name)  # a missing file is reported before any folder is made
+
     # --- 2. the run folder
     run_dir = Path(run_dir) if run_dir is not None else rf.new_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -104,7 +108,10 @@ def run(
         raise
     except BaseException as exc:
         rf.write_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}", finished_at=time.time())
-        logger.exception("run failed")
+        if isinstance(exc, ValueError):  # a config or data problem (DataError, ConfigError): the message says it all
+            logger.error("run failed: %s", exc)
+        else:
+            logger.exception("run failed")
         raise
     finally:
         logging.getLogger().removeHandler(log_handler)

@@ -577,10 +577,32 @@ def test_unknown_split_lists_the_available_splits(split_folder):
     assert "Available splits: train, test" in message
 
 
-def test_unreachable_hub_dataset_is_a_data_error():
-    # The tests run with HF_HUB_OFFLINE=1: datasets refuses at once instead of touching the network.
-    with pytest.raises(DataError, match="check the ID and that your token can read it"):
+def test_an_offline_hub_dataset_is_said_at_once():
+    # The tests run with HF_HUB_OFFLINE=1: the app says so before asking datasets (which would retry).
+    with pytest.raises(DataError) as info:
         data.load_table(DataConfig(dataset_name="nobody/no-such-dataset"), "train")
+    assert str(info.value).startswith(
+        "data.dataset_name: cannot read 'nobody/no-such-dataset'. Hugging Face Hub: offline mode is on "
+        "(HF_HUB_OFFLINE=1)"
+    )
+
+
+def test_an_unreachable_hub_is_said_within_seconds(monkeypatch):
+    """No network (here: a closed port as the Hub): one plain message in seconds, not half a minute of retries."""
+    import time
+
+    from huggingface_hub import constants
+
+    from trainer import online
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(online, "_REACH", {})
+    start = time.perf_counter()
+    with pytest.raises(DataError) as info:
+        data.load_table(DataConfig(dataset_name="nobody/no-such-dataset"), "train")
+    assert time.perf_counter() - start < 5
+    assert "Hugging Face Hub: http://127.0.0.1:9 cannot be reached (ConnectError)" in str(info.value)
 
 
 def test_missing_or_private_hub_dataset_is_a_data_error(monkeypatch):
@@ -590,6 +612,7 @@ def test_missing_or_private_hub_dataset_is_a_data_error(monkeypatch):
         raise DatasetNotFoundError("Dataset 'nobody/private' doesn't exist on the Hub or cannot be accessed.")
 
     monkeypatch.setattr(datasets, "load_dataset", not_found)
+    monkeypatch.setattr("trainer.data.load.hub_unreachable", lambda: None)  # as if online
     with pytest.raises(DataError) as info:
         data.load_table(DataConfig(dataset_name="nobody/private"), "train", token="hf_secret")
     message = str(info.value)

@@ -24,7 +24,7 @@ MODULES = {
 
 # The floors, lowest first: a module may import only from floors below its own (or inside its own package).
 FLOORS = [
-    ["trainer.paths", "trainer.errors", "trainer"],
+    ["trainer.paths", "trainer.errors", "trainer.online", "trainer.noise", "trainer"],
     ["trainer.phi3", "trainer.runfolder"],
     ["trainer.config", "trainer.jobstore"],
     ["trainer.data", "trainer.tiny"],

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from trainer.config import DataConfig, hint
 from trainer.data.formats import DataError, Message, choose_format, normalise, split_eval
 from trainer.errors import exception_chain
+from trainer.online import hub_unreachable
 from trainer.paths import PROJECT_ROOT
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ def resolve_local_path(name: str) -> Path | None:
             return None
     if suffix in SUPPORTED_SUFFIXES:
         raise DataError(
-            f"data.dataset_name: file {name} not found (looked in {Path.cwd()} and {PROJECT_ROOT}). "
+            f"data.dataset_name: file {name} not found (looked in {_places(candidates)}). "
             f"Check the path; supported local files are {_SUFFIX_LIST}."
         )
     if suffix in _OTHER_FILE_SUFFIXES or _looks_like_path(name):
@@ -102,6 +103,12 @@ def resolve_local_path(name: str) -> Path | None:
             f"Use a local {_SUFFIX_LIST} file that exists, or a Hub dataset ID such as user/name."
         )
     return None
+
+
+def _places(candidates: list[Path]) -> str:
+    """Where a file was looked for, each place once ("looked in X and X" helps nobody)."""
+    places = dict.fromkeys(str(p if p.is_absolute() else Path.cwd() / p) for p in candidates)
+    return " and ".join(places)
 
 
 def _looks_like_path(name: str) -> bool:
@@ -232,6 +239,8 @@ def _load_hub(
     from huggingface_hub.errors import HfHubHTTPError
 
     name = cfg.dataset_name.strip()
+    if not Path(name).exists() and (problem := hub_unreachable()):  # say so now, not after half a minute
+        raise DataError(f"data.dataset_name: cannot read {name!r}. {problem}")
     try:
         if limit is None or "[" in split:  # a sliced split ("train[:500]") cannot be streamed: load, then select
             return datasets.load_dataset(name, cfg.dataset_config, split=split, token=token)

@@ -21,6 +21,7 @@ import gradio as gr
 
 from trainer.access import space_mode
 from trainer.config import preset_config
+from trainer.noise import silence_known_noise
 from trainer.preflight import DEMO_PRESET
 from trainer.ui import compare_tab, runs_tab, train_tab
 from trainer.ui.context import AppContext
@@ -94,6 +95,7 @@ def launch(**kwargs: Any) -> None:
     from trainer.jobs import JobManager
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    silence_known_noise()
     try:
         manager = JobManager.default()
     except PermissionError as exc:
