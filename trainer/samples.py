@@ -6,16 +6,24 @@ sees what the training changed, not only a loss figure.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 
-def generate_samples(model, tokenizer, rows: list[list[dict]], max_new_tokens: int) -> dict[str, str]:
+class Reply(NamedTuple):
+    """A generated reply as a person reads it (no `<|end|>` marker), and whether it ended at a stop token."""
+
+    text: str
+    stopped: bool
+
+
+def generate_samples(model, tokenizer, rows: list[list[dict]], max_new_tokens: int) -> dict[str, Reply]:
     """Greedy replies to the prompts of rows (every message before the last assistant turn), keyed by prompt text."""
     import torch
 
     from trainer.phi3 import stop_token_ids
 
     replies = {}
+    stops = set(stop_token_ids(tokenizer))
     was_training = model.training
     model.eval()
     for messages in rows:
@@ -32,7 +40,9 @@ def generate_samples(model, tokenizer, rows: list[list[dict]], max_new_tokens: i
                 pad_token_id=tokenizer.pad_token_id,
                 use_cache=True,
             )
-        replies[text] = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=False)
+        new = out[0, ids.shape[1] :].tolist()
+        stopped = bool(new) and new[-1] in stops
+        replies[text] = Reply(tokenizer.decode(new, skip_special_tokens=True).strip(), stopped)
     model.train(was_training)
     return replies
 
@@ -43,7 +53,8 @@ def prompt_messages(messages: list[dict[str, str]]) -> list[dict[str, str]]:
     return messages[:last]
 
 
-def sample_records(rows, tokenizer, before: dict[str, str], after: dict[str, str]) -> list[dict[str, Any]]:
+def sample_records(rows, tokenizer, before: dict[str, Reply], after: dict[str, Reply]) -> list[dict[str, Any]]:
+    """The samples.json records: prompt, reference reply, the replies before/after and whether each reached a stop."""
     out = []
     for messages in rows:
         prompt = prompt_messages(messages)
@@ -53,8 +64,10 @@ def sample_records(rows, tokenizer, before: dict[str, str], after: dict[str, str
                 "prompt": prompt[-1]["content"],
                 "prompt_text": text,
                 "reference": messages[-1]["content"] if messages[-1]["role"] == "assistant" else "",
-                "before": before.get(text),
-                "after": after.get(text),
+                "before": before[text].text if text in before else None,
+                "after": after[text].text if text in after else None,
+                "before_stopped": before[text].stopped if text in before else None,
+                "after_stopped": after[text].stopped if text in after else None,
             }
         )
     return out

@@ -137,7 +137,7 @@ def _train(
     from trainer import data as data_mod
     from trainer.modeling import load_base_model, load_tokenizer
     from trainer.phi3 import configure_generation
-    from trainer.samples import generate_samples, sample_records
+    from trainer.samples import Reply, generate_samples, sample_records
 
     logger.info("config:\n%s", config.to_yaml())
     set_seed(config.training.seed)
@@ -198,7 +198,10 @@ def _train(
         rf.truncate_events(run_dir, resumed_step)
         emit({"step": resumed_step, "message": f"resumed from checkpoint at step {resumed_step}"})
         eval_before = status.get("eval_loss_before")
-        samples_before = {s["prompt_text"]: s["before"] for s in rf.read_json(run_dir / rf.SAMPLES_FILE, [])}
+        samples_before = {
+            s["prompt_text"]: Reply(s["before"], bool(s.get("before_stopped")))
+            for s in rf.read_json(run_dir / rf.SAMPLES_FILE, [])
+        }
     else:
         if resume:
             logger.warning("no checkpoint in %s; starting from step 0", run_dir / rf.CHECKPOINTS_DIR)

@@ -91,7 +91,8 @@ def test_demo_samples_show_the_persona_after_and_not_before(demo):
     assert len(result.samples) == 3
     for sample in result.samples:
         assert sample["after"].startswith("Ahoy!") and "matey." in sample["after"], sample
-        assert sample["after"].endswith("<|end|>")  # generation stopped at the end-of-turn token
+        assert sample["after_stopped"]  # generation stopped at the end-of-turn token ...
+        assert "<|" not in sample["after"] + sample["before"]  # ... and the replies read as a person reads them
         assert not sample["before"].startswith("Ahoy"), sample
     saved = json.loads((result.run_dir / rf.SAMPLES_FILE).read_text())
     assert [s["after"] for s in saved] == [s["after"] for s in result.samples]
