@@ -208,6 +208,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             [f"--run-dir: {args.run_dir} already holds a run. Add --resume to continue it, or pick a new folder."]
         )
     config = _config_from_args(args)
+    config.run.name = config.display_name(args.preset)
     token = resolve_token()
     if config.hub.repo_id:  # as the web app does: a long run never fails at push time for a reason knowable now
         check_push_access(config.hub.repo_id, token)
@@ -284,6 +285,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     args.config = None
     config = _config_from_args(args, preset="tiny-demo")
+    config.run.name = config.display_name("tiny-demo")
     print(
         "Offline demo: a tiny random Phi-3 (real Phi-3 tokenizer), warmed up on plain chat, learns a pirate persona."
     )

@@ -58,6 +58,7 @@ class JobManager:
         self.limits = limits or Limits()
         self._tokens: dict[int, str] = {}  # in memory only, until the worker starts
         self._lock = threading.RLock()
+        self._runs_seen: int | None = None  # the runs folder's mtime when every folder in it was listed
 
     @classmethod
     def default(cls) -> JobManager:
@@ -76,8 +77,31 @@ class JobManager:
                 f"or point {rf.DATA_DIR_ENV} at a folder that is."
             )
         manager = cls(JobStore(folder / DB_FILE), limits=Limits.from_env())
+        manager.adopt_runs()
         manager.recover()
         return manager
+
+    def adopt_runs(self) -> list[Job]:
+        """List the runs in the data dir's runs/ that the table does not know (started with the CLI, say).
+
+        Cheap enough to call on every refresh: it looks inside only when the runs folder changed (or a folder was
+        still being made). A live CLI run is listed as running and watched until it ends.
+        """
+        runs = self.store.path.parent / "runs"
+        try:
+            stamp = runs.stat().st_mtime_ns
+        except OSError:
+            return []
+        if stamp == self._runs_seen:
+            return []
+        with self._lock:
+            added, later = self.store.adopt_runs(runs, alive=pid_alive)
+            self._runs_seen = None if later else stamp
+        for job in added:
+            logger.info("listed run %s (%s) found in %s", job.name, job.status, runs)
+            if job.status == "running":
+                threading.Thread(target=self._watch_pid, args=(job.id, job.pid), daemon=True).start()
+        return added
 
     # --- submitting and scheduling
 
@@ -97,7 +121,7 @@ class JobManager:
                 )
         run_dir = rf.new_run_dir(_slug(config))
         save_yaml(config, run_dir / rf.CONFIG_FILE)
-        name = run_name(config)
+        name = config.display_name()
         rf.write_status(run_dir, "queued", owner=owner, name=name)  # the table can be rebuilt from run folders
         job = self.store.create(run_dir, name=name, owner=owner, needs_token=token is not None)
         if token:
@@ -160,6 +184,7 @@ class JobManager:
         ]
         if job.resume:
             argv.append("--resume")
+        rf.set_phase(run_dir, "starting")
         env = {
             **os.environ,
             "PHI3_STUDIO_WORKER": "1",
@@ -297,12 +322,6 @@ class JobManager:
 # --------------------------------------------------------------------------- pure helpers
 
 
-def run_name(config: RunConfig) -> str:
-    """A short human name for a run: '<dataset> on <model>'."""
-    dataset = Path(config.data.dataset_name).name if config.data.dataset_name else "?"
-    return f"{dataset} on {config.model.model_name_or_path.split('/')[-1]}"
-
-
 def _slug(config: RunConfig) -> str:
     name = Path(config.data.dataset_name).stem or "run"
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:40]
@@ -368,7 +387,11 @@ def pid_alive(pid: int) -> bool:
 
 
 def _signal_group(pid: int, sig: int) -> None:
+    """Signal a worker and its children (its process group; just the process when it leads none, as a CLI run)."""
     try:
-        os.killpg(pid, sig)
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
     except ProcessLookupError:
         pass

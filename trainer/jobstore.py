@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -189,7 +190,10 @@ class JobStore:
                 ]
                 if not ready:
                     return None
-                db.execute("UPDATE jobs SET status = 'running', started_at = ? WHERE id = ?", (time.time(), ready[0]))
+                db.execute(  # a resumed run keeps the time it first started
+                    "UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, ?) WHERE id = ?",
+                    (time.time(), ready[0]),
+                )
             finally:
                 db.execute("COMMIT")
         return self.get(ready[0])
@@ -201,19 +205,45 @@ class JobStore:
         return ids.index(job_id) + 1 if job_id in ids else None
 
     def rebuild_from_runs(self, runs_dir: Path) -> int:
-        """Recreate rows for run folders the table does not know (after it was damaged); returns how many.
+        """Recreate rows for every run folder the table does not know (after it was damaged); returns how many.
 
         A run that was queued or running when the table was lost is marked interrupted (resumable with a checkpoint).
         """
+        return len(self.adopt_runs(runs_dir, adopt_queued=True)[0])
+
+    def adopt_runs(
+        self, runs_dir: Path, alive: Callable[[int], bool] = lambda pid: False, adopt_queued: bool = False
+    ) -> tuple[list[Job], int]:
+        """Add rows for run folders the table does not know, such as runs started with the CLI.
+
+        A folder's `status.json` says its name, owner, state and (while it trains) its worker's pid: a running run
+        whose pid is `alive` is listed as running, any other unfinished one as interrupted. A folder with no status yet
+        (being created) or still queued (a web job between its folder and its row) is left for a later call, unless
+        `adopt_queued` (rebuilding a lost table).
+
+        Returns:
+            (the jobs added, how many folders were left for later).
+        """
         known = {job.run_dir for job in self.list()}
-        added = 0
+        added, later = [], 0
         for run_dir in sorted(p for p in Path(runs_dir).glob("*") if (p / rf.CONFIG_FILE).is_file()):
             if str(run_dir) in known:
                 continue
             status = rf.read_json(run_dir / rf.STATUS_FILE, {}) or {}
-            state = status.get("state")
-            state = state if state in FINISHED else "interrupted"
+            state, pid = status.get("state"), status.get("pid")
+            if state is None or (state == "queued" and not adopt_queued):
+                later += 1
+                continue
+            running = state == "running" and isinstance(pid, int) and alive(pid)
+            state = "running" if running else state if state in FINISHED else "interrupted"
             job = self.create(run_dir, name=str(status.get("name") or run_dir.name), owner=status.get("owner"))
-            self.update(job.id, status=state, finished_at=status.get("updated_at"), error=status.get("error"))
-            added += 1
-        return added
+            self.update(
+                job.id,
+                status=state,
+                started_at=status.get("started_at"),
+                finished_at=None if running else status.get("finished_at") or status.get("updated_at"),
+                error=status.get("error"),
+                pid=pid if running else None,
+            )
+            added.append(self.get(job.id))
+        return added, later

@@ -39,6 +39,20 @@ CHECKPOINT_GLOB = "checkpoint-*"  # the Trainer's checkpoint folders inside CHEC
 ADAPTER_DIR = "adapter"
 
 
+PHASES = {
+    "starting": 2,
+    "preparing data": 4,
+    "loading the model": 10,
+    "evaluating before": 5,
+    "training": 70,
+    "evaluating after": 5,
+    "saving": 2,
+    "pushing": 2,
+}
+"""A running run's phases in order (status.json `phase`), each with its rough share of the run in percent: the
+progress bar moves through them, and through the training share step by step. 'pushing' is read from `push_state`."""
+
+
 class RunFolderError(ValueError):
     """A folder is not (or not yet) the run folder the caller needs; the message names the fix."""
 
@@ -142,6 +156,25 @@ def write_status(run_dir: Path, state: str, **fields: Any) -> None:
     status = read_json(run_dir / STATUS_FILE, {}) or {}
     status.update(fields, state=state, updated_at=time.time())
     write_json_atomic(run_dir / STATUS_FILE, status)
+
+
+def set_phase(run_dir: Path, phase: str) -> None:
+    """Record what a running run is doing now (one of PHASES), so a reader can tell it is alive and where it is."""
+    if phase not in PHASES:
+        raise ValueError(f"unknown phase {phase!r}")
+    logger.info("phase: %s", phase)
+    write_status(run_dir, "running", phase=phase, phase_at=time.time())
+
+
+def progress(phase: str | None, step: int = 0, total: int = 0) -> float:
+    """How far a run is, 0..1: the phases before this one, plus the training share by steps (pure)."""
+    names = list(PHASES)
+    if phase not in PHASES:
+        return 0.0
+    done = sum(PHASES[name] for name in names[: names.index(phase)])
+    if phase == "training" and total:
+        done += PHASES["training"] * min(step, total) / total
+    return done / sum(PHASES.values())
 
 
 def has_checkpoint(run_dir: Path) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,8 +98,11 @@ def run(
     save_yaml(config, run_dir / rf.CONFIG_FILE)
     log_handler = _attach_log_file(run_dir)
     emit = _event_writer(run_dir, on_event)
-    started = time.time()
-    rf.write_status(run_dir, "running", started_at=started, error=None)
+    earlier = (rf.read_json(run_dir / rf.STATUS_FILE, {}) or {}).get("started_at") if resume else None
+    rf.write_status(
+        run_dir, "running", started_at=earlier or time.time(), error=None, name=config.display_name(), pid=os.getpid()
+    )
+    rf.set_phase(run_dir, "preparing data")
     arm(time_limit_s)
     try:
         result = _train(config, run_dir, emit, resume, token, return_model)
@@ -152,6 +156,7 @@ def _train(
     logger.info("data: %s format, %d train rows, %d eval rows", prepared.format, len(prepared.train), n_eval)
 
     # --- 4. model: tokenizer with a non-stop pad token, frozen base, LoRA config
+    rf.set_phase(run_dir, "loading the model")
     tokenizer = load_tokenizer(config.model)
     t = config.training
     if problem := data_mod.reply_room_problem(tokenizer, prepared.train["messages"], t.max_length):
@@ -206,16 +211,19 @@ def _train(
         if resume:
             logger.warning("no checkpoint in %s; starting from step 0", run_dir / rf.CHECKPOINTS_DIR)
         rf.truncate_events(run_dir, -1)
+        rf.set_phase(run_dir, "evaluating before")
         eval_before = trainer.evaluate()["eval_loss"] if n_eval else None
         samples_before = generate_samples(trainer.model, tokenizer, sample_rows, t.sample_max_new_tokens)
         rf.write_json_atomic(run_dir / rf.SAMPLES_FILE, sample_records(sample_rows, tokenizer, samples_before, {}))
     rf.write_status(run_dir, "running", eval_loss_before=eval_before)
 
     # --- 7. train
+    rf.set_phase(run_dir, "training")
     trainer.train(resume_from_checkpoint=checkpoint)
     raise_if_stopped(trainer.state.global_step, emit)
 
     # --- 8. evaluate the tuned model (unless the loop just did, at the final step), answer the samples again
+    rf.set_phase(run_dir, "evaluating after")
     eval_after = None
     if n_eval:
         last_step, last_loss = callback.last_eval
@@ -226,6 +234,7 @@ def _train(
     rf.write_json_atomic(run_dir / rf.SAMPLES_FILE, samples)
 
     # --- 9. save only the LoRA weights (+ tokenizer) and the library versions
+    rf.set_phase(run_dir, "saving")
     adapter_dir = run_dir / rf.ADAPTER_DIR
     trainer.model.save_pretrained(adapter_dir, safe_serialization=True)
     tokenizer.save_pretrained(adapter_dir)

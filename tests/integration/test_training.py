@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 
 import pytest
 import torch
@@ -113,6 +115,23 @@ def test_run_folder_contract(demo):
     assert (folder / rf.CHECKPOINTS_DIR / "checkpoint-80").is_dir()
     assert "trainable parameters: 57344" in (folder / rf.LOG_FILE).read_text()
     assert rf.read_events(folder) == events
+    assert status["name"] == "tiny-phi3: pirate_chat" and status["pid"] == os.getpid()
+
+
+def test_the_run_says_which_phase_it_is_in(demo):
+    result, _ = demo
+    log = (result.run_dir / rf.LOG_FILE).read_text()
+    phases = re.findall(r"phase: (.+)", log)
+    assert phases == [
+        "preparing data",
+        "loading the model",
+        "evaluating before",
+        "training",
+        "evaluating after",
+        "saving",
+    ]
+    assert set(phases) <= set(rf.PHASES)
+    assert rf.read_json(result.run_dir / rf.STATUS_FILE)["phase"] == "saving"
 
 
 def test_events_carry_the_metrics(demo):
@@ -139,7 +158,8 @@ def test_resume_continues_step_numbers(tiny_model_path, tmp_path):
 
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(cfg, on_event=crash_at_step_6, run_dir=tmp_path)
-    assert json.loads((tmp_path / rf.STATUS_FILE).read_text())["state"] == "failed"
+    first = json.loads((tmp_path / rf.STATUS_FILE).read_text())
+    assert first["state"] == "failed"
     assert (tmp_path / rf.CHECKPOINTS_DIR / "checkpoint-4").is_dir()
 
     result = run(cfg, run_dir=tmp_path, resume=True)
@@ -150,6 +170,7 @@ def test_resume_continues_step_numbers(tiny_model_path, tmp_path):
     kept = sorted(p.name for p in (tmp_path / rf.CHECKPOINTS_DIR).glob("checkpoint-*"))
     assert kept == ["checkpoint-12", "checkpoint-8"]  # save_total_limit 2
     assert result.eval_loss_before is not None  # carried over from the first attempt
+    assert json.loads((tmp_path / rf.STATUS_FILE).read_text())["started_at"] == first["started_at"]
 
 
 def test_a_stop_request_saves_a_checkpoint_and_the_run_resumes_from_it(tiny_model_path, tmp_path):

@@ -241,6 +241,7 @@ def test_yaml_keeps_the_section_order_and_unicode():
         "lora",
         "training",
         "hub",
+        "run",
     ]
     assert "Réponds en français, moussaillon." in text  # readable, not \\u-escaped
 

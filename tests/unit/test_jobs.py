@@ -185,8 +185,10 @@ def test_resume_requeues_with_the_resume_flag(manager):
     time.sleep(0.5)
     manager.cancel(job.id)
     _wait(manager, job.id)
+    first_start = manager.store.get(job.id).started_at
     resumed = manager.resume(job.id, token="hf_secret_token")
     assert resumed.status == "running" and resumed.resume
+    assert resumed.started_at == first_start  # the run's "started" time is when it first started
     marker = Path(job.run_dir) / "worker.txt"
     end = time.time() + 10
     while "resume=True" not in marker.read_text() and time.time() < end:
@@ -272,3 +274,70 @@ def test_two_servers_racing_for_the_queue_start_one_job(tmp_path):
     claimed = [eval(p.communicate(timeout=60)[0]) for p in procs]  # noqa: S307 - our own printed list
     assert sorted(claimed[0] + claimed[1]) == [1]  # one claim in all: the oldest job, once
     assert [job.status for job in reversed(store.list())] == ["running", "queued", "queued", "queued"]
+
+
+def _cli_run(runs: Path, folder: str, **status) -> Path:
+    """A run folder as `python -m trainer train` leaves it (config.yaml, status.json), no job-table row."""
+    run_dir = runs / folder
+    run_dir.mkdir(parents=True)
+    (run_dir / rf.CONFIG_FILE).write_text("model: {}\n")
+    if status:
+        rf.write_status(run_dir, status.pop("state"), **status)
+    return run_dir
+
+
+def test_runs_started_with_the_cli_are_listed_with_their_state(manager, tmp_path):
+    runs = tmp_path / "runs"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    live = subprocess.Popen(["sleep", "30"])
+    try:
+        _cli_run(runs, "done", state="succeeded", name="tiny-demo: pirate_chat", started_at=1.0, finished_at=2.0)
+        _cli_run(runs, "training", state="running", name="mine", pid=live.pid, started_at=3.0)
+        _cli_run(runs, "killed", state="running", name="gone", pid=dead.pid)
+        _cli_run(runs, "being-made")  # no status.json yet
+        _cli_run(runs, "web-queued", state="queued")  # a web job between its folder and its row
+        added = {Path(j.run_dir).name: j for j in manager.adopt_runs()}
+        assert set(added) == {"done", "training", "killed"}
+        assert (added["done"].status, added["done"].name, added["done"].owner) == (
+            "succeeded",
+            "tiny-demo: pirate_chat",
+            None,
+        )
+        assert (added["done"].started_at, added["done"].finished_at) == (1.0, 2.0)
+        assert (added["training"].status, added["training"].pid) == ("running", live.pid)
+        assert added["killed"].status == "interrupted" and added["killed"].pid is None
+        assert manager.adopt_runs() == []  # each folder is listed once
+        rf.write_status(runs / "being-made", "running", pid=dead.pid)  # its status arrives later: listed then
+        assert [Path(j.run_dir).name for j in manager.adopt_runs()] == ["being-made"]
+        live.terminate()
+        rf.write_status(runs / "training", "cancelled")
+        assert _wait(manager, added["training"].id).status == "cancelled"  # watched until the CLI run ends
+    finally:
+        live.kill()
+
+
+def test_listing_cli_runs_looks_inside_only_when_the_runs_folder_changed(manager, tmp_path, monkeypatch):
+    _cli_run(tmp_path / "runs", "one", state="succeeded")
+    assert len(manager.adopt_runs()) == 1
+    looked = []
+    monkeypatch.setattr(manager.store, "adopt_runs", lambda *a, **k: looked.append(1) or ([], 0))
+    manager.adopt_runs()
+    assert looked == []  # nothing new in runs/: not even a glob
+    _cli_run(tmp_path / "runs", "two", state="succeeded")
+    manager.adopt_runs()
+    assert looked == [1]
+
+
+def test_cancel_stops_a_cli_run_that_leads_no_process_group(manager, tmp_path):
+    child = subprocess.Popen(["sleep", "30"])  # in the test's process group, like a CLI run started by a shell
+    try:
+        assert os.getpgid(child.pid) != child.pid
+        run_dir = _cli_run(tmp_path / "runs", "cli", state="running", pid=child.pid)
+        (job,) = manager.adopt_runs()
+        manager.cancel(job.id)
+        assert child.wait(timeout=10) == -signal.SIGTERM  # the run itself, not its group (that is ours)
+        assert _wait(manager, job.id).status == "cancelled"
+        assert run_dir.is_dir()
+    finally:
+        child.kill()

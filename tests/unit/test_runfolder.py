@@ -95,3 +95,25 @@ def test_a_reader_polling_while_a_writer_loops_never_sees_half_a_file(tmp_path, 
     assert problems == [] and len(seen) > 10 and seen == sorted(seen)
     assert sorted(p.name for p in tmp_path.iterdir()) == [rf.EVENTS_FILE, rf.STATUS_FILE]  # no temp files
     assert len(rf.read_events(tmp_path)) == 300 and rf.read_json(status)["step"] in (299, 300)
+
+
+def test_progress_moves_through_the_phases_and_the_training_steps():
+    names = list(rf.PHASES)
+    shares = [rf.progress(name) for name in names]
+    assert shares[0] == 0 and shares == sorted(shares) and len(set(shares)) == len(shares)  # each phase moves it
+    start, end = rf.progress("training"), rf.progress("evaluating after")
+    assert rf.progress("training", 0, 80) == start
+    assert rf.progress("training", 40, 80) == pytest.approx((start + end) / 2)
+    assert rf.progress("training", 120, 80) == pytest.approx(end)  # never past its share
+    assert rf.progress(None) == rf.progress("no such phase") == 0.0
+    assert rf.progress("pushing") < 1
+
+
+def test_a_phase_is_recorded_in_the_status_with_its_time(tmp_path):
+    rf.write_status(tmp_path, "running", started_at=1.0)
+    rf.set_phase(tmp_path, "loading the model")
+    status = rf.read_json(tmp_path / rf.STATUS_FILE)
+    assert (status["state"], status["phase"], status["started_at"]) == ("running", "loading the model", 1.0)
+    assert status["phase_at"] > 1.0
+    with pytest.raises(ValueError, match="unknown phase"):
+        rf.set_phase(tmp_path, "napping")

@@ -261,6 +261,20 @@ class HubConfig:
     )
 
 
+RUN_NAME_MAX = 80
+
+
+@dataclass
+class RunSettings:
+    """What a person calls the run (shown wherever runs are listed)."""
+
+    name: str = _field(
+        "",
+        label="Run name",
+        help="Shown in the run list and the Compare tab; empty = the preset (or base model) and the dataset.",
+    )
+
+
 @dataclass
 class RunConfig:
     """The whole run: one tree, one source of truth."""
@@ -270,6 +284,16 @@ class RunConfig:
     lora: LoraSettings = field(default_factory=LoraSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
     hub: HubConfig = field(default_factory=HubConfig)
+    run: RunSettings = field(default_factory=RunSettings)
+
+    def display_name(self, preset: str | None = None) -> str:
+        """The run's name: the one a person chose, else '<preset or base model>: <dataset>'."""
+        if self.run.name.strip():
+            return self.run.name.strip()
+        dataset = self.data.dataset_name.rstrip("/").replace("\\", "/").split("/")[-1]
+        stem, _, suffix = dataset.rpartition(".")
+        dataset = stem if suffix.lower() in ("jsonl", "json", "csv", "parquet", "txt") else dataset
+        return f"{preset or self.model.model_name_or_path.rstrip('/').split('/')[-1]}: {dataset or '?'}"
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Nested plain dict (YAML-ready)."""
@@ -469,4 +493,6 @@ def _cross_field_problems(cfg: RunConfig) -> list[str]:
         )
     if cfg.hub.repo_id and (problem := repo_id_problem(cfg.hub.repo_id)):
         found.append(problem)
+    if len(cfg.run.name) > RUN_NAME_MAX or any(c in cfg.run.name for c in "\r\n\t"):
+        found.append(f"run.name: use one line of at most {RUN_NAME_MAX} characters.")
     return found
