@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from trainer import runfolder as rf
 from trainer.access import Caller
 from trainer.config import PRESETS, iter_fields, preset_config
 from trainer.preflight import demo_problems
@@ -101,8 +102,9 @@ def test_progress_and_metrics():
     class Job:
         status = "running"
 
-    html = progress_html(Job(), EVENTS)
-    assert "step 10 / 20 (50 %)" in html and "ETA 6 s" in html and "width:50.0%" in html
+    html = progress_html(Job(), EVENTS, {"phase": "training"})
+    assert "training · step 10 / 20 (50 %)" in html and "ETA 6 s" in html
+    assert f"width:{100 * rf.progress('training', 10, 20):.1f}%" in html and 'class="bar live"' in html
     text = metrics_markdown(EVENTS, {"eval_loss_before": 4.8, "eval_loss_after": 2.4})
     assert "**tokens/s** 530 (non-padding)" in text and "4.8000 → 2.4000 (-50.0 %)" in text
     assert "**GPU memory** n/a" in text
@@ -123,3 +125,23 @@ def test_a_worker_error_is_shown_with_the_form_s_words(tmp_path, monkeypatch, ca
     job = Job(1, None, "qa", "failed", str(tmp_path), 0.0, error=failure_cause(log, 2))
     shown = status_markdown(None, job)
     assert "set **Column mapping** to `question=user, answer=assistant`" in shown and "--map" not in shown
+
+
+def test_the_progress_bar_says_the_phase_and_moves_before_the_first_step():
+    class Job:
+        status = "running"
+
+    shown = []
+    for phase in ("starting", "preparing data", "loading the model", "evaluating before"):
+        html = progress_html(Job(), [], {"phase": phase})
+        assert f"{phase}…" in html and 'class="bar live"' in html  # stripes move while it is alive
+        shown.append(float(html.split("width:")[1].split("%")[0]))
+    assert shown[0] == 0 < shown[1] < shown[2] < shown[3]  # the bar moves from phase to phase, no step yet
+    assert "pushing…" in progress_html(Job(), EVENTS, {"state": "succeeded", "push_state": "pushing"})
+    assert "starting…" in progress_html(Job(), [], {})  # a worker that has not written its phase yet
+    Job.status = "succeeded"
+    done = progress_html(Job(), EVENTS, {"phase": "saving"})
+    assert "width:100.0%" in done and "finished" in done and "live" not in done
+    Job.status = "cancelled"
+    stopped = progress_html(Job(), EVENTS, {"phase": "training"})
+    assert "cancelled · step 10 / 20" in stopped and "live" not in stopped

@@ -15,6 +15,7 @@ from trainer import runfolder as rf
 from trainer.access import SIGN_IN, AccessError, find_job, space_mode, visible_jobs
 from trainer.config.hints import render_hints
 from trainer.jobs import WAITING_FOR_OWNER
+from trainer.ui import run_overlay
 from trainer.ui.context import AppContext, caller
 
 REFRESH_S = 1.0
@@ -38,18 +39,47 @@ def loss_frame(events: list[dict[str, Any]], key: str = "loss"):
     return pd.DataFrame({"step": pd.Series(steps, dtype="int64"), key: pd.Series(values, dtype="float64")})
 
 
-def progress_html(job, events: list[dict[str, Any]]) -> str:
-    """A progress bar with step/total and ETA."""
+PROGRESS_CSS = """
+.bar {height: 14px; background: #e5e7eb; border-radius: 7px; overflow: hidden;}
+.fill {height: 100%; background: #6366f1; transition: width 0.8s ease;}
+.live .fill {background-image: linear-gradient(45deg, rgba(255,255,255,.3) 25%, transparent 25%, transparent 50%,
+  rgba(255,255,255,.3) 50%, rgba(255,255,255,.3) 75%, transparent 75%); background-size: 20px 20px;
+  animation: stripes 1s linear infinite;}
+@keyframes stripes {from {background-position: 0 0;} to {background-position: 20px 0;}}
+"""
+"""The progress bar's CSS, scoped to its gr.HTML: stripes move while a run is alive, so it never looks frozen."""
+
+
+def current_phase(job, status: dict[str, Any]) -> str | None:
+    """What a running run is doing now (one of runfolder.PHASES); None when it is not running."""
+    if job is None or job.status != "running":
+        return None
+    if status.get("push_state") == "pushing":
+        return "pushing"
+    return status.get("phase") if status.get("phase") in rf.PHASES else "starting"
+
+
+def progress_html(job, events: list[dict[str, Any]], status: dict[str, Any] | None = None) -> str:
+    """The run's phase and a bar that moves from the first second: each phase's share, then the training steps."""
+    status = status or {}
     steps = [e for e in events if "total_steps" in e]
     last = steps[-1] if steps else {}
     step, total = last.get("step", 0), last.get("total_steps") or 0
+    phase = current_phase(job, status)
     if job is not None and job.status == "succeeded":
-        step = total = max(total, step) or 1
-    pct = 100 * step / total if total else 0
-    eta = f" · ETA {last['eta_s']:.0f} s" if job is not None and job.status == "running" and "eta_s" in last else ""
+        fraction, text = 1.0, f"finished · step {max(step, total)} / {max(step, total) or '?'}"
+    elif phase is None:
+        fraction = rf.progress("training", step, total) if total else 0.0
+        text = f"{job.status if job else 'no run'} · step {step} / {total or '?'}"
+    else:
+        fraction, text = rf.progress(phase, step, total), f"{phase}…"
+        if phase == "training":
+            text = f"training · step {step} / {total or '?'} ({100 * step / total if total else 0:.0f} %)"
+            text += f" · ETA {last['eta_s']:.0f} s" if "eta_s" in last else ""
+    live = " live" if phase is not None else ""
     return (
-        f'<div class="bar"><div class="fill" style="width:{pct:.1f}%"></div></div>'
-        f"<div>step {step} / {total or '?'} ({pct:.0f} %){eta}</div>"
+        f'<div class="bar{live}"><div class="fill" style="width:{100 * fraction:.1f}%"></div></div>'
+        f'<div class="phase">{html.escape(text)} · {100 * fraction:.0f} % of the run</div>'
     )
 
 
@@ -176,6 +206,7 @@ def build(ctx: AppContext, app: gr.Blocks) -> dict[str, Any]:
     ]
 
     def choices_for(who) -> list[tuple[str, str]]:
+        manager.adopt_runs()  # runs started with the CLI appear too (one stat when nothing changed)
         return [(label_of(job, manager), str(job.id)) for job in visible_jobs(manager.store, who)]
 
     def refresh(job_id, seen: dict, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
@@ -205,7 +236,7 @@ def build(ctx: AppContext, app: gr.Blocks) -> dict[str, Any]:
         unchanged = seen.get("job") == job.id and seen.get("n_events") == len(events)
         return [
             status_markdown(manager, job),
-            progress_html(job, events),
+            progress_html(job, events, status),
             gr.skip() if unchanged else loss_frame(events),
             gr.skip() if unchanged else loss_frame(events, "eval_loss"),
             metrics_markdown(events, status),
@@ -270,6 +301,7 @@ def build(ctx: AppContext, app: gr.Blocks) -> dict[str, Any]:
 
     c["download"].click(download, c["picker"], c["zip"])
     app.load(refresh_picker, c["picker"], c["picker"])  # reattach to the latest run after a reload
+    c["overlay"] = run_overlay.build(ctx)
     return c
 
 
@@ -287,7 +319,7 @@ def _layout() -> dict[str, Any]:
         )
     c["zip"] = gr.File(label="adapter (.zip)", visible=False, elem_id="adapter-zip")
     c["status"] = gr.Markdown(elem_id="run-status")
-    c["progress"] = gr.HTML(elem_id="run-progress")
+    c["progress"] = gr.HTML(elem_id="run-progress", css_template=PROGRESS_CSS)
     c["metrics"] = gr.Markdown(elem_id="run-metrics")
     with gr.Row():  # one series per chart: Gradio 6 leaves a series that appears mid-run without a color
         c["plot"] = gr.LinePlot(x="step", y="loss", title="Train loss", elem_id="loss-plot", height=280)
@@ -295,7 +327,9 @@ def _layout() -> dict[str, Any]:
             x="step", y="eval_loss", y_title="loss", title="Eval loss (held out)", elem_id="eval-plot", height=280
         )
     c["samples"] = gr.Markdown(elem_id="run-samples")
-    c["log"] = gr.Code(label="log.txt (tail)", language=None, elem_id="run-log", lines=10, max_lines=20)
+    c["log"] = gr.Textbox(  # follows the end of the log as it grows (unless the user scrolled up to read)
+        label="log.txt (tail)", elem_id="run-log", lines=10, max_lines=20, autoscroll=True, interactive=False
+    )
     c["timer"] = gr.Timer(REFRESH_S)
     c["seen"] = gr.State({})  # what this browser tab last drew: job id, number of events, picker choices
     return c

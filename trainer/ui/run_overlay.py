@@ -1,0 +1,135 @@
+"""Runs side by side: the loss curves of two or more runs on one chart, and a table of the settings that differ.
+
+Pure readers of run folders (no widgets) plus `build`, which adds the "Compare runs" section to the Runs tab. Runs
+are chosen by id and each one's owner is checked on the server (`find_job`), like everywhere else.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from trainer import runfolder as rf
+from trainer.access import AccessError, find_job, visible_jobs
+from trainer.config import RunConfig, iter_fields, load_yaml
+from trainer.ui.context import AppContext, caller
+
+NOT_COMPARED = ("run.name",)
+"""Settings that name a run rather than shape it."""
+
+
+def run_label(job) -> str:
+    """How a run is named on the chart and in the table."""
+    return f"#{job.id} {job.name}"
+
+
+def overlay_frame(runs: dict[str, list[dict[str, Any]]], key: str = "loss"):
+    """One long table (step, value, run) of every run's `key` series, for a gr.LinePlot colored by run."""
+    import pandas as pd
+
+    rows = [
+        (label, e["step"], float(e[key])) for label, events in runs.items() for e in events if e.get(key) is not None
+    ]
+    labels, steps, values = zip(*rows, strict=True) if rows else ((), (), ())
+    return pd.DataFrame(
+        {
+            "step": pd.Series(steps, dtype="int64"),
+            key: pd.Series(values, dtype="float64"),
+            "run": pd.Series(labels, dtype="object"),
+        }
+    )
+
+
+def _shown(key: str, value: Any) -> str:
+    """A setting's value as the table shows it: a local file by its name only (no server paths)."""
+    if key in ("data.dataset_name", "model.model_name_or_path") and isinstance(value, str) and value.startswith("/"):
+        value = Path(value).name
+    if isinstance(value, list):
+        value = ", ".join(map(str, value))
+    return "" if value is None else str(value)
+
+
+def settings_diff(configs: dict[str, RunConfig]) -> list[tuple[str, list[str]]]:
+    """The settings whose values differ between the runs: [(setting key, [value per run])], in RunConfig order."""
+    out = []
+    for spec in iter_fields():
+        if spec.key in NOT_COMPARED:
+            continue
+        values = [_shown(spec.key, spec.get(cfg)) for cfg in configs.values()]
+        if len(set(values)) > 1:
+            out.append((spec.key, values))
+    return out
+
+
+def diff_markdown(configs: dict[str, RunConfig], losses: dict[str, dict[str, Any]]) -> str:
+    """A table: one column per run, a row per differing setting, then each run's eval loss before → after."""
+
+    def cell(text: str) -> str:
+        return html.escape(text).replace("|", "\\|").replace("\n", " ") or "—"
+
+    labels = list(configs)
+    lines = ["| setting | " + " | ".join(cell(label) for label in labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    diff = settings_diff(configs)
+    lines += [f"| `{key}` | " + " | ".join(cell(v) for v in values) + " |" for key, values in diff]
+
+    def loss(label: str) -> str:
+        before, after = losses[label].get("eval_loss_before"), losses[label].get("eval_loss_after")
+        return " → ".join(f"{x:.4f}" for x in (before, after) if x is not None)
+
+    lines.append("| **eval loss** | " + " | ".join(cell(loss(label)) for label in labels) + " |")
+    if not diff:
+        lines.insert(0, "The runs share every setting.\n")
+    return "\n".join(lines)
+
+
+def compare(manager, who, run_ids: list[str] | None) -> tuple[Any, Any, str]:
+    """The overlay of the chosen runs (train loss, eval loss) and the settings table; each run's owner is checked.
+
+    Raises:
+        AccessError: a run is not the caller's (or does not exist), or fewer than two runs were chosen.
+    """
+    jobs = [find_job(manager.store, who, run_id) for run_id in dict.fromkeys(run_ids or [])]
+    if len(jobs) < 2:
+        raise AccessError("Pick two or more runs to compare.")
+    events = {run_label(job): rf.read_events(Path(job.run_dir)) for job in jobs}
+    configs = {run_label(job): load_yaml(Path(job.run_dir) / rf.CONFIG_FILE) for job in jobs}
+    status = {run_label(job): rf.read_json(Path(job.run_dir) / rf.STATUS_FILE, {}) or {} for job in jobs}
+    return overlay_frame(events), overlay_frame(events, "eval_loss"), diff_markdown(configs, status)
+
+
+def build(ctx: AppContext) -> dict[str, Any]:
+    """The "Compare runs" section: pick runs, see their curves on one chart and what differs between them."""
+    manager = ctx.manager
+    c: dict[str, Any] = {}
+    with gr.Accordion("Compare runs: loss curves and the settings that differ", open=False, elem_id="overlay"):
+        with gr.Row():
+            c["runs"] = gr.Dropdown(
+                choices=[], multiselect=True, label="Runs", elem_id="overlay-runs", scale=4, max_choices=8
+            )
+            c["go"] = gr.Button("Compare", elem_id="overlay-go", scale=0, min_width=110)
+        with gr.Row():
+            c["plot"] = gr.LinePlot(
+                x="step", y="loss", color="run", title="Train loss", elem_id="overlay-plot", height=280
+            )
+            c["eval_plot"] = gr.LinePlot(
+                x="step", y="eval_loss", color="run", title="Eval loss", elem_id="overlay-eval-plot", height=280
+            )
+        c["table"] = gr.Markdown(elem_id="overlay-table")
+
+    def choices(current, profile: gr.OAuthProfile | None):
+        runs = [(run_label(job), str(job.id)) for job in visible_jobs(manager.store, caller(profile))]
+        ids = {value for _, value in runs}
+        return gr.update(choices=runs, value=[v for v in current or [] if v in ids])
+
+    def show(run_ids, profile: gr.OAuthProfile | None):
+        try:
+            return compare(manager, caller(profile), run_ids)
+        except AccessError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+
+    c["runs"].focus(choices, c["runs"], c["runs"], queue=False)  # fresh choices each time the list is opened
+    c["go"].click(show, c["runs"], [c["plot"], c["eval_plot"], c["table"]])
+    return c
