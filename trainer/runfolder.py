@@ -2,7 +2,8 @@
 
 `<data dir>/runs/<run id>/` holds `config.yaml`, `events.jsonl`, `log.txt`, `checkpoints/`, `adapter/`,
 `samples.json`, `versions.json` and `status.json`. The data dir is `$PHI3_STUDIO_DATA_DIR` when set, else `/data`
-when it exists and is writable (Space persistent storage), else the repository root. Every JSON/YAML file is written
+when it exists and is writable (Space persistent storage), else `studio-data/` in the repository (git-ignored): the
+job table, uploads and runs all live under it, never loose in the checkout. Every JSON/YAML file is written
 atomically (temp file, then rename), so a reader polling the folder never sees half a file.
 
 This is the contract between the pieces (the worker writes, the web app, the Hub push and the chat read), so it sits
@@ -57,14 +58,17 @@ class RunFolderError(ValueError):
     """A folder is not (or not yet) the run folder the caller needs; the message names the fix."""
 
 
+LOCAL_DATA_DIR = PROJECT_ROOT / "studio-data"
+
+
 def data_dir() -> Path:
-    """The folder that holds runs/ (and the job database)."""
+    """The folder that holds everything the app writes: runs/, uploads/ and the job table."""
     if env := os.environ.get(DATA_DIR_ENV):
         return Path(env)
     space = Path("/data")
     if space.is_dir() and os.access(space, os.W_OK):
         return space
-    return PROJECT_ROOT
+    return LOCAL_DATA_DIR
 
 
 def new_run_dir(name: str = "run") -> Path:

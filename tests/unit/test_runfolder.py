@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -117,3 +118,21 @@ def test_a_phase_is_recorded_in_the_status_with_its_time(tmp_path):
     assert status["phase_at"] > 1.0
     with pytest.raises(ValueError, match="unknown phase"):
         rf.set_phase(tmp_path, "napping")
+
+
+def test_everything_the_app_writes_goes_to_one_ignored_data_folder(monkeypatch):
+    import subprocess
+    from pathlib import Path
+
+    from trainer.paths import PROJECT_ROOT
+
+    monkeypatch.delenv(rf.DATA_DIR_ENV, raising=False)
+    expected = Path("/data") if Path("/data").is_dir() and os.access("/data", os.W_OK) else rf.LOCAL_DATA_DIR
+    assert rf.data_dir() == expected and rf.LOCAL_DATA_DIR.parent == PROJECT_ROOT
+    if (PROJECT_ROOT / ".git").exists():  # a source checkout: the job table, uploads and runs are never committed
+        for inside in ("jobs.sqlite", "uploads/alice/x.jsonl", "runs/r/config.yaml"):
+            path = rf.LOCAL_DATA_DIR.relative_to(PROJECT_ROOT) / inside
+            ignored = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=PROJECT_ROOT, check=False)
+            assert ignored.returncode == 0, f"{path} is not git-ignored"
+    monkeypatch.setenv(rf.DATA_DIR_ENV, "/somewhere/else")
+    assert rf.data_dir() == Path("/somewhere/else")
