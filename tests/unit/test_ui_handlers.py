@@ -69,3 +69,107 @@ def test_the_built_form_has_a_widget_for_every_setting(app):
         assert widget is not None, spec.key
         assert widget.label == spec.meta["label"]
         assert isinstance(widget, gr.Checkbox) == (spec.type is bool)
+
+
+def _values(components, **changes) -> dict:
+    """The form's values as Gradio hands them to a handler (keyed by component), from the tiny-demo preset."""
+    from trainer.config import preset_config
+    from trainer.ui.form import form_fields, widget_value
+
+    cfg = preset_config("tiny-demo")
+    values = {s.key: widget_value(s, s.get(cfg)) for s in form_fields()} | changes
+    return {components[f"field-{key.split('.')[-1]}"]: value for key, value in values.items()}
+
+
+def test_the_preset_picker_shows_names_and_the_chosen_preset_s_description(app):
+    from trainer.config import PRESETS
+
+    handlers, _ = app
+    components = handlers["components"]
+    assert [label for label, _ in components["preset"].choices] == list(PRESETS)  # names only: never cut off
+    assert components["preset-description"].value == PRESETS["tiny-demo"][0]
+    assert handlers["preset_markdown"]("qlora") == PRESETS["qlora"][0]
+
+
+def _row_of(block) -> gr.Row:
+    while not isinstance(block, gr.Row):
+        block = block.parent
+    return block
+
+
+def test_the_built_form_lays_fields_out_in_short_rows(app):
+    """Each row of the page holds the fields `field_rows` puts together (at most 3, checkboxes apart), no others."""
+    from trainer.ui.form import FORM_SECTIONS, field_rows, form_fields
+
+    components = app[0]["components"]
+    built: dict[int, list[str]] = {}
+    for spec in form_fields():
+        widget = components[f"field-{spec.name}"]
+        assert widget.min_width >= 200, spec.key
+        built.setdefault(id(_row_of(widget)), []).append(spec.key)
+    planned = [
+        [s.key for s in row]
+        for section in FORM_SECTIONS
+        for advanced in (False, True)
+        for row in field_rows([s for s in form_fields() if s.section == section and s.meta["advanced"] == advanced])
+    ]
+    assert sorted(built.values()) == sorted(planned)
+    assert max(len(keys) for keys in built.values()) == 3
+
+
+def test_a_problem_in_an_advanced_setting_opens_advanced_settings(app):
+    handlers, store = app
+    components = handlers["components"]
+    before = len(store.list())
+    outputs = handlers["start"](_values(components, **{"data.max_rows": "0"}), None, None)
+    assert "below the minimum 1" in outputs[0] and len(store.list()) == before
+    advanced = outputs[-3]
+    assert isinstance(advanced, gr.Accordion) and advanced.open is True
+    opened = handlers["open_advanced"](_values(components, **{"data.max_rows": "0"}))  # Preview refuses it too
+    assert isinstance(opened, gr.Accordion) and opened.open is True
+    outputs = handlers["start"](_values(components, **{"training.learning_rate": 0}), None, None)
+    assert outputs[-3] == gr.skip()  # a field outside Advanced: nothing to open
+    assert handlers["open_advanced"](_values(components, **{"data.max_rows": ""})) == gr.skip()
+
+
+def test_opening_advanced_settings_never_blocks_start_with_an_empty_number(app, monkeypatch):
+    """The number box reports 0 for an empty Max rows once Advanced opens; Start must not refuse it."""
+    import trainer.preflight
+
+    handlers, store = app
+    monkeypatch.setattr(trainer.preflight, "check_before_queueing", lambda *a, **k: [])
+    monkeypatch.setattr(store, "create", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("queued")))
+    for empty in (0, None, ""):
+        with pytest.raises(RuntimeError, match="queued"):  # got as far as queueing the run
+            handlers["start"](_values(handlers["components"], **{"data.max_rows": empty}), None, None)
+
+
+def test_the_offline_demo_does_not_offer_gpu_only_options(app):
+    handlers, _ = app
+    components = handlers["components"]
+    for name in ("load_in_4bit", "bnb_4bit_quant_type", "use_bnb_nested_quant"):
+        assert components[f"field-{name}"].interactive is False, name
+        assert "needs a CUDA GPU" in components[f"field-{name}"].info, name
+    assert "flash_attention_2" not in [v for _, v in components["field-attn_implementation"].choices]
+    qlora = dict(
+        zip(
+            [s.key for s in __import__("trainer.ui.form").ui.form.form_fields()],
+            handlers["fill_preset"]("qlora"),
+            strict=True,
+        )
+    )
+    assert qlora["model.load_in_4bit"] == {"__type__": "update", "value": True, "interactive": True}
+
+
+def test_a_gpu_machine_with_everything_offers_every_option(tmp_path, monkeypatch):
+    import transformers.utils
+
+    import trainer.preflight
+
+    monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(trainer.preflight, "unavailable_options", lambda on_gpu: {} if on_gpu else {"x": "y"})
+    monkeypatch.setattr(transformers.utils, "is_flash_attn_2_available", lambda: True)
+    blocks = build_app(JobManager(JobStore(tmp_path / "jobs.sqlite"), python="/bin/false"), on_gpu=True)
+    components = {b.elem_id: b for b in blocks.blocks.values() if b.elem_id}
+    assert components["field-load_in_4bit"].interactive is None  # an input, as any other
+    assert "flash_attention_2" in [v for _, v in components["field-attn_implementation"].choices]

@@ -32,6 +32,11 @@ CSS = """
 #run-progress .bar {height: 14px; background: #e5e7eb; border-radius: 7px; overflow: hidden;}
 #run-progress .fill {height: 100%; background: #6366f1;}
 #form-errors ul {color: #b91c1c;}
+.field-error {border-color: #dc2626 !important; box-shadow: 0 0 0 1px #dc2626 !important;}
+.field-error [data-testid="block-info"], .field-error .label-text {color: #b91c1c !important;}
+.field-error [data-testid="block-info"] {background: #fee2e2 !important;}
+.field-error .info-text {color: #b91c1c !important;}
+.field-error input, .field-error textarea {border-color: #dc2626 !important;}
 """
 
 

@@ -18,11 +18,14 @@ from trainer.ui.form import (
     FORM_SECTIONS,
     SECTION_TITLES,
     config_from_form,
+    field_rows,
     field_updates,
     form_fields,
     make_widget,
+    opens_advanced,
+    preset_markdown,
+    preset_updates,
     problems_markdown,
-    widget_value,
 )
 
 BUNDLED_EXAMPLES = {
@@ -116,7 +119,10 @@ def export_yaml(values: dict[str, Any]) -> tuple[Any, str, str]:
 
 def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
     """Build the Train tab's components and wire its events; returns the components by name."""
-    c = _layout(preset, cfg, ctx.manager.limits.describe())
+    from trainer.preflight import unavailable_options
+
+    unavailable = unavailable_options(ctx.on_gpu)  # GPU-only options are not offered where they cannot run
+    c = _layout(preset, cfg, ctx.manager.limits.describe(), unavailable)
     fields = c["fields"]
     field_list = [fields[s.key] for s in form_fields()]
 
@@ -125,10 +131,10 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
         return {key: values[component] for key, component in fields.items()}
 
     def fill_preset(name: str) -> list[Any]:
-        chosen = preset_config(name)  # once, not once per field
-        return [gr.update(value=widget_value(s, s.get(chosen))) for s in form_fields()]
+        return preset_updates(preset_config(name), unavailable)
 
     c["preset"].change(fill_preset, c["preset"], field_list, queue=False)
+    c["preset"].change(preset_markdown, c["preset"], c["preset_description"], queue=False)
     c["example"].change(
         lambda label: gr.update(value=BUNDLED_EXAMPLES.get(label, "")) if label else gr.skip(),
         c["example"],
@@ -146,6 +152,13 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
         return preview_data(keyed(values), caller(profile, oauth))
 
     c["preview"].click(preview, set(field_list), [c["preview_summary"], c["preview_rows"]])
+
+    def open_advanced(values: dict):
+        """Preview: open Advanced settings when a data setting the preview refuses is in it."""
+        problems = [p for p in config_from_form(keyed(values))[1] if p.startswith("data.")]
+        return gr.Accordion(open=True) if opens_advanced(problems) else gr.skip()
+
+    c["preview"].click(open_advanced, set(field_list), c["advanced"], queue=False)
     c["export"].click(lambda v: export_yaml(keyed(v)), set(field_list), [c["yaml_file"], c["yaml_view"], c["errors"]])
 
     def start(values: dict, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
@@ -153,31 +166,50 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
 
         who = caller(profile, oauth)
         if not who.signed_in:  # a visitor never spends the Space's GPU or token
-            return [f"### {SIGN_IN.format(what='train')}", *field_updates([]), gr.skip(), gr.skip()]
+            return [
+                f"### {SIGN_IN.format(what='train')}",
+                *field_updates([], unavailable),
+                gr.skip(),
+                gr.skip(),
+                gr.skip(),
+            ]
         run_cfg, problems = config_from_form(keyed(values))
         if not problems and (problem := dataset_problem(who, run_cfg.data.dataset_name)):
             problems = [problem]
         if not problems:
             problems = check_before_queueing(run_cfg, ctx.on_gpu, who.token)
         if problems:
-            return [problems_markdown(problems), *field_updates(problems), gr.skip(), gr.skip()]
+            advanced = gr.Accordion(open=True) if opens_advanced(problems) else gr.skip()  # show the marked field
+            return [problems_markdown(problems), *field_updates(problems, unavailable), advanced, gr.skip(), gr.skip()]
         try:
             job = ctx.manager.submit(run_cfg, owner=who.owner, token=who.token)
         except ValueError as exc:  # the per-user limit of runs queued or training
-            return [f"### {exc}", *field_updates([]), gr.skip(), gr.skip()]
-        return ["", *field_updates([]), gr.Tabs(selected="runs"), str(job.id)]
+            return [f"### {exc}", *field_updates([], unavailable), gr.skip(), gr.skip(), gr.skip()]
+        return ["", *field_updates([], unavailable), gr.skip(), gr.Tabs(selected="runs"), str(job.id)]
 
-    c["start"].click(start, set(field_list), [c["errors"], *field_list, ctx.tabs, ctx.started_run])
+    outputs = [c["errors"], *field_list, c["advanced"], ctx.tabs, ctx.started_run]
+    c["start"].click(start, set(field_list), outputs)
     return c
 
 
-def _layout(preset: str, cfg: RunConfig, limits: str) -> dict[str, Any]:
+def _layout(preset: str, cfg: RunConfig, limits: str, unavailable: dict[str, str]) -> dict[str, Any]:
     c: dict[str, Any] = {"fields": {}}
+
+    def widgets(specs: list) -> None:
+        for row in field_rows(specs):
+            with gr.Row(equal_height=True):
+                for spec in row:
+                    c["fields"][spec.key] = make_widget(spec, spec.get(cfg), unavailable)
+
     with gr.Row():
         with gr.Column(scale=3):
-            c["preset"] = gr.Dropdown(
-                choices=[(f"{n}: {PRESETS[n][0]}", n) for n in PRESETS], value=preset, label="Preset", elem_id="preset"
-            )
+            with gr.Row(equal_height=True):
+                c["preset"] = gr.Dropdown(
+                    choices=list(PRESETS), value=preset, label="Preset", elem_id="preset", min_width=200, scale=1
+                )
+                c["preset_description"] = gr.Markdown(
+                    preset_markdown(preset), elem_id="preset-description", min_width=200, scale=2
+                )
             with gr.Group():
                 c["example"] = gr.Dropdown(
                     choices=list(BUNDLED_EXAMPLES),
@@ -191,15 +223,13 @@ def _layout(preset: str, cfg: RunConfig, limits: str) -> dict[str, Any]:
                 )
             specs = form_fields()
             for section in FORM_SECTIONS:
-                with gr.Group(), gr.Row(equal_height=True):
-                    for spec in (s for s in specs if s.section == section and not s.meta["advanced"]):
-                        c["fields"][spec.key] = make_widget(spec, spec.get(cfg))
-            with gr.Accordion("Advanced settings", open=False, elem_id="advanced"):
+                with gr.Group():
+                    widgets([s for s in specs if s.section == section and not s.meta["advanced"]])
+            with gr.Accordion("Advanced settings", open=False, elem_id="advanced") as c["advanced"]:
                 for section in FORM_SECTIONS:
-                    gr.Markdown(f"**{SECTION_TITLES[section]}**")
-                    with gr.Row(equal_height=True):
-                        for spec in (s for s in specs if s.section == section and s.meta["advanced"]):
-                            c["fields"][spec.key] = make_widget(spec, spec.get(cfg))
+                    if advanced := [s for s in specs if s.section == section and s.meta["advanced"]]:
+                        gr.Markdown(f"**{SECTION_TITLES[section]}**")
+                        widgets(advanced)
         with gr.Column(scale=2):
             c["errors"] = gr.Markdown(elem_id="form-errors")
             c["start"] = gr.Button("Start training", variant="primary", elem_id="start")
