@@ -64,10 +64,11 @@ def progress_html(job, events: list[dict[str, Any]], status: dict[str, Any] | No
     status = status or {}
     steps = [e for e in events if "total_steps" in e]
     last = steps[-1] if steps else {}
-    step, total = last.get("step", 0), last.get("total_steps") or 0
+    step = max((e.get("step", 0) for e in events if "total_steps" in e or "loss" in e), default=0)
+    total = last.get("total_steps") or 0
     phase = current_phase(job, status)
     if job is not None and job.status == "succeeded":
-        fraction, text = 1.0, f"finished · step {max(step, total)} / {max(step, total) or '?'}"
+        fraction, text = 1.0, f"finished · step {step} / {max(step, total) or '?'}"
     elif phase is None:
         fraction = rf.progress("training", step, total) if total else 0.0
         text = f"{job.status if job else 'no run'} · step {step} / {total or '?'}"
