@@ -61,7 +61,7 @@ def test_a_run_whose_worker_vanished_is_interrupted_and_resumable(tmp_path):
 def test_a_queued_run_waits_for_its_owner_to_sign_in_after_a_restart(space, monkeypatch):
     monkeypatch.setattr(space.manager, "schedule", lambda: None)  # the old server stops before the run starts
     outputs = space.fns["start"](space.form(), profile("alice"), oauth("hf_oauthALICE1111"))
-    job_id = int(outputs[-1])
+    job_id = int(outputs[-1]["value"])
     restarted = JobManager(space.manager.store, python=space.manager.python)  # its token is gone with the old one
     restarted.recover()
     job = restarted.store.get(job_id)

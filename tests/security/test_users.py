@@ -86,14 +86,16 @@ def test_a_user_downloads_only_their_own_adapter_as_a_copy(space):
 def test_a_run_is_queued_for_its_owner_with_their_own_token(space):
     outputs = space.fns["start"](space.form(), ALICE, oauth(ALICE_OAUTH))
     assert outputs[0] == "", outputs[0]
-    job = space.manager.store.get(int(outputs[-1]))
+    job = space.manager.store.get(int(outputs[-1]["value"]))
     assert job.owner == "alice"
+    assert (str(job.id), outputs[-1]["value"]) in [(v, v) for _, v in outputs[-1]["choices"]]  # selected at once
+    assert job.name == "tiny-phi3: pirate_chat"  # no name typed, no preset sent: base model + dataset
     assert _wait_for(Path(job.run_dir) / "worker-token.txt") == ALICE_OAUTH  # the worker got alice's token
 
 
 def test_without_an_oauth_token_a_run_never_borrows_the_spaces(space):
     outputs = space.fns["start"](space.form(), BOB, None)
-    job = space.manager.store.get(int(outputs[-1]))
+    job = space.manager.store.get(int(outputs[-1]["value"]))
     assert _wait_for(Path(job.run_dir) / "worker-token.txt") == "<none>"  # not SPACE_TOKEN
 
 
@@ -236,3 +238,13 @@ def test_preview_reads_with_the_users_own_token(space, monkeypatch):
     with pytest.raises(ZeroDivisionError):
         space.fns["preview"](space.form(), ALICE, oauth(ALICE_OAUTH))
     assert tokens == [ALICE_OAUTH]
+
+
+def test_a_run_is_named_by_its_owner_or_by_its_preset_and_dataset(space):
+    named = space.fns["start"]({**space.form(name="pirate v2")}, ALICE, oauth(ALICE_OAUTH))
+    preset = space.fns["start"]({**space.form(), space.components["preset"]: "tiny-demo"}, ALICE, oauth(ALICE_OAUTH))
+    forged = space.fns["start"]({**space.form(), space.components["preset"]: "<b>x</b>"}, BOB, oauth(BOB_OAUTH))
+    names = [space.manager.store.get(int(o[-1]["value"])).name for o in (named, preset, forged)]
+    assert names == ["pirate v2", "tiny-demo: pirate_chat", "tiny-phi3: pirate_chat"]  # a made-up preset is ignored
+    labels = dict((v, label) for label, v in preset[-1]["choices"])
+    assert labels[preset[-1]["value"]].endswith("tiny-demo: pirate_chat")  # the name is what the run list shows

@@ -293,7 +293,8 @@ class RunConfig:
         dataset = self.data.dataset_name.rstrip("/").replace("\\", "/").split("/")[-1]
         stem, _, suffix = dataset.rpartition(".")
         dataset = stem if suffix.lower() in ("jsonl", "json", "csv", "parquet", "txt") else dataset
-        return f"{preset or self.model.model_name_or_path.rstrip('/').split('/')[-1]}: {dataset or '?'}"
+        name = f"{preset or self.model.model_name_or_path.rstrip('/').split('/')[-1]}: {dataset or '?'}"
+        return name[:RUN_NAME_MAX]
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Nested plain dict (YAML-ready)."""

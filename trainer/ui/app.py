@@ -80,9 +80,8 @@ def build_app(manager=None, on_gpu: bool | None = None) -> gr.Blocks:
                 "real Phi-3-mini needs a GPU Space.",
                 elem_id="demo-banner",
             )
-        started_run = gr.State(None)
         with gr.Tabs(selected="train") as tabs:
-            ctx = AppContext(manager, EngineCache(), on_gpu, tabs, started_run)
+            ctx = AppContext(manager, EngineCache(), on_gpu, tabs, runs_tab.make_picker())
             with gr.Tab("Train", id="train"):
                 train_tab.build(ctx, start_preset, preset_config(start_preset))
             with gr.Tab("Runs", id="runs"):

@@ -23,14 +23,14 @@ class AppContext:
         engines: the chat engine cache of the Compare tab (one model in memory at a time).
         on_gpu: whether training uses a CUDA GPU (False: the offline demo).
         tabs: the Tabs container, to switch tabs from a handler (`gr.Tabs(selected=...)`).
-        started_run: the id of the run the Train tab just queued; the Runs tab shows it when it changes.
+        run_picker: the Runs tab's run picker (made before the tabs), so the Train tab selects the run it queued.
     """
 
     manager: JobManager
     engines: EngineCache
     on_gpu: bool
     tabs: gr.Tabs
-    started_run: gr.State
+    run_picker: gr.Dropdown
 
 
 def caller(profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None = None) -> Caller:

@@ -174,6 +174,24 @@ def _buttons(job) -> list[Any]:
 # --------------------------------------------------------------------------- the tab
 
 
+def make_picker() -> gr.Dropdown:
+    """The run picker, made before the tabs (unrendered) so the Train tab can select the run it queues at once."""
+    return gr.Dropdown(choices=[], label="Run", elem_id="run-picker", scale=4, allow_custom_value=True, render=False)
+
+
+def picker_choices(manager, who) -> list[tuple[str, str]]:
+    """The runs this caller may see, as (label, id) pairs; runs started with the CLI are listed too."""
+    manager.adopt_runs()  # one stat when nothing changed
+    return [(label_of(job, manager), str(job.id)) for job in visible_jobs(manager.store, who)]
+
+
+def picker_update(manager, who, current: str | None) -> Any:
+    """Fresh choices, keeping the selected run (or the newest one when it is gone)."""
+    choices = picker_choices(manager, who)
+    ids = [choice[1] for choice in choices]
+    return gr.update(choices=choices, value=current if current in ids else (ids[0] if ids else None))
+
+
 def adapter_zip(job) -> str:
     """A .zip of the run's adapter folder, made for this request in a temporary folder (served as a copy)."""
     adapter = Path(job.run_dir) / rf.ADAPTER_DIR
@@ -188,7 +206,7 @@ def build(ctx: AppContext, app: gr.Blocks) -> dict[str, Any]:
     from trainer.jobs import log_tail
 
     manager = ctx.manager
-    c = _layout()
+    c = _layout(ctx.run_picker)
     outputs = [
         c["status"],
         c["progress"],
@@ -206,10 +224,6 @@ def build(ctx: AppContext, app: gr.Blocks) -> dict[str, Any]:
         c["seen"],
     ]
 
-    def choices_for(who) -> list[tuple[str, str]]:
-        manager.adopt_runs()  # runs started with the CLI appear too (one stat when nothing changed)
-        return [(label_of(job, manager), str(job.id)) for job in visible_jobs(manager.store, who)]
-
     def refresh(job_id, seen: dict, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
         """Re-read the selected run's folder; skip the plot and picker when nothing changed (no flicker)."""
         who = caller(profile, oauth)
@@ -218,7 +232,7 @@ def build(ctx: AppContext, app: gr.Blocks) -> dict[str, Any]:
             job = find_job(manager.store, who, job_id)
         except AccessError:
             job = None  # nothing selected, gone, or another user's run: all look the same
-        choices = choices_for(who)
+        choices = picker_choices(manager, who)
         picker = gr.skip() if choices == seen.get("choices") else gr.update(choices=choices)
         if job is None:
             empty = ["", loss_frame([]), loss_frame([], "eval_loss"), "", "", ""]
@@ -249,15 +263,11 @@ def build(ctx: AppContext, app: gr.Blocks) -> dict[str, Any]:
         ]
 
     def refresh_picker(current, profile: gr.OAuthProfile | None):
-        choices = choices_for(caller(profile))
-        ids = [choice[1] for choice in choices]
-        value = current if current in ids else (ids[0] if ids else None)
-        return gr.update(choices=choices, value=value)
+        return picker_update(manager, caller(profile), current)
 
     for trigger in (c["timer"].tick, c["picker"].change):  # a few file reads: answered directly, not queued
         trigger(refresh, [c["picker"], c["seen"]], outputs, queue=False, show_progress="hidden")
     c["reload"].click(refresh_picker, c["picker"], c["picker"], queue=False)
-    ctx.started_run.change(refresh_picker, ctx.started_run, c["picker"], queue=False)  # a run the Train tab queued
 
     def act(action):
         def handler(job_id, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):  # noqa: ARG001
@@ -306,10 +316,10 @@ def build(ctx: AppContext, app: gr.Blocks) -> dict[str, Any]:
     return c
 
 
-def _layout() -> dict[str, Any]:
+def _layout(picker: gr.Dropdown) -> dict[str, Any]:
     c: dict[str, Any] = {}
     with gr.Row():
-        c["picker"] = gr.Dropdown(choices=[], label="Run", elem_id="run-picker", scale=4, allow_custom_value=True)
+        c["picker"] = picker.render()
         c["reload"] = gr.Button("Refresh", elem_id="reload-runs", scale=0, min_width=90)
         c["cancel"] = gr.Button("Cancel", elem_id="cancel", scale=0, min_width=90, interactive=False)
         c["resume"] = gr.Button("Resume", elem_id="resume", scale=0, min_width=90, interactive=False)

@@ -13,6 +13,7 @@ import gradio as gr
 from trainer.access import SIGN_IN, AccessError, Caller, Limits, dataset_problem, upload_dir
 from trainer.config import PRESETS, ConfigError, RunConfig, preset_config
 from trainer.config.hints import render_hints
+from trainer.ui import runs_tab
 from trainer.ui.context import AppContext, caller
 from trainer.ui.form import (
     FORM_SECTIONS,
@@ -174,6 +175,8 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
                 gr.skip(),
             ]
         run_cfg, problems = config_from_form(keyed(values))
+        preset = values.get(c["preset"])
+        run_cfg.run.name = run_cfg.display_name(preset if preset in PRESETS else None)  # empty: preset + dataset
         if not problems and (problem := dataset_problem(who, run_cfg.data.dataset_name)):
             problems = [problem]
         if not problems:
@@ -185,10 +188,11 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
             job = ctx.manager.submit(run_cfg, owner=who.owner, token=who.token)
         except ValueError as exc:  # the per-user limit of runs queued or training
             return [f"### {exc}", *field_updates([], unavailable), gr.skip(), gr.skip(), gr.skip()]
-        return ["", *field_updates([], unavailable), gr.skip(), gr.Tabs(selected="runs"), str(job.id)]
+        selected = runs_tab.picker_update(ctx.manager, who, str(job.id))  # the Runs tab opens on the new run
+        return ["", *field_updates([], unavailable), gr.skip(), gr.Tabs(selected="runs"), selected]
 
-    outputs = [c["errors"], *field_list, c["advanced"], ctx.tabs, ctx.started_run]
-    c["start"].click(start, set(field_list), outputs)
+    outputs = [c["errors"], *field_list, c["advanced"], ctx.tabs, ctx.run_picker]
+    c["start"].click(start, set(field_list) | {c["preset"]}, outputs)
     return c
 
 
