@@ -269,17 +269,35 @@ class ChatEngine:
 
 
 class EngineCache:
-    """The one chat engine a web server keeps in memory (base + adapter); loading another source replaces it."""
+    """The one chat engine a web server keeps in memory (base + adapter); loading another source replaces it.
+
+    It also keeps a Stop flag per browser session (keyed by Gradio's session hash), so one user's Stop ends only
+    their own generation.
+    """
 
     def __init__(self):
         self._lock = threading.Lock()
         self._source: tuple[str, str | None] | None = None
         self._engine: ChatEngine | None = None
-        self.stop = threading.Event()  # Stop: ends the generation in progress (shared by every browser session)
+        self._stops: dict[str, threading.Event] = {}  # one Stop flag per browser session with a generation on
+        self._stops_lock = threading.Lock()
 
-    def reset_stop(self) -> None:
-        """Clear the Stop flag before a new generation."""
-        self.stop.clear()
+    def stop_event(self, session: str) -> threading.Event:
+        """The Stop flag of one browser session's generation, created on demand (other sessions have their own)."""
+        with self._stops_lock:
+            return self._stops.setdefault(session, threading.Event())
+
+    def stop(self, session: str) -> None:
+        """Stop this session's generation, if it has one on; never another session's."""
+        with self._stops_lock:
+            event = self._stops.get(session)
+        if event is not None:
+            event.set()
+
+    def forget_stop(self, session: str) -> None:
+        """Drop the session's Stop flag once its generation is done."""
+        with self._stops_lock:
+            self._stops.pop(session, None)
 
     def holds(self, source: str, who: str | None = None) -> bool:
         """True when the engine for source, loaded for this user, is already in memory."""

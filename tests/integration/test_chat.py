@@ -106,6 +106,27 @@ def test_stop_ends_both_sides(engine):
     assert len(parts) <= 1
 
 
+def test_a_stop_of_one_browser_session_does_not_stop_anothers_generation(engine):
+    from trainer.chat import EngineCache
+
+    cache = EngineCache()
+    full = engine.reply_pair(MOON, MOON, GREEDY)
+    stop_a, stop_b = cache.stop_event("session-a"), cache.stop_event("session-b")
+    assert cache.stop_event("session-a") is stop_a and stop_a is not stop_b
+    parts = []
+    for pair in engine.stream_pair(MOON, MOON, GREEDY, stop=stop_b):
+        parts.append(pair)
+        if len(parts) == 2:
+            cache.stop("session-a")  # session A presses Stop while session B's generation streams
+    assert parts[-1] == full and stop_a.is_set() and not stop_b.is_set()
+    cache.stop("session-b")  # B's own Stop ends B's next generation
+    assert len(list(engine.stream_pair(MOON, MOON, GREEDY, stop=stop_b))) <= 2
+    cache.forget_stop("session-a")
+    stop_b.clear()
+    cache.stop("session-a")  # A has no generation on: nothing stops (not B) and no flag is left behind
+    assert "session-a" not in cache._stops and not stop_b.is_set()
+
+
 def test_incompatible_adapter_gives_a_clear_message(engine, tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import Phi3Config, Phi3ForCausalLM

@@ -1,7 +1,8 @@
 """The Compare tab: the base model (left) and base + adapter (right) answer the same prompt, side by side.
 
 One engine (base model + adapter) is in memory at a time, loaded on first use; both panes stream from one batched
-`generate` (see trainer.chat).
+`generate` (see trainer.chat). One Clear empties both panes together; Stop ends only the caller's own generation (a
+Stop flag per browser session, keyed by Gradio's session hash).
 """
 
 from __future__ import annotations
@@ -15,6 +16,26 @@ from trainer import runfolder as rf
 from trainer.access import AccessError, Caller, find_job, visible_jobs
 from trainer.config import repo_id_problem
 from trainer.ui.context import AppContext, caller
+
+# Gradio 6.31's Chatbot always shows its own trash button once it holds messages (its `buttons` option covers only
+# share / copy / copy_all), and that button clears its own pane only. So the two panes sit in a gr.HTML whose CSS,
+# scoped to it, hides that button (the first two lines undo the wrapper's own padding and gaps): the one Clear below
+# empties both. Each chatbot's own clear event is wired to that Clear as well, should the button ever show.
+PANES_CSS = """
+gap: 0;
+.html-container:has(> &) { padding: 0; }
+button[aria-label="Clear"] { display: none; }
+"""
+
+
+def user_error(message: str) -> gr.Error:
+    """An expected user error: shown on the page, with no traceback printed on the server."""
+    return gr.Error(message, print_exception=False)
+
+
+def session_of(request: gr.Request | None) -> str:
+    """The browser session a handler serves (Gradio's per-page-load session hash); "" when called outside one."""
+    return (request.session_hash if request is not None else None) or ""
 
 
 def chat_messages(history: list[dict[str, Any]] | None) -> list[dict[str, str]]:
@@ -105,38 +126,49 @@ def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> dict[str, Any]:
         system,
         profile: gr.OAuthProfile | None,
         oauth: gr.OAuthToken | None,
+        request: gr.Request | None = None,
     ):
+        """Stream both replies to the prompt; this session's Stop (or Clear) ends it, and its flag is dropped after."""
         from trainer.chat import ChatError, GenerationSettings
 
-        if not (prompt or "").strip():
-            raise gr.Error("Type a prompt first.")
-        who = caller(profile, oauth)
+        who, session = caller(profile, oauth), session_of(request)
         try:
-            source = chosen_source(manager, who, run_id, hub_id)
-        except AccessError as exc:
-            raise gr.Error(str(exc)) from exc
-        if ctx.on_gpu and any(j.status == "running" for j in manager.store.list()):
-            raise gr.Error("A training run is using the GPU; the comparison can load once it finishes.")
-        if not engines.holds(source, who.name):
-            gr.Info(f"Loading the base model and the adapter of {Path(source).name if not hub_id else source}…")
-        try:
-            engine = engines.get(source, token=who.token, who=who.name, local_base=not space_mode())
-        except (ChatError, ValueError, OSError) as exc:
-            raise gr.Error(str(exc)) from exc
-        settings = GenerationSettings(
-            max_new_tokens=int(max_new), temperature=float(temperature), top_p=float(top_p), greedy=bool(greedy)
-        )
-        system_turn = [{"role": "system", "content": system}] if (system or "").strip() else []
-        user = {"role": "user", "content": prompt}
-        base_hist, tuned_hist = [*chat_messages(base_hist), user], [*chat_messages(tuned_hist), user]
-        for base_reply, tuned_reply in engine.stream_pair(
-            system_turn + base_hist, system_turn + tuned_hist, settings, stop=engines.stop
-        ):
-            yield (
-                base_hist + [{"role": "assistant", "content": base_reply}],
-                tuned_hist + [{"role": "assistant", "content": tuned_reply}],
-                "",
+            if not (prompt or "").strip():
+                raise user_error("Type a prompt first.")
+            try:
+                source = chosen_source(manager, who, run_id, hub_id)
+            except AccessError as exc:
+                raise user_error(str(exc)) from exc
+            if ctx.on_gpu and any(j.status == "running" for j in manager.store.list()):
+                raise user_error("A training run is using the GPU; the comparison can load once it finishes.")
+            if not engines.holds(source, who.name):
+                gr.Info(f"Loading the base model and the adapter of {Path(source).name if not hub_id else source}…")
+            try:
+                engine = engines.get(source, token=who.token, who=who.name, local_base=not space_mode())
+            except (ChatError, ValueError, OSError) as exc:
+                raise user_error(str(exc)) from exc
+            settings = GenerationSettings(
+                max_new_tokens=int(max_new), temperature=float(temperature), top_p=float(top_p), greedy=bool(greedy)
             )
+            system_turn = [{"role": "system", "content": system}] if (system or "").strip() else []
+            user = {"role": "user", "content": prompt}
+            base_hist, tuned_hist = [*chat_messages(base_hist), user], [*chat_messages(tuned_hist), user]
+            stop = engines.stop_event(session)
+            for base_reply, tuned_reply in engine.stream_pair(
+                system_turn + base_hist, system_turn + tuned_hist, settings, stop=stop
+            ):
+                if not stop.is_set():  # after Stop or Clear, nothing more is shown
+                    yield (
+                        base_hist + [{"role": "assistant", "content": base_reply}],
+                        tuned_hist + [{"role": "assistant", "content": tuned_reply}],
+                        "",
+                    )
+            if stop.is_set():
+                # The panes stay as they are (Clear has emptied them): Gradio sends a generator's last output again
+                # when it ends, so the last one must change nothing.
+                yield gr.skip(), gr.skip(), gr.skip()
+        finally:
+            engines.forget_stop(session)
 
     gen_inputs = [
         c["prompt"],
@@ -151,8 +183,24 @@ def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> dict[str, Any]:
         c["system"],
     ]
     gen_outputs = [c["base_chat"], c["tuned_chat"], c["prompt"]]
+
+    def start_generation(request: gr.Request | None = None) -> None:
+        """A new generation of the caller's session starts with its Stop flag cleared (a Stop pressed while it
+        waits in the queue or loads still counts); other sessions' flags are untouched."""
+        engines.stop_event(session_of(request)).clear()
+
+    def stop_generation(request: gr.Request | None = None) -> None:
+        """Stop: ends the caller's own generation, never another session's."""
+        engines.stop(session_of(request))
+
+    def clear_both(request: gr.Request | None = None) -> tuple[list, list, str]:
+        """Clear: empties both panes (and the prompt) together, and stops the caller's generation so that it cannot
+        refill them. The histories live only in the two panes; the server keeps none per session."""
+        engines.stop(session_of(request))
+        return [], [], ""
+
     for trigger in (c["send"].click, c["prompt"].submit):  # one chain, two triggers
-        trigger(engines.reset_stop, None, None, queue=False).then(
+        trigger(start_generation, None, None, queue=False).then(
             labels, [c["adapter"], c["hub_id"]], c["models"], queue=False
         ).then(send, gen_inputs, gen_outputs, concurrency_id="gpu", concurrency_limit=1)
 
@@ -168,19 +216,22 @@ def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> dict[str, Any]:
         system,
         profile: gr.OAuthProfile | None,
         oauth: gr.OAuthToken | None,
+        request: gr.Request | None = None,
     ):
+        """Answer the last prompt again on both sides, in place of the last replies."""
         base_hist, tuned_hist = chat_messages(base_hist), chat_messages(tuned_hist)
         last = next((m["content"] for m in reversed(base_hist) if m["role"] == "user"), "")
         cut = max((i for i, m in enumerate(base_hist) if m["role"] == "user"), default=0)
         tuned_cut = max((i for i, m in enumerate(tuned_hist) if m["role"] == "user"), default=0)
         settings = (run_id, hub_id, max_new, temperature, top_p, greedy, system)
-        yield from send(last, base_hist[:cut], tuned_hist[:tuned_cut], *settings, profile, oauth)
+        yield from send(last, base_hist[:cut], tuned_hist[:tuned_cut], *settings, profile, oauth, request)
 
-    c["regenerate"].click(engines.reset_stop, None, None, queue=False).then(
+    c["regenerate"].click(start_generation, None, None, queue=False).then(
         regenerate, gen_inputs[1:], gen_outputs, concurrency_id="gpu", concurrency_limit=1
     )
-    c["stop"].click(lambda: engines.stop.set(), None, None, queue=False)
-    c["clear"].click(lambda: ([], [], ""), None, gen_outputs, queue=False)
+    c["stop"].click(stop_generation, None, None, queue=False)
+    for clear in (c["clear"].click, c["base_chat"].clear, c["tuned_chat"].clear):  # a pane's own clear: both too
+        clear(clear_both, None, gen_outputs, queue=False)
     tab.select(adapter_choices, None, c["adapter"])
     c["adapter"].change(examples, c["adapter"], c["examples"], queue=False)
     c["examples"].change(lambda p: gr.update(value=p) if p else gr.skip(), c["examples"], c["prompt"], queue=False)
@@ -204,9 +255,10 @@ def _layout() -> dict[str, Any]:
         choices=[], label="Example prompts (held-out rows of the run)", elem_id="compare-examples"
     )
     c["models"] = gr.Markdown(elem_id="compare-models")
-    with gr.Row():
-        c["base_chat"] = gr.Chatbot(label="Base model", elem_id="base-chat", height=380)
-        c["tuned_chat"] = gr.Chatbot(label="Tuned (base + adapter)", elem_id="tuned-chat", height=380)
+    with gr.HTML(html_template="@children", css_template=PANES_CSS, js_on_load=None, elem_id="compare-panes"):
+        with gr.Row():
+            c["base_chat"] = gr.Chatbot(label="Base model", elem_id="base-chat", height=380)
+            c["tuned_chat"] = gr.Chatbot(label="Tuned (base + adapter)", elem_id="tuned-chat", height=380)
     with gr.Row():
         c["prompt"] = gr.Textbox(
             label="Prompt (both sides get it)",

@@ -1,0 +1,159 @@
+"""The Compare tab's handlers as Gradio calls them (local mode, a fake engine, no model): one Clear for both panes,
+expected user errors without server tracebacks, and a Stop that ends only the caller's own generation."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pytest
+
+from trainer.jobs import JobManager, JobStore
+from trainer.ui import build_app
+from trainer.ui.compare_tab import PANES_CSS
+
+TOKENS = 10
+SETTINGS = (None, "alice/pirate-adapter", 16, 0.7, 0.9, True, "")  # run id, adapter repo, generation settings
+
+
+class FakeEngine:
+    """Streams TOKENS steps per side; once its Stop flag is set it ends after the step already in flight, as
+    ChatEngine.stream_pair does."""
+
+    def stream_pair(self, base_messages, tuned_messages, settings=None, adapter=None, stop=None):
+        for n in range(1, TOKENS + 1):
+            yield "b" * n, "t" * n
+            if stop is not None and stop.is_set():
+                yield "b" * (n + 1), "t" * (n + 1)
+                return
+
+
+@pytest.fixture
+def compare(tmp_path, monkeypatch):
+    """(the app's handlers by name, its components by elem_id, the app, its EngineCache), with a fake engine."""
+    from trainer.chat import ChatEngine
+
+    monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("OAUTH_CLIENT_ID", raising=False)
+    monkeypatch.setattr(ChatEngine, "from_source", staticmethod(lambda *args, **kwargs: FakeEngine()))
+    blocks = build_app(JobManager(JobStore(tmp_path / "jobs.sqlite"), python="/bin/false"), on_gpu=False)
+    fns = {fn.name: fn.fn for fn in blocks.fns.values() if fn.fn is not None}
+    components = {block.elem_id: block for block in blocks.blocks.values() if block.elem_id}
+    send = fns["send"]
+    engines = dict(zip(send.__code__.co_freevars, (cell.cell_contents for cell in send.__closure__), strict=True))
+    return fns, components, blocks, engines["engines"]
+
+
+def _session(name: str) -> gr.Request:
+    return gr.Request(session_hash=name)
+
+
+def _send(fns, request: gr.Request, prompt: str = "Hi"):
+    """What the Send button does for one browser session: clear its Stop flag, then stream."""
+    fns["start_generation"](request)
+    return fns["send"](prompt, [], [], *SETTINGS, None, None, request)
+
+
+def _tuned_reply(outputs) -> str:
+    return outputs[1][-1]["content"]
+
+
+NOTHING_MORE = [
+    (gr.skip(), gr.skip(), gr.skip())
+]  # the last output changes nothing (Gradio sends it again at the end)
+
+
+def test_one_clear_empties_both_panes_and_the_chatbots_have_no_clear_of_their_own(compare):
+    fns, components, blocks, _ = compare
+    base, tuned, prompt = components["base-chat"], components["tuned-chat"], components["compare-prompt"]
+    assert fns["clear_both"](_session("a")) == ([], [], "")
+    # the Clear button, and each pane's own clear event too, run that one handler into both panes and the prompt
+    wired = {
+        (blocks.blocks[target].elem_id, event)
+        for fn in blocks.fns.values()
+        if fn.name == "clear_both"
+        for target, event in fn.targets
+    }
+    assert wired == {("compare-clear", "click"), ("base-chat", "clear"), ("tuned-chat", "clear")}
+    assert all(fn.outputs == [base, tuned, prompt] for fn in blocks.fns.values() if fn.name == "clear_both")
+    # Gradio 6.31's Chatbot has no option to leave out its trash button: CSS scoped to the panes' wrapper hides it
+    panes = components["compare-panes"]
+    assert (
+        PANES_CSS in panes.css_template and 'button[aria-label="Clear"]' in PANES_CSS and "display: none" in PANES_CSS
+    )
+
+    def inside(block, container) -> bool:
+        return any(child is block or inside(block, child) for child in getattr(container, "children", []))
+
+    assert inside(base, panes) and inside(tuned, panes)
+
+
+def test_clear_during_a_generation_stops_it_so_the_panes_stay_empty(compare):
+    fns, _, _, engines = compare
+    a, b = _session("a"), _session("b")
+    gen_a, gen_b = _send(fns, a), _send(fns, b)
+    next(gen_a), next(gen_b)
+    fns["clear_both"](a)
+    assert list(gen_a) == NOTHING_MORE  # A's panes stay empty after its Clear
+    assert _tuned_reply(list(gen_b)[-1]) == "t" * TOKENS  # B's generation is untouched
+    assert engines._stops == {}
+
+
+@pytest.mark.parametrize(
+    "prompt, settings, message",
+    [
+        ("   ", SETTINGS, "Type a prompt first."),
+        ("Hi", (None, "", *SETTINGS[2:]), "Pick a finished run"),
+        ("Hi", (None, "not a repo id!", *SETTINGS[2:]), "adapter repo"),
+    ],
+)
+def test_expected_user_errors_print_no_traceback(compare, prompt, settings, message):
+    fns, _, _, engines = compare
+    request = _session("a")
+    fns["start_generation"](request)
+    with pytest.raises(gr.Error, match=message) as info:
+        next(fns["send"](prompt, [], [], *settings, None, None, request))
+    assert info.value.print_exception is False
+    assert engines._stops == {}  # the session's Stop flag is dropped on an error too
+
+
+def test_regenerate_with_nothing_sent_prints_no_traceback(compare):
+    fns, _, _, _ = compare
+    with pytest.raises(gr.Error, match="Type a prompt first.") as info:
+        next(fns["regenerate"]([], [], *SETTINGS, None, None, _session("a")))
+    assert info.value.print_exception is False
+
+
+def test_a_load_failure_prints_no_traceback(compare, monkeypatch):
+    from trainer.chat import ChatEngine, ChatError
+
+    def refuse(*args, **kwargs):
+        raise ChatError("adapter alice/pirate-adapter: it does not fit the base model")
+
+    monkeypatch.setattr(ChatEngine, "from_source", staticmethod(refuse))
+    fns, _, _, _ = compare
+    with pytest.raises(gr.Error, match="does not fit") as info:
+        next(_send(fns, _session("a")))
+    assert info.value.print_exception is False
+
+
+def test_one_sessions_stop_does_not_stop_another_sessions_generation(compare):
+    fns, _, _, engines = compare
+    a, b = _session("a"), _session("b")
+    gen_a, gen_b = _send(fns, a), _send(fns, b)
+    assert _tuned_reply(next(gen_a)) == _tuned_reply(next(gen_b)) == "t"  # both sessions are streaming
+    fns["stop_generation"](_session("c"))  # a session with no generation on presses Stop: nothing stops
+    assert _tuned_reply(next(gen_a)) == _tuned_reply(next(gen_b)) == "tt"
+    fns["stop_generation"](a)
+    next(_send(fns, _session("d")))  # another session's Send (its own flag cleared) does not undo A's Stop
+    assert list(gen_a) == NOTHING_MORE  # A's generation ends at its Stop
+    assert _tuned_reply(list(gen_b)[-1]) == "t" * TOKENS  # B's runs to its end
+    assert "a" not in engines._stops and "b" not in engines._stops  # each flag is dropped when its generation ends
+
+
+def test_a_stop_pressed_while_waiting_in_the_queue_still_counts(compare):
+    fns, _, _, _ = compare
+    a = _session("a")
+    fns["start_generation"](a)
+    fns["stop_generation"](a)  # pressed before the queued generation started
+    assert list(fns["send"]("Hi", [], [], *SETTINGS, None, None, a)) == NOTHING_MORE
+    b = _session("b")
+    assert _tuned_reply(list(_send(fns, b))[-1]) == "t" * TOKENS  # and another session is not affected
