@@ -222,7 +222,10 @@ class JobManager:
         self._finish(job_id, _recorded_exit(Path(self._require(job_id).run_dir)))
 
     def _finish(self, job_id: int, exit_code: int | None) -> None:
-        job = self._require(job_id)
+        job = self.store.get(job_id)
+        if job is None:  # its row is gone (the table was replaced under a live worker): nothing to record
+            logger.warning("job %d ended (exit %s) but is no longer in the job table", job_id, exit_code)
+            return
         if exit_code == EXIT_OK:
             status, error = "succeeded", None
         elif exit_code == EXIT_TIME_LIMIT:

@@ -10,6 +10,7 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
+from trainer import runfolder as rf
 from trainer.access import Caller, caller_from, dataset_problem, upload_dir
 from trainer.ui.train_tab import save_upload
 
@@ -158,8 +159,10 @@ def test_an_upload_over_the_limit_is_refused(tmp_path, monkeypatch):
 
 def test_compare_offers_only_the_users_runs_by_id(space):
     alice_run = space.run_of("alice")
-    update = space.fns["adapter_choices"](ALICE)
+    update = space.fns["adapter_choices"](None, ALICE)
     assert update["choices"] == [(f"run #{alice_run.id} · alice-run", str(alice_run.id))]  # an id, never a path
+    bob_id = str(space.run_of("bob").id)
+    assert space.fns["adapter_choices"](bob_id, ALICE)["value"] == str(alice_run.id)  # a forged current id: not kept
     assert space.fns["examples"](str(space.run_of("bob").id), ALICE)["choices"] == []
     assert space.fns["examples"](str(alice_run.id), ALICE)["choices"] == ["secret prompt of alice-run"]
 
@@ -248,3 +251,12 @@ def test_a_run_is_named_by_its_owner_or_by_its_preset_and_dataset(space):
     assert names == ["pirate v2", "tiny-demo: pirate_chat", "tiny-phi3: pirate_chat"]  # a made-up preset is ignored
     labels = dict((v, label) for label, v in preset[-1]["choices"])
     assert labels[preset[-1]["value"]].endswith("tiny-demo: pirate_chat")  # the name is what the run list shows
+
+
+def test_chat_with_this_run_opens_compare_on_the_owners_run_only(space):
+    alice_run, bob_run = space.run_of("alice"), space.run_of("bob")
+    (Path(alice_run.run_dir) / rf.ADAPTER_DIR).mkdir(exist_ok=True)
+    tabs, picked = space.fns["chat_with"](str(alice_run.id), ALICE)
+    assert tabs.selected == "compare" and picked["value"] == str(alice_run.id)
+    assert [value for _, value in picked["choices"]] == [str(alice_run.id)]
+    assert space.fns["chat_with"](str(bob_run.id), ALICE) == (gr.skip(), gr.skip())  # another user's run: nothing

@@ -81,7 +81,9 @@ def build_app(manager=None, on_gpu: bool | None = None) -> gr.Blocks:
                 elem_id="demo-banner",
             )
         with gr.Tabs(selected="train") as tabs:
-            ctx = AppContext(manager, EngineCache(), on_gpu, tabs, runs_tab.make_picker())
+            ctx = AppContext(
+                manager, EngineCache(), on_gpu, tabs, runs_tab.make_picker(), compare_tab.make_adapter_picker()
+            )
             with gr.Tab("Train", id="train"):
                 train_tab.build(ctx, start_preset, preset_config(start_preset))
             with gr.Tab("Runs", id="runs"):

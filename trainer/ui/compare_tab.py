@@ -87,18 +87,30 @@ def example_prompts(run_dir: str | None) -> Any:
     return gr.update(choices=prompts, value=None)
 
 
+def make_adapter_picker() -> gr.Dropdown:
+    """The run picker of the Compare tab, made before the tabs (unrendered) so the Runs tab can open a run in it."""
+    return gr.Dropdown(
+        choices=[], label="Tuned adapter (a finished run)", elem_id="compare-adapter", scale=3, render=False
+    )
+
+
+def adapter_update(manager, who: Caller, current: str | None = None) -> Any:
+    """The caller's finished runs as choices, keeping `current` selected when it is one (else the newest)."""
+    finished = [j for j in visible_jobs(manager.store, who) if j.status in ("succeeded", "push_failed")]
+    choices = [(f"run #{j.id} · {j.name}", str(j.id)) for j in finished]
+    ids = [value for _, value in choices]
+    return gr.update(choices=choices, value=current if current in ids else (ids[0] if ids else None))
+
+
 def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> dict[str, Any]:
     """Build the Compare tab's components and wire its events (send, stream, stop, regenerate, clear)."""
     from trainer.access import space_mode
 
     manager, engines = ctx.manager, ctx.engines
-    c = _layout()
+    c = _layout(ctx.chat_adapter)
 
-    def adapter_choices(profile: gr.OAuthProfile | None):
-        who = caller(profile)
-        finished = [j for j in visible_jobs(manager.store, who) if j.status in ("succeeded", "push_failed")]
-        choices = [(f"run #{j.id} · {j.name}", str(j.id)) for j in finished]
-        return gr.update(choices=choices, value=choices[0][1] if choices else None)
+    def adapter_choices(current: str | None, profile: gr.OAuthProfile | None):
+        return adapter_update(manager, caller(profile), current)
 
     def labels(run_id, hub_id, profile: gr.OAuthProfile | None):
         try:
@@ -232,19 +244,17 @@ def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> dict[str, Any]:
     c["stop"].click(stop_generation, None, None, queue=False)
     for clear in (c["clear"].click, c["base_chat"].clear, c["tuned_chat"].clear):  # a pane's own clear: both too
         clear(clear_both, None, gen_outputs, queue=False)
-    tab.select(adapter_choices, None, c["adapter"])
+    tab.select(adapter_choices, c["adapter"], c["adapter"])
     c["adapter"].change(examples, c["adapter"], c["examples"], queue=False)
     c["examples"].change(lambda p: gr.update(value=p) if p else gr.skip(), c["examples"], c["prompt"], queue=False)
-    app.load(adapter_choices, None, c["adapter"])
+    app.load(adapter_choices, c["adapter"], c["adapter"])
     return c
 
 
-def _layout() -> dict[str, Any]:
+def _layout(adapter: gr.Dropdown) -> dict[str, Any]:
     c: dict[str, Any] = {}
     with gr.Row():
-        c["adapter"] = gr.Dropdown(
-            choices=[], label="Tuned adapter (a finished run)", elem_id="compare-adapter", scale=3
-        )
+        c["adapter"] = adapter.render()
         c["hub_id"] = gr.Textbox(
             label="…or an adapter repo on the Hub",
             placeholder="alice/phi3-pirate-lora",

@@ -24,6 +24,7 @@ class AppContext:
         on_gpu: whether training uses a CUDA GPU (False: the offline demo).
         tabs: the Tabs container, to switch tabs from a handler (`gr.Tabs(selected=...)`).
         run_picker: the Runs tab's run picker (made before the tabs), so the Train tab selects the run it queued.
+        chat_adapter: the Compare tab's run picker (made before the tabs), so "Chat with this run" opens it there.
     """
 
     manager: JobManager
@@ -31,6 +32,7 @@ class AppContext:
     on_gpu: bool
     tabs: gr.Tabs
     run_picker: gr.Dropdown
+    chat_adapter: gr.Dropdown
 
 
 def caller(profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None = None) -> Caller:

@@ -15,7 +15,7 @@ from trainer import runfolder as rf
 from trainer.access import SIGN_IN, AccessError, find_job, space_mode, visible_jobs
 from trainer.config.hints import render_hints
 from trainer.jobs import WAITING_FOR_OWNER
-from trainer.ui import run_overlay
+from trainer.ui import compare_tab, run_overlay
 from trainer.ui.context import AppContext, caller
 
 REFRESH_S = 1.0
@@ -159,15 +159,17 @@ def _stamp(job) -> list:
 
 
 def _buttons(job) -> list[Any]:
-    """Cancel / Resume / Retry push / Delete / Download enabled by the selected run's state."""
+    """Cancel / Resume / Retry push / Delete / Download / Chat enabled by the selected run's state."""
     if job is None:
-        return [gr.update(interactive=False)] * 5
+        return [gr.update(interactive=False)] * 6
+    has_adapter = (Path(job.run_dir) / rf.ADAPTER_DIR / "adapter_model.safetensors").is_file()
     return [
         gr.update(interactive=job.status in ("queued", "running")),
         gr.update(interactive=job.resumable),
         gr.update(interactive=job.status == "push_failed"),
         gr.update(interactive=job.finished),
-        gr.update(interactive=(Path(job.run_dir) / rf.ADAPTER_DIR / "adapter_model.safetensors").is_file()),
+        gr.update(interactive=has_adapter),
+        gr.update(interactive=has_adapter and job.status in ("succeeded", "push_failed")),
     ]
 
 
@@ -220,6 +222,7 @@ def build(ctx: AppContext, app: gr.Blocks) -> dict[str, Any]:
         c["retry_push"],
         c["delete"],
         c["download"],
+        c["chat"],
         c["picker"],
         c["seen"],
     ]
@@ -311,6 +314,18 @@ def build(ctx: AppContext, app: gr.Blocks) -> dict[str, Any]:
             return gr.update(value=None, visible=False)
 
     c["download"].click(download, c["picker"], c["zip"])
+
+    def chat_with(job_id, profile: gr.OAuthProfile | None):
+        """Open the Compare tab on this run (the owner is checked here, on the server)."""
+        who = caller(profile)
+        try:
+            job = find_job(manager.store, who, job_id)
+        except AccessError as exc:
+            gr.Warning(str(exc))
+            return gr.skip(), gr.skip()
+        return gr.Tabs(selected="compare"), compare_tab.adapter_update(manager, who, str(job.id))
+
+    c["chat"].click(chat_with, c["picker"], [ctx.tabs, ctx.chat_adapter], queue=False)
     app.load(refresh_picker, c["picker"], c["picker"])  # reattach to the latest run after a reload
     c["overlay"] = run_overlay.build(ctx)
     return c
@@ -327,6 +342,9 @@ def _layout(picker: gr.Dropdown) -> dict[str, Any]:
         c["delete"] = gr.Button("Delete", elem_id="delete", scale=0, min_width=90, interactive=False, variant="stop")
         c["download"] = gr.Button(
             "Download adapter (.zip)", elem_id="download-adapter", scale=0, min_width=120, interactive=False
+        )
+        c["chat"] = gr.Button(
+            "Chat with this run", elem_id="chat-with-run", scale=0, min_width=120, interactive=False, variant="primary"
         )
     c["zip"] = gr.File(label="adapter (.zip)", visible=False, elem_id="adapter-zip")
     c["status"] = gr.Markdown(elem_id="run-status")
