@@ -48,6 +48,20 @@ def test_locally_every_run_is_shown(app):
     assert "pirates of alice" in handlers["refresh"](str(first.id), {}, None, None)[0]
 
 
+def test_a_run_started_with_the_cli_appears_in_the_run_list(app, tmp_path):
+    handlers, store = app
+    before = _ids(handlers["refresh_picker"](None, None))
+    cli = tmp_path / "runs" / "20261130-101500-pirate_chat"  # what `python -m trainer demo` leaves behind
+    cli.mkdir()
+    (cli / rf.CONFIG_FILE).write_text("model: {}\n")
+    rf.write_status(cli, "succeeded", name="tiny-demo: pirate_chat", started_at=1.0)
+    update = handlers["refresh_picker"](None, None)
+    (new,) = set(_ids(update)) - set(before)
+    assert store.get(int(new)).run_dir == str(cli) and update["value"] == new  # listed, newest first
+    labels = dict((value, label) for label, value in update["choices"])
+    assert labels[new].endswith("succeeded · tiny-demo: pirate_chat")
+
+
 def test_the_runs_actions_through_their_handlers(app, tmp_path):
     """Delete removes a finished run and refreshes the picker; a refused action warns and changes nothing."""
     handlers, store = app
