@@ -28,7 +28,7 @@ FLOORS = [
     ["trainer.phi3", "trainer.runfolder"],
     ["trainer.config", "trainer.jobstore"],
     ["trainer.data", "trainer.tiny"],
-    ["trainer.modeling", "trainer.samples"],
+    ["trainer.modeling", "trainer.samples", "trainer.estimate"],
     ["trainer.hub"],
     ["trainer.callbacks"],
     ["trainer.training", "trainer.chat", "trainer.access"],

@@ -1,0 +1,300 @@
+"""Will it fit, what to change if not, and how long it will take.
+
+Fit: the estimated peak against the device's memory: fits (at most 85 %), tight (85-100 %), will not fit. When it
+will not fit, these changes are taken in order, gentlest first, each step re-estimated: gradient checkpointing on;
+the batch halved, again and again (accumulation doubled, so the effective batch stays); the 4-bit base (QLoRA, on a
+GPU); max_length halved, again and again. The first point where the run fits is suggested, without the earlier
+changes it does not need (so a change that fits on its own is suggested alone).
+
+Time: training tokens / tokens per second, where
+
+    tokens = epochs × sum over train rows of min(length, max_length)              (max_steps = -1)
+           = max_steps × batch × accumulation × mean(min(length, max_length))     (max_steps > 0; packing: max_length)
+
+padded batches (neither padding-free nor packing) also spend compute on padding, counted by batching the rows as
+training does. Tokens per second come from, in order: the project's own benchmark results for this device
+(`benchmarks/*/bench.json`, written by `python -m trainer bench`); figures measured for this project on a CPU; or
+a rough figure from the GPU's peak: TFLOPS × MFU / FLOPs per token, with an assumed MFU of 35 % and
+
+    FLOPs per token = 4·P_base + 6·P_lora + 6·L·h·s  (+ 2·P_base recomputed with gradient checkpointing)
+
+(a frozen base needs its forward 2P and the gradient through it 2P, but no weight gradients; s = mean row length),
+and QLoRA ~1.39x slower than LoRA (Raschka, "Practical Tips for Finetuning LLMs Using LoRA", Ahead of AI, 2023:
+QLoRA saved 33 % memory for 39 % more training time).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from trainer.config import RunConfig
+from trainer.estimate.device import Device
+from trainer.estimate.memory import MemoryBreakdown, ModelShape, estimate_memory, with_changes
+from trainer.paths import PROJECT_ROOT
+from trainer.phi3 import PHI3_MINI_CONFIG, TINY_MODEL_NAME
+
+FITS, TIGHT = 0.85, 1.0
+Verdict = Literal["fits", "tight", "will not fit"]
+ASSUMED_MFU = 0.35
+QLORA_SLOWDOWN = 1.39
+BENCHMARKS_DIR = PROJECT_ROOT / "benchmarks"
+
+TINY_CPU_TOKENS_PER_S = 330.0
+TINY_CPU_SOURCE = (
+    "measured for this project: the tiny-demo preset (TRL SFTTrainer, padding-free batches of ~220 tokens, "
+    "fp32) trained at 331 non-padding tokens/s on 2 CPU cores (torch 2.13.0+cpu, transformers 5.24, trl 1.16), "
+    "steps 6-80, 2026-11-30"
+)
+PHI3_CPU_TOKENS_PER_S = 32 / 3.8
+PHI3_CPU_SOURCE = (
+    "measured for this project (ARCHITECTURE.md): Phi-3-mini with LoRA in bf16, one forward + backward of 32 tokens "
+    "in 3.8 s on 2 CPU cores; scaled by parameter count for other models"
+)
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A change that makes the run fit: what to tell the user, the settings to change, and the new estimate."""
+
+    text: str
+    changes: dict[str, Any]
+    estimate: MemoryBreakdown
+
+
+@dataclass(frozen=True)
+class Fit:
+    """The estimate against the device's memory, with a suggestion when it will not fit."""
+
+    estimate: MemoryBreakdown
+    device: Device
+    verdict: Verdict
+    suggestion: Suggestion | None = None
+
+    @property
+    def share(self) -> float:
+        """Estimated peak / available memory."""
+        return self.estimate.total / self.device.memory if self.device.memory else math.inf
+
+
+def verdict(total: int, memory: int) -> Verdict:
+    """fits (<= 85 % of memory), tight (<= 100 %) or will not fit."""
+    if total <= FITS * memory:
+        return "fits"
+    return "tight" if total <= TIGHT * memory else "will not fit"
+
+
+def _candidates(cfg: RunConfig, device: Device, lengths: Sequence[int] | None) -> list[tuple[str, dict[str, Any]]]:
+    """Single changes that save memory, gentlest first (batch and max_length: each halving in turn)."""
+    t = cfg.training
+    found = []
+    if not t.gradient_checkpointing:
+        found.append(("turn on gradient checkpointing (slower steps)", {"training.gradient_checkpointing": True}))
+    batch = t.per_device_train_batch_size
+    effective = batch * t.gradient_accumulation_steps
+    while batch > 1:
+        batch //= 2
+        accumulation = math.ceil(effective / batch)
+        found.append(
+            (
+                f"batch size {batch} with gradient accumulation {accumulation} (the same effective batch)",
+                {"training.per_device_train_batch_size": batch, "training.gradient_accumulation_steps": accumulation},
+            )
+        )
+    if not cfg.model.load_in_4bit and device.kind == "cuda":
+        found.append(("load the base in 4-bit (QLoRA)", {"model.load_in_4bit": True}))
+    length = t.max_length
+    while length // 2 >= 64:
+        length //= 2
+        cut = (
+            f"cuts {sum(n > length for n in lengths) / len(lengths):.0%} of the rows"
+            if lengths
+            else "cuts longer rows"
+        )
+        found.append((f"max_length {length} ({cut})", {"training.max_length": length}))
+    return found
+
+
+def check_fit(cfg: RunConfig, shape: ModelShape, device: Device, lengths: Sequence[int] | None = None) -> Fit:
+    """Estimate the peak for `device`, give a verdict and, when it will not fit, a change that fits.
+
+    The changes (`_candidates`) are accumulated in order, each step re-estimated (a later halving replaces an
+    earlier one), until the run fits (at most 85 % of memory; failing that, at most 100 %); then each earlier change
+    the fit does not need is dropped. None when even all of them together do not fit.
+    """
+    estimate = estimate_memory(cfg, shape, device.kind, lengths)
+    found = verdict(estimate.total, device.memory)
+    if found != "will not fit":
+        return Fit(estimate, device, found)
+
+    def fits(steps: list[tuple[str, dict[str, Any]]], goal: float) -> bool:
+        return (
+            estimate_memory(with_changes(cfg, _merge(steps)), shape, device.kind, lengths).total
+            <= goal * device.memory
+        )
+
+    for goal in (FITS, TIGHT):
+        steps: list[tuple[str, dict[str, Any]]] = []
+        for step in _candidates(cfg, device, lengths):
+            steps = [s for s in steps if not s[1].keys() <= step[1].keys()] + [step]
+            if fits(steps, goal):
+                for earlier in steps[:-1]:
+                    if fits([s for s in steps if s is not earlier], goal):
+                        steps = [s for s in steps if s is not earlier]
+                changes = _merge(steps)
+                after = estimate_memory(with_changes(cfg, changes), shape, device.kind, lengths)
+                return Fit(estimate, device, found, Suggestion("; ".join(t for t, _ in steps), changes, after))
+    return Fit(estimate, device, found)
+
+
+def _merge(steps: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """The settings of several changes, later ones winning."""
+    return {key: value for _, changes in steps for key, value in changes.items()}
+
+
+# --------------------------------------------------------------------------- time
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Training tokens per second on a device and where the figure comes from."""
+
+    tokens_per_s: float
+    source: str
+    measured: bool
+
+
+def flops_per_token(shape: ModelShape, cfg: RunConfig, mean_length: float) -> float:
+    """Training FLOPs per token of a LoRA run (module docstring), recomputation included."""
+    base = shape.n_params
+    lora = shape.lora_params(cfg.lora.r, cfg.lora.target_modules)
+    attention = 6 * shape.layers * shape.hidden * mean_length
+    return (6 if cfg.training.gradient_checkpointing else 4) * base + 6 * lora + attention
+
+
+def measured_throughput(device: Device, cfg: RunConfig, folder: Path = BENCHMARKS_DIR) -> Throughput | None:
+    """The project's own benchmark figure for this device, method and model size, if one was saved.
+
+    Reads every `bench.json` under `folder` (see trainer.bench); takes the variant that matches the config (the
+    optimised path is padding-free without forced checkpointing) at the sequence length nearest max_length.
+    """
+    tiny = cfg.model.model_name_or_path == TINY_MODEL_NAME
+    method = "qlora" if cfg.model.load_in_4bit else "lora"
+    variant = "optimised" if cfg.training.padding_free and not cfg.training.gradient_checkpointing else "baseline"
+    best = None
+    for path in sorted(folder.glob("*/bench.json")):
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        where = str(report.get("environment", {}).get("device", ""))
+        same_device = where.startswith("cpu") if device.kind == "cpu" else device.name.lower() in where.lower()
+        if not same_device or bool(report.get("tiny")) != tiny:
+            continue
+        for row in report.get("results", []):
+            if row.get("method") == method and row.get("variant") == variant and row.get("tokens_per_s"):
+                gap = abs(int(row["seq_len"]) - cfg.training.max_length)
+                if best is None or gap < best[0]:
+                    source = f"measured by `python -m trainer bench` ({path.parent.name}/bench.json, {report['date']})"
+                    best = (gap, Throughput(float(row["tokens_per_s"]), source, True))
+    return best[1] if best else None
+
+
+def throughput(
+    device: Device, cfg: RunConfig, shape: ModelShape, mean_length: float, benchmarks: Path = BENCHMARKS_DIR
+) -> Throughput:
+    """Tokens per second for this run on this device: measured where the project has a figure, else derived.
+
+    On a GPU the project's benchmark for it wins (`measured_throughput`); on a CPU the figures measured for this
+    project at the demo's own batch shape (the CPU benchmark's 588 tokens/s are for 683-token micro-batches, four
+    times the demo's); else the rough figure from the GPU's peak TFLOPS.
+    """
+    if device.kind == "cuda" and (found := measured_throughput(device, cfg, benchmarks)) is not None:
+        return found
+    if device.kind == "cpu":
+        if cfg.model.model_name_or_path == TINY_MODEL_NAME:
+            return Throughput(TINY_CPU_TOKENS_PER_S, TINY_CPU_SOURCE, True)
+        phi3 = ModelShape.from_config(PHI3_MINI_CONFIG).n_params
+        return Throughput(PHI3_CPU_TOKENS_PER_S * phi3 / shape.n_params, PHI3_CPU_SOURCE, True)
+    if device.gpu is None:
+        raise ValueError(f"no throughput figure for {device.name}")
+    rate = device.gpu.tflops * 1e12 * ASSUMED_MFU / flops_per_token(shape, cfg, mean_length)
+    source = (
+        f"rough: {device.gpu.tflops:g} TFLOPS ({device.gpu.source}) × {ASSUMED_MFU:.0%} assumed MFU / FLOPs per token"
+    )
+    if cfg.model.load_in_4bit:
+        rate /= QLORA_SLOWDOWN
+        source += f", ÷ {QLORA_SLOWDOWN} for QLoRA"
+    return Throughput(rate, source, False)
+
+
+@dataclass(frozen=True)
+class TimeEstimate:
+    """How long the training loop takes (evaluation, samples and model loading not included).
+
+    Attributes:
+        tokens: non-padding tokens the loop trains on.
+        padding: compute spent per token, padding included (1.0 for padding-free or packed batches).
+        steps: optimiser steps.
+        seconds: tokens / tokens per second (× padding for a derived figure, which counts all positions; measured
+            figures are non-padding tokens per second already).
+    """
+
+    tokens: int
+    padding: float
+    steps: int
+    seconds: float
+    throughput: Throughput
+    device: Device
+
+
+def padded_tokens(kept: Sequence[int], batch: int, seed: int = 0) -> int:
+    """Tokens of padded batches: rows shuffled (seeded) into batches, each padded to its longest row."""
+    order = list(kept)
+    random.Random(seed).shuffle(order)
+    return sum(len(chunk) * max(chunk) for chunk in (order[i : i + batch] for i in range(0, len(order), batch)))
+
+
+def training_tokens(cfg: RunConfig, lengths: Sequence[int], total_rows: int | None = None) -> tuple[int, int]:
+    """(non-padding tokens trained on, optimiser steps) of the run (module docstring).
+
+    Args:
+        cfg: the run config.
+        lengths: token lengths of the dataset's rows (all rows, or a sample of them).
+        total_rows: rows in the whole split when `lengths` is a sample (figures are scaled up). Without an eval
+            split, `data.eval_fraction` of the rows are held out.
+    """
+    t = cfg.training
+    kept = [min(int(n), t.max_length) for n in lengths] or [t.max_length]
+    mean = t.max_length if t.packing else sum(kept) / len(kept)
+    per_step = t.per_device_train_batch_size * t.gradient_accumulation_steps
+    if t.max_steps > 0:
+        return int(t.max_steps * per_step * mean), t.max_steps
+    held_out = cfg.data.eval_fraction if cfg.data.dataset_test_split is None else 0.0
+    rows = max(int((total_rows or len(lengths)) * (1 - held_out)), 1)
+    epoch_tokens = sum(kept) / len(kept) * rows
+    sequences = math.ceil(epoch_tokens / t.max_length) if t.packing else rows
+    steps = math.ceil(
+        t.num_train_epochs * math.ceil(sequences / t.per_device_train_batch_size) / t.gradient_accumulation_steps
+    )
+    return int(t.num_train_epochs * epoch_tokens), steps
+
+
+def estimate_time(
+    cfg: RunConfig, shape: ModelShape, device: Device, lengths: Sequence[int], total_rows: int | None = None
+) -> TimeEstimate:
+    """Training time: `training_tokens` / `throughput`."""
+    t = cfg.training
+    tokens, steps = training_tokens(cfg, lengths, total_rows)
+    kept = [min(int(n), t.max_length) for n in lengths] or [t.max_length]
+    padding = 1.0
+    if not (t.padding_free or t.packing):
+        padding = padded_tokens(kept, t.per_device_train_batch_size, t.seed) / sum(kept)
+    rate = throughput(device, cfg, shape, sum(kept) / len(kept))
+    seconds = tokens * (1.0 if rate.measured else padding) / rate.tokens_per_s
+    return TimeEstimate(tokens, padding, steps, seconds, rate, device)

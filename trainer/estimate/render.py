@@ -1,0 +1,165 @@
+"""Know before you start: one call that estimates a run (lengths, memory, time) and renders it for the Train tab.
+
+`estimate_run` gathers what the pieces need (model shape, device, token lengths) and `render_markdown` writes a
+short Markdown panel: a text histogram of row lengths with the max_length cut, the truncation shares, the memory
+breakdown against the device with a verdict and a suggested change, and the time with its tokens/s source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from trainer.config import RunConfig
+from trainer.data import Message
+from trainer.estimate.device import Device, detect_device
+from trainer.estimate.memory import MemoryBreakdown, ModelShape, model_shape
+from trainer.estimate.plan import Fit, TimeEstimate, check_fit, estimate_time
+from trainer.estimate.tokens import LengthReport, RowTokens, length_report, lengths_of, row_tokens
+
+BAR_WIDTH = 24
+VERDICT_ICONS = {"fits": "✅", "tight": "⚠️", "will not fit": "❌"}
+
+
+@dataclass(frozen=True)
+class RunEstimate:
+    """Everything the panel shows: lengths (None without data), memory fit, time (None without data)."""
+
+    lengths: LengthReport | None
+    fit: Fit
+    time: TimeEstimate | None
+
+
+def estimate_run(
+    cfg: RunConfig,
+    rows: Sequence[list[Message]] | None = None,
+    tokenizer: Any = None,
+    lengths: Sequence[int] | Sequence[RowTokens] | None = None,
+    total_rows: int | None = None,
+    shape: ModelShape | None = None,
+    device: Device | None = None,
+) -> RunEstimate:
+    """Estimate a run before it starts.
+
+    Args:
+        cfg: the run config as the form holds it.
+        rows: normalised chat rows of the train split (all, or the preview's sample); with `tokenizer`, they are
+            tokenised once (`row_tokens`) for lengths and assistant tokens.
+        tokenizer: the model's tokenizer (e.g. `trainer.data.preview_tokenizer(model name)`).
+        lengths: instead of rows: token lengths or `row_tokens` results already computed (cheap to re-render when
+            only max_length or batch settings change).
+        total_rows: rows in the whole split when the rows are a sample (scales the time estimate).
+        shape: the base model's sizes (default: `model_shape(cfg.model.model_name_or_path)`).
+        device: the device to estimate for (default: `detect_device`: this GPU, the CPU for the tiny demo, else the
+            Space's suggested GPU).
+
+    Returns:
+        The RunEstimate; render it with `render_markdown`.
+
+    Raises:
+        ValueError: the base model's config cannot be read (pass `shape`).
+    """
+    if lengths is None and rows is not None and tokenizer is not None:
+        lengths = row_tokens(tokenizer, rows)
+    shape = shape or model_shape(cfg.model.model_name_or_path)
+    device = device or detect_device(cfg.model.model_name_or_path)
+    plain = lengths_of(lengths)
+    report = length_report(lengths, cfg.training.max_length) if lengths else None
+    fit = check_fit(cfg, shape, device, plain or None)
+    time = estimate_time(cfg, shape, device, plain, total_rows) if plain else None
+    return RunEstimate(report, fit, time)
+
+
+def size(n: float) -> str:
+    """Bytes as a short human figure (GiB / MiB)."""
+    return f"{n / 1024**3:.1f} GiB" if n >= 1024**3 else f"{n / 1024**2:.0f} MiB"
+
+
+def plural(n: int, word: str) -> str:
+    """'1 row', '3 rows'."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def duration(seconds: float) -> str:
+    """Seconds as '45 s', '12 min', '3.4 h'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def render_lengths(report: LengthReport) -> list[str]:
+    """The histogram (a text bar chart; bars past max_length are marked) and the truncation shares."""
+    top = max((b.count for b in report.bins), default=0) or 1
+    label = max(len(f"{b.start}-{b.end}") for b in report.bins)
+    lines = ["```"]
+    for b in report.bins:
+        bar = "█" * max(round(BAR_WIDTH * b.count / top), 1 if b.count else 0)
+        mark = "  ✂ cut" if b.start >= report.max_length else ("  ✂ max_length" if b.end > report.max_length else "")
+        lines.append(f"{f'{b.start}-{b.end}':>{label}} {bar:<{BAR_WIDTH}} {b.count}{mark}")
+    lines.append("```")
+    stats = report.stats
+    lines.append(
+        f"**Rows:** {report.n_rows:,}, {stats['mean']:.0f} tokens on average (p95 {stats['p95']:.0f}, "
+        f"max {stats['max']:.0f}). **max_length {report.max_length}** cuts {plural(report.rows_truncated, 'row')} "
+        f"({report.share_rows_truncated:.1%})"
+        + (
+            f" and {report.assistant_tokens_cut:,} of {report.assistant_tokens:,} reply tokens "
+            f"({report.share_assistant_cut:.1%}) that the model would learn from."
+            if report.share_assistant_cut is not None
+            else "."
+        )
+    )
+    return lines
+
+
+def render_memory(fit: Fit) -> list[str]:
+    """Verdict, the breakdown and the suggestion."""
+    e: MemoryBreakdown = fit.estimate
+    device = fit.device
+    lines = [
+        f"**Memory:** {VERDICT_ICONS[fit.verdict]} {fit.verdict}: about **{size(e.total)}** of {size(device.memory)} "
+        f"on {device.name}, {fit.share:.0%} ({device.source}).",
+        "",
+        "| weights | adapter + optimiser | activations | loss head | layer backward | overhead |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| {size(e.weights)} | {size(e.adapter)} | {size(e.activations)} | {size(e.loss_head)} | "
+        f"{size(e.backward)} | {size(e.overhead)} |",
+        "",
+        f"{e.precision} base, {e.tokens:,} tokens in the largest micro-batch; the peak comes in the {e.peak_phase} "
+        "(the loss head and the layer backward never hold memory at the same time).",
+    ]
+    if fit.suggestion is not None:
+        lines += [""]
+        lines.append(
+            f"**To fit:** {fit.suggestion.text} → about {size(fit.suggestion.estimate.total)} "
+            f"({fit.suggestion.estimate.total / device.memory:.0%})."
+        )
+    elif fit.verdict == "will not fit":
+        lines += [""]
+        lines.append("**To fit:** no setting change is enough on this device; pick a GPU with more memory.")
+    return lines
+
+
+def render_time(time: TimeEstimate) -> list[str]:
+    """Duration, the tokens behind it and where tokens/s comes from."""
+    padding = (
+        f", {time.padding - 1:.0%} more for padding" if time.padding > 1.005 and not time.throughput.measured else ""
+    )
+    return [
+        f"**Time:** about **{duration(time.seconds)}** of training on {time.device.name} "
+        f"({plural(time.steps, 'step')}, {time.tokens:,} tokens at {time.throughput.tokens_per_s:,.0f} tokens/s"
+        f"{padding}; evaluation and loading not included).",
+        f"<sub>tokens/s: {time.throughput.source}.</sub>",
+    ]
+
+
+def render_markdown(estimate: RunEstimate) -> str:
+    """The Train tab's "know before you start" panel as Markdown (a little HTML for the footnote)."""
+    lines: list[str] = []
+    if estimate.lengths is not None and estimate.lengths.n_rows:
+        lines += render_lengths(estimate.lengths) + [""]
+    lines += render_memory(estimate.fit)
+    if estimate.time is not None:
+        lines += [""] + render_time(estimate.time)
+    return "\n".join(lines)
