@@ -20,6 +20,7 @@ import pytest
 
 from tests.hub.conftest import ACCOUNTS, ALICE_TOKEN
 from tests.hub.server import HubServer
+from trainer import runfolder as rf
 from trainer.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
@@ -145,16 +146,37 @@ def started_run(app_url, browser, hub):
     expect = playwright.expect
     shots = Path(os.environ.get("STUDIO_SCREENSHOTS") or app_url[1])
     page = _form_page(browser, app_url)
+    page.locator("#advanced").get_by_text("Advanced settings").click()  # opening it leaves empty numbers empty
+    expect(page.locator("#field-max_rows input")).to_be_visible()
+    expect(page.locator("#field-max_rows input")).to_have_value("")
+    _fill(page, "name", "pirate e2e")
     _fill(page, "repo_id", "alice/pirate-lora")
+    page.locator("#preview").click()  # the estimate comes with the preview: lengths, memory, time
+    expect(page.locator("#estimate")).to_contain_text("memory", timeout=60_000)
+    seen = {"estimate": page.locator("#estimate").inner_text()}
+    page.screenshot(path=str(shots / "train-tab-estimate.png"), full_page=True)
     page.locator("#start").click()
     expect(page.locator("#run-status")).to_contain_text("Run #1", timeout=30_000)  # the Runs tab opens on it
+    expect(page.locator("#run-status")).to_contain_text("pirate e2e")  # by the name given
+    expect(page.locator("#run-picker input")).to_have_value(re.compile(r"#1 · .* · pirate e2e"))
+    phases, deadline = [], time.time() + 180
+    while time.time() < deadline and not phases[-1:] == ["training"]:  # the bar says what happens before step 1
+        text = page.locator("#run-progress").inner_text()
+        phase = re.match(r"(starting|preparing data|loading the model|evaluating before|training)", text)
+        if phase and phase.group(1) not in phases:
+            phases.append(phase.group(1))
+        time.sleep(0.1)
+    seen["phases"] = phases
     expect(page.locator("#run-progress")).to_contain_text("/ 30", timeout=180_000)
     line = DRAWN.format("loss-plot", "line mark", "[stroke]")
     page.wait_for_function(f"{line} >= 1 && {DRAWN.format('loss-plot', 'point', '')} >= 2", timeout=180_000)
-    seen = {"running_status": page.locator("#run-status").inner_text(), "latencies": _round_trips(app_url[0], "1")}
+    seen.update(running_status=page.locator("#run-status").inner_text(), latencies=_round_trips(app_url[0], "1"))
     page.screenshot(path=str(shots / "runs-tab-training.png"), full_page=True)
     expect(page.locator("#run-status")).to_contain_text("succeeded", timeout=240_000)
     expect(page.locator("#run-status")).to_contain_text("Published: alice/pirate-lora", timeout=60_000)
+    expect(page.locator("#run-log textarea")).to_contain_text("pushed to", timeout=30_000)
+    log_scroll = "el => [el.scrollHeight, el.clientHeight, el.scrollTop]"
+    seen["log_scroll"] = page.locator("#run-log textarea").evaluate(log_scroll)
     page.screenshot(path=str(shots / "runs-tab.png"), full_page=True)
     (shots / "ui-latency.json").write_text(json.dumps(seen["latencies"], indent=2))
     yield seen
@@ -217,6 +239,18 @@ def test_an_unsupported_upload_is_refused_and_nothing_typed_is_lost(app_url, bro
     )
 
 
+def test_the_path_through_a_first_run_has_no_dead_ends(started_run):
+    """Advanced -> Preview (estimate) -> Start -> Runs: the estimate was shown, phases moved, the log followed."""
+    assert "Memory: ✅ fits" in started_run["estimate"] and "Time: about" in started_run["estimate"], started_run[
+        "estimate"
+    ]
+    phases = started_run["phases"]
+    assert phases[-1] == "training" and len(phases) >= 2, phases  # at least one phase named before the first step
+    assert phases == sorted(phases, key=list(rf.PHASES).index), phases  # in the order they happen
+    height, visible, top = started_run["log_scroll"]
+    assert height > visible and top + visible >= height - 4, started_run["log_scroll"]  # scrolled to the end
+
+
 def test_a_started_run_is_shown_live_and_ends_published(started_run, app_url, browser, hub):
     expect = playwright.expect
     assert "Run #1" in started_run["running_status"]
@@ -238,8 +272,10 @@ def test_compare_answers_one_prompt_with_base_and_tuned(started_run, app_url, br
     expect = playwright.expect
     page = browser.new_page(viewport={"width": 1400, "height": 1500})
     page.goto(app_url[0])
-    page.get_by_role("tab", name="Compare").click()
-    expect(page.locator("#compare-adapter input")).to_have_value(re.compile(r"run #1"), timeout=15_000)
+    page.get_by_role("tab", name="Runs").click()
+    expect(page.locator("#run-status")).to_contain_text("Run #1 · succeeded", timeout=30_000)
+    page.locator("#chat-with-run").click()  # opens Compare on this run
+    expect(page.locator("#compare-adapter input")).to_have_value(re.compile(r"run #1 · pirate e2e"), timeout=15_000)
     _pick(page, "compare-examples", "What is the moon?")  # example prompts come from the run's held-out rows
     expect(page.locator("#compare-prompt textarea")).to_have_value("What is the moon?")
     page.locator("#compare-prompt textarea").fill("Tell me about the moon.")
@@ -249,6 +285,10 @@ def test_compare_answers_one_prompt_with_base_and_tuned(started_run, app_url, br
     expect(page.locator("#compare-models")).to_contain_text("Left, base: tiny-phi3")  # the models are named
     expect(page.locator("#compare-models")).to_contain_text("Right, tuned: tiny-phi3 + adapter")
     page.screenshot(path=str(shots / "compare-tab.png"), full_page=True)
+    assert page.locator("#base-chat button[aria-label='Clear']").first.is_hidden()  # no per-pane clear ...
+    page.locator("#compare-clear").click()  # ... one Clear empties both
+    expect(page.locator("#tuned-chat")).not_to_contain_text("Ahoy!", timeout=15_000)
+    expect(page.locator("#base-chat")).not_to_contain_text("The moon is")
 
 
 def test_the_token_never_reaches_a_file(started_run, app_url):

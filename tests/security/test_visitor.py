@@ -73,10 +73,10 @@ def test_a_visitor_previews_public_data_without_any_token(space, monkeypatch):
         return real(cfg, tokenizer, max_length, n=n, token=token, **kwargs)
 
     monkeypatch.setattr(trainer.data, "preview", spy)
-    summary, rows = space.fns["preview"](space.form(dataset_name="examples/pirate_chat.jsonl"), None, None)
-    assert "240 usable of 240" in summary and "<|assistant|>" in rows
+    summary, rows, estimate = space.fns["preview"](space.form(dataset_name="examples/pirate_chat.jsonl"), None, None)
+    assert "240 usable of 240" in summary and "<|assistant|>" in rows and "**Memory:**" in estimate
     assert tokens == [None]  # never the Space's HF_TOKEN
-    assert SPACE_TOKEN not in summary + rows
+    assert SPACE_TOKEN not in summary + rows + estimate
 
 
 def test_a_visitor_cannot_preview_a_file_on_the_server(space):
@@ -85,8 +85,8 @@ def test_a_visitor_cannot_preview_a_file_on_the_server(space):
     secret.write_text(
         '{"messages": [{"role": "user", "content": "bob secret"}, {"role": "assistant", "content": "x"}]}\n'
     )
-    summary, rows = space.fns["preview"](space.form(dataset_name=str(secret)), None, None)
-    assert "a file you uploaded" in summary and "bob secret" not in summary + rows
+    summary, rows, estimate = space.fns["preview"](space.form(dataset_name=str(secret)), None, None)
+    assert "a file you uploaded" in summary and "bob secret" not in summary + rows + estimate
 
 
 def test_a_visitor_downloads_the_config_as_a_fresh_copy(space):
@@ -100,7 +100,7 @@ def test_a_visitor_downloads_the_config_as_a_fresh_copy(space):
 
 
 def test_a_visitor_cannot_compare(space):
-    assert space.fns["adapter_choices"](None)["choices"] == []
+    assert space.fns["adapter_choices"](None, None)["choices"] == []
     with pytest.raises(gr.Error, match="Sign in with Hugging Face to compare models"):
         next(space.fns["send"]("Hi", [], [], str(space.run_of("alice").id), "", 16, 0.7, 0.9, True, "", None, None))
     assert space.fns["examples"](str(space.run_of("alice").id), None)["choices"] == []

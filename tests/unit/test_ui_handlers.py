@@ -187,3 +187,26 @@ def test_a_gpu_machine_with_everything_offers_every_option(tmp_path, monkeypatch
     components = {b.elem_id: b for b in blocks.blocks.values() if b.elem_id}
     assert components["field-load_in_4bit"].interactive is None  # an input, as any other
     assert "flash_attention_2" in [v for _, v in components["field-attn_implementation"].choices]
+
+
+def test_preview_shows_lengths_memory_and_time_before_the_start(app):
+    handlers, _ = app
+    summary, _, estimate = handlers["preview"](_values(handlers["components"]), None, None)
+    assert "240 usable of 240" in summary
+    assert "max_length 128** cuts 0 rows" in estimate  # the histogram's verdict on truncation
+    assert "**Memory:** ✅ fits" in estimate and "CPU" in estimate  # the tiny demo on this machine
+    assert "**Time:** about" in estimate and "80 steps" in estimate
+
+
+def test_start_warns_when_the_run_will_not_fit_and_names_the_change_that_fits():
+    from trainer.config import load_config
+    from trainer.ui.train_tab import memory_warning
+
+    assert memory_warning(load_config(preset="tiny-demo")) is None
+    huge = load_config(
+        preset="lora",
+        overrides=["per_device_train_batch_size=64", "max_length=4096", "gradient_checkpointing=false"],
+    )
+    warning = memory_warning(huge)  # on this CPU machine: against the Space's suggested GPU (README)
+    assert warning.startswith("This run will likely not fit: about") and "A10G" in warning
+    assert "gradient checkpointing" in warning.lower() or "batch" in warning.lower(), warning

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from trainer.config import DataConfig, hint
@@ -41,6 +41,7 @@ class Preview:
         n_over_max_length: rows longer than `max_length` (training truncates them).
         sampled: only the first rows were read (a Hub dataset is streamed); the figures are of those rows.
         n_total: rows in the split, when known (a local file's count, or the Hub's metadata).
+        rows: the rows read, normalised to chat messages (what the estimate of the run measures).
     """
 
     format: str
@@ -53,6 +54,7 @@ class Preview:
     n_over_max_length: int
     sampled: bool = False
     n_total: int | None = None
+    rows: list[list[Message]] = field(default_factory=list, repr=False)
 
     @property
     def extent(self) -> str:
@@ -147,6 +149,7 @@ def preview(
         n_over_max_length=sum(1 for length in lengths if length > max_length),
         sampled=sampled,
         n_total=hub_row_count(cfg, cfg.dataset_train_split, token) if sampled else len(table),
+        rows=data.rows,
     )
 
 

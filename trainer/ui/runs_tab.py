@@ -19,6 +19,18 @@ from trainer.ui import compare_tab, run_overlay
 from trainer.ui.context import AppContext, caller
 
 REFRESH_S = 1.0
+FOLLOW_LOG_JS = """() => {
+  const el = document.querySelector('#run-log textarea');
+  if (!el) return;
+  if (!el.dataset.watched) {  // a reader who scrolls up to read keeps their place until they scroll back down
+    el.dataset.watched = '1';
+    el.addEventListener('scroll', () => {
+      el.dataset.away = el.scrollTop + el.clientHeight < el.scrollHeight - 8 ? '1' : '';
+    });
+  }
+  if (!el.dataset.away) requestAnimationFrame(() => { el.scrollTop = el.scrollHeight; });
+}"""
+"""Browser-side: the log box follows the end of the log as it grows (Gradio's own autoscroll did not, measured)."""
 
 
 # --------------------------------------------------------------------------- reading the run folder (no widgets)
@@ -78,6 +90,8 @@ def progress_html(job, events: list[dict[str, Any]], status: dict[str, Any] | No
             text = f"training · step {step} / {total or '?'} ({100 * step / total if total else 0:.0f} %)"
             text += f" · ETA {last['eta_s']:.0f} s" if "eta_s" in last else ""
     live = " live" if phase is not None else ""
+    if live and phase != "training":  # halfway through the phase, so its stripes show from the first second
+        fraction = max(fraction + rf.PHASES[phase] / 2 / sum(rf.PHASES.values()), 0.02)
     return (
         f'<div class="bar{live}"><div class="fill" style="width:{100 * fraction:.1f}%"></div></div>'
         f'<div class="phase">{html.escape(text)} · {100 * fraction:.0f} % of the run</div>'
@@ -327,24 +341,26 @@ def build(ctx: AppContext, app: gr.Blocks) -> dict[str, Any]:
 
     c["chat"].click(chat_with, c["picker"], [ctx.tabs, ctx.chat_adapter], queue=False)
     app.load(refresh_picker, c["picker"], c["picker"])  # reattach to the latest run after a reload
+    c["log"].change(None, None, None, js=FOLLOW_LOG_JS, queue=False)
     c["overlay"] = run_overlay.build(ctx)
     return c
 
 
 def _layout(picker: gr.Dropdown) -> dict[str, Any]:
     c: dict[str, Any] = {}
-    with gr.Row():
+    with gr.Row(equal_height=True):
         c["picker"] = picker.render()
         c["reload"] = gr.Button("Refresh", elem_id="reload-runs", scale=0, min_width=90)
+    with gr.Row():  # the actions on the selected run, each enabled by its state
         c["cancel"] = gr.Button("Cancel", elem_id="cancel", scale=0, min_width=90, interactive=False)
         c["resume"] = gr.Button("Resume", elem_id="resume", scale=0, min_width=90, interactive=False)
         c["retry_push"] = gr.Button("Retry push", elem_id="retry-push", scale=0, min_width=110, interactive=False)
         c["delete"] = gr.Button("Delete", elem_id="delete", scale=0, min_width=90, interactive=False, variant="stop")
         c["download"] = gr.Button(
-            "Download adapter (.zip)", elem_id="download-adapter", scale=0, min_width=120, interactive=False
+            "Download adapter (.zip)", elem_id="download-adapter", scale=0, min_width=190, interactive=False
         )
         c["chat"] = gr.Button(
-            "Chat with this run", elem_id="chat-with-run", scale=0, min_width=120, interactive=False, variant="primary"
+            "Chat with this run", elem_id="chat-with-run", scale=0, min_width=170, interactive=False, variant="primary"
         )
     c["zip"] = gr.File(label="adapter (.zip)", visible=False, elem_id="adapter-zip")
     c["status"] = gr.Markdown(elem_id="run-status")
@@ -357,7 +373,7 @@ def _layout(picker: gr.Dropdown) -> dict[str, Any]:
         )
     c["samples"] = gr.Markdown(elem_id="run-samples")
     c["log"] = gr.Textbox(  # follows the end of the log as it grows (unless the user scrolled up to read)
-        label="log.txt (tail)", elem_id="run-log", lines=10, max_lines=20, autoscroll=True, interactive=False
+        label="log.txt (tail)", elem_id="run-log", lines=10, max_lines=20, autoscroll=False, interactive=False
     )
     c["timer"] = gr.Timer(REFRESH_S)
     c["seen"] = gr.State({})  # what this browser tab last drew: job id, number of events, picker choices

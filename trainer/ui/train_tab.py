@@ -40,8 +40,45 @@ BUNDLED_EXAMPLES = {
 # --------------------------------------------------------------------------- handlers' logic (no widgets)
 
 
-def preview_data(values: dict[str, Any], who: Caller) -> tuple[str, str]:
-    """Preview button: detected format, rows, problems, length stats, and the first rows rendered.
+def estimate_panel(
+    cfg: RunConfig, rows: list | None = None, tokenizer: Any = None, total_rows: int | None = None
+) -> str:
+    """The "know before you start" panel: token lengths vs max_length, peak memory vs the device, training time.
+
+    Without rows (the form has problems in other fields, say) it shows what it can: memory and no time.
+    """
+    from trainer.estimate import estimate_run, render_markdown
+
+    if cfg.problems():
+        return "**Estimate:** fix the settings above first."
+    try:
+        return "### Before you start\n" + render_markdown(
+            estimate_run(cfg, rows=rows, tokenizer=tokenizer, total_rows=total_rows)
+        )
+    except ValueError as exc:  # a base model whose shape cannot be read here (offline, say)
+        return f"**Estimate:** not available for this model here ({exc})."
+
+
+def memory_warning(cfg: RunConfig) -> str | None:
+    """At Start: a warning when the estimated peak memory will not fit the device, with the change that fits."""
+    from trainer.estimate import estimate_run
+    from trainer.estimate.render import size
+
+    try:
+        fit = estimate_run(cfg).fit
+    except ValueError:
+        return None
+    if fit.verdict != "will not fit":
+        return None
+    fix = f" {fit.suggestion.text}." if fit.suggestion else " Pick a GPU with more memory."
+    return (
+        f"This run will likely not fit: about {size(fit.estimate.total)} of {size(fit.device.memory)} on "
+        f"{fit.device.name} (an estimate; see Preview).{fix}"
+    )
+
+
+def preview_data(values: dict[str, Any], who: Caller) -> tuple[str, str, str]:
+    """Preview button: detected format, rows, problems, length stats, the first rows rendered, and the estimate.
 
     Reads the data with the caller's token (none for a signed-out visitor on a Space: public datasets only).
     """
@@ -52,12 +89,12 @@ def preview_data(values: dict[str, Any], who: Caller) -> tuple[str, str]:
     if not problems and (problem := dataset_problem(who, cfg.data.dataset_name)):
         problems = [problem]
     if problems:
-        return problems_markdown(problems), ""
+        return problems_markdown(problems), "", ""
     try:
         tokenizer = data.preview_tokenizer(cfg.model.model_name_or_path)
         p = data.preview(cfg.data, tokenizer, cfg.training.max_length, token=who.token)
     except (data.DataError, ConfigError) as exc:
-        return f"### Dataset problem\n{render_hints(str(exc), 'ui')}", ""
+        return f"### Dataset problem\n{render_hints(str(exc), 'ui')}", "", ""
     stats = p.token_lengths
     summary = [
         f"**Format:** `{p.format}` · **rows:** {p.n_rows} usable of {p.n_input}"
@@ -70,7 +107,7 @@ def preview_data(values: dict[str, Any], who: Caller) -> tuple[str, str]:
         more = f"\n- ... and {len(p.problems) - 10} more" if len(p.problems) > 10 else ""
         summary.append(f"**{len(p.problems)} malformed rows left out:**\n{shown}{more}")
     rendered = "\n\n".join(f"# row {i + 1}\n{text}" for i, text in enumerate(p.rendered))
-    return "\n\n".join(summary), rendered
+    return "\n\n".join(summary), rendered, estimate_panel(cfg, p.rows, tokenizer, p.n_total)
 
 
 def save_upload(path: str | None, who: Caller, limits: Limits | None = None) -> tuple[str | None, str]:
@@ -152,7 +189,7 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
     def preview(values: dict, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
         return preview_data(keyed(values), caller(profile, oauth))
 
-    c["preview"].click(preview, set(field_list), [c["preview_summary"], c["preview_rows"]])
+    c["preview"].click(preview, set(field_list), [c["preview_summary"], c["preview_rows"], c["estimate"]])
 
     def open_advanced(values: dict):
         """Preview: open Advanced settings when a data setting the preview refuses is in it."""
@@ -184,6 +221,8 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
         if problems:
             advanced = gr.Accordion(open=True) if opens_advanced(problems) else gr.skip()  # show the marked field
             return [problems_markdown(problems), *field_updates(problems, unavailable), advanced, gr.skip(), gr.skip()]
+        if warning := memory_warning(run_cfg):  # an estimate can be wrong: warned before the GPU is spent, not refused
+            gr.Warning(warning)
         try:
             job = ctx.manager.submit(run_cfg, owner=who.owner, token=who.token)
         except ValueError as exc:  # the per-user limit of runs queued or training
@@ -241,6 +280,7 @@ def _layout(preset: str, cfg: RunConfig, limits: str, unavailable: dict[str, str
                 gr.Markdown(limits, elem_id="limits")
             c["preview"] = gr.Button("Preview data", elem_id="preview")
             c["preview_summary"] = gr.Markdown(elem_id="preview-summary")
+            c["estimate"] = gr.Markdown(elem_id="estimate")
             c["preview_rows"] = gr.Code(
                 label="First rows, rendered with the chat template",
                 language=None,
