@@ -190,6 +190,7 @@ class JobManager:
             "PHI3_STUDIO_WORKER": "1",
             "PYTHONUNBUFFERED": "1",
             "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+            "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # also transformers' weight loading: a log, not a terminal
         }
         env.pop("HF_TOKEN", None)
         env.pop(TIME_LIMIT_ENV, None)

@@ -147,8 +147,9 @@ def started_run(app_url, browser, hub):
     shots = Path(os.environ.get("STUDIO_SCREENSHOTS") or app_url[1])
     page = _form_page(browser, app_url)
     page.locator("#advanced").get_by_text("Advanced settings").click()  # opening it leaves empty numbers empty
-    expect(page.locator("#field-max_rows input")).to_be_visible()
-    expect(page.locator("#field-max_rows input")).to_have_value("")
+    max_rows = page.locator("#field-max_rows input, #field-max_rows textarea").first
+    expect(max_rows).to_be_visible()
+    expect(max_rows).to_have_value("")
     _fill(page, "name", "pirate e2e")
     _fill(page, "repo_id", "alice/pirate-lora")
     page.locator("#preview").click()  # the estimate comes with the preview: lengths, memory, time
@@ -174,7 +175,7 @@ def started_run(app_url, browser, hub):
     page.screenshot(path=str(shots / "runs-tab-training.png"), full_page=True)
     expect(page.locator("#run-status")).to_contain_text("succeeded", timeout=240_000)
     expect(page.locator("#run-status")).to_contain_text("Published: alice/pirate-lora", timeout=60_000)
-    expect(page.locator("#run-log textarea")).to_contain_text("pushed to", timeout=30_000)
+    expect(page.locator("#run-log textarea")).to_have_value(re.compile("pushed to"), timeout=30_000)
     log_scroll = "el => [el.scrollHeight, el.clientHeight, el.scrollTop]"
     seen["log_scroll"] = page.locator("#run-log textarea").evaluate(log_scroll)
     page.screenshot(path=str(shots / "runs-tab.png"), full_page=True)
