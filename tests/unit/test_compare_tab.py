@@ -100,7 +100,6 @@ def test_clear_during_a_generation_stops_it_so_the_panes_stay_empty(compare):
 @pytest.mark.parametrize(
     "prompt, settings, message",
     [
-        ("   ", SETTINGS, "Type a prompt first."),
         ("Hi", (None, "", *SETTINGS[2:]), "Pick a finished run"),
         ("Hi", (None, "not a repo id!", *SETTINGS[2:]), "adapter repo"),
     ],
@@ -115,11 +114,15 @@ def test_expected_user_errors_print_no_traceback(compare, prompt, settings, mess
     assert engines._stops == {}  # the session's Stop flag is dropped on an error too
 
 
-def test_regenerate_with_nothing_sent_prints_no_traceback(compare):
-    fns, _, _, _ = compare
-    with pytest.raises(gr.Error, match="Type a prompt first.") as info:
-        next(fns["regenerate"]([], [], *SETTINGS, None, None, _session("a")))
-    assert info.value.print_exception is False
+@pytest.mark.parametrize("handler", ["send", "regenerate"])
+def test_no_prompt_is_a_note_that_leaves_the_panes_as_they_are(compare, handler):
+    fns, _, _, engines = compare
+    history = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Ahoy"}]
+    args = ("   ", history, history) if handler == "send" else ([], [])
+    with pytest.warns(UserWarning, match="Type a prompt first."):  # a toast, no error badges, no traceback
+        outputs = list(fns[handler](*args, *SETTINGS, None, None, _session("a")))
+    assert outputs == [(gr.skip(), gr.skip(), gr.skip())]
+    assert engines._stops == {}
 
 
 def test_a_load_failure_prints_no_traceback(compare, monkeypatch):

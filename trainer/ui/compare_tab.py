@@ -28,6 +28,9 @@ button[aria-label="Clear"] { display: none; }
 """
 
 
+NO_PROMPT = "Type a prompt first."
+
+
 def user_error(message: str) -> gr.Error:
     """An expected user error: shown on the page, with no traceback printed on the server."""
     return gr.Error(message, print_exception=False)
@@ -145,8 +148,10 @@ def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> dict[str, Any]:
 
         who, session = caller(profile, oauth), session_of(request)
         try:
-            if not (prompt or "").strip():
-                raise user_error("Type a prompt first.")
+            if not (prompt or "").strip():  # a slip, not a failure: a note, and the panes stay as they are
+                gr.Warning(NO_PROMPT)
+                yield gr.skip(), gr.skip(), gr.skip()
+                return
             try:
                 source = chosen_source(manager, who, run_id, hub_id)
             except AccessError as exc:
