@@ -121,10 +121,14 @@ def render_memory(fit: Fit) -> list[str]:
         f"**Memory:** {VERDICT_ICONS[fit.verdict]} {fit.verdict}: about **{size(e.total)}** of {size(device.memory)} "
         f"on {device.name}, {fit.share:.0%} ({device.source}).",
         "",
-        "| weights | adapter + optimiser | activations | loss head | layer backward | overhead |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: |",
-        f"| {size(e.weights)} | {size(e.adapter)} | {size(e.activations)} | {size(e.loss_head)} | "
-        f"{size(e.backward)} | {size(e.overhead)} |",
+        "| part | memory |",  # one row per part: readable in a narrow column
+        "| --- | ---: |",
+        f"| weights | {size(e.weights)} |",
+        f"| adapter + optimiser | {size(e.adapter)} |",
+        f"| activations | {size(e.activations)} |",
+        f"| loss head | {size(e.loss_head)} |",
+        f"| layer backward | {size(e.backward)} |",
+        f"| overhead | {size(e.overhead)} |",
         "",
         f"{e.precision} base, {e.tokens:,} tokens in the largest micro-batch; the peak comes in the {e.peak_phase} "
         "(the loss head and the layer backward never hold memory at the same time).",

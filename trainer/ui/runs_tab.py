@@ -348,7 +348,7 @@ def build(ctx: AppContext, app: gr.Blocks) -> dict[str, Any]:
 
 def _layout(picker: gr.Dropdown) -> dict[str, Any]:
     c: dict[str, Any] = {}
-    with gr.Row(equal_height=True):
+    with gr.Row():
         c["picker"] = picker.render()
         c["reload"] = gr.Button("Refresh", elem_id="reload-runs", scale=0, min_width=90)
     with gr.Row():  # the actions on the selected run, each enabled by its state
