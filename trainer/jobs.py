@@ -59,6 +59,7 @@ class JobManager:
         self._tokens: dict[int, str] = {}  # in memory only, until the worker starts
         self._lock = threading.RLock()
         self._runs_seen: int | None = None  # the runs folder's mtime when every folder in it was listed
+        self._watched: set[int] = set()  # jobs whose worker (not our child) a thread is watching
 
     @classmethod
     def default(cls) -> JobManager:
@@ -100,8 +101,16 @@ class JobManager:
         for job in added:
             logger.info("listed run %s (%s) found in %s", job.name, job.status, runs)
             if job.status == "running":
-                threading.Thread(target=self._watch_pid, args=(job.id, job.pid), daemon=True).start()
+                self._watch(job)
         return added
+
+    def _watch(self, job: Job) -> None:
+        """Watch a live worker this process did not start (once per job), until it ends."""
+        with self._lock:
+            if job.id in self._watched:
+                return
+            self._watched.add(job.id)
+        threading.Thread(target=self._watch_pid, args=(job.id, job.pid, _pid_start(job)), daemon=True).start()
 
     # --- submitting and scheduling
 
@@ -205,9 +214,9 @@ class JobManager:
                     argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT, start_new_session=True
                 )
         except OSError as exc:
-            self.store.update(
-                job.id, status="failed", error=f"could not start the worker: {exc}", finished_at=time.time()
-            )
+            error = f"could not start the worker: {exc}"
+            self.store.update(job.id, status="failed", error=error, finished_at=time.time())
+            rf.write_status(run_dir, "failed", error=error)
             return
         self.store.update(job.id, pid=proc.pid)
         logger.info("job %d started: pid %d, %s", job.id, proc.pid, run_dir)
@@ -216,11 +225,14 @@ class JobManager:
     def _watch_child(self, job_id: int, proc: subprocess.Popen) -> None:
         self._finish(job_id, proc.wait())
 
-    def _watch_pid(self, job_id: int, pid: int, poll_s: float = 2.0) -> None:
-        """Watch a worker started by an earlier server process (not our child, so no exit code)."""
-        while pid_alive(pid):
+    def _watch_pid(self, job_id: int, pid: int, start: int | None = None, poll_s: float = 2.0) -> None:
+        """Watch a worker started by an earlier server process or the CLI (not our child, so no exit code)."""
+        while pid_alive(pid, start):
             time.sleep(poll_s)
-        self._finish(job_id, _recorded_exit(Path(self._require(job_id).run_dir)))
+        self._watched.discard(job_id)
+        job = self.store.get(job_id)
+        if job is not None:
+            self._finish(job_id, _recorded_exit(Path(job.run_dir)))
 
     def _finish(self, job_id: int, exit_code: int | None) -> None:
         job = self.store.get(job_id)
@@ -255,8 +267,8 @@ class JobManager:
                 )
                 rf.write_status(Path(job.run_dir), "cancelled")
                 self._tokens.pop(job_id, None)
-            elif job.status == "running" and job.pid:
-                self.store.update(job_id, cancel_requested=True)
+            elif job.status == "running" and job.pid and pid_alive(job.pid, _pid_start(job)):
+                self.store.update(job_id, cancel_requested=True)  # signalled only when it is still that process
                 _signal_group(job.pid, signal.SIGTERM)
                 timer = threading.Timer(self.grace_s, self._hard_kill, args=(job_id, job.pid))
                 timer.daemon = True  # never keeps the server (or the test run) alive after it is done
@@ -265,7 +277,7 @@ class JobManager:
 
     def _hard_kill(self, job_id: int, pid: int) -> None:
         job = self.store.get(job_id)
-        if job is not None and job.status == "running" and job.pid == pid and pid_alive(pid):
+        if job is not None and job.status == "running" and job.pid == pid and pid_alive(pid, _pid_start(job)):
             logger.warning("job %d did not stop within %.0f s; killing it", job_id, self.grace_s)
             _signal_group(pid, signal.SIGKILL)
 
@@ -300,8 +312,8 @@ class JobManager:
         for job in self.store.list():
             if job.status != "running":
                 continue
-            if job.pid and pid_alive(job.pid):
-                threading.Thread(target=self._watch_pid, args=(job.id, job.pid), daemon=True).start()
+            if job.pid and pid_alive(job.pid, _pid_start(job)):
+                self._watch(job)
                 continue
             code = _recorded_exit(Path(job.run_dir))
             if code is not None:
@@ -376,18 +388,30 @@ def log_tail(run_dir: Path, lines: int = 40) -> str:
     return "\n".join(_tail(Path(run_dir) / rf.LOG_FILE).splitlines()[-lines:])
 
 
-def pid_alive(pid: int) -> bool:
-    """True when a process with this pid exists (and is not a zombie)."""
+def pid_alive(pid: int, start: int | None = None) -> bool:
+    """True when a process with this pid exists, is not a zombie, is a process (not another one's thread) and, when
+    `start` is given, is the one that started then (`runfolder.process_start`), not a later one that reused the pid.
+    """
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
     except OSError:
-        return True
+        return True  # no /proc here: kill(pid, 0) is all there is to go by
+    started = rf.process_start(pid)
+    return state != "Z" and started is not None and (start is None or started == start)
+
+
+def _pid_start(job: Job) -> int | None:
+    """The start time its worker recorded next to this job's pid in status.json (None: not recorded)."""
+    status = rf.read_json(Path(job.run_dir) / rf.STATUS_FILE, {}) or {}
+    return status.get("pid_start") if status.get("pid") == job.pid else None
 
 
 def _signal_group(pid: int, sig: int) -> None:

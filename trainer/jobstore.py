@@ -24,6 +24,8 @@ FINISHED = ("succeeded", "failed", "cancelled", "push_failed", "interrupted", "t
 """push_failed: trained and saved, not on the Hub; interrupted: the server stopped under it; time_limit: stopped
 at the per-run training limit with a checkpoint."""
 RESUMABLE = ("failed", "cancelled", "interrupted", "time_limit")
+PENDING_S = 120.0
+"""A run folder this young without its config or status may still be being made (see JobStore.adopt_runs)."""
 
 
 @dataclass
@@ -212,29 +214,39 @@ class JobStore:
         return len(self.adopt_runs(runs_dir, adopt_queued=True)[0])
 
     def adopt_runs(
-        self, runs_dir: Path, alive: Callable[[int], bool] = lambda pid: False, adopt_queued: bool = False
+        self,
+        runs_dir: Path,
+        alive: Callable[[int, int | None], bool] = lambda pid, start: False,
+        adopt_queued: bool = False,
     ) -> tuple[list[Job], int]:
         """Add rows for run folders the table does not know, such as runs started with the CLI.
 
-        A folder's `status.json` says its name, owner, state and (while it trains) its worker's pid: a running run
-        whose pid is `alive` is listed as running, any other unfinished one as interrupted. A folder with no status yet
+        A folder's `status.json` says its name, owner, state and (while it trains) its worker's pid and that
+        process's start time: a running run whose process is `alive(pid, start)` is listed as running, any other
+        unfinished one as interrupted. A folder made in the last PENDING_S seconds without its config or status yet
         (being created) or still queued (a web job between its folder and its row) is left for a later call, unless
-        `adopt_queued` (rebuilding a lost table).
+        `adopt_queued` (rebuilding a lost table); an older one without them is not a run, and an older queued one was
+        interrupted.
 
         Returns:
             (the jobs added, how many folders were left for later).
         """
-        known = {job.run_dir for job in self.list()}
+        known = {str(Path(job.run_dir).resolve()) for job in self.list()}
         added, later = [], 0
-        for run_dir in sorted(p for p in Path(runs_dir).glob("*") if (p / rf.CONFIG_FILE).is_file()):
-            if str(run_dir) in known:
+        for run_dir in sorted(p for p in Path(runs_dir).glob("*") if p.is_dir()):
+            if str(run_dir.resolve()) in known:
                 continue
             status = rf.read_json(run_dir / rf.STATUS_FILE, {}) or {}
             state, pid = status.get("state"), status.get("pid")
-            if state is None or (state == "queued" and not adopt_queued):
-                later += 1
+            try:
+                fresh = time.time() - run_dir.stat().st_mtime < PENDING_S
+            except OSError:  # deleted meanwhile
                 continue
-            running = state == "running" and isinstance(pid, int) and alive(pid)
+            if not (run_dir / rf.CONFIG_FILE).is_file() or state is None or (state == "queued" and not adopt_queued):
+                later += fresh
+                if fresh or state != "queued" or not (run_dir / rf.CONFIG_FILE).is_file():
+                    continue
+            running = state == "running" and isinstance(pid, int) and alive(pid, status.get("pid_start"))
             state = "running" if running else state if state in FINISHED else "interrupted"
             job = self.create(run_dir, name=str(status.get("name") or run_dir.name), owner=status.get("owner"))
             self.update(

@@ -181,6 +181,22 @@ def progress(phase: str | None, step: int = 0, total: int = 0) -> float:
     return done / sum(PHASES.values())
 
 
+def process_start(pid: int) -> int | None:
+    """When a process started (clock ticks since boot, /proc/<pid>/stat field 22), so that a pid recorded in
+    status.json is known to still be the same process and not a later one that reused the number.
+
+    None when there is no such process, when `pid` is a thread of another process, or without /proc.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        tgid = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Tgid:"))
+    except (OSError, StopIteration):
+        return None
+    if int(tgid.split()[1]) != pid:
+        return None
+    return int(stat.rsplit(")", 1)[-1].split()[19])
+
+
 def has_checkpoint(run_dir: Path) -> bool:
     """True when the run folder holds at least one Trainer checkpoint (so the run can be resumed)."""
     return any((Path(run_dir) / CHECKPOINTS_DIR).glob(CHECKPOINT_GLOB))

@@ -100,7 +100,14 @@ def run(
     emit = _event_writer(run_dir, on_event)
     earlier = (rf.read_json(run_dir / rf.STATUS_FILE, {}) or {}).get("started_at") if resume else None
     rf.write_status(
-        run_dir, "running", started_at=earlier or time.time(), error=None, name=config.display_name(), pid=os.getpid()
+        run_dir,
+        "running",
+        started_at=earlier or time.time(),
+        error=None,
+        name=config.display_name(),
+        pid=os.getpid(),
+        pid_start=rf.process_start(os.getpid()),  # with the pid: this process, not a later one with its number
+        push_state=None,  # an earlier attempt's push is over
     )
     rf.set_phase(run_dir, "preparing data")
     arm(time_limit_s)

@@ -253,6 +253,40 @@ def test_pid_alive():
     assert not pid_alive(proc.pid)
 
 
+def test_a_reused_pid_or_a_thread_id_is_not_the_worker():
+    """Cancel signals a pid only while it is still the worker: never a later process, nor some process's thread."""
+    me = os.getpid()
+    assert pid_alive(me, rf.process_start(me))
+    assert not pid_alive(me, rf.process_start(me) + 1)  # same number, another start time: a reused pid
+    ready, done = threading.Event(), threading.Event()
+    tids = []
+    worker = threading.Thread(target=lambda: (tids.append(threading.get_native_id()), ready.set(), done.wait(5)))
+    worker.start()
+    ready.wait(5)
+    try:
+        os.kill(tids[0], 0)  # the kernel answers for a thread id as for a process ...
+        assert not pid_alive(tids[0])  # ... but it is this test's thread, not a worker
+    finally:
+        done.set()
+        worker.join()
+    assert not pid_alive(True) and not pid_alive(1) and not pid_alive(0)
+
+
+def test_a_cli_run_whose_pid_now_names_another_process_is_interrupted_and_never_signalled(manager, tmp_path):
+    bystander = subprocess.Popen(["sleep", "30"])
+    try:
+        start = rf.process_start(bystander.pid)
+        _cli_run(tmp_path / "runs", "old", state="running", pid=bystander.pid, pid_start=start - 1)
+        (job,) = manager.adopt_runs()
+        assert job.status == "interrupted" and job.pid is None
+        manager.store.update(job.id, status="running", pid=bystander.pid)  # as if the table still said so
+        manager.cancel(job.id)
+        time.sleep(0.3)
+        assert bystander.poll() is None  # the process that reused the number was left alone
+    finally:
+        bystander.kill()
+
+
 def test_two_servers_racing_for_the_queue_start_one_job(tmp_path):
     """Two processes (say, a restarted server and the old one) claim at the same moment: only one job runs."""
     store = JobStore(tmp_path / "jobs.sqlite")
@@ -341,3 +375,19 @@ def test_cancel_stops_a_cli_run_that_leads_no_process_group(manager, tmp_path):
         assert run_dir.is_dir()
     finally:
         child.kill()
+
+
+def test_folders_still_being_made_are_looked_at_again_and_stale_ones_settled(manager, tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "making").mkdir(parents=True)  # no config.yaml yet: a run being created
+    old_queued = _cli_run(runs, "old-queued", state="queued")  # a web job whose row was never written
+    (runs / "not-a-run").mkdir()
+    for folder in (old_queued, runs / "not-a-run"):
+        os.utime(folder, (time.time() - 3600, time.time() - 3600))
+    added = {Path(j.run_dir).name: j.status for j in manager.adopt_runs()}
+    assert added == {"old-queued": "interrupted"}  # settled, not left queued without a row
+    assert manager._runs_seen is None  # "making" is young: the next refresh looks again
+    (runs / "making" / rf.CONFIG_FILE).write_text("model: {}\n")
+    rf.write_status(runs / "making", "succeeded")
+    assert [Path(j.run_dir).name for j in manager.adopt_runs()] == ["making"]
+    assert manager._runs_seen is not None  # everything listed: the folder is not read again until it changes
