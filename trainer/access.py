@@ -191,6 +191,27 @@ def dataset_problem(caller: Caller, dataset_name: str) -> str | None:
     return None if caller.signed_in and _inside(local, upload_dir(caller)) else problem
 
 
+def model_problem(caller: Caller, model_name: str) -> str | None:
+    """On a Space, the base model must be a Hub model ID (or the tiny demo model), never a folder on the server.
+
+    Locally the person at the machine may name any folder. Returns the problem as a form message, or None.
+    """
+    from trainer.phi3 import TINY_MODEL_NAME
+
+    name = model_name.strip()
+    if caller.local or name == TINY_MODEL_NAME:
+        return None
+    on_disk = Path(name).expanduser().exists() or (PROJECT_ROOT / name).exists()
+    if REPO_ID_RE.match(name) and not on_disk:
+        return None
+    return "model.model_name_or_path: on this Space the base model is a Hub model ID (user/name). Give one."
+
+
+def hub_token(caller: Caller) -> str | bool:
+    """The token to read the Hub with for this caller: their own, else False (never the Space's own HF_TOKEN)."""
+    return caller.token or (None if caller.local else False)
+
+
 def _inside(path: Path, folder: Path) -> bool:
     try:
         path.resolve().relative_to(folder.resolve())

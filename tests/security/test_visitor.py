@@ -8,7 +8,7 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from .conftest import SPACE_TOKEN
+from .conftest import SPACE_TOKEN, oauth, profile
 
 SIGN_IN = "Sign in with Hugging Face"
 
@@ -104,3 +104,34 @@ def test_a_visitor_cannot_compare(space):
     with pytest.raises(gr.Error, match="Sign in with Hugging Face to compare models"):
         next(space.fns["send"]("Hi", [], [], str(space.run_of("alice").id), "", 16, 0.7, 0.9, True, "", None, None))
     assert space.fns["examples"](str(space.run_of("alice").id), None)["choices"] == []
+
+
+def test_a_visitor_s_preview_never_reads_the_hub_with_the_space_s_token(space, monkeypatch):
+    import transformers
+
+    seen = []
+
+    def spy(name, *args, **kwargs):
+        seen.append((name, kwargs.get("token", "<implicit>")))
+        raise OSError("not on this Hub")
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", spy)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", spy)
+    form = space.form(dataset_name="examples/pirate_chat.jsonl", model_name_or_path="someone/private-phi3")
+    with pytest.raises(OSError):  # the bundled tokenizer stands in when the model's is not readable: spied too
+        space.fns["preview"](form, None, None)
+    hub_reads = [(name, token) for name, token in seen if name == "someone/private-phi3"]
+    assert hub_reads and all(token is False for _, token in hub_reads), seen  # False: no token, not even HF_TOKEN
+    assert all(Path(name).is_dir() for name, _ in seen if name != "someone/private-phi3")  # the bundled tokenizer
+
+
+@pytest.mark.parametrize("model", ["{data_dir}", "trainer/assets", "/etc", "../main"])
+def test_a_folder_on_the_server_is_never_a_base_model_on_a_space(space, model, monkeypatch):
+    import trainer.data
+
+    monkeypatch.setattr(trainer.data, "preview_tokenizer", lambda *a, **k: 1 / 0)  # never reached
+    model = model.format(data_dir=space.data_dir)
+    summary, _, estimate = space.fns["preview"](space.form(model_name_or_path=model), None, None)
+    assert "base model is a Hub model ID" in summary and estimate == ""
+    outputs = space.fns["start"](space.form(model_name_or_path=model), profile("alice"), oauth("hf_oauthALICE1111"))
+    assert "base model is a Hub model ID" in outputs[0]

@@ -210,3 +210,23 @@ def test_start_warns_when_the_run_will_not_fit_and_names_the_change_that_fits():
     warning = memory_warning(huge)  # on this CPU machine: against the Space's suggested GPU (README)
     assert warning.startswith("This run will likely not fit: about") and "A10G" in warning
     assert "gradient checkpointing" in warning.lower() or "batch" in warning.lower(), warning
+
+
+def test_the_time_estimate_counts_only_the_rows_training_reads():
+    import re
+
+    from trainer.config import load_config
+    from trainer.data import preview_tokenizer
+    from trainer.ui.train_tab import estimate_panel
+
+    rows = [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello there"}]] * 100
+    tokenizer = preview_tokenizer("tiny-phi3")
+    cfg = load_config(preset="tiny-demo", overrides=["max_steps=-1", "num_train_epochs=1"])
+
+    def steps(panel: str) -> int:
+        return int(re.search(r"\(([\d,]+) steps", panel).group(1).replace(",", ""))
+
+    whole = steps(estimate_panel(cfg, rows, tokenizer, total_rows=100_000))  # a streamed sample of a big split
+    cfg.data.max_rows = 800
+    assert steps(estimate_panel(cfg, rows, tokenizer, total_rows=100_000)) == 90  # 800 rows, 10 % held out, / 8
+    assert whole > 90 * 100

@@ -153,13 +153,16 @@ def preview(
     )
 
 
-def preview_tokenizer(model_name: str) -> Any:
-    """The tokenizer to preview with: the bundled Phi-3 one for Phi-3-mini, else the model's when it is at hand."""
+def preview_tokenizer(model_name: str, token: str | bool | None = None) -> Any:
+    """The tokenizer to preview with: the bundled Phi-3 one for Phi-3-mini, else the model's when it is at hand.
+
+    token: for the Hub (False: none at all, not even the machine's own; see `trainer.access.hub_token`).
+    """
     from transformers import AutoTokenizer
 
     if model_name not in BUNDLED_TOKENIZER_MODELS:
         try:
-            return AutoTokenizer.from_pretrained(model_name)
+            return AutoTokenizer.from_pretrained(model_name, token=token)
         except Exception:  # noqa: BLE001 - offline or private: the bundled tokenizer is the real Phi-3 one
             logger.info("preview: using the bundled Phi-3 tokenizer instead of %s's", model_name)
     return AutoTokenizer.from_pretrained(TOKENIZER_DIR)

@@ -125,8 +125,10 @@ class ModelShape:
         return self.layers * sum(r * sum(shapes[name]) for name in self.targets(target_modules))
 
 
-def model_shape(name: str) -> ModelShape:
+def model_shape(name: str, token: str | bool | None = None) -> ModelShape:
     """The shape of a configured base model: known ones without I/O, others from their config.json.
+
+    token: for the Hub (False: none at all, not even the machine's own).
 
     Raises:
         ValueError: the config cannot be read (offline, private, not a model).
@@ -138,7 +140,7 @@ def model_shape(name: str) -> ModelShape:
     from transformers import AutoConfig
 
     try:
-        return ModelShape.from_config(AutoConfig.from_pretrained(name, trust_remote_code=False))
+        return ModelShape.from_config(AutoConfig.from_pretrained(name, trust_remote_code=False, token=token))
     except Exception as exc:  # noqa: BLE001 - offline, private or not a model: one message
         raise ValueError(f"cannot read the config of {name!r} to estimate memory ({type(exc).__name__})") from exc
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import gradio as gr
 
-from trainer.access import SIGN_IN, AccessError, Caller, Limits, dataset_problem, upload_dir
+from trainer.access import SIGN_IN, AccessError, Caller, Limits, dataset_problem, hub_token, model_problem, upload_dir
 from trainer.config import PRESETS, ConfigError, RunConfig, preset_config
 from trainer.config.hints import render_hints
 from trainer.ui import runs_tab
@@ -41,31 +41,40 @@ BUNDLED_EXAMPLES = {
 
 
 def estimate_panel(
-    cfg: RunConfig, rows: list | None = None, tokenizer: Any = None, total_rows: int | None = None
+    cfg: RunConfig,
+    rows: list | None = None,
+    tokenizer: Any = None,
+    total_rows: int | None = None,
+    token: str | bool | None = None,
 ) -> str:
     """The "know before you start" panel: token lengths vs max_length, peak memory vs the device, training time.
 
-    Without rows (the form has problems in other fields, say) it shows what it can: memory and no time.
+    Without rows (the form has problems in other fields, say) it shows what it can: memory and no time. `rows` may
+    be a sample of `total_rows` (a streamed Hub split); training reads at most `data.max_rows` of them.
     """
-    from trainer.estimate import estimate_run, render_markdown
+    from trainer.estimate import estimate_run, model_shape, render_markdown
 
     if cfg.problems():
         return "**Estimate:** fix the settings above first."
+    if cfg.data.max_rows is not None:
+        rows = rows[: cfg.data.max_rows] if rows is not None else None
+        total_rows = min(total_rows, cfg.data.max_rows) if total_rows is not None else None
     try:
+        shape = model_shape(cfg.model.model_name_or_path, token=token)
         return "### Before you start\n" + render_markdown(
-            estimate_run(cfg, rows=rows, tokenizer=tokenizer, total_rows=total_rows)
+            estimate_run(cfg, rows=rows, tokenizer=tokenizer, total_rows=total_rows, shape=shape)
         )
     except ValueError as exc:  # a base model whose shape cannot be read here (offline, say)
         return f"**Estimate:** not available for this model here ({exc})."
 
 
-def memory_warning(cfg: RunConfig) -> str | None:
+def memory_warning(cfg: RunConfig, token: str | bool | None = None) -> str | None:
     """At Start: a warning when the estimated peak memory will not fit the device, with the change that fits."""
-    from trainer.estimate import estimate_run
+    from trainer.estimate import estimate_run, model_shape
     from trainer.estimate.render import size
 
     try:
-        fit = estimate_run(cfg).fit
+        fit = estimate_run(cfg, shape=model_shape(cfg.model.model_name_or_path, token=token)).fit
     except ValueError:
         return None
     if fit.verdict != "will not fit":
@@ -88,10 +97,12 @@ def preview_data(values: dict[str, Any], who: Caller) -> tuple[str, str, str]:
     problems = [p for p in problems if p.startswith("data.")]
     if not problems and (problem := dataset_problem(who, cfg.data.dataset_name)):
         problems = [problem]
+    if not problems and (problem := model_problem(who, cfg.model.model_name_or_path)):
+        problems = [problem]
     if problems:
         return problems_markdown(problems), "", ""
     try:
-        tokenizer = data.preview_tokenizer(cfg.model.model_name_or_path)
+        tokenizer = data.preview_tokenizer(cfg.model.model_name_or_path, token=hub_token(who))
         p = data.preview(cfg.data, tokenizer, cfg.training.max_length, token=who.token)
     except (data.DataError, ConfigError) as exc:
         return f"### Dataset problem\n{render_hints(str(exc), 'ui')}", "", ""
@@ -107,7 +118,7 @@ def preview_data(values: dict[str, Any], who: Caller) -> tuple[str, str, str]:
         more = f"\n- ... and {len(p.problems) - 10} more" if len(p.problems) > 10 else ""
         summary.append(f"**{len(p.problems)} malformed rows left out:**\n{shown}{more}")
     rendered = "\n\n".join(f"# row {i + 1}\n{text}" for i, text in enumerate(p.rendered))
-    return "\n\n".join(summary), rendered, estimate_panel(cfg, p.rows, tokenizer, p.n_total)
+    return "\n\n".join(summary), rendered, estimate_panel(cfg, p.rows, tokenizer, p.n_total, hub_token(who))
 
 
 def save_upload(path: str | None, who: Caller, limits: Limits | None = None) -> tuple[str | None, str]:
@@ -216,12 +227,16 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
         run_cfg.run.name = run_cfg.display_name(preset if preset in PRESETS else None)  # empty: preset + dataset
         if not problems and (problem := dataset_problem(who, run_cfg.data.dataset_name)):
             problems = [problem]
+        if not problems and (problem := model_problem(who, run_cfg.model.model_name_or_path)):
+            problems = [problem]
         if not problems:
             problems = check_before_queueing(run_cfg, ctx.on_gpu, who.token)
         if problems:
             advanced = gr.Accordion(open=True) if opens_advanced(problems) else gr.skip()  # show the marked field
             return [problems_markdown(problems), *field_updates(problems, unavailable), advanced, gr.skip(), gr.skip()]
-        if warning := memory_warning(run_cfg):  # an estimate can be wrong: warned before the GPU is spent, not refused
+        if warning := memory_warning(
+            run_cfg, hub_token(who)
+        ):  # an estimate can be wrong: warned before the GPU is spent, not refused
             gr.Warning(warning)
         try:
             job = ctx.manager.submit(run_cfg, owner=who.owner, token=who.token)
