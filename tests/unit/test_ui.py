@@ -145,3 +145,18 @@ def test_the_progress_bar_says_the_phase_and_moves_before_the_first_step():
     Job.status = "cancelled"
     stopped = progress_html(Job(), EVENTS, {"phase": "training"})
     assert "cancelled · step 10 / 20" in stopped and "live" not in stopped
+
+
+def test_a_run_name_is_shown_as_text_never_as_a_link_image_or_heading(tmp_path):
+    import re
+
+    from trainer.jobs import Job
+    from trainer.ui.run_overlay import diff_markdown
+    from trainer.ui.runs_tab import status_markdown
+
+    name = "# ![x](https://evil.example/x.png) [sign in again](https://phish.example) <img src=x>"
+    shown = status_markdown(None, Job(1, None, name, "succeeded", str(tmp_path), 0.0))
+    table = diff_markdown({name: preset_config("tiny-demo"), "b": preset_config("lora")}, {name: {}, "b": {}})
+    for text in (shown.split("\n", 1)[1], table):  # (the headline's own "### Run #1" aside)
+        assert not re.search(r"(?<!\\)[\[\]#]", text), text  # every [ ] # of the name escaped
+        assert "<img" not in text and "&lt;img" in text

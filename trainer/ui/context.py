@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,6 +35,14 @@ class AppContext:
     tabs: gr.Tabs
     run_picker: gr.Dropdown
     chat_adapter: gr.Dropdown
+
+
+MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]#|~])")  # what makes links, images, headings, code, emphasis, cells
+
+
+def plain(text: object) -> str:
+    """Text a user wrote (a run name, a sample), shown in Markdown as exactly that text: no link, image or heading."""
+    return MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(str(text), quote=False)).replace("\n", " ")
 
 
 def caller(profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None = None) -> Caller:

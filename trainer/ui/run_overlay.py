@@ -6,7 +6,6 @@ are chosen by id and each one's owner is checked on the server (`find_job`), lik
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import gradio as gr
 from trainer import runfolder as rf
 from trainer.access import AccessError, find_job, visible_jobs
 from trainer.config import RunConfig, iter_fields, load_yaml
-from trainer.ui.context import AppContext, caller
+from trainer.ui.context import AppContext, caller, plain
 
 NOT_COMPARED = ("run.name",)
 """Settings that name a run rather than shape it."""
@@ -68,7 +67,7 @@ def diff_markdown(configs: dict[str, RunConfig], losses: dict[str, dict[str, Any
     """A table: one column per run, a row per differing setting, then each run's eval loss before → after."""
 
     def cell(text: str) -> str:
-        return html.escape(text).replace("|", "\\|").replace("\n", " ") or "—"
+        return plain(text) or "—"
 
     labels = list(configs)
     lines = ["| setting | " + " | ".join(cell(label) for label in labels) + " |", "|---" * (len(labels) + 1) + "|"]

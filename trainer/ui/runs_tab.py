@@ -16,7 +16,7 @@ from trainer.access import SIGN_IN, AccessError, find_job, space_mode, visible_j
 from trainer.config.hints import render_hints
 from trainer.jobs import WAITING_FOR_OWNER
 from trainer.ui import compare_tab, run_overlay
-from trainer.ui.context import AppContext, caller
+from trainer.ui.context import AppContext, caller, plain
 
 REFRESH_S = 1.0
 FOLLOW_LOG_JS = """() => {
@@ -125,7 +125,7 @@ def status_markdown(manager, job) -> str:
     if job is None:
         return "No runs yet. Start one in the **Train** tab."
     folder = Path(job.run_dir).name if space_mode() else job.run_dir  # no server paths for Space users
-    lines = [f"### Run #{job.id} · {job.status}", f"{html.escape(job.name)} · `{folder}`"]
+    lines = [f"### Run #{job.id} · {job.status}", f"{plain(job.name)} · `{folder}`"]
     if job.status == "queued" and manager.waiting_for_owner(job):
         lines.append(f"Queued, {WAITING_FOR_OWNER}.")
     elif job.status == "queued":
@@ -154,9 +154,7 @@ def samples_markdown(run_dir: Path) -> str:
     rows = ["| prompt | before | after |", "| --- | --- | --- |"]
     for s in samples:
         cells = [s.get("prompt"), s.get("before"), s.get("after")]
-        rows.append(
-            "| " + " | ".join(html.escape(str(c or "…")).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
-        )
+        rows.append("| " + " | ".join(plain(c or "…") for c in cells) + " |")
     return "\n".join(rows)
 
 
