@@ -469,6 +469,34 @@ MUTATIONS = [
         "    return PROJECT_ROOT\n",
         "tests/unit/test_runfolder.py",
     ),
+    _m(
+        "Cancel signals whatever process now has a dead worker's pid",
+        "trainer/jobs.py",
+        '    return state != "Z" and started is not None and (start is None or started == start)',
+        '    return state != "Z"',
+        "tests/unit/test_jobs.py -k 'reused_pid or now_names_another'",
+    ),
+    _m(
+        "a server folder is accepted as the base model on a Space",
+        "trainer/access.py",
+        "    if caller.local or name == TINY_MODEL_NAME:",
+        "    if True:",
+        "tests/security/test_visitor.py -k base_model",
+    ),
+    _m(
+        "Preview reads the Hub with the Space's own token",
+        "trainer/access.py",
+        "    return caller.token or (None if caller.local else False)",
+        "    return caller.token",
+        "tests/security/test_visitor.py -k space_s_token",
+    ),
+    _m(
+        "a run name renders as Markdown (links, images, headings)",
+        "trainer/ui/context.py",
+        '    return MARKDOWN_SPECIALS.sub(r"\\\\\\1", html.escape(str(text), quote=False)).replace("\\n", " ")',
+        '    return html.escape(str(text), quote=False).replace("\\n", " ")',
+        "tests/unit/test_ui.py -k shown_as_text",
+    ),
 ]
 
 

@@ -260,3 +260,6 @@ def test_chat_with_this_run_opens_compare_on_the_owners_run_only(space):
     assert tabs.selected == "compare" and picked["value"] == str(alice_run.id)
     assert [value for _, value in picked["choices"]] == [str(alice_run.id)]
     assert space.fns["chat_with"](str(bob_run.id), ALICE) == (gr.skip(), gr.skip())  # another user's run: nothing
+    space.manager.store.update(alice_run.id, status="running")
+    with pytest.warns(UserWarning, match="once it has finished"):
+        assert space.fns["chat_with"](str(alice_run.id), ALICE) == (gr.skip(), gr.skip())

@@ -335,6 +335,9 @@ def build(ctx: AppContext, app: gr.Blocks) -> dict[str, Any]:
         except AccessError as exc:
             gr.Warning(str(exc))
             return gr.skip(), gr.skip()
+        if job.status not in ("succeeded", "push_failed"):  # never quietly another run's adapter instead
+            gr.Warning(f"Run #{job.id} is {job.status}: it has an adapter to chat with once it has finished.")
+            return gr.skip(), gr.skip()
         return gr.Tabs(selected="compare"), compare_tab.adapter_update(manager, who, str(job.id))
 
     c["chat"].click(chat_with, c["picker"], [ctx.tabs, ctx.chat_adapter], queue=False)
