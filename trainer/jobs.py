@@ -77,6 +77,14 @@ class JobManager:
                 f"the data dir {folder} is read-only: runs cannot be kept there. Make it writable, "
                 f"or point {rf.DATA_DIR_ENV} at a folder that is."
             )
+        if folder == rf.LOCAL_DATA_DIR and (old := rf.left_in_checkout()):
+            logger.warning(
+                "%s from an older version are not in the data dir %s; to see them here: mv %s %s/",
+                " and ".join(p.name for p in old),
+                folder,
+                " ".join(p.name for p in old),
+                folder.name,
+            )
         manager = cls(JobStore(folder / DB_FILE), limits=Limits.from_env())
         manager.adopt_runs()
         manager.recover()

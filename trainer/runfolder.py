@@ -71,6 +71,11 @@ def data_dir() -> Path:
     return LOCAL_DATA_DIR
 
 
+def left_in_checkout(root: Path = PROJECT_ROOT) -> list[Path]:
+    """Runs and the job table that an older version kept loose in the checkout (before studio-data/ held them)."""
+    return [path for path in (root / "runs", root / "jobs.sqlite") if path.exists()]
+
+
 def new_run_dir(name: str = "run") -> Path:
     """Create and return a fresh, uniquely named run folder under `<data dir>/runs/`."""
     root = data_dir() / "runs"

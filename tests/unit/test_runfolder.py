@@ -136,3 +136,10 @@ def test_everything_the_app_writes_goes_to_one_ignored_data_folder(monkeypatch):
             assert ignored.returncode == 0, f"{path} is not git-ignored"
     monkeypatch.setenv(rf.DATA_DIR_ENV, "/somewhere/else")
     assert rf.data_dir() == Path("/somewhere/else")
+
+
+def test_runs_an_older_version_left_in_the_checkout_are_named(tmp_path):
+    assert rf.left_in_checkout(tmp_path) == []
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "jobs.sqlite").write_text("")
+    assert rf.left_in_checkout(tmp_path) == [tmp_path / "runs", tmp_path / "jobs.sqlite"]
