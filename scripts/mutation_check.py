@@ -149,8 +149,8 @@ MUTATIONS = [
     _m(
         "the token is written to the run folder",
         "trainer/training.py",
-        '    rf.write_status(run_dir, "running", started_at=started, error=None)',
-        '    rf.write_status(run_dir, "running", started_at=started, error=None, token=token)',
+        "        push_state=None,  # an earlier attempt's push is over\n",
+        "        push_state=None,  # an earlier attempt's push is over\n        token=token,\n",
         "tests/hub/test_hub.py -k dataset_by_id",
     ),
     _m(
