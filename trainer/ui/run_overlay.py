@@ -11,9 +11,9 @@ from typing import Any
 
 import gradio as gr
 
-from trainer import runfolder as rf
 from trainer.access import AccessError, find_job, visible_jobs
 from trainer.config import RunConfig, iter_fields, load_yaml
+from trainer.runfolder import CONFIG_FILE, STATUS_FILE, read_events, read_json
 from trainer.ui.context import AppContext, caller, plain
 
 NOT_COMPARED = ("run.name",)
@@ -93,9 +93,9 @@ def compare(manager, who, run_ids: list[str] | None) -> tuple[Any, Any, str]:
     jobs = [find_job(manager.store, who, run_id) for run_id in dict.fromkeys(run_ids or [])]
     if len(jobs) < 2:
         raise AccessError("Pick two or more runs to compare.")
-    events = {run_label(job): rf.read_events(Path(job.run_dir)) for job in jobs}
-    configs = {run_label(job): load_yaml(Path(job.run_dir) / rf.CONFIG_FILE) for job in jobs}
-    status = {run_label(job): rf.read_json(Path(job.run_dir) / rf.STATUS_FILE, {}) or {} for job in jobs}
+    events = {run_label(job): read_events(Path(job.run_dir)) for job in jobs}
+    configs = {run_label(job): load_yaml(Path(job.run_dir) / CONFIG_FILE) for job in jobs}
+    status = {run_label(job): read_json(Path(job.run_dir) / STATUS_FILE, {}) or {} for job in jobs}
     return overlay_frame(events), overlay_frame(events, "eval_loss"), diff_markdown(configs, status)
 
 
