@@ -233,7 +233,7 @@ class JobManager:
     def _watch_child(self, job_id: int, proc: subprocess.Popen) -> None:
         self._finish(job_id, proc.wait())
 
-    def _watch_pid(self, job_id: int, pid: int, start: int | None = None, poll_s: float = 2.0) -> None:
+    def _watch_pid(self, job_id: int, pid: int, start: int | None = None, poll_s: float = 0.5) -> None:
         """Watch a worker started by an earlier server process or the CLI (not our child, so no exit code)."""
         while pid_alive(pid, start):
             time.sleep(poll_s)
