@@ -37,11 +37,16 @@ def phi3_tokenizer():
     return AutoTokenizer.from_pretrained(TOKENIZER_DIR)
 
 
+OPT_IN_MARKERS = ("gpu", "fullsize")
+"""Tests that run only when a -m expression names their marker: GPU tests, and the full-size Phi-3-mini (minutes)."""
+
+
 def pytest_collection_modifyitems(config, items):
-    """GPU tests run only when a -m expression names them (-m gpu); otherwise they are deselected, never skipped."""
-    if "gpu" in (config.option.markexpr or ""):
-        return
-    gpu = [item for item in items if item.get_closest_marker("gpu")]
-    if gpu:
-        config.hook.pytest_deselected(items=gpu)
-        items[:] = [item for item in items if not item.get_closest_marker("gpu")]
+    """Opt-in tests (-m gpu, -m fullsize) run only when a -m expression names them; otherwise they are deselected,
+    never skipped."""
+    expression = config.option.markexpr or ""
+    skipped = [marker for marker in OPT_IN_MARKERS if marker not in expression]
+    opt_in = [item for item in items if any(item.get_closest_marker(marker) for marker in skipped)]
+    if opt_in:
+        config.hook.pytest_deselected(items=opt_in)
+        items[:] = [item for item in items if item not in opt_in]
