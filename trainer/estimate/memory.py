@@ -282,13 +282,16 @@ def estimate_memory(
     if p.name == "4-bit":
         backward += 2 * max(fin * fout for fin, fout in shape.linears().values())
     eval_tokens = micro_batch_tokens(t, lengths, batch=t.per_device_eval_batch_size)
+    # PEFT's k-bit preparation upcasts lm_head to fp32; 16-bit autocast then holds a 16-bit copy of it in the head
+    # (measured on the full-size Phi-3-mini, CPU: +192.8 MB against 2·V·h = 197.0 MB; tests/fullsize)
+    head_copy = shape.vocab * h * p.head if p.name == "4-bit" and p.head == 2 else 0
     return MemoryBreakdown(
         weights=weights,
         adapter=(16 if p.name == "fp32" else 18) * shape.lora_params(cfg.lora.r, cfg.lora.target_modules),
         activations=activations,
-        loss_head=_head_bytes(shape, p, device, n, train=True, fused=fused_loss),
+        loss_head=_head_bytes(shape, p, device, n, train=True, fused=fused_loss) + head_copy,
         backward=backward,
-        eval_head=_head_bytes(shape, p, device, eval_tokens, train=False, fused=fused_loss),
+        eval_head=_head_bytes(shape, p, device, eval_tokens, train=False, fused=fused_loss) + head_copy,
         overhead=CUDA_OVERHEAD if device == "cuda" else 0,
         tokens=n,
         precision=p.name,
