@@ -17,9 +17,7 @@ import os
 import platform
 import random
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.appserver import running_app  # noqa: E402
 from tests.security.conftest import SPACE_ENV, finished_run  # noqa: E402
 from tests.security.test_http import session_cookie  # noqa: E402
 from trainer import runfolder as rf  # noqa: E402
@@ -49,35 +48,6 @@ def prepare(data: Path, users: list[str], train: bool = True) -> dict[str, int]:
     rf.write_status(run_dir, "queued", owner=users[0], name="training")
     store.create(run_dir, name="training", owner=users[0])
     return runs
-
-
-def start_app(data: Path) -> tuple[subprocess.Popen, str]:
-    import httpx
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-    env.update(SPACE_ENV)
-    env.update(
-        PHI3_STUDIO_DATA_DIR=str(data),
-        HF_HOME=str(data / "hf-home"),
-        HF_HUB_OFFLINE="1",
-        GRADIO_SERVER_NAME="127.0.0.1",
-        GRADIO_SERVER_PORT=str(port),
-        GRADIO_ANALYTICS_ENABLED="False",
-    )
-    log = open(data / "app.log", "wb")
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(240):
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    proc.kill()
-    raise SystemExit((data / "app.log").read_text()[-3000:])
 
 
 def refresh(http, url: str, run_id: int, seen: dict) -> list:
@@ -122,30 +92,28 @@ def main() -> int:
     users = [f"user{i:02d}" for i in range(args.users)]
     data = Path(tempfile.mkdtemp(prefix="load-test-"))
     runs = prepare(data, users, train=not args.no_train)
-    proc, url = start_app(data)
     try:
-        training = data / "runs" / "training"
-        for _ in range(0 if args.no_train else 300):  # wait until the run trains (the tiny model is built once)
-            if any("loss" in e for e in rf.read_events(training)):
-                break
-            time.sleep(1)
-        results = {u: {"latencies": [], "errors": [], "wrong": 0} for u in users}
-        offsets = random.Random(0).sample(range(1000), len(users))  # ms into the first second, one per user
-        threads = [
-            threading.Thread(
-                target=poll,
-                args=(url, u, runs[u], [o for o in users if o != u], args.seconds, results[u], offsets[i] / 1000),
-            )
-            for i, u in enumerate(users)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        steps = [e["step"] for e in rf.read_events(training) if "loss" in e]
+        with running_app(data, {**SPACE_ENV, "HF_HOME": str(data / "hf-home"), "HF_HUB_OFFLINE": "1"}) as url:
+            training = data / "runs" / "training"
+            for _ in range(0 if args.no_train else 300):  # wait until the run trains (the tiny model is built once)
+                if any("loss" in e for e in rf.read_events(training)):
+                    break
+                time.sleep(1)
+            results = {u: {"latencies": [], "errors": [], "wrong": 0} for u in users}
+            offsets = random.Random(0).sample(range(1000), len(users))  # ms into the first second, one per user
+            threads = [
+                threading.Thread(
+                    target=poll,
+                    args=(url, u, runs[u], [o for o in users if o != u], args.seconds, results[u], offsets[i] / 1000),
+                )
+                for i, u in enumerate(users)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            steps = [e["step"] for e in rf.read_events(training) if "loss" in e]
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
         for job in JobStore(data / "jobs.sqlite").list():  # workers outlive the server by design: stop ours
             if job.status == "running" and job.pid:
                 try:

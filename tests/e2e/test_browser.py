@@ -10,18 +10,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.appserver import running_app
 from tests.hub.conftest import ACCOUNTS, ALICE_TOKEN
 from tests.hub.server import HubServer
 from trainer import runfolder as rf
-from trainer.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 import playwright.sync_api as playwright  # noqa: E402 - a hard requirement (requirements-test.txt), never skipped
@@ -38,12 +35,6 @@ FLAGS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def hub():
     """A local Hub-protocol server (user alice) that the app signs in to with HF_TOKEN (local mode)."""
@@ -54,44 +45,17 @@ def hub():
 @pytest.fixture(scope="module")
 def app_url(tiny_model_path, tmp_path_factory, hub):
     """The real app, started as a person would start it, on 127.0.0.1 with a fresh data dir, signed in to the Hub."""
-    import httpx
-
-    port = _free_port()
     data_dir = tmp_path_factory.mktemp("app-data")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-    env.update(
-        {
-            "PHI3_STUDIO_DATA_DIR": str(data_dir),
-            "GRADIO_SERVER_NAME": "127.0.0.1",
-            "GRADIO_SERVER_PORT": str(port),
-            "GRADIO_ANALYTICS_ENABLED": "False",
-            "HF_ENDPOINT": hub.url,
-            "HF_HUB_OFFLINE": "0",
-            "HF_HUB_DISABLE_XET": "1",
-            "HF_HOME": str(data_dir / "hf-home"),
-            "HF_TOKEN": ALICE_TOKEN,
-            "NO_PROXY": "127.0.0.1,localhost",
-        }
-    )
-    log = open(data_dir / "app.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "app.py"], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise AssertionError((data_dir / "app.log").read_text()[-3000:])
-    yield url, data_dir
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    env = {
+        "HF_ENDPOINT": hub.url,
+        "HF_HUB_OFFLINE": "0",
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HOME": str(data_dir / "hf-home"),
+        "HF_TOKEN": ALICE_TOKEN,
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+    with running_app(data_dir, env) as url:
+        yield url, data_dir
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,13 @@ import hashlib
 import json
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
+from tests.appserver import running_app
 from trainer.jobs import JobStore
 
 from .conftest import SPACE_ENV, SPACE_TOKEN, finished_run
@@ -48,7 +46,6 @@ def session_cookie(username: str | None) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """The app as a Space runs it, with alice's and bob's runs, an upload of bob's and a stored token on disk."""
-    import httpx
 
     data = tmp_path_factory.mktemp("space-data")
     store = JobStore(data / "jobs.sqlite")
@@ -60,35 +57,8 @@ def site(tmp_path_factory):
     hf_home = data / "hf-home"
     hf_home.mkdir()
     (hf_home / "token").write_text(SPACE_TOKEN)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-    env.update(SPACE_ENV)
-    env.update(
-        PHI3_STUDIO_DATA_DIR=str(data),
-        HF_HOME=str(hf_home),
-        HF_HUB_OFFLINE="1",
-        GRADIO_SERVER_NAME="127.0.0.1",
-        GRADIO_SERVER_PORT=str(port),
-        GRADIO_ANALYTICS_ENABLED="False",
-    )
-    log = open(data / "app.log", "wb")
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(240):
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise AssertionError((data / "app.log").read_text()[-3000:])
-    yield url, data, store
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    with running_app(data, {**SPACE_ENV, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1"}) as url:
+        yield url, data, store
 
 
 def _client(url: str, username: str | None):
