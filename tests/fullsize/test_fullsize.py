@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable, Iterable
 
 import pytest
 
+from tests.memory_probe import allocation_peak, held_bytes, storage_bytes
 from trainer.config import preset_config
 from trainer.estimate import ModelShape, estimate_memory, model_shape, with_changes
 from trainer.phi3 import PHI3_MINI_CONFIG, PHI3_PROJECTIONS
@@ -34,34 +34,6 @@ PARAMS = 3_821_079_552
 LORA_R16 = 25_165_824
 LENGTH = 32
 MODEL = "microsoft/Phi-3-mini-4k-instruct"
-
-
-def allocation_peak(run: Callable[[], object]) -> int:
-    """Highest running sum of torch CPU allocations minus frees while `run()` runs (as the integration test)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        run()
-    events: list[tuple[int, int]] = []
-
-    def walk(nodes: Iterable) -> None:
-        for node in nodes:
-            fields = node.extra_fields
-            if type(fields).__name__ == "_ExtraFields_Allocation" and str(fields.device) == "cpu":
-                events.append((node.start_time_ns, fields.alloc_size))
-            walk(node.children)
-
-    walk(prof.profiler.kineto_results.experimental_event_tree())
-    live = peak = 0
-    for _, size in sorted(events, key=lambda event: event[0]):
-        live += size
-        peak = max(peak, live)
-    return peak
-
-
-def storage_bytes(tensors: Iterable) -> int:
-    """Bytes of the tensors' storages, each storage once."""
-    return sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}.values())
 
 
 def quant_state_tensors(model) -> list:
@@ -207,7 +179,7 @@ def test_bf16_lora_at_full_size_matches_the_estimate(checkpoint):
     model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.bfloat16, attn_implementation="sdpa")
     model.config.use_cache = False
     loaded = time.time() - start
-    weights = storage_bytes(list(model.parameters()) + list(model.buffers()))
+    weights = held_bytes(model)
     assert abs(weights - estimate.weights) <= 0.02 * estimate.weights
 
     from peft import get_peft_model
@@ -217,7 +189,7 @@ def test_bf16_lora_at_full_size_matches_the_estimate(checkpoint):
     model.train()
     lora = [p for p in model.parameters() if p.requires_grad]
     assert sum(p.numel() for p in lora) == LORA_R16 and all(p.dtype == torch.float32 for p in lora)
-    held = storage_bytes(list(model.parameters()) + list(model.buffers()))
+    held = held_bytes(model)
 
     start = time.time()
     peak, out = lora_step(model, token_ids())

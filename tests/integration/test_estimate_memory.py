@@ -11,44 +11,14 @@ see torch's allocations at all, and RSS mixes in the interpreter, the tokenizer 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
 
 import pytest
 
+from tests.memory_probe import allocation_peak, held_bytes
 from trainer.config import load_config, preset_config
 from trainer.estimate import ModelShape, estimate_memory, row_tokens, with_changes
 from trainer.estimate.memory import layer_activation_bytes, precision
 from trainer.phi3 import TINY_CONFIG
-
-
-def allocation_peak(run: Callable[[], object]) -> int:
-    """Highest running sum of torch CPU allocations minus frees while `run()` runs."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        run()
-    events: list[tuple[int, int]] = []
-
-    def walk(nodes: Iterable) -> None:  # children are in time order; a stable sort keeps ties in that order
-        for node in nodes:
-            fields = node.extra_fields
-            if type(fields).__name__ == "_ExtraFields_Allocation" and str(fields.device) == "cpu":
-                events.append((node.start_time_ns, fields.alloc_size))
-            walk(node.children)
-
-    walk(prof.profiler.kineto_results.experimental_event_tree())
-    live = peak = 0
-    for _, size in sorted(events, key=lambda event: event[0]):
-        live += size
-        peak = max(peak, live)
-    return peak
-
-
-def held_bytes(model) -> int:
-    """Bytes of the model's parameter and buffer storages (each storage once)."""
-    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in model.parameters()}
-    storages |= {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in model.buffers()}
-    return sum(storages.values())
 
 
 @pytest.mark.slow
