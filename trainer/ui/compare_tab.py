@@ -15,7 +15,7 @@ import gradio as gr
 from trainer import runfolder as rf
 from trainer.access import AccessError, Caller, find_job, visible_jobs
 from trainer.config import repo_id_problem
-from trainer.ui.context import AppContext, caller
+from trainer.ui.context import AppContext, caller, choices_update
 
 # Gradio 6.31's Chatbot always shows its own trash button once it holds messages (its `buttons` option covers only
 # share / copy / copy_all), and that button clears its own pane only. So the two panes sit in a gr.HTML whose CSS,
@@ -101,8 +101,7 @@ def adapter_update(manager, who: Caller, current: str | None = None) -> Any:
     """The caller's finished runs as choices, keeping `current` selected when it is one (else the newest)."""
     finished = [j for j in visible_jobs(manager.store, who) if j.status in ("succeeded", "push_failed")]
     choices = [(f"run #{j.id} · {j.name}", str(j.id)) for j in finished]
-    ids = [value for _, value in choices]
-    return gr.update(choices=choices, value=current if current in ids else (ids[0] if ids else None))
+    return choices_update(choices, current)
 
 
 def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> dict[str, Any]:

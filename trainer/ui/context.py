@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
@@ -43,6 +43,13 @@ MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]#|~])")  # what makes links, images,
 def plain(text: object) -> str:
     """Text a user wrote (a run name, a sample), shown in Markdown as exactly that text: no link, image or heading."""
     return MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(str(text), quote=False)).replace("\n", " ")
+
+
+def choices_update(choices: list[tuple[str, str]], current: str | None) -> Any:
+    """A run picker's fresh (label, id) choices, keeping `current` selected when it is one of them, else the first
+    (newest); never an id the caller was not offered."""
+    ids = [value for _, value in choices]
+    return gr.update(choices=choices, value=current if current in ids else (ids[0] if ids else None))
 
 
 def caller(profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None = None) -> Caller:

@@ -16,7 +16,7 @@ from trainer.access import SIGN_IN, AccessError, find_job, space_mode, visible_j
 from trainer.config.hints import render_hints
 from trainer.jobs import WAITING_FOR_OWNER
 from trainer.ui import compare_tab, run_overlay
-from trainer.ui.context import AppContext, caller, plain
+from trainer.ui.context import AppContext, caller, choices_update, plain
 
 REFRESH_S = 1.0
 FOLLOW_LOG_JS = """() => {
@@ -201,9 +201,7 @@ def picker_choices(manager, who) -> list[tuple[str, str]]:
 
 def picker_update(manager, who, current: str | None) -> Any:
     """Fresh choices, keeping the selected run (or the newest one when it is gone)."""
-    choices = picker_choices(manager, who)
-    ids = [choice[1] for choice in choices]
-    return gr.update(choices=choices, value=current if current in ids else (ids[0] if ids else None))
+    return choices_update(picker_choices(manager, who), current)
 
 
 def adapter_zip(job) -> str:
