@@ -408,12 +408,10 @@ def pid_alive(pid: int, start: int | None = None) -> bool:
         return False
     except PermissionError:
         pass
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-    except OSError:
+    if not Path("/proc/self/stat").exists():
         return True  # no /proc here: kill(pid, 0) is all there is to go by
-    started = rf.process_start(pid)
-    return state != "Z" and started is not None and (start is None or started == start)
+    started = rf.process_start(pid)  # None: gone, a zombie, or another process's thread
+    return started is not None and (start is None or started == start)
 
 
 def _pid_start(job: Job) -> int | None:

@@ -190,16 +190,18 @@ def process_start(pid: int) -> int | None:
     """When a process started (clock ticks since boot, /proc/<pid>/stat field 22), so that a pid recorded in
     status.json is known to still be the same process and not a later one that reused the number.
 
-    None when there is no such process, when `pid` is a thread of another process, or without /proc.
+    None when there is no such process, when it is a zombie, when `pid` is a thread of another process, or without
+    /proc.
     """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         tgid = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Tgid:"))
     except (OSError, StopIteration):
         return None
-    if int(tgid.split()[1]) != pid:
+    fields = stat.rsplit(")", 1)[-1].split()  # after the command name: field 3 (state) onwards
+    if int(tgid.split()[1]) != pid or fields[0] == "Z":
         return None
-    return int(stat.rsplit(")", 1)[-1].split()[19])
+    return int(fields[19])
 
 
 def has_checkpoint(run_dir: Path) -> bool:
