@@ -29,8 +29,6 @@ from trainer.ui.context import AppContext
 GPU_PRESET = "lora"
 CSS = """
 #demo-banner {background: #fff7e6; border: 1px solid #f0b35b; border-radius: 8px; padding: 4px 12px;}
-#run-progress .bar {height: 14px; background: #e5e7eb; border-radius: 7px; overflow: hidden;}
-#run-progress .fill {height: 100%; background: #6366f1;}
 #form-errors ul {color: #b91c1c;}
 .field-error {border-color: #dc2626 !important; box-shadow: 0 0 0 1px #dc2626 !important;}
 .field-error [data-testid="block-info"], .field-error .label-text {color: #b91c1c !important;}
