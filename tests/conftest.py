@@ -37,6 +37,18 @@ def phi3_tokenizer():
     return AutoTokenizer.from_pretrained(TOKENIZER_DIR)
 
 
+@pytest.fixture(scope="session")
+def qlora_run_template(tiny_model_path, tmp_path_factory):
+    """A finished QLoRA run of the tiny demo on this CPU (bitsandbytes' CPU backend), 6 steps, built once (~9 s)."""
+    from trainer.config import load_config
+    from trainer.training import run
+
+    run_dir = tmp_path_factory.mktemp("qlora") / "qlora-run"
+    overrides = ["max_steps=6", "eval_steps=6", "save_steps=6", "sample_prompts=1", "load_in_4bit=true"]
+    result = run(load_config(preset="tiny-demo", overrides=overrides), run_dir=run_dir)
+    return run_dir, result
+
+
 OPT_IN_MARKERS = ("gpu", "fullsize")
 """Tests that run only when a -m expression names their marker: GPU tests, and the full-size Phi-3-mini (minutes)."""
 

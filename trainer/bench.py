@@ -395,7 +395,9 @@ def _model(tiny: bool, method: str, on_gpu: bool):
     )
     from peft import prepare_model_for_kbit_training
 
+    from trainer.modeling import own_device
+
     model = AutoModelForCausalLM.from_pretrained(
-        path, quantization_config=quant, device_map={"": 0}, dtype=torch.bfloat16
+        path, quantization_config=quant, device_map={"": own_device()}, dtype=torch.bfloat16
     )
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)

@@ -48,12 +48,12 @@ class GenerationSettings:
 
 def needs_4bit(model_cfg: ModelConfig, params: int | None, free_bytes: int | None) -> bool:
     """Load the base in 4-bit when its adapter came from a QLoRA run, or when bf16 weights (2 bytes per parameter,
-    plus 20 % for activations and the KV cache) would not fit in the free GPU memory. CPU: never (no bitsandbytes
-    4-bit kernels there)."""
-    if free_bytes is None:
-        return False
+    plus 20 % for activations and the KV cache) would not fit in the free GPU memory (`free_bytes` None: a CPU,
+    where only a QLoRA adapter asks for 4-bit)."""
     if model_cfg.load_in_4bit:
         return True
+    if free_bytes is None:
+        return False
     return params is not None and 2.4 * params > free_bytes
 
 

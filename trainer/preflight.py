@@ -34,30 +34,29 @@ FLASH_CHOICE = "model.attn_implementation=flash_attention_2"
 def unavailable_options(on_gpu: bool) -> dict[str, str]:
     """What the form must not offer on this machine, with why: the same facts the checks at Start and load use.
 
-    4-bit needs a CUDA GPU and bitsandbytes (`trainer.modeling.environment_problems`, which refuses it at Start);
-    flash_attention_2 needs a GPU and the flash-attn package (`trainer.modeling.pick_attention`, which falls back
-    to sdpa without them).
+    4-bit needs bitsandbytes, on a GPU or on its CPU backend (`trainer.modeling.environment_problems`, which
+    refuses it at Start); flash_attention_2 needs a GPU and the flash-attn package (`trainer.modeling.pick_attention`,
+    which falls back to sdpa without them).
 
     Args:
-        on_gpu: whether this machine trains on a GPU (False: the offline demo; nothing is imported then).
+        on_gpu: whether this machine trains on a GPU (False: the offline demo; flash-attn is not looked up then).
 
     Returns:
         {key: reason}: a setting's key (``model.load_in_4bit``) when the whole setting is unusable, or
         ``<key>=<choice>`` (`FLASH_CHOICE`) when one choice of it is; empty when everything can run.
     """
+    from trainer.config import ModelConfig
+    from trainer.modeling import environment_problems
+
     found: dict[str, str] = {}
+    # the server's own check, asked about a 4-bit config: its reason is the one Start would give
+    problems = environment_problems(ModelConfig(load_in_4bit=True))
+    qlora = problems[0].split(": ", 1)[-1] if problems else ""
     if not on_gpu:
-        qlora = "QLoRA needs a CUDA GPU and this machine has none (offline demo)."
         flash = "flash_attention_2 needs a CUDA GPU and this machine has none."
     else:
         from transformers.utils import is_flash_attn_2_available
 
-        from trainer.config import ModelConfig
-        from trainer.modeling import environment_problems
-
-        # the server's own check, asked about a 4-bit config: its reason is the one Start would give
-        problems = environment_problems(ModelConfig(load_in_4bit=True))
-        qlora = problems[0].split(": ", 1)[-1] if problems else ""
         flash = "" if is_flash_attn_2_available() else "flash_attention_2 needs the flash-attn package."
     if qlora:
         found[QLORA_KEYS[0]] = qlora

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,12 +16,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("qlora", [False, True])
 def test_merged_model_loads_by_id_and_matches_base_plus_adapter(
-    hub_server: HubServer, hub_client: ClientRunner, trained_run: Path, qlora: bool
+    hub_server: HubServer, hub_client: ClientRunner, trained_run: Path, qlora_run_template, tmp_path, qlora: bool
 ):
-    if qlora:  # a QLoRA run merges into the full-precision base (4-bit weights would round the update away)
-        config = yaml.safe_load((trained_run / "config.yaml").read_text())
-        config["model"]["load_in_4bit"] = True
-        (trained_run / "config.yaml").write_text(yaml.safe_dump(config))
+    if qlora:  # a QLoRA run (trained on its 4-bit base) merges into the full-precision base
+        trained_run = Path(shutil.copytree(qlora_run_template[0], tmp_path / "qlora-run"))
+        assert yaml.safe_load((trained_run / "config.yaml").read_text())["model"]["load_in_4bit"]
     result = hub_client(f"""
         import torch
         from pathlib import Path
@@ -38,12 +38,17 @@ def test_merged_model_loads_by_id_and_matches_base_plus_adapter(
         base = AutoModelForCausalLM.from_pretrained(ensure_tiny_model()).eval()
         with torch.no_grad():
             plain = base(**ids).logits
-            tuned = PeftModel.from_pretrained(base, run / "adapter").eval()(**ids).logits
+            tuned_model = PeftModel.from_pretrained(base, run / "adapter").eval()
+            tuned = tuned_model(**ids).logits
             got = merged(**ids).logits
-        emit(url=url, diff=float((got - tuned).abs().max()), moved=float((tuned - plain).abs().max()))
+            greedy = dict(max_new_tokens=16, do_sample=False)
+            replies = [m.generate(**ids, **greedy)[0].tolist() for m in (merged, tuned_model)]
+        emit(url=url, diff=float((got - tuned).abs().max()), moved=float((tuned - plain).abs().max()),
+             same_reply=replies[0] == replies[1])
     """)
     assert result["url"].endswith("/alice/pirate-merged")
     assert result["diff"] < 1e-4 and result["moved"] > 1e-3  # the merge is the adapter, not the plain base
+    assert result["same_reply"]  # the merged model's greedy reply is base + adapter's, in full precision
     files = hub_server.files("alice/pirate-merged")
     assert {"config.json", "model.safetensors", "tokenizer.json", "README.md"} <= set(files)
     assert "adapter_config.json" not in files

@@ -14,8 +14,8 @@ PHI3_MINI = 3_821_079_552
 @pytest.mark.parametrize(
     ("qlora", "params", "free", "expected"),
     [
-        (False, PHI3_MINI, None, False),  # CPU: never 4-bit
-        (True, PHI3_MINI, None, False),
+        (False, PHI3_MINI, None, False),  # CPU: the configured precision
+        (True, PHI3_MINI, None, True),  # a QLoRA adapter on a CPU: its 4-bit base too (bitsandbytes' CPU backend)
         (True, PHI3_MINI, 70 * GIB, True),  # a QLoRA adapter runs on its 4-bit base
         (False, PHI3_MINI, 70 * GIB, False),  # plenty of memory: bf16
         (False, PHI3_MINI, 8 * GIB, True),  # 7.6 GB of bf16 weights + headroom do not fit in 8 GB

@@ -107,7 +107,8 @@ def test_a_problem_marks_its_field_and_the_next_clean_check_clears_it():
     assert [u["info"] for u in cleared] == [help_text(s) for s in form_fields()]
 
 
-def test_a_clean_check_keeps_why_an_option_is_not_available():
+def test_a_clean_check_keeps_why_an_option_is_not_available(machine):
+    machine(cuda=False, bnb=False, flash=False)
     unavailable = unavailable_options(on_gpu=False)
     updates = dict(zip([s.key for s in form_fields()], field_updates([], unavailable), strict=True))
     assert updates["model.load_in_4bit"]["info"] == f"Not available here: {unavailable['model.load_in_4bit']}"
@@ -154,29 +155,32 @@ def _server_refuses_4bit() -> bool:
     return bool(environment_problems(ModelConfig(load_in_4bit=True)))
 
 
-def test_the_offline_demo_offers_no_gpu_only_option(machine):
+def test_the_offline_demo_offers_qlora_but_not_flash_attention(machine):
     machine(cuda=False, bnb=True, flash=True)
     found = unavailable_options(on_gpu=False)
-    assert set(found) == {*QLORA_KEYS, FLASH_CHOICE}
-    assert "CUDA GPU" in found["model.load_in_4bit"] and "CUDA GPU" in found[FLASH_CHOICE]
-    assert _server_refuses_4bit()  # the server agrees: 4-bit is refused at Start here
+    assert set(found) == {FLASH_CHOICE}  # QLoRA runs on bitsandbytes' CPU backend
+    assert "CUDA GPU" in found[FLASH_CHOICE]
+    assert not _server_refuses_4bit()  # the server agrees: 4-bit is accepted at Start here
 
 
-@pytest.mark.parametrize(("bnb", "flash"), [(True, True), (False, True), (True, False), (False, False)])
-def test_on_a_gpu_an_option_is_offered_exactly_when_the_server_accepts_it(machine, bnb, flash):
-    machine(cuda=True, bnb=bnb, flash=flash)
-    found = unavailable_options(on_gpu=True)
+@pytest.mark.parametrize(
+    ("cuda", "bnb", "flash"), [(c, b, f) for c in (True, False) for b in (True, False) for f in (True, False)]
+)
+def test_an_option_is_offered_exactly_when_the_server_accepts_it(machine, cuda, bnb, flash):
+    machine(cuda=cuda, bnb=bnb, flash=flash)
+    found = unavailable_options(on_gpu=cuda)
     assert ("model.load_in_4bit" in found) == _server_refuses_4bit() == (not bnb)
     assert all((key in found) == (not bnb) for key in QLORA_KEYS)
     if not bnb:
         assert "bitsandbytes" in found["model.load_in_4bit"]
-    assert (FLASH_CHOICE in found) == (not flash)
+    assert (FLASH_CHOICE in found) == (not (cuda and flash))
 
 
-def test_the_form_locks_what_the_machine_cannot_use():
+def test_the_form_locks_what_the_machine_cannot_use(machine):
+    machine(cuda=False, bnb=False, flash=False)
     unavailable = unavailable_options(on_gpu=False)
     box = make_widget(_spec("model.load_in_4bit"), False, unavailable)
-    assert box.interactive is False and box.info.startswith("Not available here: QLoRA needs a CUDA GPU")
+    assert box.interactive is False and box.info.startswith("Not available here: QLoRA needs bitsandbytes")
     assert make_widget(_spec("model.bnb_4bit_quant_type"), "nf4", unavailable).interactive is False
     attention = make_widget(_spec("model.attn_implementation"), "flash_attention_2", unavailable)
     assert [v for _, v in attention.choices] == ["auto", "sdpa", "eager"] and attention.value == "auto"
@@ -186,8 +190,9 @@ def test_the_form_locks_what_the_machine_cannot_use():
     ]
 
 
-def test_a_preset_that_turns_qlora_on_leaves_it_changeable_where_it_cannot_run():
-    """Else a person who picked a QLoRA preset on the demo could never turn it off again."""
+def test_a_preset_that_turns_qlora_on_leaves_it_changeable_where_it_cannot_run(machine):
+    """Else a person who picked a QLoRA preset where bitsandbytes is missing could never turn it off again."""
+    machine(cuda=False, bnb=False, flash=False)
     unavailable = unavailable_options(on_gpu=False)
     keys = [s.key for s in form_fields()]
     qlora = dict(zip(keys, preset_updates(preset_config("qlora"), unavailable), strict=True))

@@ -66,11 +66,30 @@ def test_qlora_config_builds_nf4_double_quant_bf16_compute():
     assert bnb_config(preset_config("lora").model) is None
 
 
-def test_qlora_without_a_gpu_is_refused_before_loading(monkeypatch):
+def test_qlora_runs_without_a_gpu_and_is_refused_only_without_bitsandbytes(monkeypatch):
+    import importlib.util
+
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert environment_problems(preset_config("qlora").model) == []  # bitsandbytes' CPU backend
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "bitsandbytes" else real(name))
     problems = environment_problems(preset_config("qlora").model)
-    assert problems and problems[0].startswith("model.load_in_4bit: QLoRA needs a CUDA GPU")
+    assert problems == ["model.load_in_4bit: QLoRA needs bitsandbytes. Run `pip install bitsandbytes`."]
     assert environment_problems(preset_config("lora").model) == []
+
+
+@pytest.mark.parametrize(
+    ("cuda", "rank", "expected"), [(False, "1", "cpu"), (True, None, "cuda:0"), (True, "3", "cuda:3")]
+)
+def test_the_model_goes_to_the_process_own_device(monkeypatch, cuda, rank, expected):
+    from trainer.modeling import own_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    if rank is None:
+        monkeypatch.delenv("LOCAL_RANK", raising=False)
+    else:
+        monkeypatch.setenv("LOCAL_RANK", rank)
+    assert own_device() == expected
 
 
 def test_lora_config_targets_phi3_fused_projections():

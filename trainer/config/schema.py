@@ -61,8 +61,9 @@ class ModelConfig:
     load_in_4bit: bool = _field(
         False,
         label="QLoRA (4-bit base)",
-        help="Load the frozen base in 4-bit (bitsandbytes) and train LoRA on top: QLoRA. Needs a CUDA GPU; "
-        "uses about a third of the memory of LoRA on a bf16 base.",
+        help="Load the frozen base in 4-bit (bitsandbytes) and train LoRA on top: QLoRA. Runs where "
+        "bitsandbytes does (a CUDA GPU, or its CPU backend in the demo); uses about a third of the "
+        "memory of LoRA on a bf16 base.",
     )
     bnb_4bit_quant_type: Literal["nf4", "fp4"] = _field(
         "nf4", label="4-bit type", advanced=True, help="4-bit data type for QLoRA; NF4 is the QLoRA paper's choice."

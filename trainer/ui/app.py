@@ -74,8 +74,8 @@ def build_app(manager=None, on_gpu: bool | None = None) -> gr.Blocks:
         if not on_gpu:
             gr.Markdown(
                 "**Offline demo mode:** no GPU was found, so this app trains a *tiny random Phi-3* (the real "
-                "Phi-3 tokenizer and architecture at toy width) on the CPU. Runs take about a minute; the "
-                "real Phi-3-mini needs a GPU Space.",
+                "Phi-3 tokenizer and architecture at toy width) on the CPU. Runs take about a "
+                "minute, with LoRA or QLoRA; the real Phi-3-mini needs a GPU Space.",
                 elem_id="demo-banner",
             )
         with gr.Tabs(selected="train") as tabs:
