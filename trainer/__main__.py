@@ -100,6 +100,26 @@ def make_parser() -> argparse.ArgumentParser:
     bench.add_argument("--warmup-steps", type=int, default=10, help="steps excluded from the speed figures")
     bench.add_argument("--batch-size", type=int, default=4, help="rows per step (default: 4)")
     bench.add_argument("--out", type=Path, default=Path("benchmarks"), help="folder for bench.json and bench.md")
+    bench.add_argument("--liger", action="store_true", help="also measure the optimised path with Liger kernels")
+    from trainer.gpu_check import add_arguments as gpu_check_arguments
+
+    gpu_check_arguments(
+        sub.add_parser(
+            "gpu-check",
+            help="the prepared GPU check: GPU tests, training and chat benchmarks, saved to benchmarks/",
+            description="Run the GPU tests and both benchmarks on the Phi-3-mini architecture, saving each step's "
+            "result as it ends (--dry-run: the same steps on the tiny model, on a CPU).",
+        )
+    )
+    bench_chat = sub.add_parser(
+        "bench-chat",
+        help="compare-chat benchmark: one mixed batch vs two sequential generates",
+        description="Time to first token of both panes and tokens/s of the side-by-side chat (chat.json, chat.md).",
+    )
+    bench_chat.add_argument("--tiny", action="store_true", help="the tiny Phi-3 on the CPU (for tests)")
+    bench_chat.add_argument("--max-new-tokens", type=int, default=128, help="tokens per pane (default: 128)")
+    bench_chat.add_argument("--repeats", type=int, default=3, help="timed repeats, median reported (default: 3)")
+    bench_chat.add_argument("--out", type=Path, default=Path("benchmarks"), help="folder for chat.json and chat.md")
 
     chat = sub.add_parser(
         "chat",
@@ -326,14 +346,30 @@ def cmd_bench(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if bad := [m for m in methods if m not in ("lora", "qlora")]:
         raise ConfigError([f"--methods: {', '.join(bad)} unknown. Use lora and/or qlora."])
-    if args.tiny and "qlora" in methods:
-        methods = [m for m in methods if m != "qlora"] or ["lora"]  # 4-bit needs a GPU
     if args.warmup_steps >= args.steps:
         raise ConfigError(["--warmup-steps: must be smaller than --steps so some steps are measured."])
     seq_lens = [int(s) for s in args.seq_lens.split(",") if s.strip()]
-    report = run_bench(args.tiny, methods, seq_lens, args.steps, args.warmup_steps, args.batch_size, args.out)
+    report = run_bench(
+        args.tiny, methods, seq_lens, args.steps, args.warmup_steps, args.batch_size, args.out, liger=args.liger
+    )
     print((args.out / "bench.md").read_text(), end="")
-    return 0 if report["results"] else 1
+    return 0 if report["results"] and not any(r["error"] for r in report["results"]) else 1
+
+
+def cmd_gpu_check(args: argparse.Namespace) -> int:
+    """`gpu-check`: see trainer.gpu_check."""
+    from trainer.gpu_check import cmd_gpu_check as run
+
+    return run(args)
+
+
+def cmd_bench_chat(args: argparse.Namespace) -> int:
+    """`bench-chat`: the compare chat, batched vs sequential, written to --out."""
+    from trainer.bench_chat import run_chat_bench
+
+    run_chat_bench(args.tiny, args.out, args.max_new_tokens, args.repeats)
+    print((args.out / "chat.md").read_text(), end="")
+    return 0
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -381,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
         "demo": cmd_demo,
         "config": cmd_config,
         "bench": cmd_bench,
+        "bench-chat": cmd_bench_chat,
+        "gpu-check": cmd_gpu_check,
         "push": cmd_push,
         "chat": cmd_chat,
     }

@@ -1,7 +1,7 @@
 """Speed and memory benchmark: the stock TRL baseline against the project's optimised training path.
 
-    python -m trainer bench --tiny --steps 12 --seq-lens 128          # CPU, tiny Phi-3 (what the tests run)
-    python -m trainer bench --methods lora,qlora --seq-lens 2048,1024  # GPU, Phi-3-mini architecture
+    python -m trainer bench --tiny --steps 12 --seq-lens 128                  # CPU, tiny Phi-3 (what the tests run)
+    python -m trainer bench --methods lora,qlora --seq-lens 2048,1024 --liger  # GPU, Phi-3-mini architecture
 
 Both variants train the same LoRA r=16 adapter on Phi-3's four fused projections over the same synthetic chat rows
 (the real Phi-3 tokenizer and chat template; a long-tailed length distribution up to the sequence length), in one
@@ -12,6 +12,12 @@ process, one after the other, from the same seed:
   when flash-attn is installed), gradient checkpointing only when the memory estimate says it is needed, pinned
   memory and two dataloader workers on a GPU. (Both variants use fused AdamW, transformers' default with
   torch >= 2.8, and TRL 1.16's loss, which never materialises the full logits.)
+- optimised+liger (`--liger`, CUDA and the liger-kernel package): the optimised path with TRL's
+  `use_liger_kernel=True` (Liger's Triton RMSNorm, SwiGLU, RoPE and fused linear cross-entropy), a measured option.
+
+One base model per method serves every variant (each trains a fresh adapter, removed afterwards); the Liger variants
+run last, since Liger patches the model in place. Results are written after each configuration, so a benchmark cut
+short keeps what it measured.
 
 Reported per configuration: non-padding tokens/s in steady state (warm-up steps excluded), step time, peak GPU
 memory, model-FLOPs utilisation and the per-step loss; then optimised/baseline ratios. MFU counts model FLOPs only
@@ -44,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A10G": 125.0, "L40S": 362.0}
 VARIANTS = ("baseline", "optimised")
+LIGER = "optimised+liger"
 WORDS = (
     "the sea be wide and the wind be strong while the crew sails past old islands full of gold "
     "rain falls on the deck and the captain reads a map by lamp light before dawn"
@@ -68,6 +75,7 @@ class Result:
     peak_mem_gb: float | None
     mfu: float | None
     losses: list[float] = field(default_factory=list)
+    error: str | None = None  # the configuration failed; its figures are zero
 
 
 def synthetic_rows(n: int, max_tokens: int, tokenizer, seed: int = 0) -> list[list[dict[str, str]]]:
@@ -116,58 +124,109 @@ def peak_tflops(device_name: str) -> float | None:
     return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in device_name), None)
 
 
-def run_bench(
-    tiny: bool, methods: list[str], seq_lens: list[int], steps: int, warmup_steps: int, batch_size: int, out_dir: Path
-) -> dict[str, Any]:
-    """Run every (method, seq_len, variant), write bench.json and bench.md to out_dir, return the report."""
+def liger_problem() -> str | None:
+    """Why the Liger variant cannot run here, or None."""
+    import importlib.util
+
     import torch
 
-    results = []
+    if not torch.cuda.is_available():
+        return "Liger kernels are Triton GPU kernels; this machine has no CUDA GPU"
+    if importlib.util.find_spec("liger_kernel") is None:
+        return "the liger-kernel package is not installed"
+    return None
+
+
+def plan(methods: list[str], seq_lens: list[int], liger: bool) -> list[tuple[str, int, str]]:
+    """The (method, seq_len, variant) configurations in the order they run: per method the plain variants first,
+    then the Liger ones (Liger patches the shared base model in place)."""
+    order = []
     for method in methods:
-        for seq_len in seq_lens:
-            for variant in VARIANTS:
-                logger.info("bench %s seq %d %s", method, seq_len, variant)
-                results.append(_run_one(tiny, method, seq_len, variant, steps, warmup_steps, batch_size))
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-    report = {
+        order += [(method, s, v) for s in seq_lens for v in VARIANTS]
+        if liger:
+            order += [(method, s, LIGER) for s in seq_lens]
+    return order
+
+
+def run_bench(
+    tiny: bool,
+    methods: list[str],
+    seq_lens: list[int],
+    steps: int,
+    warmup_steps: int,
+    batch_size: int,
+    out_dir: Path,
+    liger: bool = False,
+) -> dict[str, Any]:
+    """Run every (method, seq_len, variant), write bench.json and bench.md to out_dir, return the report.
+
+    A configuration that fails is recorded with its error and the others still run; the files are rewritten after
+    each configuration. `liger` adds the Liger variants where they can run (else the report says why not).
+    """
+    import torch
+
+    report: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "environment": environment(),
         "tiny": tiny,
         "steps": steps,
         "warmup_steps": warmup_steps,
-        "flops_formula": __doc__.split("MFU counts")[1].strip(),
-        "results": [asdict(r) for r in results],
-        "ratios": ratios(results),
+        "flops_formula": __doc__.split("MFU counts")[1].split("The model is")[0].strip(),
+        "liger": (liger_problem() or "measured") if liger else "not asked for",
+        "results": [],
+        "ratios": [],
     }
+    results: list[Result] = []
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "bench.json").write_text(json.dumps(report, indent=2))
-    (out_dir / "bench.md").write_text(markdown_table(report))
+    model, loaded = None, None
+    for method, seq_len, variant in plan(methods, seq_lens, liger and liger_problem() is None):
+        if loaded != method:
+            model, loaded = None, None
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            model, loaded = _model(tiny, method, torch.cuda.is_available()), method
+        logger.info("bench %s seq %d %s", method, seq_len, variant)
+        try:
+            results.append(_run_one(model, method, seq_len, variant, steps, warmup_steps, batch_size))
+        except Exception as exc:  # noqa: BLE001 - one failed configuration must not lose the others' figures
+            logger.exception("bench %s seq %d %s failed", method, seq_len, variant)
+            results.append(_failed(method, seq_len, variant, batch_size, steps, warmup_steps, exc))
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        report.update(results=[asdict(r) for r in results], ratios=ratios(results))
+        (out_dir / "bench.json").write_text(json.dumps(report, indent=2))
+        (out_dir / "bench.md").write_text(markdown_table(report))
     return report
 
 
+def _failed(method: str, seq_len: int, variant: str, batch: int, steps: int, warmup: int, exc: Exception) -> Result:
+    """The record of a configuration that raised."""
+    error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+    zero = dict(tokens_per_s=0.0, step_time_s=0.0, peak_mem_gb=None, mfu=None, error=error)
+    flags = dict(gradient_checkpointing=False, padding_free=False, attn_implementation="")
+    return Result(method, seq_len, variant, batch, steps=steps, warmup_steps=warmup, **flags, **zero)
+
+
 def ratios(results: list[Result]) -> list[dict[str, Any]]:
-    """Optimised/baseline ratios per (method, seq_len), and the largest per-step loss difference."""
+    """Each faster variant against the baseline of its (method, seq_len): speedup, memory ratio, and the largest
+    per-step loss difference over the first 50 steps. Failed configurations are left out."""
     out = []
-    for base in (r for r in results if r.variant == "baseline"):
-        opt = next(
-            (r for r in results if r.variant == "optimised" and (r.method, r.seq_len) == (base.method, base.seq_len)),
-            None,
-        )
-        if opt is None:
-            continue
-        pairs = list(zip(base.losses[:50], opt.losses[:50], strict=False))
-        out.append(
-            {
-                "method": base.method,
-                "seq_len": base.seq_len,
-                "speedup": round(opt.tokens_per_s / base.tokens_per_s, 3) if base.tokens_per_s else None,
-                "memory_ratio": round(opt.peak_mem_gb / base.peak_mem_gb, 3)
-                if base.peak_mem_gb and opt.peak_mem_gb
-                else None,
-                "max_loss_rel_diff": round(max(abs(o - b) / abs(b) for b, o in pairs), 5) if pairs else None,
-            }
-        )
+    ok = [r for r in results if r.error is None]
+    for base in (r for r in ok if r.variant == "baseline"):
+        for opt in (r for r in ok if r.variant != "baseline" and (r.method, r.seq_len) == (base.method, base.seq_len)):
+            pairs = list(zip(base.losses[:50], opt.losses[:50], strict=False))
+            out.append(
+                {
+                    "method": base.method,
+                    "seq_len": base.seq_len,
+                    "variant": opt.variant,
+                    "speedup": round(opt.tokens_per_s / base.tokens_per_s, 3) if base.tokens_per_s else None,
+                    "memory_ratio": round(opt.peak_mem_gb / base.peak_mem_gb, 3)
+                    if base.peak_mem_gb and opt.peak_mem_gb
+                    else None,
+                    "max_loss_rel_diff": round(max(abs(o - b) / abs(b) for b, o in pairs), 5) if pairs else None,
+                }
+            )
     return out
 
 
@@ -182,6 +241,9 @@ def markdown_table(report: dict[str, Any]) -> str:
         "| --- | ---: | --- | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for r in report["results"]:
+        if r.get("error"):
+            lines.append(f"| {r['method']} | {r['seq_len']} | {r['variant']} | failed: {r['error']} |||||||")
+            continue
         mem = f"{r['peak_mem_gb']:.1f}" if r["peak_mem_gb"] is not None else "n/a"
         mfu = f"{100 * r['mfu']:.1f} %" if r["mfu"] is not None else "n/a"
         lines.append(
@@ -190,14 +252,19 @@ def markdown_table(report: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "| method | seq len | speedup | memory ratio | max loss diff (first 50 steps) |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "Against the stock TRL baseline of the same method and length:",
+        "",
+        "| method | seq len | variant | speedup | memory ratio | max loss diff (first 50 steps) |",
+        "| --- | ---: | --- | ---: | ---: | ---: |",
     ]
     for q in report["ratios"]:
         mem = f"{q['memory_ratio']:.2f}" if q["memory_ratio"] is not None else "n/a"
         lines.append(
-            f"| {q['method']} | {q['seq_len']} | {q['speedup']:.2f}x | {mem} | {100 * q['max_loss_rel_diff']:.2f} % |"
+            f"| {q['method']} | {q['seq_len']} | {q['variant']} | {q['speedup']:.2f}x | {mem} | "
+            f"{100 * q['max_loss_rel_diff']:.2f} % |"
         )
+    if report.get("liger") not in (None, "measured", "not asked for"):
+        lines += ["", f"Liger kernels not measured: {report['liger']}."]
     return "\n".join(lines) + "\n"
 
 
@@ -232,9 +299,7 @@ def environment() -> dict[str, Any]:
     return env
 
 
-def _run_one(
-    tiny: bool, method: str, seq_len: int, variant: str, steps: int, warmup_steps: int, batch_size: int
-) -> Result:
+def _run_one(model, method: str, seq_len: int, variant: str, steps: int, warmup_steps: int, batch_size: int) -> Result:
     import torch
     from datasets import Dataset
     from transformers import PrinterCallback, TrainerCallback, set_seed
@@ -249,8 +314,7 @@ def _run_one(
     set_seed(0)
     tokenizer = load_tokenizer(ModelConfig(model_name_or_path=TINY_MODEL_NAME))  # the real Phi-3 tokenizer
     rows = synthetic_rows(steps * batch_size, seq_len, tokenizer)
-    model = _model(tiny, method, on_gpu)
-    optimised = variant == "optimised"
+    optimised = variant != "baseline"
     dtype = next(model.parameters()).dtype if not method == "qlora" else torch.bfloat16
     attn = pick_attention("auto" if optimised else "sdpa", dtype, on_gpu) or "sdpa"
     model.config._attn_implementation = attn  # noqa: SLF001 - switch the attention kernel of the loaded model
@@ -262,6 +326,8 @@ def _run_one(
         )
     else:
         checkpointing = True  # TRL's default
+    if not checkpointing and getattr(model, "is_gradient_checkpointing", False):
+        model.gradient_checkpointing_disable()  # left on by an earlier variant on this shared base
     args = SFTConfig(
         output_dir=str(Path("/tmp") / f"bench-{method}-{seq_len}-{variant}"),
         per_device_train_batch_size=batch_size,
@@ -283,6 +349,7 @@ def _run_one(
         assistant_only_loss=True,
         dataloader_pin_memory=on_gpu and optimised,
         dataloader_num_workers=2 if (on_gpu and optimised) else 0,
+        use_liger_kernel=variant == LIGER,
     )
     timer = _StepTimer(TrainerCallback)
     trainer = SFTTrainer(
@@ -332,7 +399,8 @@ def _run_one(
         mfu=round(flops / seconds / (peak * 1e12), 4) if peak else None,
         losses=[round(x, 5) for x in timer.losses],
     )
-    del trainer, model
+    trainer.model.unload()  # the shared base without this variant's adapter
+    del trainer
     return result
 
 
@@ -369,24 +437,25 @@ def _sync() -> None:
 
 
 def _model(tiny: bool, method: str, on_gpu: bool):
-    """The tiny Phi-3 (CPU) or a random Phi-3-mini (GPU, bf16; 4-bit NF4 for QLoRA via a saved random copy)."""
+    """The tiny Phi-3 (CPU: fp32, or NF4 on bitsandbytes' CPU backend for QLoRA) or a random Phi-3-mini (GPU, bf16;
+    4-bit NF4 for QLoRA via a saved random copy)."""
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig, Phi3Config, Phi3ForCausalLM
 
     if tiny:
-        from trainer.tiny import ensure_tiny_model
+        from trainer.config import ModelConfig
+        from trainer.modeling import load_base_model
+        from trainer.phi3 import TINY_MODEL_NAME
 
-        return AutoModelForCausalLM.from_pretrained(ensure_tiny_model(), dtype=torch.float32)
+        model_cfg = ModelConfig(model_name_or_path=TINY_MODEL_NAME, dtype="float32", load_in_4bit=method == "qlora")
+        return load_base_model(model_cfg, for_training=True)
     if not on_gpu:
         raise ValueError("bench: the Phi-3-mini benchmark needs a CUDA GPU; use --tiny on a CPU.")
     torch.manual_seed(0)
     if method == "lora":
         with torch.device("cuda"):
             return Phi3ForCausalLM(Phi3Config(**PHI3_MINI_CONFIG)).to(torch.bfloat16)
-    path = Path("/tmp/phi3-mini-random")
-    if not (path / "config.json").exists():
-        with torch.device("cuda"):
-            Phi3ForCausalLM(Phi3Config(**PHI3_MINI_CONFIG)).to(torch.bfloat16).save_pretrained(path)
+    path = random_phi3_mini()
     quant = BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
@@ -401,3 +470,19 @@ def _model(tiny: bool, method: str, on_gpu: bool):
         path, quantization_config=quant, device_map={"": own_device()}, dtype=torch.bfloat16
     )
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+
+
+def random_phi3_mini() -> Path:
+    """A random Phi-3-mini in bf16 with the real tokenizer, saved once to /tmp (what QLoRA and chat load)."""
+    import torch
+    from transformers import AutoTokenizer, Phi3Config, Phi3ForCausalLM
+
+    from trainer.paths import TOKENIZER_DIR
+
+    path = Path("/tmp/phi3-mini-random")
+    if not (path / "config.json").exists():
+        torch.manual_seed(0)
+        with torch.device("cuda"):
+            Phi3ForCausalLM(Phi3Config(**PHI3_MINI_CONFIG)).to(torch.bfloat16).save_pretrained(path)
+        AutoTokenizer.from_pretrained(TOKENIZER_DIR).save_pretrained(path)
+    return path

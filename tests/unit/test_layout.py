@@ -33,6 +33,7 @@ FLOORS = [
     ["trainer.callbacks"],
     ["trainer.training", "trainer.chat", "trainer.access"],
     ["trainer.preflight", "trainer.jobs", "trainer.bench"],
+    ["trainer.bench_chat", "trainer.gpu_check"],
     ["trainer.ui", "trainer.__main__"],
 ]
 
