@@ -126,8 +126,8 @@ MUTATIONS = [
     ),
     _m(
         "a column mapping without an assistant column is accepted",
-        "trainer/config/schema.py",
-        '    elif "assistant" not in mapping.values():',
+        "trainer/config/rules.py",
+        '    elif not {"assistant", CONVERSATION_ROLE} & set(mapping.values()):',
         "    elif False:",
         "tests/unit/test_data.py tests/unit/test_config.py",
     ),
@@ -155,7 +155,7 @@ MUTATIONS = [
     ),
     _m(
         "the repo-ID rule is skipped",
-        "trainer/config/schema.py",
+        "trainer/config/rules.py",
         "    if reason is None and not REPO_ID_RE.match(repo_id):",
         "    if False:",
         "tests/unit/test_config.py",
@@ -496,6 +496,51 @@ MUTATIONS = [
         '    return MARKDOWN_SPECIALS.sub(r"\\\\\\1", html.escape(str(text), quote=False)).replace("\\n", " ")',
         '    return html.escape(str(text), quote=False).replace("\\n", " ")',
         "tests/unit/test_ui.py -k shown_as_text",
+    ),
+    # --- issue 13: QLoRA on the CPU, the GPU check
+    _m(
+        "a training 4-bit model is left open to the AVX512-BF16 inference repack (wrong LoRA gradients)",
+        "trainer/modeling.py",
+        "        keep_4bit_weights_trainable(model)\n",
+        "",
+        "tests/integration/test_qlora_cpu.py -k gradients",
+    ),
+    _m(
+        "the model goes to GPU 0 whatever the process's local rank",
+        "trainer/modeling.py",
+        '    return f"cuda:{int(os.environ.get(\'LOCAL_RANK\', 0))}" if cuda_available() else "cpu"',
+        '    return "cuda:0" if cuda_available() else "cpu"',
+        "tests/unit/test_modeling.py -k own_device",
+    ),
+    _m(
+        "QLoRA is refused without a CUDA GPU again",
+        "trainer/modeling.py",
+        '    if cfg.load_in_4bit and importlib.util.find_spec("bitsandbytes") is None:  # CUDA or its CPU backend',
+        '    if cfg.load_in_4bit and (importlib.util.find_spec("bitsandbytes") is None or not cuda_available()):',
+        "tests/unit/test_modeling.py tests/unit/test_form.py",
+    ),
+    _m(
+        "the chat of a QLoRA run on a CPU loads its base in full precision",
+        "trainer/chat.py",
+        "    if model_cfg.load_in_4bit:\n        return True\n    if free_bytes is None:\n        return False",
+        "    if free_bytes is None:\n        return False\n    if model_cfg.load_in_4bit:\n        return True",
+        "tests/unit/test_chat_sizing.py",
+    ),
+    _m(
+        "the GPU check stops at the first failed step",
+        "trainer/gpu_check.py",
+        '                status = "passed" if code == 0 else f"failed (exit {code})"',
+        '                status = "passed" if code == 0 else f"failed (exit {code})"\n'
+        "                if code:\n                    break",
+        "tests/unit/test_gpu_check.py",
+    ),
+    _m(
+        "a failed benchmark configuration loses the figures of the others",
+        "trainer/bench.py",
+        "        except Exception as exc:  # noqa: BLE001 - one failed configuration must not lose the others' "
+        "figures",
+        "        except ZeroDivisionError as exc:",
+        "tests/integration/test_bench.py -k failed_configuration",
     ),
 ]
 

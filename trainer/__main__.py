@@ -190,7 +190,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, keys: list[str] | None = 
             spec.flag,
             dest=f"cfg__{spec.key}",
             metavar="VALUE",
-            help=f"{spec.meta['help']}{choices}{extra} Default: {spec.default!r}.",
+            help=f"{spec.meta['help']}{choices}{extra} Default: {spec.default!r}.".replace("%", "%%"),
         )
 
 

@@ -215,7 +215,8 @@ def test_every_cross_field_rule_reports_its_problem():
     cfg = preset_config("tiny-demo")
     cfg.data.column_mapping = {"q": "user", "a": "bot"}
     assert cfg.problems() == [
-        "data.column_mapping: roles {'a': 'bot'} are not chat roles. Map each column to system, user or assistant."
+        "data.column_mapping: roles {'a': 'bot'} are not chat roles. Map each column to system, user or assistant "
+        "(or a column holding a whole conversation to messages)."
     ]
     cfg.training.max_steps = 1  # one step is fine
     cfg.data.column_mapping = {}

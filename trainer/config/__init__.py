@@ -24,10 +24,16 @@ from trainer.config.loading import (
     read_yaml_dict,
     save_yaml,
 )
-from trainer.config.schema import (
+from trainer.config.rules import (
     CHAT_ROLES,
+    CONVERSATION_ROLE,
     MAPPING_EXAMPLE,
     REPO_ID_RE,
+    column_mapping_problems,
+    hint,
+    repo_id_problem,
+)
+from trainer.config.schema import (
     ConfigError,
     DataConfig,
     FieldSpec,
@@ -36,15 +42,13 @@ from trainer.config.schema import (
     ModelConfig,
     RunConfig,
     TrainingSettings,
-    column_mapping_problems,
     find_field,
-    hint,
     iter_fields,
-    repo_id_problem,
 )
 
 __all__ = [
     "CHAT_ROLES",
+    "CONVERSATION_ROLE",
     "MAPPING_EXAMPLE",
     "PRESETS",
     "REPO_ID_RE",

@@ -15,21 +15,20 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import re
 import typing
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import yaml
 
+from trainer.config.rules import (
+    column_mapping_problems,
+    hint,
+    repo_id_problem,
+)
 from trainer.phi3 import DEFAULT_BASE_MODEL, PHI3_PROJECTIONS, STOP_TOKENS
 
-REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}$")
 INT_LIMIT = 2**31 - 1  # whole-number settings are handed to torch/numpy/SQLite as 32-bit values
-CHAT_ROLES: tuple[str, ...] = ("system", "user", "assistant")
-"""Chat roles the Phi-3 chat template renders (it silently drops any other role, so others are rejected)."""
-MAPPING_EXAMPLE = {"question": "user", "answer": "assistant"}
 
 
 def _field(
@@ -121,17 +120,33 @@ class DataConfig:
         advanced=True,
         help="Share of train rows held out for evaluation when there is no eval split (0 = no evaluation).",
     )
-    format: Literal["auto", "messages", "sharegpt", "alpaca", "prompt_completion", "text", "columns"] = _field(
-        "auto",
-        label="Format",
-        advanced=True,
-        help="Row format; auto detects messages, ShareGPT, Alpaca, prompt/completion or text from the columns.",
+    format: Literal["auto", "messages", "sharegpt", "alpaca", "prompt_completion", "preference", "text", "columns"] = (
+        _field(
+            "auto",
+            label="Format",
+            advanced=True,
+            help="Row format; auto detects messages, ShareGPT, Alpaca, prompt/completion, preference pairs "
+            "(SFT on chosen) or text from the columns.",
+        )
     )
     column_mapping: dict[str, str] = _field(
         default_factory=dict,
         label="Column mapping",
         advanced=True,
-        help="For any other layout: dataset column -> chat role, e.g. question=user,answer=assistant.",
+        help="For any other layout: dataset column -> chat role, e.g. question=user,answer=assistant; a column "
+        "holding a whole conversation maps to messages (dialog=messages).",
+    )
+    allow_malformed: bool = _field(
+        False,
+        label="Train on the usable rows",
+        help="When more than 5 % of the rows cannot be read, Start stops and the preview lists why; tick this to "
+        "train on the rows that can.",
+    )
+    placeholders: dict[str, str] = _field(
+        default_factory=dict,
+        label="Placeholder values",
+        advanced=True,
+        help="Fill template slots in the data, e.g. name=Nova,author=Ana turns {{name}} and {name} into Nova.",
     )
     system_prompt: str = _field(
         "", label="System prompt", advanced=True, help="Added as a system message to every row that has none."
@@ -393,18 +408,6 @@ def find_field(key: str) -> FieldSpec:
 # --------------------------------------------------------------------------- validation
 
 
-def hint(key: str, value: Any = None) -> str:
-    """A fix that names a setting, in the neutral form every front end renders: ``set data.format to `alpaca```.
-
-    Mappings are written as the form and `--set` take them (``question=user,answer=assistant``).
-    """
-    if value is None:
-        return f"set {key}"
-    if isinstance(value, Mapping):
-        value = ",".join(f"{k}={v}" for k, v in value.items())
-    return f"set {key} to `{value}`"
-
-
 def _check_bounds(spec: FieldSpec, value: Any) -> str | None:
     """The problem with one value against its field's choices and bounds, or None."""
     if value is None:
@@ -422,52 +425,6 @@ def _check_bounds(spec: FieldSpec, value: Any) -> str | None:
         if high is not None and value > high:
             return f"{spec.key}: {value} is above the maximum {high}. Use a value <= {high}."
     return None
-
-
-def column_mapping_problems(mapping: Mapping[str, str] | None, fmt: str) -> list[str]:
-    """What is wrong with a column -> chat role mapping for a row format (pure; the one copy of these rules).
-
-    Args:
-        mapping: `data.column_mapping` (empty or None when not used).
-        fmt: `data.format` (``auto``, ``columns`` or a named format).
-
-    Returns:
-        Problems as ``"<key>: <problem>. <fix>"`` (empty when the mapping and the format agree).
-    """
-    if not mapping:
-        if fmt == "columns":
-            return [f"data.format: columns needs data.column_mapping; {hint('data.column_mapping', MAPPING_EXAMPLE)}."]
-        return []
-    found = []
-    bad = {column: role for column, role in mapping.items() if role not in CHAT_ROLES}
-    if bad:
-        found.append(
-            f"data.column_mapping: roles {bad} are not chat roles. Map each column to system, user or assistant."
-        )
-    elif "assistant" not in mapping.values():
-        found.append("data.column_mapping: no column maps to assistant. Map the answer column to assistant.")
-    if fmt not in ("auto", "columns"):
-        found.append(f"data.format: {fmt} conflicts with data.column_mapping. Use format auto or columns.")
-    return found
-
-
-def repo_id_problem(repo_id: str) -> str | None:
-    """The problem with a Hub model repo ID (`namespace/name`), or None (our rule and huggingface_hub's validator)."""
-    fix = "Use namespace/name with letters, digits, '-', '_' or '.' (e.g. alice/phi3-pirate-lora)."
-    if not repo_id or not repo_id.strip():
-        return f"hub.repo_id: empty. {fix}"
-    if "/" not in repo_id:
-        return f"hub.repo_id: {repo_id!r} has no namespace. Use <your user name>/{repo_id}."
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    reason = None
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as exc:
-        reason = str(exc).split(":")[0].rstrip(".")
-    if reason is None and not REPO_ID_RE.match(repo_id):
-        reason = "Repo id must use alphanumeric chars, '-', '_' or '.'"
-    return f"hub.repo_id: {repo_id!r} is not a valid repo ID ({reason}). {fix}" if reason else None
 
 
 def _cross_field_problems(cfg: RunConfig) -> list[str]:
