@@ -127,6 +127,45 @@ EQUIVALENT = [
         {"persona": "system", "question": "user", "answer": "assistant"},
         _chat(False),
     ),
+    ("columns-conversation-list", "columns", {"dialog": _chat(True), "id": 3}, {"dialog": "messages"}, _chat(True)),
+    (
+        "columns-sharegpt-list",
+        "columns",
+        {"dialog": [{"from": "human", "value": QUESTION}, {"from": "gpt", "value": ANSWER}]},
+        {"dialog": "messages"},
+        _chat(False),
+    ),
+    (
+        "preference-dpo-strings",
+        "preference",
+        {"prompt": QUESTION, "chosen": ANSWER, "rejected": "Nope."},
+        None,
+        _chat(False),
+    ),
+    (
+        "preference-trl-conversational",
+        "preference",
+        {"prompt": _chat(True)[:2], "chosen": _chat(True)[2:], "rejected": [{"role": "assistant", "content": "No."}]},
+        None,
+        _chat(True),
+    ),
+    (
+        "preference-whole-conversation",
+        "preference",
+        {"chosen": _chat(False), "rejected": [*_chat(False)[:1], {"role": "assistant", "content": "No."}]},
+        None,
+        _chat(False),
+    ),
+    (
+        "preference-anthropic-hh-text",
+        "preference",
+        {
+            "chosen": f"\n\nHuman: {QUESTION}\n\nAssistant: {ANSWER}",
+            "rejected": f"\n\nHuman: {QUESTION}\n\nAssistant: No.",
+        },
+        None,
+        _chat(False),
+    ),
 ]
 
 
@@ -222,17 +261,18 @@ def test_system_prompt_empty_adds_nothing():
         (
             "messages",
             {"messages": [{"role": "human", "content": QUESTION}, {"role": "gpt", "content": ANSWER}]},
-            "message 1 has role 'human'; expected system, user or assistant",
+            "message 1 has role 'human'; expected system, user, assistant or tool",
         ),
         (
             "messages",
-            {"messages": [{"role": "user", "content": QUESTION}, {"role": "tool", "content": ANSWER}]},
-            "message 2 has role 'tool'; expected system, user or assistant",
+            {"messages": [{"role": "user", "content": QUESTION}, {"role": "bot", "content": ANSWER}]},
+            "message 2 has role 'bot'; expected system, user, assistant or tool",
         ),
         (
             "sharegpt",
             {"conversations": [{"from": "human", "value": QUESTION}, {"from": "bot", "value": ANSWER}]},
-            "message 2 has from 'bot'; expected human, user, gpt, assistant, chatgpt or system",
+            "message 2 has from 'bot'; expected human, user, gpt, assistant, chatgpt, system, function_call or "
+            "observation",
         ),
     ],
 )
@@ -254,7 +294,7 @@ def test_bad_role_is_a_row_error(fmt, row, message):
         (
             "sharegpt",
             {"conversations": [{"from": "human", "value": ["a", "list"]}]},
-            "message 1 content is list, expected a string",
+            "message 1 content is a list of str, expected text parts",
         ),
         ("alpaca", {"instruction": QUESTION, "output": 3.5}, "output is float, expected a string"),
         ("prompt_completion", {"prompt": QUESTION, "completion": 7}, "completion is int, expected a string or"),
@@ -326,7 +366,7 @@ def test_malformed_rows_are_counted_with_row_numbers_and_good_rows_kept():
     assert out.rows == [_chat(False), _chat(True)]
     assert out.n_input == 4
     assert out.problems == [
-        "row 2: message 1 has role 'human'; expected system, user or assistant",
+        "row 2: message 1 has role 'human'; expected system, user, assistant or tool",
         "row 4: no assistant message",
     ]
 
@@ -807,12 +847,12 @@ def test_row_errors_name_the_field_and_the_message_number():
         (
             {"prompt": [{"role": "user", "content": "Hi"}], "completion": [{"role": "bot", "content": "x"}]},
             "prompt_completion",
-            "message 2 has role 'bot'; expected system, user or assistant",
+            "message 2 has role 'bot'; expected system, user, assistant or tool",
         ),
         ({"prompt": "Hi", "completion": 3}, "prompt_completion", "completion is int, expected a string or a list"),
         ({"conversations": [{"value": "Hi"}]}, "sharegpt", "message 1 has no 'from'; expected human"),
         ({"conversations": "Hi"}, "sharegpt", "conversations is str, expected a list of {from, value} messages"),
-        ({"messages": [{"content": "Hi"}]}, "messages", "message 1 has no role; expected system, user or assistant"),
+        ({"messages": [{"content": "Hi"}]}, "messages", "message 1 has no role; expected system, user, assistant or tool"),
         ({"messages": ["Hi"]}, "messages", "message 1 is str, expected a {role, content} object"),
         ({"instruction": 1, "output": "x"}, "alpaca", "instruction is int, expected a string"),
         ({"instruction": "Hi", "input": 1, "output": "x"}, "alpaca", "input is int, expected a string"),
@@ -889,7 +929,7 @@ def test_more_row_and_format_errors_word_what_is_wrong():
         data.required_columns("chatml")
     assert str(info.value) == (
         "data.format: unknown format 'chatml'. Use auto or one of messages, sharegpt, alpaca, prompt_completion, "
-        "text, columns."
+        "preference, text, columns."
     )
 
 

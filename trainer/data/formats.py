@@ -1,11 +1,13 @@
 """Row formats: detect a dataset's layout and normalise every row to chat `messages` (pure functions, no I/O).
 
 A row may be in any of the common chat-instruction layouts (see `FORMATS`): ``messages`` (role/content lists, what
-TRL and the Phi-3 chat template expect), ShareGPT ``conversations`` (from/value lists), Alpaca
-(``instruction``/``input``/``output``), TRL prompt/completion (strings or conversational lists), ``text`` (Phi-3
-chat markup or plain text) or any columns mapped to chat roles. Every row becomes a list of ``{"role", "content"}``
-messages that ends with an assistant reply; malformed rows are reported with their row numbers, never silently
-dropped.
+TRL and the Phi-3 chat template expect; OpenAI tool calls and content parts too), ShareGPT ``conversations``
+(from/value lists, glaive/LLaMA-Factory function calls too), Alpaca (``instruction``/``input``/``output``), TRL
+prompt/completion (strings or conversational lists), preference pairs (``chosen``/``rejected``, SFT on chosen),
+``text`` (Phi-3 chat markup or plain text) or any columns mapped to chat roles. A ``tools`` column goes into the
+system turn, and a boolean ``label`` column (KTO) keeps only the desirable rows (see `trainer.data.shapes`). Every
+row becomes a list of ``{"role", "content"}`` messages that ends with an assistant reply; malformed rows are
+reported with their row numbers, never silently dropped.
 
 Example:
     >>> from trainer.data.formats import normalise
@@ -23,21 +25,31 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
-from trainer.config import CHAT_ROLES, MAPPING_EXAMPLE, DataConfig, column_mapping_problems, hint
-from trainer.phi3 import BOS, END, ENDOFTEXT, ROLE_TAGS
+from trainer.config import CONVERSATION_ROLE, MAPPING_EXAMPLE, DataConfig, column_mapping_problems, hint
+from trainer.data.shapes import (
+    SHAREGPT_ROLES,
+    TEXT_ONLY,
+    DataError,
+    Message,
+    RowError,
+    chat_message,
+    content_text,
+    fill_placeholders,
+    media_columns,
+    merge_tool_responses,
+    phi3_markup_messages,
+    sharegpt_message,
+    type_name,
+    with_tools,
+)
 
-FORMATS: tuple[str, ...] = ("messages", "sharegpt", "alpaca", "prompt_completion", "text", "columns")
+__all__ = ["SHAREGPT_ROLES", "DataError", "Message", "RowError"]  # defined in trainer.data.shapes, used from here
+
+FORMATS: tuple[str, ...] = ("messages", "sharegpt", "alpaca", "prompt_completion", "preference", "text", "columns")
 """Row formats `to_messages` understands (``columns`` needs a column mapping and is never auto-detected)."""
 
-SHAREGPT_ROLES: dict[str, str] = {
-    "human": "user",
-    "user": "user",
-    "gpt": "assistant",
-    "assistant": "assistant",
-    "chatgpt": "assistant",
-    "system": "system",
-}
-"""ShareGPT ``from`` value -> chat role."""
+MAX_MALFORMED_SHARE = 0.05
+"""Above this share of unreadable rows, training needs `data.allow_malformed` (the rest are trained on)."""
 
 # Columns each auto-detectable format needs, in detection priority order, with a short description for messages.
 FORMAT_COLUMNS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -45,23 +57,9 @@ FORMAT_COLUMNS: dict[str, tuple[tuple[str, ...], str]] = {
     "sharegpt": (("conversations",), "column 'conversations' with lists of {from, value}"),
     "alpaca": (("instruction", "output"), "columns 'instruction' and 'output', optional 'input' and 'system'"),
     "prompt_completion": (("prompt", "completion"), "columns 'prompt' and 'completion', strings or message lists"),
+    "preference": (("chosen", "rejected"), "columns 'chosen' and 'rejected', optional 'prompt': SFT on chosen"),
     "text": (("text",), "column 'text', Phi-3 chat markup or plain text trained as an assistant turn"),
 }
-
-# Phi-3 chat markup, as the tokenizer's chat template writes it.
-PHI3_ROLE_TAG_RE = re.compile(r"<\|(system|user|assistant)\|>")
-PHI3_MARKERS: tuple[str, ...] = (*ROLE_TAGS, END)
-
-
-class DataError(ValueError):
-    """A dataset-level problem (unreadable, empty, unknown format, missing split ...); the message names the fix."""
-
-
-class RowError(ValueError):
-    """One row cannot become chat messages; the message says why (e.g. "message 2 has role 'gpt'; ...")."""
-
-
-Message = dict[str, str]
 
 
 @dataclass
@@ -72,25 +70,31 @@ class Normalised:
         format: the row format used (one of `FORMATS`).
         rows: one list of ``{"role", "content"}`` messages per good row, in input order.
         problems: one line per malformed row, ``"row N: <reason>"`` (N counts from 1, the first row).
-        n_input: how many rows came in (good + malformed).
+        n_input: how many rows came in (good + malformed + left out).
+        left_out: rows set aside on purpose, not malformed (KTO rows labelled undesirable).
+        notes: what was done to the data as a whole, in a sentence each (e.g. "Preference data: ...").
     """
 
     format: str
     rows: list[list[Message]]
     problems: list[str] = field(default_factory=list)
     n_input: int = 0
+    left_out: int = 0
+    notes: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- formats and rows
 
 
-def detect_format(columns: Sequence[str]) -> str:
+def detect_format(columns: Sequence[str], sample: Mapping[str, Any] | None = None) -> str:
     """Pick the row format from the column names.
 
-    Priority: messages, sharegpt, alpaca, prompt_completion, text (the first whose columns are all present).
+    Priority: messages, sharegpt, alpaca, prompt_completion, preference, text (the first whose columns are all
+    present).
 
     Args:
         columns: the dataset's column names.
+        sample: a row, to suggest a mapping that fits the values (a conversation list maps to messages).
 
     Returns:
         One of ``messages``, ``sharegpt``, ``alpaca``, ``prompt_completion``, ``text``.
@@ -103,10 +107,10 @@ def detect_format(columns: Sequence[str]) -> str:
     for fmt, (needed, _) in FORMAT_COLUMNS.items():
         if all(column in present for column in needed):
             return fmt
+    mapping = hint("data.column_mapping", _example_mapping(columns, sample))
     raise DataError(
         f"data.format: cannot detect the format from the columns {list(columns)}. Expected one of: {_expected()}. "
-        f"Map your columns to chat roles instead (e.g. {hint('data.column_mapping', _example_mapping(columns))}), "
-        f"or name the format ({hint('data.format')})."
+        f"Map your columns to chat roles instead (e.g. {mapping}), or name the format ({hint('data.format')})."
     )
 
 
@@ -114,9 +118,16 @@ def _expected() -> str:
     return "; ".join(f"{fmt} ({description})" for fmt, (_, description) in FORMAT_COLUMNS.items())
 
 
-def _example_mapping(columns: Sequence[str]) -> dict[str, str]:
-    """{first column: user, second column: assistant} with the dataset's own names where it has two plain ones."""
+def _example_mapping(columns: Sequence[str], sample: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """A mapping that fits the data: a column holding a conversation list -> messages; else {first text column:
+    user, second: assistant}, with the dataset's own names (the generic example when it has no two plain ones)."""
     names = [c for c in columns if re.fullmatch(r"[\w.-]+", c)]
+    if sample is not None:
+        for name in names:
+            value = sample.get(name)
+            if isinstance(value, (list, tuple)) and value and all(isinstance(m, Mapping) for m in value):
+                return {name: CONVERSATION_ROLE}
+        names = [n for n in names if isinstance(sample.get(n), str)]
     return {names[0]: "user", names[1]: "assistant"} if len(names) >= 2 else dict(MAPPING_EXAMPLE)
 
 
@@ -125,38 +136,46 @@ def to_messages(
     fmt: str,
     column_mapping: Mapping[str, str] | None = None,
     system_prompt: str = "",
+    placeholders: Mapping[str, str] | None = None,
 ) -> list[Message]:
     """Turn one row into chat messages (pure).
 
     Rules per format:
 
-    - ``messages``: a list of ``{"role", "content"}``; roles must be system, user or assistant.
+    - ``messages``: a list of ``{"role", "content"}``; roles system, user, assistant, and tool (a tool result);
+      content is text or text parts; an assistant message may carry OpenAI ``tool_calls`` (content may be null).
     - ``sharegpt``: ``conversations`` of ``{"from", "value"}``; human/user -> user, gpt/assistant/chatgpt ->
-      assistant, system -> system.
+      assistant, system -> system, function_call -> an assistant tool call, observation -> a tool result.
     - ``alpaca``: user = ``instruction``, plus ``"\\n\\n" + input`` when ``input`` is not empty; assistant =
       ``output``; an optional non-empty ``system`` column becomes the system message.
     - ``prompt_completion``: strings become one user and one assistant message; TRL conversational lists of
       messages are concatenated (prompt messages, then completion messages).
+    - ``preference``: the ``prompt`` (string or messages, optional) and the ``chosen`` reply (string or messages;
+      without a prompt, a whole conversation, or Anthropic HH text "\\n\\nHuman: ... \\n\\nAssistant: ...");
+      ``rejected`` is not used (SFT on the chosen replies).
     - ``text``: Phi-3 chat markup (``<|user|>\\n...<|end|>\\n<|assistant|>\\n...<|end|>\\n``, optionally ending in
       ``<|endoftext|>``) is parsed back into messages. Plain text becomes a single assistant message, i.e. it is
       trained as an unprompted assistant turn.
     - ``columns``: one message per mapped column, in mapping order, with the mapped role; null or empty values
-      are skipped.
+      are skipped; a column mapped to ``messages`` holds a whole conversation (role/content or from/value list).
 
-    Messages and ShareGPT lists stored as JSON strings (as in CSV exports) are parsed. Empty system messages are
-    dropped. Then, if `system_prompt` is set and the first message is not a system message, it is prepended.
+    Tool calls, results and a ``tools`` column are rendered as `trainer.data.shapes` describes. Messages and
+    ShareGPT lists stored as JSON strings (as in CSV exports) are parsed. Template slots named in `placeholders`
+    are filled. Empty system messages are dropped. Then, if `system_prompt` is set and the first message is not a
+    system message, it is prepended.
 
     Args:
         row: one dataset row (column -> value).
         fmt: one of `FORMATS`.
         column_mapping: column -> role, for the ``columns`` format.
         system_prompt: system message for rows that have none ("" = none).
+        placeholders: slot name -> value, filled into every message (``{{name}}``, ``{name}``).
 
     Returns:
         The messages; at least one is from the assistant and the last one is.
 
     Raises:
-        RowError: the row is malformed (bad role, content that is not a string, no assistant reply, ...).
+        RowError: the row is malformed (bad role, content that is not text, no assistant reply, an image, ...).
         DataError: `fmt` is unknown, or ``columns`` without a mapping.
     """
     if fmt == "messages":
@@ -167,14 +186,19 @@ def to_messages(
         messages = _alpaca(row)
     elif fmt == "prompt_completion":
         messages = _prompt_completion(_get(row, "prompt"), _get(row, "completion"))
+    elif fmt == "preference":
+        messages = _preference(row.get("prompt"), _get(row, "chosen"))
     elif fmt == "text":
-        messages = _text(_string(_get(row, "text"), "text"))
+        messages = phi3_markup_messages(_string(_get(row, "text"), "text"))
     elif fmt == "columns":
         if problems := column_mapping_problems(column_mapping, fmt):
             raise DataError(problems[0])
         messages = _columns(row, column_mapping)
     else:
         raise DataError(f"data.format: unknown format {fmt!r}. Use auto or one of {', '.join(FORMATS)}.")
+    messages = with_tools(merge_tool_responses(messages), row.get("tools"))
+    if placeholders:
+        messages = [{"role": m["role"], "content": fill_placeholders(m["content"], placeholders)} for m in messages]
     return _finish(messages, system_prompt)
 
 
@@ -184,13 +208,9 @@ def _get(row: Mapping[str, Any], column: str) -> Any:
     return row[column]
 
 
-def _type_name(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
 def _string(value: Any, what: str) -> str:
     if not isinstance(value, str):
-        raise RowError(f"{what} is {_type_name(value)}, expected a string")
+        raise RowError(f"{what} is {type_name(value)}, expected a string")
     return value
 
 
@@ -206,42 +226,18 @@ def _json_list(value: Any, what: str) -> Any:
 
 def _check_list(value: Any, what: str, shape: str) -> list[Any]:
     if not isinstance(value, (list, tuple)):
-        raise RowError(f"{what} is {_type_name(value)}, expected a list of {shape}")
+        raise RowError(f"{what} is {type_name(value)}, expected a list of {shape}")
     return list(value)
-
-
-def _message(role: Any, content: Any, index: int) -> Message:
-    if role not in CHAT_ROLES:
-        shown = "no role" if role is None else f"role {role!r}"
-        raise RowError(f"message {index} has {shown}; expected system, user or assistant")
-    if not isinstance(content, str):
-        raise RowError(f"message {index} content is {_type_name(content)}, expected a string")
-    return {"role": role, "content": content}
 
 
 def _role_content_list(value: Any, what: str, start: int = 1) -> list[Message]:
     items = _check_list(value, what, "{role, content} messages")
-    out = []
-    for index, item in enumerate(items, start=start):
-        if not isinstance(item, Mapping):
-            raise RowError(f"message {index} is {_type_name(item)}, expected a {{role, content}} object")
-        out.append(_message(item.get("role"), item.get("content"), index))
-    return out
+    return [chat_message(item, index) for index, item in enumerate(items, start=start)]
 
 
 def _sharegpt(value: Any) -> list[Message]:
     items = _check_list(value, "conversations", "{from, value} messages")
-    out = []
-    for index, item in enumerate(items, start=1):
-        if not isinstance(item, Mapping):
-            raise RowError(f"message {index} is {_type_name(item)}, expected a {{from, value}} object")
-        speaker = item.get("from")
-        role = SHAREGPT_ROLES.get(speaker) if isinstance(speaker, str) else None
-        if role is None:
-            shown = "no 'from'" if speaker is None else f"from {speaker!r}"
-            raise RowError(f"message {index} has {shown}; expected human, user, gpt, assistant, chatgpt or system")
-        out.append(_message(role, item.get("value"), index))
-    return out
+    return [sharegpt_message(item, index) for index, item in enumerate(items, start=1)]
 
 
 def _alpaca(row: Mapping[str, Any]) -> list[Message]:
@@ -253,54 +249,56 @@ def _alpaca(row: Mapping[str, Any]) -> list[Message]:
     if not output.strip():
         raise RowError("output is empty; the assistant reply is required")
     system = row.get("system")
-    messages = [] if system is None or not _string(system, "system").strip() else [_message("system", system, 0)]
+    messages = (
+        []
+        if system is None or not _string(system, "system").strip()
+        else [chat_message({"role": "system", "content": system}, 0)]
+    )
     return [*messages, {"role": "user", "content": instruction}, {"role": "assistant", "content": output}]
 
 
 def _prompt_completion(prompt: Any, completion: Any) -> list[Message]:
     for value, what in ((prompt, "prompt"), (completion, "completion")):
         if not isinstance(value, (str, list, tuple)):
-            raise RowError(f"{what} is {_type_name(value)}, expected a string or a list of {{role, content}} messages")
+            raise RowError(f"{what} is {type_name(value)}, expected a string or a list of {{role, content}} messages")
     head = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else _role_content_list(prompt, "prompt")
     if isinstance(completion, str):
         return [*head, {"role": "assistant", "content": completion}]
     return head + _role_content_list(completion, "completion", start=len(head) + 1)
 
 
-def _text(text: str) -> list[Message]:
-    if not any(marker in text for marker in PHI3_MARKERS):
-        return [{"role": "assistant", "content": text}]
-    body = text.strip()
-    if body.endswith(ENDOFTEXT):
-        body = body[: -len(ENDOFTEXT)]
-    parts = PHI3_ROLE_TAG_RE.split(body)
-    prefix = parts[0].strip()
-    if prefix.startswith(BOS):
-        prefix = prefix[len(BOS) :].strip()
-    if len(parts) == 1:
-        raise RowError("text has <|end|> but no <|system|>, <|user|> or <|assistant|> tag")
-    if prefix:
-        raise RowError(f"text has {prefix[:30]!r} before the first role tag; chat markup must start with one")
-    messages = []
-    pairs = list(zip(parts[1::2], parts[2::2], strict=True))
-    for index, (role, chunk) in enumerate(pairs, start=1):
-        chunk = chunk[1:] if chunk.startswith("\n") else chunk
-        content, end, rest = chunk.partition(END)
-        if not end and index < len(pairs):
-            raise RowError(f"message {index} ({role}) is not closed with <|end|>")
-        if rest.strip():
-            raise RowError(f"message {index} ({role}) has {rest.strip()[:30]!r} after <|end|>")
-        messages.append({"role": role, "content": content if end else content.rstrip("\n")})
-    return messages
+HH_TURN_RE = re.compile(r"\n\n(Human|Assistant): ")
+
+
+def _preference(prompt: Any, chosen: Any) -> list[Message]:
+    """The prompt and the chosen reply (see `to_messages`)."""
+    if prompt is not None:
+        return _prompt_completion(prompt, chosen)
+    if isinstance(chosen, str):
+        parts = HH_TURN_RE.split("\n\n" + chosen.lstrip("\n") if chosen.startswith(("Human: ", "\n")) else chosen)
+        if len(parts) < 3:
+            raise RowError("chosen is text without a prompt column or Human:/Assistant: turns")
+        roles = {"Human": "user", "Assistant": "assistant"}
+        return [
+            {"role": roles[who], "content": text.strip()} for who, text in zip(parts[1::2], parts[2::2], strict=True)
+        ]
+    return _role_content_list(_json_list(chosen, "chosen"), "chosen")
 
 
 def _columns(row: Mapping[str, Any], column_mapping: Mapping[str, str]) -> list[Message]:
-    out = []
+    out: list[Message] = []
     for column, role in column_mapping.items():
         value = _get(row, column)
         if value is None or (isinstance(value, str) and not value.strip()):
             continue
-        out.append({"role": role, "content": _string(value, f"column {column!r}")})
+        if role == CONVERSATION_ROLE:  # a whole conversation: {role, content} or ShareGPT {from, value} items
+            items = _check_list(_json_list(value, f"column {column!r}"), f"column {column!r}", "messages")
+            shaped = (
+                sharegpt_message if items and isinstance(items[0], Mapping) and "from" in items[0] else chat_message
+            )
+            out += [shaped(item, len(out) + index) for index, item in enumerate(items, start=1)]
+        else:
+            out.append({"role": role, "content": content_text(_string(value, f"column {column!r}"), len(out) + 1)})
     return out
 
 
@@ -357,8 +355,12 @@ def normalise(
     fmt: str,
     column_mapping: Mapping[str, str] | None = None,
     system_prompt: str = "",
+    placeholders: Mapping[str, str] | None = None,
 ) -> Normalised:
     """Normalise rows to chat messages, setting malformed rows aside with their row numbers (pure).
+
+    A boolean ``label`` column marks KTO data: rows labelled false (undesirable replies) are left out, never
+    trained on, and a note says how many. Preference data gets a note that SFT trains on the chosen replies.
 
     Args:
         rows: dataset rows (a `datasets.Dataset` or any iterable of dicts); the columns are the Dataset's, or the
@@ -366,37 +368,89 @@ def normalise(
         fmt: one of `FORMATS`, or ``auto`` to detect it (``columns`` when a mapping is given).
         column_mapping: column -> role, for ``columns``.
         system_prompt: system message for rows that have none.
+        placeholders: template slot -> value, filled into every message.
 
     Returns:
-        The good rows, one problem line per malformed row (``"row N: reason"``, N from 1) and the input count.
+        The good rows, one problem line per malformed row (``"row N: reason"``, N from 1), the input count, the
+        rows left out on purpose and the notes.
 
     Raises:
-        DataError: no rows; unknown or mismatched format; a bad column mapping; every row is malformed.
+        DataError: no rows; a multimodal dataset; unknown or mismatched format; a bad column mapping; every row is
+            malformed; a KTO dataset without a desirable row.
     """
     iterator = iter(rows)
     first = next(iterator, None)
     if first is None:
         raise DataError("data.dataset_name: the dataset has no rows. Point to a file or split that holds data.")
     columns = list(getattr(rows, "column_names", None) or first.keys())
+    if media := media_columns(columns):
+        raise DataError(f"data.dataset_name: this is a multimodal dataset (column {', '.join(media)}); {TEXT_ONLY}.")
     if fmt == "auto":
-        fmt = "columns" if column_mapping else detect_format(columns)
+        fmt = "columns" if column_mapping else detect_format(columns, first)
     _check_columns(columns, fmt, column_mapping)
+    kto = "label" in columns and isinstance(first.get("label"), bool)
     good: list[list[Message]] = []
     problems: list[str] = []
-    n_input = 0
+    n_input = undesirable = 0
     for n_input, row in enumerate(chain([first], iterator), start=1):
         try:
-            good.append(to_messages(row, fmt, column_mapping, system_prompt))
+            if kto and not isinstance(row.get("label"), bool):
+                raise RowError(f"label is {type_name(row.get('label'))}, expected true or false (KTO data)")
+            messages = to_messages(row, fmt, column_mapping, system_prompt, placeholders)
         except RowError as exc:
             problems.append(f"row {n_input}: {exc}")
+            continue
+        if kto and row["label"] is False:
+            undesirable += 1
+        else:
+            good.append(messages)
     if not good:
+        if undesirable:
+            raise DataError(
+                f"data.dataset_name: KTO data (a boolean 'label' column) with no desirable row: all {undesirable} "
+                "readable rows are labelled false, and supervised fine-tuning must not learn undesirable replies."
+            )
+        if problems and all(TEXT_ONLY in p for p in problems):
+            raise DataError(f"data.dataset_name: every row holds images, audio or video ({problems[0]}).")
         shown = "; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else "")
         raise DataError(
             f"data.dataset_name: all {n_input} rows are malformed for format {fmt} ({shown}). "
             f"Check that the format matches the data ({hint('data.format')}, or {hint('data.column_mapping')}) "
             "or fix the rows."
         )
-    return Normalised(format=fmt, rows=good, problems=problems, n_input=n_input)
+    notes = []
+    if kto:
+        notes.append(
+            f"KTO data (a boolean 'label' column): {len(good)} of {len(good) + undesirable} rows are desirable "
+            f"(label=true); the {undesirable} undesirable ones are left out, so no undesirable reply is trained on."
+        )
+    if fmt == "preference":
+        notes.append(
+            "Preference data (chosen/rejected): training SFT on the chosen replies, the usual first stage before "
+            "DPO; the rejected replies are not used, and the dataset itself is untouched for a later preference "
+            "stage."
+        )
+    return Normalised(fmt, good, problems, n_input, left_out=undesirable, notes=notes)
+
+
+def malformed_problem(data: Normalised, allow: bool) -> str | None:
+    """The problem when more than `MAX_MALFORMED_SHARE` of the rows cannot be read and that was not accepted.
+
+    Args:
+        data: the normalised rows.
+        allow: `data.allow_malformed` (train on the usable rows anyway).
+
+    Returns:
+        ``"data.allow_malformed: ..."`` with the share and the first reasons, or None.
+    """
+    bad = len(data.problems)
+    if allow or bad <= MAX_MALFORMED_SHARE * data.n_input:
+        return None
+    reasons = "; ".join(data.problems[:3]) + ("; ..." if bad > 3 else "")
+    return (
+        f"data.allow_malformed: {bad} of {data.n_input} rows ({100 * bad / data.n_input:.1f} %) cannot be read "
+        f"({reasons}). Fix them, or train on the {len(data.rows)} usable rows ({hint('data.allow_malformed')})."
+    )
 
 
 def split_eval(
