@@ -186,10 +186,12 @@ def _add_config_flags(parser: argparse.ArgumentParser, keys: list[str] | None = 
         bounds = [f"{k} {spec.meta[k]}" for k in ("min", "max") if spec.meta.get(k) is not None]
         choices = f" Choices: {', '.join(map(str, spec.choices))}." if spec.choices else ""
         extra = f" ({', '.join(bounds)})" if bounds else ""
+        flag_only = {"nargs": "?", "const": "true"} if spec.type is bool else {}  # `--allow-malformed` alone: true
         group.add_argument(
             spec.flag,
             dest=f"cfg__{spec.key}",
             metavar="VALUE",
+            **flag_only,
             help=f"{spec.meta['help']}{choices}{extra} Default: {spec.default!r}.".replace("%", "%%"),
         )
 

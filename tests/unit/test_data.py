@@ -695,7 +695,11 @@ def test_a_single_row_is_all_train(tmp_path):
 
 def test_prepare_reports_problems_and_keeps_good_rows(tmp_path):
     rows = [{"messages": _chat(False)}, {"messages": [{"role": "user", "content": "hi"}]}, {"messages": _chat(True)}]
-    prepared = data.prepare(DataConfig(dataset_name=str(_write_jsonl(tmp_path / "m.jsonl", rows)), eval_fraction=0))
+    cfg = DataConfig(dataset_name=str(_write_jsonl(tmp_path / "m.jsonl", rows)), eval_fraction=0)
+    with pytest.raises(DataError, match=r"data.allow_malformed: 1 of 3 rows \(33.3 %\) cannot be read"):
+        data.prepare(cfg)  # over 5 % malformed: training stops until the user accepts the usable rows
+    cfg.allow_malformed = True
+    prepared = data.prepare(cfg)
     assert prepared.n_input == 3 and len(prepared.train) == 2
     assert prepared.problems == ["row 2: no assistant message"]
 
@@ -852,7 +856,11 @@ def test_row_errors_name_the_field_and_the_message_number():
         ({"prompt": "Hi", "completion": 3}, "prompt_completion", "completion is int, expected a string or a list"),
         ({"conversations": [{"value": "Hi"}]}, "sharegpt", "message 1 has no 'from'; expected human"),
         ({"conversations": "Hi"}, "sharegpt", "conversations is str, expected a list of {from, value} messages"),
-        ({"messages": [{"content": "Hi"}]}, "messages", "message 1 has no role; expected system, user, assistant or tool"),
+        (
+            {"messages": [{"content": "Hi"}]},
+            "messages",
+            "message 1 has no role; expected system, user, assistant or tool",
+        ),
         ({"messages": ["Hi"]}, "messages", "message 1 is str, expected a {role, content} object"),
         ({"instruction": 1, "output": "x"}, "alpaca", "instruction is int, expected a string"),
         ({"instruction": "Hi", "input": 1, "output": "x"}, "alpaca", "input is int, expected a string"),

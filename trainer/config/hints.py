@@ -33,6 +33,7 @@ def cli_flags(key: str, value: str | None) -> str:
 def render_hints(text: str, style: Literal["cli", "ui"]) -> str:
     """text with every `set <key> [to `<value>`]` hint written for the CLI (flags) or the web form (field labels)."""
     labels = {spec.key: spec.meta.get("label") or spec.key for spec in iter_fields()}
+    ticks = {spec.key for spec in iter_fields() if spec.type is bool}  # a checkbox in the form
 
     def render(match: re.Match[str]) -> str:
         key, value = match["key"], match["value"]
@@ -41,6 +42,8 @@ def render_hints(text: str, style: Literal["cli", "ui"]) -> str:
         if style == "cli":
             return f"pass {cli_flags(key, value)}"
         shown = value.replace(",", ", ") if value is not None and key == "data.column_mapping" else value
+        if value is None and key in ticks:
+            return f"tick **{labels[key]}**"
         return f"set **{labels[key]}**" + (f" to `{shown}`" if value is not None else "")
 
     return HINT_RE.sub(render, text)

@@ -4,6 +4,8 @@
 - `trainer.data.load`: read a local file or a Hub dataset (streaming the first rows when only a few are needed),
   then `prepare` the train and eval datasets.
 - `trainer.data.preview`: what training would see: counts, problems, token lengths, rendered rows.
+- `trainer.data.shapes`: tool calls, content parts, media, template slots (pure).
+- `trainer.data.quality`: the data-quality report, and the malformed-share gate (pure).
 
 Example:
     >>> from trainer.config import DataConfig
@@ -46,8 +48,14 @@ from trainer.data.preview import (
     reply_room_problem,
     token_lengths,
 )
+from trainer.data.quality import MAX_MALFORMED_SHARE, QualityReport, format_quality, malformed_problem, quality_report
 
 __all__ = [
+    "MAX_MALFORMED_SHARE",
+    "QualityReport",
+    "format_quality",
+    "malformed_problem",
+    "quality_report",
     "FORMATS",
     "FORMAT_COLUMNS",
     "PREVIEW_ROWS",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
@@ -48,8 +49,6 @@ __all__ = ["SHAREGPT_ROLES", "DataError", "Message", "RowError"]  # defined in t
 FORMATS: tuple[str, ...] = ("messages", "sharegpt", "alpaca", "prompt_completion", "preference", "text", "columns")
 """Row formats `to_messages` understands (``columns`` needs a column mapping and is never auto-detected)."""
 
-MAX_MALFORMED_SHARE = 0.05
-"""Above this share of unreadable rows, training needs `data.allow_malformed` (the rest are trained on)."""
 
 # Columns each auto-detectable format needs, in detection priority order, with a short description for messages.
 FORMAT_COLUMNS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -73,6 +72,8 @@ class Normalised:
         n_input: how many rows came in (good + malformed + left out).
         left_out: rows set aside on purpose, not malformed (KTO rows labelled undesirable).
         notes: what was done to the data as a whole, in a sentence each (e.g. "Preference data: ...").
+        numbers: each good row's number in the input (from 1).
+        kinds: how many rows were malformed for each kind of reason (`RowError.kind`).
     """
 
     format: str
@@ -81,6 +82,8 @@ class Normalised:
     n_input: int = 0
     left_out: int = 0
     notes: list[str] = field(default_factory=list)
+    numbers: list[int] = field(default_factory=list)
+    kinds: dict[str, int] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- formats and rows
@@ -247,7 +250,7 @@ def _alpaca(row: Mapping[str, Any]) -> list[Message]:
         instruction = instruction + "\n\n" + extra if _string(extra, "input").strip() else instruction
     output = _string(_get(row, "output"), "output")
     if not output.strip():
-        raise RowError("output is empty; the assistant reply is required")
+        raise RowError("output is empty; the assistant reply is required", "empty reply")
     system = row.get("system")
     messages = (
         []
@@ -306,10 +309,10 @@ def _finish(messages: list[Message], system_prompt: str) -> list[Message]:
     """Check that a conversation can be trained on, drop empty system messages, add the system prompt."""
     for index, message in enumerate(messages, start=1):
         if message["role"] == "assistant" and not message["content"].strip():
-            raise RowError(f"message {index} is an empty assistant reply")
+            raise RowError(f"message {index} is an empty assistant reply", "empty reply")
     messages = [m for m in messages if m["role"] != "system" or m["content"].strip()]
     if not any(m["role"] == "assistant" for m in messages):
-        raise RowError("no assistant message")
+        raise RowError("no assistant message", "no assistant turn")
     if messages[-1]["role"] != "assistant":
         raise RowError(f"last message is from the {messages[-1]['role']}; a row must end with an assistant reply")
     if system_prompt and messages[0]["role"] != "system":
@@ -391,6 +394,8 @@ def normalise(
     kto = "label" in columns and isinstance(first.get("label"), bool)
     good: list[list[Message]] = []
     problems: list[str] = []
+    numbers: list[int] = []
+    kinds: Counter[str] = Counter()
     n_input = undesirable = 0
     for n_input, row in enumerate(chain([first], iterator), start=1):
         try:
@@ -399,18 +404,20 @@ def normalise(
             messages = to_messages(row, fmt, column_mapping, system_prompt, placeholders)
         except RowError as exc:
             problems.append(f"row {n_input}: {exc}")
+            kinds[getattr(exc, "kind", "malformed")] += 1
             continue
         if kto and row["label"] is False:
             undesirable += 1
         else:
             good.append(messages)
+            numbers.append(n_input)
     if not good:
         if undesirable:
             raise DataError(
                 f"data.dataset_name: KTO data (a boolean 'label' column) with no desirable row: all {undesirable} "
                 "readable rows are labelled false, and supervised fine-tuning must not learn undesirable replies."
             )
-        if problems and all(TEXT_ONLY in p for p in problems):
+        if kinds.get("media") == len(problems):
             raise DataError(f"data.dataset_name: every row holds images, audio or video ({problems[0]}).")
         shown = "; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else "")
         raise DataError(
@@ -430,27 +437,7 @@ def normalise(
             "DPO; the rejected replies are not used, and the dataset itself is untouched for a later preference "
             "stage."
         )
-    return Normalised(fmt, good, problems, n_input, left_out=undesirable, notes=notes)
-
-
-def malformed_problem(data: Normalised, allow: bool) -> str | None:
-    """The problem when more than `MAX_MALFORMED_SHARE` of the rows cannot be read and that was not accepted.
-
-    Args:
-        data: the normalised rows.
-        allow: `data.allow_malformed` (train on the usable rows anyway).
-
-    Returns:
-        ``"data.allow_malformed: ..."`` with the share and the first reasons, or None.
-    """
-    bad = len(data.problems)
-    if allow or bad <= MAX_MALFORMED_SHARE * data.n_input:
-        return None
-    reasons = "; ".join(data.problems[:3]) + ("; ..." if bad > 3 else "")
-    return (
-        f"data.allow_malformed: {bad} of {data.n_input} rows ({100 * bad / data.n_input:.1f} %) cannot be read "
-        f"({reasons}). Fix them, or train on the {len(data.rows)} usable rows ({hint('data.allow_malformed')})."
-    )
+    return Normalised(fmt, good, problems, n_input, undesirable, notes, numbers, dict(kinds))
 
 
 def split_eval(

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainer.config import DataConfig, hint
 from trainer.data.formats import DataError, Message, choose_format, normalise, split_eval
+from trainer.data.quality import malformed_problem
 from trainer.errors import exception_chain
 from trainer.online import hub_unreachable
 from trainer.paths import PROJECT_ROOT
@@ -336,17 +337,22 @@ def prepare(cfg: DataConfig, token: str | None = None, seed: int = 42, limit: in
         is only one row).
 
     Raises:
-        DataError: the data cannot be loaded or no row can be used (see `load_table`, `normalise`).
+        DataError: the data cannot be loaded, no row can be used (see `load_table`, `normalise`), or more than 5 %
+            of the rows are malformed and `cfg.allow_malformed` is off.
     """
     table = load_table(cfg, cfg.dataset_train_split, token, limit)
     fmt = choose_format(cfg, table.column_names)
     mapping = cfg.column_mapping or None
-    train = normalise(table, fmt, mapping, cfg.system_prompt)
+    train = normalise(table, fmt, mapping, cfg.system_prompt, cfg.placeholders)
+    if problem := malformed_problem(train, cfg.allow_malformed):
+        raise DataError(problem)
     problems = list(train.problems)
     if cfg.dataset_test_split:
         split = cfg.dataset_test_split
         try:
-            held = normalise(load_table(cfg, split, token, limit), fmt, mapping, cfg.system_prompt)
+            held = normalise(load_table(cfg, split, token, limit), fmt, mapping, cfg.system_prompt, cfg.placeholders)
+            if problem := malformed_problem(held, cfg.allow_malformed):
+                raise DataError(problem)
         except DataError as exc:
             raise DataError(f"{exc} (in the eval split {split!r})") from exc
         problems += [f"eval split {split!r}, {p}" for p in held.problems]
@@ -355,6 +361,8 @@ def prepare(cfg: DataConfig, token: str | None = None, seed: int = 42, limit: in
         train_rows, eval_rows = split_eval(train.rows, cfg.eval_fraction, seed)
         if cfg.eval_fraction > 0 and not eval_rows:
             logger.warning("only %d usable row: nothing held out for evaluation", len(train_rows))
+    for note in train.notes:
+        logger.info("data: %s", note)
     logger.info(
         "data: %s format, %d of %d rows usable, %d train / %d eval",
         fmt,

@@ -16,6 +16,7 @@ from typing import Any
 from trainer.config import DataConfig, hint
 from trainer.data.formats import Message, choose_format, normalise
 from trainer.data.load import hub_row_count, load_table, resolve_local_path
+from trainer.data.quality import QualityReport, format_quality, malformed_problem, quality_report
 from trainer.paths import TOKENIZER_DIR
 from trainer.phi3 import BUNDLED_TOKENIZER_MODELS
 
@@ -42,6 +43,10 @@ class Preview:
         sampled: only the first rows were read (a Hub dataset is streamed); the figures are of those rows.
         n_total: rows in the split, when known (a local file's count, or the Hub's metadata).
         rows: the rows read, normalised to chat messages (what the estimate of the run measures).
+        notes: what is done to the data as a whole (KTO rows left out, SFT on preference pairs' chosen replies).
+        left_out: rows set aside on purpose (KTO rows labelled undesirable), not malformed.
+        quality: the data-quality report of the rows read.
+        blocked: why Start would stop (more than 5 % malformed without data.allow_malformed), or "".
     """
 
     format: str
@@ -55,6 +60,10 @@ class Preview:
     sampled: bool = False
     n_total: int | None = None
     rows: list[list[Message]] = field(default_factory=list, repr=False)
+    notes: list[str] = field(default_factory=list)
+    left_out: int = 0
+    quality: QualityReport | None = None
+    blocked: str = ""
 
     @property
     def extent(self) -> str:
@@ -135,7 +144,7 @@ def preview(
     local = resolve_local_path(cfg.dataset_name) is not None
     table = load_table(cfg, cfg.dataset_train_split, token, limit=None if local else rows)
     fmt = choose_format(cfg, table.column_names)
-    data = normalise(table, fmt, cfg.column_mapping or None, cfg.system_prompt)
+    data = normalise(table, fmt, cfg.column_mapping or None, cfg.system_prompt, cfg.placeholders)
     lengths = token_lengths(tokenizer, data.rows)
     sampled = not local and len(table) >= rows
     return Preview(
@@ -150,6 +159,10 @@ def preview(
         sampled=sampled,
         n_total=hub_row_count(cfg, cfg.dataset_train_split, token) if sampled else len(table),
         rows=data.rows,
+        notes=data.notes,
+        left_out=data.left_out,
+        quality=quality_report(data.rows, data.numbers, data.kinds),
+        blocked=malformed_problem(data, cfg.allow_malformed) or "",
     )
 
 
@@ -179,12 +192,18 @@ def format_preview(p: Preview, max_problems: int = 10) -> str:
         Multi-line text: format, rows, problems, token lengths, rows over max_length, then the rendered rows.
     """
     stats = p.token_lengths
+    left_out = f", {p.left_out} undesirable (KTO), left out" if p.left_out else ""
     lines = [
         f"format: {p.format}",
-        f"rows:   {p.n_rows} usable of {p.n_input} ({len(p.problems)} malformed, left out)",
+        f"rows:   {p.n_rows} usable of {p.n_input} ({len(p.problems)} malformed, left out{left_out})",
     ]
     if p.extent:
         lines.append(f"        ({p.extent})")
+    lines += [f"note:   {note}" for note in p.notes]
+    if p.blocked:
+        from trainer.config.hints import render_hints
+
+        lines.append(f"blocked: {render_hints(p.blocked, 'cli')}")
     if p.problems:
         lines.append("problems:")
         lines += [f"  {problem}" for problem in p.problems[:max_problems]]
@@ -201,6 +220,8 @@ def format_preview(p: Preview, max_problems: int = 10) -> str:
         )
     else:
         lines.append(f"over max_length {p.max_length} tokens: 0 rows (nothing is truncated)")
+    if p.quality is not None:
+        lines += ["data checks:", format_quality(p.quality, markdown=False)]
     for index, text in enumerate(p.rendered, start=1):
         lines += ["", f"--- row {index} (rendered with the chat template) ---", text]
     return "\n".join(lines)

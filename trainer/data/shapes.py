@@ -51,7 +51,14 @@ class DataError(ValueError):
 
 
 class RowError(ValueError):
-    """One row cannot become chat messages; the message says why (e.g. "message 2 has role 'gpt'; ...")."""
+    """One row cannot become chat messages; the message says why (e.g. "message 2 has role 'gpt'; ...").
+
+    `kind` sorts the reasons for the data-quality report ("empty reply", "no assistant turn", "media", "malformed").
+    """
+
+    def __init__(self, message: str, kind: str = "malformed"):
+        super().__init__(message)
+        self.kind = kind
 
 
 def type_name(value: Any) -> str:
@@ -89,7 +96,7 @@ def content_text(content: Any, index: int, allow_null: bool = False) -> str:
                 raise RowError(f"message {index} content is a list of {type_name(part)}, expected text parts")
             kind = part.get("type")
             if kind in ("image", "image_url", "input_image", "audio", "input_audio", "video", "video_url", "file"):
-                raise RowError(f"message {index} has an {kind} part; {TEXT_ONLY}")
+                raise RowError(f"message {index} has an {kind} part; {TEXT_ONLY}", "media")
             text = part.get("text")
             if not isinstance(text, str):
                 raise RowError(f"message {index} has a content part of type {kind!r} without text")
@@ -98,7 +105,7 @@ def content_text(content: Any, index: int, allow_null: bool = False) -> str:
     if not isinstance(content, str):
         raise RowError(f"message {index} content is {type_name(content)}, expected a string")
     if marker := next((m for m in MEDIA_MARKERS if m in content), None):
-        raise RowError(f"message {index} has an {marker} marker (a multimodal row); {TEXT_ONLY}")
+        raise RowError(f"message {index} has an {marker} marker (a multimodal row); {TEXT_ONLY}", "media")
     return content
 
 

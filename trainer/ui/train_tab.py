@@ -14,7 +14,7 @@ from trainer.access import SIGN_IN, AccessError, Caller, Limits, dataset_problem
 from trainer.config import PRESETS, ConfigError, RunConfig, preset_config
 from trainer.config.hints import render_hints
 from trainer.ui import runs_tab
-from trainer.ui.context import AppContext, caller
+from trainer.ui.context import AppContext, caller, plain
 from trainer.ui.form import (
     FORM_SECTIONS,
     SECTION_TITLES,
@@ -113,10 +113,15 @@ def preview_data(values: dict[str, Any], who: Caller) -> tuple[str, str, str]:
         f"**Tokens per row:** min {stats['min']:.0f}, median {stats['p50']:.0f}, p95 {stats['p95']:.0f}, "
         f"max {stats['max']:.0f} · **over max length {p.max_length}:** {p.n_over_max_length} (truncated)",
     ]
+    summary += [f"**Note:** {note}" for note in p.notes]
+    if p.blocked:
+        summary.append(f"### Start is blocked\n{render_hints(p.blocked, 'ui')}")
     if p.problems:
-        shown = "\n".join(f"- {line}" for line in p.problems[:10])
+        shown = "\n".join(f"- {plain(line)}" for line in p.problems[:10])
         more = f"\n- ... and {len(p.problems) - 10} more" if len(p.problems) > 10 else ""
         summary.append(f"**{len(p.problems)} malformed rows left out:**\n{shown}{more}")
+    if p.quality is not None:
+        summary.append(data.format_quality(p.quality, markdown=True))
     rendered = "\n\n".join(f"# row {i + 1}\n{text}" for i, text in enumerate(p.rendered))
     return "\n\n".join(summary), rendered, estimate_panel(cfg, p.rows, tokenizer, p.n_total, hub_token(who))
 
