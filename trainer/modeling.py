@@ -17,9 +17,11 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainer.config import ConfigError, LoraSettings, ModelConfig
+from trainer.config import ConfigError, LoraSettings, ModelConfig, hint
 from trainer.phi3 import TINY_MODEL_NAME, stop_token_ids
 
 if TYPE_CHECKING:
@@ -232,3 +234,154 @@ def model_problems(model: ModelConfig, lora: LoraSettings, token: str | None = N
             f"{name}. Use some of {', '.join(linear)}, or all-linear."
         ]
     return []
+
+
+# --------------------------------------------------------------------------- continuing from an adapter
+
+ADAPTER_KEY = "model.adapter_name_or_path"
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+@dataclass(frozen=True)
+class AdapterSource:
+    """Where a run continues from (`model.adapter_name_or_path`, resolved; nothing loaded).
+
+    Attributes:
+        load_from: what `PeftModel.from_pretrained` loads: an adapter folder (a run folder's `adapter/`) or a Hub repo.
+        base: the base model it was trained on (a run folder's config.yaml, else adapter_config.json).
+        run_dir: the run folder it came from, if it came from one.
+    """
+
+    load_from: str
+    base: str
+    run_dir: Path | None = None
+
+
+def adapter_source(name: str, token: str | None = None) -> AdapterSource:
+    """Resolve `model.adapter_name_or_path` by reading configs only: a run folder, an adapter folder or a Hub repo.
+
+    Raises:
+        ConfigError: missing, unfinished (no adapter saved yet), unreadable, or not a LoRA adapter; one problem.
+    """
+    import json
+
+    import yaml
+
+    from trainer.config import REPO_ID_RE
+    from trainer.runfolder import ADAPTER_DIR, CONFIG_FILE
+
+    path = Path(name).expanduser()
+    if path.name == ADAPTER_DIR and (path.parent / CONFIG_FILE).is_file():  # a run's adapter/: that run
+        path = path.parent
+    fix = "Give a finished run folder, an adapter folder or a Hub adapter repo (user/name)."
+
+    def local(folder: Path, base: str | None = None, run_dir: Path | None = None) -> AdapterSource:
+        try:
+            found = json.loads((folder / ADAPTER_FILES[0]).read_text(encoding="utf-8"))
+            base = base or str(found.get("base_model_name_or_path") or "")
+        except (OSError, ValueError, AttributeError) as exc:
+            raise ConfigError([f"{ADAPTER_KEY}: cannot read {name}/{ADAPTER_FILES[0]} ({exc}). {fix}"]) from None
+        return _lora_only(name, AdapterSource(str(folder), base, run_dir), found)
+
+    if (path / CONFIG_FILE).is_file():  # a run folder: its adapter/, and the base its config.yaml names
+        if missing := [f for f in ADAPTER_FILES if not (path / ADAPTER_DIR / f).is_file()]:
+            raise ConfigError(
+                [
+                    f"{ADAPTER_KEY}: the run {name} has no saved adapter ({', '.join(missing)} missing): it has not "
+                    "finished training. Continue from a finished run."
+                ]
+            )
+        try:
+            model = (yaml.safe_load((path / CONFIG_FILE).read_text(encoding="utf-8")) or {}).get("model") or {}
+        except (OSError, yaml.YAMLError, AttributeError):  # no readable config: the adapter's own base counts
+            model = {}
+        return local(path / ADAPTER_DIR, str(model.get("model_name_or_path") or ""), path)
+    if path.is_dir():
+        return local(path)
+    if not REPO_ID_RE.match(name) or name.startswith((".", "/", "~")):
+        raise ConfigError([f"{ADAPTER_KEY}: {name} is not a folder here, nor a Hub repo ID. {fix}"])
+    from peft import PeftConfig
+
+    from trainer.online import hub_unreachable
+
+    try:
+        if problem := hub_unreachable():
+            raise OSError(problem)
+        found = PeftConfig.from_pretrained(name, token=token).to_dict()
+    except Exception as exc:  # noqa: BLE001 - missing, private, offline, not an adapter: one message with the cause
+        detail = " ".join(str(exc).split())[:200]
+        raise ConfigError([f"{ADAPTER_KEY}: cannot read the adapter {name} ({detail}). {fix}"]) from None
+    return _lora_only(name, AdapterSource(name, str(found.get("base_model_name_or_path") or "")), found)
+
+
+def _lora_only(name: str, source: AdapterSource, adapter_config: dict[str, Any]) -> AdapterSource:
+    kind = str(adapter_config.get("peft_type") or "LORA").upper()
+    if kind != "LORA":
+        raise ConfigError([f"{ADAPTER_KEY}: {name} is a {kind} adapter; only LoRA adapters can be continued here."])
+    return source
+
+
+def same_base(a: str, b: str) -> bool:
+    """True when two model names mean the same base: equal names, or the same folder (tiny-phi3: its cache folder)."""
+
+    def where(name: str) -> str:
+        name = name.strip().rstrip("/")
+        if name == TINY_MODEL_NAME:  # the adapter of a tiny run names the cached folder it was trained on
+            from trainer.tiny import cache_root, recipe_hash
+
+            name = str(cache_root() / f"{TINY_MODEL_NAME}-{recipe_hash()}")
+        path = Path(name).expanduser()
+        return str(path.resolve()) if path.exists() else name
+
+    return where(a) == where(b)
+
+
+def adapter_problems(cfg: ModelConfig, token: str | None = None) -> list[str]:
+    """What stops a run from continuing from `cfg.adapter_name_or_path`, before any weights load (configs only).
+
+    The adapter must exist, be a finished LoRA adapter, and have been trained on the chosen base model (a mismatch
+    names both). Empty when the run starts a fresh adapter.
+    """
+    if not cfg.adapter_name_or_path:
+        return []
+    try:
+        source = adapter_source(cfg.adapter_name_or_path, token)
+    except ConfigError as exc:
+        return exc.problems
+    if not source.base:
+        return [f"{ADAPTER_KEY}: {cfg.adapter_name_or_path} does not name the base model it was trained on."]
+    if not same_base(source.base, cfg.model_name_or_path):
+        return [
+            f"{ADAPTER_KEY}: {cfg.adapter_name_or_path} was trained on {source.base}, but this run's base model is "
+            f"{cfg.model_name_or_path}. Train on its base ({hint('model.model_name_or_path', source.base)}), or "
+            f"continue from an adapter of {cfg.model_name_or_path}."
+        ]
+    return []
+
+
+def adapter_lora_settings(source: AdapterSource, token: str | None = None) -> LoraSettings:
+    """The adapter's own LoRA settings (r, alpha, dropout, targets), read from its adapter_config.json."""
+    from peft import PeftConfig
+
+    found = PeftConfig.from_pretrained(source.load_from, token=token)
+    targets = found.target_modules
+    targets = [targets] if isinstance(targets, str) else sorted(targets or [])
+    return LoraSettings(
+        r=found.r, lora_alpha=found.lora_alpha, lora_dropout=found.lora_dropout, target_modules=targets
+    )
+
+
+def load_adapter_for_training(model: PreTrainedModel, source: AdapterSource, token: str | None = None) -> Any:
+    """The base (already k-bit prepared for QLoRA) with the adapter loaded TRAINABLE, as a PeftModel.
+
+    `PeftModel.from_pretrained` defaults to is_trainable=False, which would train 0 parameters without a word.
+
+    Raises:
+        RuntimeError: nothing in the loaded adapter is trainable.
+    """
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(model, source.load_from, is_trainable=True, token=token)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise RuntimeError(f"the adapter {source.load_from} loaded with no trainable parameter")
+    return model

@@ -79,12 +79,13 @@ def check_before_queueing(cfg: RunConfig, on_gpu: bool, token: str | None = None
     """
     from trainer import data
     from trainer.hub import HubError, check_push_access
-    from trainer.modeling import environment_problems, model_problems
+    from trainer.modeling import adapter_problems, environment_problems, model_problems
 
     problems = environment_problems(cfg.model) + demo_problems(cfg, on_gpu)
     if problems:
         return problems
     problems += model_problems(cfg.model, cfg.lora, token)  # its config only: a Phi-3 model, real target modules
+    problems += adapter_problems(cfg.model, token)  # an adapter to continue from: there, finished, on this base
     if cfg.hub.repo_id:  # a long run must never fail at push time for a reason knowable now
         try:
             check_push_access(cfg.hub.repo_id, token)

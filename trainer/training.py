@@ -34,8 +34,9 @@ from trainer.callbacks import (
     request_stop,
 )
 from trainer.config import ConfigError, RunConfig, hint, save_yaml
+from trainer.trl_export import PROJECT_ONLY_SETTINGS, write_trl_export
 
-__all__ = ["RunCancelled", "RunResult", "RunTimeLimit", "request_stop", "run"]
+__all__ = ["PROJECT_ONLY_SETTINGS", "RunCancelled", "RunResult", "RunTimeLimit", "request_stop", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,10 +82,14 @@ def run(
     Raises:
         ConfigError: the config is invalid. ValueError (e.g. DataError): the data or machine cannot serve the run.
     """
-    # --- 1. validate before spending anything
+    # --- 1. validate before spending anything (an adapter to continue from first: its configs only, no weights)
     config.validate()
-    from trainer.modeling import environment_problems, model_problems
+    from trainer.modeling import adapter_problems, environment_problems, model_problems
 
+    if found := adapter_problems(config.model, token):
+        raise ConfigError(found)
+    asked = config
+    parent, config = continued_from(config, token)  # the adapter's own LoRA settings rule (recorded in config.yaml)
     if found := environment_problems(config.model) or model_problems(config.model, config.lora, token):
         raise ConfigError(found)
 
@@ -108,7 +113,11 @@ def run(
         pid=os.getpid(),
         pid_start=rf.process_start(os.getpid()),  # with the pid: this process, not a later one with its number
         push_state=None,  # an earlier attempt's push is over
+        parent_run=parent,
     )
+    if parent:
+        replaced = f" (they replace the config's {lora_text(asked)})" if asked.lora != config.lora else ""
+        logger.info("continuing from %s with its own LoRA settings: %s%s", parent["name"], lora_text(config), replaced)
     rf.set_phase(run_dir, "preparing data")
     arm(time_limit_s)
     try:
@@ -161,6 +170,7 @@ def _train(
         emit({"step": 0, "message": f"{len(prepared.problems)} malformed rows skipped (see log.txt)"})
     n_eval = len(prepared.eval) if prepared.eval is not None else 0
     logger.info("data: %s format, %d train rows, %d eval rows", prepared.format, len(prepared.train), n_eval)
+    write_trl_export(config, run_dir, prepared, on_gpu=torch.cuda.is_available())  # trl_sft.yaml + trl_data/
 
     # --- 4. model: tokenizer with a non-stop pad token, frozen base, LoRA config
     rf.set_phase(run_dir, "loading the model")
@@ -169,6 +179,10 @@ def _train(
     if problem := data_mod.reply_room_problem(tokenizer, prepared.train["messages"], t.max_length):
         raise data_mod.DataError(problem)  # before the model loads
     model = load_base_model(config.model, for_training=True, gradient_checkpointing=t.gradient_checkpointing)
+    if config.model.adapter_name_or_path:  # continue: the adapter goes on the (k-bit prepared) base, trainable
+        from trainer.modeling import adapter_source, load_adapter_for_training
+
+        model = load_adapter_for_training(model, adapter_source(config.model.adapter_name_or_path, token), token)
     configure_generation(model, tokenizer)
     logger.info(
         "effective batch %d rows (%d x %d), up to %d tokens per step",
@@ -223,6 +237,8 @@ def _train(
         samples_before = generate_samples(trainer.model, tokenizer, sample_rows, t.sample_max_new_tokens)
         rf.write_json_atomic(run_dir / rf.SAMPLES_FILE, sample_records(sample_rows, tokenizer, samples_before, {}))
     rf.write_status(run_dir, "running", eval_loss_before=eval_before)
+    if (parent := status.get("parent_run")) and not checkpoint:
+        emit({"step": 0, "message": f"continuing from {parent['name']}; its own LoRA settings: {lora_text(config)}"})
 
     # --- 7. train
     rf.set_phase(run_dir, "training")
@@ -253,6 +269,43 @@ def _train(
     return RunResult(run_dir, adapter_dir, trainer.state.global_step, eval_before, eval_after, samples, model)
 
 
+def continued_from(config: RunConfig, token: str | None = None) -> tuple[dict[str, Any] | None, RunConfig]:
+    """For a run that continues from an adapter: its parent, and the config with the adapter's own LoRA settings.
+
+    The adapter's r, alpha, dropout and target modules rule (a loaded adapter keeps its shapes); config.yaml records
+    them. The parent (status.json `parent_run`) is named by its run name and, once pushed, its Hub repo; a Hub
+    adapter by its repo, an adapter folder by its folder name. Nothing is loaded (configs only).
+
+    Returns:
+        (None, config) for a fresh adapter; else (parent, a copy of config with the adapter's LoRA settings).
+    """
+    if not config.model.adapter_name_or_path:
+        return None, config
+    from trainer.modeling import adapter_lora_settings, adapter_source
+
+    source = adapter_source(config.model.adapter_name_or_path, token)
+    lora = adapter_lora_settings(source, token)
+    if set(lora.target_modules) == set(config.lora.target_modules):  # the same modules: keep the config's order
+        lora = dataclasses.replace(lora, target_modules=list(config.lora.target_modules))
+    parent: dict[str, Any] = {"name": Path(source.load_from).name, "repo_id": None}
+    if source.run_dir is not None:
+        status = rf.read_json(source.run_dir / rf.STATUS_FILE, {}) or {}
+        pushed = status.get("push_state") == "pushed" and status.get("repo_id")
+        parent.update(
+            name=status.get("name") or source.run_dir.name, repo_id=status.get("repo_id") if pushed else None
+        )
+    elif not Path(source.load_from).expanduser().exists():  # a Hub adapter repo
+        parent.update(name=source.load_from, repo_id=source.load_from)
+    return parent, dataclasses.replace(config, lora=lora)
+
+
+def lora_text(config: RunConfig) -> str:
+    """The LoRA settings in a few words (for the log and the events)."""
+    lora = config.lora
+    targets = ", ".join(lora.target_modules)
+    return f"r={lora.r}, alpha={lora.lora_alpha}, dropout={lora.lora_dropout}, targets {targets}"
+
+
 def make_trainer(
     config: RunConfig, run_dir: Path, model, tokenizer, train_dataset, eval_dataset, callbacks=(), padding_free=False
 ):
@@ -260,6 +313,7 @@ def make_trainer(
 
     padding_free: flatten batches; TRL then tokenises without truncating (see `fit_to_max_length`).
     """
+    from peft import PeftModel
     from transformers import PrinterCallback
     from trl import SFTTrainer
 
@@ -272,15 +326,11 @@ def make_trainer(
         train_dataset=train_dataset,
         eval_dataset=eval_dataset if has_eval else None,
         processing_class=tokenizer,
-        peft_config=lora_config(config.lora),
+        peft_config=None if isinstance(model, PeftModel) else lora_config(config.lora),  # both together raise
         callbacks=list(callbacks),
     )
     trainer.remove_callback(PrinterCallback)  # progress goes to events.jsonl and the log, not raw dicts on stdout
     return trainer
-
-
-PROJECT_ONLY_SETTINGS = ("sample_prompts", "sample_max_new_tokens")
-"""Training settings that are this project's own (samples before/after); every other one is an SFTConfig field."""
 
 
 def sft_config(config: RunConfig, run_dir: Path, has_eval: bool, padding_free: bool = False):

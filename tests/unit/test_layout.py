@@ -30,7 +30,7 @@ FLOORS = [
     ["trainer.data", "trainer.tiny"],
     ["trainer.modeling", "trainer.samples", "trainer.estimate"],
     ["trainer.hub"],
-    ["trainer.callbacks"],
+    ["trainer.callbacks", "trainer.trl_export"],
     ["trainer.training", "trainer.chat", "trainer.access"],
     ["trainer.preflight", "trainer.jobs", "trainer.bench"],
     ["trainer.bench_chat", "trainer.gpu_check"],

@@ -92,6 +92,14 @@ class ModelConfig:
         help="Token used to pad batches. Must not be a stop token (<|end|>, <|endoftext|>), or the model learns "
         "to never stop; the Cookbook pads with <unk>.",
     )
+    adapter_name_or_path: str | None = _field(
+        None,
+        label="Continue from adapter",
+        advanced=True,
+        help="Start from this LoRA adapter instead of a fresh one: a run folder, an adapter folder or a Hub adapter "
+        "repo (user/name) trained on this base; its own r, alpha and target modules are used. Continue training "
+        "in the Runs tab fills it in (run #<id>).",
+    )
 
 
 @dataclass

@@ -86,8 +86,9 @@ def public_config_text(config_text: str) -> str:
     name = str(data.get("dataset_name") or "")
     if name and hub_dataset_id(name) is None:
         data["dataset_name"] = Path(name).name
-    if model.get("model_name_or_path"):
-        model["model_name_or_path"] = base_model_id(str(model["model_name_or_path"]))
+    for key in ("model_name_or_path", "adapter_name_or_path"):  # the adapter continued from: its repo or name
+        if model.get(key):
+            model[key] = base_model_id(str(model[key]))
     return yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
 
 
@@ -128,7 +129,20 @@ def model_card(run_dir: Path, repo_id: str | None = None) -> str:
         ),
         config_block=_fence(public_config_text(run.config_text), "yaml"),
         versions=run.versions,
+        continued_from=continued_from(run.status),
     )
+
+
+def continued_from(status: dict[str, Any]) -> str:
+    """Where a continued run started (status.json `parent_run`): the parent's Hub repo if it was pushed, else its
+    name; "" for a run that trained a fresh adapter."""
+    parent = status.get("parent_run") or {}
+    if parent.get("repo_id"):
+        return _link(str(parent["repo_id"]))
+    name = " ".join(str(parent.get("name") or "").split())
+    fence = "`" * (max((len(m) for m in re.findall(r"`+", name)), default=0) + 1)  # longer than any run inside
+    pad = " " if "`" in name else ""
+    return f"the run {fence}{pad}{name}{pad}{fence}" if name else ""
 
 
 def merged_card(run_dir: Path, repo_id: str, adapter_repo_id: str) -> str:
@@ -146,6 +160,8 @@ def _render(run: rf.RunRecord, meta: dict[str, Any], repo_id: str, merged: bool,
     before, after = run.status.get("eval_loss_before"), run.status.get("eval_loss_after")
     prompt = next((str(s["prompt"]) for s in run.samples if s.get("prompt")), DEFAULT_PROMPT)
     base = meta["base_model"]
+    values.setdefault("continued_from", "")
+    values["before_who"] = "the parent adapter" if values["continued_from"] else "the base model"
     card = ModelCard.from_template(
         ModelCardData(**meta),
         template_path=str(TEMPLATE),

@@ -25,6 +25,7 @@ from trainer.noise import silence_known_noise
 from trainer.preflight import DEMO_PRESET
 from trainer.ui import compare_tab, runs_tab, train_tab
 from trainer.ui.context import AppContext
+from trainer.ui.form import form_fields
 
 GPU_PRESET = "lora"
 CSS = """
@@ -83,9 +84,9 @@ def build_app(manager=None, on_gpu: bool | None = None) -> gr.Blocks:
                 manager, EngineCache(), on_gpu, tabs, runs_tab.make_picker(), compare_tab.make_adapter_picker()
             )
             with gr.Tab("Train", id="train"):
-                train_tab.build(ctx, start_preset, preset_config(start_preset))
-            with gr.Tab("Runs", id="runs"):
-                runs_tab.build(ctx, app)
+                train = train_tab.build(ctx, start_preset, preset_config(start_preset))
+            with gr.Tab("Runs", id="runs"):  # Continue training fills the Train form
+                runs_tab.build(ctx, app, [train["fields"][spec.key] for spec in form_fields()])
             with gr.Tab("Compare", id="compare") as compare:
                 compare_tab.build(ctx, app, compare)
     return app

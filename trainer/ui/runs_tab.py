@@ -17,6 +17,8 @@ from trainer.config.hints import render_hints
 from trainer.jobs import WAITING_FOR_OWNER
 from trainer.ui import compare_tab, run_overlay
 from trainer.ui.context import AppContext, caller, choices_update, plain
+from trainer.ui.continuing import CONTINUABLE, continue_config
+from trainer.ui.form import preset_updates
 
 REFRESH_S = 1.0
 FOLLOW_LOG_JS = """() => {
@@ -143,6 +145,8 @@ def status_markdown(manager, job) -> str:
     status = rf.read_json(Path(job.run_dir) / rf.STATUS_FILE, {}) or {}
     if status.get("push_state") == "pushed" and status.get("repo_url"):
         lines.append(f"**Published:** [{status.get('repo_id')}]({status['repo_url']})")
+    if parent := status.get("parent_run"):
+        lines.append(f"**Continued from:** {plain(parent.get('repo_id') or parent.get('name'))}")
     return "\n\n".join(lines)
 
 
@@ -171,9 +175,11 @@ def _stamp(job) -> list:
 
 
 def _buttons(job) -> list[Any]:
-    """Cancel / Resume / Retry push / Delete / Download / Chat enabled by the selected run's state."""
+    """Cancel / Resume / Retry push / Delete / Download / Chat / Download for TRL / Continue, by the run's state."""
+    from trainer.trl_export import TRL_FILE
+
     if job is None:
-        return [gr.update(interactive=False)] * 6
+        return [gr.update(interactive=False)] * 8
     has_adapter = (Path(job.run_dir) / rf.ADAPTER_DIR / "adapter_model.safetensors").is_file()
     return [
         gr.update(interactive=job.status in ("queued", "running")),
@@ -182,6 +188,8 @@ def _buttons(job) -> list[Any]:
         gr.update(interactive=job.finished),
         gr.update(interactive=has_adapter),
         gr.update(interactive=has_adapter and job.status in ("succeeded", "push_failed")),
+        gr.update(interactive=(Path(job.run_dir) / TRL_FILE).is_file()),
+        gr.update(interactive=has_adapter and job.status in CONTINUABLE),
     ]
 
 
@@ -213,8 +221,25 @@ def adapter_zip(job) -> str:
     return shutil.make_archive(str(out), "zip", root_dir=adapter)
 
 
-def build(ctx: AppContext, app: gr.Blocks) -> dict[str, Any]:
-    """Build the Runs tab's components and wire its events (polling, actions, reattach on reload)."""
+def trl_zip(job) -> str:
+    """A .zip of the run's `trl_sft.yaml` and `trl_data/` (for `trl sft --config trl_sft.yaml` where it is unpacked),
+    copied for this request into a temporary folder (served as a copy, after the owner check)."""
+    from trainer.trl_export import TRL_DATA_DIR, TRL_FILE
+
+    run_dir = Path(job.run_dir)
+    if not (run_dir / TRL_FILE).is_file():
+        raise ValueError(f"run #{job.id} has no {TRL_FILE}: it is written when the run has prepared its data.")
+    folder = Path(tempfile.mkdtemp(prefix="trl-")) / f"run-{job.id}-trl"
+    shutil.copytree(run_dir / TRL_DATA_DIR, folder / TRL_DATA_DIR)
+    shutil.copy2(run_dir / TRL_FILE, folder / TRL_FILE)
+    return shutil.make_archive(str(folder), "zip", root_dir=folder)
+
+
+def build(ctx: AppContext, app: gr.Blocks, train_fields: list | None = None) -> dict[str, Any]:
+    """Build the Runs tab's components and wire its events (polling, actions, reattach on reload).
+
+    train_fields: the Train tab's setting widgets, in `form_fields()` order (Continue training fills them).
+    """
     from trainer.jobs import log_tail
 
     manager = ctx.manager
@@ -233,6 +258,8 @@ def build(ctx: AppContext, app: gr.Blocks) -> dict[str, Any]:
         c["delete"],
         c["download"],
         c["chat"],
+        c["download_trl"],
+        c["continue"],
         c["picker"],
         c["seen"],
     ]
@@ -316,14 +343,37 @@ def build(ctx: AppContext, app: gr.Blocks) -> dict[str, Any]:
 
     c["retry_push"].click(retry_push, c["picker"], c["picker"])
 
-    def download(job_id, profile: gr.OAuthProfile | None):
+    def offer(make_zip, job_id, profile: gr.OAuthProfile | None):
+        """A zip of the caller's own run, made for this request (never a data-dir file by its path)."""
         try:
-            return gr.update(value=adapter_zip(find_job(manager.store, caller(profile), job_id)), visible=True)
+            return gr.update(value=make_zip(find_job(manager.store, caller(profile), job_id)), visible=True)
         except (AccessError, ValueError) as exc:
             gr.Warning(str(exc))
             return gr.update(value=None, visible=False)
 
+    def download(job_id, profile: gr.OAuthProfile | None):
+        return offer(adapter_zip, job_id, profile)
+
+    def download_trl(job_id, profile: gr.OAuthProfile | None):
+        return offer(trl_zip, job_id, profile)
+
     c["download"].click(download, c["picker"], c["zip"])
+    c["download_trl"].click(download_trl, c["picker"], c["trl_zip"])
+
+    def continue_training(job_id, profile: gr.OAuthProfile | None):
+        """Fill the Train form from the caller's own finished run, to continue from its adapter, and open Train."""
+        try:
+            cfg = continue_config(manager, caller(profile), job_id)
+        except (AccessError, ValueError) as exc:
+            gr.Warning(str(exc))
+            return [gr.skip()] * (1 + len(train_fields))
+        return [gr.Tabs(selected="train"), *preset_updates(cfg, unavailable)]
+
+    if train_fields:
+        from trainer.preflight import unavailable_options
+
+        unavailable = unavailable_options(ctx.on_gpu)  # as the Train tab offers them
+        c["continue"].click(continue_training, c["picker"], [ctx.tabs, *train_fields], queue=False)
 
     def chat_with(job_id, profile: gr.OAuthProfile | None):
         """Open the Compare tab on this run (the owner is checked here, on the server)."""
@@ -361,7 +411,18 @@ def _layout(picker: gr.Dropdown) -> dict[str, Any]:
         c["chat"] = gr.Button(
             "Chat with this run", elem_id="chat-with-run", scale=0, min_width=170, interactive=False, variant="primary"
         )
+        c["download_trl"] = gr.Button(
+            "Download for TRL", elem_id="download-trl", scale=0, min_width=160, interactive=False
+        )
+        c["continue"] = gr.Button(
+            "Continue training", elem_id="continue-training", scale=0, min_width=170, interactive=False
+        )
     c["zip"] = gr.File(label="adapter (.zip)", visible=False, elem_id="adapter-zip")
+    c["trl_zip"] = gr.File(
+        label="trl_sft.yaml + trl_data/ (.zip): unpack, then trl sft --config trl_sft.yaml",
+        visible=False,
+        elem_id="trl-zip",
+    )
     c["status"] = gr.Markdown(elem_id="run-status")
     c["progress"] = gr.HTML(elem_id="run-progress", css_template=PROGRESS_CSS)
     c["metrics"] = gr.Markdown(elem_id="run-metrics")

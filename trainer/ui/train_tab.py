@@ -15,6 +15,7 @@ from trainer.config import PRESETS, ConfigError, RunConfig, preset_config
 from trainer.config.hints import render_hints
 from trainer.ui import runs_tab
 from trainer.ui.context import AppContext, caller, plain
+from trainer.ui.continuing import resolve_parent
 from trainer.ui.form import (
     FORM_SECTIONS,
     SECTION_TITLES,
@@ -233,6 +234,8 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
         if not problems and (problem := dataset_problem(who, run_cfg.data.dataset_name)):
             problems = [problem]
         if not problems and (problem := model_problem(who, run_cfg.model.model_name_or_path)):
+            problems = [problem]
+        if not problems and (problem := resolve_parent(ctx.manager, who, run_cfg)):  # run #<id>: the caller's own
             problems = [problem]
         if not problems:
             problems = check_before_queueing(run_cfg, ctx.on_gpu, who.token)

@@ -1,0 +1,202 @@
+"""The run as a config that stock TRL runs: `trl_sft.yaml` beside config.yaml, for `trl sft --config trl_sft.yaml`.
+
+TRL's CLI reads one flat YAML mapping whose keys are fields of its `ScriptArguments`, `SFTConfig` and `ModelConfig`
+dataclasses; a key none of them knows is handed to `accelerate launch` as an argument (and fails there), so only
+those fields are written (`unknown_keys` checks a mapping against TRL's own dataclasses). What TRL 1.16 does with
+each pitfall, and what is written for it:
+
+- `dataset_name` must be a Hub ID or a folder (one .jsonl file fails). The run's data, as the studio prepared it
+  (format detected, columns mapped, placeholders filled, system prompt added, max_rows applied, eval rows held out),
+  is written as chat `messages` JSONL to `trl_data/train.jsonl` and `trl_data/test.jsonl`, and `dataset_name:
+  trl_data` loads that folder with both splits (a `datasets:` list of files would merge them into one train split).
+- Without `use_peft: true` it silently fine-tunes every weight: it is always written, with the LoRA settings.
+- `attn_implementation: auto` is invalid: it is written only when one was chosen (sdpa, eager, flash_attention_2).
+- `padding_free` with `max_length` fails: a padding-free run writes `max_length: null` (TRL then keeps over-long
+  rows whole; the studio cut them to max_length, as the comment at the top of the file says).
+- On a CPU it needs `use_cpu: true`; `dtype` defaults to float32 and `bf16` to true, so both are written.
+
+What TRL has no setting for (samples before/after, the Hub push, continuing from an adapter) is listed in the
+comment block at the top of the file. Relative paths (`trl_data`, `trl-output`) are read from the folder the
+command runs in: run it in the run folder, or in the unpacked "Download for TRL" zip.
+
+Example:
+    cd studio-data/runs/<run id> && trl sft --config trl_sft.yaml
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from trainer import runfolder as rf
+from trainer.config import RunConfig
+from trainer.phi3 import TINY_MODEL_NAME
+
+TRL_FILE = "trl_sft.yaml"
+TRL_DATA_DIR = "trl_data"
+TRL_OUTPUT_DIR = "trl-output"
+SPLIT_FILES = {"train": "train.jsonl", "test": "test.jsonl"}
+"""The data files by split; `load_dataset(<folder>)` names the splits after the files."""
+PROJECT_ONLY_SETTINGS = ("sample_prompts", "sample_max_new_tokens")
+"""Training settings that are this project's own (samples before/after); every other one is an SFTConfig field."""
+CHOSEN_ATTENTION = ("flash_attention_2", "sdpa", "eager")
+
+
+def trl_settings(config: RunConfig, *, model_path: str, dtype: str, on_gpu: bool, has_eval: bool) -> dict[str, Any]:
+    """The flat `trl sft` settings that repeat the run (pure).
+
+    Args:
+        config: the run's config (its LoRA section as trained: an adapter continued from keeps its own).
+        model_path: what TRL loads: the Hub ID or folder (the tiny model's built folder, as `tiny-phi3` is no ID).
+        dtype: the dtype the run loaded the model in (`bfloat16`, `float16`, `float32`).
+        on_gpu: whether the run trains on a CUDA GPU (else `use_cpu: true`).
+        has_eval: whether held-out rows were written (`trl_data/test.jsonl`).
+
+    Returns:
+        ScriptArguments, ModelConfig and SFTConfig fields only, in that order.
+    """
+    m, lora, t = config.model, config.lora, config.training
+    padding_free = t.padding_free and not t.packing  # as the run does: packing already avoids padding
+    out: dict[str, Any] = {
+        "dataset_name": TRL_DATA_DIR,
+        "dataset_train_split": "train",
+        "dataset_test_split": "test",
+        "model_name_or_path": model_path,
+        "dtype": dtype,
+    }
+    if m.attn_implementation in CHOSEN_ATTENTION:
+        out["attn_implementation"] = m.attn_implementation
+    out.update(
+        use_peft=True,
+        lora_r=lora.r,
+        lora_alpha=lora.lora_alpha,
+        lora_dropout=lora.lora_dropout,
+        lora_target_modules=list(lora.target_modules),
+        load_in_4bit=m.load_in_4bit,
+    )
+    if m.load_in_4bit:
+        out.update(bnb_4bit_quant_type=m.bnb_4bit_quant_type, use_bnb_nested_quant=m.use_bnb_nested_quant)
+    for name, value in vars(t).items():  # the training section is named as SFTConfig's fields
+        if name not in PROJECT_ONLY_SETTINGS:
+            out[name] = value
+    out.update(
+        max_length=None if padding_free else t.max_length,
+        padding_free=padding_free,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        data_seed=t.seed,
+        pad_token=m.pad_token,  # never the stop token (TRL's default would pad with <|endoftext|>)
+        eval_strategy="steps" if has_eval else "no",
+        save_strategy="steps",
+        bf16=on_gpu and dtype == "bfloat16",
+        fp16=on_gpu and dtype == "float16",
+        use_cpu=not on_gpu,
+        output_dir=TRL_OUTPUT_DIR,
+        report_to="none",
+    )
+    return out
+
+
+def unknown_keys(settings: dict[str, Any]) -> list[str]:
+    """Keys that no dataclass of `trl sft` knows (TRL would hand them to accelerate as arguments)."""
+    import dataclasses
+
+    from trl import ModelConfig, ScriptArguments, SFTConfig
+
+    known = {f.name for cls in (ScriptArguments, SFTConfig, ModelConfig) for f in dataclasses.fields(cls)}
+    return sorted(set(settings) - known)
+
+
+def header(config: RunConfig, data_format: str, rows: dict[str, int], on_gpu: bool) -> str:
+    """The comment block at the top of the file: how to run it, and what TRL has no setting for."""
+    d, t = config.data, config.training
+
+    def said(value: Any) -> str:  # a user's text as one JSON literal: it cannot end the comment line
+        return json.dumps(value, ensure_ascii=False)
+
+    applied = [f"source {said(Path(d.dataset_name).name if Path(d.dataset_name).exists() else d.dataset_name)}"]
+    applied.append(f"format {d.format} (read as {data_format})")
+    for label, value in (
+        ("config", d.dataset_config),
+        ("train split", d.dataset_train_split),
+        ("eval split", d.dataset_test_split),
+        ("column mapping", d.column_mapping),
+        ("placeholders", d.placeholders),
+        ("system prompt", d.system_prompt),
+        ("max rows", d.max_rows),
+    ):
+        if value:
+            applied.append(f"{label} {said(value)}")
+    if not d.dataset_test_split and rows.get("test"):
+        applied.append(f"{d.eval_fraction:g} of the rows held out for evaluation (seed {t.seed})")
+    lines = [
+        f"Run {said(config.display_name())} as stock TRL runs it (written by Phi-3 Fine-Tune Studio, for TRL 1.16).",
+        f"Run it in this folder: trl sft --config {TRL_FILE}   (the adapter goes to {TRL_OUTPUT_DIR}/)",
+        f"Data: {TRL_DATA_DIR}/ holds the rows as the studio prepared them, as chat messages "
+        f"({rows.get('train', 0)} train, {rows.get('test', 0)} held out as the test split); applied there: "
+        + "; ".join(applied)
+        + ".",
+        "Not repeated by TRL (no setting for it): the sample replies before/after (samples.json)"
+        + (
+            f"; the push to {config.hub.repo_id} (push {TRL_OUTPUT_DIR}/ with `hf upload`)"
+            if config.hub.repo_id
+            else ""
+        )
+        + ".",
+    ]
+    if t.padding_free and not t.packing:
+        lines.append(
+            f"Padding-free batches: TRL keeps rows whole (max_length: null); the studio cut rows over {t.max_length} "
+            "tokens to that length."
+        )
+    if config.model.adapter_name_or_path:
+        lines.append(
+            f"This run continued from the adapter {said(Path(config.model.adapter_name_or_path).name)}; stock TRL "
+            "has no setting to load one, so this file trains a fresh adapter with the same LoRA settings."
+        )
+    if config.model.model_name_or_path == TINY_MODEL_NAME:
+        lines.append("tiny-phi3 is the studio's tiny offline Phi-3, built on this machine at model_name_or_path.")
+    if not on_gpu:
+        lines.append("Written on a CPU (use_cpu: true). On a GPU: use_cpu: false, dtype: bfloat16, bf16: true.")
+    return "".join(f"# {line}\n" for line in lines)
+
+
+def write_trl_export(config: RunConfig, run_dir: Path, prepared: Any, on_gpu: bool) -> Path:
+    """Write `trl_data/` (the prepared rows as messages JSONL) and `trl_sft.yaml` into the run folder.
+
+    Args:
+        config: the run config, as trained.
+        run_dir: the run folder.
+        prepared: the prepared data (`trainer.data.prepare`): `.train`, `.eval` (or None), `.format`.
+        on_gpu: whether the run trains on a CUDA GPU.
+
+    Returns:
+        The path of trl_sft.yaml.
+    """
+    import yaml
+
+    from trainer.modeling import pick_dtype, resolve_model_path
+
+    splits = {"train": prepared.train, "test": prepared.eval if prepared.eval is not None else {"messages": []}}
+    rows = {}
+    for split, dataset in splits.items():
+        messages = [[{k: v for k, v in turn.items() if v is not None} for turn in m] for m in dataset["messages"]]
+        text = "".join(json.dumps({"messages": m}, ensure_ascii=False) + "\n" for m in messages)
+        path = run_dir / TRL_DATA_DIR / SPLIT_FILES[split]
+        if text:
+            rf.write_text_atomic(path, text)
+        else:
+            path.unlink(missing_ok=True)
+        rows[split] = len(messages)
+    name = config.model.model_name_or_path
+    settings = trl_settings(
+        config,
+        model_path=resolve_model_path(name) if name == TINY_MODEL_NAME else name,
+        dtype=str(pick_dtype(config.model)).removeprefix("torch."),
+        on_gpu=on_gpu,
+        has_eval=rows["test"] > 0,
+    )
+    if unknown := unknown_keys(settings):  # never hand TRL a key it would pass on to accelerate
+        raise TypeError(f"{TRL_FILE}: {unknown} are not fields of trl sft's dataclasses")
+    body = yaml.safe_dump(settings, sort_keys=False, allow_unicode=True)
+    return rf.write_text_atomic(run_dir / TRL_FILE, header(config, prepared.format, rows, on_gpu) + body)
