@@ -427,7 +427,7 @@ def test_unknown_format_lists_columns_found_and_formats_expected():
         ("text", "'text'"),
     ]:
         assert fmt in message and column in message
-    assert "set data.column_mapping to `question=user,answer=assistant`" in message and "set data.format" in message
+    assert "set data.column_mapping to `question=user,answer=assistant`" in message
 
 
 def test_normalise_no_rows_is_a_data_error():
@@ -945,7 +945,8 @@ def test_the_missing_columns_message_suggests_a_mapping_of_the_data_s_own_column
     with pytest.raises(DataError) as info:
         data.normalise([{"q": "Hi", "a": "Ho"}], "alpaca")
     assert str(info.value) == (
-        "data.format: format alpaca needs the columns ['instruction', 'output'], but the dataset has ['q', 'a']. "
-        "Use format auto, the format that matches, or map the existing columns "
-        "(e.g. set data.column_mapping to `q=user,a=assistant`)."
+        "data.format: format alpaca needs the columns ['instruction', 'output'], but the dataset has ['q', 'a']; "
+        "map its columns (set data.column_mapping to `q=user,a=assistant` and set data.format to `auto`)."
     )
+    with pytest.raises(DataError, match=r"it looks like sharegpt data \(set data.format to `sharegpt`\)"):
+        data.normalise([{"conversations": []}], "alpaca")

@@ -21,10 +21,10 @@ def test_a_data_error_names_settings_neutrally_and_each_front_end_renders_them()
     message = _unknown_columns_error()
     assert "set data.column_mapping to `question=user,answer=assistant`" in message and "--" not in message
     cli = render_hints(message, "cli")
-    assert "pass --map question=user --map answer=assistant" in cli and "pass --format" in cli
+    assert "pass --map question=user --map answer=assistant" in cli
     assert "data.column_mapping to" not in cli
     ui = problems_markdown([message])
-    assert "set **Column mapping** to `question=user, answer=assistant`" in ui and "set **Format**" in ui
+    assert "set **Column mapping** to `question=user, answer=assistant`" in ui
     assert "--map" not in ui and "--format" not in ui
 
 

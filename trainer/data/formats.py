@@ -113,7 +113,7 @@ def detect_format(columns: Sequence[str], sample: Mapping[str, Any] | None = Non
     mapping = hint("data.column_mapping", _example_mapping(columns, sample))
     raise DataError(
         f"data.format: cannot detect the format from the columns {list(columns)}. Expected one of: {_expected()}. "
-        f"Map your columns to chat roles instead (e.g. {mapping}), or name the format ({hint('data.format')})."
+        f"Map your columns to chat roles instead (e.g. {mapping})."
     )
 
 
@@ -340,16 +340,21 @@ def required_columns(fmt: str, column_mapping: Mapping[str, str] | None = None) 
     return FORMAT_COLUMNS[fmt][0]
 
 
-def _check_columns(columns: Sequence[str], fmt: str, column_mapping: Mapping[str, str] | None) -> None:
+def _check_columns(
+    columns: Sequence[str], fmt: str, column_mapping: Mapping[str, str] | None, sample: Mapping[str, Any] | None = None
+) -> None:
     if fmt == "columns" and (problems := column_mapping_problems(column_mapping, fmt)):
         raise DataError(problems[0])
     missing = [c for c in required_columns(fmt, column_mapping) if c not in columns]
     if missing:
         setting = "data.column_mapping" if fmt == "columns" else "data.format"
+        try:  # a fix that works as printed: the format these columns are, else a mapping of them
+            fix = f"it looks like {(found := detect_format(columns))} data ({hint('data.format', found)})"
+        except DataError:
+            mapping = hint("data.column_mapping", _example_mapping(columns, sample))
+            fix = f"map its columns ({mapping}{'' if fmt == 'columns' else ' and ' + hint('data.format', 'auto')})"
         raise DataError(
-            f"{setting}: format {fmt} needs the columns {missing}, but the dataset has {list(columns)}. "
-            "Use format auto, the format that matches, or map the existing columns "
-            f"(e.g. {hint('data.column_mapping', _example_mapping(columns))})."
+            f"{setting}: format {fmt} needs the columns {missing}, but the dataset has {list(columns)}; {fix}."
         )
 
 
@@ -390,7 +395,7 @@ def normalise(
         raise DataError(f"data.dataset_name: this is a multimodal dataset (column {', '.join(media)}); {TEXT_ONLY}.")
     if fmt == "auto":
         fmt = "columns" if column_mapping else detect_format(columns, first)
-    _check_columns(columns, fmt, column_mapping)
+    _check_columns(columns, fmt, column_mapping, first)
     kto = "label" in columns and isinstance(first.get("label"), bool)
     good: list[list[Message]] = []
     problems: list[str] = []
@@ -469,7 +474,7 @@ def split_eval(
     return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
 
 
-def choose_format(cfg: DataConfig, columns: Sequence[str]) -> str:
+def choose_format(cfg: DataConfig, columns: Sequence[str], sample: Mapping[str, Any] | None = None) -> str:
     """The row format for a dataset with these columns: the mapped columns, the configured format, or detected.
 
     Raises:
@@ -479,4 +484,4 @@ def choose_format(cfg: DataConfig, columns: Sequence[str]) -> str:
         raise DataError(problems[0])
     if cfg.column_mapping:
         return "columns"
-    return detect_format(columns) if cfg.format == "auto" else cfg.format
+    return detect_format(columns, sample) if cfg.format == "auto" else cfg.format

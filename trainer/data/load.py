@@ -341,7 +341,7 @@ def prepare(cfg: DataConfig, token: str | None = None, seed: int = 42, limit: in
             of the rows are malformed and `cfg.allow_malformed` is off.
     """
     table = load_table(cfg, cfg.dataset_train_split, token, limit)
-    fmt = choose_format(cfg, table.column_names)
+    fmt = choose_format(cfg, table.column_names, table[0] if len(table) else None)
     mapping = cfg.column_mapping or None
     train = normalise(table, fmt, mapping, cfg.system_prompt, cfg.placeholders)
     if problem := malformed_problem(train, cfg.allow_malformed):

@@ -143,7 +143,7 @@ def preview(
     """
     local = resolve_local_path(cfg.dataset_name) is not None
     table = load_table(cfg, cfg.dataset_train_split, token, limit=None if local else rows)
-    fmt = choose_format(cfg, table.column_names)
+    fmt = choose_format(cfg, table.column_names, table[0] if len(table) else None)
     data = normalise(table, fmt, cfg.column_mapping or None, cfg.system_prompt, cfg.placeholders)
     lengths = token_lengths(tokenizer, data.rows)
     sampled = not local and len(table) >= rows
