@@ -298,3 +298,37 @@ def _round_trips(url: str, job_id: str, n: int = 30) -> dict:
         "max_ms": round(times[-1], 1),
         "connection_resets_retried": resets,
     }
+
+
+def test_a_partly_broken_tool_call_dataset_is_explained_and_blocked_until_accepted(app_url, browser, tmp_path, shots):
+    """The preview explains the data (tool calls kept, template slots, the quality table), Start is blocked by the
+    malformed share next to the checkbox that lifts it, and ticking it clears the block."""
+    expect = playwright.expect
+    page = _form_page(browser, app_url)
+    call = {"from": "function_call", "value": json.dumps({"name": "get_time", "arguments": {"city": "Oslo"}})}
+    good = {
+        "conversations": [
+            {"from": "human", "value": "Time in Oslo?"},
+            call,
+            {"from": "observation", "value": "14:05"},
+            {"from": "gpt", "value": "It is 14:05 in Oslo, says {{name}}."},
+        ],
+        "tools": json.dumps([{"name": "get_time", "parameters": {"type": "object"}}]),
+    }
+    broken = {"conversations": [{"from": "human", "value": "Hi"}, {"from": "bot", "value": "Ho"}], "tools": "[]"}
+    path = tmp_path / "tools.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in [good] * 18 + [broken] * 2))
+    _fill(page, "dataset_name", str(path))
+    page.locator("#preview").click()
+    summary = page.locator("#preview-summary")
+    expect(summary).to_contain_text("18 usable of 20", timeout=30_000)
+    expect(summary).to_contain_text("Start is blocked")
+    expect(summary).to_contain_text("tick Train on the usable rows")
+    expect(summary).to_contain_text("unfilled template slots")
+    expect(page.locator("#preview-rows")).to_contain_text("<|tool_call|>")
+    page.screenshot(path=str(shots / "train-tab-data-checks.png"), full_page=True)
+    page.locator("#start").click()
+    expect(page.locator("#field-allow_malformed")).to_contain_text("⚠️", timeout=30_000)
+    page.locator("#field-allow_malformed input").check()
+    page.locator("#preview").click()
+    expect(summary).not_to_contain_text("Start is blocked", timeout=30_000)

@@ -224,6 +224,6 @@ def test_the_quality_report_counts_in_one_pass():
     assert "Latin 80 %, Cyrillic 20 %" in text
     table = format_quality(report, markdown=True)
     assert (
-        table.startswith("| data check | rows | |\n| --- | ---: | --- |")
+        table.startswith("| data check | rows | details |\n| --- | ---: | --- |")
         and "| empty replies | 1 | left out |" in table
     )

@@ -153,7 +153,7 @@ def format_quality(report: QualityReport, markdown: bool) -> str:
     lines = quality_lines(report)
     if markdown:  # no text of the rows is shown: counts, row numbers, script names and slot names ([\w.-] only)
         body = [f"| {check} | {count} | {detail or ''} |" for check, count, detail in lines]
-        return "\n".join(["| data check | rows | |", "| --- | ---: | --- |", *body])
+        return "\n".join(["| data check | rows | details |", "| --- | ---: | --- |", *body])
     width = max(len(check) for check, _, _ in lines)
     return "\n".join(f"  {check:<{width}}  {count:>12}  {detail or ''}".rstrip() for check, count, detail in lines)
 
