@@ -100,6 +100,10 @@ def test_tool_calls_are_trained_on_and_tool_results_and_schemas_are_not(phi3_tok
     from trainer.estimate.tokens import row_tokens
 
     (messages,) = data.normalise([openai_row()], "auto").rows
+    rendered = phi3_tokenizer.apply_chat_template(messages, tokenize=False)
+    assert '<|system|>\nYou are a weather bot.\n<|tool|>[{"name": "get_weather"' in rendered
+    assert '<|assistant|>\n<|tool_call|>[{"name": "get_weather"' in rendered and "<|/tool_call|><|end|>" in rendered
+    assert "<|user|>\n<|tool_response|>18 C, sunny<|/tool_response|>\n<|tool_response|>4 C" in rendered
     (tokens,) = row_tokens(phi3_tokenizer, [messages])
     ids = phi3_tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
     learned = "".join(phi3_tokenizer.decode(ids[start:end]) for start, end in tokens.spans)
@@ -188,7 +192,9 @@ def test_template_slots_are_found_filled_and_code_braces_left_alone():
     assert placeholder_slots("```python\nprint(f'{value}')\n```") == []  # code, not a slot
     assert fill_placeholders(reply, {"name": "Nova", "author": "Ana"}) == "I am Nova, an assistant developed by Ana."
     rows = [{"instruction": "Who are you?", "output": reply}, {"instruction": "hi", "output": "Hello! I am {{name}}."}]
-    assert quality_report(data.normalise(rows, "auto").rows).slots == {"name": 2, "author": 1}
+    report = quality_report(data.normalise(rows, "auto").rows)
+    assert report.slots == {"name": 2, "author": 1} and report.slot_rows == 2
+    assert "fill them in (set data.placeholders to `name=...,author=...`)" in format_quality(report, markdown=False)
     filled = data.normalise(rows, "auto", placeholders={"name": "Nova", "author": "Ana"})
     assert filled.rows[0][-1]["content"] == "I am Nova, an assistant developed by Ana."
     assert quality_report(filled.rows).slots == {}

@@ -192,10 +192,10 @@ def format_preview(p: Preview, max_problems: int = 10) -> str:
         Multi-line text: format, rows, problems, token lengths, rows over max_length, then the rendered rows.
     """
     stats = p.token_lengths
-    left_out = f", {p.left_out} undesirable (KTO), left out" if p.left_out else ""
+    left_out = f", {p.left_out} undesirable (KTO)" if p.left_out else ""
     lines = [
         f"format: {p.format}",
-        f"rows:   {p.n_rows} usable of {p.n_input} ({len(p.problems)} malformed, left out{left_out})",
+        f"rows:   {p.n_rows} usable of {p.n_input} ({len(p.problems)} malformed{left_out}; left out)",
     ]
     if p.extent:
         lines.append(f"        ({p.extent})")
@@ -221,7 +221,9 @@ def format_preview(p: Preview, max_problems: int = 10) -> str:
     else:
         lines.append(f"over max_length {p.max_length} tokens: 0 rows (nothing is truncated)")
     if p.quality is not None:
-        lines += ["data checks:", format_quality(p.quality, markdown=False)]
+        from trainer.config.hints import render_hints
+
+        lines += ["data checks:", render_hints(format_quality(p.quality, markdown=False), "cli")]
     for index, text in enumerate(p.rendered, start=1):
         lines += ["", f"--- row {index} (rendered with the chat template) ---", text]
     return "\n".join(lines)

@@ -39,7 +39,7 @@ class QualityReport:
         empty_replies: rows left out for an empty or whitespace-only assistant reply.
         no_assistant: rows left out because they have no assistant turn.
         short_replies / long_replies: rows with a very short (< 2 words) / very long (> 2,000 words) reply.
-        slots: template slot -> rows whose replies hold it unfilled ({{name}}, {name}).
+        slots: template slot -> rows whose replies hold it unfilled ({{name}}, {name}); `slot_rows`: rows with any.
         scripts: writing system -> share of rows (by the letters of each row).
     """
 
@@ -53,6 +53,7 @@ class QualityReport:
     long_replies: int = 0
     long_examples: list[int] = field(default_factory=list)
     slots: dict[str, int] = field(default_factory=dict)
+    slot_rows: int = 0
     scripts: dict[str, float] = field(default_factory=dict)
 
 
@@ -102,7 +103,9 @@ def quality_report(
         if max(words) > LONG_REPLY_WORDS:
             report.long_replies += 1
             report.long_examples += [number] if len(report.long_examples) < EXAMPLES else []
-        slots.update({slot for reply in replies for slot in placeholder_slots(reply)})
+        found = {slot for reply in replies for slot in placeholder_slots(reply)}
+        slots.update(found)
+        report.slot_rows += bool(found)
         if script := _script(" ".join(m["content"] for m in messages if m["role"] != "system")):
             scripts[script] += 1
     report.slots = dict(slots.most_common())
@@ -137,10 +140,10 @@ def quality_lines(report: QualityReport) -> list[tuple[str, str, str]]:
         ),
         (
             "unfilled template slots",
-            str(sum(report.slots.values())),
-            slot_text and f"{slot_text}: fill them with Placeholder values (e.g. {_slot_example(report)})",
+            pct(report.slot_rows),
+            slot_text and f"{slot_text}: fill them in ({hint('data.placeholders', _slot_example(report))})",
         ),
-        ("writing systems", str(len(report.scripts)), scripts),
+        ("writing systems", "", scripts),
     ]
 
 

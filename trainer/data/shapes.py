@@ -37,6 +37,7 @@ RESPONSE_OPEN, RESPONSE_CLOSE = "<|tool_response|>", "<|/tool_response|>"
 
 MEDIA_COLUMNS: tuple[str, ...] = ("images", "image", "audios", "audio", "videos", "video")
 MEDIA_MARKERS: tuple[str, ...] = ("<image>", "<audio>", "<video>")
+MEDIA_PARTS = ("image", "image_url", "input_image", "audio", "input_audio", "video", "video_url", "file")
 TEXT_ONLY = "Phi-3-mini reads text only (Phi-3-vision is not supported); use a text-only dataset"
 
 PLACEHOLDER_RE = re.compile(r"\{\{\s*([A-Za-z_][\w.-]*)\s*\}\}|(?<![{\w$%])\{([a-z_][a-z_]{2,})\}(?!\})")
@@ -95,7 +96,7 @@ def content_text(content: Any, index: int, allow_null: bool = False) -> str:
             if not isinstance(part, Mapping):
                 raise RowError(f"message {index} content is a list of {type_name(part)}, expected text parts")
             kind = part.get("type")
-            if kind in ("image", "image_url", "input_image", "audio", "input_audio", "video", "video_url", "file"):
+            if kind in MEDIA_PARTS:
                 raise RowError(f"message {index} has an {kind} part; {TEXT_ONLY}", "media")
             text = part.get("text")
             if not isinstance(text, str):

@@ -122,7 +122,7 @@ def preview_data(values: dict[str, Any], who: Caller) -> tuple[str, str, str]:
         more = f"\n- ... and {len(p.problems) - 10} more" if len(p.problems) > 10 else ""
         summary.append(f"**{len(p.problems)} malformed rows left out:**\n{shown}{more}")
     if p.quality is not None:
-        summary.append(data.format_quality(p.quality, markdown=True))
+        summary.append(render_hints(data.format_quality(p.quality, markdown=True), "ui"))
     rendered = "\n\n".join(f"# row {i + 1}\n{text}" for i, text in enumerate(p.rendered))
     return "\n\n".join(summary), rendered, estimate_panel(cfg, p.rows, tokenizer, p.n_total, hub_token(who))
 
