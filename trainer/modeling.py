@@ -278,8 +278,10 @@ def adapter_source(name: str, token: str | None = None) -> AdapterSource:
     def local(folder: Path, base: str | None = None, run_dir: Path | None = None) -> AdapterSource:
         try:
             found = json.loads((folder / ADAPTER_FILES[0]).read_text(encoding="utf-8"))
+            if not isinstance(found, dict):
+                raise ValueError("not a JSON object")
             base = base or str(found.get("base_model_name_or_path") or "")
-        except (OSError, ValueError, AttributeError) as exc:
+        except (OSError, ValueError) as exc:
             raise ConfigError([f"{ADAPTER_KEY}: cannot read {name}/{ADAPTER_FILES[0]} ({exc}). {fix}"]) from None
         return _lora_only(name, AdapterSource(str(folder), base, run_dir), found)
 
@@ -297,6 +299,8 @@ def adapter_source(name: str, token: str | None = None) -> AdapterSource:
             model = {}
         return local(path / ADAPTER_DIR, str(model.get("model_name_or_path") or ""), path)
     if path.is_dir():
+        if not (path / ADAPTER_FILES[0]).is_file():
+            raise ConfigError([f"{ADAPTER_KEY}: {name} has no {ADAPTER_FILES[0]}, so it is not an adapter. {fix}"])
         return local(path)
     if not REPO_ID_RE.match(name) or name.startswith((".", "/", "~")):
         raise ConfigError([f"{ADAPTER_KEY}: {name} is not a folder here, nor a Hub repo ID. {fix}"])
