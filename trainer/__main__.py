@@ -389,6 +389,10 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def _print_event(event: dict) -> None:
+    from trainer.hfjobs import EVENT_PREFIX, EVENTS_ENV
+
+    if os.environ.get(EVENTS_ENV):  # in a Hugging Face Job: the Space follows the run from these log lines
+        print(EVENT_PREFIX + json.dumps(event, default=str), flush=True)
     if "message" in event:
         print(f"[step {event.get('step')}] {event['message']}", flush=True)
         return
