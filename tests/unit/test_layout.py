@@ -29,7 +29,7 @@ FLOORS = [
     ["trainer.config", "trainer.jobstore"],
     ["trainer.data", "trainer.tiny"],
     ["trainer.modeling", "trainer.samples", "trainer.estimate"],
-    ["trainer.hub"],
+    ["trainer.hub", "trainer.hfjobs"],
     ["trainer.callbacks", "trainer.trl_export"],
     ["trainer.training", "trainer.chat", "trainer.access"],
     ["trainer.preflight", "trainer.jobs", "trainer.bench"],
