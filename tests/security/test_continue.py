@@ -21,13 +21,13 @@ ADAPTER_FIELD = "model.adapter_name_or_path"
 
 def _form_value(outputs: list, key: str):
     index = [spec.key for spec in form_fields()].index(key)
-    return outputs[1 + index]["value"]
+    return outputs[2 + index]["value"]
 
 
 def test_continue_fills_the_train_form_from_the_callers_own_finished_run_only(space):
     alice_run, bob_run = space.run_of("alice"), space.run_of("bob")
     outputs = space.fns["continue_training"](str(alice_run.id), ALICE)
-    assert outputs[0].selected == "train"  # the Train tab opens, filled in
+    assert outputs[0].selected == "train" and outputs[1].open  # the Train tab opens, filled in, Advanced open
     assert _form_value(outputs, ADAPTER_FIELD) == f"run #{alice_run.id}"  # an id, never the server's path
     assert _form_value(outputs, "run.name") == "alice-run (continued)"
     assert _form_value(outputs, "model.model_name_or_path") == "tiny-phi3"

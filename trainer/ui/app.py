@@ -86,7 +86,7 @@ def build_app(manager=None, on_gpu: bool | None = None) -> gr.Blocks:
             with gr.Tab("Train", id="train"):
                 train = train_tab.build(ctx, start_preset, preset_config(start_preset))
             with gr.Tab("Runs", id="runs"):  # Continue training fills the Train form
-                runs_tab.build(ctx, app, [train["fields"][spec.key] for spec in form_fields()])
+                runs_tab.build(ctx, app, [train["fields"][spec.key] for spec in form_fields()], train["advanced"])
             with gr.Tab("Compare", id="compare") as compare:
                 compare_tab.build(ctx, app, compare)
     return app

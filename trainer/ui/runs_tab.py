@@ -235,10 +235,11 @@ def trl_zip(job) -> str:
     return shutil.make_archive(str(folder), "zip", root_dir=folder)
 
 
-def build(ctx: AppContext, app: gr.Blocks, train_fields: list | None = None) -> dict[str, Any]:
+def build(ctx: AppContext, app: gr.Blocks, train_fields: list | None = None, advanced: Any = None) -> dict[str, Any]:
     """Build the Runs tab's components and wire its events (polling, actions, reattach on reload).
 
-    train_fields: the Train tab's setting widgets, in `form_fields()` order (Continue training fills them).
+    train_fields: the Train tab's setting widgets, in `form_fields()` order, and `advanced`, its Advanced settings
+    accordion: Continue training fills them (and opens the accordion, where *Continue from adapter* is).
     """
     from trainer.jobs import log_tail
 
@@ -366,14 +367,14 @@ def build(ctx: AppContext, app: gr.Blocks, train_fields: list | None = None) -> 
             cfg = continue_config(manager, caller(profile), job_id)
         except (AccessError, ValueError) as exc:
             gr.Warning(str(exc))
-            return [gr.skip()] * (1 + len(train_fields))
-        return [gr.Tabs(selected="train"), *preset_updates(cfg, unavailable)]
+            return [gr.skip()] * (2 + len(train_fields))
+        return [gr.Tabs(selected="train"), gr.Accordion(open=True), *preset_updates(cfg, unavailable)]
 
     if train_fields:
         from trainer.preflight import unavailable_options
 
         unavailable = unavailable_options(ctx.on_gpu)  # as the Train tab offers them
-        c["continue"].click(continue_training, c["picker"], [ctx.tabs, *train_fields], queue=False)
+        c["continue"].click(continue_training, c["picker"], [ctx.tabs, advanced, *train_fields], queue=False)
 
     def chat_with(job_id, profile: gr.OAuthProfile | None):
         """Open the Compare tab on this run (the owner is checked here, on the server)."""
