@@ -216,7 +216,7 @@ def _train(
     logger.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
     sample_rows = list((prepared.eval if n_eval else prepared.train)["messages"][: t.sample_prompts])
 
-    # --- 6. evaluate the untouched base (adapter B = 0) unless resuming
+    # --- 6. evaluate where the run starts (the untouched base, adapter B = 0; or the parent adapter) unless resuming
     checkpoint = get_last_checkpoint(str(run_dir / rf.CHECKPOINTS_DIR)) if resume else None
     status = rf.read_json(run_dir / rf.STATUS_FILE, {}) or {}
     if checkpoint:
