@@ -18,12 +18,17 @@ there: `where_to_train` sends such runs to Jobs.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from trainer import runfolder as rf
 from trainer.config import RunConfig
+
+logger = logging.getLogger(__name__)
 
 EVENT_PREFIX = "STUDIO_EVENT "
 EVENTS_ENV = "STUDIO_EVENTS_STDOUT"
@@ -116,6 +121,69 @@ def parse_events(lines: Iterable[str]) -> list[dict[str, Any]]:
             if isinstance(event, dict):
                 events.append(event)
     return events
+
+
+def mirror(run_dir: Path, lines: list[str]) -> list[dict[str, Any]]:
+    """Copy a job's log into its local run folder: log.txt (the log without the event lines) and events.jsonl (the
+    events), so the Runs tab shows a job exactly as it shows a local run. Returns the events."""
+    events = parse_events(lines)
+    rf.write_text_atomic(run_dir / rf.LOG_FILE, "".join(f"{line}\n" for line in lines if EVENT_PREFIX not in line))
+    rf.write_text_atomic(run_dir / rf.EVENTS_FILE, "".join(json.dumps(e) + "\n" for e in events))
+    if any("loss" in e for e in events):
+        rf.write_status(run_dir, "running", phase="training")
+    return events
+
+
+def remote_id(run_dir: Path) -> str | None:
+    """The Hugging Face Job id a run folder records (status.json ``hf_job``), or None."""
+    return ((rf.read_json(run_dir / rf.STATUS_FILE, {}) or {}).get("hf_job") or {}).get("id")
+
+
+def start_remote(
+    store, remote, config: RunConfig, run_dir: Path, name: str, owner: str, token: str, flavor: str, timeout_s: int
+):
+    """Add the run to the job table as a Hugging Face Job and submit it; a refusal is recorded as its failure.
+
+    Returns:
+        The job row: running (the job id in status.json), or failed with the reason.
+    """
+    import time
+
+    job = store.create(run_dir, name=name, owner=owner, needs_token=True, backend="hf-jobs")
+    try:
+        job_id = remote.start(config, owner, token, flavor, timeout_s)
+    except JobsError as exc:
+        store.update(job.id, status="failed", error=str(exc), finished_at=time.time())
+        rf.write_status(run_dir, "failed", error=str(exc))
+        return store.get(job.id)
+    store.update(job.id, status="running", started_at=time.time())
+    rf.write_status(run_dir, "running", phase="starting", hf_job={"id": job_id, "flavor": flavor})
+    return store.get(job.id)
+
+
+def follow_remote(store, remote, job_id: int, token: str, poll_s: float) -> str:
+    """Mirror a Hugging Face Job's log and events into its run folder until it ends; record how it ended.
+
+    A Hub that does not answer once is read again at the next poll. Returns the final state.
+    """
+    import time
+
+    job = store.get(job_id)
+    run_dir = Path(job.run_dir)
+    found = remote_id(run_dir)
+    state, message = "running", ""
+    while state in ("queued", "running") and found:
+        try:
+            state, message = remote.status(found, job.owner, token)
+            mirror(run_dir, remote.logs(found, job.owner, token))
+        except JobsError as exc:
+            logger.warning("job %d: %s", job_id, exc)
+        if state in ("queued", "running"):
+            time.sleep(poll_s)
+    error = None if state == "succeeded" else (message or f"the Hugging Face Job ended {state}")
+    store.update(job_id, status=state, error=error, finished_at=time.time())
+    rf.write_status(run_dir, state, error=error)
+    return state
 
 
 def cost_usd(flavor: Flavor, seconds: float) -> float:

@@ -7,6 +7,10 @@ ended. Only one job runs at a time (one GPU); later jobs wait in order. Cancel s
 checkpoint and exits), then SIGKILL after a grace period. When the server starts, jobs whose worker is gone are
 marked failed with a note saying whether they can be resumed from a checkpoint; none stays "running" forever.
 
+Where a run trains is one choice at `submit`: here (the queue above), or a Hugging Face Job on a flavour the user
+pays for (`trainer.hfjobs`: started at once, followed from its logs into the same run folder, cancelled on the Hub).
+The queue, the job table and the Runs tab treat both alike.
+
 A Hugging Face token never reaches the table, the YAML or the run folder: it is held in memory until the worker
 starts and then passed in the worker's environment only.
 
@@ -60,6 +64,8 @@ class JobManager:
         self._lock = threading.RLock()
         self._runs_seen: int | None = None  # the runs folder's mtime when every folder in it was listed
         self._watched: set[int] = set()  # jobs whose worker (not our child) a thread is watching
+        self.remote = None  # the Hugging Face Jobs backend (made on first use; tests hand in their own)
+        self.poll_s = 5.0  # how often a Hugging Face Job is read
 
     @classmethod
     def default(cls) -> JobManager:
@@ -122,12 +128,19 @@ class JobManager:
 
     # --- submitting and scheduling
 
-    def submit(self, config: RunConfig, owner: str | None = None, token: str | None = None) -> Job:
+    def submit(
+        self, config: RunConfig, owner: str | None = None, token: str | None = None, flavor: str | None = None
+    ) -> Job:
         """Write a new run folder with config.yaml, queue it, and start it if nothing is running.
 
+        With a `flavor`, the run goes to Hugging Face Jobs on that hardware instead, at the owner's expense.
+
         Raises:
-            ValueError: the owner already has as many runs queued or training as the limit allows.
+            ValueError: the owner already has as many runs queued or training as the limit allows, or a Hugging
+                Face Job was asked for without a signed-in owner and their token.
         """
+        if flavor and not (owner and token):
+            raise ValueError("Hugging Face Jobs are paid by your account: sign in with Hugging Face to start one.")
         config.validate()
         if owner is not None and self.limits.active_runs is not None:
             active = [j for j in self.store.list(owner) if j.status in ("queued", "running")]
@@ -140,16 +153,54 @@ class JobManager:
         save_yaml(config, run_dir / rf.CONFIG_FILE)
         name = config.display_name()
         rf.write_status(run_dir, "queued", owner=owner, name=name)  # the table can be rebuilt from run folders
+        if flavor:
+            return self._start_remote(config, run_dir, name, owner, token, flavor)
         job = self.store.create(run_dir, name=name, owner=owner, needs_token=token is not None)
         if token:
             self._tokens[job.id] = token
         self.schedule()
         return self.store.get(job.id)
 
+    # --- Hugging Face Jobs
+
+    def _start_remote(self, config: RunConfig, run_dir: Path, name: str, owner: str, token: str, flavor: str) -> Job:
+        """Submit the run as a Hugging Face Job and follow it; a refusal is recorded as the run's failure."""
+        from trainer.hfjobs import HfJobsBackend, start_remote
+
+        self.remote = self.remote or HfJobsBackend()
+        limit = round(self.limits.run_minutes * 60) if self.limits.run_minutes else 6 * 3600
+        job = start_remote(self.store, self.remote, config, run_dir, name, owner, token, flavor, limit)
+        if job.status == "running":
+            self._follow(job.id, token)
+        return job
+
+    def _follow(self, job_id: int, token: str) -> None:
+        """Follow a running Hugging Face Job (once per job) with its owner's token, held in memory only."""
+        with self._lock:
+            if job_id in self._watched:
+                return
+            self._watched.add(job_id)
+            self._tokens[job_id] = token
+        threading.Thread(target=self._follow_remote, args=(job_id,), daemon=True).start()
+
+    def _follow_remote(self, job_id: int) -> None:
+        from trainer.hfjobs import follow_remote
+
+        try:
+            follow_remote(self.store, self.remote, job_id, self._tokens[job_id], self.poll_s)
+        finally:
+            self._watched.discard(job_id)
+            self._tokens.pop(job_id, None)
+
     def attach_token(self, owner: str | None, token: str | None) -> None:
-        """Give the owner's waiting runs (queued before a restart; their token was lost) the token back, and start."""
+        """Give the owner's waiting runs (queued before a restart; their token was lost) the token back, and start.
+
+        A Hugging Face Job that ran on while the server restarted is followed again with it."""
         if not owner or not token:
             return
+        for job in self.store.list(owner):
+            if job.backend != "local" and job.status == "running":
+                self._follow(job.id, token)
         waiting = [j.id for j in self.store.list(owner) if self.waiting_for_owner(j)]
         if waiting:
             self._tokens.update(dict.fromkeys(waiting, token))
@@ -269,6 +320,8 @@ class JobManager:
         """Cancel a queued job, or stop a running one cleanly (SIGTERM, then SIGKILL after the grace period)."""
         with self._lock:
             job = self._require(job_id)
+            if job.backend != "local" and job.status == "running":
+                return self._cancel_remote(job)
             if job.status == "queued":
                 self.store.update(
                     job_id, status="cancelled", error="cancelled before it started", finished_at=time.time()
@@ -282,6 +335,17 @@ class JobManager:
                 timer.daemon = True  # never keeps the server (or the test run) alive after it is done
                 timer.start()
         return self.store.get(job_id)
+
+    def _cancel_remote(self, job: Job) -> Job:
+        """Ask the Hub to stop a Hugging Face Job (with its owner's token); its follower records the end."""
+        from trainer.hfjobs import remote_id
+
+        token = self._tokens.get(job.id)
+        if token is None or self.remote is None:
+            raise ValueError(f"job {job.id}: sign in again to cancel it (the server restarted and forgot your token).")
+        self.store.update(job.id, cancel_requested=True)
+        self.remote.cancel(remote_id(Path(job.run_dir)), job.owner, token)
+        return self.store.get(job.id)
 
     def _hard_kill(self, job_id: int, pid: int) -> None:
         job = self.store.get(job_id)
@@ -318,7 +382,7 @@ class JobManager:
         runs that need their owner's token (lost with the old process) wait for the owner to come back.
         """
         for job in self.store.list():
-            if job.status != "running":
+            if job.status != "running" or job.backend != "local":  # a Hugging Face Job runs on without us
                 continue
             if job.pid and pid_alive(job.pid, _pid_start(job)):
                 self._watch(job)

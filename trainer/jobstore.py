@@ -46,6 +46,7 @@ class Job:
     resume: bool = False
     cancel_requested: bool = False
     needs_token: bool = False
+    backend: str = "local"  # where it trains: "local" (a worker process here) or "hf-jobs" (a Hugging Face Job)
 
     @property
     def finished(self) -> bool:
@@ -74,7 +75,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     resume INTEGER NOT NULL DEFAULT 0,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
-    needs_token INTEGER NOT NULL DEFAULT 0
+    needs_token INTEGER NOT NULL DEFAULT 0,
+    backend TEXT NOT NULL DEFAULT 'local'
 )
 """
 
@@ -105,14 +107,14 @@ class JobStore:
     def _open(self) -> None:
         with self._connect() as db:
             current = db.execute("SELECT sql FROM sqlite_master WHERE name = 'jobs'").fetchone()
-            if current is not None and "interrupted" not in current["sql"]:
+            if current is not None and "backend" not in current["sql"]:
                 self._migrate(db)
             db.execute(_SCHEMA)
             db.execute("SELECT COUNT(*) FROM jobs").fetchone()
 
     @staticmethod
     def _migrate(db: sqlite3.Connection) -> None:
-        """An older table (fewer states, no needs_token): copy it into the current shape."""
+        """An older table (fewer states, no needs_token or backend): copy it into the current shape."""
         old = [row[1] for row in db.execute("PRAGMA table_info(jobs)")]
         kept = ", ".join(c for c in _COLUMNS if c in old)
         db.execute("BEGIN IMMEDIATE")
@@ -138,13 +140,15 @@ class JobStore:
             data[name] = bool(data[name])
         return Job(**data)
 
-    def create(self, run_dir: Path, name: str, owner: str | None = None, needs_token: bool = False) -> Job:
+    def create(
+        self, run_dir: Path, name: str, owner: str | None = None, needs_token: bool = False, backend: str = "local"
+    ) -> Job:
         """Insert a queued job for run_dir."""
         with self._connect() as db:
             cur = db.execute(
-                "INSERT INTO jobs (owner, name, status, run_dir, created_at, needs_token) "
-                "VALUES (?, ?, 'queued', ?, ?, ?)",
-                (owner, name, str(run_dir), time.time(), int(needs_token)),
+                "INSERT INTO jobs (owner, name, status, run_dir, created_at, needs_token, backend) "
+                "VALUES (?, ?, 'queued', ?, ?, ?, ?)",
+                (owner, name, str(run_dir), time.time(), int(needs_token), backend),
             )
             return self.get(cur.lastrowid)
 
@@ -179,15 +183,18 @@ class JobStore:
         """Atomically move the oldest startable queued job to running, unless one is running (one at a time).
 
         A job that needs its owner's token is startable only when the token is at hand (its id in `with_token`).
+        Only jobs of this machine take part: a Hugging Face Job uses none of its GPU.
         """
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
-                if db.execute("SELECT 1 FROM jobs WHERE status = 'running'").fetchone():
+                if db.execute("SELECT 1 FROM jobs WHERE status = 'running' AND backend = 'local'").fetchone():
                     return None
                 ready = [
                     r["id"]
-                    for r in db.execute("SELECT id, needs_token FROM jobs WHERE status = 'queued' ORDER BY id")
+                    for r in db.execute(
+                        "SELECT id, needs_token FROM jobs WHERE status = 'queued' AND backend = 'local' ORDER BY id"
+                    )
                     if not r["needs_token"] or r["id"] in with_token
                 ]
                 if not ready:

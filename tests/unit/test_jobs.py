@@ -391,3 +391,82 @@ def test_folders_still_being_made_are_looked_at_again_and_stale_ones_settled(man
     rf.write_status(runs / "making", "succeeded")
     assert [Path(j.run_dir).name for j in manager.adopt_runs()] == ["making"]
     assert manager._runs_seen is not None  # everything listed: the folder is not read again until it changes
+
+
+# --------------------------------------------------------------------------- where a run trains: Hugging Face Jobs
+
+
+class FakeJobs:
+    """A Hugging Face Jobs backend with the seam's interface (start, status, logs, cancel), driven by the test."""
+
+    def __init__(self, refuse: str | None = None):
+        self.started: list[tuple] = []
+        self.cancelled: list[str] = []
+        self.stage, self.lines, self.refuse = "running", [], refuse
+
+    def start(self, config, namespace, token, flavor, timeout_s):
+        from trainer.hfjobs import JobsError
+
+        if self.refuse:
+            raise JobsError(self.refuse)
+        self.started.append((config.run.name, namespace, token, flavor, timeout_s))
+        return "job-1"
+
+    def status(self, job_id, namespace, token):
+        assert (job_id, namespace, token) == ("job-1", "alice", "hf_alice")  # always the owner's own namespace
+        return self.stage, ("Job failed with exit code: 2" if self.stage == "failed" else "")
+
+    def logs(self, job_id, namespace, token):
+        return list(self.lines)
+
+    def cancel(self, job_id, namespace, token):
+        self.cancelled.append(job_id)
+        self.stage = "cancelled"
+
+
+@pytest.fixture
+def remote(manager):
+    manager.remote, manager.poll_s = FakeJobs(), 0.05
+    return manager.remote
+
+
+def test_a_run_on_hf_jobs_is_followed_into_its_run_folder_and_leaves_the_local_queue_free(manager, remote):
+    job = manager.submit(_config("sleep:30"), owner="alice", token="hf_alice", flavor="a10g-large")
+    assert (job.status, job.backend) == ("running", "hf-jobs") and remote.started[0][1:4] == (
+        "alice",
+        "hf_alice",
+        "a10g-large",
+    )
+    local = manager.submit(_config("sleep:0.1"), owner="alice", token="hf_alice")
+    assert manager.store.get(local.id).status == "running"  # a Hugging Face Job uses none of this machine's GPU
+    remote.lines = ["===== Job started =====", 'STUDIO_EVENT {"step": 1, "loss": 2.5}', "step 1/3 loss 2.5000"]
+    run_dir = Path(job.run_dir)
+    end = time.time() + 10
+    while not rf.read_events(run_dir) and time.time() < end:
+        time.sleep(0.05)
+    assert rf.read_events(run_dir) == [{"step": 1, "loss": 2.5}]  # the loss curve, as for a local run
+    assert "step 1/3 loss 2.5000" in (run_dir / rf.LOG_FILE).read_text()
+    assert rf.read_json(run_dir / rf.STATUS_FILE)["phase"] == "training"
+    remote.stage = "succeeded"
+    assert _wait(manager, job.id).status == "succeeded"
+    assert rf.read_json(run_dir / rf.STATUS_FILE)["state"] == "succeeded"
+    _wait(manager, local.id)
+    assert not any("hf_alice" in p.read_text(errors="ignore") for p in run_dir.rglob("*") if p.is_file())
+    assert b"hf_alice" not in (Path(manager.store.path)).read_bytes()
+
+
+def test_hf_jobs_cancel_failure_refusal_and_a_visitor(manager, remote):
+    with pytest.raises(ValueError, match="paid by your account: sign in"):
+        manager.submit(_config("sleep:1"), owner=None, token=None, flavor="h200")
+    job = manager.submit(_config("sleep:1"), owner="alice", token="hf_alice", flavor="h200")
+    manager.cancel(job.id)
+    assert remote.cancelled == ["job-1"] and _wait(manager, job.id).status == "cancelled"
+    remote.stage = "failed"
+    failed = manager.submit(_config("sleep:1"), owner="alice", token="hf_alice", flavor="h200")
+    assert _wait(manager, failed.id).error == "Job failed with exit code: 2"
+    manager.remote = FakeJobs(refuse="Hugging Face Jobs: cannot start a job: the token was rejected.")
+    refused = manager.submit(_config("sleep:1"), owner="alice", token="hf_bad", flavor="h200")
+    assert (refused.status, refused.error) == (
+        "failed",
+        "Hugging Face Jobs: cannot start a job: the token was rejected.",
+    )
