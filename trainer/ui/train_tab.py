@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import shutil
 import tempfile
@@ -36,6 +37,8 @@ BUNDLED_EXAMPLES = {
     "Pirate persona: ShareGPT (.jsonl)": "examples/pirate_sharegpt.jsonl",
     "Pirate persona: prompt/completion (.csv)": "examples/pirate_prompt_completion.csv",
 }
+
+logger = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- handlers' logic (no widgets)
@@ -177,7 +180,7 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
     from trainer.preflight import unavailable_options
 
     unavailable = unavailable_options(ctx.on_gpu)  # GPU-only options are not offered where they cannot run
-    c = _layout(preset, cfg, ctx.manager.limits.describe(), unavailable)
+    c = _layout(preset, cfg, ctx.manager.limits.describe(), unavailable, run_on_choices())
     fields = c["fields"]
     field_list = [fields[s.key] for s in form_fields()]
 
@@ -220,6 +223,7 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
         from trainer.preflight import check_before_queueing
 
         who = caller(profile, oauth)
+        flavor = chosen_flavor(values.get(c["run_on"])) if "run_on" in c else None
         if not who.signed_in:  # a visitor never spends the Space's GPU or token
             return [
                 f"### {SIGN_IN.format(what='train')}",
@@ -237,8 +241,10 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
             problems = [problem]
         if not problems and (problem := resolve_parent(ctx.manager, who, run_cfg)):  # run #<id>: the caller's own
             problems = [problem]
-        if not problems:
-            problems = check_before_queueing(run_cfg, ctx.on_gpu, who.token)
+        if not problems and (problem := run_on_problem(flavor, ctx.on_gpu, who)):
+            problems = [problem]
+        if not problems:  # a Hugging Face Job trains on a GPU whatever this machine has
+            problems = check_before_queueing(run_cfg, ctx.on_gpu or flavor is not None, who.token)
         if problems:
             advanced = gr.Accordion(open=True) if opens_advanced(problems) else gr.skip()  # show the marked field
             return [problems_markdown(problems), *field_updates(problems, unavailable), advanced, gr.skip(), gr.skip()]
@@ -247,18 +253,55 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
         ):  # an estimate can be wrong: warned before the GPU is spent, not refused
             gr.Warning(warning)
         try:
-            job = ctx.manager.submit(run_cfg, owner=who.owner, token=who.token)
+            job = ctx.manager.submit(run_cfg, owner=who.owner, token=who.token, flavor=flavor)
         except ValueError as exc:  # the per-user limit of runs queued or training
             return [f"### {exc}", *field_updates([], unavailable), gr.skip(), gr.skip(), gr.skip()]
         selected = runs_tab.picker_update(ctx.manager, who, str(job.id))  # the Runs tab opens on the new run
         return ["", *field_updates([], unavailable), gr.skip(), gr.Tabs(selected="runs"), selected]
 
     outputs = [c["errors"], *field_list, c["advanced"], ctx.tabs, ctx.run_picker]
-    c["start"].click(start, set(field_list) | {c["preset"]}, outputs)
+    c["start"].click(start, set(field_list) | {c["preset"]} | ({c["run_on"]} if "run_on" in c else set()), outputs)
     return c
 
 
-def _layout(preset: str, cfg: RunConfig, limits: str, unavailable: dict[str, str]) -> dict[str, Any]:
+def run_on_choices() -> list[str]:
+    """ "Run on" choices: this machine, then Hugging Face Jobs flavours with their price, where Jobs are offered (a
+    Space, or STUDIO_JOB_IMAGE); [] elsewhere (no choice shown). The list is public: read without any token."""
+    from trainer.hfjobs import LOCAL, HfJobsBackend, job_image
+
+    if job_image() is None:
+        return []
+    try:
+        return [LOCAL, *(f"{JOBS_PREFIX}{f.choice}" for f in HfJobsBackend().flavors(False))]
+    except Exception as exc:  # noqa: BLE001 - offline, Hub down: the app starts without the choice, and says why
+        logger.warning("Hugging Face Jobs are not offered: their hardware could not be listed (%s)", exc)
+        return []
+
+
+JOBS_PREFIX = "Hugging Face Jobs, "
+
+
+def chosen_flavor(choice: str | None) -> str | None:
+    """The flavour name of a "Run on" choice (``Hugging Face Jobs, a10g-large: ...`` -> ``a10g-large``), or None."""
+    if not choice or not choice.startswith(JOBS_PREFIX):
+        return None
+    return choice[len(JOBS_PREFIX) :].split(":", 1)[0]
+
+
+def run_on_problem(flavor: str | None, on_gpu: bool, who: Caller) -> str | None:
+    """Why the run cannot go where asked (Jobs without the user's own token; local training on ZeroGPU), or None."""
+    import os
+
+    from trainer.hfjobs import JOBS, LOCAL, job_image, where_to_train
+
+    zero_gpu = bool(os.environ.get("SPACES_ZERO_GPU"))
+    choice = JOBS if flavor else LOCAL
+    return where_to_train(choice, on_gpu, zero_gpu, job_image() is not None, who.token is not None)[1] or None
+
+
+def _layout(
+    preset: str, cfg: RunConfig, limits: str, unavailable: dict[str, str], run_on: list[str] | None = None
+) -> dict[str, Any]:
     c: dict[str, Any] = {"fields": {}}
 
     def widgets(specs: list) -> None:
@@ -299,6 +342,14 @@ def _layout(preset: str, cfg: RunConfig, limits: str, unavailable: dict[str, str
         with gr.Column(scale=2):
             c["errors"] = gr.Markdown(elem_id="form-errors")
             c["start"] = gr.Button("Start training", variant="primary", elem_id="start")
+            if run_on:
+                c["run_on"] = gr.Dropdown(
+                    run_on,
+                    value=run_on[0],
+                    label="Run on",
+                    info="Hugging Face Jobs rent a GPU for this one run, billed to your Hugging Face account.",
+                    elem_id="run-on",
+                )
             if limits:
                 gr.Markdown(limits, elem_id="limits")
             c["preview"] = gr.Button("Preview data", elem_id="preview")
