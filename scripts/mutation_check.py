@@ -582,6 +582,49 @@ MUTATIONS = [
         "                break",
         "tests/unit/test_suggestions.py",
     ),
+    # --- issue 16 item 3: Hugging Face Jobs
+    _m(
+        "the user's token goes to a job as an environment variable, not a secret",
+        "trainer/hfjobs.py",
+        '            env={CONFIG_ENV: config.to_yaml(), EVENTS_ENV: "1", "PYTHONUNBUFFERED": "1"},',
+        '            env={CONFIG_ENV: config.to_yaml(), EVENTS_ENV: "1", "PYTHONUNBUFFERED": "1", "HF_TOKEN": token},',
+        "tests/hub/test_hf_jobs.py -k train_and_push",
+    ),
+    _m(
+        "a Hugging Face Job blocks this machine's queue",
+        "trainer/jobstore.py",
+        "SELECT 1 FROM jobs WHERE status = 'running' AND backend = 'local'",
+        "SELECT 1 FROM jobs WHERE status = 'running'",
+        "tests/unit/test_jobs.py -k hf_jobs",
+    ),
+    _m(
+        "a Hugging Face Job starts without a signed-in owner's token",
+        "trainer/jobs.py",
+        "        if flavor and not (owner and token):",
+        "        if False:",
+        "tests/unit/test_jobs.py -k hf_jobs_cancel",
+    ),
+    _m(
+        "the Jobs hardware list is read with the Space's own token",
+        "trainer/ui/train_tab.py",
+        "HfJobsBackend().flavors(False)",
+        "HfJobsBackend().flavors(None)",
+        "tests/security/test_run_on_jobs.py",
+    ),
+    _m(
+        "a ZeroGPU Space trains in the background anyway",
+        "trainer/hfjobs.py",
+        "    if zero_gpu:",
+        "    if False:",
+        "tests/security/test_run_on_jobs.py",
+    ),
+    _m(
+        "a job's events are not copied into its run folder",
+        "trainer/hfjobs.py",
+        '    rf.write_text_atomic(run_dir / rf.EVENTS_FILE, "".join(json.dumps(e) + "\\n" for e in events))',
+        "",
+        "tests/unit/test_jobs.py -k hf_jobs",
+    ),
     # --- issue 13: QLoRA on the CPU, the GPU check
     _m(
         "a training 4-bit model is left open to the AVX512-BF16 inference repack (wrong LoRA gradients)",
