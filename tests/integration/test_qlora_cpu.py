@@ -55,10 +55,11 @@ def test_an_evaluation_before_training_leaves_the_qlora_gradients_unchanged(tiny
 
     from trainer.modeling import bnb_config, load_base_model, resolve_model_path
 
-    fresh = _lora_grads(_peft(load_base_model(QLORA, for_training=True)))
     guarded = _peft(load_base_model(QLORA, for_training=True))
     flags = [m.support_avx512bf16_for_cpu for m in guarded.modules() if hasattr(m, "support_avx512bf16_for_cpu")]
     assert len(flags) == 2 * 4 and not any(flags)  # every 4-bit layer of the 2-layer tiny model is guarded
+    fresh = _lora_grads(guarded)  # before any evaluation
+    guarded.zero_grad(set_to_none=True)
     assert _relative_gap(_lora_grads(_after_an_eval_pass(guarded)), fresh) < 1e-5
 
     # without the guard, the same steps on this CPU: wrong gradients exactly where the CPU has AVX512-BF16
