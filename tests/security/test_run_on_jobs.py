@@ -81,3 +81,14 @@ def test_a_visitor_starts_nothing_and_zerogpu_sends_training_to_jobs(jobs_space,
     refused = _start(space, "this machine", profile("alice"), oauth(ALICE_OAUTH))[0]
     assert "ZeroGPU Space" in refused and "Hugging Face Jobs" in refused and recording.started == []
     assert space.manager.store.list() == []
+
+
+def test_a_job_cannot_continue_from_a_run_folder_on_the_server(jobs_space):
+    from .conftest import finished_run
+
+    space, recording = jobs_space
+    parent = finished_run(space.manager.store, space.data_dir, "alice", "alice-run")
+    values = space.form(adapter_name_or_path=f"run #{parent.id}")
+    values[space.components["run-on"]] = [v for _, v in space.components["run-on"].choices][1]
+    problem = space.fns["start"](values, profile("alice"), oauth(ALICE_OAUTH))[0]
+    assert "a Hugging Face Job cannot read a run folder on this server" in problem and recording.started == []

@@ -243,6 +243,11 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
             problems = [problem]
         if not problems and (problem := run_on_problem(flavor, ctx.on_gpu, who)):
             problems = [problem]
+        if not problems and flavor and Path(run_cfg.model.adapter_name_or_path or "\0").exists():
+            problems = [  # a job runs elsewhere: it can continue only from an adapter on the Hub
+                "model.adapter_name_or_path: a Hugging Face Job cannot read a run folder on this server. Push the "
+                "parent run to the Hub and continue from its repo ID, or run on this machine."
+            ]
         if not problems:  # a Hugging Face Job trains on a GPU whatever this machine has
             problems = check_before_queueing(run_cfg, ctx.on_gpu or flavor is not None, who.token)
         if problems:
