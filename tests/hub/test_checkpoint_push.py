@@ -14,9 +14,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_a_slow_hub_does_not_slow_training(hub_server: HubServer, hub_client: ClientRunner, tmp_path: Path):
-    """Each commit takes 3 s; pushing in the foreground would add 3 s to each of the 3 saves between step 1 and 4.
+    """Each commit takes 2 s; pushing in the foreground would add 2 s to each of the 3 saves between step 1 and 4.
     Saved faster than they upload, the checkpoints that wait are replaced by newer ones: the newest reaches the Hub."""
-    hub_server.slow_down("/commit/", 3.0)
+    hub_server.slow_down("/commit/", 2.0)
     result = hub_client(f"""
         from trainer.config import load_config
         from trainer.training import run
@@ -30,7 +30,7 @@ def test_a_slow_hub_does_not_slow_training(hub_server: HubServer, hub_client: Cl
     """)
     steps = {e["step"]: e["time"] for e in result["events"] if "loss" in e}
     assert sorted(steps) == [1, 2, 3, 4]
-    assert steps[4] - steps[1] < 3.0  # the saves at steps 1, 2 and 3 did not wait for their 3 s uploads
+    assert steps[4] - steps[1] < 2.0, steps  # the saves at steps 1, 2 and 3 did not wait for their 2 s uploads
     messages = [e["message"] for e in result["events"] if "message" in e]
     reports = [m for m in messages if m.startswith("pushed checkpoint-") or " not pushed: " in m]
     assert reports == [
