@@ -250,7 +250,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return code
     drop = rf.loss_drop(result.eval_loss_before, result.eval_loss_after)
     if drop is not None:
-        print(f"eval loss {result.eval_loss_before:.4f} -> {result.eval_loss_after:.4f} ({100 * drop:.1f} % lower)")
+        print(f"eval loss {result.eval_loss_before:.4f} -> {result.eval_loss_after:.4f} ({rf.loss_change(drop)})")
     return 0
 
 
@@ -315,7 +315,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     drop = rf.loss_drop(result.eval_loss_before, result.eval_loss_after)
     print(
         f"\nheld-out eval loss: {result.eval_loss_before:.4f} -> {result.eval_loss_after:.4f}"
-        + (f" ({100 * drop:.1f} % lower)" if drop is not None else "")
+        + (f" ({rf.loss_change(drop)})" if drop is not None else "")
     )
     for sample in result.samples:
         print(f"\nuser:   {sample['prompt']}\nbefore: {sample['before']}\nafter:  {sample['after']}")

@@ -254,3 +254,8 @@ def loss_drop(before: float | None, after: float | None) -> float | None:
     if before is None or after is None or not math.isfinite(before) or before == 0:
         return None
     return (before - after) / before
+
+
+def loss_change(drop: float) -> str:
+    """A `loss_drop` in words: "30.0 % lower", or "5.0 % higher" when the loss rose."""
+    return f"{abs(100 * drop):.1f} % {'lower' if drop >= 0 else 'higher'}"

@@ -52,6 +52,7 @@ def test_checkpoints_and_the_run_record(tmp_path):
 def test_loss_drop():
     assert rf.loss_drop(4.0, 1.0) == pytest.approx(0.75)
     assert rf.loss_drop(2.0, 3.0) == pytest.approx(-0.5)
+    assert (rf.loss_change(0.75), rf.loss_change(-0.246)) == ("75.0 % lower", "24.6 % higher")  # never "-24.6 % lower"
     assert rf.loss_drop(None, 1.0) is None and rf.loss_drop(0.0, 1.0) is None and rf.loss_drop(float("nan"), 1) is None
 
 
