@@ -626,6 +626,13 @@ MUTATIONS = [
         "",
         "tests/unit/test_jobs.py -k hf_jobs",
     ),
+    _m(
+        "after a restart a returning owner's Hugging Face Job is never followed again",
+        "trainer/jobs.py",
+        "follow_remote(self.store, self._jobs(), job_id",
+        "follow_remote(self.store, self.remote, job_id",
+        "tests/unit/test_jobs.py -k restart",
+    ),
     # --- issue 13: QLoRA on the CPU, the GPU check
     _m(
         "a training 4-bit model is left open to the AVX512-BF16 inference repack (wrong LoRA gradients)",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,8 +148,6 @@ def start_remote(
     Returns:
         The job row: running (the job id in status.json), or failed with the reason.
     """
-    import time
-
     job = store.create(run_dir, name=name, owner=owner, needs_token=True, backend="hf-jobs")
     try:
         job_id = remote.start(config, owner, token, flavor, timeout_s)
@@ -166,8 +165,6 @@ def follow_remote(store, remote, job_id: int, token: str, poll_s: float) -> str:
 
     A Hub that does not answer once is read again at the next poll. Returns the final state.
     """
-    import time
-
     job = store.get(job_id)
     run_dir = Path(job.run_dir)
     found = remote_id(run_dir)
@@ -184,6 +181,22 @@ def follow_remote(store, remote, job_id: int, token: str, poll_s: float) -> str:
     store.update(job_id, status=state, error=error, finished_at=time.time())
     rf.write_status(run_dir, state, error=error)
     return state
+
+
+def cancel_remote(store, remote, job, token: str | None):
+    """Ask the Hub to stop a running Hugging Face Job with its owner's token; its follower records the end.
+
+    Raises:
+        ValueError: the token is gone (the server restarted), or the Hub refused (shown like any refused action).
+    """
+    if token is None:
+        raise ValueError(f"job {job.id}: sign in again to cancel it (the server restarted and forgot your token).")
+    try:
+        remote.cancel(remote_id(Path(job.run_dir)), job.owner, token)
+    except JobsError as exc:
+        raise ValueError(str(exc)) from None
+    store.update(job.id, cancel_requested=True)
+    return store.get(job.id)
 
 
 def cost_usd(flavor: Flavor, seconds: float) -> float:

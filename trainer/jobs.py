@@ -7,9 +7,8 @@ ended. Only one job runs at a time (one GPU); later jobs wait in order. Cancel s
 checkpoint and exits), then SIGKILL after a grace period. When the server starts, jobs whose worker is gone are
 marked failed with a note saying whether they can be resumed from a checkpoint; none stays "running" forever.
 
-Where a run trains is one choice at `submit`: here (the queue above), or a Hugging Face Job on a flavour the user
-pays for (`trainer.hfjobs`: started at once, followed from its logs into the same run folder, cancelled on the Hub).
-The queue, the job table and the Runs tab treat both alike.
+Where a run trains is one choice at `submit`: here, or a Hugging Face Job the user pays for (`trainer.hfjobs`),
+followed from its logs into the same run folder, so the job table and the Runs tab treat both alike.
 
 A Hugging Face token never reaches the table, the YAML or the run folder: it is held in memory until the worker
 starts and then passed in the worker's environment only.
@@ -64,7 +63,7 @@ class JobManager:
         self._lock = threading.RLock()
         self._runs_seen: int | None = None  # the runs folder's mtime when every folder in it was listed
         self._watched: set[int] = set()  # jobs whose worker (not our child) a thread is watching
-        self.remote = None  # the Hugging Face Jobs backend (made on first use; tests hand in their own)
+        self.remote = None  # the Hugging Face Jobs backend (see _jobs)
         self.poll_s = 5.0  # how often a Hugging Face Job is read
 
     @classmethod
@@ -120,11 +119,15 @@ class JobManager:
 
     def _watch(self, job: Job) -> None:
         """Watch a live worker this process did not start (once per job), until it ends."""
+        self._once(job.id, self._watch_pid, job.id, job.pid, _pid_start(job))
+
+    def _once(self, job_id: int, target, *args) -> None:
+        """Run `target(*args)` in a thread unless one already watches this job (it removes the job when done)."""
         with self._lock:
-            if job.id in self._watched:
+            if job_id in self._watched:
                 return
-            self._watched.add(job.id)
-        threading.Thread(target=self._watch_pid, args=(job.id, job.pid, _pid_start(job)), daemon=True).start()
+            self._watched.add(job_id)
+        threading.Thread(target=target, args=args, daemon=True).start()
 
     # --- submitting and scheduling
 
@@ -165,43 +168,45 @@ class JobManager:
 
     def _start_remote(self, config: RunConfig, run_dir: Path, name: str, owner: str, token: str, flavor: str) -> Job:
         """Submit the run as a Hugging Face Job and follow it; a refusal is recorded as the run's failure."""
-        from trainer.hfjobs import HfJobsBackend, start_remote
+        from trainer.hfjobs import start_remote
 
-        self.remote = self.remote or HfJobsBackend()
         limit = round(self.limits.run_minutes * 60) if self.limits.run_minutes else 6 * 3600
-        job = start_remote(self.store, self.remote, config, run_dir, name, owner, token, flavor, limit)
+        job = start_remote(self.store, self._jobs(), config, run_dir, name, owner, token, flavor, limit)
         if job.status == "running":
             self._follow(job.id, token)
         return job
 
+    def _jobs(self):
+        """The Hugging Face Jobs backend, made on first use (also after a restart, to follow a job again)."""
+        from trainer.hfjobs import HfJobsBackend
+
+        self.remote = self.remote or HfJobsBackend()  # tests hand in their own
+        return self.remote
+
     def _follow(self, job_id: int, token: str) -> None:
         """Follow a running Hugging Face Job (once per job) with its owner's token, held in memory only."""
-        with self._lock:
-            if job_id in self._watched:
-                return
-            self._watched.add(job_id)
-            self._tokens[job_id] = token
-        threading.Thread(target=self._follow_remote, args=(job_id,), daemon=True).start()
+        self._tokens[job_id] = token
+        self._once(job_id, self._follow_remote, job_id)
 
     def _follow_remote(self, job_id: int) -> None:
         from trainer.hfjobs import follow_remote
 
-        try:
-            follow_remote(self.store, self.remote, job_id, self._tokens[job_id], self.poll_s)
+        try:  # the token is kept only while the job runs (Cancel needs it)
+            follow_remote(self.store, self._jobs(), job_id, self._tokens[job_id], self.poll_s)
         finally:
             self._watched.discard(job_id)
             self._tokens.pop(job_id, None)
 
     def attach_token(self, owner: str | None, token: str | None) -> None:
-        """Give the owner's waiting runs (queued before a restart; their token was lost) the token back, and start.
-
-        A Hugging Face Job that ran on while the server restarted is followed again with it."""
+        """Give the owner's waiting runs (queued before a restart; their token was lost) the token back, and start;
+        follow again their Hugging Face Jobs that ran on while the server restarted."""
         if not owner or not token:
             return
-        for job in self.store.list(owner):
+        jobs = self.store.list(owner)  # read once: this runs on every refresh of the Runs tab
+        for job in jobs:
             if job.backend != "local" and job.status == "running":
                 self._follow(job.id, token)
-        waiting = [j.id for j in self.store.list(owner) if self.waiting_for_owner(j)]
+        waiting = [j.id for j in jobs if self.waiting_for_owner(j)]
         if waiting:
             self._tokens.update(dict.fromkeys(waiting, token))
             self.schedule()
@@ -320,8 +325,10 @@ class JobManager:
         """Cancel a queued job, or stop a running one cleanly (SIGTERM, then SIGKILL after the grace period)."""
         with self._lock:
             job = self._require(job_id)
-            if job.backend != "local" and job.status == "running":
-                return self._cancel_remote(job)
+            if job.backend != "local" and job.status == "running":  # a Hugging Face Job: stopped on the Hub
+                from trainer.hfjobs import cancel_remote
+
+                return cancel_remote(self.store, self._jobs(), job, self._tokens.get(job.id))
             if job.status == "queued":
                 self.store.update(
                     job_id, status="cancelled", error="cancelled before it started", finished_at=time.time()
@@ -335,17 +342,6 @@ class JobManager:
                 timer.daemon = True  # never keeps the server (or the test run) alive after it is done
                 timer.start()
         return self.store.get(job_id)
-
-    def _cancel_remote(self, job: Job) -> Job:
-        """Ask the Hub to stop a Hugging Face Job (with its owner's token); its follower records the end."""
-        from trainer.hfjobs import remote_id
-
-        token = self._tokens.get(job.id)
-        if token is None or self.remote is None:
-            raise ValueError(f"job {job.id}: sign in again to cancel it (the server restarted and forgot your token).")
-        self.store.update(job.id, cancel_requested=True)
-        self.remote.cancel(remote_id(Path(job.run_dir)), job.owner, token)
-        return self.store.get(job.id)
 
     def _hard_kill(self, job_id: int, pid: int) -> None:
         job = self.store.get(job_id)

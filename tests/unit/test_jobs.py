@@ -470,3 +470,23 @@ def test_hf_jobs_cancel_failure_refusal_and_a_visitor(manager, remote):
         "failed",
         "Hugging Face Jobs: cannot start a job: the token was rejected.",
     )
+
+
+def test_after_a_restart_the_owner_s_return_follows_their_job_again(manager, remote, monkeypatch):
+    import trainer.hfjobs
+    from trainer.hfjobs import JobsError
+
+    job = manager.submit(_config("sleep:30"), owner="alice", token="hf_alice", flavor="a10g-large")
+    restarted = JobManager(manager.store, python=manager.python)  # a new server: no backend, no tokens yet
+    restarted.poll_s = 0.05
+    monkeypatch.setattr(trainer.hfjobs, "HfJobsBackend", lambda *a, **k: remote)
+    restarted.recover()
+    assert restarted.store.get(job.id).status == "running"  # the job runs on at the Hub, not interrupted
+    restarted.attach_token("alice", "hf_alice")  # the first thing the new server hears from alice
+    with pytest.raises(ValueError, match="sign in again to cancel it"):  # another new server, before she returns
+        JobManager(manager.store, python=manager.python).cancel(job.id)
+    remote.cancel = lambda *a: (_ for _ in ()).throw(JobsError("Hugging Face Jobs: cannot cancel the job: x."))
+    with pytest.raises(ValueError, match="cannot cancel the job"):  # a refusal the Runs tab shows as a warning
+        restarted.cancel(job.id)
+    remote.stage = "succeeded"
+    assert _wait(restarted, job.id).status == "succeeded"
