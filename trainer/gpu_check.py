@@ -133,10 +133,10 @@ def summary(out: Path, record: dict[str, Any]) -> str:
         "| --- | --- | ---: |",
         *(f"| {s['name']} | {s['status']} | {s['seconds']} |" for s in record["steps"]),
     ]
+    reports = {step.name: step.report for step in steps(out, record["dry_run"])}
     for s in record["steps"]:
         lines += ["", f"## {s['name']}", "", f"`{s['command'].replace(str(PROJECT_ROOT) + '/', '')}`", ""]
-        step = next(x for x in steps(out, record["dry_run"]) if x.name == s["name"])
-        report = out / step.report if step.report else None
+        report = out / reports[s["name"]] if reports.get(s["name"]) else None
         if report is not None and report.exists():
             lines.append(report.read_text().rstrip())
         else:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trainer.config import DataConfig, hint
+from trainer.config.hints import render_hints
 from trainer.data.formats import Message, choose_format, normalise
 from trainer.data.load import hub_row_count, load_table, resolve_local_path
 from trainer.data.quality import QualityReport, format_quality, malformed_problem, quality_report
@@ -201,8 +202,6 @@ def format_preview(p: Preview, max_problems: int = 10) -> str:
         lines.append(f"        ({p.extent})")
     lines += [f"note:   {note}" for note in p.notes]
     if p.blocked:
-        from trainer.config.hints import render_hints
-
         lines.append(f"blocked: {render_hints(p.blocked, 'cli')}")
     if p.problems:
         lines.append("problems:")
@@ -221,8 +220,6 @@ def format_preview(p: Preview, max_problems: int = 10) -> str:
     else:
         lines.append(f"over max_length {p.max_length} tokens: 0 rows (nothing is truncated)")
     if p.quality is not None:
-        from trainer.config.hints import render_hints
-
         lines += ["data checks:", render_hints(format_quality(p.quality, markdown=False), "cli")]
     for index, text in enumerate(p.rendered, start=1):
         lines += ["", f"--- row {index} (rendered with the chat template) ---", text]
