@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+from trainer import distributed as dist
 from trainer import runfolder as rf
 from trainer.config import PRESETS, ConfigError, RunConfig, diff_dict, iter_fields, load_config, preset_config
 from trainer.config.hints import MAP_FLAG, render_hints
@@ -241,8 +242,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             config, on_event=_print_event, run_dir=args.run_dir, resume=args.resume, token=token, time_limit_s=limit
         )
     except RunCancelled as exc:
-        print(f"{'stopped' if isinstance(exc, RunTimeLimit) else 'cancelled'}: {exc}", flush=True)
+        if dist.is_main():
+            print(f"{'stopped' if isinstance(exc, RunTimeLimit) else 'cancelled'}: {exc}", flush=True)
         return EXIT_TIME_LIMIT if isinstance(exc, RunTimeLimit) else EXIT_CANCELLED
+    if not dist.is_main():  # under torchrun: the main process reports and pushes
+        return 0
     print(f"adapter saved to {result.adapter_dir}")
     if config.hub.repo_id and (
         code := _push(result.run_dir, config.hub.repo_id, config.hub.private, config.hub.push_merged)
@@ -439,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc if os.environ.get(WORKER_ENV) else render_hints(str(exc), 'cli')}", file=sys.stderr)
         code = EXIT_BAD_INPUT
     finally:
-        if os.environ.get(WORKER_ENV) and args.command == "train" and args.run_dir is not None:
+        if os.environ.get(WORKER_ENV) and args.command == "train" and args.run_dir is not None and dist.is_main():
             # how this worker ended, for a server that restarts while it is gone (see JobManager.recover)
             rf.write_json_atomic(args.run_dir / rf.EXIT_FILE, {"code": code, "time": time.time()})
     return code

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from trainer import distributed as dist
 from trainer.config import RunConfig
 
 EventHandler = Callable[[dict[str, Any]], None]
@@ -75,8 +76,11 @@ def _make_event_callback_class():
             self.last_tokens = None
 
         def on_step_end(self, args, state, control, **kwargs):
-            if _DEADLINE[0] is not None and time.time() >= _DEADLINE[0] and not _STOP.is_set():
+            time_up = _DEADLINE[0] is not None and time.time() >= _DEADLINE[0] and not _STOP.is_set()
+            stop, time_up = dist.any_rank(_STOP.is_set() or time_up, time_up)  # all processes stop at one step
+            if time_up:
                 _TIME_UP.set()
+            if stop:
                 _STOP.set()
             if _STOP.is_set():  # Cancel or the time limit: checkpoint now, then stop
                 control.should_save = True
@@ -115,8 +119,10 @@ def _make_event_callback_class():
             if self.train_start is not None and done > 0 and state.max_steps:
                 per_step = (now - self.train_start) / done
                 out["eta_s"] = round(per_step * max(state.max_steps - state.global_step, 0), 1)
+            if dist.world_size() > 1:  # every process's peak (a gather: on_log runs in all of them at each log)
+                out["mem_each_gb"] = dist.gather(dist.peak_memory_gb())
             if torch.cuda.is_available():
-                out["gpu_mem_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+                out["gpu_mem_gb"] = max(out.get("mem_each_gb") or [dist.peak_memory_gb()])
             return out
 
     return _EventCallback

@@ -32,13 +32,23 @@ import threading
 import time
 from pathlib import Path
 
+from trainer import distributed as dist
 from trainer import runfolder as rf
 from trainer.config import RunConfig, save_yaml
 from trainer.errors import EXIT_CANCELLED, EXIT_OK, EXIT_PUSH_FAILED, EXIT_TIME_LIMIT
 from trainer.jobstore import FINISHED, RESUMABLE, STATES, Job, JobStore
 from trainer.paths import PROJECT_ROOT
+from trainer.workers import (
+    pid_alive,
+    recorded_exit,
+    recorded_start,
+    signal_group,
+    training_pids,
+    worker_argv,
+    worker_output,
+)
 
-__all__ = ["FINISHED", "RESUMABLE", "STATES", "Job", "JobManager", "JobStore", "EXIT_CANCELLED"]
+__all__ = ["FINISHED", "RESUMABLE", "STATES", "Job", "JobManager", "JobStore", "EXIT_CANCELLED", "pid_alive"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,11 +62,14 @@ WAITING_FOR_OWNER = "waiting for its owner to sign in (the server restarted and 
 class JobManager:
     """Starts workers from the queue, watches them, cancels and recovers them."""
 
-    def __init__(self, store: JobStore, python: str = sys.executable, grace_s: float = GRACE_S, limits=None):
+    def __init__(
+        self, store: JobStore, python: str = sys.executable, grace_s: float = GRACE_S, limits=None, gpu_count=None
+    ):
         from trainer.access import Limits
 
         self.store = store
         self.python = python
+        self.gpu_count = gpu_count or dist.visible_gpus  # a run set to "all" GPUs gets one process per GPU
         self.grace_s = grace_s
         self.limits = limits or Limits()
         self._tokens: dict[int, str] = {}  # in memory only, until the worker starts
@@ -119,7 +132,7 @@ class JobManager:
 
     def _watch(self, job: Job) -> None:
         """Watch a live worker this process did not start (once per job), until it ends."""
-        self._once(job.id, self._watch_pid, job.id, job.pid, _pid_start(job))
+        self._once(job.id, self._watch_pid, job.id, job.pid, recorded_start(Path(job.run_dir), job.pid))
 
     def _once(self, job_id: int, target, *args) -> None:
         """Run `target(*args)` in a thread unless one already watches this job (it removes the job when done)."""
@@ -245,18 +258,9 @@ class JobManager:
 
     def _spawn(self, job: Job) -> None:
         run_dir = Path(job.run_dir)
-        argv = [
-            self.python,
-            "-m",
-            "trainer",
-            "train",
-            "--config",
-            str(run_dir / rf.CONFIG_FILE),
-            "--run-dir",
-            str(run_dir),
-        ]
-        if job.resume:
-            argv.append("--resume")
+        processes = self._processes(run_dir)
+        argv = worker_argv(self.python, run_dir, job.resume, processes)
+        (run_dir / rf.EXIT_FILE).unlink(missing_ok=True)  # an earlier attempt's ending is not this one's
         rf.set_phase(run_dir, "starting")
         env = {
             **os.environ,
@@ -265,6 +269,8 @@ class JobManager:
             "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
             "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # also transformers' weight loading: a log, not a terminal
         }
+        if processes > 1:  # torchrun would set 1 thread per process and say so in the log
+            env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
         env.pop("HF_TOKEN", None)
         env.pop(TIME_LIMIT_ENV, None)
         if self.limits.run_minutes:
@@ -283,11 +289,26 @@ class JobManager:
             rf.write_status(run_dir, "failed", error=error)
             return
         self.store.update(job.id, pid=proc.pid)
-        logger.info("job %d started: pid %d, %s", job.id, proc.pid, run_dir)
-        threading.Thread(target=self._watch_child, args=(job.id, proc), daemon=True).start()
+        logger.info("job %d started: pid %d, %d process(es), %s", job.id, proc.pid, processes, run_dir)
+        threading.Thread(target=self._watch_child, args=(job.id, proc, processes), daemon=True).start()
 
-    def _watch_child(self, job_id: int, proc: subprocess.Popen) -> None:
-        self._finish(job_id, proc.wait())
+    def _processes(self, run_dir: Path) -> int:
+        """How many training processes the run gets: one per visible GPU when its config asks for all of them."""
+        from trainer.config import load_yaml
+
+        try:
+            gpus = load_yaml(run_dir / rf.CONFIG_FILE).run.gpus
+        except (OSError, ValueError):  # the worker itself reports a config it cannot read
+            return 1
+        return dist.worker_processes(gpus, self.gpu_count())
+
+    def _watch_child(self, job_id: int, proc: subprocess.Popen, processes: int = 1) -> None:
+        code = proc.wait()
+        if processes > 1:  # torchrun exits 1 whenever a child did not exit 0: the main process's own code counts
+            job = self.store.get(job_id)
+            recorded = recorded_exit(Path(job.run_dir)) if job else None
+            code = code if recorded is None else recorded
+        self._finish(job_id, code)
 
     def _watch_pid(self, job_id: int, pid: int, start: int | None = None, poll_s: float = 0.5) -> None:
         """Watch a worker started by an earlier server process or the CLI (not our child, so no exit code)."""
@@ -296,7 +317,7 @@ class JobManager:
         self._watched.discard(job_id)
         job = self.store.get(job_id)
         if job is not None:
-            self._finish(job_id, _recorded_exit(Path(job.run_dir)))
+            self._finish(job_id, recorded_exit(Path(job.run_dir)))
 
     def _finish(self, job_id: int, exit_code: int | None) -> None:
         job = self.store.get(job_id)
@@ -335,9 +356,12 @@ class JobManager:
                 )
                 rf.write_status(Path(job.run_dir), "cancelled")
                 self._tokens.pop(job_id, None)
-            elif job.status == "running" and job.pid and pid_alive(job.pid, _pid_start(job)):
+            elif (
+                job.status == "running" and job.pid and pid_alive(job.pid, recorded_start(Path(job.run_dir), job.pid))
+            ):
                 self.store.update(job_id, cancel_requested=True)  # signalled only when it is still that process
-                _signal_group(job.pid, signal.SIGTERM)
+                for pid in training_pids(Path(job.run_dir)) or [job.pid]:  # each training process (see workers)
+                    signal_group(pid, signal.SIGTERM)
                 timer = threading.Timer(self.grace_s, self._hard_kill, args=(job_id, job.pid))
                 timer.daemon = True  # never keeps the server (or the test run) alive after it is done
                 timer.start()
@@ -345,9 +369,16 @@ class JobManager:
 
     def _hard_kill(self, job_id: int, pid: int) -> None:
         job = self.store.get(job_id)
-        if job is not None and job.status == "running" and job.pid == pid and pid_alive(pid, _pid_start(job)):
+        if (
+            job is not None
+            and job.status == "running"
+            and job.pid == pid
+            and pid_alive(pid, recorded_start(Path(job.run_dir), job.pid))
+        ):
             logger.warning("job %d did not stop within %.0f s; killing it", job_id, self.grace_s)
-            _signal_group(pid, signal.SIGKILL)
+            for each in training_pids(Path(job.run_dir)):  # torchrun's children live in sessions of their own
+                signal_group(each, signal.SIGKILL)
+            signal_group(pid, signal.SIGKILL)
 
     def retry_push(self, job_id: int, token: str | None) -> Job:
         """Push a trained run again with the given token (the caller's own; in this process: network I/O only)."""
@@ -380,10 +411,10 @@ class JobManager:
         for job in self.store.list():
             if job.status != "running" or job.backend != "local":  # a Hugging Face Job runs on without us
                 continue
-            if job.pid and pid_alive(job.pid, _pid_start(job)):
+            if job.pid and pid_alive(job.pid, recorded_start(Path(job.run_dir), job.pid)):
                 self._watch(job)
                 continue
-            code = _recorded_exit(Path(job.run_dir))
+            code = recorded_exit(Path(job.run_dir))
             if code is not None:
                 self._finish(job.id, code)
                 continue
@@ -413,7 +444,7 @@ def _slug(config: RunConfig) -> str:
 
 def failure_cause(log_tail: str, exit_code: int | None) -> str:
     """One line saying why a worker failed, with the fix where one is known."""
-    text = log_tail or ""
+    text = worker_output(log_tail or "")
     if "CUDA out of memory" in text or "OutOfMemoryError" in text:
         return "CUDA out of memory: lower the batch size or max length, turn gradient checkpointing on, or use QLoRA."
     for line in reversed(text.splitlines()):
@@ -428,20 +459,6 @@ def failure_cause(log_tail: str, exit_code: int | None) -> str:
     return f"the worker exited with code {exit_code}; see the log."
 
 
-_STATE_EXITS = {"succeeded": EXIT_OK, "cancelled": EXIT_CANCELLED, "time_limit": EXIT_TIME_LIMIT, "failed": 1}
-
-
-def _recorded_exit(run_dir: Path) -> int | None:
-    """How a worker that is gone ended: the exit code it wrote as it ended, else the final state of its status.json.
-
-    None when it left neither (killed with the machine, say): the run was interrupted.
-    """
-    record = rf.read_json(run_dir / rf.EXIT_FILE, None)
-    if isinstance(record, dict) and isinstance(record.get("code"), int):
-        return record["code"]
-    return _STATE_EXITS.get((rf.read_json(run_dir / rf.STATUS_FILE, {}) or {}).get("state"))
-
-
 def _tail(path: Path, max_bytes: int = 20_000) -> str:
     try:
         with open(path, "rb") as f:
@@ -454,38 +471,3 @@ def _tail(path: Path, max_bytes: int = 20_000) -> str:
 def log_tail(run_dir: Path, lines: int = 40) -> str:
     """The last lines of a run's log.txt."""
     return "\n".join(_tail(Path(run_dir) / rf.LOG_FILE).splitlines()[-lines:])
-
-
-def pid_alive(pid: int, start: int | None = None) -> bool:
-    """True when a process with this pid exists, is not a zombie, is a process (not another one's thread) and, when
-    `start` is given, is the one that started then (`runfolder.process_start`), not a later one that reused the pid.
-    """
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    if not Path("/proc/self/stat").exists():
-        return True  # no /proc here: kill(pid, 0) is all there is to go by
-    started = rf.process_start(pid)  # None: gone, a zombie, or another process's thread
-    return started is not None and (start is None or started == start)
-
-
-def _pid_start(job: Job) -> int | None:
-    """The start time its worker recorded next to this job's pid in status.json (None: not recorded)."""
-    status = rf.read_json(Path(job.run_dir) / rf.STATUS_FILE, {}) or {}
-    return status.get("pid_start") if status.get("pid") == job.pid else None
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    """Signal a worker and its children (its process group; just the process when it leads none, as a CLI run)."""
-    try:
-        if os.getpgid(pid) == pid:
-            os.killpg(pid, sig)
-        else:
-            os.kill(pid, sig)
-    except ProcessLookupError:
-        pass

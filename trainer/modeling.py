@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from trainer import distributed as dist
 from trainer.config import ConfigError, LoraSettings, ModelConfig, hint
 from trainer.phi3 import TINY_MODEL_NAME, stop_token_ids
 
@@ -123,6 +124,12 @@ def environment_problems(cfg: ModelConfig) -> list[str]:
     found = []
     if cfg.load_in_4bit and importlib.util.find_spec("bitsandbytes") is None:  # CUDA or its CPU backend
         found.append("model.load_in_4bit: QLoRA needs bitsandbytes. Run `pip install bitsandbytes`.")
+    if cfg.load_in_4bit and dist.fsdp_launch():
+        found.append(
+            "model.load_in_4bit: QLoRA does not train under the FSDP config (its packed 4-bit weights are not "
+            "sharded here). Launch with torchrun instead (each GPU holds the whole 4-bit model), or "
+            f"{hint('model.load_in_4bit', False)} to train LoRA sharded over the GPUs."
+        )
     if cfg.dtype in ("bfloat16", "float16") and not cuda_available() and cfg.model_name_or_path != TINY_MODEL_NAME:
         logger.info("training %s on a CPU will be very slow", cfg.dtype)
     return found
@@ -152,7 +159,7 @@ def load_base_model(
     kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": False}
     if quant is not None:
         kwargs.update(quantization_config=quant, device_map={"": own_device()})
-    elif cuda_available():
+    elif cuda_available() and not dist.fsdp_launch():  # under FSDP accelerate puts each process's shard on its GPU
         kwargs["device_map"] = {"": own_device()}
     attention = pick_attention(cfg.attn_implementation, dtype, cuda_available())
     model = AutoModelForCausalLM.from_pretrained(path, attn_implementation=attention, **kwargs)

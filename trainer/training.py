@@ -5,6 +5,9 @@ It reads top to bottom: validate -> run folder -> data -> model -> trainer -> ev
 to the run folder (see trainer.runfolder): `events.jsonl` (one JSON object per log/eval step), `status.json`,
 `log.txt`, `samples.json` (held-out prompts answered before and after), `versions.json` and `adapter/`.
 
+Under torchrun or accelerate launch (several processes, see trainer.distributed) every process trains, but only the
+main one names the run folder and writes to it; the evaluations are shared out, the samples are answered once.
+
 Example:
     >>> from trainer.config import preset_config
     >>> from trainer.training import run
@@ -22,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trainer import distributed as dist
 from trainer import runfolder as rf
 from trainer.callbacks import (
     CheckpointPusher,
@@ -97,8 +101,18 @@ def run(
 
     resolve_local_path(config.data.dataset_name)  # a missing file is reported before any folder is made
 
-    # --- 2. the run folder
-    run_dir = Path(run_dir) if run_dir is not None else rf.new_run_dir()
+    # --- 2. the run folder: one for all processes, named by the main one, written only by it
+    dist.start()
+    if run_dir is None:
+        run_dir = dist.share(str(rf.new_run_dir()) if dist.is_main() else None)
+    run_dir = Path(run_dir)
+    pids = dist.gather([os.getpid(), rf.process_start(os.getpid())])  # each with its start: that process, no later one
+    if not dist.is_main():  # a helper process: trains its share, writes nothing, logs only errors
+        logging.getLogger("trainer").setLevel(logging.ERROR)
+        try:
+            return _train(config, run_dir, lambda event: None, resume, token, return_model)
+        finally:
+            dist.stop()
     run_dir.mkdir(parents=True, exist_ok=True)
     save_yaml(config, run_dir / rf.CONFIG_FILE)
     log_handler = _attach_log_file(run_dir)
@@ -110,8 +124,11 @@ def run(
         started_at=earlier or time.time(),
         error=None,
         name=config.display_name(),
-        pid=os.getpid(),
-        pid_start=rf.process_start(os.getpid()),  # with the pid: this process, not a later one with its number
+        pid=pids[0][0],
+        pid_start=pids[0][1],
+        worker_pids=pids,  # every training process (torchrun starts each in its own session)
+        launcher=[os.getppid(), rf.process_start(os.getppid())] if dist.world_size() > 1 else None,
+        world_size=dist.world_size(),
         push_state=None,  # an earlier attempt's push is over
         parent_run=parent,
     )
@@ -136,6 +153,7 @@ def run(
     finally:
         logging.getLogger().removeHandler(log_handler)
         log_handler.close()
+        dist.stop()
     rf.write_status(
         run_dir,
         "succeeded",
@@ -161,6 +179,11 @@ def _train(
 
     logger.info("config:\n%s", config.to_yaml())
     set_seed(config.training.seed)
+    main = dist.is_main()  # the only process that writes to the run folder
+
+    def phase(name: str) -> None:
+        if main:
+            rf.set_phase(run_dir, name)
 
     # --- 3. data: load, detect, normalise to chat messages, hold out eval rows
     prepared = data_mod.prepare(config.data, token=token, seed=config.training.seed)
@@ -170,10 +193,11 @@ def _train(
         emit({"step": 0, "message": f"{len(prepared.problems)} malformed rows skipped (see log.txt)"})
     n_eval = len(prepared.eval) if prepared.eval is not None else 0
     logger.info("data: %s format, %d train rows, %d eval rows", prepared.format, len(prepared.train), n_eval)
-    write_trl_export(config, run_dir, prepared, on_gpu=torch.cuda.is_available())  # trl_sft.yaml + trl_data/
+    if main:
+        write_trl_export(config, run_dir, prepared, on_gpu=torch.cuda.is_available())  # trl_sft.yaml + trl_data/
 
     # --- 4. model: tokenizer with a non-stop pad token, frozen base, LoRA config
-    rf.set_phase(run_dir, "loading the model")
+    phase("loading the model")
     tokenizer = load_tokenizer(config.model)
     t = config.training
     if problem := data_mod.reply_room_problem(tokenizer, prepared.train["messages"], t.max_length):
@@ -184,13 +208,9 @@ def _train(
 
         model = load_adapter_for_training(model, adapter_source(config.model.adapter_name_or_path, token), token)
     configure_generation(model, tokenizer)
-    logger.info(
-        "effective batch %d rows (%d x %d), up to %d tokens per step",
-        t.per_device_train_batch_size * t.gradient_accumulation_steps,
-        t.per_device_train_batch_size,
-        t.gradient_accumulation_steps,
-        t.per_device_train_batch_size * t.gradient_accumulation_steps * t.max_length,
-    )
+    batch = (t.per_device_train_batch_size, t.gradient_accumulation_steps, dist.world_size())
+    rows = batch[0] * batch[1] * batch[2]
+    logger.info("effective batch %d rows (%d x %d x %d processes), up to %d tokens", rows, *batch, rows * t.max_length)
 
     # --- 5. the trainer: TRL does formatting, assistant-only masks, packing and the loop
     set_seed(config.training.seed)  # the LoRA A matrices are initialised inside, from this seed
@@ -221,7 +241,8 @@ def _train(
     status = rf.read_json(run_dir / rf.STATUS_FILE, {}) or {}
     if checkpoint:
         resumed_step = int(rf.read_json(Path(checkpoint) / "trainer_state.json")["global_step"])
-        rf.truncate_events(run_dir, resumed_step)
+        if main:
+            rf.truncate_events(run_dir, resumed_step)
         emit({"step": resumed_step, "message": f"resumed from checkpoint at step {resumed_step}"})
         eval_before = status.get("eval_loss_before")
         samples_before = {
@@ -231,36 +252,49 @@ def _train(
     else:
         if resume:
             logger.warning("no checkpoint in %s; starting from step 0", run_dir / rf.CHECKPOINTS_DIR)
-        rf.truncate_events(run_dir, -1)
-        rf.set_phase(run_dir, "evaluating before")
-        eval_before = trainer.evaluate()["eval_loss"] if n_eval else None
-        samples_before = generate_samples(trainer.model, tokenizer, sample_rows, t.sample_max_new_tokens)
-        rf.write_json_atomic(run_dir / rf.SAMPLES_FILE, sample_records(sample_rows, tokenizer, samples_before, {}))
-    rf.write_status(run_dir, "running", eval_loss_before=eval_before)
+        if main:
+            rf.truncate_events(run_dir, -1)
+        phase("evaluating before")
+        samples_before = {}
+        if main:  # before the evaluation, which shards the model across the processes under FSDP
+            samples_before = generate_samples(trainer.model, tokenizer, sample_rows, t.sample_max_new_tokens)
+            rf.write_json_atomic(run_dir / rf.SAMPLES_FILE, sample_records(sample_rows, tokenizer, samples_before, {}))
+        dist.barrier()
+        eval_before = trainer.evaluate()["eval_loss"] if n_eval else None  # every process evaluates its share
+    if main:
+        rf.write_status(run_dir, "running", eval_loss_before=eval_before)
     if (parent := status.get("parent_run")) and not checkpoint:
         emit({"step": 0, "message": f"continuing from {parent['name']}; its own LoRA settings: {lora_text(config)}"})
 
     # --- 7. train
-    rf.set_phase(run_dir, "training")
+    phase("training")
+    dist.ready_for_ddp(trainer)
     trainer.train(resume_from_checkpoint=checkpoint)
     raise_if_stopped(trainer.state.global_step, emit)
 
     # --- 8. evaluate the tuned model (unless the loop just did, at the final step), answer the samples again
-    rf.set_phase(run_dir, "evaluating after")
+    phase("evaluating after")
     eval_after = None
     if n_eval:
         last_step, last_loss = callback.last_eval
         done = last_step == trainer.state.global_step
         eval_after = last_loss if done else trainer.evaluate()["eval_loss"]
-    samples_after = generate_samples(trainer.model, tokenizer, sample_rows, t.sample_max_new_tokens)
-    samples = sample_records(sample_rows, tokenizer, samples_before, samples_after)
-    rf.write_json_atomic(run_dir / rf.SAMPLES_FILE, samples)
+    samples = []
+    if main or trainer.is_fsdp_enabled:  # a sharded model answers only with all processes in step (synced_gpus)
+        samples_after = generate_samples(trainer.model, tokenizer, sample_rows, t.sample_max_new_tokens)
+    if main:
+        samples = sample_records(sample_rows, tokenizer, samples_before, samples_after)
+        rf.write_json_atomic(run_dir / rf.SAMPLES_FILE, samples)
+    dist.barrier()
 
     # --- 9. save only the LoRA weights (+ tokenizer) and the library versions
-    rf.set_phase(run_dir, "saving")
+    phase("saving")
     adapter_dir = run_dir / rf.ADAPTER_DIR
-    trainer.model.save_pretrained(adapter_dir, safe_serialization=True)
-    tokenizer.save_pretrained(adapter_dir)
+    dist.check_same_adapter(trainer)
+    trainer.save_model(str(adapter_dir))  # the adapter and tokenizer, by the main process (gathered first if sharded)
+    if not main:
+        return RunResult(run_dir, adapter_dir, trainer.state.global_step, eval_before, eval_after)
+    (adapter_dir / "training_args.bin").unlink(missing_ok=True)  # the Trainer's pickle: not part of an adapter
     rf.write_json_atomic(run_dir / rf.VERSIONS_FILE, library_versions())
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -363,6 +397,7 @@ def sft_config(config: RunConfig, run_dir: Path, has_eval: bool, padding_free: b
         fp16=on_gpu and dtype == torch.float16,
         use_cpu=not on_gpu,
         dataloader_pin_memory=on_gpu,
+        ddp_find_unused_parameters=False,  # every LoRA weight takes part in every step: no search for unused ones
         report_to="none",
         disable_tqdm=True,
     )
@@ -433,6 +468,8 @@ def library_versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             continue
     versions["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    if dist.world_size() > 1:
+        versions["device"] = f"{dist.world_size()} x {versions['device']}"
     return versions
 
 

@@ -24,9 +24,9 @@ MODULES = {
 
 # The floors, lowest first: a module may import only from floors below its own (or inside its own package).
 FLOORS = [
-    ["trainer.paths", "trainer.errors", "trainer.online", "trainer.noise", "trainer"],
+    ["trainer.paths", "trainer.errors", "trainer.online", "trainer.noise", "trainer.distributed", "trainer"],
     ["trainer.phi3", "trainer.runfolder"],
-    ["trainer.config", "trainer.jobstore"],
+    ["trainer.config", "trainer.jobstore", "trainer.workers"],
     ["trainer.data", "trainer.tiny"],
     ["trainer.modeling", "trainer.samples", "trainer.estimate"],
     ["trainer.hub", "trainer.hfjobs"],

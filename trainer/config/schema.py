@@ -290,12 +290,20 @@ RUN_NAME_MAX = 80
 
 @dataclass
 class RunSettings:
-    """What a person calls the run (shown wherever runs are listed)."""
+    """What a person calls the run (shown wherever runs are listed), and how many GPUs of the machine it uses."""
 
     name: str = _field(
         "",
         label="Run name",
         help="Shown in the run list and the Compare tab; empty = the preset (or base model) and the dataset.",
+    )
+    gpus: Literal["all", "one"] = _field(
+        "all",
+        label="GPUs",
+        advanced=True,
+        help="On a machine with several GPUs, train on all of them (one process per GPU, each with a full copy of "
+        "the model and its share of every batch) or on one. The web app's setting; the CLI uses what it is "
+        "launched with (torchrun, accelerate launch).",
     )
 
 

@@ -1,0 +1,100 @@
+"""A local run's worker processes: how they are launched, whether they live, how they are stopped, how they ended.
+
+A run trains in one worker process (`python -m trainer train --config <run>/config.yaml --run-dir <run>`), or, on
+a machine with several GPUs, under torchrun with one training process per GPU (see trainer.distributed). torchrun
+starts each training process in a session of its own, so a Cancel signals the training processes themselves (their
+pids, recorded in status.json by the main one) rather than trusting the launcher to pass it on; torchrun then sees
+them end and ends too. The exit code that counts is the one the main training process writes to exit.json (torchrun
+turns every failure of a child into its own exit code 1).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from trainer import distributed as dist
+from trainer import runfolder as rf
+from trainer.errors import EXIT_CANCELLED, EXIT_OK, EXIT_TIME_LIMIT
+
+_STATE_EXITS = {"succeeded": EXIT_OK, "cancelled": EXIT_CANCELLED, "time_limit": EXIT_TIME_LIMIT, "failed": 1}
+
+
+def worker_argv(python: str, run_dir: Path, resume: bool = False, processes: int = 1) -> list[str]:
+    """The argv of a run's worker: the CLI's `train` on the run folder, under torchrun when several processes train.
+
+    An argv list, never a shell line: the worker gets only the run folder.
+    """
+    argv = [*dist.launch_argv(python, processes), "-m", "trainer", "train"]
+    argv += ["--config", str(run_dir / rf.CONFIG_FILE), "--run-dir", str(run_dir)]
+    return argv + ["--resume"] if resume else argv
+
+
+def recorded_exit(run_dir: Path) -> int | None:
+    """How a worker that is gone ended: the exit code it wrote as it ended, else the final state of its status.json.
+
+    None when it left neither (killed with the machine, say): the run was interrupted.
+    """
+    record = rf.read_json(run_dir / rf.EXIT_FILE, None)
+    if isinstance(record, dict) and isinstance(record.get("code"), int):
+        return record["code"]
+    return _STATE_EXITS.get((rf.read_json(run_dir / rf.STATUS_FILE, {}) or {}).get("state"))
+
+
+def pid_alive(pid: int, start: int | None = None) -> bool:
+    """True when a process with this pid exists, is not a zombie, is a process (not another one's thread) and, when
+    `start` is given, is the one that started then (`runfolder.process_start`), not a later one that reused the pid.
+    """
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    if not Path("/proc/self/stat").exists():
+        return True  # no /proc here: kill(pid, 0) is all there is to go by
+    started = rf.process_start(pid)  # None: gone, a zombie, or another process's thread
+    return started is not None and (start is None or started == start)
+
+
+def recorded_start(run_dir: Path, pid: int) -> int | None:
+    """The start time recorded in status.json for `pid`: the worker's, or the launcher's (None: not recorded)."""
+    status = rf.read_json(Path(run_dir) / rf.STATUS_FILE, {}) or {}
+    if status.get("pid") == pid:
+        return status.get("pid_start")
+    launcher = status.get("launcher") or [None, None]
+    return launcher[1] if launcher[0] == pid else None
+
+
+def training_pids(run_dir: Path) -> list[int]:
+    """The run's training processes that are still alive (each checked against its recorded start)."""
+    recorded = (rf.read_json(Path(run_dir) / rf.STATUS_FILE, {}) or {}).get("worker_pids") or []
+    return [pid for pid, start in recorded if pid_alive(pid, start)]
+
+
+def signal_group(pid: int, sig: int) -> None:
+    """Signal a worker and its children (its process group; just the process when it leads none, as a CLI run)."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+_LAUNCHER_REPORT = re.compile(r"^E\d{4} [^\n]*elastic/multiprocessing/api\.py[^\n]*failed \(exitcode", re.M)
+_RANK_PREFIX = re.compile(r"^\[rank\d+\]: ?", re.M)
+
+
+def worker_output(log_text: str) -> str:
+    """A log's text as the training processes wrote it: torchrun's failure report cut off (it follows any child's
+    non-zero exit, a clean Cancel's included, and ends in a traceback of torchrun's own) and the `[rankN]: ` prefixes
+    it puts on a child's traceback removed. A single worker's log is returned as it is."""
+    reports = list(_LAUNCHER_REPORT.finditer(log_text))
+    if reports:
+        log_text = log_text[: reports[-1].start()]
+    return _RANK_PREFIX.sub("", log_text)
