@@ -803,7 +803,7 @@ MUTATIONS = [
         "trainer/training.py",
         "    dist.ready_for_ddp(trainer)\n",
         "",
-        "tests/integration/test_worker.py",
+        "tests/integration/test_multiprocess.py",
     ),
     _m(
         "every process writes to the run folder",
@@ -881,6 +881,41 @@ MUTATIONS = [
         "    if cfg.load_in_4bit and dist.fsdp_launch():",
         "    if False:",
         "tests/unit/test_workers.py",
+    ),
+    _m(
+        "the estimate leaves out what a Hugging Face Job costs",
+        "trainer/estimate/render.py",
+        "    if device.usd_per_hour is not None:",
+        "    if False:",
+        "tests/unit/test_estimate.py -k several_gpus",
+    ),
+    _m(
+        "several GPUs do not share the steps in the estimate",
+        "trainer/estimate/plan.py",
+        "    per_step = t.per_device_train_batch_size * t.gradient_accumulation_steps * processes",
+        "    per_step = t.per_device_train_batch_size * t.gradient_accumulation_steps",
+        "tests/unit/test_estimate.py -k several_gpus",
+    ),
+    _m(
+        "a job on a 4-GPU flavour trains on one",
+        "trainer/hfjobs.py",
+        "            command=job_command(dist.worker_processes(config.run.gpus, gpus)),",
+        "            command=job_command(),",
+        "tests/unit/test_workers.py -k flavour",
+    ),
+    _m(
+        "the Runs tab leaves out the training processes",
+        "trainer/ui/runs_tab.py",
+        '    if (status.get("world_size") or 1) > 1:',
+        "    if False:",
+        "tests/unit/test_ui.py -k metrics",
+    ),
+    _m(
+        "the Compare answers run outside a ZeroGPU allocation",
+        "trainer/ui/compare_tab.py",
+        "        ).then(gpu_call(send), gen_inputs",
+        "        ).then(send, gen_inputs",
+        "tests/unit/test_compare_tab.py -k zerogpu",
     ),
 ]
 

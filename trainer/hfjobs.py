@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainer import distributed as dist
 from trainer import runfolder as rf
 from trainer.config import RunConfig
 
@@ -36,14 +37,23 @@ EVENTS_ENV = "STUDIO_EVENTS_STDOUT"
 """Set in a job: the worker also prints each event as one `EVENT_PREFIX` JSON line for the Space to follow."""
 CONFIG_ENV = "STUDIO_RUN_CONFIG"
 IMAGE_ENV = "STUDIO_JOB_IMAGE"
-JOB_COMMAND = [
-    "bash",
-    "-c",
-    f'printf "%s" "${CONFIG_ENV}" > "${{TMPDIR:-/tmp}}/studio-run.yaml" && exec python -m trainer train '
-    '--config "${TMPDIR:-/tmp}/studio-run.yaml" --run-dir "${TMPDIR:-/tmp}/studio-run"',
-]
-"""What a job runs in the Space's image (its working directory is the app): the config from the environment, then
-the worker, which trains, pushes the adapter and card, and prints its events (`EVENTS_ENV`)."""
+
+
+def job_command(processes: int = 1) -> list[str]:
+    """What a job runs in the Space's image (its working directory is the app): the config from the environment,
+    then the worker (under torchrun over `processes` GPUs when the flavour has several and the run uses them all),
+    which trains, pushes the adapter and card, and prints its events (`EVENTS_ENV`)."""
+    launch = " ".join(dist.launch_argv("python", processes))
+    return [
+        "bash",
+        "-c",
+        f'printf "%s" "${CONFIG_ENV}" > "${{TMPDIR:-/tmp}}/studio-run.yaml" && exec {launch} -m trainer train '
+        '--config "${TMPDIR:-/tmp}/studio-run.yaml" --run-dir "${TMPDIR:-/tmp}/studio-run"',
+    ]
+
+
+JOB_COMMAND = job_command()
+"""A one-GPU job's command."""
 STATES = {
     "SCHEDULING": "queued",
     "RUNNING": "running",
@@ -68,6 +78,12 @@ class Flavor:
     label: str
     accelerator: str | None
     usd_per_hour: float
+
+    @property
+    def gpus(self) -> int:
+        """How many GPUs the flavour has (``4x L40S`` -> 4; 0 for a CPU flavour)."""
+        count = (self.accelerator or "").split("x", 1)[0].strip()
+        return int(count) if count.isdigit() else 0
 
     @property
     def choice(self) -> str:
@@ -245,11 +261,12 @@ class HfJobsBackend:
         image = job_image()
         if image is None:
             raise JobsError(f"Hugging Face Jobs: no image to run in; set {IMAGE_ENV} or run the app on a Space.")
+        gpus = next((f.gpus for f in self.flavors(token) if f.name == flavor), 0)
         info = self._call(
             "start a job",
             self.api.run_job,
             image=image,
-            command=list(JOB_COMMAND),
+            command=job_command(dist.worker_processes(config.run.gpus, gpus)),
             env={CONFIG_ENV: config.to_yaml(), EVENTS_ENV: "1", "PYTHONUNBUFFERED": "1"},
             secrets={"HF_TOKEN": token},
             flavor=flavor,

@@ -160,3 +160,40 @@ def test_a_stop_pressed_while_waiting_in_the_queue_still_counts(compare):
     assert list(fns["send"]("Hi", [], [], *SETTINGS, None, None, a)) == NOTHING_MORE
     b = _session("b")
     assert _tuned_reply(list(_send(fns, b))[-1]) == "t" * TOKENS  # and another session is not affected
+
+
+def test_on_zerogpu_the_compare_answers_run_inside_a_gpu_allocation(tmp_path, monkeypatch):
+    """Off ZeroGPU the handlers are registered as they are; on it (SPACES_ZERO_GPU), inside `spaces.GPU`."""
+    import functools
+    import sys
+    import types
+
+    from trainer.ui.context import COMPARE_GPU_S, gpu_call
+
+    def handler():
+        return "answer"
+
+    monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
+    assert gpu_call(handler) is handler  # nothing imports `spaces` here
+
+    allocations: list[int] = []
+
+    def gpu(duration):  # the `spaces.GPU(duration=...)` decorator, recording what it wraps
+        def wrap(fn):
+            @functools.wraps(fn)
+            def inside(*args, **kwargs):
+                allocations.append(duration)
+                return fn(*args, **kwargs)
+
+            inside.zero_gpu = duration
+            return inside
+
+        return wrap
+
+    monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=gpu))
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    assert gpu_call(handler)() == "answer" and allocations == [COMPARE_GPU_S]
+    monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path))
+    blocks = build_app(JobManager(JobStore(tmp_path / "jobs.sqlite"), python="/bin/false"), on_gpu=False)
+    wrapped = {fn.name for fn in blocks.fns.values() if getattr(fn.fn, "zero_gpu", None) == COMPARE_GPU_S}
+    assert wrapped == {"send", "regenerate"}  # both answer with the models; nothing else holds the GPU

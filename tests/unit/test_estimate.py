@@ -40,6 +40,7 @@ from trainer.estimate.plan import (
     training_tokens,
     verdict,
 )
+from trainer.estimate.render import render_time
 from trainer.estimate.tokens import histogram, nice_step
 from trainer.paths import PROJECT_ROOT
 from trainer.phi3 import PHI3_PROJECTIONS
@@ -358,6 +359,32 @@ def test_time_on_a_gpu_is_derived_from_peak_tflops(phi3):
     assert "35%" in time.throughput.source and not time.throughput.measured
     qlora = with_changes(cfg, {"model.load_in_4bit": True})
     assert throughput(a100, qlora, phi3, 512).tokens_per_s == pytest.approx(rate / QLORA_SLOWDOWN)
+
+
+def test_several_gpus_share_the_steps_and_a_jobs_flavour_shows_its_cost(phi3):
+    from trainer.hfjobs import Flavor
+    from trainer.ui.train_tab import estimate_device
+
+    cfg = lora(max_length=1024, per_device_train_batch_size=4)
+    lengths = [512] * 1000  # 900 train rows
+    one = estimate_time(cfg, phi3, gpu_device("A10G", "test"), lengths)
+    flavor = Flavor("a10g-largex4", "4x Nvidia A10G - large", "4x A10G", 20.0)
+    four = estimate_device(flavor, cfg)
+    assert (four.name, four.count, four.usd_per_hour) == ("A10G", 4, 20.0)
+    time = estimate_time(cfg, phi3, four, lengths)
+    t = cfg.training  # each optimiser step: 4 rows x 4 GPUs x the accumulation steps
+    assert time.steps == math.ceil(t.num_train_epochs * math.ceil(900 / 16) / t.gradient_accumulation_steps) == 15
+    assert time.seconds == pytest.approx(one.seconds / 4) and time.tokens == one.tokens  # DDP: linear, same data
+    text = "\n".join(render_time(time))
+    assert (
+        f"**Cost:** about **${20.0 * time.seconds / 3600:,.2f}** on Hugging Face Jobs a10g-largex4 at $20.00/h" in text
+    )
+    assert "on 4 × A10G" in text and "per GPU, 4 GPUs sharing the steps" in text
+    assert estimate_device(flavor, with_changes(cfg, {"run.gpus": "one"})).count == 1  # the run asks for one GPU
+    assert estimate_device(None, cfg) is None  # this machine
+    assert "**Cost:**" not in "\n".join(render_time(one))  # this machine's GPU costs the user nothing extra
+    stepped = with_changes(cfg, {"training.max_steps": 10})  # a fixed step count: each step reads 4x the rows
+    assert training_tokens(stepped, lengths, processes=4) == (10 * 16 * t.gradient_accumulation_steps * 512, 10)
 
 
 def test_padded_batches_cost_their_padding(phi3):

@@ -107,7 +107,14 @@ def test_progress_and_metrics():
     assert f"width:{100 * rf.progress('training', 10, 20):.1f}%" in html and 'class="bar live"' in html
     text = metrics_markdown(EVENTS, {"eval_loss_before": 4.8, "eval_loss_after": 2.4})
     assert "**tokens/s** 530 (non-padding)" in text and "4.8000 → 2.4000 (-50.0 %)" in text
-    assert "**GPU memory** n/a" in text
+    assert "**GPU memory** n/a" in text and "processes" not in text
+
+    four_gpus = [*EVENTS, {"step": 12, "loss": 2.0, "gpu_mem_gb": 21.3, "mem_each_gb": [21.3, 20.9, 20.9, 21.0]}]
+    text = metrics_markdown(four_gpus, {"world_size": 4})
+    assert "**training processes** 4 (one per GPU)" in text
+    assert "**GPU memory per GPU** 21.3 · 20.9 · 20.9 · 21.0 GB" in text and "**GPU memory** " not in text
+    two_cpus = metrics_markdown([{"step": 1, "loss": 2.0, "mem_each_gb": [0.94, 0.88]}], {"world_size": 2})
+    assert "**training processes** 2 · **memory per process** 0.9 · 0.9 GB" in two_cpus
 
 
 def test_a_worker_error_is_shown_with_the_form_s_words(tmp_path, monkeypatch, capsys):

@@ -172,3 +172,31 @@ def test_qlora_is_refused_under_the_fsdp_config_before_anything_loads(monkeypatc
     assert problem.startswith("model.load_in_4bit: QLoRA does not train under the FSDP config")
     assert "set model.load_in_4bit to `False`" in problem
     assert not environment_problems(load_config(preset="tiny-demo").model)  # LoRA shards
+
+
+def test_a_job_on_a_flavour_with_several_gpus_trains_on_all_of_them(monkeypatch):
+    from types import SimpleNamespace
+
+    from trainer import hfjobs
+
+    class Api:  # the two HfApi calls `start` makes
+        started: list[dict] = []
+
+        def list_jobs_hardware(self, token):
+            gpu = SimpleNamespace(quantity=4, model="L40S")
+            return [SimpleNamespace(name="l40sx4", pretty_name="4x L40S", accelerator=gpu, unit_cost_usd=0.14,
+                                    unit_label="minute")]  # fmt: skip
+
+        def run_job(self, **spec):
+            self.started.append(spec)
+            return SimpleNamespace(id="job-1")
+
+    monkeypatch.setenv(hfjobs.IMAGE_ENV, "hf.co/spaces/alice/studio")
+    backend = hfjobs.HfJobsBackend.__new__(hfjobs.HfJobsBackend)
+    backend.api = Api()
+    for gpus, launch in (("all", "python -m torch.distributed.run --standalone --nproc_per_node 4 -m trainer"),
+                         ("one", "python -m trainer")):  # fmt: skip
+        config = load_config(preset="tiny-demo", overrides=[f"run.gpus={gpus}"])
+        assert backend.start(config, "alice", "hf_alice", "l40sx4", 3600) == "job-1"
+        assert f"&& exec {launch} train --config" in Api.started[-1]["command"][2]
+    assert hfjobs.job_command(1) == hfjobs.JOB_COMMAND

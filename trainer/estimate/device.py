@@ -75,6 +75,9 @@ class Device:
         memory: bytes available to the run (the GPU's total memory, or the machine's RAM).
         gpu: the table entry (TFLOPS and its source), None for a CPU or an unknown GPU.
         source: why this device: this machine, or the Space's suggested hardware.
+        count: how many of them the run trains on, one process each (DDP: each holds a whole copy, so the memory
+            figures are per GPU and the steps are shared out).
+        usd_per_hour: what the hardware costs, when the user pays for it (a Hugging Face Jobs flavour).
     """
 
     name: str
@@ -82,6 +85,8 @@ class Device:
     memory: int
     gpu: Gpu | None
     source: str
+    count: int = 1
+    usd_per_hour: float | None = None
 
 
 def find_gpu(name: str) -> Gpu | None:
@@ -125,18 +130,29 @@ def cpu_device() -> Device:
     return Device(f"CPU ({os.cpu_count()} cores)", "cpu", ram, None, "this machine (no GPU)")
 
 
-def detect_device(model_name: str) -> Device:
+def jobs_device(flavor: str, gpus: int, usd_per_hour: float) -> Device | None:
+    """A Hugging Face Jobs flavour as a device (its GPU, how many, its price), or None for an unknown one."""
+    gpu = SPACE_HARDWARE.get(flavor)
+    if gpu is None:
+        return None
+    device = gpu_device(gpu, f"Hugging Face Jobs {flavor}")
+    return Device(device.name, "cuda", device.memory, device.gpu, device.source, max(gpus, 1), usd_per_hour)
+
+
+def detect_device(model_name: str, gpus: str = "one") -> Device:
     """The device a run of `model_name` is estimated on.
 
-    This machine's GPU when it has one (torch's name and total memory); else the tiny demo model trains on this
-    CPU; else (a real model on a CPU-only machine) the Space's suggested GPU, and the source says so.
+    This machine's GPU when it has one (torch's name and total memory; all of this machine's GPUs when `gpus` is
+    "all", the run's `run.gpus`); else the tiny demo model trains on this CPU; else (a real model on a CPU-only
+    machine) the Space's suggested GPU, and the source says so.
     """
     import torch  # only now: the web page imports no torch
 
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         gpu = find_gpu(props.name)
-        return Device(props.name, "cuda", int(props.total_memory), gpu, "this machine's GPU")
+        count = torch.cuda.device_count() if gpus == "all" else 1
+        return Device(props.name, "cuda", int(props.total_memory), gpu, "this machine's GPU", count)
     if model_name == TINY_MODEL_NAME:
         return cpu_device()
     return assumed_space_device()

@@ -260,7 +260,9 @@ def padded_tokens(kept: Sequence[int], batch: int, seed: int = 0) -> int:
     return sum(len(chunk) * max(chunk) for chunk in (order[i : i + batch] for i in range(0, len(order), batch)))
 
 
-def training_tokens(cfg: RunConfig, lengths: Sequence[int], total_rows: int | None = None) -> tuple[int, int]:
+def training_tokens(
+    cfg: RunConfig, lengths: Sequence[int], total_rows: int | None = None, processes: int = 1
+) -> tuple[int, int]:
     """(non-padding tokens trained on, optimiser steps) of the run (module docstring).
 
     Args:
@@ -268,11 +270,12 @@ def training_tokens(cfg: RunConfig, lengths: Sequence[int], total_rows: int | No
         lengths: token lengths of the dataset's rows (all rows, or a sample of them).
         total_rows: rows in the whole split when `lengths` is a sample (figures are scaled up). Without an eval
             split, `data.eval_fraction` of the rows are held out.
+        processes: training processes (GPUs); each step takes a batch in each of them.
     """
     t = cfg.training
     kept = [min(int(n), t.max_length) for n in lengths] or [t.max_length]
     mean = t.max_length if t.packing else sum(kept) / len(kept)
-    per_step = t.per_device_train_batch_size * t.gradient_accumulation_steps
+    per_step = t.per_device_train_batch_size * t.gradient_accumulation_steps * processes
     if t.max_steps > 0:
         return int(t.max_steps * per_step * mean), t.max_steps
     held_out = cfg.data.eval_fraction if cfg.data.dataset_test_split is None else 0.0
@@ -280,7 +283,9 @@ def training_tokens(cfg: RunConfig, lengths: Sequence[int], total_rows: int | No
     epoch_tokens = sum(kept) / len(kept) * rows
     sequences = math.ceil(epoch_tokens / t.max_length) if t.packing else rows
     steps = math.ceil(
-        t.num_train_epochs * math.ceil(sequences / t.per_device_train_batch_size) / t.gradient_accumulation_steps
+        t.num_train_epochs
+        * math.ceil(sequences / (t.per_device_train_batch_size * processes))
+        / t.gradient_accumulation_steps
     )
     return int(t.num_train_epochs * epoch_tokens), steps
 
@@ -290,11 +295,11 @@ def estimate_time(
 ) -> TimeEstimate:
     """Training time: `training_tokens` / `throughput`."""
     t = cfg.training
-    tokens, steps = training_tokens(cfg, lengths, total_rows)
+    tokens, steps = training_tokens(cfg, lengths, total_rows, device.count)
     kept = [min(int(n), t.max_length) for n in lengths] or [t.max_length]
     padding = 1.0
     if not (t.padding_free or t.packing):
         padding = padded_tokens(kept, t.per_device_train_batch_size, t.seed) / sum(kept)
     rate = throughput(device, cfg, shape, sum(kept) / len(kept))
-    seconds = tokens * (1.0 if rate.measured else padding) / rate.tokens_per_s
+    seconds = tokens * (1.0 if rate.measured else padding) / rate.tokens_per_s / device.count  # DDP: shared steps
     return TimeEstimate(tokens, padding, steps, seconds, rate, device)

@@ -63,7 +63,7 @@ def estimate_run(
     if lengths is None and rows is not None and tokenizer is not None:
         lengths = row_tokens(tokenizer, rows)
     shape = shape or model_shape(cfg.model.model_name_or_path)
-    device = device or detect_device(cfg.model.model_name_or_path)
+    device = device or detect_device(cfg.model.model_name_or_path, cfg.run.gpus)
     plain = lengths_of(lengths)
     report = length_report(lengths, cfg.training.max_length) if lengths else None
     fit = check_fit(cfg, shape, device, plain or None)
@@ -150,12 +150,23 @@ def render_time(time: TimeEstimate) -> list[str]:
     padding = (
         f", {time.padding - 1:.0%} more for padding" if time.padding > 1.005 and not time.throughput.measured else ""
     )
-    return [
-        f"**Time:** about **{duration(time.seconds)}** of training on {time.device.name} "
+    device = time.device
+    on = f"{device.count} × {device.name}" if device.count > 1 else device.name
+    per_gpu = f" per GPU, {device.count} GPUs sharing the steps" if device.count > 1 else ""
+    lines = [
+        f"**Time:** about **{duration(time.seconds)}** of training on {on} "
         f"({plural(time.steps, 'step')}, {time.tokens:,} tokens at {time.throughput.tokens_per_s:,.0f} tokens/s"
-        f"{padding}; evaluation and loading not included).",
+        f"{per_gpu}{padding}; evaluation and loading not included).",
         f"<sub>tokens/s: {time.throughput.source}.</sub>",
     ]
+    if device.usd_per_hour is not None:
+        cost = device.usd_per_hour * time.seconds / 3600
+        lines.insert(
+            1,
+            f"**Cost:** about **${cost:,.2f}** on {device.source} at ${device.usd_per_hour:.2f}/h, billed to your "
+            "Hugging Face account (loading the model and evaluating are billed too).",
+        )
+    return lines
 
 
 def render_markdown(estimate: RunEstimate) -> str:

@@ -15,7 +15,7 @@ import gradio as gr
 from trainer import runfolder as rf
 from trainer.access import AccessError, Caller, find_job, visible_jobs
 from trainer.config import repo_id_problem
-from trainer.ui.context import AppContext, caller, choices_update
+from trainer.ui.context import AppContext, caller, choices_update, gpu_call
 
 # Gradio 6.31's Chatbot always shows its own trash button once it holds messages (its `buttons` option covers only
 # share / copy / copy_all), and that button clears its own pane only. So the two panes sit in a gr.HTML whose CSS,
@@ -218,7 +218,7 @@ def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> dict[str, Any]:
     for trigger in (c["send"].click, c["prompt"].submit):  # one chain, two triggers
         trigger(start_generation, None, None, queue=False).then(
             labels, [c["adapter"], c["hub_id"]], c["models"], queue=False
-        ).then(send, gen_inputs, gen_outputs, concurrency_id="gpu", concurrency_limit=1)
+        ).then(gpu_call(send), gen_inputs, gen_outputs, concurrency_id="gpu", concurrency_limit=1)
 
     def regenerate(
         base_hist,
@@ -243,7 +243,7 @@ def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> dict[str, Any]:
         yield from send(last, base_hist[:cut], tuned_hist[:tuned_cut], *settings, profile, oauth, request)
 
     c["regenerate"].click(start_generation, None, None, queue=False).then(
-        regenerate, gen_inputs[1:], gen_outputs, concurrency_id="gpu", concurrency_limit=1
+        gpu_call(regenerate), gen_inputs[1:], gen_outputs, concurrency_id="gpu", concurrency_limit=1
     )
     c["stop"].click(stop_generation, None, None, queue=False)
     for clear in (c["clear"].click, c["base_chat"].clear, c["tuned_chat"].clear):  # a pane's own clear: both too

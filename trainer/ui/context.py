@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import os
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,26 @@ class AppContext:
     tabs: gr.Tabs
     run_picker: gr.Dropdown
     chat_adapter: gr.Dropdown
+
+
+ZERO_GPU_ENV = "SPACES_ZERO_GPU"
+COMPARE_GPU_S = 120
+"""How long one Compare answer may hold a ZeroGPU allocation (loading the models included)."""
+
+
+def zero_gpu() -> bool:
+    """True on a ZeroGPU Space: GPU time comes only inside `@spaces.GPU` calls, so nothing trains in the background."""
+    return bool(os.environ.get(ZERO_GPU_ENV))
+
+
+def gpu_call(handler, duration: int = COMPARE_GPU_S):
+    """A Gradio handler that needs the GPU: run inside a `spaces.GPU` allocation on ZeroGPU, the handler itself
+    elsewhere (the `spaces` package is preinstalled on Spaces; nothing imports it off ZeroGPU)."""
+    if not zero_gpu():
+        return handler
+    import spaces
+
+    return spaces.GPU(duration=duration)(handler)
 
 
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]#|~])")  # what makes links, images, headings, code, emphasis, cells

@@ -101,7 +101,8 @@ def progress_html(job, events: list[dict[str, Any]], status: dict[str, Any] | No
 
 
 def metrics_markdown(events: list[dict[str, Any]], status: dict[str, Any]) -> str:
-    """Latest learning rate, non-padding tokens/s, GPU memory and the eval loss before -> after."""
+    """Latest learning rate, non-padding tokens/s, the training processes and their peak memory (each GPU's when
+    there are several), and the eval loss before -> after."""
     latest: dict[str, Any] = {}
     for e in events:
         latest.update({k: v for k, v in e.items() if v is not None})
@@ -110,7 +111,14 @@ def metrics_markdown(events: list[dict[str, Any]], status: dict[str, Any]) -> st
         parts.append(f"**learning rate** {latest['lr']:.2e}")
     if "tokens_per_s" in latest:
         parts.append(f"**tokens/s** {latest['tokens_per_s']:.0f} (non-padding)")
-    parts.append(f"**GPU memory** {latest['gpu_mem_gb']:.1f} GB" if "gpu_mem_gb" in latest else "**GPU memory** n/a")
+    on_gpu, each = "gpu_mem_gb" in latest, latest.get("mem_each_gb")
+    if (status.get("world_size") or 1) > 1:
+        parts.append(f"**training processes** {status['world_size']}" + (" (one per GPU)" if on_gpu else ""))
+    if each:
+        memory = " · ".join(f"{gb:.1f}" for gb in each)
+        parts.append(f"**GPU memory per GPU** {memory} GB" if on_gpu else f"**memory per process** {memory} GB")
+    else:
+        parts.append(f"**GPU memory** {latest['gpu_mem_gb']:.1f} GB" if on_gpu else "**GPU memory** n/a")
     before, after = status.get("eval_loss_before"), status.get("eval_loss_after")
     if before is not None:
         change = f" ({100 * (after - before) / before:+.1f} %)" if after is not None and before else ""

@@ -7,7 +7,7 @@ import secrets
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
@@ -15,8 +15,12 @@ from trainer.access import SIGN_IN, AccessError, Caller, Limits, dataset_problem
 from trainer.config import PRESETS, ConfigError, RunConfig, preset_config
 from trainer.config.hints import render_hints
 from trainer.ui import runs_tab
-from trainer.ui.context import AppContext, caller, plain
+from trainer.ui.context import AppContext, caller, plain, zero_gpu
 from trainer.ui.continuing import resolve_parent
+
+if TYPE_CHECKING:  # the web page imports no estimate or Hub code until it is used
+    from trainer.estimate.device import Device
+    from trainer.hfjobs import Flavor
 from trainer.ui.form import (
     FORM_SECTIONS,
     SECTION_TITLES,
@@ -50,8 +54,10 @@ def estimate_panel(
     tokenizer: Any = None,
     total_rows: int | None = None,
     token: str | bool | None = None,
+    device: Device | None = None,
 ) -> str:
-    """The "know before you start" panel: token lengths vs max_length, peak memory vs the device, training time.
+    """The "know before you start" panel: token lengths vs max_length, peak memory vs the device, training time
+    (and its cost on a `device` the user pays for; default: this machine, see `detect_device`).
 
     Without rows (the form has problems in other fields, say) it shows what it can: memory and no time. `rows` may
     be a sample of `total_rows` (a streamed Hub split); training reads at most `data.max_rows` of them.
@@ -66,7 +72,7 @@ def estimate_panel(
     try:
         shape = model_shape(cfg.model.model_name_or_path, token=token)
         return "### Before you start\n" + render_markdown(
-            estimate_run(cfg, rows=rows, tokenizer=tokenizer, total_rows=total_rows, shape=shape)
+            estimate_run(cfg, rows=rows, tokenizer=tokenizer, total_rows=total_rows, shape=shape, device=device)
         )
     except ValueError as exc:  # a base model whose shape cannot be read here (offline, say)
         return f"**Estimate:** not available for this model here ({exc})."
@@ -90,8 +96,9 @@ def memory_warning(cfg: RunConfig, token: str | bool | None = None) -> str | Non
     )
 
 
-def preview_data(values: dict[str, Any], who: Caller) -> tuple[str, str, str]:
-    """Preview button: detected format, rows, problems, length stats, the first rows rendered, and the estimate.
+def preview_data(values: dict[str, Any], who: Caller, flavor: Flavor | None = None) -> tuple[str, str, str]:
+    """Preview button: detected format, rows, problems, length stats, the first rows rendered, and the estimate
+    (on this machine, or on the Hugging Face Jobs `flavor` chosen to run on, with its cost).
 
     Reads the data with the caller's token (none for a signed-out visitor on a Space: public datasets only).
     """
@@ -127,7 +134,8 @@ def preview_data(values: dict[str, Any], who: Caller) -> tuple[str, str, str]:
     if p.quality is not None:
         summary.append(render_hints(data.format_quality(p.quality, markdown=True), "ui"))
     rendered = "\n\n".join(f"# row {i + 1}\n{text}" for i, text in enumerate(p.rendered))
-    return "\n\n".join(summary), rendered, estimate_panel(cfg, p.rows, tokenizer, p.n_total, hub_token(who))
+    device = estimate_device(flavor, cfg)
+    return "\n\n".join(summary), rendered, estimate_panel(cfg, p.rows, tokenizer, p.n_total, hub_token(who), device)
 
 
 def save_upload(path: str | None, who: Caller, limits: Limits | None = None) -> tuple[str | None, str]:
@@ -180,7 +188,9 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
     from trainer.preflight import unavailable_options
 
     unavailable = unavailable_options(ctx.on_gpu)  # GPU-only options are not offered where they cannot run
-    c = _layout(preset, cfg, ctx.manager.limits.describe(), unavailable, run_on_choices())
+    flavors = offered_flavors()
+    by_choice = dict(zip(run_on_choices(flavors)[1:], flavors, strict=True))
+    c = _layout(preset, cfg, ctx.manager.limits.describe(), unavailable, run_on_choices(flavors))
     fields = c["fields"]
     field_list = [fields[s.key] for s in form_fields()]
 
@@ -207,9 +217,11 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
     c["upload"].upload(on_upload, c["upload"], [fields["data.dataset_name"], c["preview_summary"]])
 
     def preview(values: dict, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
-        return preview_data(keyed(values), caller(profile, oauth))
+        flavor = by_choice.get(values.get(c["run_on"])) if "run_on" in c else None  # a listed choice, or this machine
+        return preview_data(keyed(values), caller(profile, oauth), flavor)
 
-    c["preview"].click(preview, set(field_list), [c["preview_summary"], c["preview_rows"], c["estimate"]])
+    run_on = {c["run_on"]} if "run_on" in c else set()
+    c["preview"].click(preview, set(field_list) | run_on, [c["preview_summary"], c["preview_rows"], c["estimate"]])
 
     def open_advanced(values: dict):
         """Preview: open Advanced settings when a data setting the preview refuses is in it."""
@@ -269,18 +281,36 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
     return c
 
 
-def run_on_choices() -> list[str]:
-    """ "Run on" choices: this machine, then Hugging Face Jobs flavours with their price, where Jobs are offered (a
-    Space, or STUDIO_JOB_IMAGE); [] elsewhere (no choice shown). The list is public: read without any token."""
-    from trainer.hfjobs import LOCAL, HfJobsBackend, job_image
+def offered_flavors() -> list[Flavor]:
+    """The Hugging Face Jobs flavours "Run on" lists, where Jobs are offered (a Space, or STUDIO_JOB_IMAGE); []
+    elsewhere (no choice shown). The list is public: read without any token."""
+    from trainer.hfjobs import HfJobsBackend, job_image
 
     if job_image() is None:
         return []
     try:
-        return [LOCAL, *(f"{JOBS_PREFIX}{f.choice}" for f in HfJobsBackend().flavors(False))]
+        return HfJobsBackend().flavors(False)
     except Exception as exc:  # noqa: BLE001 - offline, Hub down: the app starts without the choice, and says why
         logger.warning("Hugging Face Jobs are not offered: their hardware could not be listed (%s)", exc)
         return []
+
+
+def run_on_choices(flavors: list[Flavor]) -> list[str]:
+    """ "Run on" choices: this machine, then each Jobs flavour with its price ([] without flavours: no choice)."""
+    from trainer.hfjobs import LOCAL
+
+    return [LOCAL, *(f"{JOBS_PREFIX}{f.choice}" for f in flavors)] if flavors else []
+
+
+def estimate_device(flavor: Flavor | None, cfg: RunConfig) -> Device | None:
+    """The device a run sent to Hugging Face Jobs is estimated on: the flavour's GPUs (as many as the run uses) and
+    its price; None for this machine."""
+    from trainer import distributed as dist
+    from trainer.estimate.device import jobs_device
+
+    if flavor is None:
+        return None
+    return jobs_device(flavor.name, dist.worker_processes(cfg.run.gpus, flavor.gpus), flavor.usd_per_hour)
 
 
 JOBS_PREFIX = "Hugging Face Jobs, "
@@ -295,13 +325,10 @@ def chosen_flavor(choice: str | None) -> str | None:
 
 def run_on_problem(flavor: str | None, on_gpu: bool, who: Caller) -> str | None:
     """Why the run cannot go where asked (Jobs without the user's own token; local training on ZeroGPU), or None."""
-    import os
-
     from trainer.hfjobs import JOBS, LOCAL, job_image, where_to_train
 
-    zero_gpu = bool(os.environ.get("SPACES_ZERO_GPU"))
     choice = JOBS if flavor else LOCAL
-    return where_to_train(choice, on_gpu, zero_gpu, job_image() is not None, who.token is not None)[1] or None
+    return where_to_train(choice, on_gpu, zero_gpu(), job_image() is not None, who.token is not None)[1] or None
 
 
 def _layout(
