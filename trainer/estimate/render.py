@@ -161,9 +161,10 @@ def render_time(time: TimeEstimate) -> list[str]:
     ]
     if device.usd_per_hour is not None:
         cost = device.usd_per_hour * time.seconds / 3600
+        figure = f"about **${cost:,.2f}**" if cost >= 0.005 else "under **$0.01**"
         lines.insert(
             1,
-            f"**Cost:** about **${cost:,.2f}** on {device.source} at ${device.usd_per_hour:.2f}/h, billed to your "
+            f"**Cost:** {figure} on {device.source} at ${device.usd_per_hour:.2f}/h, billed to your "
             "Hugging Face account (loading the model and evaluating are billed too).",
         )
     return lines
