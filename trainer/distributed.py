@@ -153,7 +153,10 @@ def check_same_adapter(trainer) -> None:
     Raises:
         RuntimeError: the processes' adapters differ (named by their fingerprints).
     """
-    if world_size() == 1 or trainer.is_fsdp_enabled:  # FSDP: each process holds a shard, gathered on save
+    if trainer.is_fsdp_enabled:  # each process holds a shard: there is no copy to compare
+        logger.info("FSDP: the adapter is gathered whole from the shards of %d process(es)", world_size())
+        return
+    if world_size() == 1:
         return
     prints = gather(fingerprint(trainer.model))
     if len(set(prints)) > 1:

@@ -55,9 +55,9 @@ def steps(out: Path, dry_run: bool) -> list[Step]:
     else:
         bench += ["--seq-lens", "2048,1024", "--steps", "50", "--warmup-steps", "8", "--liger"]
     return [
-        Step("gpu-tests", tests, 140, ""),
+        Step("gpu-tests", tests, 160, ""),
         Step("train-bench", bench, 300, "train/bench.md"),  # writes after each configuration: a cut keeps figures
-        Step("chat-bench", chat, 80, "chat/chat.md"),
+        Step("chat-bench", chat, 60, "chat/chat.md"),
     ]
 
 

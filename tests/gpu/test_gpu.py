@@ -133,3 +133,28 @@ def test_the_gradient_checkpointing_estimate_matches_cuda_peaks(cuda, length):
         assert abs(estimated[checkpointing] - measured[checkpointing]) <= 0.20 * measured[checkpointing]
     saved, predicted = measured[False] - measured[True], estimated[False] - estimated[True]
     assert saved > 0 and abs(predicted - saved) <= 0.25 * saved
+
+
+def test_the_fsdp_config_trains_and_saves_a_whole_adapter(cuda, tiny_model_path, tmp_path):
+    """`accelerate launch` with examples/accelerate/fsdp.yaml on one GPU: the model is FSDP-wrapped (on a CPU
+    accelerate runs DDP instead), the samples are answered by the sharded model, the adapter is gathered whole."""
+    import os
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    from trainer.paths import PROJECT_ROOT
+
+    run_dir = tmp_path / "run"
+    argv = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "examples/accelerate/fsdp.yaml"]
+    argv += ["--num_processes", "1", "-m", "trainer", "train", "--preset", "tiny-demo", "--run-dir", str(run_dir)]
+    argv += ["--set", "max_steps=4", "--set", "sample_prompts=1", "--set", "dtype=auto"]
+    env = {**os.environ, "PHI3_STUDIO_DATA_DIR": str(tmp_path)}
+    proc = subprocess.run(argv, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "FSDP: the adapter is gathered whole" in (run_dir / rf.LOG_FILE).read_text()
+    assert rf.read_json(run_dir / rf.SAMPLES_FILE)[0]["after"]
+    weights = load_file(run_dir / rf.ADAPTER_DIR / "adapter_model.safetensors")
+    lora_a = next(w for name, w in weights.items() if "qkv_proj.lora_A" in name)
+    assert lora_a.shape[0] == 16 and lora_a.numel() > 0  # whole (r x hidden), not one process's shard
