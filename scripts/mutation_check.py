@@ -803,7 +803,7 @@ MUTATIONS = [
         "trainer/training.py",
         "    dist.ready_for_ddp(trainer)\n",
         "",
-        "tests/integration/test_multiprocess.py",
+        "tests/hub/test_multiprocess.py",
     ),
     _m(
         "every process writes to the run folder",
@@ -824,7 +824,7 @@ MUTATIONS = [
         "trainer/training.py",
         "        run_dir = dist.share(str(rf.new_run_dir()) if dist.is_main() else None)",
         "        run_dir = str(rf.new_run_dir())",
-        "tests/integration/test_multiprocess.py",
+        "tests/hub/test_multiprocess.py",
     ),
     _m(
         "different adapters on the processes go unnoticed",

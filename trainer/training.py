@@ -216,7 +216,7 @@ def _train(
     set_seed(config.training.seed)  # the LoRA A matrices are initialised inside, from this seed
     callback = EventCallback(emit)
     callbacks = [callback]
-    if config.hub.repo_id and config.hub.push_checkpoints:
+    if main and config.hub.repo_id and config.hub.push_checkpoints:  # one upload per checkpoint, by the main process
         callbacks.append(CheckpointPusher(config, token, emit))
     padding_free = t.padding_free and not t.packing
     trainer = make_trainer(config, run_dir, model, tokenizer, prepared.train, prepared.eval, callbacks, padding_free)
