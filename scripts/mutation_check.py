@@ -913,9 +913,32 @@ MUTATIONS = [
     _m(
         "the Compare answers run outside a ZeroGPU allocation",
         "trainer/ui/compare_tab.py",
-        "        ).then(gpu_call(send), gen_inputs",
-        "        ).then(send, gen_inputs",
+        "    inside = gpu_call(handler)\n",
+        "    inside = handler\n",
         "tests/unit/test_compare_tab.py -k zerogpu",
+    ),
+    _m(
+        "on ZeroGPU a Stop does not stop what reaches the panes",
+        "trainer/ui/compare_tab.py",
+        "                if stop.is_set():\n"
+        "                    yield gr.skip(), gr.skip(), gr.skip()\n"
+        "                    return\n",
+        "",
+        "tests/unit/test_compare_tab.py -k zerogpu",
+    ),
+    _m(
+        "a resumed run changes its number of processes",
+        "trainer/jobs.py",
+        "        if resume and isinstance(before, int) and 1 <= before <= max(visible, 1):",
+        "        if False:",
+        "tests/unit/test_workers.py -k all_gpus",
+    ),
+    _m(
+        "one process stops while another evaluates (the final stop is not agreed)",
+        "trainer/callbacks.py",
+        "    stop, time_up = dist.any_rank(_STOP.is_set(), _TIME_UP.is_set())",
+        "    stop, time_up = _STOP.is_set(), _TIME_UP.is_set()",
+        "tests/unit/test_workers.py",
     ),
 ]
 

@@ -242,8 +242,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             config, on_event=_print_event, run_dir=args.run_dir, resume=args.resume, token=token, time_limit_s=limit
         )
     except RunCancelled as exc:
-        if dist.is_main():
-            print(f"{'stopped' if isinstance(exc, RunTimeLimit) else 'cancelled'}: {exc}", flush=True)
+        if not dist.is_main():  # a non-zero exit would make torchrun stop the main process while it records the stop
+            return 0
+        print(f"{'stopped' if isinstance(exc, RunTimeLimit) else 'cancelled'}: {exc}", flush=True)
         return EXIT_TIME_LIMIT if isinstance(exc, RunTimeLimit) else EXIT_CANCELLED
     if not dist.is_main():  # under torchrun: the main process reports and pushes
         return 0

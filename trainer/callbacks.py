@@ -47,14 +47,18 @@ def arm(time_limit_s: float | None) -> None:
 def raise_if_stopped(step: int, emit: EventHandler) -> None:
     """After the loop: if it stopped early (Cancel or the time limit), say so and raise for the caller.
 
+    With several processes the answer is agreed by all of them (a Cancel that lands after the last step's vote must
+    not stop one process while another goes on to evaluate), and none leaves before the main one saved the checkpoint.
+
     Raises:
         RunTimeLimit: the time limit stopped it. RunCancelled: a Cancel did.
     """
-    if not _STOP.is_set():
+    stop, time_up = dist.any_rank(_STOP.is_set(), _TIME_UP.is_set())
+    if not stop:
         return
-    why = "the training time limit was reached" if _TIME_UP.is_set() else "cancelled"
+    why = "the training time limit was reached" if time_up else "cancelled"
     emit({"step": step, "message": f"{why} at step {step}; checkpoint saved, the run can be resumed"})
-    raise (RunTimeLimit if _TIME_UP.is_set() else RunCancelled)(f"{why} at step {step}; resume continues from it")
+    raise (RunTimeLimit if time_up else RunCancelled)(f"{why} at step {step}; resume continues from it")
 
 
 def _make_event_callback_class():

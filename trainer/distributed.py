@@ -21,10 +21,14 @@ import hashlib
 import logging
 import os
 import sys
+from datetime import timedelta
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
+GROUP_TIMEOUT_S = 1800
+"""How long a process waits for the others at a collective (transformers' `ddp_timeout` default; NCCL's own is 10
+minutes, less than the main process may take to answer the held-out prompts while the others wait)."""
 LAUNCHER = ("-m", "torch.distributed.run", "--standalone")
 """How the web app starts one worker per GPU: torchrun on a free local port (`--standalone`)."""
 
@@ -63,7 +67,8 @@ def start() -> None:
         return
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    tdist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    tdist.init_process_group(backend, timeout=timedelta(seconds=GROUP_TIMEOUT_S))
 
 
 def stop() -> None:

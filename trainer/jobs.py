@@ -258,7 +258,7 @@ class JobManager:
 
     def _spawn(self, job: Job) -> None:
         run_dir = Path(job.run_dir)
-        processes = self._processes(run_dir)
+        processes = self._processes(run_dir, job.resume)
         argv = worker_argv(self.python, run_dir, job.resume, processes)
         (run_dir / rf.EXIT_FILE).unlink(missing_ok=True)  # an earlier attempt's ending is not this one's
         rf.set_phase(run_dir, "starting")
@@ -292,15 +292,21 @@ class JobManager:
         logger.info("job %d started: pid %d, %d process(es), %s", job.id, proc.pid, processes, run_dir)
         threading.Thread(target=self._watch_child, args=(job.id, proc, processes), daemon=True).start()
 
-    def _processes(self, run_dir: Path) -> int:
-        """How many training processes the run gets: one per visible GPU when its config asks for all of them."""
+    def _processes(self, run_dir: Path, resume: bool = False) -> int:
+        """How many training processes the run gets: one per visible GPU when its config asks for all of them; a
+        resumed run keeps the count its checkpoint was saved with while the GPUs are there (its batch size, data
+        order and random states are per process)."""
         from trainer.config import load_yaml
 
         try:
             gpus = load_yaml(run_dir / rf.CONFIG_FILE).run.gpus
         except (OSError, ValueError):  # the worker itself reports a config it cannot read
             return 1
-        return dist.worker_processes(gpus, self.gpu_count())
+        visible = self.gpu_count()
+        before = (rf.read_json(run_dir / rf.STATUS_FILE, {}) or {}).get("world_size")
+        if resume and isinstance(before, int) and 1 <= before <= max(visible, 1):
+            return before
+        return dist.worker_processes(gpus, visible)
 
     def _watch_child(self, job_id: int, proc: subprocess.Popen, processes: int = 1) -> None:
         code = proc.wait()

@@ -235,6 +235,9 @@ def _train(
     trainable, total = count_parameters(trainer.model)
     logger.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
     sample_rows = list((prepared.eval if n_eval else prepared.train)["messages"][: t.sample_prompts])
+    if trainer.is_fsdp_enabled and sample_rows:  # a sharded model answers only with every process in step: not here
+        sample_rows = []
+        emit({"step": 0, "message": "FSDP: the held-out prompts are not answered; compare in the Compare tab"})
 
     # --- 6. evaluate where the run starts (the untouched base, adapter B = 0; or the parent adapter) unless resuming
     checkpoint = get_last_checkpoint(str(run_dir / rf.CHECKPOINTS_DIR)) if resume else None
@@ -256,7 +259,7 @@ def _train(
             rf.truncate_events(run_dir, -1)
         phase("evaluating before")
         samples_before = {}
-        if main:  # before the evaluation, which shards the model across the processes under FSDP
+        if main:
             samples_before = generate_samples(trainer.model, tokenizer, sample_rows, t.sample_max_new_tokens)
             rf.write_json_atomic(run_dir / rf.SAMPLES_FILE, sample_records(sample_rows, tokenizer, samples_before, {}))
         dist.barrier()
@@ -280,9 +283,8 @@ def _train(
         done = last_step == trainer.state.global_step
         eval_after = last_loss if done else trainer.evaluate()["eval_loss"]
     samples = []
-    if main or trainer.is_fsdp_enabled:  # a sharded model answers only with all processes in step (synced_gpus)
-        samples_after = generate_samples(trainer.model, tokenizer, sample_rows, t.sample_max_new_tokens)
     if main:
+        samples_after = generate_samples(trainer.model, tokenizer, sample_rows, t.sample_max_new_tokens)
         samples = sample_records(sample_rows, tokenizer, samples_before, samples_after)
         rf.write_json_atomic(run_dir / rf.SAMPLES_FILE, samples)
     dist.barrier()

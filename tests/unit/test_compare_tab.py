@@ -165,6 +165,9 @@ def test_a_stop_pressed_while_waiting_in_the_queue_still_counts(compare):
 def test_on_zerogpu_the_compare_answers_run_inside_a_gpu_allocation(tmp_path, monkeypatch):
     """Off ZeroGPU the handlers are registered as they are; on it (SPACES_ZERO_GPU), inside `spaces.GPU`."""
     import functools
+    import inspect
+    import os
+    import pickle
     import sys
     import types
 
@@ -178,22 +181,59 @@ def test_on_zerogpu_the_compare_answers_run_inside_a_gpu_allocation(tmp_path, mo
 
     allocations: list[int] = []
 
-    def gpu(duration):  # the `spaces.GPU(duration=...)` decorator, recording what it wraps
+    def gpu(duration):  # `spaces.GPU(duration=...)`: the handler runs in a forked child, its outputs piped back
         def wrap(fn):
             @functools.wraps(fn)
-            def inside(*args, **kwargs):
+            def inside(*args):
                 allocations.append(duration)
-                return fn(*args, **kwargs)
+                if not inspect.isgeneratorfunction(fn):
+                    return fn(*args)
+                return in_a_child(fn, args)
 
             inside.zero_gpu = duration
             return inside
 
         return wrap
 
+    def in_a_child(fn, args):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: its own copy of the memory, Stop flags included
+            try:
+                with os.fdopen(write, "wb") as out:
+                    for outputs in fn(*args):
+                        pickle.dump(outputs, out)
+            finally:
+                os._exit(0)
+        os.close(write)
+        try:
+            with os.fdopen(read, "rb") as pipe:
+                while True:
+                    try:
+                        yield pickle.load(pipe)
+                    except EOFError:
+                        return
+        finally:
+            os.waitpid(pid, 0)
+
     monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=gpu))
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
     assert gpu_call(handler)() == "answer" and allocations == [COMPARE_GPU_S]
     monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path))
     blocks = build_app(JobManager(JobStore(tmp_path / "jobs.sqlite"), python="/bin/false"), on_gpu=False)
-    wrapped = {fn.name for fn in blocks.fns.values() if getattr(fn.fn, "zero_gpu", None) == COMPARE_GPU_S}
-    assert wrapped == {"send", "regenerate"}  # both answer with the models; nothing else holds the GPU
+    on_gpu = {fn.name for fn in blocks.fns.values() if getattr(fn.fn, "__wrapped__", None) is not None}
+    assert on_gpu == {"send", "regenerate"}  # both answer with the models; nothing else holds the GPU
+
+    # Stop pressed in this process ends what reaches the panes, though the child never sees the flag
+    from trainer.chat import ChatEngine
+
+    monkeypatch.setattr(ChatEngine, "from_source", staticmethod(lambda *args, **kwargs: FakeEngine()))
+    fns = {fn.name: fn.fn for fn in blocks.fns.values() if fn.fn is not None}
+    request = _session("a")
+    fns["start_generation"](request)
+    replies = fns["send"]("Hi", [], [], *SETTINGS, None, None, request)
+    first = next(replies)
+    fns["stop_generation"](request)
+    rest = list(replies)
+    assert _tuned_reply(first) == "t" and rest == NOTHING_MORE  # the child's other TOKENS - 1 replies are dropped
+    assert allocations == [COMPARE_GPU_S, COMPARE_GPU_S]  # the reply was written inside a GPU allocation

@@ -198,6 +198,28 @@ def test_preview_shows_lengths_memory_and_time_before_the_start(app):
     assert "**Time:** about" in estimate and "80 steps" in estimate
 
 
+def test_preview_on_a_jobs_flavour_estimates_on_its_gpus_with_the_cost(tmp_path, monkeypatch):
+    from trainer.access import caller_from
+    from trainer.config import preset_config
+    from trainer.hfjobs import Flavor
+    from trainer.ui.form import form_fields, widget_value
+    from trainer.ui.train_tab import preview_data
+
+    monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path))
+    cfg = preset_config("lora")
+    values = {s.key: widget_value(s, s.get(cfg)) for s in form_fields()} | {
+        "data.dataset_name": "examples/pirate_chat.jsonl",
+        "model.model_name_or_path": "tiny-phi3",  # the tiny model's shape and tokenizer, on an A10G
+    }
+    who = caller_from(None, None)
+    _, _, estimate = preview_data(values, who, Flavor("a10g-largex2", "2x A10G", "2x A10G", 3.0))
+    assert "on 2 × A10G" in estimate and "on Hugging Face Jobs a10g-largex2 at $3.00/h" in estimate
+    _, _, here = preview_data(values, who)
+    assert "**Cost:**" not in here and "CPU" in here  # this machine: nothing to pay for
+    _, _, unknown = preview_data(values, who, Flavor("tpu-v9", "TPU v9", "1x TPU", 9.0))
+    assert unknown.startswith("**Estimate:** none for Hugging Face Jobs tpu-v9 ($9.00/h)")
+
+
 def test_start_warns_when_the_run_will_not_fit_and_names_the_change_that_fits():
     from trainer.config import load_config
     from trainer.ui.train_tab import memory_warning

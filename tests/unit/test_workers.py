@@ -91,6 +91,12 @@ def test_a_run_set_to_all_gpus_gets_one_process_per_gpu_under_torchrun(tmp_path)
     with pytest.raises(ValueError, match="run.gpus"):
         load_config(preset="tiny-demo", overrides=["run.gpus=2"])  # all or one
 
+    save_yaml(load_config(preset="tiny-demo"), run / rf.CONFIG_FILE)  # all GPUs
+    rf.write_status(run, "cancelled", world_size=1)  # its checkpoint was saved by one process
+    assert manager._processes(run, resume=True) == 1 and manager._processes(run) == 2
+    rf.write_status(run, "cancelled", world_size=4)  # saved on four GPUs, two here now: what there is
+    assert manager._processes(run, resume=True) == 2
+
 
 def test_cancel_stops_the_training_processes_not_the_launcher_and_their_exit_code_counts(manager):
     job = manager.submit(load_config(preset="tiny-demo"))
@@ -200,3 +206,17 @@ def test_a_job_on_a_flavour_with_several_gpus_trains_on_all_of_them(monkeypatch)
         assert backend.start(config, "alice", "hf_alice", "l40sx4", 3600) == "job-1"
         assert f"&& exec {launch} train --config" in Api.started[-1]["command"][2]
     assert hfjobs.job_command(1) == hfjobs.JOB_COMMAND
+
+
+def test_a_stop_seen_by_another_process_ends_this_one_too(monkeypatch):
+    """After the loop every process asks all of them (a Cancel after the last step's vote may reach only some)."""
+    from trainer import callbacks
+
+    callbacks.arm(None)  # no stop here
+    events: list[dict] = []
+    callbacks.raise_if_stopped(7, events.append)  # one process: nothing to stop
+    monkeypatch.setattr(dist, "any_rank", lambda *flags: (True, True))  # another process hit the time limit
+    with pytest.raises(callbacks.RunTimeLimit, match="at step 7"):
+        callbacks.raise_if_stopped(7, events.append)
+    assert events == [{"step": 7, "message": "the training time limit was reached at step 7; checkpoint saved, "
+                       "the run can be resumed"}]  # fmt: skip

@@ -7,6 +7,7 @@ Stop flag per browser session, keyed by Gradio's session hash).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import gradio as gr
 from trainer import runfolder as rf
 from trainer.access import AccessError, Caller, find_job, visible_jobs
 from trainer.config import repo_id_problem
-from trainer.ui.context import AppContext, caller, choices_update, gpu_call
+from trainer.ui.context import AppContext, caller, choices_update, gpu_call, zero_gpu
 
 # Gradio 6.31's Chatbot always shows its own trash button once it holds messages (its `buttons` option covers only
 # share / copy / copy_all), and that button clears its own pane only. So the two panes sit in a gr.HTML whose CSS,
@@ -218,7 +219,7 @@ def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> dict[str, Any]:
     for trigger in (c["send"].click, c["prompt"].submit):  # one chain, two triggers
         trigger(start_generation, None, None, queue=False).then(
             labels, [c["adapter"], c["hub_id"]], c["models"], queue=False
-        ).then(gpu_call(send), gen_inputs, gen_outputs, concurrency_id="gpu", concurrency_limit=1)
+        ).then(on_gpu(send, engines), gen_inputs, gen_outputs, concurrency_id="gpu", concurrency_limit=1)
 
     def regenerate(
         base_hist,
@@ -243,7 +244,7 @@ def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> dict[str, Any]:
         yield from send(last, base_hist[:cut], tuned_hist[:tuned_cut], *settings, profile, oauth, request)
 
     c["regenerate"].click(start_generation, None, None, queue=False).then(
-        gpu_call(regenerate), gen_inputs[1:], gen_outputs, concurrency_id="gpu", concurrency_limit=1
+        on_gpu(regenerate, engines), gen_inputs[1:], gen_outputs, concurrency_id="gpu", concurrency_limit=1
     )
     c["stop"].click(stop_generation, None, None, queue=False)
     for clear in (c["clear"].click, c["base_chat"].clear, c["tuned_chat"].clear):  # a pane's own clear: both too
@@ -253,6 +254,30 @@ def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> dict[str, Any]:
     c["examples"].change(lambda p: gr.update(value=p) if p else gr.skip(), c["examples"], c["prompt"], queue=False)
     app.load(adapter_choices, c["adapter"], c["adapter"])
     return c
+
+
+def on_gpu(handler, engines):
+    """A Compare generator as registered: itself, or on ZeroGPU inside `spaces.GPU`, which runs it in a child process
+    that never sees this process's Stop flags, so its replies are passed on here only until the caller's Stop or
+    Clear (the child's models are loaded in that call, as ZeroGPU gives the GPU to nothing else)."""
+    if not zero_gpu():
+        return handler
+    inside = gpu_call(handler)
+
+    @functools.wraps(handler)
+    def forward(*args):
+        session = session_of(next((a for a in args if isinstance(a, gr.Request)), None))
+        stop = engines.stop_event(session)
+        try:
+            for outputs in inside(*args):
+                if stop.is_set():
+                    yield gr.skip(), gr.skip(), gr.skip()
+                    return
+                yield outputs
+        finally:
+            engines.forget_stop(session)
+
+    return forward
 
 
 def _layout(adapter: gr.Dropdown) -> dict[str, Any]:

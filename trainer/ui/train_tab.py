@@ -135,7 +135,12 @@ def preview_data(values: dict[str, Any], who: Caller, flavor: Flavor | None = No
         summary.append(render_hints(data.format_quality(p.quality, markdown=True), "ui"))
     rendered = "\n\n".join(f"# row {i + 1}\n{text}" for i, text in enumerate(p.rendered))
     device = estimate_device(flavor, cfg)
-    return "\n\n".join(summary), rendered, estimate_panel(cfg, p.rows, tokenizer, p.n_total, hub_token(who), device)
+    if flavor is not None and device is None:  # not this machine's figures under the flavour's name
+        panel = f"**Estimate:** none for Hugging Face Jobs {flavor.name} (${flavor.usd_per_hour:.2f}/h): its hardware "
+        panel += "is not in the estimate's table."
+    else:
+        panel = estimate_panel(cfg, p.rows, tokenizer, p.n_total, hub_token(who), device)
+    return "\n\n".join(summary), rendered, panel
 
 
 def save_upload(path: str | None, who: Caller, limits: Limits | None = None) -> tuple[str | None, str]:
