@@ -9,6 +9,40 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# Speed only, no behaviour: these tune the C runtime of this process and of every process the tests start (they
+# inherit os.environ: Hub clients, workers, the app, jobs), never what the code does.
+# - glibc hands each freed buffer of more than 128 KiB back to the kernel (munmap, or a trim of the heap's top), so
+#   every training step page-faults its logits buffers (tens of MB) in again: a third of a tiny run's CPU time was
+#   in the kernel. Keep freed memory for reuse (at most 32 MiB per buffer is served from the heap; larger ones are
+#   still mapped and unmapped).
+# - On two shared cores, torch's second OpenMP thread spun waiting for the first while another process held the
+#   other core (a tiny run took 10 s instead of 7 s on one thread); PASSIVE waits sleep instead of spinning.
+MALLOC_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": 32 * 2**20,
+    "MALLOC_TRIM_THRESHOLD_": 2**31 - 1,
+    "MALLOC_TOP_PAD_": 128 * 2**20,
+}
+for _name, _value in MALLOC_ENV.items():
+    os.environ.setdefault(_name, str(_value))
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch loads its OpenMP runtime: after this file
+
+
+def _keep_freed_memory() -> None:
+    """The same malloc settings for this process, whose malloc read its environment before this file ran."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        return
+    for option, name in ((-3, "MALLOC_MMAP_THRESHOLD_"), (-1, "MALLOC_TRIM_THRESHOLD_"), (-2, "MALLOC_TOP_PAD_")):
+        mallopt(option, int(os.environ[name]))  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_TOP_PAD
+
+
+_keep_freed_memory()
+
 import pytest  # noqa: E402
 
 
