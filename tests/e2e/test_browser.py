@@ -24,6 +24,7 @@ pytestmark = pytest.mark.slow
 import playwright.sync_api as playwright  # noqa: E402 - a hard requirement (requirements-test.txt), never skipped
 
 CHROMIUM = "/usr/bin/chromium"
+VIEWPORT = {"width": 1400, "height": 1500}
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -69,6 +70,22 @@ def browser():
 
 
 @pytest.fixture
+def new_page(browser):
+    """Opens pages for one test and closes them when it ends: an open page's Runs tab asks the app for news every
+    second, which would load the app and the browser while later tests train."""
+    opened = []
+
+    def new():
+        page = browser.new_page(viewport=VIEWPORT)
+        opened.append(page)
+        return page
+
+    yield new
+    for page in opened:
+        page.close()
+
+
+@pytest.fixture
 def shots(tmp_path):
     folder = Path(os.environ.get("STUDIO_SCREENSHOTS") or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
@@ -86,9 +103,9 @@ def _fill(page, name: str, value: str) -> None:
     box.press("Tab")
 
 
-def _form_page(browser, app_url):
-    """A fresh page on the Train tab with the Alpaca example and 30 steps filled in."""
-    page = browser.new_page(viewport={"width": 1400, "height": 1500})
+def _form_page(new_page, app_url):
+    """A fresh page on the Train tab with the Alpaca example and 30 steps filled in (`new_page`: a page factory)."""
+    page = new_page()
     page.goto(app_url[0])
     _pick(page, "example", "Pirate persona: Alpaca (.json)")
     playwright.expect(page.locator("#field-dataset_name textarea, #field-dataset_name input").first).to_have_value(
@@ -109,7 +126,7 @@ def started_run(app_url, browser, hub):
     """
     expect = playwright.expect
     shots = Path(os.environ.get("STUDIO_SCREENSHOTS") or app_url[1])
-    page = _form_page(browser, app_url)
+    page = _form_page(lambda: browser.new_page(viewport=VIEWPORT), app_url)
     page.locator("#advanced").get_by_text("Advanced settings").click()  # opening it leaves empty numbers empty
     max_rows = page.locator("#field-max_rows input, #field-max_rows textarea").first
     expect(max_rows).to_be_visible()
@@ -144,13 +161,13 @@ def started_run(app_url, browser, hub):
     seen["log_scroll"] = page.locator("#run-log textarea").evaluate(log_scroll)
     page.screenshot(path=str(shots / "runs-tab.png"), full_page=True)
     (shots / "ui-latency.json").write_text(json.dumps(seen["latencies"], indent=2))
+    page.close()  # seen: the tests read only what was recorded (a page left open polls the app every second)
     yield seen
-    page.close()
 
 
-def test_preview_and_yaml_export(app_url, browser, shots):
+def test_preview_and_yaml_export(app_url, new_page, shots):
     expect = playwright.expect
-    page = _form_page(browser, app_url)
+    page = _form_page(new_page, app_url)
     expect(page.locator("#demo-banner")).to_contain_text("Offline demo mode")
     page.locator("#preview").click()
     expect(page.locator("#preview-summary")).to_contain_text("alpaca", timeout=30_000)
@@ -162,9 +179,9 @@ def test_preview_and_yaml_export(app_url, browser, shots):
     page.screenshot(path=str(shots / "train-tab.png"), full_page=True)
 
 
-def test_a_bad_value_is_refused_next_to_its_field(app_url, browser, shots):
+def test_a_bad_value_is_refused_next_to_its_field(app_url, new_page, shots):
     expect = playwright.expect
-    page = _form_page(browser, app_url)
+    page = _form_page(new_page, app_url)
     _fill(page, "learning_rate", "0")
     page.locator("#start").click()
     expect(page.locator("#form-errors")).to_contain_text("below the minimum", timeout=15_000)
@@ -172,9 +189,9 @@ def test_a_bad_value_is_refused_next_to_its_field(app_url, browser, shots):
     page.screenshot(path=str(shots / "train-tab-errors.png"), full_page=True)
 
 
-def test_a_dataset_error_names_the_form_field_not_a_cli_flag(app_url, browser, tmp_path):
+def test_a_dataset_error_names_the_form_field_not_a_cli_flag(app_url, new_page, tmp_path):
     expect = playwright.expect
-    page = _form_page(browser, app_url)
+    page = _form_page(new_page, app_url)
     qa = tmp_path / "qa.csv"
     qa.write_text("question,answer\nWhat is rain?,Water.\n")
     _fill(page, "dataset_name", str(qa))
@@ -183,18 +200,18 @@ def test_a_dataset_error_names_the_form_field_not_a_cli_flag(app_url, browser, t
     assert "--map" not in page.locator("#preview-summary").inner_text()
 
 
-def test_pushing_to_another_namespace_is_refused_before_start(app_url, browser):
+def test_pushing_to_another_namespace_is_refused_before_start(app_url, new_page):
     expect = playwright.expect
-    page = _form_page(browser, app_url)
+    page = _form_page(new_page, app_url)
     _fill(page, "repo_id", "bob/pirate-lora")
     page.locator("#start").click()
     expect(page.locator("#form-errors")).to_contain_text("bob", timeout=30_000)
     expect(page.locator("#field-repo_id")).to_contain_text("⚠️")
 
 
-def test_an_unsupported_upload_is_refused_and_nothing_typed_is_lost(app_url, browser, tmp_path):
+def test_an_unsupported_upload_is_refused_and_nothing_typed_is_lost(app_url, new_page, tmp_path):
     expect = playwright.expect
-    page = _form_page(browser, app_url)
+    page = _form_page(new_page, app_url)
     notes = tmp_path / "notes.txt"
     notes.write_text("not a dataset")
     page.locator("#upload input[type=file]").set_input_files(str(notes))
@@ -216,10 +233,10 @@ def test_the_path_through_a_first_run_has_no_dead_ends(started_run):
     assert height > visible and top + visible >= height - 4, started_run["log_scroll"]  # scrolled to the end
 
 
-def test_a_started_run_is_shown_live_and_ends_published(started_run, app_url, browser, hub):
+def test_a_started_run_is_shown_live_and_ends_published(started_run, app_url, new_page, hub):
     expect = playwright.expect
     assert "Run #1" in started_run["running_status"]
-    page = browser.new_page(viewport={"width": 1400, "height": 1500})
+    page = new_page()
     page.goto(app_url[0])
     page.get_by_role("tab", name="Runs").click()  # a second tab (or a reload) reattaches to the same run
     expect(page.locator("#run-status")).to_contain_text("Run #1 · succeeded", timeout=30_000)
@@ -233,9 +250,9 @@ def test_a_started_run_is_shown_live_and_ends_published(started_run, app_url, br
     assert "adapter_model.safetensors" in hub.files("alice/pirate-lora")  # it really landed on the Hub
 
 
-def test_compare_answers_one_prompt_with_base_and_tuned(started_run, app_url, browser, shots):
+def test_compare_answers_one_prompt_with_base_and_tuned(started_run, app_url, new_page, shots):
     expect = playwright.expect
-    page = browser.new_page(viewport={"width": 1400, "height": 1500})
+    page = new_page()
     page.goto(app_url[0])
     page.get_by_role("tab", name="Runs").click()
     expect(page.locator("#run-status")).to_contain_text("Run #1 · succeeded", timeout=30_000)
@@ -300,11 +317,11 @@ def _round_trips(url: str, job_id: str, n: int = 30) -> dict:
     }
 
 
-def test_a_partly_broken_tool_call_dataset_is_explained_and_blocked_until_accepted(app_url, browser, tmp_path, shots):
+def test_a_partly_broken_tool_call_dataset_is_explained_and_blocked_until_accepted(app_url, new_page, tmp_path, shots):
     """The preview explains the data (tool calls kept, template slots, the quality table), Start is blocked by the
     malformed share next to the checkbox that lifts it, and ticking it clears the block."""
     expect = playwright.expect
-    page = _form_page(browser, app_url)
+    page = _form_page(new_page, app_url)
     call = {"from": "function_call", "value": json.dumps({"name": "get_time", "arguments": {"city": "Oslo"}})}
     good = {
         "conversations": [
