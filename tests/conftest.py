@@ -72,6 +72,22 @@ def phi3_tokenizer():
 
 
 @pytest.fixture(scope="session")
+def demo(tiny_model_path, tmp_path_factory):
+    """One full tiny-demo run (the same as `python -m trainer demo`): (RunResult with the model, events).
+
+    Read only: the integration tests check it, and the Hub tests push copies of its folder (tests/hub/conftest.py).
+    """
+    from trainer.config import preset_config
+    from trainer.training import run
+
+    events = []
+    result = run(
+        preset_config("tiny-demo"), on_event=events.append, run_dir=tmp_path_factory.mktemp("demo"), return_model=True
+    )
+    return result, events
+
+
+@pytest.fixture(scope="session")
 def qlora_run_template(tiny_model_path, tmp_path_factory):
     """A finished QLoRA run of the tiny demo on this CPU (bitsandbytes' CPU backend), 6 steps, built once (~9 s)."""
     from trainer.config import load_config

@@ -117,15 +117,10 @@ def hub_client(hub_server: HubServer, tmp_path: Path) -> ClientRunner:
 
 
 @pytest.fixture(scope="session")
-def trained_run_template(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real finished run folder: the tiny demo trained for 5 steps (built once per session, ~25 s on 2 cores)."""
-    from trainer.config import load_config
-    from trainer.training import run
-
-    run_dir = tmp_path_factory.mktemp("hub-runs") / "tiny-run"
-    overrides = ["max_steps=5", "eval_steps=5", "save_steps=5", "sample_prompts=1"]
-    run(load_config(preset="tiny-demo", overrides=overrides), run_dir=run_dir)
-    return run_dir
+def trained_run_template(demo, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real finished run folder: a copy of the session's tiny-demo run (tests/conftest.py), trained once for the
+    integration tests too (80 steps, eval every 20, three held-out samples)."""
+    return Path(shutil.copytree(demo[0].run_dir, tmp_path_factory.mktemp("hub-runs") / "tiny-run"))
 
 
 @pytest.fixture
