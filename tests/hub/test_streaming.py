@@ -44,8 +44,8 @@ def sharded(hub_server: HubServer) -> HubServer:
     return hub_server
 
 
-def _downloaded(server: HubServer, shard: int) -> bool:
-    return any(f"train-0000{shard}-of-00002" in path and method == "GET" for method, path, _ in server.log)
+def _downloaded(log: list[tuple[str, str, int]], shard: int) -> bool:
+    return any(f"train-0000{shard}-of-00002" in path and method == "GET" for method, path, _ in log)
 
 
 def test_preview_streams_the_first_rows_and_counts_from_the_metadata(sharded: HubServer, hub_client: ClientRunner):
@@ -59,11 +59,18 @@ def test_preview_streams_the_first_rows_and_counts_from_the_metadata(sharded: Hu
     """)
     assert (out["n_input"], out["n_rows"], out["sampled"], out["n_total"]) == (5, 5, True, 280)
     assert "the first 5 rows, streamed from the Hub; the split has 280 rows" in out["text"]
-    assert _downloaded(sharded, 0) and not _downloaded(sharded, 1)  # the second shard was never fetched
+    assert _downloaded(sharded.log, 0) and not _downloaded(sharded.log, 1)  # the second shard was never fetched
+
+
+MARKER = "/api/test-marker/training-reads-next"
+"""A request the client makes between the checks and the training read, so the server's log shows which did what."""
 
 
 def test_the_pre_queue_check_streams_too_and_training_reads_everything(sharded: HubServer, hub_client: ClientRunner):
     out = hub_client(f"""
+    import os
+    import urllib.error
+    import urllib.request
     from trainer.config import DataConfig, load_config
     from trainer.data import prepare
     from trainer.preflight import check_before_queueing
@@ -71,14 +78,15 @@ def test_the_pre_queue_check_streams_too_and_training_reads_everything(sharded: 
     cfg = load_config(preset="tiny-demo", overrides=["dataset_name=alice/pirates"])
     emit(problems=check_before_queueing(cfg, on_gpu=False, token={ALICE_TOKEN!r}))
     emit(first=len(prepare(DataConfig(dataset_name="alice/pirates"), token={ALICE_TOKEN!r}, limit=8).train))
-    """)
-    assert out["problems"] == [] and out["first"] + 1 == 8  # 8 rows read, one held out for eval
-    assert not _downloaded(sharded, 1)
-    out = hub_client(f"""
-    from trainer.config import DataConfig
-    from trainer.data import prepare
-
+    try:
+        urllib.request.urlopen(os.environ["HF_ENDPOINT"] + {MARKER!r})  # logged by the server, then a 404
+    except urllib.error.HTTPError:
+        pass
     prepared = prepare(DataConfig(dataset_name="alice/pirates"), token={ALICE_TOKEN!r})
     emit(rows=len(prepared.train) + len(prepared.eval))
     """)
-    assert out["rows"] == 280 and _downloaded(sharded, 1)  # training itself reads the whole split
+    marker = [path for _, path, _ in sharded.log].index(MARKER)
+    checks, training = sharded.log[:marker], sharded.log[marker + 1 :]
+    assert out["problems"] == [] and out["first"] + 1 == 8  # 8 rows read, one held out for eval
+    assert not _downloaded(checks, 1)
+    assert out["rows"] == 280 and _downloaded(training, 1)  # training itself reads the whole split
