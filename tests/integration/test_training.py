@@ -249,12 +249,3 @@ def test_labels_mask_everything_but_assistant_tokens(tiny_model_path, tmp_path):
     assert [i for i, label in enumerate(labels) if label != -100] == expected
     assert all(labels[i] == ids[i] for i in expected)
     assert len(expected) < len(ids) / 2  # system, user and role tokens carry no loss
-
-
-def test_packed_training_runs_on_cpu(tiny_model_path, tmp_path):
-    cfg = load_config(
-        preset="tiny-demo",
-        overrides=["packing=true", "max_steps=3", "eval_steps=3", "sample_prompts=0", "save_steps=3"],
-    )
-    result = run(cfg, run_dir=tmp_path)
-    assert result.global_step == 3 and result.eval_loss_after < result.eval_loss_before
