@@ -106,7 +106,7 @@ MUTATIONS = [
     _m(
         "the full model is saved instead of the adapter",
         "trainer/training.py",
-        "    trainer.model.save_pretrained(adapter_dir, safe_serialization=True)",
+        "    trainer.save_model(str(adapter_dir))",
         "    trainer.model.base_model.model.save_pretrained(adapter_dir, safe_serialization=True)",
         "tests/integration/test_training.py -k saved_adapter",
     ),
@@ -382,7 +382,7 @@ MUTATIONS = [
     _m(
         "the worker does not say it is loading the model",
         "trainer/training.py",
-        '    rf.set_phase(run_dir, "loading the model")\n',
+        '    phase("loading the model")\n',
         "",
         "tests/integration/test_training.py -k phase",
     ),
@@ -423,7 +423,7 @@ MUTATIONS = [
     ),
     _m(
         "a CLI run that leads no process group cannot be cancelled",
-        "trainer/jobs.py",
+        "trainer/workers.py",
         "        if os.getpgid(pid) == pid:",
         "        if True:",
         "tests/unit/test_jobs.py -k process_group",
@@ -472,7 +472,7 @@ MUTATIONS = [
     ),
     _m(
         "Cancel signals whatever process now has a dead worker's pid",
-        "trainer/jobs.py",
+        "trainer/workers.py",
         "    return started is not None and (start is None or started == start)",
         "    return True",
         "tests/unit/test_jobs.py -k 'reused_pid or now_names_another'",
