@@ -7,8 +7,9 @@ early with the offline switches on (tests/conftest.py). Patching every copy woul
 libraries. So client code runs in a fresh Python process whose environment points at the server from the start:
 ``HF_ENDPOINT=<server>``, ``HF_HUB_OFFLINE=0``, ``HF_HUB_DISABLE_XET=1`` and a private ``HF_HOME`` (no cache or
 stored login leaks in or out). The server itself runs in a thread of the test process, so tests inject faults and
-inspect what it received directly. The client processes are forks of one that has only torch imported
-(forkserver.py: no Hugging Face library, which it checks), which saves each ~4 s of imports and interpreter teardown.
+inspect what it received directly. When slow tests are selected, the client processes are forks of one that has only
+torch imported (forkserver.py: no Hugging Face library, which it checks), which saves each ~4 s of imports and
+interpreter teardown.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import textwrap
 from collections.abc import Callable, Iterator
@@ -95,21 +98,26 @@ _STARTED: list[ForkServer] = []
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start the fork server as soon as a Hub client test is collected: its imports overlap the tests before."""
-    if any("hub_client" in getattr(item, "fixturenames", ()) for item in session.items):
+    """Start the fork server when a selected slow test uses Hub clients (the fast tier's few light clients would wait
+    for its imports longer than they save); started now, its imports overlap the tests before the first client."""
+    if any(
+        "hub_client" in getattr(item, "fixturenames", ()) and item.get_closest_marker("slow") for item in session.items
+    ):
         _STARTED.append(_fork_server(Path(tempfile.mkdtemp(prefix="forkserver-")) / "log.txt"))
 
 
 @pytest.fixture(scope="session")
-def client_forks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForkServer]:
-    """Starts client processes as forks of one with torch imported (forkserver.py): each skips ~4 s of imports."""
-    server = _STARTED.pop() if _STARTED else _fork_server(tmp_path_factory.mktemp("forkserver") / "log.txt")
+def client_forks() -> Iterator[ForkServer | None]:
+    """Starts client processes as forks of one with torch imported (forkserver.py), each ~4 s faster; None: plain
+    processes."""
+    server = _STARTED.pop() if _STARTED else None
     yield server
-    server.close()
+    if server is not None:
+        server.close()
 
 
 @pytest.fixture
-def hub_client(hub_server: HubServer, tmp_path: Path, client_forks: ForkServer) -> ClientRunner:
+def hub_client(hub_server: HubServer, tmp_path: Path, client_forks: ForkServer | None) -> ClientRunner:
     """Run Python code in a fresh process pointed at the server; `emit(key=value)` in the code reports back.
 
     Call it as ``hub_client(code, env={...}, timeout=...)``; it returns the merged emitted values and fails the
@@ -121,7 +129,12 @@ def hub_client(hub_server: HubServer, tmp_path: Path, client_forks: ForkServer) 
     def run(code: str, env: dict[str, str] | None = None, timeout: int = 240) -> dict[str, Any]:
         script = tmp_path / f"client_{next(counter)}.py"
         script.write_text(_PRELUDE + textwrap.dedent(code), encoding="utf-8")
-        proc = client_forks.run(script, client_env(hub_server, hf_home, env), PROJECT_ROOT, timeout)
+        env = client_env(hub_server, hf_home, env)
+        if client_forks is not None:
+            proc = client_forks.run(script, env, PROJECT_ROOT, timeout)
+        else:
+            argv = [sys.executable, str(script)]
+            proc = subprocess.run(argv, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
             pytest.fail(f"client code failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
         results: dict[str, Any] = {"_stdout": proc.stdout, "_stderr": proc.stderr}
