@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
+import threading
+from pathlib import Path
 
 # No network, ever: the HF libraries read these at import time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -45,6 +48,8 @@ _keep_freed_memory()
 
 import pytest  # noqa: E402
 
+E2E_DIR = Path(__file__).resolve().parent / "e2e"
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _data_dir(tmp_path_factory):
@@ -71,32 +76,87 @@ def phi3_tokenizer():
     return AutoTokenizer.from_pretrained(TOKENIZER_DIR)
 
 
+def _demo_run(run_dir: Path):
+    from trainer.config import preset_config
+    from trainer.training import run
+
+    events = []
+    result = run(preset_config("tiny-demo"), on_event=events.append, run_dir=run_dir, return_model=True)
+    return result, events
+
+
+def _qlora_run(run_dir: Path):
+    from trainer.config import load_config
+    from trainer.training import run
+
+    overrides = ["max_steps=6", "eval_steps=6", "save_steps=6", "sample_prompts=1", "load_in_4bit=true"]
+    return run_dir, run(load_config(preset="tiny-demo", overrides=overrides), run_dir=run_dir)
+
+
+SHARED_RUNS = {"demo": (_demo_run, "demo", ""), "qlora_run_template": (_qlora_run, "qlora", "qlora-run")}
+"""The session's shared runs: fixture name -> (what trains it, its temporary folder, a subfolder to train in)."""
+_RUNS: dict[str, concurrent.futures.Future] = {}
+"""The shared runs trained (in the foreground, or in the background by `train_meanwhile`) or being trained now."""
+
+
+def _run_dir(name: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    _, folder, sub = SHARED_RUNS[name]
+    return tmp_path_factory.mktemp(folder) / sub if sub else tmp_path_factory.mktemp(folder)
+
+
+def _shared_run(name: str, tmp_path_factory: pytest.TempPathFactory):
+    """The run `name`: trained in the background (waiting for it if need be), else trained now."""
+    if name not in _RUNS:
+        trained: concurrent.futures.Future = concurrent.futures.Future()
+        trained.set_result(SHARED_RUNS[name][0](_run_dir(name, tmp_path_factory)))
+        _RUNS[name] = trained  # so that `train_meanwhile` leaves it out
+    return _RUNS[name].result()
+
+
+@pytest.fixture(scope="session")
+def train_meanwhile(request, tiny_model_path, tmp_path_factory):
+    """Trains the shared runs that selected tests need (demo, then QLoRA) in a background thread of this process.
+
+    The browser tests ask for this: they mostly wait for other processes (the app, its worker, Chromium), so a core
+    is free while they run. No test outside tests/e2e starts before these runs are done (`pytest_runtest_setup`
+    below): in-process training must not overlap a test that patches the trainer or reads the trainer's logs. The
+    runs are the same as when trained in the foreground (seeded; nothing else in this process uses torch meanwhile).
+    """
+    needed = {name for item in request.session.items for name in item.fixturenames if name in SHARED_RUNS}
+    futures = {name: concurrent.futures.Future() for name in SHARED_RUNS if name in needed - _RUNS.keys()}
+    folders = {name: _run_dir(name, tmp_path_factory) for name in futures}
+
+    def train_all() -> None:
+        for name, future in futures.items():
+            try:
+                future.set_result(SHARED_RUNS[name][0](folders[name]))
+            except BaseException as exc:  # raised again in the tests that need the run
+                future.set_exception(exc)
+
+    _RUNS.update(futures)
+    threading.Thread(target=train_all, name="shared-runs", daemon=True).start()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Only the browser tests run beside the background training (see `train_meanwhile`)."""
+    if E2E_DIR not in Path(item.path).resolve().parents:
+        concurrent.futures.wait(list(_RUNS.values()))
+
+
 @pytest.fixture(scope="session")
 def demo(tiny_model_path, tmp_path_factory):
     """One full tiny-demo run (the same as `python -m trainer demo`): (RunResult with the model, events).
 
     Read only: the integration tests check it, and the Hub tests push copies of its folder (tests/hub/conftest.py).
     """
-    from trainer.config import preset_config
-    from trainer.training import run
-
-    events = []
-    result = run(
-        preset_config("tiny-demo"), on_event=events.append, run_dir=tmp_path_factory.mktemp("demo"), return_model=True
-    )
-    return result, events
+    return _shared_run("demo", tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def qlora_run_template(tiny_model_path, tmp_path_factory):
-    """A finished QLoRA run of the tiny demo on this CPU (bitsandbytes' CPU backend), 6 steps, built once (~9 s)."""
-    from trainer.config import load_config
-    from trainer.training import run
-
-    run_dir = tmp_path_factory.mktemp("qlora") / "qlora-run"
-    overrides = ["max_steps=6", "eval_steps=6", "save_steps=6", "sample_prompts=1", "load_in_4bit=true"]
-    result = run(load_config(preset="tiny-demo", overrides=overrides), run_dir=run_dir)
-    return run_dir, result
+    """A finished QLoRA run of the tiny demo on this CPU (bitsandbytes' CPU backend), 6 steps: (folder, RunResult)."""
+    return _shared_run("qlora_run_template", tmp_path_factory)
 
 
 OPT_IN_MARKERS = ("gpu", "fullsize")

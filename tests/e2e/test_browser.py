@@ -36,6 +36,12 @@ FLAGS = [
 ]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _shared_runs_meanwhile(train_meanwhile):
+    """These tests mostly wait for the app, its worker and Chromium: the session's shared tiny runs, which later tests
+    read, train meanwhile in a background thread (tests/conftest.py)."""
+
+
 @pytest.fixture(scope="module")
 def hub():
     """A local Hub-protocol server (user alice) that the app signs in to with HF_TOKEN (local mode)."""
