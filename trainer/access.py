@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trainer import runfolder as rf
-from trainer.config import REPO_ID_RE
+from trainer.config import REPO_ID_RE, hint
 from trainer.paths import EXAMPLES_DIR, PROJECT_ROOT
 
 if TYPE_CHECKING:
@@ -205,6 +205,22 @@ def model_problem(caller: Caller, model_name: str) -> str | None:
     if REPO_ID_RE.match(name) and not on_disk:
         return None
     return "model.model_name_or_path: on this Space the base model is a Hub model ID (user/name). Give one."
+
+
+def hub_kernels_problem(asked: bool) -> str | None:
+    """On a Space, a run may fetch compute kernels from the Hub only where the Space's owner allows them.
+
+    The owner allows them by starting the app with ``USE_HUB_KERNELS=YES`` (a Space variable; see
+    `trainer.hubkernels`). Locally the person at the machine decides. Returns the problem as a form message, or None.
+    """
+    from trainer import hubkernels
+
+    if not asked or not space_mode() or hubkernels.allowed():
+        return None
+    return (
+        "model.hub_kernels: this Space does not run code fetched from the Hub at run time (its owner can allow it "
+        f"with the Space variable {hubkernels.ENV}=YES); {hint('model.hub_kernels', False)}."
+    )
 
 
 def hub_token(caller: Caller) -> str | bool:

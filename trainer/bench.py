@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.phi3 import PHI3_MINI_CONFIG, PHI3_PROJECTIONS
+from trainer.versions import versions_line
 
 logger = logging.getLogger(__name__)
 
@@ -234,8 +235,7 @@ def markdown_table(report: dict[str, Any]) -> str:
     """The report as a Markdown table (README-ready)."""
     env = report["environment"]
     lines = [
-        f"Device: {env['device']} · torch {env['torch']} · transformers {env['transformers']} · trl "
-        f"{env['trl']} · peft {env['peft']} · {report['date']}",
+        f"Device: {env['device']} · {versions_line(env)} · {report['date']}",
         "",
         "| method | seq len | variant | tokens/s | step s | peak GB | MFU | grad ckpt | padding-free |",
         "| --- | ---: | --- | ---: | ---: | ---: | ---: | --- | --- |",
@@ -269,17 +269,12 @@ def markdown_table(report: dict[str, Any]) -> str:
 
 
 def environment() -> dict[str, Any]:
-    """Device, driver/CUDA and library versions."""
-    import importlib.metadata
-
+    """Device, driver/CUDA and library versions (every library of `trainer.versions.LIBRARIES` installed here)."""
     import torch
 
-    env: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
-    for name in ("torch", "transformers", "trl", "peft", "bitsandbytes", "flash-attn", "liger-kernel"):
-        try:
-            env[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            env[name] = None
+    from trainer.versions import library_versions
+
+    env: dict[str, Any] = {"platform": platform.platform(), **library_versions()}
     if torch.cuda.is_available():
         env["device"] = torch.cuda.get_device_name(0)
         env["cuda"] = torch.version.cuda
@@ -306,9 +301,10 @@ def _run_one(model, method: str, seq_len: int, variant: str, steps: int, warmup_
     from trl import SFTConfig, SFTTrainer
 
     from trainer.config import LoraSettings, ModelConfig
-    from trainer.modeling import load_tokenizer, lora_config, pick_attention
+    from trainer.modeling import checkpointing_on, load_tokenizer, lora_config, pick_attention, set_checkpointing
     from trainer.phi3 import TINY_MODEL_NAME
     from trainer.training import count_parameters
+    from trainer.trl_export import checkpointing_settings
 
     on_gpu = torch.cuda.is_available()
     set_seed(0)
@@ -326,8 +322,8 @@ def _run_one(model, method: str, seq_len: int, variant: str, steps: int, warmup_
         )
     else:
         checkpointing = True  # TRL's default
-    if not checkpointing and getattr(model, "is_gradient_checkpointing", False):
-        model.gradient_checkpointing_disable()  # left on by an earlier variant on this shared base
+    if not checkpointing and checkpointing_on(model):
+        set_checkpointing(model, False)  # left on by an earlier variant on this shared base
     args = SFTConfig(
         output_dir=str(Path("/tmp") / f"bench-{method}-{seq_len}-{variant}"),
         per_device_train_batch_size=batch_size,
@@ -342,8 +338,7 @@ def _run_one(model, method: str, seq_len: int, variant: str, steps: int, warmup_
         seed=0,
         bf16=on_gpu,
         use_cpu=not on_gpu,
-        gradient_checkpointing=checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
+        **checkpointing_settings(checkpointing),
         padding_free=optimised,
         max_length=None if optimised else seq_len,  # rows are built to fit; padding-free does not truncate
         assistant_only_loss=True,

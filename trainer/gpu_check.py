@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.paths import PROJECT_ROOT
+from trainer.versions import versions_line
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ def _save(out: Path, record: dict[str, Any], mirror: Path | None) -> None:
 def summary(out: Path, record: dict[str, Any]) -> str:
     """README.md of the check: where and when, each step's status, then each step's own tables (or log tail)."""
     env = record["environment"]
-    versions = " · ".join(f"{k} {env[k]}" for k in ("torch", "transformers", "trl", "peft", "bitsandbytes") if env[k])
+    versions = versions_line(env)  # every library it ran with
     lines = [
         f"# GPU check{' (dry run on the tiny model)' if record['dry_run'] else ''}, {record['date']}",
         "",

@@ -143,8 +143,8 @@ def load_base_model(
     Args:
         cfg: the model section of the run config.
         for_training: turn the KV cache off (training) or keep it on (generation).
-        gradient_checkpointing: for a QLoRA base, let `prepare_model_for_kbit_training` turn checkpointing on
-            (`training.gradient_checkpointing`; the Trainer turns it on for LoRA).
+        gradient_checkpointing: for a QLoRA base, turn checkpointing on now (`training.gradient_checkpointing`; the
+            Trainer turns it on for LoRA).
 
     Raises:
         ConfigError: the machine cannot run the config (e.g. QLoRA without bitsandbytes).
@@ -168,9 +168,38 @@ def load_base_model(
     if quant is not None and for_training:
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)  # PEFT would use the old name
+        set_checkpointing(model, gradient_checkpointing)
         keep_4bit_weights_trainable(model)
     return model
+
+
+NON_REENTRANT = {"use_reentrant": False}
+"""Checkpointing that needs no inputs requiring gradients (the frozen base's embeddings have none)."""
+
+
+def set_checkpointing(model: torch.nn.Module, on: bool) -> None:
+    """Turn activation (gradient) checkpointing on, non-reentrant, or off, by the name this transformers has.
+
+    transformers 5.25 renamed `gradient_checkpointing_enable/disable` to `activation_checkpointing_*` (the old names
+    warn, and go in v6); older releases, such as the GPU machine's 5.17, only have the old ones.
+    """
+    if hasattr(model, "activation_checkpointing_enable"):
+        if on:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=NON_REENTRANT)
+        else:
+            model.activation_checkpointing_disable()
+    elif on:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=NON_REENTRANT)
+    else:
+        model.gradient_checkpointing_disable()
+
+
+def checkpointing_on(model: torch.nn.Module) -> bool:
+    """Whether the model checkpoints activations (read by the name this transformers has; see `set_checkpointing`)."""
+    if hasattr(type(model), "is_activation_checkpointing"):
+        return bool(model.is_activation_checkpointing)
+    return bool(getattr(model, "is_gradient_checkpointing", False))
 
 
 def keep_4bit_weights_trainable(model: torch.nn.Module) -> int:

@@ -1,8 +1,11 @@
 """Known, harmless noise from the libraries, silenced where it comes from (by module and message, never globally).
 
-- bitsandbytes on a CPU without the optional `kernels` package logs that it falls back to its own 4-bit kernels;
-- transformers 5 warns that `gradient_checkpointing` is becoming `activation_checkpointing` (TRL 1.x still uses the
-  old name, and so do our settings, named as TRL's).
+- PEFT 0.21 reads `model.is_gradient_checkpointing`, which transformers 5.25 deprecates for
+  `is_activation_checkpointing` (PEFT's own call, in `PeftModel.__init__`).
+
+Our own code warns about nothing: the deprecations transformers 5.25 announces are avoided at their cause
+(`activation_checkpointing` where transformers has it), and bitsandbytes' warning about a Hub kernel it did not load
+is dropped only where it is expected, while Hub kernels are off (`trainer.hubkernels`).
 """
 
 from __future__ import annotations
@@ -10,11 +13,12 @@ from __future__ import annotations
 import logging
 import warnings
 
-LOG_NOISE = {"bitsandbytes.backends.cpu.ops": ("Failed to load CPU gemm_4bit_forward",)}
-WARNING_NOISE = (
-    (FutureWarning, r"`gradient_checkpointing(_kwargs)?` is deprecated", r"transformers\.training_args"),
+LOG_NOISE: dict[str, tuple[str, ...]] = {}
+"""{logger name: message prefixes it drops}."""
+WARNING_NOISE: tuple[tuple[type[Warning], str, str], ...] = (
     (FutureWarning, r"`is_gradient_checkpointing` is deprecated", r"transformers\.modeling_utils"),
 )
+"""(category, message regex, module regex) of warnings to ignore."""
 
 
 class _DropKnown(logging.Filter):

@@ -36,7 +36,8 @@ def unavailable_options(on_gpu: bool) -> dict[str, str]:
 
     4-bit needs bitsandbytes, on a GPU or on its CPU backend (`trainer.modeling.environment_problems`, which
     refuses it at Start); flash_attention_2 needs a GPU and the flash-attn package (`trainer.modeling.pick_attention`,
-    which falls back to sdpa without them).
+    which falls back to sdpa without them); Hub kernels need the owner's leave on a Space
+    (`trainer.access.hub_kernels_problem`, which refuses them at Start).
 
     Args:
         on_gpu: whether this machine trains on a GPU (False: the offline demo; flash-attn is not looked up then).
@@ -45,6 +46,7 @@ def unavailable_options(on_gpu: bool) -> dict[str, str]:
         {key: reason}: a setting's key (``model.load_in_4bit``) when the whole setting is unusable, or
         ``<key>=<choice>`` (`FLASH_CHOICE`) when one choice of it is; empty when everything can run.
     """
+    from trainer.access import hub_kernels_problem
     from trainer.config import ModelConfig
     from trainer.modeling import environment_problems
 
@@ -63,6 +65,8 @@ def unavailable_options(on_gpu: bool) -> dict[str, str]:
         found.update({key: f"only used by QLoRA. {qlora}" for key in QLORA_KEYS[1:]})
     if flash:
         found[FLASH_CHOICE] = flash
+    if kernels := hub_kernels_problem(asked=True):  # a Space whose owner has not allowed them
+        found["model.hub_kernels"] = kernels.split(": ", 1)[1].split(";")[0] + "."
     return found
 
 

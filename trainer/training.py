@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer import distributed as dist
+from trainer import hubkernels
 from trainer import runfolder as rf
 from trainer.callbacks import (
     CheckpointPusher,
@@ -38,13 +39,11 @@ from trainer.callbacks import (
     request_stop,
 )
 from trainer.config import ConfigError, RunConfig, hint, save_yaml
-from trainer.trl_export import PROJECT_ONLY_SETTINGS, write_trl_export
+from trainer.trl_export import PROJECT_ONLY_SETTINGS, checkpointing_settings, write_trl_export
 
 __all__ = ["PROJECT_ONLY_SETTINGS", "RunCancelled", "RunResult", "RunTimeLimit", "request_stop", "run"]
 
 logger = logging.getLogger(__name__)
-
-LOGGED_LIBRARIES = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "huggingface_hub")
 
 
 @dataclass
@@ -88,6 +87,7 @@ def run(
     """
     # --- 1. validate before spending anything (an adapter to continue from first: its configs only, no weights)
     config.validate()
+    hubkernels.set_allowed(config.model.hub_kernels)  # before anything imports bitsandbytes
     from trainer.modeling import adapter_problems, environment_problems, model_problems
 
     if found := adapter_problems(config.model, token):
@@ -297,7 +297,7 @@ def _train(
     if not main:
         return RunResult(run_dir, adapter_dir, trainer.state.global_step, eval_before, eval_after)
     (adapter_dir / "training_args.bin").unlink(missing_ok=True)  # the Trainer's pickle: not part of an adapter
-    rf.write_json_atomic(run_dir / rf.VERSIONS_FILE, library_versions())
+    rf.write_json_atomic(run_dir / rf.VERSIONS_FILE, run_versions())
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     emit({"step": trainer.state.global_step, "message": f"saved adapter to {rf.ADAPTER_DIR}/ in the run folder"})
@@ -385,13 +385,13 @@ def sft_config(config: RunConfig, run_dir: Path, has_eval: bool, padding_free: b
     settings = {f.name: getattr(t, f.name) for f in dataclasses.fields(t) if f.name not in PROJECT_ONLY_SETTINGS}
     if unknown := sorted(set(settings) - sft_fields):
         raise TypeError(f"training settings {unknown} are not SFTConfig fields; add them to PROJECT_ONLY_SETTINGS")
+    settings.update(checkpointing_settings(settings.pop("gradient_checkpointing")))  # by this transformers' name
     on_gpu = torch.cuda.is_available()
     dtype = pick_dtype(config.model)
     settings.update(
         output_dir=str(run_dir / rf.CHECKPOINTS_DIR),
         max_length=None if padding_free else t.max_length,  # padding-free rows are cut by fit_to_max_length
         padding_free=padding_free,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
         data_seed=t.seed,
         eval_strategy="steps" if has_eval else "no",
         save_strategy="steps",
@@ -456,19 +456,13 @@ def count_parameters(model) -> tuple[int, int]:
     return PeftModel.get_nb_trainable_parameters(model)  # only reads model.named_parameters(): any model works
 
 
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries that shaped the run (and the GPU, if any)."""
-    import importlib.metadata
-    import platform
-
+def run_versions() -> dict[str, str]:
+    """Versions of the libraries that shaped the run, and the device (the GPU, if any; how many processes)."""
     import torch
 
-    versions = {"python": platform.python_version()}
-    for name in LOGGED_LIBRARIES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
+    from trainer.versions import library_versions
+
+    versions = library_versions()
     versions["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     if dist.world_size() > 1:
         versions["device"] = f"{dist.world_size()} x {versions['device']}"

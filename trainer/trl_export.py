@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -78,12 +79,12 @@ def trl_settings(config: RunConfig, *, model_path: str, dtype: str, on_gpu: bool
     if m.load_in_4bit:
         out.update(bnb_4bit_quant_type=m.bnb_4bit_quant_type, use_bnb_nested_quant=m.use_bnb_nested_quant)
     for name, value in vars(t).items():  # the training section is named as SFTConfig's fields
-        if name not in PROJECT_ONLY_SETTINGS:
+        if name not in PROJECT_ONLY_SETTINGS and name != "gradient_checkpointing":
             out[name] = value
+    out.update(checkpointing_settings(t.gradient_checkpointing))
     out.update(
         max_length=None if padding_free else t.max_length,
         padding_free=padding_free,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
         data_seed=t.seed,
         pad_token=m.pad_token,  # never the stop token (TRL's default would pad with <|endoftext|>)
         eval_strategy="steps" if has_eval else "no",
@@ -95,6 +96,28 @@ def trl_settings(config: RunConfig, *, model_path: str, dtype: str, on_gpu: bool
         report_to="none",
     )
     return out
+
+
+@functools.cache
+def _has_activation_checkpointing() -> bool:
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    return "activation_checkpointing" in {f.name for f in dataclasses.fields(TrainingArguments)}
+
+
+def checkpointing_settings(on: bool) -> dict[str, Any]:
+    """`training.gradient_checkpointing` (non-reentrant) under the names this transformers' TrainingArguments has.
+
+    transformers 5.25 renamed `gradient_checkpointing(_kwargs)` to `activation_checkpointing(_kwargs)` (the old names
+    warn, and go in v6); older releases, such as the GPU machine's 5.17, know only the old ones. TRL's configs
+    inherit them.
+    """
+    kwargs = {"use_reentrant": False} if on else None
+    if _has_activation_checkpointing():
+        return {"activation_checkpointing": on, "activation_checkpointing_kwargs": kwargs}
+    return {"gradient_checkpointing": on, "gradient_checkpointing_kwargs": kwargs}
 
 
 def unknown_keys(settings: dict[str, Any]) -> list[str]:

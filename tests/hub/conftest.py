@@ -7,9 +7,9 @@ early with the offline switches on (tests/conftest.py). Patching every copy woul
 libraries. So client code runs in a fresh Python process whose environment points at the server from the start:
 ``HF_ENDPOINT=<server>``, ``HF_HUB_OFFLINE=0``, ``HF_HUB_DISABLE_XET=1`` and a private ``HF_HOME`` (no cache or
 stored login leaks in or out). The server itself runs in a thread of the test process, so tests inject faults and
-inspect what it received directly. When slow tests are selected, the client processes are forks of one that has only
-torch imported (forkserver.py: no Hugging Face library, which it checks), which saves each ~4 s of imports and
-interpreter teardown.
+inspect what it received directly. Each client is a plain `python script.py`: whatever the test process or a
+dependency imports, a client starts clean (tests/hub/test_clients.py proves it with bitsandbytes and transformers
+imported first).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,7 +26,6 @@ from typing import Any
 
 import pytest
 
-from .forkserver import ForkServer
 from .server import Account, HubServer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -88,36 +86,8 @@ def client_env(server: HubServer, hf_home: Path, extra: dict[str, str] | None = 
     return env
 
 
-def _fork_server(log: Path) -> ForkServer:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING_FACE_"))}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
-    return ForkServer(env, PROJECT_ROOT, log)
-
-
-_STARTED: list[ForkServer] = []
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start the fork server when a selected slow test uses Hub clients (the fast tier's few light clients would wait
-    for its imports longer than they save); started now, its imports overlap the tests before the first client."""
-    if any(
-        "hub_client" in getattr(item, "fixturenames", ()) and item.get_closest_marker("slow") for item in session.items
-    ):
-        _STARTED.append(_fork_server(Path(tempfile.mkdtemp(prefix="forkserver-")) / "log.txt"))
-
-
-@pytest.fixture(scope="session")
-def client_forks() -> Iterator[ForkServer | None]:
-    """Starts client processes as forks of one with torch imported (forkserver.py), each ~4 s faster; None: plain
-    processes."""
-    server = _STARTED.pop() if _STARTED else None
-    yield server
-    if server is not None:
-        server.close()
-
-
 @pytest.fixture
-def hub_client(hub_server: HubServer, tmp_path: Path, client_forks: ForkServer | None) -> ClientRunner:
+def hub_client(hub_server: HubServer, tmp_path: Path) -> ClientRunner:
     """Run Python code in a fresh process pointed at the server; `emit(key=value)` in the code reports back.
 
     Call it as ``hub_client(code, env={...}, timeout=...)``; it returns the merged emitted values and fails the
@@ -130,11 +100,8 @@ def hub_client(hub_server: HubServer, tmp_path: Path, client_forks: ForkServer |
         script = tmp_path / f"client_{next(counter)}.py"
         script.write_text(_PRELUDE + textwrap.dedent(code), encoding="utf-8")
         env = client_env(hub_server, hf_home, env)
-        if client_forks is not None:
-            proc = client_forks.run(script, env, PROJECT_ROOT, timeout)
-        else:
-            argv = [sys.executable, str(script)]
-            proc = subprocess.run(argv, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+        argv = [sys.executable, str(script)]
+        proc = subprocess.run(argv, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
             pytest.fail(f"client code failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
         results: dict[str, Any] = {"_stdout": proc.stdout, "_stderr": proc.stderr}

@@ -80,8 +80,9 @@ def test_yaml_keys_are_named_as_in_trl_and_peft():
     known = {f for cls in (SFTConfig, LoraConfig, ModelConfig) for f in cls.__dataclass_fields__}
     ours = {spec.name for spec in iter_fields() if spec.section in ("training", "lora", "model")}
     # settings that exist in TRL/PEFT use their exact names; the rest are ours (listed so the set stays deliberate)
-    # (adapter_name_or_path: TRL's CLI has no setting to start from an adapter; trl_sft.yaml names it in a comment)
-    assert ours - known == {"sample_prompts", "sample_max_new_tokens", "adapter_name_or_path"}
+    # (adapter_name_or_path: TRL's CLI has no setting to start from an adapter; trl_sft.yaml names it in a comment;
+    # hub_kernels: whether libraries may fetch compute kernels from the Hub, which TRL leaves to the environment)
+    assert ours - known == {"sample_prompts", "sample_max_new_tokens", "adapter_name_or_path", "hub_kernels"}
 
 
 def test_set_overrides_win_over_file_and_preset(tmp_path):

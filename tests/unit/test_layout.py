@@ -24,8 +24,9 @@ MODULES = {
 
 # The floors, lowest first: a module may import only from floors below its own (or inside its own package).
 FLOORS = [
-    ["trainer.paths", "trainer.errors", "trainer.online", "trainer.noise", "trainer.distributed", "trainer"],
-    ["trainer.phi3", "trainer.runfolder"],
+    ["trainer.paths", "trainer.errors", "trainer.online", "trainer.noise", "trainer.distributed"],
+    ["trainer.hubkernels", "trainer.versions"],
+    ["trainer", "trainer.phi3", "trainer.runfolder"],  # the package installs the Hub kernels policy on import
     ["trainer.config", "trainer.jobstore", "trainer.workers"],
     ["trainer.data", "trainer.tiny"],
     ["trainer.modeling", "trainer.samples", "trainer.estimate"],

@@ -85,6 +85,15 @@ class ModelConfig:
         advanced=True,
         help="auto = flash_attention_2 when installed on a supporting GPU, else sdpa, else eager.",
     )
+    hub_kernels: bool = _field(
+        False,
+        label="Hub kernels",
+        advanced=True,
+        help="Let bitsandbytes and transformers download compute kernels from the Hugging Face Hub "
+        "(kernels-community) when the run starts, e.g. bitsandbytes' fused 4-bit matmul for CPUs with AVX512-BF16. "
+        "Third-party code fetched at run time, so off by default; on a Space only where its owner allows it "
+        "(USE_HUB_KERNELS=YES).",
+    )
     pad_token: str = _field(
         "<unk>",
         label="Padding token",

@@ -11,7 +11,17 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from trainer.access import SIGN_IN, AccessError, Caller, Limits, dataset_problem, hub_token, model_problem, upload_dir
+from trainer.access import (
+    SIGN_IN,
+    AccessError,
+    Caller,
+    Limits,
+    dataset_problem,
+    hub_kernels_problem,
+    hub_token,
+    model_problem,
+    upload_dir,
+)
 from trainer.config import PRESETS, ConfigError, RunConfig, preset_config
 from trainer.config.hints import render_hints
 from trainer.ui import runs_tab
@@ -255,6 +265,8 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
         if not problems and (problem := dataset_problem(who, run_cfg.data.dataset_name)):
             problems = [problem]
         if not problems and (problem := model_problem(who, run_cfg.model.model_name_or_path)):
+            problems = [problem]
+        if not problems and (problem := hub_kernels_problem(run_cfg.model.hub_kernels)):
             problems = [problem]
         if not problems and (problem := resolve_parent(ctx.manager, who, run_cfg)):  # run #<id>: the caller's own
             problems = [problem]
