@@ -24,13 +24,32 @@ python3 -m pip install -q --disable-pip-version-check --no-index --no-deps --no-
   --upgrade --target "$site" "$wheels"/*.whl || { echo "gpu_check: installing the wheels failed" >&2; exit 2; }
 export PYTHONPATH="$site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 python3 - "$site" <<'PY' || exit 2
-import importlib, sys
+import importlib, importlib.metadata as md, sys
+from packaging.requirements import Requirement
+
+import trainer  # first: no compute kernels fetched from the Hub when bitsandbytes is imported (trainer/hubkernels.py)
+
 site = sys.argv[1]
+carried = {d.metadata["Name"].lower(): d.version for d in md.distributions(path=[site])}
 for name in ("trl", "datasets", "bitsandbytes"):
     module = importlib.import_module(name)
-    where = "carried wheel" if module.__file__.startswith(site) else "image"
-    print(f"{name} {module.__version__} ({where}: {module.__file__})")
-    if where != "carried wheel":
+    if not module.__file__.startswith(site):
         sys.exit(f"gpu_check: {name} was not imported from the carried wheels")
+for name in ("torch", "transformers", "peft", "accelerate", "huggingface_hub", "trl", "datasets", "bitsandbytes"):
+    where = "carried wheel" if name.replace("_", "-") in carried else "image"
+    print(f"{name} {md.version(name)} ({where})")
+unmet = []  # a carried package whose requirement the image and the wheels do not meet: said before any GPU work
+for dist in md.distributions(path=[site]):
+    for text in dist.requires or []:
+        req = Requirement(text)
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        try:
+            have = md.version(req.name)
+        except md.PackageNotFoundError:
+            have = None
+        if have is None or not req.specifier.contains(have, prereleases=True):
+            unmet.append(f"{dist.metadata['Name']} {dist.version} needs {req} (here: {have or 'none'})")
+print("\n".join(f"gpu_check: warning: {line}" for line in unmet) or "gpu_check: every carried package's requirements are met")
 PY
 exec python3 -m trainer gpu-check "$@"

@@ -21,11 +21,13 @@ if [ "${1:-}" = --upgrade ]; then upgrade=(--upgrade); shift; fi
 out=${1:-.}
 mkdir -p "$out"
 
-locked_torch=$(sed -n 's/^torch==\([^ ;]*\).*/\1/p' requirements.txt 2>/dev/null || true)
-torch=${TORCH_VERSION:-${locked_torch:-2.13.0}}
-constraints=$(mktemp)
-trap 'rm -f "$constraints"' EXIT
-echo "torch==$torch" >"$constraints"
+# torch's version, the one pin made by hand (see above); TORCH_VERSION=... moves it
+torch_pin=scripts/torch-constraint.txt
+if [ -n "${TORCH_VERSION:-}" ]; then
+  printf '# the torch release the locks pin (scripts/lock.sh); its build is installed first (README)\ntorch==%s\n' \
+    "$TORCH_VERSION" >"$torch_pin"
+fi
+torch=$(sed -n 's/^torch==//p' "$torch_pin")
 
 compile() {  # compile OUTPUT [uv options...]: the universal lock of pyproject.toml, without torch's CUDA wheels
   local output=$1
@@ -33,7 +35,7 @@ compile() {  # compile OUTPUT [uv options...]: the universal lock of pyproject.t
   if [ "$out" != . ] && [ -f "$(basename "$output")" ]; then
     cp "$(basename "$output")" "$output"  # the versions locked now are uv's preferences (unless --upgrade)
   fi
-  uv pip compile pyproject.toml --universal --quiet "${upgrade[@]}" -c "$constraints" "$@" \
+  uv pip compile pyproject.toml --universal --quiet "${upgrade[@]}" -c "$torch_pin" "$@" \
     --custom-compile-command "scripts/lock.sh" --output-file "$output"
   # the CUDA runtime wheels of PyPI's torch build, found in the resolution, then left out of the file
   local cuda
@@ -41,7 +43,7 @@ compile() {  # compile OUTPUT [uv options...]: the universal lock of pyproject.t
   if [ -n "$cuda" ]; then
     local skip=()
     for name in $cuda; do skip+=(--no-emit-package "$name"); done
-    uv pip compile pyproject.toml --universal --quiet -c "$constraints" "$@" "${skip[@]}" \
+    uv pip compile pyproject.toml --universal --quiet -c "$torch_pin" "$@" "${skip[@]}" \
       --custom-compile-command "scripts/lock.sh" --output-file "$output"
   fi
 }

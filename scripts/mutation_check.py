@@ -940,6 +940,63 @@ MUTATIONS = [
         "    stop, time_up = _STOP.is_set(), _TIME_UP.is_set()",
         "tests/unit/test_workers.py",
     ),
+    # --- installs: the lock, no code from the Hub at run time, today's names (issue 25)
+    _m(
+        "bitsandbytes is imported with `kernels` visible: it fetches a kernel from the Hub",
+        "trainer/hubkernels.py",
+        '        if fullname != "bitsandbytes" or allowed():',
+        "        if True:",
+        "tests/hub/test_hub_kernels.py -k qlora_run_and_its_chat",
+    ),
+    _m(
+        "Hub kernels are allowed unless USE_HUB_KERNELS says otherwise",
+        "trainer/hubkernels.py",
+        '    os.environ.setdefault(ENV, "NO")',
+        '    os.environ.setdefault(ENV, "YES")',
+        "tests/hub/test_hub_kernels.py -k qlora_run_and_its_chat",
+    ),
+    _m(
+        "a run's hub_kernels setting is ignored",
+        "trainer/training.py",
+        "    hubkernels.set_allowed(config.model.hub_kernels)  # before anything imports bitsandbytes",
+        "    pass",
+        "tests/hub/test_hub_kernels.py -k asks_for_them",
+    ),
+    _m(
+        "a run on a Space fetches Hub kernels without the owner's leave",
+        "trainer/access.py",
+        "    if not asked or not space_mode() or hubkernels.allowed():",
+        "    if True:",
+        "tests/security/test_users.py -k hub_kernels",
+    ),
+    _m(
+        "training arguments use the deprecated gradient_checkpointing names",
+        "trainer/trl_export.py",
+        "    if _has_activation_checkpointing():",
+        "    if False:",
+        "tests/unit/test_sft_config.py",
+    ),
+    _m(
+        "a lock line asks for a range instead of one version",
+        "requirements.txt",
+        "\ntorch==2.13.0\n",
+        "\ntorch>=2.4\n",
+        "tests/unit/test_locks.py",
+    ),
+    _m(
+        "the lock leaves out a package the app needs",
+        "requirements-test.txt",
+        "regex==",
+        "# regex==",
+        "tests/unit/test_locks.py",
+    ),
+    _m(
+        "the upgrade report shows a failure's traceback start instead of its error line",
+        "scripts/upgrade_report.py",
+        '        if line.startswith("E "):',
+        "        if False:",
+        "tests/unit/test_locks.py",
+    ),
 ]
 
 

@@ -98,7 +98,7 @@ def test_a_real_step_of_a_wide_model_matches_the_estimate(checkpointing):
     from transformers import Phi3Config, Phi3ForCausalLM
     from trl.trainer.utils import add_fused_lm_head
 
-    from trainer.modeling import lora_config
+    from trainer.modeling import lora_config, set_checkpointing
 
     batch, length = 2, 512
     cfg = wide_config(checkpointing, 0.05, batch, length)
@@ -108,8 +108,7 @@ def test_a_real_step_of_a_wide_model_matches_the_estimate(checkpointing):
         model = Phi3ForCausalLM(Phi3Config(**WIDE))
         model.config.use_cache = False
         add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
-        if checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        set_checkpointing(model, checkpointing)
         model = get_peft_model(model, lora_config(cfg.lora))
         model.train()
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)

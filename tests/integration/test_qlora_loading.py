@@ -47,8 +47,8 @@ def test_a_4bit_model_counts_as_many_parameters_as_its_full_precision_twin(cpu_4
 
 @pytest.mark.parametrize("checkpointing", [False, True])
 def test_qlora_loading_respects_gradient_checkpointing(cpu_4bit, checkpointing):
-    from trainer.modeling import load_base_model
+    from trainer.modeling import checkpointing_on, load_base_model
 
     model = load_base_model(cpu_4bit, for_training=True, gradient_checkpointing=checkpointing)
     assert getattr(model, "is_loaded_in_4bit", False)
-    assert model.is_gradient_checkpointing is checkpointing
+    assert checkpointing_on(model) is checkpointing

@@ -263,3 +263,22 @@ def test_chat_with_this_run_opens_compare_on_the_owners_run_only(space):
     space.manager.store.update(alice_run.id, status="running")
     with pytest.warns(UserWarning, match="once it has finished"):
         assert space.fns["chat_with"](str(alice_run.id), ALICE) == (gr.skip(), gr.skip())
+
+
+def test_a_run_on_a_space_fetches_hub_kernels_only_where_the_owner_allows_them(space, monkeypatch):
+    from trainer.config import load_yaml
+    from trainer.preflight import unavailable_options
+
+    monkeypatch.setattr(space.manager, "schedule", lambda: None)  # nothing starts: the runs stay queued
+    monkeypatch.setenv("USE_HUB_KERNELS", "NO")  # the default (trainer.hubkernels)
+    before = len(space.manager.store.list())
+    assert "this Space does not run code fetched" in unavailable_options(on_gpu=False)["model.hub_kernels"]
+    refused = space.fns["start"](space.form(**{"model.hub_kernels": True}), ALICE, oauth(ALICE_OAUTH))
+    assert "**Hub kernels**" in refused[0] and "untick **Hub kernels**" in refused[0]
+    assert "USE_HUB_KERNELS=YES" in refused[0] and len(space.manager.store.list()) == before
+    assert space.fns["start"](space.form(), ALICE, oauth(ALICE_OAUTH))[0] == ""  # off, as by default: queued
+    monkeypatch.setenv("USE_HUB_KERNELS", "YES")  # the owner allows them (a Space variable)
+    assert "model.hub_kernels" not in unavailable_options(on_gpu=False)
+    assert space.fns["start"](space.form(**{"model.hub_kernels": True}), ALICE, oauth(ALICE_OAUTH))[0] == ""
+    queued = space.manager.store.list()[: len(space.manager.store.list()) - before]  # the newest first
+    assert sorted(load_yaml(Path(job.run_dir) / "config.yaml").model.hub_kernels for job in queued) == [False, True]

@@ -90,5 +90,6 @@ def test_the_scripts_install_the_wheels_offline_into_their_own_folder():
     assert 'PYTHONPATH="$site:' in check and "carried wheel" in check
     fetch = (PROJECT_ROOT / "scripts" / "fetch_gpu_wheels.sh").read_text()
     assert "limit_mib=60" in fetch and "--python-version" in fetch
+    assert "requirements.txt" in fetch and "importlib.metadata" not in fetch  # the lock's versions, not this venv's
     ignored = subprocess.run(["git", "check-ignore", "-q", ".whl/trl.whl"], cwd=PROJECT_ROOT, check=False)
     assert ignored.returncode == 0  # the wheels are never committed

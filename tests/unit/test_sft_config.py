@@ -47,3 +47,17 @@ def test_padding_free_leaves_truncation_to_the_project(tmp_path):
     cfg = load_config(preset="tiny-demo")
     args = sft_config(cfg, tmp_path, has_eval=False, padding_free=True)
     assert args.padding_free is True and args.max_length is None and args.eval_strategy == "no"
+
+
+def test_checkpointing_goes_by_the_name_this_transformers_has_without_a_deprecation_warning(tmp_path):
+    import warnings
+
+    from transformers import TrainingArguments
+
+    cfg = load_config(preset="tiny-demo", overrides=["gradient_checkpointing=true"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # transformers 5.25 warns on the old names
+        args = sft_config(cfg, tmp_path, has_eval=False)
+    new_name = "activation_checkpointing" in {f.name for f in dataclasses.fields(TrainingArguments)}
+    assert getattr(args, "activation_checkpointing" if new_name else "gradient_checkpointing") is True
+    assert args.gradient_checkpointing is True  # the old name mirrors the new one (what TRL reads)

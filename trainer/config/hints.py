@@ -42,8 +42,8 @@ def render_hints(text: str, style: Literal["cli", "ui"]) -> str:
         if style == "cli":
             return f"pass {cli_flags(key, value)}"
         shown = value.replace(",", ", ") if value is not None and key == "data.column_mapping" else value
-        if value is None and key in ticks:
-            return f"tick **{labels[key]}**"
+        if key in ticks and value in (None, "True", "False"):  # a checkbox: tick or untick it
+            return f"{'untick' if value == 'False' else 'tick'} **{labels[key]}**"
         return f"set **{labels[key]}**" + (f" to `{shown}`" if value is not None else "")
 
     return HINT_RE.sub(render, text)
