@@ -21,21 +21,27 @@ pytestmark = pytest.mark.slow  # tiny QLoRA runs and the app in processes of the
 KERNEL_REPO = "kernels-community"
 
 
-def _qlora_run_and_chat(run_dir: Path, hub_kernels: bool) -> str:
-    """Client code: a 2-step QLoRA run of the tiny demo through the CLI, base and tuned answer one prompt, and the
-    estimate of a QLoRA run."""
+def _qlora_run(run_dir: Path, hub_kernels: bool) -> str:
+    """Client code: a 2-step QLoRA run of the tiny demo through the CLI (the worker's path)."""
     return f"""
     from trainer.__main__ import main
+
+    sets = ["load_in_4bit=true", "hub_kernels={str(hub_kernels).lower()}", "max_steps=2", "eval_steps=2",
+            "save_steps=2", "sample_prompts=1"]
+    emit(code=main(["train", "--preset", "tiny-demo", "--run-dir", {str(run_dir)!r}, *[f"--set={{s}}" for s in sets]]))
+    import bitsandbytes.functional
+    emit(bnb_asks_for_a_kernel=bitsandbytes.functional.has_avx512bf16())  # its CPU backend asks only then
+    """
+
+
+def _chat_and_estimate(run_dir: Path) -> str:
+    """Client code, in a process that trains nothing (as the app's): base and tuned answer one prompt with the 4-bit
+    run's adapter, and a QLoRA run is estimated."""
+    return f"""
     from trainer.chat import ChatEngine, GenerationSettings
     from trainer.config import load_config
     from trainer.estimate import estimate_run
 
-    sets = ["load_in_4bit=true", "hub_kernels={str(hub_kernels).lower()}", "max_steps=2", "eval_steps=2",
-            "save_steps=2", "sample_prompts=1"]
-    code = main(["train", "--preset", "tiny-demo", "--run-dir", {str(run_dir)!r}, *[f"--set={{s}}" for s in sets]])
-    emit(code=code)
-    import bitsandbytes.functional
-    emit(bnb_asks_for_a_kernel=bitsandbytes.functional.has_avx512bf16())  # its CPU backend asks only then
     engine = ChatEngine.from_source({str(run_dir)!r})
     messages = [{{"role": "user", "content": "What is the moon?"}}]
     emit(replies=list(engine.reply_pair(messages, messages, GenerationSettings(max_new_tokens=8, greedy=True))))
@@ -51,18 +57,21 @@ def test_a_qlora_run_and_its_chat_fetch_no_kernel(
     hub_server: HubServer, hub_client: ClientRunner, tiny_model_path, tmp_path: Path
 ) -> None:
     run_dir = tmp_path / "qlora"
-    out = hub_client(_qlora_run_and_chat(run_dir, hub_kernels=False))
-    assert out["code"] == 0 and all(isinstance(reply, str) for reply in out["replies"]) and out["estimated"]
+    trained = hub_client(_qlora_run(run_dir, hub_kernels=False))
+    chatted = hub_client(_chat_and_estimate(run_dir))
+    assert trained["code"] == 0 and all(isinstance(reply, str) for reply in chatted["replies"])
+    assert chatted["estimated"]
     assert _kernel_requests(hub_server) == []
-    for text in (out["_stdout"], out["_stderr"], (run_dir / "log.txt").read_text()):
-        assert KERNEL_REPO not in text
+    for out in (trained, chatted):
+        assert KERNEL_REPO not in out["_stdout"] + out["_stderr"]
+    assert KERNEL_REPO not in (run_dir / "log.txt").read_text()
 
 
 def test_hub_kernels_when_the_run_asks_for_them(
     hub_server: HubServer, hub_client: ClientRunner, tiny_model_path, tmp_path: Path
 ) -> None:
     run_dir = tmp_path / "qlora-kernels"
-    out = hub_client(_qlora_run_and_chat(run_dir, hub_kernels=True))
+    out = hub_client(_qlora_run(run_dir, hub_kernels=True))
     assert out["code"] == 0
     asked = [path for _, path, _ in _kernel_requests(hub_server)]
     if out["bnb_asks_for_a_kernel"]:  # bitsandbytes asks on a CPU with AVX512-BF16 (as these machines have)
