@@ -230,8 +230,8 @@ MUTATIONS = [
     _m(
         "QLoRA forces gradient checkpointing on",
         "trainer/modeling.py",
-        "prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)",
-        "prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)",
+        "        set_checkpointing(model, gradient_checkpointing)",
+        "        set_checkpointing(model, True)",
         "tests/integration/test_qlora_loading.py",
     ),
     _m(
