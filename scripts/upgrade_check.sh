@@ -30,11 +30,13 @@ mkdir -p benchmarks/upgrades
 echo "upgrade_check: working in $work"
 
 scripts/lock.sh --upgrade "$work/lock" || { echo "upgrade_check: the ranges do not resolve" >&2; exit 1; }
+# before: both requirement files (a lock of the tests holds the app's; before the lock, the app's ranges were apart)
 if [ -n "$before_ref" ]; then
-  git show "$before_ref:requirements-test.txt" >"$work/before.txt" || exit 1
+  { git show "$before_ref:requirements.txt" && git show "$before_ref:requirements-test.txt"; } >"$work/before.txt" ||
+    exit 1
   before_label="$before_ref"
 else
-  cp requirements-test.txt "$work/before.txt"
+  cat requirements.txt requirements-test.txt >"$work/before.txt"
   before_label="the working tree"
 fi
 

@@ -41,7 +41,9 @@ def read_requirements(text: str) -> dict[str, str]:
         wanted = spec[2:] if spec.startswith("==") and "," not in spec else (spec or "any")
         if match["marker"]:
             wanted += f" ({match['marker'].strip()})"
-        found.setdefault(normalise(match["name"]), []).append(wanted)
+        values = found.setdefault(normalise(match["name"]), [])
+        if wanted not in values:  # the same pin in two files (the app's lock and the tests') counts once
+            values.append(wanted)
     return {name: " / ".join(values) for name, values in found.items()}
 
 

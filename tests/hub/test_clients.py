@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+
 from .conftest import ALICE_TOKEN, ClientRunner
 from .server import HubServer
+
+pytestmark = pytest.mark.slow  # bitsandbytes and transformers imported here, then a client process: seconds
 
 
 def test_a_client_runs_after_the_test_process_imported_bitsandbytes_and_transformers(

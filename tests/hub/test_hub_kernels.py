@@ -1,7 +1,8 @@
 """No code is fetched from the Hub at run time unless the owner asks (trainer/hubkernels.py).
 
-Each check runs online against the local Hub, so a library that tried to fetch a kernel would ask this server:
-its request log, the output and the run's log.txt must name no kernel repository. The opt-in (`model.hub_kernels`)
+Each check runs online against the local Hub, so a library that tried to fetch a kernel would ask this server: a
+tiny run, its chat and estimate, and the app's start-up ask it nothing at all, and the output and the run's log.txt
+name no kernel repository. The opt-in (`model.hub_kernels`)
 is checked the other way round: the same run then does ask, which also proves these checks would see a fetch.
 """
 
@@ -61,7 +62,7 @@ def test_a_qlora_run_and_its_chat_fetch_no_kernel(
     chatted = hub_client(_chat_and_estimate(run_dir))
     assert trained["code"] == 0 and all(isinstance(reply, str) for reply in chatted["replies"])
     assert chatted["estimated"]
-    assert _kernel_requests(hub_server) == []
+    assert hub_server.requests() == []  # a tiny local run asks the Hub nothing at all, kernels included
     for out in (trained, chatted):
         assert KERNEL_REPO not in out["_stdout"] + out["_stderr"]
     assert KERNEL_REPO not in (run_dir / "log.txt").read_text()
@@ -89,5 +90,5 @@ def test_the_app_starts_and_serves_without_fetching_a_kernel(
     with running_app(tmp_path, env) as url:
         assert httpx.get(url, timeout=30).status_code == 200
         assert httpx.get(f"{url}/config", timeout=30).status_code == 200
-    assert _kernel_requests(hub_server) == []
+    assert hub_server.requests() == []  # the app's start-up asks the Hub nothing, kernels included
     assert KERNEL_REPO not in (tmp_path / "app.log").read_text()

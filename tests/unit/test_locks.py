@@ -153,3 +153,9 @@ def test_the_upgrade_report_names_the_moved_versions_and_each_failures_first_lin
     assert "everything passed" in text and "was moved" in text and "No version moved" in text
     broken = report.report("2026-12-07", "HEAD", after, after, "torch 2.13.0 requires x", passed, applied=False)
     assert "something failed" in broken
+
+
+def test_the_upgrade_report_counts_a_pin_in_both_files_once():
+    report = _report_module()
+    both = "torch==2.13.0\nregex==2026.12.2\n" + "# the tests' lock\ntorch==2.13.0\npytest==9.2.0\n"
+    assert report.read_requirements(both) == {"torch": "2.13.0", "regex": "2026.12.2", "pytest": "9.2.0"}
