@@ -997,6 +997,21 @@ MUTATIONS = [
         "        if False:",
         "tests/unit/test_locks.py",
     ),
+    # --- safe on a public Space, second pass (issue 26)
+    _m(
+        "a visitor's preview reads the Hub with the Space's token (None, which the libraries read as HF_TOKEN)",
+        "trainer/ui/train_tab.py",
+        "        p = data.preview(cfg.data, tokenizer, cfg.training.max_length, token=hub_token(who))",
+        "        p = data.preview(cfg.data, tokenizer, cfg.training.max_length, token=who.token)",
+        "tests/hub/test_space_tokens.py",
+    ),
+    _m(
+        "Start checks a user without an OAuth token with the Space's token",
+        "trainer/ui/train_tab.py",
+        "check_before_queueing(run_cfg, ctx.on_gpu or flavor is not None, hub_token(who))",
+        "check_before_queueing(run_cfg, ctx.on_gpu or flavor is not None, who.token)",
+        "tests/security/test_users.py -k oauth_token",
+    ),
 ]
 
 

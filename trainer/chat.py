@@ -76,7 +76,7 @@ def _parameter_count(model_name_or_path: str) -> int | None:
 class ChatEngine:
     """The base model loaded once, with one or more adapters attached by name."""
 
-    def __init__(self, model_cfg: ModelConfig, token: str | None = None):
+    def __init__(self, model_cfg: ModelConfig, token: str | bool | None = None):
         import dataclasses
 
         from trainer.modeling import cuda_available, load_base_model, load_tokenizer
@@ -102,7 +102,7 @@ class ChatEngine:
 
     @classmethod
     def from_source(
-        cls, adapter: str | Path, base: str | None = None, token: str | None = None, local_base: bool = True
+        cls, adapter: str | Path, base: str | None = None, token: str | bool | None = None, local_base: bool = True
     ) -> ChatEngine:
         """From a run folder, or from an adapter repo/folder on top of `base` (default: the adapter's own base).
 
@@ -132,7 +132,7 @@ class ChatEngine:
         return engine
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, token: str | None = None) -> ChatEngine:
+    def from_run(cls, run_dir: str | Path, token: str | bool | None = None) -> ChatEngine:
         """The run's base model (unquantised unless it was a QLoRA run) with the run's adapter attached."""
         from trainer.config import load_yaml
 
@@ -304,7 +304,7 @@ class EngineCache:
         return self._source == (source, who) and self._engine is not None
 
     def get(
-        self, source: str | None, token: str | None = None, who: str | None = None, local_base: bool = True
+        self, source: str | None, token: str | bool | None = None, who: str | None = None, local_base: bool = True
     ) -> ChatEngine:
         """The engine for a run folder or an adapter repo ID, loading it (and freeing the previous one) if needed.
 

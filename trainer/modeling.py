@@ -239,7 +239,7 @@ PHI3_FAMILY = ("phi3",)
 """`model_type` of the bases this studio trains: Phi-3, Phi-3.5-mini and Phi-4-mini all say "phi3"."""
 
 
-def model_problems(model: ModelConfig, lora: LoraSettings, token: str | None = None) -> list[str]:
+def model_problems(model: ModelConfig, lora: LoraSettings, token: str | bool | None = None) -> list[str]:
     """What is wrong with the base model and the LoRA targets, read from the model's config (no weights loaded).
 
     The base must be a Phi-3-family causal LM; every target module must be one of its linear layers (or all-linear).
@@ -293,7 +293,7 @@ class AdapterSource:
     run_dir: Path | None = None
 
 
-def adapter_source(name: str, token: str | None = None) -> AdapterSource:
+def adapter_source(name: str, token: str | bool | None = None) -> AdapterSource:
     """Resolve `model.adapter_name_or_path` by reading configs only: a run folder, an adapter folder or a Hub repo.
 
     Raises:
@@ -376,7 +376,7 @@ def same_base(a: str, b: str) -> bool:
     return where(a) == where(b)
 
 
-def adapter_problems(cfg: ModelConfig, token: str | None = None) -> list[str]:
+def adapter_problems(cfg: ModelConfig, token: str | bool | None = None) -> list[str]:
     """What stops a run from continuing from `cfg.adapter_name_or_path`, before any weights load (configs only).
 
     The adapter must exist, be a finished LoRA adapter, and have been trained on the chosen base model (a mismatch
@@ -399,7 +399,7 @@ def adapter_problems(cfg: ModelConfig, token: str | None = None) -> list[str]:
     return []
 
 
-def adapter_lora_settings(source: AdapterSource, token: str | None = None) -> LoraSettings:
+def adapter_lora_settings(source: AdapterSource, token: str | bool | None = None) -> LoraSettings:
     """The adapter's own LoRA settings (r, alpha, dropout, targets), read from its adapter_config.json."""
     from peft import PeftConfig
 
@@ -411,7 +411,7 @@ def adapter_lora_settings(source: AdapterSource, token: str | None = None) -> Lo
     )
 
 
-def load_adapter_for_training(model: PreTrainedModel, source: AdapterSource, token: str | None = None) -> Any:
+def load_adapter_for_training(model: PreTrainedModel, source: AdapterSource, token: str | bool | None = None) -> Any:
     """The base (already k-bit prepared for QLoRA) with the adapter loaded TRAINABLE, as a PeftModel.
 
     `PeftModel.from_pretrained` defaults to is_trainable=False, which would train 0 parameters without a word.

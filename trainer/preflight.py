@@ -70,7 +70,7 @@ def unavailable_options(on_gpu: bool) -> dict[str, str]:
     return found
 
 
-def check_before_queueing(cfg: RunConfig, on_gpu: bool, token: str | None = None) -> list[str]:
+def check_before_queueing(cfg: RunConfig, on_gpu: bool, token: str | bool | None = None) -> list[str]:
     """Every problem knowable before a job is queued: machine, demo limits, push rights, and that the data parses.
 
     Args:

@@ -137,6 +137,7 @@ class HubServer:
         self.repos: dict[tuple[str, str], Repo] = {}
         self.lfs_objects: dict[str, bytes] = {}
         self.log: list[tuple[str, str, int]] = []  # (method, path, status) of every answered request
+        self.tokens_seen: list[tuple[str, str | None]] = []  # (path, bearer token or None) of every request
         self._faults: list[tuple[str, int, str | None]] = []  # ("fail", status, path part) / ("drop", 0, part)
         self.delays: dict[str, float] = {}  # path part -> seconds every matching request waits before its answer
         self._lock = threading.RLock()
@@ -649,6 +650,8 @@ class _Handler(BaseHTTPRequestHandler):
         hub: HubServer = self.server.hub  # type: ignore[attr-defined]
         split = urlsplit(self.path)
         body = self._read_body()
+        auth = self.headers.get("Authorization") or ""
+        hub.tokens_seen.append((split.path, auth[7:].strip() if auth.lower().startswith("bearer ") else None))
         fault = hub._take_fault(split.path)
         if delay := hub._delay(split.path):
             time.sleep(delay)

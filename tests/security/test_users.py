@@ -282,3 +282,20 @@ def test_a_run_on_a_space_fetches_hub_kernels_only_where_the_owner_allows_them(s
     assert space.fns["start"](space.form(**{"model.hub_kernels": True}), ALICE, oauth(ALICE_OAUTH))[0] == ""
     queued = space.manager.store.list()[: len(space.manager.store.list()) - before]  # the newest first
     assert sorted(load_yaml(Path(job.run_dir) / "config.yaml").model.hub_kernels for job in queued) == [False, True]
+
+
+def test_a_user_without_an_oauth_token_is_checked_at_start_with_no_token_not_the_spaces(space, monkeypatch):
+    import trainer.preflight
+
+    tokens = []
+    real = trainer.preflight.check_before_queueing
+
+    def spy(cfg, on_gpu, token=None):
+        tokens.append(token)
+        return real(cfg, on_gpu, token)
+
+    monkeypatch.setattr(trainer.preflight, "check_before_queueing", spy)
+    monkeypatch.setattr(space.manager, "schedule", lambda: None)
+    assert space.fns["start"](space.form(), BOB, None)[0] == ""
+    assert space.fns["start"](space.form(), ALICE, oauth(ALICE_OAUTH))[0] == ""
+    assert tokens == [False, ALICE_OAUTH]  # False: no token at all (None would read as the Space's HF_TOKEN)

@@ -75,7 +75,7 @@ def test_a_visitor_previews_public_data_without_any_token(space, monkeypatch):
     monkeypatch.setattr(trainer.data, "preview", spy)
     summary, rows, estimate = space.fns["preview"](space.form(dataset_name="examples/pirate_chat.jsonl"), None, None)
     assert "240 usable of 240" in summary and "<|assistant|>" in rows and "**Memory:**" in estimate
-    assert tokens == [None]  # never the Space's HF_TOKEN
+    assert tokens == [False]  # no token at all: None reads as the Space's HF_TOKEN (tests/hub/test_space_tokens.py)
     assert SPACE_TOKEN not in summary + rows + estimate
 
 

@@ -120,7 +120,9 @@ def _looks_like_path(name: str) -> bool:
     return sum(name.count(sep) for sep in separators) > 1
 
 
-def load_table(cfg: DataConfig, split: str, token: str | None = None, limit: int | None = None) -> datasets.Dataset:
+def load_table(
+    cfg: DataConfig, split: str, token: str | bool | None = None, limit: int | None = None
+) -> datasets.Dataset:
     """Load one split of the configured dataset as a `datasets.Dataset` (the first `max_rows` rows).
 
     Local files go through `datasets.load_dataset` with the json/csv/parquet builder; they have one split,
@@ -233,7 +235,7 @@ def _error_detail(exc: BaseException, limit: int = 300) -> str:
 
 
 def _load_hub(
-    cfg: DataConfig, split: str, field_name: str, token: str | None, limit: int | None = None
+    cfg: DataConfig, split: str, field_name: str, token: str | bool | None, limit: int | None = None
 ) -> datasets.Dataset:
     import datasets
     from datasets.exceptions import DatasetGenerationError, DatasetNotFoundError
@@ -288,7 +290,7 @@ def _load_hub(
         raise
 
 
-def _split_names(name: str, config: str | None, token: str | None) -> list[str]:
+def _split_names(name: str, config: str | None, token: str | bool | None) -> list[str]:
     """The split names of a dataset, or [] when they cannot be found (offline, no access ...)."""
     import datasets
 
@@ -299,7 +301,7 @@ def _split_names(name: str, config: str | None, token: str | None) -> list[str]:
         return []
 
 
-def hub_row_count(cfg: DataConfig, split: str, token: str | None = None) -> int | None:
+def hub_row_count(cfg: DataConfig, split: str, token: str | bool | None = None) -> int | None:
     """Rows in a Hub dataset's split from the Hub's metadata (the dataset card), or None when it does not say.
 
     No data file is downloaded. A local file returns None (count its rows instead).
@@ -322,7 +324,9 @@ def _messages_dataset(rows: list[list[Message]]) -> datasets.Dataset:
     return datasets.Dataset.from_dict({"messages": rows})
 
 
-def prepare(cfg: DataConfig, token: str | None = None, seed: int = 42, limit: int | None = None) -> PreparedData:
+def prepare(
+    cfg: DataConfig, token: str | bool | None = None, seed: int = 42, limit: int | None = None
+) -> PreparedData:
     """Load, normalise and split the data for training.
 
     Args:

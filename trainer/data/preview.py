@@ -121,7 +121,12 @@ def length_stats(lengths: Sequence[int]) -> dict[str, float]:
 
 
 def preview(
-    cfg: DataConfig, tokenizer: Any, max_length: int, n: int = 3, token: str | None = None, rows: int = PREVIEW_ROWS
+    cfg: DataConfig,
+    tokenizer: Any,
+    max_length: int,
+    n: int = 3,
+    token: str | bool | None = None,
+    rows: int = PREVIEW_ROWS,
 ) -> Preview:
     """What training would see of the train split: format, counts, problems, rendered rows, token lengths.
 

@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 
 from trainer import runfolder as rf
-from trainer.access import AccessError, Caller, find_job, visible_jobs
+from trainer.access import AccessError, Caller, find_job, hub_token, visible_jobs
 from trainer.config import repo_id_problem
 from trainer.ui.context import AppContext, caller, choices_update, gpu_call, zero_gpu
 
@@ -161,7 +161,7 @@ def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> dict[str, Any]:
             if not engines.holds(source, who.name):
                 gr.Info(f"Loading the base model and the adapter of {Path(source).name if not hub_id else source}…")
             try:
-                engine = engines.get(source, token=who.token, who=who.name, local_base=not space_mode())
+                engine = engines.get(source, token=hub_token(who), who=who.name, local_base=not space_mode())
             except (ChatError, ValueError, OSError) as exc:
                 raise user_error(str(exc)) from exc
             settings = GenerationSettings(

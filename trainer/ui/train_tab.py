@@ -124,7 +124,8 @@ def preview_data(values: dict[str, Any], who: Caller, flavor: Flavor | None = No
         return problems_markdown(problems), "", ""
     try:
         tokenizer = data.preview_tokenizer(cfg.model.model_name_or_path, token=hub_token(who))
-        p = data.preview(cfg.data, tokenizer, cfg.training.max_length, token=who.token)
+        # hub_token: the caller's own token, or False (the libraries read None as "use the Space's HF_TOKEN")
+        p = data.preview(cfg.data, tokenizer, cfg.training.max_length, token=hub_token(who))
     except (data.DataError, ConfigError) as exc:
         return f"### Dataset problem\n{render_hints(str(exc), 'ui')}", "", ""
     stats = p.token_lengths
@@ -278,7 +279,7 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
                 "parent run to the Hub and continue from its repo ID, or run on this machine."
             ]
         if not problems:  # a Hugging Face Job trains on a GPU whatever this machine has
-            problems = check_before_queueing(run_cfg, ctx.on_gpu or flavor is not None, who.token)
+            problems = check_before_queueing(run_cfg, ctx.on_gpu or flavor is not None, hub_token(who))
         if problems:
             advanced = gr.Accordion(open=True) if opens_advanced(problems) else gr.skip()  # show the marked field
             return [problems_markdown(problems), *field_updates(problems, unavailable), advanced, gr.skip(), gr.skip()]
