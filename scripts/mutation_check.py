@@ -1012,6 +1012,20 @@ MUTATIONS = [
         "check_before_queueing(run_cfg, ctx.on_gpu or flavor is not None, who.token)",
         "tests/security/test_users.py -k oauth_token",
     ),
+    _m(
+        "Resume from the Runs tab drops the owner's token",
+        "trainer/ui/runs_tab.py",
+        "                if action == manager.resume:",
+        "                if action is manager.resume:",
+        "tests/security/test_users.py -k resumes_their_own",
+    ),
+    _m(
+        "continuing from a Hub adapter reads PEFT's enum as its str()",
+        "trainer/modeling.py",
+        '    kind = str(getattr(kind, "value", kind)).upper()',
+        "    kind = str(kind).upper()",
+        "tests/hub/test_hub.py -k pushed_adapter_loads",
+    ),
 ]
 
 

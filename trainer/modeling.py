@@ -355,7 +355,8 @@ def adapter_source(name: str, token: str | bool | None = None) -> AdapterSource:
 
 
 def _lora_only(name: str, source: AdapterSource, adapter_config: dict[str, Any]) -> AdapterSource:
-    kind = str(adapter_config.get("peft_type") or "LORA").upper()
+    kind = adapter_config.get("peft_type") or "LORA"
+    kind = str(getattr(kind, "value", kind)).upper()  # PEFT's PeftType enum (a Hub adapter's config) or a string
     if kind != "LORA":
         raise ConfigError([f"{ADAPTER_KEY}: {name} is a {kind} adapter; only LoRA adapters can be continued here."])
     return source

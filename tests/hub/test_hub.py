@@ -206,8 +206,13 @@ def test_pushed_adapter_loads_by_repo_id_with_the_same_logits(
     with contextlib.redirect_stdout(printed):
         exec(compile(snippet, "model-card-snippet", "exec"), {{}})
     emit(snippet_reply=printed.getvalue().strip())
+    from trainer.config import ModelConfig
+    from trainer.modeling import adapter_problems  # continue training from the pushed adapter, read through PEFT
+    asked = ModelConfig(model_name_or_path="tiny-phi3", adapter_name_or_path="alice/phi3-tiny-pirate")
+    emit(continue_problems=adapter_problems(asked, {ALICE_TOKEN!r}))
     """
     )
+    assert loaded["continue_problems"] == []  # was refused: "is a PEFTTYPE.LORA adapter" (str() of PEFT's enum)
     assert loaded["allclose"] and loaded["remote_vs_local"] == 0.0
     assert loaded["adapter_vs_base"] > 1e-4  # the comparison means something: the adapter changes the logits
     assert loaded["card_base_model"] == "tiny-phi3" and loaded["card_library"] == "peft"

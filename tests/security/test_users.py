@@ -299,3 +299,13 @@ def test_a_user_without_an_oauth_token_is_checked_at_start_with_no_token_not_the
     assert space.fns["start"](space.form(), BOB, None)[0] == ""
     assert space.fns["start"](space.form(), ALICE, oauth(ALICE_OAUTH))[0] == ""
     assert tokens == [False, ALICE_OAUTH]  # False: no token at all (None would read as the Space's HF_TOKEN)
+
+
+def test_a_user_resumes_their_own_run_with_their_own_token(space, monkeypatch):
+    monkeypatch.setattr(space.manager, "schedule", lambda: None)  # stays queued: its token is held for its worker
+    alice_run = space.run_of("alice")
+    (Path(alice_run.run_dir) / rf.CHECKPOINTS_DIR / "checkpoint-1").mkdir(parents=True)
+    space.manager.store.update(alice_run.id, status="cancelled", needs_token=True)
+    space.action("resume")(str(alice_run.id), ALICE, oauth(ALICE_OAUTH))
+    assert space.manager.store.get(alice_run.id).status == "queued"
+    assert space.manager._tokens.get(alice_run.id) == ALICE_OAUTH  # not "waiting for sign-in"

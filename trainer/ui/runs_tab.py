@@ -323,7 +323,7 @@ def build(ctx: AppContext, app: gr.Blocks, train_fields: list | None = None, adv
             who = caller(profile, oauth)
             try:
                 job = find_job(manager.store, who, job_id)  # the owner is checked here, on the server
-                if action is manager.resume:
+                if action == manager.resume:  # a bound method is a new object at each access: `is` never holds
                     action(job.id, who.token)
                 else:
                     action(job.id)
