@@ -1026,6 +1026,13 @@ MUTATIONS = [
         "    kind = str(kind).upper()",
         "tests/hub/test_hub.py -k pushed_adapter_loads",
     ),
+    _m(
+        "a run folder's JSON of another shape is read as it is (a list status.json stops the app)",
+        "trainer/runfolder.py",
+        "    if default is not None and not isinstance(value, type(default)):",
+        "    if False:",
+        "tests/unit/test_jobs.py tests/unit/test_runfolder.py",
+    ),
 ]
 
 

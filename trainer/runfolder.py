@@ -120,14 +120,23 @@ def write_json_atomic(path: Path, data: Any) -> Path:
 
 
 def read_json(path: Path, default: Any = None) -> Any:
-    """Read a JSON file, or return default when it is missing or damaged (a damaged one is logged, never fatal)."""
+    """Read a JSON file, or return default when it is missing or damaged (a damaged one is logged, never fatal).
+
+    A file of another shape than `default` (a list or a string where an object is expected) is damaged too.
+    """
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         return default
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         logger.warning("%s is damaged (%s); reading it as empty", path, exc)
         return default
+    if default is not None and not isinstance(value, type(default)):
+        logger.warning(
+            "%s holds a JSON %s, not a %s; reading it as empty", path, type(value).__name__, type(default).__name__
+        )
+        return default
+    return value
 
 
 # --------------------------------------------------------------------------- events and status
@@ -140,7 +149,8 @@ def append_event(run_dir: Path, event: dict[str, Any]) -> None:
 
 
 def read_events(run_dir: Path) -> list[dict[str, Any]]:
-    """All complete events of a run (a half-written last line is skipped)."""
+    """All complete events of a run: JSON objects, one a line (a half-written last line, or a line that holds no
+    object, is skipped)."""
     try:
         lines = (Path(run_dir) / EVENTS_FILE).read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
@@ -148,9 +158,11 @@ def read_events(run_dir: Path) -> list[dict[str, Any]]:
     events = []
     for line in lines:
         try:
-            events.append(json.loads(line))
+            event = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if isinstance(event, dict):
+            events.append(event)
     return events
 
 

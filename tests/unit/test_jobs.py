@@ -351,6 +351,14 @@ def test_runs_started_with_the_cli_are_listed_with_their_state(manager, tmp_path
         live.kill()
 
 
+def test_a_run_folder_of_malformed_json_is_skipped_and_the_rest_listed(manager, tmp_path):
+    runs = tmp_path / "runs"
+    for folder, text in (("a-list", "[1]"), ("a-string", '"succeeded"'), ("a-number", "7")):
+        (_cli_run(runs, folder) / rf.STATUS_FILE).write_text(text)
+    _cli_run(runs, "good", state="succeeded", name="good run")
+    assert [Path(j.run_dir).name for j in manager.adopt_runs()] == ["good"]  # no AttributeError: the app starts
+
+
 def test_listing_cli_runs_looks_inside_only_when_the_runs_folder_changed(manager, tmp_path, monkeypatch):
     _cli_run(tmp_path / "runs", "one", state="succeeded")
     assert len(manager.adopt_runs()) == 1

@@ -36,6 +36,20 @@ def test_events_skip_a_half_written_last_line(tmp_path):
     assert rf.read_events(tmp_path) == [{"step": 1, "loss": 2.0}]
 
 
+def test_json_of_the_wrong_shape_reads_as_missing_and_breaks_no_view(tmp_path):
+    with open(tmp_path / rf.EVENTS_FILE, "w", encoding="utf-8") as f:
+        f.write('[1]\n"text"\n7\nnull\n{"step": 1, "loss": 2.0}\n')
+    assert rf.read_events(tmp_path) == [{"step": 1, "loss": 2.0}]
+    (tmp_path / rf.CONFIG_FILE).write_text("model: {}\n")
+    for text in ("[1]", '"done"', "3", "null"):
+        (tmp_path / rf.STATUS_FILE).write_text(text)
+        assert rf.read_json(tmp_path / rf.STATUS_FILE, {}) == {}
+        assert rf.read_run(tmp_path).status == {}  # the record the card reads
+    (tmp_path / rf.SAMPLES_FILE).write_text('{"prompt": "a dict, not a list"}')
+    assert rf.read_json(tmp_path / rf.SAMPLES_FILE, []) == []
+    assert rf.read_json(tmp_path / rf.SAMPLES_FILE) == {"prompt": "a dict, not a list"}  # no default: any JSON
+
+
 def test_checkpoints_and_the_run_record(tmp_path):
     assert not rf.has_checkpoint(tmp_path)
     (tmp_path / rf.CHECKPOINTS_DIR / "checkpoint-40").mkdir(parents=True)
