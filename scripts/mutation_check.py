@@ -1033,6 +1033,13 @@ MUTATIONS = [
         "    if False:",
         "tests/unit/test_jobs.py tests/unit/test_runfolder.py",
     ),
+    _m(
+        "a worker inherits the server's whole environment (the session-signing OAUTH_CLIENT_SECRET, HF_TOKEN)",
+        "trainer/jobs.py",
+        "            **worker_environment(os.environ),",
+        "            **os.environ,",
+        "tests/security/test_users.py -k oauth_token",
+    ),
 ]
 
 

@@ -45,6 +45,7 @@ from trainer.workers import (
     signal_group,
     training_pids,
     worker_argv,
+    worker_environment,
     worker_output,
 )
 
@@ -263,7 +264,7 @@ class JobManager:
         (run_dir / rf.EXIT_FILE).unlink(missing_ok=True)  # an earlier attempt's ending is not this one's
         rf.set_phase(run_dir, "starting")
         env = {
-            **os.environ,
+            **worker_environment(os.environ),  # no secret of the server's: the owner's token alone is added below
             "PHI3_STUDIO_WORKER": "1",
             "PYTHONUNBUFFERED": "1",
             "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
@@ -271,7 +272,6 @@ class JobManager:
         }
         if processes > 1:  # torchrun would set 1 thread per process and say so in the log
             env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
-        env.pop("HF_TOKEN", None)
         env.pop(TIME_LIMIT_ENV, None)
         if self.limits.run_minutes:
             env[TIME_LIMIT_ENV] = str(round(self.limits.run_minutes * 60))

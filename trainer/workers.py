@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from trainer import distributed as dist
@@ -29,6 +30,16 @@ def worker_argv(python: str, run_dir: Path, resume: bool = False, processes: int
     argv = [*dist.launch_argv(python, processes), "-m", "trainer", "train"]
     argv += ["--config", str(run_dir / rf.CONFIG_FILE), "--run-dir", str(run_dir)]
     return argv + ["--resume"] if resume else argv
+
+
+SECRET_NAMES = re.compile(r"^OAUTH_|SECRET|PASSWORD|PASSWD|_TOKEN$|^HUGGING_FACE_HUB_TOKEN$|_API_KEY$|_PRIVATE_KEY$")
+"""Environment variables a worker never inherits: the Space's sign-in settings (OAUTH_CLIENT_SECRET signs session
+cookies), the Space's own HF_TOKEN and any other secret by its name (the owner's token is added for their run)."""
+
+
+def worker_environment(server_env: Mapping[str, str]) -> dict[str, str]:
+    """The server's environment less every secret (`SECRET_NAMES`): what a run's worker starts from."""
+    return {name: value for name, value in server_env.items() if not SECRET_NAMES.search(name)}
 
 
 def recorded_exit(run_dir: Path) -> int | None:

@@ -92,6 +92,9 @@ def test_a_run_is_queued_for_its_owner_with_their_own_token(space):
     assert (str(job.id), outputs[-1]["value"]) in [(v, v) for _, v in outputs[-1]["choices"]]  # selected at once
     assert job.name == "tiny-phi3: pirate_chat"  # no name typed, no preset sent: base model + dataset
     assert _wait_for(Path(job.run_dir) / "worker-token.txt") == ALICE_OAUTH  # the worker got alice's token
+    names = _wait_for(Path(job.run_dir) / "worker-env.txt").split()
+    assert "PATH" in names and "PHI3_STUDIO_DATA_DIR" in names  # what it needs ...
+    assert not [n for n in names if n.startswith("OAUTH_")]  # ... and no secret of the Space's (session signing key)
 
 
 def test_without_an_oauth_token_a_run_never_borrows_the_spaces(space):

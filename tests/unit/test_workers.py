@@ -220,3 +220,26 @@ def test_a_stop_seen_by_another_process_ends_this_one_too(monkeypatch):
         callbacks.raise_if_stopped(7, events.append)
     assert events == [{"step": 7, "message": "the training time limit was reached at step 7; checkpoint saved, "
                        "the run can be resumed"}]  # fmt: skip
+
+
+def test_a_worker_inherits_no_secret_of_the_servers():
+    from trainer.workers import worker_environment
+
+    server = {
+        "PATH": "/usr/bin",
+        "HF_HOME": "/data/.hf",
+        "HF_TOKEN": "hf_space",
+        "HUGGING_FACE_HUB_TOKEN": "hf_space",
+        "OAUTH_CLIENT_SECRET": "signs-cookies",
+        "OAUTH_CLIENT_ID": "id",
+        "WANDB_API_KEY": "k",
+        "MY_DB_PASSWORD": "p",
+        "STUDIO_MAX_RUN_MINUTES": "30",
+        "HF_TOKEN_PATH": "/data/token-file",
+    }
+    assert worker_environment(server) == {
+        "PATH": "/usr/bin",
+        "HF_HOME": "/data/.hf",
+        "STUDIO_MAX_RUN_MINUTES": "30",
+        "HF_TOKEN_PATH": "/data/token-file",
+    }
