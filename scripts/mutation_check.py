@@ -1040,6 +1040,13 @@ MUTATIONS = [
         "            **os.environ,",
         "tests/security/test_users.py -k oauth_token",
     ),
+    _m(
+        "Compare loads a Hub adapter's base without the checks Start makes",
+        "trainer/chat.py",
+        "            if found := model_problems(",
+        "            if found := [] and model_problems(",
+        "tests/security/test_users.py -k base_before",
+    ),
 ]
 
 

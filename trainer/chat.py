@@ -127,6 +127,14 @@ class ChatEngine:
                 ) from None
             if not local_base and base != TINY_MODEL_NAME and Path(str(base)).expanduser().exists():
                 raise ChatError(f"adapter {adapter}: its base model names a folder on this server; use a Hub base.")
+            from trainer.config import LoraSettings
+            from trainer.modeling import model_problems
+
+            # the checks Start makes, on the base's config alone: nothing else of it is read before they pass
+            if found := model_problems(
+                ModelConfig(model_name_or_path=base), LoraSettings(target_modules=["all-linear"]), token
+            ):
+                raise ChatError(f"adapter {adapter}: its base model cannot be used here. {found[0].split(': ', 1)[1]}")
         engine = cls(ModelConfig(model_name_or_path=base), token)
         engine.add_adapter(Path(adapter) / "adapter" if (Path(adapter) / "adapter").is_dir() else adapter)
         return engine

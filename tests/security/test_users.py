@@ -312,3 +312,29 @@ def test_a_user_resumes_their_own_run_with_their_own_token(space, monkeypatch):
     space.action("resume")(str(alice_run.id), ALICE, oauth(ALICE_OAUTH))
     assert space.manager.store.get(alice_run.id).status == "queued"
     assert space.manager._tokens.get(alice_run.id) == ALICE_OAUTH  # not "waiting for sign-in"
+
+
+def test_compare_checks_the_adapters_base_before_reading_anything_of_it(tmp_path, monkeypatch):
+    """An adapter whose base is no Phi-3 (an 80-layer Llama, say) is refused from the base's config alone: no
+    tokenizer and no weights of it are read."""
+    import json
+
+    import transformers
+
+    from trainer.chat import ChatEngine, ChatError
+
+    base = tmp_path / "llama"
+    transformers.LlamaConfig(
+        num_hidden_layers=80, hidden_size=64, intermediate_size=128, num_attention_heads=4
+    ).save_pretrained(base)
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(
+        json.dumps({"peft_type": "LORA", "base_model_name_or_path": str(base), "task_type": "CAUSAL_LM"})
+    )
+    read = []
+    for loader in (transformers.AutoTokenizer, transformers.AutoModelForCausalLM):
+        monkeypatch.setattr(loader, "from_pretrained", lambda *a, **k: read.append(a) or 1 / 0)
+    with pytest.raises(ChatError, match="'llama' model; this studio trains Phi-3-family"):
+        ChatEngine.from_source(adapter)
+    assert read == []
