@@ -1047,6 +1047,20 @@ MUTATIONS = [
         "            if found := [] and model_problems(",
         "tests/security/test_users.py -k base_before",
     ),
+    _m(
+        "resume sidesteps the active-run limit",
+        "trainer/jobs.py",
+        "        self._check_active_runs(job.owner)\n",
+        "",
+        "tests/security/test_users.py -k resume_counts",
+    ),
+    _m(
+        "each resume restarts the time limit",
+        "trainer/workers.py",
+        "    return limit_s - (time.time() - started if resumed and isinstance(started, (int, float)) else 0.0)",
+        "    return limit_s",
+        "tests/security/test_users.py -k resume_counts",
+    ),
 ]
 
 

@@ -43,6 +43,7 @@ from trainer.workers import (
     recorded_exit,
     recorded_start,
     signal_group,
+    time_left,
     training_pids,
     worker_argv,
     worker_environment,
@@ -159,13 +160,7 @@ class JobManager:
         if flavor and not (owner and token):
             raise ValueError("Hugging Face Jobs are paid by your account: sign in with Hugging Face to start one.")
         config.validate()
-        if owner is not None and self.limits.active_runs is not None:
-            active = [j for j in self.store.list(owner) if j.status in ("queued", "running")]
-            if len(active) >= self.limits.active_runs:
-                raise ValueError(
-                    f"you have {len(active)} runs queued or training, the most this Space allows per user; "
-                    "wait for one to finish or cancel one."
-                )
+        self._check_active_runs(owner)
         run_dir = rf.new_run_dir(_slug(config))
         save_yaml(config, run_dir / rf.CONFIG_FILE)
         name = config.display_name()
@@ -229,11 +224,36 @@ class JobManager:
         """A queued run that needs its owner's token, which this server does not hold (it restarted)."""
         return job.status == "queued" and job.needs_token and job.id not in self._tokens
 
+    def _check_active_runs(self, owner: str | None) -> None:
+        """Raise ValueError when the owner already has as many runs queued or training as the limit allows."""
+        if owner is None or self.limits.active_runs is None:
+            return
+        active = [j for j in self.store.list(owner) if j.status in ("queued", "running")]
+        if len(active) >= self.limits.active_runs:
+            raise ValueError(
+                f"you have {len(active)} runs queued or training, the most this Space allows per user; "
+                "wait for one to finish or cancel one."
+            )
+
+    def _time_left(self, job: Job) -> float | None:
+        """Seconds the run may still train under the time limit (None: no limit); see `workers.time_left`."""
+        limit = self.limits.run_minutes
+        return time_left(Path(job.run_dir), limit * 60, job.resume) if limit else None
+
     def resume(self, job_id: int, token: str | None = None) -> Job:
-        """Queue a stopped run again (failed, cancelled, interrupted, time limit); it continues from its checkpoint."""
+        """Queue a stopped run again (failed, cancelled, interrupted, time limit); it continues from its checkpoint.
+
+        It counts against the owner's active-run limit, and its time limit runs from its first start.
+        """
         job = self._require(job_id)
         if not job.resumable:
             raise ValueError(f"job {job_id}: only a stopped run with a checkpoint can be resumed.")
+        self._check_active_runs(job.owner)
+        if self.limits.run_minutes and time_left(Path(job.run_dir), self.limits.run_minutes * 60, True) <= 0:
+            raise ValueError(
+                f"run #{job_id} has had the {self.limits.run_minutes:g} minutes a run may train here since it first "
+                "started; start a new run from its adapter (Continue training) instead."
+            )
         self.store.update(
             job_id,
             status="queued",
@@ -273,8 +293,8 @@ class JobManager:
         if processes > 1:  # torchrun would set 1 thread per process and say so in the log
             env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
         env.pop(TIME_LIMIT_ENV, None)
-        if self.limits.run_minutes:
-            env[TIME_LIMIT_ENV] = str(round(self.limits.run_minutes * 60))
+        if (left := self._time_left(job)) is not None:
+            env[TIME_LIMIT_ENV] = str(max(1, round(left)))  # from the run's first start, resumes included
         if token := self._tokens.pop(job.id, None):
             env["HF_TOKEN"] = token  # the only place the token goes: the worker's environment
         try:

@@ -53,6 +53,15 @@ def recorded_exit(run_dir: Path) -> int | None:
     return _STATE_EXITS.get((rf.read_json(run_dir / rf.STATUS_FILE, {}) or {}).get("state"))
 
 
+def time_left(run_dir: Path, limit_s: float, resumed: bool) -> float:
+    """Seconds a run may still train under a limit of `limit_s`: from its first start (status.json's started_at,
+    which a resume keeps) when it resumes, so that resuming never restarts the clock."""
+    import time
+
+    started = (rf.read_json(Path(run_dir) / rf.STATUS_FILE, {}) or {}).get("started_at")
+    return limit_s - (time.time() - started if resumed and isinstance(started, (int, float)) else 0.0)
+
+
 def pid_alive(pid: int, start: int | None = None) -> bool:
     """True when a process with this pid exists, is not a zombie, is a process (not another one's thread) and, when
     `start` is given, is the one that started then (`runfolder.process_start`), not a later one that reused the pid.

@@ -26,6 +26,7 @@ RECORDING_WORKER = textwrap.dedent(
     run_dir = pathlib.Path(sys.argv[sys.argv.index("--run-dir") + 1])
     (run_dir / "worker-token.txt").write_text(os.environ.get("HF_TOKEN", "<none>"))
     (run_dir / "worker-env.txt").write_text(" ".join(sorted(os.environ)))
+    (run_dir / "worker-time-limit.txt").write_text(os.environ.get("PHI3_STUDIO_MAX_RUN_S", "<none>"))
     """
 )
 

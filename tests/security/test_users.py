@@ -338,3 +338,25 @@ def test_compare_checks_the_adapters_base_before_reading_anything_of_it(tmp_path
     with pytest.raises(ChatError, match="'llama' model; this studio trains Phi-3-family"):
         ChatEngine.from_source(adapter)
     assert read == []
+
+
+def test_resume_counts_against_the_run_limit_and_its_time_limit_runs_from_the_first_start(space, monkeypatch):
+    real_schedule = space.manager.schedule
+    monkeypatch.setattr(space.manager, "schedule", lambda: None)  # the two new runs stay queued
+    alice_run = space.run_of("alice")
+    (Path(alice_run.run_dir) / rf.CHECKPOINTS_DIR / "checkpoint-1").mkdir(parents=True)
+    rf.write_status(Path(alice_run.run_dir), "cancelled", started_at=time.time() - 119 * 60)  # 1 of 120 min left
+    space.manager.store.update(alice_run.id, status="cancelled")
+    queued = [space.fns["start"](space.form(), ALICE, oauth(ALICE_OAUTH))[-1]["value"] for _ in range(2)]
+    with pytest.warns(UserWarning, match="you have 2 runs queued or training, the most this Space allows"):
+        space.action("resume")(str(alice_run.id), ALICE, oauth(ALICE_OAUTH))  # a third active run: refused
+    assert space.manager.store.get(alice_run.id).status == "cancelled"
+    for job_id in queued:
+        space.manager.cancel(int(job_id))
+    monkeypatch.setattr(space.manager, "schedule", real_schedule)
+    space.action("resume")(str(alice_run.id), ALICE, oauth(ALICE_OAUTH))
+    assert 0 < float(_wait_for(Path(alice_run.run_dir) / "worker-time-limit.txt")) <= 60  # not 120 minutes again
+    rf.write_status(Path(alice_run.run_dir), "cancelled", started_at=time.time() - 121 * 60)
+    space.manager.store.update(alice_run.id, status="cancelled")
+    with pytest.warns(UserWarning, match="has had the 120 minutes a run may train here since it first started"):
+        space.action("resume")(str(alice_run.id), ALICE, oauth(ALICE_OAUTH))
