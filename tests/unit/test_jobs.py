@@ -411,6 +411,7 @@ class FakeJobs:
         self.started: list[tuple] = []
         self.cancelled: list[str] = []
         self.stage, self.lines, self.refuse = "running", [], refuse
+        self.polled = 0  # status asked
 
     def start(self, config, namespace, token, flavor, timeout_s):
         from trainer.hfjobs import JobsError
@@ -422,6 +423,7 @@ class FakeJobs:
 
     def status(self, job_id, namespace, token):
         assert (job_id, namespace, token) == ("job-1", "alice", "hf_alice")  # always the owner's own namespace
+        self.polled += 1
         return self.stage, ("Job failed with exit code: 2" if self.stage == "failed" else "")
 
     def logs(self, job_id, namespace, token):
@@ -487,14 +489,19 @@ def test_after_a_restart_the_owner_s_return_follows_their_job_again(manager, rem
     job = manager.submit(_config("sleep:30"), owner="alice", token="hf_alice", flavor="a10g-large")
     restarted = JobManager(manager.store, python=manager.python)  # a new server: no backend, no tokens yet
     restarted.poll_s = 0.05
-    monkeypatch.setattr(trainer.hfjobs, "HfJobsBackend", lambda *a, **k: remote)
+    fresh = FakeJobs()  # the new server's own backend: only its follower asks it (the old server's asks `remote`)
+    monkeypatch.setattr(trainer.hfjobs, "HfJobsBackend", lambda *a, **k: fresh)
     restarted.recover()
     assert restarted.store.get(job.id).status == "running"  # the job runs on at the Hub, not interrupted
     restarted.attach_token("alice", "hf_alice")  # the first thing the new server hears from alice
+    deadline = time.time() + 10
+    while not fresh.polled and time.time() < deadline:
+        time.sleep(0.02)
+    assert fresh.polled  # followed again, by a backend the follower made itself (nothing else has made one yet)
     with pytest.raises(ValueError, match="sign in again to cancel it"):  # another new server, before she returns
         JobManager(manager.store, python=manager.python).cancel(job.id)
-    remote.cancel = lambda *a: (_ for _ in ()).throw(JobsError("Hugging Face Jobs: cannot cancel the job: x."))
+    fresh.cancel = lambda *a: (_ for _ in ()).throw(JobsError("Hugging Face Jobs: cannot cancel the job: x."))
     with pytest.raises(ValueError, match="cannot cancel the job"):  # a refusal the Runs tab shows as a warning
         restarted.cancel(job.id)
-    remote.stage = "succeeded"
+    fresh.stage = "succeeded"
     assert _wait(restarted, job.id).status == "succeeded"
