@@ -1061,6 +1061,13 @@ MUTATIONS = [
         "    return limit_s",
         "tests/security/test_users.py -k resume_counts",
     ),
+    _m(
+        "Retry push of a user without an OAuth token pushes with the Space's token",
+        "trainer/ui/runs_tab.py",
+        "manager.retry_push(find_job(manager.store, who, job_id).id, hub_token(who))",
+        "manager.retry_push(find_job(manager.store, who, job_id).id, who.token)",
+        "tests/security/test_users.py -k retry_push tests/security/test_token_paths.py",
+    ),
 ]
 
 

@@ -406,7 +406,7 @@ class JobManager:
                 signal_group(each, signal.SIGKILL)
             signal_group(pid, signal.SIGKILL)
 
-    def retry_push(self, job_id: int, token: str | None) -> Job:
+    def retry_push(self, job_id: int, token: str | bool | None) -> Job:
         """Push a trained run again with the given token (the caller's own; in this process: network I/O only)."""
         from trainer.config import load_yaml
         from trainer.hub import push_run

@@ -71,7 +71,8 @@ def test_retry_push_checks_the_owner_and_uses_the_users_own_token(space, monkeyp
     with pytest.warns(UserWarning, match="not yours"):
         space.fns["retry_push"](str(bob_run.id), ALICE, oauth(ALICE_OAUTH))
     space.fns["retry_push"](str(alice_run.id), ALICE, oauth(ALICE_OAUTH))
-    assert calls == [(alice_run.id, ALICE_OAUTH)]  # never the Space's HF_TOKEN
+    space.fns["retry_push"](str(bob_run.id), BOB, None)  # signed in without an OAuth token
+    assert calls == [(alice_run.id, ALICE_OAUTH), (bob_run.id, False)]  # never the Space's HF_TOKEN (None reads so)
 
 
 def test_a_user_downloads_only_their_own_adapter_as_a_copy(space):

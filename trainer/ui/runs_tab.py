@@ -12,7 +12,7 @@ from typing import Any
 import gradio as gr
 
 from trainer import runfolder as rf
-from trainer.access import SIGN_IN, AccessError, find_job, space_mode, visible_jobs
+from trainer.access import SIGN_IN, AccessError, find_job, hub_token, space_mode, visible_jobs
 from trainer.config.hints import render_hints
 from trainer.jobs import WAITING_FOR_OWNER
 from trainer.ui import compare_tab, run_overlay
@@ -343,9 +343,7 @@ def build(ctx: AppContext, app: gr.Blocks, train_fields: list | None = None, adv
         who = caller(profile, oauth)
         try:
             who.require("push to the Hub")
-            manager.retry_push(
-                find_job(manager.store, who, job_id).id, who.token
-            )  # the user's own token, never the Space's
+            manager.retry_push(find_job(manager.store, who, job_id).id, hub_token(who))  # never the Space's
         except (AccessError, HubError, ValueError) as exc:
             gr.Warning(str(exc))
         return refresh_picker(job_id, profile)
