@@ -1068,6 +1068,20 @@ MUTATIONS = [
         "manager.retry_push(find_job(manager.store, who, job_id).id, who.token)",
         "tests/security/test_users.py -k retry_push tests/security/test_token_paths.py",
     ),
+    _m(
+        "a text setting takes any length (a 200,000-character dataset name, a 30 MB system prompt)",
+        "trainer/config/rules.py",
+        "    if longest > max_chars:",
+        "    if False:",
+        "tests/unit/test_config.py tests/security/test_visitor.py -k 'bounded or oversized'",
+    ),
+    _m(
+        "placeholders grow a row without bound",
+        "trainer/data/shapes.py",
+        "        if grown > FILLED_LIMIT:",
+        "        if False:",
+        "tests/unit/test_shapes.py -k without_bound",
+    ),
 ]
 
 

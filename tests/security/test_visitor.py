@@ -135,3 +135,13 @@ def test_a_folder_on_the_server_is_never_a_base_model_on_a_space(space, model, m
     assert "base model is a Hub model ID" in summary and estimate == ""
     outputs = space.fns["start"](space.form(model_name_or_path=model), profile("alice"), oauth("hf_oauthALICE1111"))
     assert "base model is a Hub model ID" in outputs[0]
+
+
+def test_a_visitors_oversized_inputs_are_refused_before_any_work(space):
+    summary, rows, estimate = space.fns["preview"](space.form(dataset_name="x" * 200_000), None, None)
+    assert "200,000 characters, more than the 500 it takes" in summary and rows == estimate == ""
+    export = next(
+        fn.fn for fn in space.blocks.fns.values() if fn.name == "<lambda>" and "export_yaml" in fn.fn.__code__.co_names
+    )
+    update, text, errors = export(space.form(system_prompt="s" * 30_000_000))
+    assert "more than the 20,000 it takes" in errors and text in ("", None)

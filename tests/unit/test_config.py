@@ -272,3 +272,25 @@ def test_problem_messages_in_full():
         "hub.push_checkpoints: needs hub.repo_id (where the checkpoints go); set hub.repo_id.",
     ]
     assert str(ConfigError(["a: one.", "b: two."])) == "Invalid config:\n  - a: one.\n  - b: two."
+
+
+def test_every_text_mapping_and_list_setting_is_bounded_before_anything_reads_it():
+    from trainer.config import RunConfig
+    from trainer.config.rules import ENTRY_LIMIT, TEXT_LIMIT
+
+    def problems(**changes) -> list[str]:
+        cfg = load_config(preset="tiny-demo")
+        for key, value in changes.items():
+            section, name = key.split("__")
+            setattr(getattr(cfg, section), name, value)
+        return RunConfig.problems(cfg)
+
+    assert problems() == []
+    (long_name,) = problems(data__dataset_name="x" * 200_000)  # an OSError from the file system before
+    assert long_name == f"data.dataset_name: 200,000 characters, more than the {TEXT_LIMIT} it takes. Shorten it."
+    assert problems(data__dataset_name="x" * TEXT_LIMIT) == []
+    assert "2,000 it takes" in problems(data__placeholders={"a": "v" * 100_000})[0]  # values: 2,000 characters
+    assert problems(data__placeholders={"a": "v" * 2_000}) == []
+    assert f"{ENTRY_LIMIT + 1} entries" in problems(data__placeholders={f"k{i}": "v" for i in range(101)})[0]
+    assert "20,000 it takes" in problems(data__system_prompt="s" * 30_000_000)[0]
+    assert "lora.target_modules" in problems(lora__target_modules=["o_proj"] * 500)[0]

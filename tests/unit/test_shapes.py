@@ -200,6 +200,26 @@ def test_template_slots_are_found_filled_and_code_braces_left_alone():
     assert quality_report(filled.rows).slots == {}
 
 
+def test_filling_placeholders_cannot_grow_a_row_without_bound():
+    """500 slots and the longest value the config takes (2,000 characters) would make a 1 MB message: the row is
+    left out as malformed, at once, and the others are kept."""
+    import time
+
+    from trainer.data.shapes import FILLED_LIMIT
+
+    bomb = {"instruction": "x", "output": "{{a}}" * 500}
+    start = time.perf_counter()
+    with pytest.raises(RowError, match=f"over {FILLED_LIMIT:,} characters"):
+        fill_placeholders(bomb["output"], {"a": "v" * 2_000})
+    prepared = data.normalise(
+        [bomb] * 50 + [{"instruction": "hi", "output": "I am {{a}}."}], "alpaca", placeholders={"a": "v" * 2_000}
+    )
+    assert time.perf_counter() - start < 2  # it stops at the limit (was 92 s of CPU for one such dataset)
+    assert len(prepared.rows) == 1 and len(prepared.problems) == 50
+    assert "placeholders" in prepared.problems[0]
+    assert fill_placeholders("{{a}}" * 40, {"a": "v" * 2_000}) == "v" * 80_000  # under the limit: filled
+
+
 def test_more_than_five_percent_malformed_blocks_until_accepted():
     good = {"instruction": "Say hi", "output": "Hi!"}
     one_bad = data.normalise([good] * 29 + [{"instruction": "x", "output": 3}], "alpaca")

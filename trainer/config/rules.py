@@ -73,3 +73,21 @@ def repo_id_problem(repo_id: str) -> str | None:
     if reason is None and not REPO_ID_RE.match(repo_id):
         reason = "Repo id must use alphanumeric chars, '-', '_' or '.'"
     return f"hub.repo_id: {repo_id!r} is not a valid repo ID ({reason}). {fix}" if reason else None
+
+
+TEXT_LIMIT = 500
+"""Characters of a text setting (IDs, names, splits, each entry of a mapping or a list), unless its field says."""
+ENTRY_LIMIT = 100
+"""Entries of a mapping or list setting (column mapping, placeholders, target modules)."""
+
+
+def size_problem(key: str, value: Any, max_chars: int = TEXT_LIMIT) -> str | None:
+    """A text, mapping or list setting over its size (`max_chars` per text, `ENTRY_LIMIT` entries), or None: checked
+    before anything reads or expands it."""
+    if isinstance(value, (dict, list)) and len(value) > ENTRY_LIMIT:
+        return f"{key}: {len(value)} entries, more than the {ENTRY_LIMIT} it takes. Keep the ones you need."
+    texts = [value] if isinstance(value, str) else [*value, *value.values()] if isinstance(value, dict) else value
+    longest = max((len(t) for t in texts if isinstance(t, str)), default=0) if isinstance(texts, list) else 0
+    if longest > max_chars:
+        return f"{key}: {longest:,} characters, more than the {max_chars:,} it takes. Shorten it."
+    return None

@@ -21,11 +21,7 @@ from typing import Any, Literal
 
 import yaml
 
-from trainer.config.rules import (
-    column_mapping_problems,
-    hint,
-    repo_id_problem,
-)
+from trainer.config.rules import TEXT_LIMIT, column_mapping_problems, hint, repo_id_problem, size_problem
 from trainer.phi3 import DEFAULT_BASE_MODEL, PHI3_PROJECTIONS, STOP_TOKENS
 
 INT_LIMIT = 2**31 - 1  # whole-number settings are handed to torch/numpy/SQLite as 32-bit values
@@ -41,9 +37,12 @@ def _field(
     step: float | None = None,
     advanced: bool = False,
     default_factory: Any = dataclasses.MISSING,
+    max_chars: int | None = None,
 ) -> Any:
-    """A dataclass field whose metadata drives the CLI, the YAML and the web form."""
+    """A dataclass field whose metadata drives the CLI, the YAML and the web form (max_chars: if not TEXT_LIMIT)."""
     meta = {"help": help, "label": label, "min": min, "max": max, "step": step, "advanced": advanced}
+    if max_chars is not None:
+        meta["max_chars"] = max_chars
     return field(default=default, default_factory=default_factory, metadata=meta)
 
 
@@ -163,10 +162,15 @@ class DataConfig:
         default_factory=dict,
         label="Placeholder values",
         advanced=True,
+        max_chars=2_000,
         help="Fill template slots in the data, e.g. name=Nova,author=Ana turns {{name}} and {name} into Nova.",
     )
     system_prompt: str = _field(
-        "", label="System prompt", advanced=True, help="Added as a system message to every row that has none."
+        "",
+        label="System prompt",
+        advanced=True,
+        max_chars=20_000,
+        help="Added as a system message to every row that has none.",
     )
     max_rows: int | None = _field(
         None, label="Max rows", min=1, advanced=True, help="Use only the first N rows (empty = all rows)."
@@ -439,6 +443,8 @@ def _check_bounds(spec: FieldSpec, value: Any) -> str | None:
         return None if spec.optional else f"{spec.key}: a value is required. Set {spec.key}."
     if spec.choices is not None and value not in spec.choices:
         return f"{spec.key}: {value!r} is not a choice. Use one of: {', '.join(map(str, spec.choices))}."
+    if problem := size_problem(spec.key, value, spec.meta.get("max_chars") or TEXT_LIMIT):
+        return problem
     low, high = spec.meta.get("min"), spec.meta.get("max")
     if isinstance(value, float) and not math.isfinite(value):
         return f"{spec.key}: {value} is not a finite number. Use a number such as {spec.default}."

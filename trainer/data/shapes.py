@@ -230,16 +230,31 @@ def placeholder_slots(text: str) -> list[str]:
     return [double or single for double, single in PLACEHOLDER_RE.findall(text) if double or (single and not code)]
 
 
+FILLED_LIMIT = 100_000
+"""Characters a message may grow to when its placeholders are filled: a few slots and a long value must not make a
+row of megabytes (each value is at most 2,000 characters: `data.placeholders`)."""
+
+
 def fill_placeholders(text: str, values: Mapping[str, str]) -> str:
-    """`text` with the slots named in `values` filled in (``{{name}}`` and, outside code, ``{name}``)."""
+    """`text` with the slots named in `values` filled in (``{{name}}`` and, outside code, ``{name}``).
+
+    Raises:
+        RowError: the filled text would pass `FILLED_LIMIT` (the row is left out as malformed, counted and shown).
+    """
     if not values or "{" not in text:
         return text
     code = any(h in text for h in CODE_HINTS)
+    grown = len(text)
 
     def fill(match: re.Match[str]) -> str:
+        nonlocal grown
         double, single = match.group(1), match.group(2)
         name = double or (None if code else single)
-        return values.get(name, match.group(0)) if name else match.group(0)
+        value = values.get(name, match.group(0)) if name else match.group(0)
+        grown += len(value) - len(match.group(0))
+        if grown > FILLED_LIMIT:
+            raise RowError(f"filling its placeholders makes a message of over {FILLED_LIMIT:,} characters")
+        return value
 
     return PLACEHOLDER_RE.sub(fill, text)
 
