@@ -1082,6 +1082,22 @@ MUTATIONS = [
         "        if False:",
         "tests/unit/test_shapes.py -k without_bound",
     ),
+    _m(
+        "a preview unpacks a Parquet file without a budget (a few KB becoming gigabytes)",
+        "trainer/data/load.py",
+        "            if unpacked > PREVIEW_BYTES:",
+        "            if False:",
+        "tests/unit/test_data.py -k parquet_bomb",
+    ),
+    _m(
+        "a preview of a sliced Hub split downloads the whole split",
+        "trainer/data/load.py",
+        "        if limit is None:\n"
+        "            return datasets.load_dataset(name, cfg.dataset_config, split=split, token=token)",
+        '        if limit is None or "[" in split:\n'
+        "            return datasets.load_dataset(name, cfg.dataset_config, split=split, token=token)",
+        "tests/hub/test_streaming.py -k preview_streams",
+    ),
 ]
 
 

@@ -56,9 +56,12 @@ def test_preview_streams_the_first_rows_and_counts_from_the_metadata(sharded: Hu
     p = preview(DataConfig(dataset_name="alice/pirates"), preview_tokenizer("tiny-phi3"), 128, token={ALICE_TOKEN!r},
                 rows=5)
     emit(n_input=p.n_input, n_rows=p.n_rows, sampled=p.sampled, n_total=p.n_total, text=format_preview(p))
+    sliced = DataConfig(dataset_name="alice/pirates", dataset_train_split="train[10:13]")
+    emit(sliced=preview(sliced, preview_tokenizer("tiny-phi3"), 128, token={ALICE_TOKEN!r}, rows=5).n_input)
     """)
     assert (out["n_input"], out["n_rows"], out["sampled"], out["n_total"]) == (5, 5, True, 280)
     assert "the first 5 rows, streamed from the Hub; the split has 280 rows" in out["text"]
+    assert out["sliced"] == 3  # a sliced split is streamed too: it downloaded the whole file before
     assert _downloaded(sharded.log, 0) and not _downloaded(sharded.log, 1)  # the second shard was never fetched
 
 

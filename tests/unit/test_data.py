@@ -950,3 +950,29 @@ def test_the_missing_columns_message_suggests_a_mapping_of_the_data_s_own_column
     )
     with pytest.raises(DataError, match=r"it looks like sharegpt data \(set data.format to `sharegpt`\)"):
         data.normalise([{"conversations": []}], "alpaca")
+
+
+def test_a_preview_reads_the_first_rows_of_a_local_file_and_refuses_a_parquet_bomb(tmp_path, monkeypatch):
+    """A few KB of Parquet can unpack to gigabytes (a 27 KB file took 488 s and 2.7 GB of the web server): a preview
+    or a pre-queue check streams the first rows, and refuses a first row group over its budget before reading it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import trainer.data.load
+
+    monkeypatch.setattr(trainer.data.load, "PREVIEW_BYTES", 2 * 2**20)  # 2 MB here; 256 MB in the app
+    rows = [{"instruction": f"say {i}", "output": "a" * 100_000} for i in range(30)]  # 3 MB of text
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "bomb.parquet")  # one value, dictionary-encoded
+    assert (tmp_path / "bomb.parquet").stat().st_size < 100_000
+    with pytest.raises(DataError, match="bomb.parquet unpacks to more than 2 MB in its first rows, more than a prev"):
+        data.prepare(DataConfig(dataset_name=str(tmp_path / "bomb.parquet")), limit=200)
+    one = [{"instruction": "x", "output": "b" * 3_000_000}]  # one long value: its pages unpack past the budget
+    pq.write_table(pa.Table.from_pylist(one), tmp_path / "long.parquet", compression="zstd")
+    with pytest.raises(DataError, match="unpacks to more than 2 MB in its first row group"):
+        data.prepare(DataConfig(dataset_name=str(tmp_path / "long.parquet")), limit=200)
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "rows.parquet", row_group_size=5)
+    first = data.prepare(DataConfig(dataset_name=str(tmp_path / "rows.parquet"), eval_fraction=0), limit=4)
+    assert [m[0]["content"] for m in first.train["messages"]] == ["say 0", "say 1", "say 2", "say 3"]
+    sliced = DataConfig(dataset_name=str(tmp_path / "rows.parquet"), dataset_train_split="train[7:9]", eval_fraction=0)
+    assert [m[0]["content"] for m in data.prepare(sliced, limit=50).train["messages"]] == ["say 7", "say 8"]
+    assert len(data.prepare(DataConfig(dataset_name=str(tmp_path / "bomb.parquet"), eval_fraction=0)).train) == 30

@@ -16,6 +16,7 @@ import csv
 import itertools
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -148,7 +149,7 @@ def load_table(
     path = resolve_local_path(cfg.dataset_name)
     field_name = _split_field(cfg, split)
     if path is not None:
-        table = _load_local(path, split, field_name)
+        table = _load_local(path, split, field_name, limit)  # streamed for a caller's limit, as a Hub split
         where = str(path)
     else:
         table = _load_hub(cfg, split, field_name, token, limit)  # streamed only for a caller's limit, not max_rows
@@ -174,7 +175,66 @@ def _split_field(cfg: DataConfig, split: str) -> str:
     return "data.dataset_train_split"
 
 
-def _load_local(path: Path, split: str, field_name: str) -> datasets.Dataset:
+PREVIEW_BYTES = 256 * 2**20
+"""The most a preview or a pre-queue check unpacks of a Parquet file (a few KB of Parquet can unpack to gigabytes,
+by compression or by a dictionary of one repeated value: it is refused, with why, before the web server fills up)."""
+PARQUET_BATCH_ROWS = 16
+"""Rows of a Parquet file unpacked at a time by a preview."""
+_SLICE = re.compile(r"^\s*(?P<base>[\w.-]+)\s*\[\s*(?P<start>\d*)\s*:\s*(?P<stop>\d*)\s*\]\s*$")
+
+
+def _first_rows(open_stream, split: str, limit: int, unreadable) -> datasets.Dataset:
+    """The first `limit` rows of `split`, streamed: `open_stream(base split)` gives an IterableDataset. A slice of
+    whole rows ("train[100:200]") is read row by row too; any other slice ("train[:10%]") previews the split's first
+    rows (the whole split is read only when training)."""
+    import datasets
+
+    match = _SLICE.match(split)
+    base = match["base"] if match else split.split("[", 1)[0].strip()
+    start = int(match["start"] or 0) if match else 0
+    stop = start + limit if not (match and match["stop"]) else min(int(match["stop"]), start + limit)
+    stream = open_stream(base)
+    try:  # islice, not stream.take(): with datasets 5.2, take() also opens the next shard
+        rows = list(itertools.islice(stream, start, stop))
+    except DataError:
+        raise
+    except Exception as exc:  # a file that does not parse (pyarrow's errors are ValueErrors, not split errors)
+        raise unreadable(exc) from exc
+    return datasets.Dataset.from_list(rows, features=stream.features)
+
+
+def _parquet_rows(path: Path):
+    """A Parquet file's rows as an IterableDataset, unpacked `PARQUET_BATCH_ROWS` at a time within `PREVIEW_BYTES`.
+
+    Raises (when read):
+        DataError: the first row group's pages unpack to more than the budget (its metadata says so before any is
+            read), or the rows read so far do (a dictionary of one long value repeated).
+    """
+    import datasets
+    import pyarrow.parquet as pq
+
+    def too_big(what: str) -> DataError:
+        return DataError(
+            f"data.dataset_name: {path.name} unpacks to more than {PREVIEW_BYTES / 2**20:.0f} MB in {what}, more than "
+            "a preview reads. Write it with fewer, shorter rows per row group (e.g. pandas' "
+            "to_parquet(row_group_size=1000)), or as JSON Lines."
+        )
+
+    def rows():
+        file = pq.ParquetFile(path)
+        if file.metadata.num_row_groups and file.metadata.row_group(0).total_byte_size > PREVIEW_BYTES:
+            raise too_big("its first row group")
+        unpacked = 0
+        for batch in file.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            unpacked += batch.nbytes
+            if unpacked > PREVIEW_BYTES:
+                raise too_big("its first rows")
+            yield from batch.to_pylist()
+
+    return datasets.IterableDataset.from_generator(rows)
+
+
+def _load_local(path: Path, split: str, field_name: str, limit: int | None = None) -> datasets.Dataset:
     import datasets
 
     if split.split("[", 1)[0].strip() != "train":
@@ -192,15 +252,29 @@ def _load_local(path: Path, split: str, field_name: str) -> datasets.Dataset:
         if header:
             kwargs["features"] = datasets.Features({name: datasets.Value("string") for name in header})
     try:
-        return datasets.load_dataset(builder, data_files=str(path), split=split, **kwargs)
+        if limit is None:
+            return datasets.load_dataset(builder, data_files=str(path), split=split, **kwargs)
+
+        def open_stream(base: str):
+            if builder == "parquet":
+                return _parquet_rows(path)
+            return datasets.load_dataset(builder, data_files=str(path), split=base, streaming=True, **kwargs)
+
+        return _first_rows(open_stream, split, limit, lambda exc: _unreadable_file(path, exc))
+    except DataError:
+        raise
     except Exception as exc:  # any failure to parse a user's file is a problem with that file
-        detail = _error_detail(exc)
-        if "corresponds to no data" in detail:
-            raise DataError(f"data.dataset_name: {path} has no rows. Add rows, or point to the right file.") from exc
-        raise DataError(
-            f"data.dataset_name: cannot read {path} as {path.suffix.lower()} ({detail}). "
-            f"Check that the file is valid {_FILE_SHAPES[path.suffix.lower()]} and not truncated."
-        ) from exc
+        raise _unreadable_file(path, exc) from exc
+
+
+def _unreadable_file(path: Path, exc: Exception) -> DataError:
+    detail = _error_detail(exc)
+    if "corresponds to no data" in detail:
+        return DataError(f"data.dataset_name: {path} has no rows. Add rows, or point to the right file.")
+    return DataError(
+        f"data.dataset_name: cannot read {path} as {path.suffix.lower()} ({detail}). "
+        f"Check that the file is valid {_FILE_SHAPES[path.suffix.lower()]} and not truncated."
+    )
 
 
 _FILE_SHAPES = {
@@ -245,17 +319,21 @@ def _load_hub(
     if not Path(name).exists() and (problem := hub_unreachable()):  # say so now, not after half a minute
         raise DataError(f"data.dataset_name: cannot read {name!r}. {problem}")
     try:
-        if limit is None or "[" in split:  # a sliced split ("train[:500]") cannot be streamed: load, then select
+        if limit is None:
             return datasets.load_dataset(name, cfg.dataset_config, split=split, token=token)
-        stream = datasets.load_dataset(name, cfg.dataset_config, split=split, token=token, streaming=True)
-        try:  # islice, not stream.take(): with datasets 5.2, take() also opens the next shard
-            rows = list(itertools.islice(stream, limit))
-        except Exception as exc:  # a file that does not parse (pyarrow's errors are ValueErrors, not split errors)
-            raise DataError(
+
+        def open_stream(base: str):
+            return datasets.load_dataset(name, cfg.dataset_config, split=base, token=token, streaming=True)
+
+        return _first_rows(
+            open_stream,
+            split,
+            limit,
+            lambda exc: DataError(
                 f"data.dataset_name: cannot read the files of {name!r} ({_error_detail(exc)}). "
                 "Check the dataset's files, or pick another config or split."
-            ) from exc
-        return datasets.Dataset.from_list(rows, features=stream.features)
+            ),
+        )
     except DataError:
         raise
     except (DatasetNotFoundError, HfHubHTTPError, FileNotFoundError) as exc:
