@@ -1098,6 +1098,13 @@ MUTATIONS = [
         "            return datasets.load_dataset(name, cfg.dataset_config, split=split, token=token)",
         "tests/hub/test_streaming.py -k preview_streams",
     ),
+    _m(
+        "a rebuilt table turns a running Hugging Face Job into an interrupted local run",
+        "trainer/jobstore.py",
+        '            remote = isinstance(status.get("hf_job"), dict) and state not in FINISHED  # runs on at the Hub',
+        "            remote = False",
+        "tests/unit/test_jobs.py -k rebuilt_table",
+    ),
 ]
 
 

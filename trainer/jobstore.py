@@ -253,16 +253,22 @@ class JobStore:
                 later += fresh
                 if fresh or state != "queued" or not (run_dir / rf.CONFIG_FILE).is_file():
                     continue
-            running = state == "running" and isinstance(pid, int) and alive(pid, status.get("pid_start"))
+            remote = isinstance(status.get("hf_job"), dict) and state not in FINISHED  # runs on at the Hub
+            running = remote or state == "running" and isinstance(pid, int) and alive(pid, status.get("pid_start"))
             state = "running" if running else state if state in FINISHED else "interrupted"
-            job = self.create(run_dir, name=str(status.get("name") or run_dir.name), owner=status.get("owner"))
+            job = self.create(
+                run_dir,
+                name=str(status.get("name") or run_dir.name),
+                owner=status.get("owner"),
+                **({"backend": "hf-jobs", "needs_token": True} if remote else {}),  # followed when its owner returns
+            )
             self.update(
                 job.id,
                 status=state,
                 started_at=status.get("started_at"),
                 finished_at=None if running else status.get("finished_at") or status.get("updated_at"),
                 error=status.get("error"),
-                pid=pid if running else None,
+                pid=pid if running and not remote else None,
             )
             added.append(self.get(job.id))
         return added, later

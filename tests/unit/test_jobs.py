@@ -505,3 +505,22 @@ def test_after_a_restart_the_owner_s_return_follows_their_job_again(manager, rem
         restarted.cancel(job.id)
     fresh.stage = "succeeded"
     assert _wait(restarted, job.id).status == "succeeded"
+
+
+def test_a_rebuilt_table_keeps_a_running_hugging_face_job_followed_and_cancellable(manager, remote, tmp_path):
+    """The job table is lost while a Hugging Face Job runs: rebuilt from the run folders, it is a running remote job
+    (not an interrupted local run that Cancel cannot reach), followed and cancellable again when its owner returns."""
+    job = manager.submit(_config("sleep:30"), owner="alice", token="hf_alice", flavor="a10g-large")
+    (tmp_path / "jobs.sqlite").rename(tmp_path / "jobs.sqlite.lost")
+    rebuilt = JobManager(JobStore(tmp_path / "jobs.sqlite"), python=manager.python)
+    (adopted,) = rebuilt.adopt_runs()
+    assert (adopted.status, adopted.backend, adopted.owner, adopted.run_dir) == (
+        "running",
+        "hf-jobs",
+        "alice",
+        job.run_dir,
+    )
+    rebuilt.remote, rebuilt.poll_s = remote, 0.05
+    rebuilt.attach_token("alice", "hf_alice")  # the owner comes back
+    rebuilt.cancel(adopted.id)
+    assert remote.cancelled == ["job-1"]  # the job on the Hub was cancelled, not left running
