@@ -1105,6 +1105,13 @@ MUTATIONS = [
         "            remote = False",
         "tests/unit/test_jobs.py -k rebuilt_table",
     ),
+    _m(
+        "a preview reads a local file whole",
+        "trainer/data/preview.py",
+        "    table = load_table(cfg, cfg.dataset_train_split, token, limit=rows)",
+        "    table = load_table(cfg, cfg.dataset_train_split, token, limit=None if path else rows)",
+        "tests/unit/test_data.py -k big_local",
+    ),
 ]
 
 

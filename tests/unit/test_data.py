@@ -976,3 +976,14 @@ def test_a_preview_reads_the_first_rows_of_a_local_file_and_refuses_a_parquet_bo
     sliced = DataConfig(dataset_name=str(tmp_path / "rows.parquet"), dataset_train_split="train[7:9]", eval_fraction=0)
     assert [m[0]["content"] for m in data.prepare(sliced, limit=50).train["messages"]] == ["say 7", "say 8"]
     assert len(data.prepare(DataConfig(dataset_name=str(tmp_path / "bomb.parquet"), eval_fraction=0)).train) == 30
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet", ".csv"])
+def test_a_preview_of_a_big_local_file_reads_its_first_rows_and_counts_the_rest_from_the_file(tmp_path, suffix):
+    rows = pd.DataFrame({"instruction": [f"say {i}" for i in range(1_500)], "output": ["ok"] * 1_500})
+    path = tmp_path / f"big{suffix}"
+    {".jsonl": lambda: rows.to_json(path, orient="records", lines=True), ".parquet": lambda: rows.to_parquet(path),
+     ".csv": lambda: rows.to_csv(path, index=False)}[suffix]()  # fmt: skip
+    p = data.preview(DataConfig(dataset_name=str(path)), data.preview_tokenizer("tiny-phi3"), 128, rows=1_000)
+    assert (p.n_input, p.sampled, p.n_total) == (1_000, True, 1_500)
+    assert p.extent == "the first 1,000 rows of the file; it has 1,500 rows"

@@ -11,12 +11,13 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from trainer.config import DataConfig, hint
 from trainer.config.hints import render_hints
 from trainer.data.formats import Message, choose_format, normalise
-from trainer.data.load import hub_row_count, load_table, resolve_local_path
+from trainer.data.load import hub_row_count, load_table, local_row_count, resolve_local_path
 from trainer.data.quality import QualityReport, format_quality, malformed_problem, quality_report
 from trainer.paths import TOKENIZER_DIR
 from trainer.phi3 import BUNDLED_TOKENIZER_MODELS
@@ -25,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 _STATS_BATCH = 512
 PREVIEW_ROWS = 1000
-"""Rows a preview reads from a Hub dataset (streamed; a local file is read whole)."""
+"""Rows a preview reads, streamed, from a Hub dataset or a local file."""
 
 
 @dataclass
@@ -41,7 +42,7 @@ class Preview:
         token_lengths: ``min``, ``mean``, ``p50``, ``p95``, ``max`` tokens per row over all good rows.
         max_length: the token budget per row that training keeps.
         n_over_max_length: rows longer than `max_length` (training truncates them).
-        sampled: only the first rows were read (a Hub dataset is streamed); the figures are of those rows.
+        sampled: only the first rows were read (streamed); the figures are of those rows.
         n_total: rows in the split, when known (a local file's count, or the Hub's metadata).
         rows: the rows read, normalised to chat messages (what the estimate of the run measures).
         notes: what is done to the data as a whole (KTO rows left out, SFT on preference pairs' chosen replies).
@@ -60,6 +61,7 @@ class Preview:
     n_over_max_length: int
     sampled: bool = False
     n_total: int | None = None
+    local: bool = False  # a local file, not a Hub dataset
     rows: list[list[Message]] = field(default_factory=list, repr=False)
     notes: list[str] = field(default_factory=list)
     left_out: int = 0
@@ -71,6 +73,9 @@ class Preview:
         """Which rows the figures describe ("" when the whole split was read)."""
         if not self.sampled:
             return ""
+        if self.local:
+            total = f"it has {self.n_total:,} rows" if self.n_total else "its row count is known once it is read"
+            return f"the first {self.n_input:,} rows of the file; {total}"
         total = f"the split has {self.n_total:,} rows" if self.n_total else "the Hub does not say how many rows it has"
         return f"the first {self.n_input:,} rows, streamed from the Hub; {total}"
 
@@ -130,8 +135,9 @@ def preview(
 ) -> Preview:
     """What training would see of the train split: format, counts, problems, rendered rows, token lengths.
 
-    A local file is read whole; of a Hub dataset only the first `rows` rows are streamed (nothing else is
-    downloaded), and the split's size comes from the Hub's metadata where it has it.
+    Only the first `rows` rows are read, streamed, of a Hub dataset (nothing else is downloaded) as of a local file
+    (within a byte budget: `load.PREVIEW_BYTES`); the size of the whole comes from the Hub's metadata, or from the
+    file's (`load.local_row_count`), where they have it.
 
     Args:
         cfg: the data settings.
@@ -147,12 +153,12 @@ def preview(
     Raises:
         DataError: the data cannot be loaded or no row can be used.
     """
-    local = resolve_local_path(cfg.dataset_name) is not None
-    table = load_table(cfg, cfg.dataset_train_split, token, limit=None if local else rows)
+    path = resolve_local_path(cfg.dataset_name)
+    table = load_table(cfg, cfg.dataset_train_split, token, limit=rows)
     fmt = choose_format(cfg, table.column_names, table[0] if len(table) else None)
     data = normalise(table, fmt, cfg.column_mapping or None, cfg.system_prompt, cfg.placeholders)
     lengths = token_lengths(tokenizer, data.rows)
-    sampled = not local and len(table) >= rows
+    sampled = len(table) >= rows
     return Preview(
         format=data.format,
         n_rows=len(data.rows),
@@ -163,13 +169,22 @@ def preview(
         max_length=max_length,
         n_over_max_length=sum(1 for length in lengths if length > max_length),
         sampled=sampled,
-        n_total=hub_row_count(cfg, cfg.dataset_train_split, token) if sampled else len(table),
+        n_total=_row_count(cfg, path, token) if sampled else len(table),
+        local=path is not None,
         rows=data.rows,
         notes=data.notes,
         left_out=data.left_out,
         quality=quality_report(data.rows, data.numbers, data.kinds),
         blocked=malformed_problem(data, cfg.allow_malformed) or "",
     )
+
+
+def _row_count(cfg: DataConfig, path: Path | None, token: str | bool | None) -> int | None:
+    """Rows of the whole train split, when known without reading it: a local file's count, or the Hub's metadata
+    (a sliced split's: None, the slice's size is not the split's)."""
+    if "[" in cfg.dataset_train_split:
+        return None
+    return local_row_count(path) if path is not None else hub_row_count(cfg, cfg.dataset_train_split, token)
 
 
 def preview_tokenizer(model_name: str, token: str | bool | None = None) -> Any:
