@@ -1112,6 +1112,20 @@ MUTATIONS = [
         "    table = load_table(cfg, cfg.dataset_train_split, token, limit=None if path else rows)",
         "tests/unit/test_data.py -k big_local",
     ),
+    _m(
+        "a user's uploads together have no limit",
+        "trainer/ui/train_tab.py",
+        "    if limits is not None and limits.uploads_mb is not None and kept_mb + size_mb > limits.uploads_mb:",
+        "    if False:",
+        "tests/security/test_users.py -k uploads_together",
+    ),
+    _m(
+        "Gradio's temporary files (anyone's uploads) are kept for ever",
+        "trainer/ui/app.py",
+        '    with gr.Blocks(title="Phi-3 Fine-Tune Studio", delete_cache=GRADIO_CACHE_S) as app:',
+        '    with gr.Blocks(title="Phi-3 Fine-Tune Studio") as app:',
+        "tests/security/test_modes.py -k loopback",
+    ),
 ]
 
 

@@ -34,7 +34,8 @@ ADMINS_ENV = "STUDIO_ADMINS"
 ACTIVE_RUNS_ENV = "STUDIO_MAX_ACTIVE_RUNS"
 RUN_MINUTES_ENV = "STUDIO_MAX_RUN_MINUTES"
 UPLOAD_MB_ENV = "STUDIO_MAX_UPLOAD_MB"
-SPACE_DEFAULTS = {ACTIVE_RUNS_ENV: 2, RUN_MINUTES_ENV: 120, UPLOAD_MB_ENV: 100}
+UPLOADS_MB_ENV = "STUDIO_MAX_UPLOADS_MB"
+SPACE_DEFAULTS = {ACTIVE_RUNS_ENV: 2, RUN_MINUTES_ENV: 120, UPLOAD_MB_ENV: 100, UPLOADS_MB_ENV: 500}
 """The limits on a Space when its owner sets nothing (locally there are none unless set)."""
 
 SIGN_IN = "Sign in with Hugging Face to {what}."
@@ -108,6 +109,7 @@ class Limits:
     active_runs: int | None = None
     run_minutes: float | None = None
     upload_mb: float | None = None
+    uploads_mb: float | None = None  # all of a user's uploads kept here together
 
     @classmethod
     def from_env(cls) -> Limits:
@@ -121,7 +123,10 @@ class Limits:
             value = kind(text)
             return None if value <= 0 else value  # 0 or less: no limit
 
-        return cls(read(ACTIVE_RUNS_ENV, int), read(RUN_MINUTES_ENV, float), read(UPLOAD_MB_ENV, float))
+        return cls(
+            read(ACTIVE_RUNS_ENV, int), read(RUN_MINUTES_ENV, float), read(UPLOAD_MB_ENV, float),
+            read(UPLOADS_MB_ENV, float),
+        )  # fmt: skip
 
     def describe(self) -> str:
         """The limits in a line for the page ("" when there are none)."""
@@ -132,6 +137,8 @@ class Limits:
             parts.append(f"{self.run_minutes:g} training minutes per run (then it checkpoints and stops, resumable)")
         if self.upload_mb:
             parts.append(f"uploads up to {self.upload_mb:g} MB")
+        if self.uploads_mb:
+            parts.append(f"{self.uploads_mb:g} MB of uploads kept per user")
         return "Limits on this Space: " + "; ".join(parts) + "." if parts else ""
 
 

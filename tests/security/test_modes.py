@@ -25,19 +25,19 @@ def test_on_a_space_a_visitor_has_no_token_and_a_user_only_their_own(monkeypatch
 
 
 def test_limits_have_safe_defaults_on_a_space_and_none_locally(monkeypatch):
-    for name in ("STUDIO_MAX_ACTIVE_RUNS", "STUDIO_MAX_RUN_MINUTES", "STUDIO_MAX_UPLOAD_MB"):
+    for name in ("STUDIO_MAX_ACTIVE_RUNS", "STUDIO_MAX_RUN_MINUTES", "STUDIO_MAX_UPLOAD_MB", "STUDIO_MAX_UPLOADS_MB"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("OAUTH_CLIENT_ID", raising=False)
-    assert Limits.from_env() == Limits(None, None, None) and Limits.from_env().describe() == ""
+    assert Limits.from_env() == Limits(None, None, None, None) and Limits.from_env().describe() == ""
     simulate_space(monkeypatch)
-    assert Limits.from_env() == Limits(2, 120, 100)
+    assert Limits.from_env() == Limits(2, 120, 100, 500)
     monkeypatch.setenv("STUDIO_MAX_RUN_MINUTES", "30")
     monkeypatch.setenv("STUDIO_MAX_ACTIVE_RUNS", "0")  # 0: no limit
     limits = Limits.from_env()
-    assert limits == Limits(None, 30, 100)
+    assert limits == Limits(None, 30, 100, 500)
     assert limits.describe() == (
         "Limits on this Space: 30 training minutes per run (then it checkpoints and stops, resumable); "
-        "uploads up to 100 MB."
+        "uploads up to 100 MB; 500 MB of uploads kept per user."
     )
 
 
@@ -55,10 +55,12 @@ def test_the_app_listens_on_loopback_unless_told_otherwise_and_serves_no_data_di
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path))
     seen = {}
-    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: seen.update(kwargs))
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: seen.update(kwargs, app=self))
     app_module.launch()
     assert seen["server_name"] == expected
     assert "allowed_paths" not in seen  # nothing in the data dir is served by its path
+    assert seen["app"].delete_cache == (3600, 3600)  # uploads POSTed by anyone are not kept for ever
+    assert seen["app"]._queue.max_size == 64  # a flood of events is refused, not queued without end
 
 
 def test_a_read_only_data_dir_is_one_clear_message(monkeypatch, tmp_path):

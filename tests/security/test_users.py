@@ -161,6 +161,19 @@ def test_an_upload_over_the_limit_is_refused(tmp_path, monkeypatch):
     assert saved is None and "is 2 MB; uploads here are up to 1 MB" in error
 
 
+def test_a_users_uploads_together_are_limited(tmp_path, monkeypatch):
+    from trainer.access import Limits
+
+    monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path))
+    data = tmp_path / "part.jsonl"
+    data.write_bytes(b"x" * 2**20)
+    limits = Limits(upload_mb=2, uploads_mb=3)
+    kept = [save_upload(str(data), Caller("alice", None), limits) for _ in range(4)]  # 10 x 10 MB were all kept
+    assert [saved is not None for saved, _ in kept] == [True, True, True, False]
+    assert "already take 3 MB, and **part.jsonl** would pass the 3 MB a user may keep" in kept[3][1]
+    assert save_upload(str(data), Caller("bob", None), limits)[0] is not None  # per user, not for all
+
+
 def test_compare_offers_only_the_users_runs_by_id(space):
     alice_run = space.run_of("alice")
     update = space.fns["adapter_choices"](None, ALICE)

@@ -27,6 +27,10 @@ from trainer.ui import compare_tab, runs_tab, train_tab
 from trainer.ui.context import AppContext
 from trainer.ui.form import form_fields
 
+GRADIO_CACHE_S = (3600, 3600)
+"""Every hour, Gradio deletes the temporary files of this app older than an hour (`gr.Blocks(delete_cache=...)`)."""
+QUEUE_SIZE = 64
+"""Events waiting in the queue at most; more are refused at once (`queue(max_size=...)`)."""
 GPU_PRESET = "lora"
 CSS = """
 #demo-banner {background: #fff7e6; border: 1px solid #f0b35b; border-radius: 8px; padding: 4px 12px;}
@@ -58,7 +62,9 @@ def build_app(manager=None, on_gpu: bool | None = None) -> gr.Blocks:
     on_gpu = gpu_available() if on_gpu is None else on_gpu
     start_preset = GPU_PRESET if on_gpu else DEMO_PRESET
 
-    with gr.Blocks(title="Phi-3 Fine-Tune Studio") as app:
+    # Gradio's own temporary files (uploads POSTed by anyone, downloads handed out) go after an hour: an upload is
+    # copied to its user's folder at once (train_tab.save_upload), a download is made again per request
+    with gr.Blocks(title="Phi-3 Fine-Tune Studio", delete_cache=GRADIO_CACHE_S) as app:
         if space_mode():  # a Space with `hf_oauth: true`; locally HF_TOKEN / `hf auth login`
             with gr.Row():
                 gr.Markdown(
@@ -106,7 +112,7 @@ def launch(**kwargs: Any) -> None:
     except PermissionError as exc:
         raise SystemExit(f"Phi-3 Fine-Tune Studio cannot start: {exc}") from None
     app = build_app(manager)
-    app.queue(default_concurrency_limit=4)
+    app.queue(default_concurrency_limit=4, max_size=QUEUE_SIZE)  # a full queue answers "busy", it does not grow
     upload_mb = manager.limits.upload_mb
     app.launch(
         theme=gr.themes.Soft(),

@@ -180,6 +180,12 @@ def save_upload(path: str | None, who: Caller, limits: Limits | None = None) -> 
         folder = upload_dir(who)
     except AccessError as exc:
         return None, f"### {exc}"
+    kept_mb = sum(f.stat().st_size for f in folder.glob("*") if f.is_file()) / 2**20 if folder.is_dir() else 0.0
+    if limits is not None and limits.uploads_mb is not None and kept_mb + size_mb > limits.uploads_mb:
+        return None, (
+            f"### Dataset problem\nYour uploads here already take {kept_mb:.0f} MB, and **{name}** would pass the "
+            f"{limits.uploads_mb:g} MB a user may keep. Train on a Hub dataset, or on what you uploaded before."
+        )
     target = folder / f"{secrets.token_hex(8)}{suffix}"  # never the visitor's own name: no path games
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, target)
