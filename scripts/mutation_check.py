@@ -1126,6 +1126,20 @@ MUTATIONS = [
         '    with gr.Blocks(title="Phi-3 Fine-Tune Studio") as app:',
         "tests/security/test_modes.py -k loopback",
     ),
+    _m(
+        "the Runs tab shows the server's paths in a run's log",
+        "trainer/ui/runs_tab.py",
+        "            rf.without_server_paths(log_tail(run_dir)),",
+        "            log_tail(run_dir),",
+        "tests/security/test_users.py -k without_the_servers_paths",
+    ),
+    _m(
+        "a dataset's own text in a preview problem renders as Markdown",
+        "trainer/ui/train_tab.py",
+        "render_hints(str(exc), 'ui', plain=True)",
+        "render_hints(str(exc), 'ui')",
+        "tests/security/test_visitor.py -k not_markdown",
+    ),
 ]
 
 

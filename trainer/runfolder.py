@@ -119,6 +119,20 @@ def write_json_atomic(path: Path, data: Any) -> Path:
     return write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
+def without_server_paths(text: str) -> str:
+    """Text shown to a Space's users (a log tail, an error) with this server's folders named, not spelled out: the
+    data dir, the app's folder, Python's and the home folder (a traceback's file names included)."""
+    import sys
+
+    from trainer.paths import PROJECT_ROOT
+
+    names = {str(data_dir()): "<data dir>", str(PROJECT_ROOT): "<app>", sys.prefix: "<python>", str(Path.home()): "~"}
+    for path in sorted(names, key=len, reverse=True):  # the longest first: a folder inside another keeps its name
+        if len(path) > 1:
+            text = text.replace(path, names[path])
+    return text
+
+
 def read_json(path: Path, default: Any = None) -> Any:
     """Read a JSON file, or return default when it is missing or damaged (a damaged one is logged, never fatal).
 

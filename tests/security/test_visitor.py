@@ -145,3 +145,19 @@ def test_a_visitors_oversized_inputs_are_refused_before_any_work(space):
     )
     update, text, errors = export(space.form(system_prompt="s" * 30_000_000))
     assert "more than the 20,000 it takes" in errors and text in ("", None)
+
+
+def test_a_datasets_own_text_in_a_preview_problem_shows_as_text_not_markdown(tmp_path):
+    """Column names that are Markdown (an image, a link) show escaped: they render nothing; the fix keeps its form."""
+    from trainer.access import Caller
+    from trainer.config import preset_config
+    from trainer.ui.form import form_fields, widget_value
+    from trainer.ui.train_tab import preview_data
+
+    data = tmp_path / "columns.jsonl"
+    data.write_text('{"![x](http://evil.example/i.png)": "a", "[click](http://evil.example)": "b"}\n' * 3)
+    values = {s.key: widget_value(s, s.get(preset_config("tiny-demo"))) for s in form_fields()}
+    values["data.dataset_name"] = str(data)
+    summary, _, _ = preview_data(values, Caller(name=None, token=None, admin=True, local=True))
+    assert "!\\[x\\](http://evil.example/i.png)" in summary and "\\[click\\](http://evil.example)" in summary
+    assert "![x](" not in summary and "set **Column mapping** to `question=user, answer=assistant`" in summary

@@ -30,8 +30,16 @@ def cli_flags(key: str, value: str | None) -> str:
     return spec.flag if value is None else f"{spec.flag} {value}"
 
 
-def render_hints(text: str, style: Literal["cli", "ui"]) -> str:
-    """text with every `set <key> [to `<value>`]` hint written for the CLI (flags) or the web form (field labels)."""
+MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]#|~<>])")
+"""What makes links, images, headings, code, emphasis, cells or HTML in Markdown."""
+
+
+def render_hints(text: str, style: Literal["cli", "ui"], plain: bool = False) -> str:
+    """text with every `set <key> [to `<value>`]` hint written for the CLI (flags) or the web form (field labels).
+
+    plain: the text is plain text that may hold a user's data (a file or column name): in the "ui" style, all but
+    the hints is escaped, so that it shows as written and renders no link, image or HTML.
+    """
     labels = {spec.key: spec.meta.get("label") or spec.key for spec in iter_fields()}
     ticks = {spec.key for spec in iter_fields() if spec.type is bool}  # a checkbox in the form
 
@@ -46,4 +54,10 @@ def render_hints(text: str, style: Literal["cli", "ui"]) -> str:
             return f"{'untick' if value == 'False' else 'tick'} **{labels[key]}**"
         return f"set **{labels[key]}**" + (f" to `{shown}`" if value is not None else "")
 
-    return HINT_RE.sub(render, text)
+    if not (plain and style == "ui"):
+        return HINT_RE.sub(render, text)
+    pieces, end = [], 0
+    for match in HINT_RE.finditer(text):
+        pieces += [MARKDOWN_SPECIALS.sub(r"\\\1", text[end : match.start()]), render(match)]
+        end = match.end()
+    return "".join([*pieces, MARKDOWN_SPECIALS.sub(r"\\\1", text[end:])])

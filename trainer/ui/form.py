@@ -175,7 +175,7 @@ def problems_markdown(problems: list[str]) -> str:
     lines = []
     for problem in problems:
         key, _, text = problem.partition(": ")
-        lines.append(f"- **{labels.get(key, key)}** (`{key}`): {render_hints(text, 'ui')}")
+        lines.append(f"- **{labels.get(key, key)}** (`{key}`): {render_hints(text, 'ui', plain=True)}")
     return "### Fix these before training\n" + "\n".join(lines)
 
 

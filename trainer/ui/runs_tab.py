@@ -149,7 +149,7 @@ def status_markdown(manager, job) -> str:
         label = {"failed": "Cause", "push_failed": "Trained and saved locally; the push failed"}.get(
             job.status, "Note"
         )
-        lines.append(f"**{label}:** {html.escape(render_hints(job.error, 'ui'))}")
+        lines.append(f"**{label}:** {html.escape(render_hints(rf.without_server_paths(job.error), 'ui'))}")
     status = rf.read_json(Path(job.run_dir) / rf.STATUS_FILE, {}) or {}
     if status.get("push_state") == "pushed" and status.get("repo_url"):
         lines.append(f"**Published:** [{status.get('repo_id')}]({status['repo_url']})")
@@ -304,7 +304,7 @@ def build(ctx: AppContext, app: gr.Blocks, train_fields: list | None = None, adv
             gr.skip() if unchanged else loss_frame(events),
             gr.skip() if unchanged else loss_frame(events, "eval_loss"),
             metrics_markdown(events, status),
-            log_tail(run_dir),
+            rf.without_server_paths(log_tail(run_dir)),
             samples_markdown(run_dir),
             *_buttons(job),
             picker,

@@ -127,7 +127,7 @@ def preview_data(values: dict[str, Any], who: Caller, flavor: Flavor | None = No
         # hub_token: the caller's own token, or False (the libraries read None as "use the Space's HF_TOKEN")
         p = data.preview(cfg.data, tokenizer, cfg.training.max_length, token=hub_token(who))
     except (data.DataError, ConfigError) as exc:
-        return f"### Dataset problem\n{render_hints(str(exc), 'ui')}", "", ""
+        return f"### Dataset problem\n{render_hints(str(exc), 'ui', plain=True)}", "", ""  # it may quote the data
     stats = p.token_lengths
     summary = [
         f"**Format:** `{p.format}` · **rows:** {p.n_rows} usable of {p.n_input}"
