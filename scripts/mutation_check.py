@@ -1140,6 +1140,13 @@ MUTATIONS = [
         "render_hints(str(exc), 'ui')",
         "tests/security/test_visitor.py -k not_markdown",
     ),
+    _m(
+        "every download click leaves a temporary folder for ever",
+        "trainer/ui/context.py",
+        "            if time.time() - old.stat().st_mtime > DOWNLOADS_KEPT_S:",
+        "            if False:",
+        "tests/security/test_users.py -k pile_up",
+    ),
 ]
 
 

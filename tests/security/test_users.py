@@ -389,3 +389,18 @@ def test_the_runs_tab_shows_a_log_and_an_error_without_the_servers_paths(space):
     assert "loading <data dir>/runs/alice-run/adapter" in shown and "~/.cache/phi3-studio" in shown
     assert "cannot read &lt;data dir&gt;/uploads/x.jsonl" in shown or "cannot read <data dir>/uploads/x.jsonl" in shown
     assert str(space.data_dir) not in shown and home + "/" not in shown
+
+
+def test_downloads_do_not_pile_up_a_temporary_folder_per_click(space, tmp_path, monkeypatch):
+    import tempfile
+
+    import trainer.ui.context
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    alice_run = space.run_of("alice")
+    first = Path(space.fns["download"](str(alice_run.id), ALICE)["value"])
+    assert first.is_file() and tmp_path / "phi3-studio-downloads" in first.parents
+    monkeypatch.setattr(trainer.ui.context, "DOWNLOADS_KEPT_S", -1)  # as if an hour had passed
+    second = Path(space.fns["download"](str(alice_run.id), ALICE)["value"])
+    assert second.is_file() and not first.exists()
+    assert len(list((tmp_path / "phi3-studio-downloads").iterdir())) == 1  # one per click, removed when old

@@ -5,7 +5,11 @@ from __future__ import annotations
 import html
 import os
 import re
+import shutil
+import tempfile
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
@@ -76,3 +80,21 @@ def choices_update(choices: list[tuple[str, str]], current: str | None) -> Any:
 def caller(profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None = None) -> Caller:
     """Who calls a handler, from what Gradio injects from the server's session (never from the browser's values)."""
     return caller_from(profile.username if profile is not None else None, oauth.token if oauth is not None else None)
+
+
+DOWNLOADS_KEPT_S = 3600
+"""How long the app keeps its own copy of a download (Gradio serves a copy of its own, deleted after as long)."""
+
+
+def download_folder(prefix: str) -> Path:
+    """A new folder for one download (a config, an adapter or TRL zip) under the app's downloads folder, whose
+    folders older than `DOWNLOADS_KEPT_S` are removed first: every click made one more that was never removed."""
+    root = Path(tempfile.gettempdir()) / "phi3-studio-downloads"
+    root.mkdir(exist_ok=True)
+    for old in root.iterdir():
+        try:
+            if time.time() - old.stat().st_mtime > DOWNLOADS_KEPT_S:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:  # removed meanwhile by another request
+            continue
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=root))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from trainer.access import SIGN_IN, AccessError, find_job, hub_token, space_mode
 from trainer.config.hints import render_hints
 from trainer.jobs import WAITING_FOR_OWNER
 from trainer.ui import compare_tab, run_overlay
-from trainer.ui.context import AppContext, caller, choices_update, plain
+from trainer.ui.context import AppContext, caller, choices_update, download_folder, plain
 from trainer.ui.continuing import CONTINUABLE, continue_config
 from trainer.ui.form import preset_updates
 
@@ -225,7 +224,7 @@ def adapter_zip(job) -> str:
     adapter = Path(job.run_dir) / rf.ADAPTER_DIR
     if not (adapter / "adapter_model.safetensors").is_file():
         raise ValueError(f"run #{job.id} has no adapter yet: it is saved when training finishes.")
-    out = Path(tempfile.mkdtemp(prefix="adapter-")) / f"run-{job.id}-adapter"
+    out = download_folder("adapter-") / f"run-{job.id}-adapter"
     return shutil.make_archive(str(out), "zip", root_dir=adapter)
 
 
@@ -237,7 +236,7 @@ def trl_zip(job) -> str:
     run_dir = Path(job.run_dir)
     if not (run_dir / TRL_FILE).is_file():
         raise ValueError(f"run #{job.id} has no {TRL_FILE}: it is written when the run has prepared its data.")
-    folder = Path(tempfile.mkdtemp(prefix="trl-")) / f"run-{job.id}-trl"
+    folder = download_folder("trl-") / f"run-{job.id}-trl"
     shutil.copytree(run_dir / TRL_DATA_DIR, folder / TRL_DATA_DIR)
     shutil.copy2(run_dir / TRL_FILE, folder / TRL_FILE)
     return shutil.make_archive(str(folder), "zip", root_dir=folder)

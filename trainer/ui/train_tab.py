@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import secrets
 import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +24,7 @@ from trainer.access import (
 from trainer.config import PRESETS, ConfigError, RunConfig, preset_config
 from trainer.config.hints import render_hints
 from trainer.ui import runs_tab
-from trainer.ui.context import AppContext, caller, plain, zero_gpu
+from trainer.ui.context import AppContext, caller, download_folder, plain, zero_gpu
 from trainer.ui.continuing import resolve_parent
 
 if TYPE_CHECKING:  # the web page imports no estimate or Hub code until it is used
@@ -197,7 +196,7 @@ def export_yaml(values: dict[str, Any]) -> tuple[Any, str, str]:
     cfg, problems = config_from_form(values)
     if problems:
         return gr.update(visible=False), "", problems_markdown(problems)
-    path = Path(tempfile.mkdtemp(prefix="config-")) / "config.yaml"  # a copy for this request, not a data-dir file
+    path = download_folder("config-") / "config.yaml"  # a copy for this request, not a data-dir file
     path.write_text(cfg.to_yaml(), encoding="utf-8")
     return gr.update(value=str(path), visible=True), cfg.to_yaml(), ""
 
