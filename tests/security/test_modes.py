@@ -59,7 +59,7 @@ def test_the_app_listens_on_loopback_unless_told_otherwise_and_serves_no_data_di
     app_module.launch()
     assert seen["server_name"] == expected
     assert "allowed_paths" not in seen  # nothing in the data dir is served by its path
-    assert seen["app"].delete_cache == (3600, 3600)  # uploads POSTed by anyone are not kept for ever
+    assert seen["app"].delete_cache == (600, 3600)  # uploads POSTed by anyone, download links: 70 minutes at most
     assert seen["app"]._queue.max_size == 64  # a flood of events is refused, not queued without end
 
 

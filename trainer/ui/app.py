@@ -27,8 +27,9 @@ from trainer.ui import compare_tab, runs_tab, train_tab
 from trainer.ui.context import AppContext
 from trainer.ui.form import form_fields
 
-GRADIO_CACHE_S = (3600, 3600)
-"""Every hour, Gradio deletes the temporary files of this app older than an hour (`gr.Blocks(delete_cache=...)`)."""
+GRADIO_CACHE_S = (600, 3600)
+"""Every 10 minutes, Gradio deletes this app's temporary files older than an hour (`gr.Blocks(delete_cache=...)`):
+an upload, or a download's link (which works for whoever has it), lives 70 minutes at most."""
 QUEUE_SIZE = 64
 """Events waiting in the queue at most; more are refused at once (`queue(max_size=...)`)."""
 GPU_PRESET = "lora"
