@@ -1147,6 +1147,13 @@ MUTATIONS = [
         "            if False:",
         "tests/security/test_users.py -k pile_up",
     ),
+    _m(
+        "one session queues previews without end (no per-session limit)",
+        "trainer/ui/context.py",
+        "            free = key is None or key not in self._busy",
+        "            free = True",
+        "tests/security/test_visitor.py -k one_preview_at_a_time",
+    ),
 ]
 
 

@@ -161,3 +161,33 @@ def test_a_datasets_own_text_in_a_preview_problem_shows_as_text_not_markdown(tmp
     summary, _, _ = preview_data(values, Caller(name=None, token=None, admin=True, local=True))
     assert "!\\[x\\](http://evil.example/i.png)" in summary and "\\[click\\](http://evil.example)" in summary
     assert "![x](" not in summary and "set **Column mapping** to `question=user, answer=assistant`" in summary
+
+
+def test_one_session_runs_one_preview_at_a_time_and_never_holds_back_another(space, monkeypatch):
+    import threading
+    from types import SimpleNamespace
+
+    import trainer.ui.train_tab
+
+    started, release = threading.Event(), threading.Event()
+    real = trainer.ui.train_tab.preview_data
+
+    def slow(values, who, flavor=None):
+        if values["data.dataset_name"] == "examples/pirate_chat.jsonl":
+            started.set()
+            release.wait(10)
+        return real(values, who, flavor)
+
+    monkeypatch.setattr(trainer.ui.train_tab, "preview_data", slow)
+    mallory, other = SimpleNamespace(session_hash="mallory"), SimpleNamespace(session_hash="someone-else")
+    form = space.form(dataset_name="examples/pirate_chat.jsonl")
+    first = threading.Thread(target=space.fns["preview"], args=(form, None, None, mallory))
+    first.start()
+    assert started.wait(10)
+    again = space.fns["preview"](form, None, None, mallory)  # the same session, while its first one runs
+    assert "A preview of yours is still running" in again[0]
+    shown = space.fns["preview"](space.form(dataset_name="examples/pirate_alpaca.json"), None, None, other)
+    assert "usable of" in shown[0]  # another session's preview is not held back
+    release.set()
+    first.join(10)
+    assert "usable of" in space.fns["preview"](form, None, None, mallory)[0]  # free again once it ended

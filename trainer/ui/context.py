@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 import re
 import shutil
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -98,3 +101,28 @@ def download_folder(prefix: str) -> Path:
         except OSError:  # removed meanwhile by another request
             continue
     return Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+
+
+class OnePerSession:
+    """At most one call at a time per browser session: a second call answers at once instead of queueing behind the
+    first (40 previews queued by one visitor held another user's preview for 9 s; with this, each extra one takes a
+    queue slot for a moment only). Calls without a session (a direct call in a test) are never held back."""
+
+    def __init__(self) -> None:
+        self._busy: set[str] = set()
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def slot(self, request: gr.Request | None) -> Iterator[bool]:
+        """True inside when this session had no call running (the call goes ahead), False when it had one."""
+        key = getattr(request, "session_hash", None)
+        with self._lock:
+            free = key is None or key not in self._busy
+            if free and key is not None:
+                self._busy.add(key)
+        try:
+            yield free
+        finally:
+            if free and key is not None:
+                with self._lock:
+                    self._busy.discard(key)

@@ -24,7 +24,7 @@ from trainer.access import (
 from trainer.config import PRESETS, ConfigError, RunConfig, preset_config
 from trainer.config.hints import render_hints
 from trainer.ui import runs_tab
-from trainer.ui.context import AppContext, caller, download_folder, plain, zero_gpu
+from trainer.ui.context import AppContext, OnePerSession, caller, download_folder, plain, zero_gpu
 from trainer.ui.continuing import resolve_parent
 
 if TYPE_CHECKING:  # the web page imports no estimate or Hub code until it is used
@@ -237,9 +237,16 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
 
     c["upload"].upload(on_upload, c["upload"], [fields["data.dataset_name"], c["preview_summary"]])
 
-    def preview(values: dict, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
+    previews = OnePerSession()
+
+    def preview(
+        values: dict, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None, request: gr.Request | None = None
+    ):
         flavor = by_choice.get(values.get(c["run_on"])) if "run_on" in c else None  # a listed choice, or this machine
-        return preview_data(keyed(values), caller(profile, oauth), flavor)
+        with previews.slot(request) as free:
+            if not free:
+                return "### A preview of yours is still running\nWait for it, then try again.", gr.skip(), gr.skip()
+            return preview_data(keyed(values), caller(profile, oauth), flavor)
 
     run_on = {c["run_on"]} if "run_on" in c else set()
     c["preview"].click(preview, set(field_list) | run_on, [c["preview_summary"], c["preview_rows"], c["estimate"]])
