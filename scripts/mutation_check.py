@@ -1154,6 +1154,13 @@ MUTATIONS = [
         "            free = True",
         "tests/security/test_visitor.py -k one_preview_at_a_time",
     ),
+    _m(
+        "Compare takes a prompt or a token count of any size",
+        "trainer/ui/compare_tab.py",
+        "            if problem := request_problem(prompt, system, max_new):",
+        "            if problem := None:",
+        "tests/security/test_users.py -k oversized_request",
+    ),
 ]
 
 

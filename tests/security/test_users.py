@@ -404,3 +404,40 @@ def test_downloads_do_not_pile_up_a_temporary_folder_per_click(space, tmp_path, 
     second = Path(space.fns["download"](str(alice_run.id), ALICE)["value"])
     assert second.is_file() and not first.exists()
     assert len(list((tmp_path / "phi3-studio-downloads").iterdir())) == 1  # one per click, removed when old
+
+
+@pytest.mark.parametrize(
+    ("prompt", "max_new", "system", "refused"),
+    [
+        ("p" * 30_000_000, 16, "", "at most 20,000 characters"),
+        ("Hi", 16, "s" * 20_001, "at most 20,000 characters"),
+        ("Hi", 10**9, "", "from 1 to 2,048"),
+        ("Hi", float("inf"), "", "from 1 to 2,048"),
+        ("Hi", 0, "", "from 1 to 2,048"),
+    ],
+)
+def test_compare_refuses_an_oversized_request_before_loading_anything(
+    space, monkeypatch, prompt, max_new, system, refused
+):
+    from trainer.chat import ChatEngine
+
+    loads = []
+    monkeypatch.setattr(ChatEngine, "from_source", staticmethod(lambda *a, **k: loads.append(a)))
+    with pytest.raises(gr.Error, match=refused):
+        list(
+            space.fns["send"](
+                prompt,
+                [],
+                [],
+                None,
+                "alice/pirate-adapter",
+                max_new,
+                0.7,
+                0.9,
+                True,
+                system,
+                ALICE,
+                oauth(ALICE_OAUTH),
+            )
+        )
+    assert loads == []  # no model loaded, no GPU spent

@@ -105,6 +105,25 @@ def adapter_update(manager, who: Caller, current: str | None = None) -> Any:
     return choices_update(choices, current)
 
 
+PROMPT_LIMIT = 20_000
+"""Characters of a prompt, or of a system prompt, that Compare takes."""
+MAX_NEW_TOKENS = 2_048
+"""The most new tokens Compare generates per reply."""
+
+
+def request_problem(prompt: str, system: str | None, max_new: object) -> str | None:
+    """What is out of bounds in a Compare request (checked before a model is loaded), or None."""
+    if len(prompt) > PROMPT_LIMIT or len(system or "") > PROMPT_LIMIT:
+        return f"A prompt or a system prompt here is at most {PROMPT_LIMIT:,} characters; shorten it."
+    try:
+        tokens = int(float(max_new))  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        tokens = 0
+    if not 1 <= tokens <= MAX_NEW_TOKENS:
+        return f"Max new tokens is a whole number from 1 to {MAX_NEW_TOKENS:,}."
+    return None
+
+
 def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> dict[str, Any]:
     """Build the Compare tab's components and wire its events (send, stream, stop, regenerate, clear)."""
     from trainer.access import space_mode
@@ -152,6 +171,8 @@ def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> dict[str, Any]:
                 gr.Warning(NO_PROMPT)
                 yield gr.skip(), gr.skip(), gr.skip()
                 return
+            if problem := request_problem(prompt, system, max_new):  # before anything is loaded or generated
+                raise user_error(problem)
             try:
                 source = chosen_source(manager, who, run_id, hub_id)
             except AccessError as exc:
@@ -311,7 +332,9 @@ def _layout(adapter: gr.Dropdown) -> dict[str, Any]:
         c["clear"] = gr.Button("Clear", elem_id="compare-clear", scale=0, min_width=80)
     with gr.Accordion("Generation settings", open=False):
         with gr.Row():
-            c["max_new_tokens"] = gr.Number(value=128, precision=0, label="Max new tokens")
+            c["max_new_tokens"] = gr.Number(
+                value=128, precision=0, minimum=1, maximum=MAX_NEW_TOKENS, label="Max new tokens"
+            )
             c["temperature"] = gr.Number(value=0.7, label="Temperature")
             c["top_p"] = gr.Number(value=0.9, label="Top-p")
             c["greedy"] = gr.Checkbox(value=True, label="Greedy (same answer every time)")
