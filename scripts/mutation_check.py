@@ -1161,6 +1161,13 @@ MUTATIONS = [
         "            if problem := None:",
         "tests/security/test_users.py -k oversized_request",
     ),
+    _m(
+        "a request body of any size reaches the app",
+        "trainer/ui/app.py",
+        "        if declared.isdigit() and int(declared) > self.max_bytes:",
+        "        if False:",
+        "tests/security/test_http.py -k size_limit",
+    ),
 ]
 
 

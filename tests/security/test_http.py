@@ -147,3 +147,14 @@ def test_a_visitor_in_the_browser_is_asked_to_sign_in(site):
             page.screenshot(path=str(Path(shots) / "space-visitor.png"), full_page=True)
         browser.close()
     assert len(store.list()) == before  # nothing was queued
+
+
+def test_a_request_over_the_size_limit_is_refused_before_the_app_reads_it(site):
+    import httpx
+
+    url, _, _ = site
+    json_body = {"content-type": "application/json"}
+    big = httpx.post(f"{url}/gradio_api/queue/join", content=b"x" * (3 * 2**20), headers=json_body, timeout=60)
+    assert big.status_code == 413 and "a request here is at most 2 MB" in big.text  # a 30 MB form was read whole
+    small = httpx.post(f"{url}/gradio_api/queue/join", content=b"{}", headers=json_body, timeout=60)
+    assert small.status_code not in (413, 500)  # an ordinary request reaches the app (which finds it incomplete)

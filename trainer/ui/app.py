@@ -115,10 +115,45 @@ def launch(**kwargs: Any) -> None:
     app = build_app(manager)
     app.queue(default_concurrency_limit=4, max_size=QUEUE_SIZE)  # a full queue answers "busy", it does not grow
     upload_mb = manager.limits.upload_mb
+    from starlette.middleware import Middleware
+
     app.launch(
         theme=gr.themes.Soft(),
         css=CSS,
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         max_file_size=f"{upload_mb:g}mb" if upload_mb else None,
+        app_kwargs={"middleware": [Middleware(BodyLimit, max_bytes=REQUEST_BYTES)]},
         **kwargs,
     )
+
+
+REQUEST_BYTES = 2 * 2**20
+"""The largest request body a handler takes (its form values: the longest setting is 20,000 characters); uploads are
+bounded by `max_file_size` instead."""
+
+
+class BodyLimit:
+    """ASGI middleware: a request whose body is over `max_bytes` is answered 413 before the app reads it (by its
+    Content-Length), or cut off where it passes the limit (a body sent without one). File uploads are left to Gradio's
+    own limit."""
+
+    def __init__(self, app: Any, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"].endswith("/upload"):
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            body = f"a request here is at most {self.max_bytes // 2**20} MB".encode()
+            await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"text/plain")]})
+            return await send({"type": "http.response.body", "body": body})
+        seen = 0
+
+        async def limited() -> dict:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            return {"type": "http.disconnect"} if seen > self.max_bytes else message
+
+        return await self.app(scope, limited, send)
