@@ -200,15 +200,17 @@ MUTATIONS = [
     _m(
         "a Hub preview downloads the whole split",
         "trainer/data/load.py",
-        '        if limit is None or "[" in split:',
-        "        if True:",
+        "        if limit is None:\n"
+        "            return datasets.load_dataset(name, cfg.dataset_config, split=split, token=token)",
+        "        if True:\n"
+        "            return datasets.load_dataset(name, cfg.dataset_config, split=split, token=token)",
         "tests/hub/test_streaming.py",
     ),
     _m(
         "a streamed file that does not parse escapes as a raw error",
         "trainer/data/load.py",
-        "            rows = list(itertools.islice(stream, limit))\n        except Exception as exc:",
-        "            rows = list(itertools.islice(stream, limit))\n        except KeyError as exc:",
+        "    except Exception as exc:  # a file that does not parse",
+        "    except KeyError as exc:  # a file that does not parse",
         "tests/unit/test_data.py",
     ),
     _m(
@@ -252,8 +254,8 @@ MUTATIONS = [
     _m(
         "the web form shows CLI flags in its errors",
         "trainer/ui/form.py",
-        "{render_hints(text, 'ui')}\")",
-        "{render_hints(text, 'cli')}\")",
+        "{render_hints(text, 'ui', plain=True)}\")",
+        "{render_hints(text, 'cli', plain=True)}\")",
         "tests/unit/test_hints.py",
     ),
     _m(
@@ -325,8 +327,8 @@ MUTATIONS = [
     _m(
         "the per-user run limit is not checked",
         "trainer/jobs.py",
-        "        if owner is not None and self.limits.active_runs is not None:",
-        "        if False:",
+        "        if owner is None or self.limits.active_runs is None:\n            return",
+        "        if True:\n            return",
         "tests/security/test_users.py -k limited",
     ),
     _m(
