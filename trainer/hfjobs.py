@@ -194,8 +194,8 @@ def follow_remote(store, remote, job_id: int, token: str, poll_s: float) -> str:
         if state in ("queued", "running"):
             time.sleep(poll_s)
     error = None if state == "succeeded" else (message or f"the Hugging Face Job ended {state}")
+    rf.write_status(run_dir, state, error=error)  # the folder first: whoever sees the table's state finds it there
     store.update(job_id, status=state, error=error, finished_at=time.time())
-    rf.write_status(run_dir, state, error=error)
     return state
 
 
