@@ -214,6 +214,13 @@ def model_problem(caller: Caller, model_name: str) -> str | None:
     return "model.model_name_or_path: on this Space the base model is a Hub model ID (user/name). Give one."
 
 
+HUB_KERNELS_REFUSED = (
+    "this Space does not run code fetched from the Hub at run time (its owner can allow it with the Space variable "
+    "USE_HUB_KERNELS=YES)"
+)
+"""Why a run on a Space may not fetch Hub kernels (`hub_kernels_problem`; the form shows it by the setting)."""
+
+
 def hub_kernels_problem(asked: bool) -> str | None:
     """On a Space, a run may fetch compute kernels from the Hub only where the Space's owner allows them.
 
@@ -224,10 +231,7 @@ def hub_kernels_problem(asked: bool) -> str | None:
 
     if not asked or not space_mode() or hubkernels.allowed():
         return None
-    return (
-        "model.hub_kernels: this Space does not run code fetched from the Hub at run time (its owner can allow it "
-        f"with the Space variable {hubkernels.ENV}=YES); {hint('model.hub_kernels', False)}."
-    )
+    return f"model.hub_kernels: {HUB_KERNELS_REFUSED}; {hint('model.hub_kernels', False)}."
 
 
 def hub_token(caller: Caller) -> str | bool:

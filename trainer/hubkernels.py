@@ -25,6 +25,8 @@ import os
 import sys
 from collections.abc import Iterator
 
+from trainer.noise import DropMessages
+
 ENV = "USE_HUB_KERNELS"
 """transformers' switch for Hub kernels, which this project also reads for bitsandbytes."""
 BNB_FALLBACK_LOGGER = "bitsandbytes.backends.cpu.ops"
@@ -91,11 +93,6 @@ class _LoaderWithoutHubKernels(importlib.abc.Loader):
             self._loader.exec_module(module)
 
 
-class _DropFallbackWarning(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(BNB_FALLBACK_MESSAGE)
-
-
 @contextlib.contextmanager
 def _kernels_hidden() -> Iterator[None]:
     """`import kernels` raises ImportError inside (a None entry in sys.modules), as if it were not installed."""
@@ -103,7 +100,7 @@ def _kernels_hidden() -> Iterator[None]:
     saved = sys.modules.get("kernels", missing)
     sys.modules["kernels"] = None  # type: ignore[assignment]
     fallback_log = logging.getLogger(BNB_FALLBACK_LOGGER)
-    quiet = _DropFallbackWarning()
+    quiet = DropMessages((BNB_FALLBACK_MESSAGE,))
     fallback_log.addFilter(quiet)
     try:
         yield

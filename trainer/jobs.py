@@ -235,10 +235,10 @@ class JobManager:
                 "wait for one to finish or cancel one."
             )
 
-    def _time_left(self, job: Job) -> float | None:
+    def _time_left(self, job: Job, resumed: bool) -> float | None:
         """Seconds the run may still train under the time limit (None: no limit); see `workers.time_left`."""
         limit = self.limits.run_minutes
-        return time_left(Path(job.run_dir), limit * 60, job.resume) if limit else None
+        return time_left(Path(job.run_dir), limit * 60, resumed) if limit else None
 
     def resume(self, job_id: int, token: str | None = None) -> Job:
         """Queue a stopped run again (failed, cancelled, interrupted, time limit); it continues from its checkpoint.
@@ -249,7 +249,7 @@ class JobManager:
         if not job.resumable:
             raise ValueError(f"job {job_id}: only a stopped run with a checkpoint can be resumed.")
         self._check_active_runs(job.owner)
-        if self.limits.run_minutes and time_left(Path(job.run_dir), self.limits.run_minutes * 60, True) <= 0:
+        if (left := self._time_left(job, resumed=True)) is not None and left <= 0:
             raise ValueError(
                 f"run #{job_id} has had the {self.limits.run_minutes:g} minutes a run may train here since it first "
                 "started; start a new run from its adapter (Continue training) instead."
@@ -293,7 +293,7 @@ class JobManager:
         if processes > 1:  # torchrun would set 1 thread per process and say so in the log
             env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
         env.pop(TIME_LIMIT_ENV, None)
-        if (left := self._time_left(job)) is not None:
+        if (left := self._time_left(job, job.resume)) is not None:
             env[TIME_LIMIT_ENV] = str(max(1, round(left)))  # from the run's first start, resumes included
         if token := self._tokens.pop(job.id, None):
             env["HF_TOKEN"] = token  # the only place the token goes: the worker's environment

@@ -21,7 +21,9 @@ WARNING_NOISE: tuple[tuple[type[Warning], str, str], ...] = (
 """(category, message regex, module regex) of warnings to ignore."""
 
 
-class _DropKnown(logging.Filter):
+class DropMessages(logging.Filter):
+    """A logging filter that drops the records whose message starts with one of `prefixes`."""
+
     def __init__(self, prefixes: tuple[str, ...]):
         super().__init__()
         self.prefixes = prefixes
@@ -34,7 +36,7 @@ def silence_known_noise() -> None:
     """Install the filters (idempotent): the named loggers drop the named messages; the named warnings are ignored."""
     for name, prefixes in LOG_NOISE.items():
         target = logging.getLogger(name)
-        if not any(isinstance(f, _DropKnown) for f in target.filters):
-            target.addFilter(_DropKnown(prefixes))
+        if not any(isinstance(f, DropMessages) for f in target.filters):
+            target.addFilter(DropMessages(prefixes))
     for category, message, module in WARNING_NOISE:
         warnings.filterwarnings("ignore", message=message, category=category, module=module)

@@ -46,7 +46,7 @@ def unavailable_options(on_gpu: bool) -> dict[str, str]:
         {key: reason}: a setting's key (``model.load_in_4bit``) when the whole setting is unusable, or
         ``<key>=<choice>`` (`FLASH_CHOICE`) when one choice of it is; empty when everything can run.
     """
-    from trainer.access import hub_kernels_problem
+    from trainer.access import HUB_KERNELS_REFUSED, hub_kernels_problem
     from trainer.config import ModelConfig
     from trainer.modeling import environment_problems
 
@@ -65,8 +65,8 @@ def unavailable_options(on_gpu: bool) -> dict[str, str]:
         found.update({key: f"only used by QLoRA. {qlora}" for key in QLORA_KEYS[1:]})
     if flash:
         found[FLASH_CHOICE] = flash
-    if kernels := hub_kernels_problem(asked=True):  # a Space whose owner has not allowed them
-        found["model.hub_kernels"] = kernels.split(": ", 1)[1].split(";")[0] + "."
+    if hub_kernels_problem(asked=True):  # a Space whose owner has not allowed them
+        found["model.hub_kernels"] = HUB_KERNELS_REFUSED + "."
     return found
 
 

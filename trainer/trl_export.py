@@ -114,7 +114,9 @@ def checkpointing_settings(on: bool) -> dict[str, Any]:
     warn, and go in v6); older releases, such as the GPU machine's 5.17, know only the old ones. TRL's configs
     inherit them.
     """
-    kwargs = {"use_reentrant": False} if on else None
+    from trainer.modeling import NON_REENTRANT
+
+    kwargs = dict(NON_REENTRANT) if on else None
     if _has_activation_checkpointing():
         return {"activation_checkpointing": on, "activation_checkpointing_kwargs": kwargs}
     return {"gradient_checkpointing": on, "gradient_checkpointing_kwargs": kwargs}

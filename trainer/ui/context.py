@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import html
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 
 from trainer.access import Caller, caller_from
+from trainer.config.hints import MARKDOWN_SPECIALS
 
 if TYPE_CHECKING:
     from trainer.chat import EngineCache
@@ -63,9 +63,6 @@ def gpu_call(handler, duration: int = COMPARE_GPU_S):
     import spaces
 
     return spaces.GPU(duration=duration)(handler)
-
-
-MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]#|~])")  # what makes links, images, headings, code, emphasis, cells
 
 
 def plain(text: object) -> str:
