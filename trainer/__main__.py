@@ -24,6 +24,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -213,11 +214,10 @@ def _config_from_args(args: argparse.Namespace, preset: str | None = None) -> Ru
 
 def cmd_train(args: argparse.Namespace) -> int:
     """`train`: resolve the config, fine-tune, print where the adapter is."""
-    import signal
-
     from trainer.hub import check_push_access, resolve_token
     from trainer.jobs import TIME_LIMIT_ENV
     from trainer.training import RunCancelled, RunTimeLimit, request_stop, run
+    from trainer.workers import on_term
 
     if os.environ.get(WORKER_ENV):
         os.nice(10)  # a web app's worker: the server answering its users comes first on the CPU
@@ -235,7 +235,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     token = resolve_token()
     if config.hub.repo_id:  # as the web app does: a long run never fails at push time for a reason knowable now
         check_push_access(config.hub.repo_id, token)
-    signal.signal(signal.SIGTERM, lambda signum, frame: request_stop())  # Cancel: checkpoint, then exit 3
+    on_term(lambda signum, frame: request_stop())  # Cancel: checkpoint, then exit 3 (one held since start too)
     limit = float(os.environ[TIME_LIMIT_ENV]) if os.environ.get(TIME_LIMIT_ENV) else None
     try:
         result = run(
@@ -274,9 +274,29 @@ def _push(run_dir: Path, repo_id: str, private: bool, merged: bool = False) -> i
         if merged:
             print(f"pushed the merged model to {push_merged(run_dir, repo_id, token, private=private)}", flush=True)
     except HubError as exc:
-        print(f"error: trained, push failed: {exc} Retry: python -m trainer push {run_dir}", flush=True)
+        retry = push_command(run_dir, repo_id, private, merged)
+        print(f"error: trained, push failed: {exc} Retry: {retry}", flush=True)
         return EXIT_PUSH_FAILED
     return 0
+
+
+def push_command(run_dir: Path, repo_id: str, private: bool, merged: bool = False) -> str:
+    """The `push` command that repeats a push, shell-quoted, as the user can paste it: the run folder and every flag
+    its config.yaml does not already say (--repo-id, --public, --merged), so it works as printed."""
+    from trainer.config import HubConfig, load_yaml
+
+    try:
+        hub = load_yaml(Path(run_dir) / rf.CONFIG_FILE).hub
+    except ConfigError:
+        hub = HubConfig()
+    argv = ["python", "-m", "trainer", "push", str(run_dir)]
+    if repo_id != hub.repo_id:
+        argv += ["--repo-id", repo_id]
+    if not private and hub.private:
+        argv.append("--public")
+    if merged and not hub.push_merged:
+        argv.append("--merged")
+    return shlex.join(argv)
 
 
 def cmd_chat(args: argparse.Namespace) -> int:

@@ -37,11 +37,22 @@ def request_stop() -> None:
     _STOP.set()
 
 
+def stop_requested() -> bool:
+    """Whether this process was asked to stop (a Cancel), for the work before the training loop."""
+    return _STOP.is_set()
+
+
 def arm(time_limit_s: float | None) -> None:
-    """Reset the stop flags for a new run; with a limit, the run stops (with a checkpoint) that many seconds on."""
+    """Start a run's clock: with a limit, the run stops (with a checkpoint) that many seconds on. A stop asked for
+    before (a Cancel while the worker started) still counts: `disarm` clears the flags when the run ends."""
+    _DEADLINE[0] = time.time() + time_limit_s if time_limit_s else None
+
+
+def disarm() -> None:
+    """Clear the stop flags and the deadline once a run in this process has ended (the next one starts afresh)."""
     _STOP.clear()
     _TIME_UP.clear()
-    _DEADLINE[0] = time.time() + time_limit_s if time_limit_s else None
+    _DEADLINE[0] = None
 
 
 def raise_if_stopped(step: int, emit: EventHandler) -> None:

@@ -43,6 +43,7 @@ from trainer.workers import (
     recorded_exit,
     recorded_start,
     signal_group,
+    term_held,
     time_left,
     training_pids,
     worker_argv,
@@ -298,8 +299,8 @@ class JobManager:
         if token := self._tokens.pop(job.id, None):
             env["HF_TOKEN"] = token  # the only place the token goes: the worker's environment
         try:
-            with open(run_dir / rf.LOG_FILE, "ab") as log:
-                # DO NOT use shell=True: argv is a list, the worker gets only the run folder.
+            # DO NOT use shell=True: argv is a list. A Cancel during the start waits for the worker's handler.
+            with open(run_dir / rf.LOG_FILE, "ab") as log, term_held():
                 proc = subprocess.Popen(
                     argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT, start_new_session=True
                 )

@@ -42,6 +42,18 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
+def read_model_config(name: str, token: str | bool | None = None):
+    """The model's config, read without loading weights; the tiny model's comes from its recipe, never built here
+    (building it takes a minute: that happens in the run's worker, as its first phase)."""
+    from transformers import AutoConfig, Phi3Config
+
+    if name == TINY_MODEL_NAME:
+        from trainer.phi3 import TINY_CONFIG
+
+        return Phi3Config(**TINY_CONFIG)
+    return AutoConfig.from_pretrained(name, token=token, trust_remote_code=False)
+
+
 def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
     """Load the model's tokenizer with a padding token that is not a stop token.
 
@@ -245,11 +257,11 @@ def model_problems(model: ModelConfig, lora: LoraSettings, token: str | bool | N
     The base must be a Phi-3-family causal LM; every target module must be one of its linear layers (or all-linear).
     """
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
     name = model.model_name_or_path
     try:
-        config = AutoConfig.from_pretrained(resolve_model_path(name), token=token, trust_remote_code=False)
+        config = read_model_config(name, token)
     except Exception as exc:  # noqa: BLE001 - missing, private, offline, not a model: one message with the cause
         detail = " ".join(str(exc).split())[:200]
         return [f"model.model_name_or_path: cannot read the config of {name!r} ({detail}). Check the ID or the path."]
@@ -368,9 +380,9 @@ def same_base(a: str, b: str) -> bool:
     def where(name: str) -> str:
         name = name.strip().rstrip("/")
         if name == TINY_MODEL_NAME:  # the adapter of a tiny run names the cached folder it was trained on
-            from trainer.tiny import cache_root, recipe_hash
+            from trainer.tiny import tiny_model_dir
 
-            name = str(cache_root() / f"{TINY_MODEL_NAME}-{recipe_hash()}")
+            name = str(tiny_model_dir())
         path = Path(name).expanduser()
         return str(path.resolve()) if path.exists() else name
 

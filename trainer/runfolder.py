@@ -40,8 +40,12 @@ CHECKPOINT_GLOB = "checkpoint-*"  # the Trainer's checkpoint folders inside CHEC
 ADAPTER_DIR = "adapter"
 
 
+BUILD_PHASE = "building the demo model (first time only)"
+"""The phase of a run that builds the tiny model (`trainer.tiny`): it has a bar of its own, by warm-up steps."""
+
 PHASES = {
     "starting": 2,
+    BUILD_PHASE: 0,
     "preparing data": 4,
     "loading the model": 10,
     "evaluating before": 5,
@@ -198,7 +202,12 @@ def set_phase(run_dir: Path, phase: str) -> None:
     if phase not in PHASES:
         raise ValueError(f"unknown phase {phase!r}")
     logger.info("phase: %s", phase)
-    write_status(run_dir, "running", phase=phase, phase_at=time.time())
+    write_status(run_dir, "running", phase=phase, phase_at=time.time(), phase_steps=None)
+
+
+def set_phase_steps(run_dir: Path, done: int, total: int) -> None:
+    """Record how far the current phase is, when it counts steps of its own (the demo model's build)."""
+    write_status(run_dir, "running", phase_steps=[done, total])
 
 
 def progress(phase: str | None, step: int = 0, total: int = 0) -> float:

@@ -35,10 +35,13 @@ from trainer.callbacks import (
     RunCancelled,
     RunTimeLimit,
     arm,
+    disarm,
     raise_if_stopped,
     request_stop,
 )
 from trainer.config import ConfigError, RunConfig, hint, save_yaml
+from trainer.phi3 import TINY_MODEL_NAME
+from trainer.tiny import build_for_run, tiny_model_built
 from trainer.trl_export import PROJECT_ONLY_SETTINGS, checkpointing_settings, write_trl_export
 
 __all__ = ["PROJECT_ONLY_SETTINGS", "RunCancelled", "RunResult", "RunTimeLimit", "request_stop", "run"]
@@ -135,9 +138,11 @@ def run(
     if parent:
         replaced = f" (they replace the config's {lora_text(asked)})" if asked.lora != config.lora else ""
         logger.info("continuing from %s with its own LoRA settings: %s%s", parent["name"], lora_text(config), replaced)
-    rf.set_phase(run_dir, "preparing data")
     arm(time_limit_s)
     try:
+        if config.model.model_name_or_path == TINY_MODEL_NAME and not tiny_model_built():
+            build_for_run(run_dir)  # the demo model, once per machine: a phase of its own, with its progress
+        rf.set_phase(run_dir, "preparing data")
         result = _train(config, run_dir, emit, resume, token, return_model)
     except RunCancelled as exc:
         state = "time_limit" if isinstance(exc, RunTimeLimit) else "cancelled"
@@ -151,6 +156,7 @@ def run(
             logger.exception("run failed")
         raise
     finally:
+        disarm()
         logging.getLogger().removeHandler(log_handler)
         log_handler.close()
         dist.stop()

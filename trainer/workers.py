@@ -6,13 +6,18 @@ starts each training process in a session of its own, so a Cancel signals the tr
 pids, recorded in status.json by the main one) rather than trusting the launcher to pass it on; torchrun then sees
 them end and ends too. The exit code that counts is the one the main training process writes to exit.json (torchrun
 turns every failure of a child into its own exit code 1).
+
+A worker starts with SIGTERM held (`term_held`) and lets it through once its handler is in place (`on_term`): a
+Cancel that lands while the worker is still importing torch is handled like any other, never fatal to it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Mapping
+import signal
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from trainer import distributed as dist
@@ -93,6 +98,23 @@ def training_pids(run_dir: Path) -> list[int]:
     """The run's training processes that are still alive (each checked against its recorded start)."""
     recorded = (rf.read_json(Path(run_dir) / rf.STATUS_FILE, {}) or {}).get("worker_pids") or []
     return [pid for pid, start in recorded if pid_alive(pid, start)]
+
+
+@contextlib.contextmanager
+def term_held() -> Iterator[None]:
+    """SIGTERM blocked in this thread while a worker is started: the worker inherits the block (a signal mask
+    survives fork and exec) and the Cancel waits, pending, until the worker's handler is installed by `on_term`."""
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def on_term(handler: Callable[[int, object], None]) -> None:
+    """A worker's SIGTERM handler, installed; then a Cancel held since the worker started (`term_held`) reaches it."""
+    signal.signal(signal.SIGTERM, handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
 def signal_group(pid: int, sig: int) -> None:

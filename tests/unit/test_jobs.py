@@ -31,7 +31,9 @@ FAKE_WORKER = textwrap.dedent(
     (run_dir / "worker.txt").write_text(f"token={os.environ.get('HF_TOKEN', '')} resume={'--resume' in args}")
     print("worker started", flush=True)
     stop = []
+    time.sleep(float(os.environ.get("FAKE_START_S", "0")))  # the real worker imports torch before its handler
     signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # as trainer.workers.on_term does
     kind, _, arg = what.partition(":")
     if kind == "sleep":
         end = time.time() + float(arg)
@@ -114,6 +116,18 @@ def test_cancel_a_running_job_stops_it_cleanly(manager):
     assert done.resumable  # the worker saved a checkpoint on SIGTERM
     lingering = [t for t in threading.enumerate() if isinstance(t, threading.Timer) and not t.daemon]
     assert lingering == []  # the SIGKILL timer of the cancel must not keep the server (or pytest) alive
+
+
+def test_a_cancel_while_the_worker_starts_is_handled_like_any_other(manager, monkeypatch):
+    """A Cancel that lands before the worker's SIGTERM handler is installed waits for it (trainer.workers.term_held):
+    the worker still saves its checkpoint and exits 3, never killed by the signal's default action (-15)."""
+    monkeypatch.setenv("FAKE_START_S", "0.5")  # under the grace period (1 s) before SIGKILL
+    job = manager.submit(_config("sleep:30"))
+    while manager.store.get(job.id).pid is None:
+        time.sleep(0.01)
+    manager.cancel(job.id)  # while the worker is still "importing"
+    done = _wait(manager, job.id)
+    assert (done.status, done.exit_code) == ("cancelled", EXIT_CANCELLED) and done.resumable
 
 
 def test_cancel_kills_a_worker_that_ignores_sigterm(manager):

@@ -41,6 +41,7 @@ FAKE_CHILD = textwrap.dedent(
     what = (run_dir / "config.yaml").read_text()
     stop = []
     signal.signal(signal.SIGTERM, signal.SIG_IGN if "ignore-term" in what else lambda *a: stop.append(1))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # as trainer.workers.on_term does
     start = int(pathlib.Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()[19])
     status = json.loads((run_dir / "status.json").read_text())
     status["worker_pids"] = [[os.getpid(), start]]

@@ -112,7 +112,12 @@ def launch(**kwargs: Any) -> None:
         manager = JobManager.default()
     except PermissionError as exc:
         raise SystemExit(f"Phi-3 Fine-Tune Studio cannot start: {exc}") from None
-    app = build_app(manager)
+    on_gpu = gpu_available()
+    if not on_gpu:  # the offline demo: its model is built while the first visitor fills in the form
+        from trainer.tiny import start_background_build
+
+        start_background_build()
+    app = build_app(manager, on_gpu)
     app.queue(default_concurrency_limit=4, max_size=QUEUE_SIZE)  # a full queue answers "busy", it does not grow
     upload_mb = manager.limits.upload_mb
     from starlette.middleware import Middleware
