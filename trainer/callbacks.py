@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from trainer import distributed as dist
+from trainer import runfolder as rf
 from trainer.config import RunConfig
+from trainer.tiny import ensure_tiny_model
 
 EventHandler = Callable[[dict[str, Any]], None]
 
@@ -40,6 +42,26 @@ def request_stop() -> None:
 def stop_requested() -> bool:
     """Whether this process was asked to stop (a Cancel), for the work before the training loop."""
     return _STOP.is_set()
+
+
+def build_for_run(run_dir: Path) -> None:
+    """A run's first phase on a machine without the tiny model: build it (or wait for the build under way, e.g.
+    the app's own at start-up), recording the warm-up's steps in status.json; a Cancel stops it.
+
+    Raises:
+        RunCancelled: the run was cancelled meanwhile (nothing half-built is left; the next run builds again).
+    """
+    rf.set_phase(run_dir, rf.BUILD_PHASE)
+    shown: list[int] = []
+
+    def progress(done: int, total: int) -> None:
+        if stop_requested():
+            raise RunCancelled("cancelled while the demo model was being built; start the run again")
+        if shown[-1:] != [done]:
+            shown.append(done)
+            rf.set_phase_steps(run_dir, done, total)
+
+    ensure_tiny_model(on_progress=progress)
 
 
 def arm(time_limit_s: float | None) -> None:

@@ -11,10 +11,17 @@ is dropped only where it is expected, while Hub kernels are off (`trainer.hubker
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 
-LOG_NOISE: dict[str, tuple[str, ...]] = {}
+LOG_NOISE: dict[str, tuple[str, ...]] = {
+    # a file that does not parse: the loader's own error names the file, the line and the fix (trainer.data.load)
+    "datasets.packaged_modules.json.json": ("Failed to load JSON",),
+}
 """{logger name: message prefixes it drops}."""
+QUIET_ENV = {"HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+"""Set before `datasets` is imported: its "Generating train split" bars would come before a clean error (a person
+sees the preview's row counts instead). Set by `silence_known_noise`, unless the environment says otherwise."""
 WARNING_NOISE: tuple[tuple[type[Warning], str, str], ...] = (
     (FutureWarning, r"`is_gradient_checkpointing` is deprecated", r"transformers\.modeling_utils"),
 )
@@ -33,7 +40,10 @@ class DropMessages(logging.Filter):
 
 
 def silence_known_noise() -> None:
-    """Install the filters (idempotent): the named loggers drop the named messages; the named warnings are ignored."""
+    """Install the filters (idempotent): the named loggers drop the named messages; the named warnings are ignored;
+    the progress bars of `QUIET_ENV` are off."""
+    for name, value in QUIET_ENV.items():
+        os.environ.setdefault(name, value)
     for name, prefixes in LOG_NOISE.items():
         target = logging.getLogger(name)
         if not any(isinstance(f, DropMessages) for f in target.filters):

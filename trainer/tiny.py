@@ -114,29 +114,6 @@ def ensure_tiny_model(on_progress: Progress | None = None) -> Path:
     return target
 
 
-def build_for_run(run_dir: Path) -> None:
-    """A run's first phase on a machine without the tiny model: build it (or wait for the build under way, e.g.
-    the app's own at start-up), recording the warm-up's steps in status.json; a Cancel stops it.
-
-    Raises:
-        RunCancelled: the run was cancelled meanwhile (nothing half-built is left; the next run builds again).
-    """
-    from trainer import runfolder as rf
-    from trainer.callbacks import RunCancelled, stop_requested
-
-    rf.set_phase(run_dir, rf.BUILD_PHASE)
-    shown: list[int] = []
-
-    def progress(done: int, total: int) -> None:
-        if stop_requested():
-            raise RunCancelled("cancelled while the demo model was being built; start the run again")
-        if shown[-1:] != [done]:
-            shown.append(done)
-            rf.set_phase_steps(run_dir, done, total)
-
-    ensure_tiny_model(on_progress=progress)
-
-
 def start_background_build() -> subprocess.Popen | None:
     """Start building the tiny model in a low-priority process of its own (the app does, when it starts on a CPU,
     so the model is ready by the first Start); None when it is built already. The process ends with the app."""

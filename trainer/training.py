@@ -35,13 +35,14 @@ from trainer.callbacks import (
     RunCancelled,
     RunTimeLimit,
     arm,
+    build_for_run,
     disarm,
     raise_if_stopped,
     request_stop,
 )
 from trainer.config import ConfigError, RunConfig, hint, save_yaml
 from trainer.phi3 import TINY_MODEL_NAME
-from trainer.tiny import build_for_run, tiny_model_built
+from trainer.tiny import tiny_model_built
 from trainer.trl_export import PROJECT_ONLY_SETTINGS, checkpointing_settings, write_trl_export
 
 __all__ = ["PROJECT_ONLY_SETTINGS", "RunCancelled", "RunResult", "RunTimeLimit", "request_stop", "run"]

@@ -279,6 +279,52 @@ def test_compare_answers_one_prompt_with_base_and_tuned(started_run, app_url, ne
     expect(page.locator("#base-chat")).not_to_contain_text("The moon is")
 
 
+ERROR_BADGE = "[data-testid=status-tracker] .error"
+"""Gradio's red "Error" badge, left on each output of an event whose handler raised."""
+
+
+def test_a_refused_hub_adapter_is_a_message_and_the_panes_stay_usable(app_url, new_page, shots):
+    """A repo the Hub does not have: a toast and a header that says so, no error badge on the panes or the prompt,
+    the prompt kept; clearing the field takes the adapter out of the header."""
+    expect = playwright.expect
+    page = new_page()
+    page.goto(app_url[0])
+    page.get_by_role("tab", name="Compare").click()
+    page.locator("#compare-hub-id textarea, #compare-hub-id input").first.fill("alice/no-such-adapter")
+    expect(page.locator("#compare-models")).to_contain_text("adapter alice/no-such-adapter", timeout=15_000)
+    page.locator("#compare-prompt textarea").fill("Tell me about the moon.")
+    page.locator("#compare-send").click()
+    refusal = page.locator("[data-testid=toast-body]", has_text="alice/no-such-adapter: not a run folder")
+    expect(refusal).to_contain_text("Warning", timeout=30_000)  # a warning toast with the reason, not an error
+    expect(page.locator("#compare-models")).to_contain_text("Not compared", timeout=15_000)
+    expect(page.locator("#compare-models")).not_to_contain_text("Right, tuned")  # no model named: none answered
+    page.screenshot(path=str(shots / "compare-tab-refused.png"), full_page=True)
+    for pane in ("#base-chat", "#tuned-chat", "#compare-prompt"):
+        expect(page.locator(f"{pane} {ERROR_BADGE}")).to_have_count(0)
+    expect(page.locator("#compare-prompt textarea")).to_have_value("Tell me about the moon.")  # kept, to try again
+    expect(page.locator("#compare-prompt textarea")).to_be_editable()
+    page.locator("#compare-hub-id textarea, #compare-hub-id input").first.fill("")  # back to the run picker's run
+    expect(page.locator("#compare-models")).not_to_contain_text("alice/no-such-adapter", timeout=15_000)
+    expect(page.locator("#compare-models")).not_to_contain_text("Not compared")
+
+
+def test_one_click_downloads_the_adapter(started_run, app_url, new_page, tmp_path):
+    import zipfile
+
+    expect = playwright.expect
+    page = new_page()
+    page.goto(app_url[0])
+    page.get_by_role("tab", name="Runs").click()
+    expect(page.locator("#run-status")).to_contain_text("Run #1 · succeeded", timeout=30_000)
+    expect(page.locator("#download-adapter")).to_be_enabled()
+    with page.expect_download(timeout=30_000) as info:
+        page.locator("#download-adapter").click()  # once
+    assert info.value.suggested_filename == "run-1-adapter.zip"
+    info.value.save_as(tmp_path / "adapter.zip")
+    with zipfile.ZipFile(tmp_path / "adapter.zip") as archive:
+        assert {"adapter_config.json", "adapter_model.safetensors"} <= set(archive.namelist())
+
+
 def test_the_token_never_reaches_a_file(started_run, app_url):
     data_dir = app_url[1]
     leaks = [p for p in data_dir.rglob("*") if p.is_file() and ALICE_TOKEN.encode() in p.read_bytes()]

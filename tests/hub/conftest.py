@@ -124,3 +124,13 @@ def trained_run_template(demo, tmp_path_factory: pytest.TempPathFactory) -> Path
 def trained_run(trained_run_template: Path, tmp_path: Path) -> Path:
     """A private copy of the finished tiny run (so each test's status.json and README.md are its own)."""
     return Path(shutil.copytree(trained_run_template, tmp_path / "run"))
+
+
+def ask_to_push(run_dir: Path, repo_id: str) -> None:
+    """Make a run one that asked to be pushed, as a run started with a repo is: its config.yaml names hub.repo_id
+    (the tiny run's names none, and a failed push of such a run leaves its status.json alone)."""
+    from trainer.config import load_yaml, save_yaml
+
+    config = load_yaml(run_dir / "config.yaml")
+    config.hub.repo_id = repo_id
+    save_yaml(config, run_dir / "config.yaml")

@@ -33,7 +33,7 @@ from trainer.hub import (
     resolve_token,
 )
 
-from .conftest import ALICE_TOKEN, BOB_TOKEN, CAROL_READ_TOKEN, PROJECT_ROOT, ClientRunner
+from .conftest import ALICE_TOKEN, BOB_TOKEN, CAROL_READ_TOKEN, PROJECT_ROOT, ClientRunner, ask_to_push
 from .server import HubServer
 
 PUSHED_FILES = {
@@ -426,6 +426,7 @@ def test_push_survives_a_dropped_connection(
 
 @pytest.mark.slow
 def test_push_does_not_retry_client_errors(hub_server: HubServer, hub_client: ClientRunner, trained_run: Path) -> None:
+    ask_to_push(trained_run, "alice/phi3-422")  # a run that asked records its failed push
     hub_server.fail_next(1, status=422, path="/commit/")
     out = hub_client(push_code(trained_run, "alice/phi3-422", ALICE_TOKEN))
     assert out["error"].startswith("Hugging Face Hub: pushing to 'alice/phi3-422' failed (HTTP 422")
@@ -437,6 +438,7 @@ def test_push_does_not_retry_client_errors(hub_server: HubServer, hub_client: Cl
 def test_permanent_failure_keeps_the_run_and_a_retry_succeeds(
     hub_server: HubServer, hub_client: ClientRunner, trained_run: Path
 ) -> None:
+    ask_to_push(trained_run, "alice/phi3-later")
     adapter_before = file_hashes(trained_run / rf.ADAPTER_DIR)
     hub_server.fail_next(100, status=503, path="/commit/")
     failed = hub_client(push_code(trained_run, "alice/phi3-later", ALICE_TOKEN, retries=2))
@@ -527,6 +529,7 @@ def test_offline_mode_is_reported_not_retried(trained_run: Path, monkeypatch: py
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # as with HF_HUB_OFFLINE=1 left set (read at call time)
+    ask_to_push(trained_run, "alice/phi3-offline")
     with pytest.raises(HubError) as info:
         push_run(trained_run, "alice/phi3-offline", ALICE_TOKEN, backoff_s=30)  # a retry would hang the test
     assert str(info.value) == (

@@ -3,6 +3,7 @@ that reads a run, spends the Space's GPU or uses its token."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import gradio as gr
@@ -101,8 +102,11 @@ def test_a_visitor_downloads_the_config_as_a_fresh_copy(space):
 
 def test_a_visitor_cannot_compare(space):
     assert space.fns["adapter_choices"](None, None)["choices"] == []
-    with pytest.raises(gr.Error, match="Sign in with Hugging Face to compare models"):
-        next(space.fns["send"]("Hi", [], [], str(space.run_of("alice").id), "", 16, 0.7, 0.9, True, "", None, None))
+    with pytest.warns(UserWarning, match="Sign in with Hugging Face to compare models"):
+        outputs = list(
+            space.fns["send"]("Hi", [], [], str(space.run_of("alice").id), "", 16, 0.7, 0.9, True, "", None, None)
+        )
+    assert outputs == [(gr.skip(), gr.skip(), gr.skip())]
     assert space.fns["examples"](str(space.run_of("alice").id), None)["choices"] == []
 
 
@@ -160,7 +164,9 @@ def test_a_datasets_own_text_in_a_preview_problem_shows_as_text_not_markdown(tmp
     values["data.dataset_name"] = str(data)
     summary, _, _ = preview_data(values, Caller(name=None, token=None, admin=True, local=True))
     assert "!\\[x\\](http://evil.example/i.png)" in summary and "\\[click\\](http://evil.example)" in summary
-    assert "![x](" not in summary and "set **Column mapping** to `question=user, answer=assistant`" in summary
+    mapping = "`![x](http://evil.example/i.png)=user, [click](http://evil.example)=assistant`"
+    assert f"set **Column mapping** to {mapping}" in summary  # a code span shows its text as written
+    assert "![x](" not in re.sub(r"`[^`]*`", "", summary)  # and nowhere else is it Markdown
 
 
 def test_one_session_runs_one_preview_at_a_time_and_never_holds_back_another(space, monkeypatch):

@@ -1,14 +1,17 @@
 """The Compare tab's handlers as Gradio calls them (local mode, a fake engine, no model): one Clear for both panes,
-expected user errors without server tracebacks, and a Stop that ends only the caller's own generation."""
+refused requests as messages (no error state, no server traceback), and a Stop that ends only the caller's own
+generation."""
 
 from __future__ import annotations
+
+import inspect
 
 import gradio as gr
 import pytest
 
 from trainer.jobs import JobManager, JobStore
 from trainer.ui import build_app
-from trainer.ui.compare_tab import PANES_CSS
+from trainer.ui.compare_tab import PANES_CSS, not_compared
 
 TOKENS = 10
 SETTINGS = (None, "alice/pirate-adapter", 16, 0.7, 0.9, True, "")  # run id, adapter repo, generation settings
@@ -37,7 +40,7 @@ def compare(tmp_path, monkeypatch):
     blocks = build_app(JobManager(JobStore(tmp_path / "jobs.sqlite"), python="/bin/false"), on_gpu=False)
     fns = {fn.name: fn.fn for fn in blocks.fns.values() if fn.fn is not None}
     components = {block.elem_id: block for block in blocks.blocks.values() if block.elem_id}
-    send = fns["send"]
+    send = inspect.unwrap(fns["send"])  # the handler itself, inside the wrapper that shows refusals as messages
     engines = dict(zip(send.__code__.co_freevars, (cell.cell_contents for cell in send.__closure__), strict=True))
     return fns, components, blocks, engines["engines"]
 
@@ -102,16 +105,18 @@ def test_clear_during_a_generation_stops_it_so_the_panes_stay_empty(compare):
     [
         ("Hi", (None, "", *SETTINGS[2:]), "Pick a finished run"),
         ("Hi", (None, "not a repo id!", *SETTINGS[2:]), "adapter repo"),
+        ("Hi", (None, SETTINGS[1], 0, *SETTINGS[3:]), "Max new tokens"),
     ],
 )
-def test_expected_user_errors_print_no_traceback(compare, prompt, settings, message):
+def test_a_refused_request_is_a_message_that_leaves_the_panes_as_they_are(compare, prompt, settings, message):
     fns, _, _, engines = compare
     request = _session("a")
     fns["start_generation"](request)
-    with pytest.raises(gr.Error, match=message) as info:
-        next(fns["send"](prompt, [], [], *settings, None, None, request))
-    assert info.value.print_exception is False
-    assert engines._stops == {}  # the session's Stop flag is dropped on an error too
+    with pytest.warns(UserWarning, match=message):  # a toast: no gr.Error, so no error badges and no traceback
+        outputs = list(fns["send"](prompt, [], [], *settings, None, None, request))
+    assert outputs == NOTHING_MORE  # the panes and the prompt keep their values
+    assert engines._stops == {}  # the session's Stop flag is dropped on a refusal too
+    assert fns["refused_header"](request).startswith("**Not compared:**")  # the header says so, not the models
 
 
 @pytest.mark.parametrize("handler", ["send", "regenerate"])
@@ -125,17 +130,40 @@ def test_no_prompt_is_a_note_that_leaves_the_panes_as_they_are(compare, handler)
     assert engines._stops == {}
 
 
-def test_a_load_failure_prints_no_traceback(compare, monkeypatch):
+@pytest.mark.parametrize("handler", ["send", "regenerate"])
+def test_an_adapter_that_cannot_be_read_is_a_message_and_the_header_names_no_model(compare, monkeypatch, handler):
+    """A Hub adapter refused at load (missing, private): a toast and a header that says so; the panes and the prompt
+    keep their values, and clearing the field resets the header."""
     from trainer.chat import ChatEngine, ChatError
 
+    refusal = "adapter alice/no-such-adapter: not an adapter repo that can be read (404 Not Found)."
+
     def refuse(*args, **kwargs):
-        raise ChatError("adapter alice/pirate-adapter: it does not fit the base model")
+        raise ChatError(refusal)
 
     monkeypatch.setattr(ChatEngine, "from_source", staticmethod(refuse))
-    fns, _, _, _ = compare
-    with pytest.raises(gr.Error, match="does not fit") as info:
-        next(_send(fns, _session("a")))
-    assert info.value.print_exception is False
+    fns, components, blocks, _ = compare
+    request, history = _session("a"), [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Ahoy"}]
+    settings = (None, "alice/no-such-adapter", *SETTINGS[2:])
+    assert "Right, tuned:** base + adapter `alice/no-such-adapter`" in fns["labels"](*settings[:2], None)  # chosen
+    args = ("Hi", history, history) if handler == "send" else (history, history)
+    with pytest.warns(UserWarning, match="that can be read"):
+        outputs = list(fns[handler](*args, *settings, None, None, request))
+    assert outputs == NOTHING_MORE
+    header = fns["refused_header"](request)
+    assert header == not_compared(refusal) and "Right, tuned" not in header  # the reason, no model named
+    assert fns["refused_header"](request) == gr.skip()  # said once; the next Send names its models again
+    assert fns["labels"](None, "", None) == ""  # the field cleared: the header names nothing
+    # wiring: the header step follows each generation, and each change of the chosen adapter renames the models
+    models = components["compare-models"]
+    after = {fn.trigger_after for fn in blocks.fns.values() if fn.name == "refused_header"}
+    assert {blocks.fns[i].name for i in after} == {"send", "regenerate"}
+    assert all(fn.outputs == [models] for fn in blocks.fns.values() if fn.name == "refused_header")
+    changed = [target for fn in blocks.fns.values() if fn.name == "labels" for target in fn.targets]
+    assert {(blocks.blocks[t].elem_id, e) for t, e in changed if t is not None} == {
+        ("compare-adapter", "change"),
+        ("compare-hub-id", "change"),
+    }
 
 
 def test_one_sessions_stop_does_not_stop_another_sessions_generation(compare):

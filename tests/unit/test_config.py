@@ -228,10 +228,9 @@ def test_every_cross_field_rule_reports_its_problem():
 def test_an_unknown_key_far_from_any_setting_points_to_the_list():
     with pytest.raises(ConfigError) as info:
         find_field("zzzz")
-    assert info.value.problems == ["zzzz: unknown setting. Run `python -m trainer config show lora` to list keys."]
-    assert str(info.value) == (
-        "Invalid config:\n  - zzzz: unknown setting. Run `python -m trainer config show lora` to list keys."
-    )
+    listing = "Run `python -m trainer config show lora --full` to list keys."
+    assert info.value.problems == [f"zzzz: unknown setting. {listing}"]
+    assert str(info.value) == f"Invalid config:\n  - zzzz: unknown setting. {listing}"
 
 
 def test_yaml_keeps_the_section_order_and_unicode():

@@ -5,7 +5,10 @@ Offline and fast: small files in every supported format are written to tmp_path;
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import subprocess
+import sys
 
 import datasets
 import pandas as pd
@@ -547,7 +550,7 @@ def test_unsupported_file_suffix_is_a_data_error(tmp_path, name):
 @pytest.mark.parametrize(
     ("name", "content", "detail"),
     [
-        ("bad.jsonl", '{"text": "ok"}\n{"text": \n', "JSON parse error"),
+        ("bad.json", '[{"text": "ok"}, {"text": \n', "Expected object or value"),
         ("bad.parquet", "this is not parquet", "Parquet magic bytes not found"),
     ],
 )
@@ -557,8 +560,71 @@ def test_corrupt_file_is_a_data_error_with_the_reason(tmp_path, name, content, d
     with pytest.raises(DataError) as info:
         data.load_table(DataConfig(dataset_name=str(path)), "train")
     message = str(info.value)
-    assert message.startswith(f"data.dataset_name: cannot read {path}") and detail in message
-    assert "Check that the file is valid" in message
+    assert message.startswith(f"data.dataset_name: cannot read {name}") and detail in message
+    assert "Check that the file is valid" in message and str(tmp_path) not in message  # the file, not the server
+
+
+def _chat_line(i: int) -> str:
+    messages = [{"role": "user", "content": f"Q{i}?"}, {"role": "assistant", "content": f"A{i}."}]
+    return json.dumps({"messages": messages})
+
+
+@pytest.fixture
+def one_broken_line(tmp_path):
+    """A JSON Lines file of 6 good rows whose line 3 is not JSON (and line 6 is blank)."""
+    lines = [_chat_line(i) for i in range(6)]
+    lines.insert(2, '{"messages": [{"role": "user", "content": "cut off')
+    lines.insert(5, "")
+    path = tmp_path / "mine.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_jsonl_line_that_is_not_json_is_one_malformed_row_at_its_line(one_broken_line, tmp_path):
+    cfg = DataConfig(dataset_name=str(one_broken_line), eval_fraction=0)
+    with pytest.raises(DataError) as info:  # 1 of 7 rows is over the 5 % gate
+        data.prepare(cfg)
+    message = str(info.value)
+    assert message.startswith("data.allow_malformed: 1 of 7 rows (14.3 %) cannot be read (line 3: not JSON (")
+    assert "train on the 6 usable rows" in message and str(tmp_path) not in message
+    accepted = data.prepare(dataclasses.replace(cfg, allow_malformed=True))  # Train on the usable rows
+    assert len(accepted.train) == 6 and accepted.n_input == 7
+    assert accepted.problems == ["line 3: not JSON (Unterminated string starting at column 43)"]
+    assert [m[1]["content"] for m in accepted.train["messages"]] == [f"A{i}." for i in range(6)]
+
+
+def test_row_problems_in_a_jsonl_with_a_broken_line_name_their_own_lines(tmp_path):
+    lines = [_chat_line(0), "[1, 2]", json.dumps({"messages": [{"role": "user", "content": "no reply"}]})]
+    lines += [_chat_line(i) for i in range(1, 40)]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    out = data.prepare(DataConfig(dataset_name=str(path), eval_fraction=0, allow_malformed=True))
+    assert out.problems[0] == "line 2: a JSON array, not an object (a row is one JSON object)"
+    assert out.problems[1].startswith("line 3: ") and len(out.problems) == 2  # counted in the file, from 1
+    first = data.prepare(DataConfig(dataset_name=str(path), eval_fraction=0, allow_malformed=True), limit=2)
+    assert len(first.train) == 1 and first.n_input == 3  # a preview reads the first rows: line 4 is the second
+
+
+def test_a_file_that_is_not_json_lines_at_all_is_one_clear_error(tmp_path):
+    path = tmp_path / "pretty.jsonl"
+    path.write_text(json.dumps([json.loads(_chat_line(0)), json.loads(_chat_line(1))], indent=2))
+    with pytest.raises(DataError) as info:
+        data.load_table(DataConfig(dataset_name=str(path)), "train")
+    assert str(info.value) == (
+        "data.dataset_name: pretty.jsonl is not JSON Lines: no line is a JSON object (line 1: not JSON (Expecting "
+        'value at column 2)). Write one JSON object per line, e.g. {"messages": [...]}.'
+    )
+
+
+@pytest.mark.parametrize("content", ["[1,\n", '{"text": \n'])
+def test_a_bad_file_gets_a_clean_error_and_no_library_noise_in_the_cli(tmp_path, content):
+    path = tmp_path / ("bad.json" if content.startswith("[") else "bad.jsonl")
+    path.write_text(content)
+    done = subprocess.run(
+        [sys.executable, "-m", "trainer", "data", "inspect", str(path)], capture_output=True, text=True, timeout=120
+    )
+    out = (done.stdout + done.stderr).strip()
+    assert done.returncode != 0 and out.startswith("error: data.") and "\n" not in out, out  # one line, nothing else
 
 
 @pytest.mark.parametrize(("name", "content"), [("empty.jsonl", ""), ("blank.jsonl", "\n\n"), ("header.csv", "a,b\n")])

@@ -93,7 +93,7 @@ def test_a_cancelled_build_leaves_nothing_half_built(empty_cache):
 
 
 def test_a_run_builds_the_demo_model_as_its_first_phase_and_a_cancel_stops_it(empty_cache, tmp_path):
-    from trainer.callbacks import RunCancelled, disarm, request_stop
+    from trainer.callbacks import RunCancelled, build_for_run, disarm, request_stop
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -111,7 +111,7 @@ def test_a_run_builds_the_demo_model_as_its_first_phase_and_a_cancel_stops_it(em
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(rf, "set_phase_steps", record)
             with pytest.raises(RunCancelled, match="while the demo model was being built"):
-                tiny.build_for_run(run_dir)
+                build_for_run(run_dir)
     finally:
         disarm()
     assert phases == [(rf.BUILD_PHASE, [0, 40]), (rf.BUILD_PHASE, [10, 40]), (rf.BUILD_PHASE, [20, 40])]

@@ -75,7 +75,8 @@ def test_upload_keeps_supported_files_and_refuses_others(tmp_path, monkeypatch):
     good = tmp_path / "mine.csv"
     good.write_text("prompt,completion\nhi,hello\n")
     saved, error = save_upload(str(good), LOCAL)
-    assert error == "" and saved.endswith(".csv") and Path(saved).parent == tmp_path / "data" / "uploads" / "local"
+    assert error == "" and Path(saved).name == "mine.csv"
+    assert Path(saved).parent.parent == tmp_path / "data" / "uploads" / "local"
     bad = tmp_path / "notes.txt"
     bad.write_text("x")
     saved, error = save_upload(str(bad), LOCAL)

@@ -29,6 +29,7 @@ def app(tmp_path, monkeypatch):
     blocks = build_app(JobManager(store, python="/bin/false"), on_gpu=False)
     handlers = {fn.name: fn.fn for fn in blocks.fns.values() if fn.fn is not None and fn.name != "handler"}
     handlers["components"] = {block.elem_id: block for block in blocks.blocks.values() if block.elem_id}
+    handlers["blocks"] = blocks
     handlers["actions"] = {
         dict(zip(fn.fn.__code__.co_freevars, fn.fn.__closure__, strict=True))["action"].cell_contents.__name__: fn.fn
         for fn in blocks.fns.values()
@@ -71,6 +72,34 @@ def test_the_runs_actions_through_their_handlers(app, tmp_path):
     assert store.get(done.id).status == "succeeded" and str(done.id) in _ids(picker)
     picker = handlers["actions"]["delete"](str(done.id), None, None)
     assert store.get(done.id) is None and not Path(done.run_dir).exists() and str(done.id) not in _ids(picker)
+
+
+def test_compare_runs_with_one_run_is_a_message_that_leaves_the_charts_as_they_were(app):
+    """A toast, not a gr.Error (which would put error badges on both charts and the table)."""
+    handlers, store = app
+    with pytest.warns(UserWarning, match="Pick two or more runs to compare"):
+        outputs = handlers["show"]([str(store.list()[0].id)], None)
+    assert outputs == (gr.skip(), gr.skip(), gr.skip())
+    with pytest.warns(UserWarning, match="no such run"):
+        assert handlers["show"]([str(store.list()[0].id), "999"], None) == (gr.skip(), gr.skip(), gr.skip())
+
+
+def test_one_download_click_makes_the_zip_and_then_saves_it_in_the_browser(app):
+    """Each Download button's click makes the zip on the server (owner checked there); the step after it saves that
+    file in the browser, so one click downloads it (no second click on the file box)."""
+    from trainer.ui.runs_tab import SAVE_FILE_JS
+
+    handlers = app[0]
+    blocks, components = handlers["blocks"], handlers["components"]
+    for button, file, make in (
+        ("download-adapter", "adapter-zip", "download"),
+        ("download-trl", "trl-zip", "download_trl"),
+    ):
+        (click,) = [i for i, fn in blocks.fns.items() if (components[button]._id, "click") in fn.targets]
+        assert blocks.fns[click].name == make and blocks.fns[click].outputs == [components[file]]
+        (save,) = [fn for fn in blocks.fns.values() if fn.trigger_after == click]
+        assert save.fn is None and save.js == SAVE_FILE_JS and save.inputs == [components[file]]
+    assert "if (!file?.url) return;" in SAVE_FILE_JS  # a refused download (no file) saves nothing
 
 
 def test_the_built_form_has_a_widget_for_every_setting(app):

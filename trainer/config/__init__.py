@@ -32,6 +32,8 @@ from trainer.config.rules import (
     column_mapping_problems,
     hint,
     repo_id_problem,
+    resolve_mapping,
+    suggest_column_mapping,
 )
 from trainer.config.schema import (
     ConfigError,
@@ -74,5 +76,7 @@ __all__ = [
     "read_presets",
     "read_yaml_dict",
     "repo_id_problem",
+    "resolve_mapping",
     "save_yaml",
+    "suggest_column_mapping",
 ]

@@ -12,6 +12,7 @@ Messages name a setting in one neutral form, written by `trainer.config.schema.h
 from __future__ import annotations
 
 import re
+import shlex
 from typing import Literal
 
 from trainer.config.schema import iter_fields
@@ -22,12 +23,13 @@ MAP_FLAG = "--map"
 
 
 def cli_flags(key: str, value: str | None) -> str:
-    """The flags that set a setting on the command line (`--format alpaca`, `--map q=user --map a=assistant`)."""
+    """The flags that set a setting on the command line (`--format alpaca`, `--map q=user --map a=assistant`),
+    each value shell-quoted where it needs it (`--map 'Question Text=user'`), so they work as printed."""
     spec = next(s for s in iter_fields() if s.key == key)
     if key == "data.column_mapping":
         pairs = [p.strip() for p in (value or "").split(",") if p.strip()]
-        return " ".join(f"{MAP_FLAG} {pair}" for pair in pairs) or f"{MAP_FLAG} COLUMN=ROLE"
-    return spec.flag if value is None else f"{spec.flag} {value}"
+        return " ".join(f"{MAP_FLAG} {shlex.quote(pair)}" for pair in pairs) or f"{MAP_FLAG} COLUMN=ROLE"
+    return spec.flag if value is None else f"{spec.flag} {shlex.quote(value)}"
 
 
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]#|~<>])")

@@ -1,10 +1,11 @@
-"""The shared rules of a few settings (pure, no dataclasses): chat roles and column mappings, Hub repo IDs, and
-`hint`, the neutral way a fix names a setting (each front end renders it: a form label, a CLI flag)."""
+"""The shared rules of a few settings (pure, no dataclasses): chat roles and column mappings (and the mapping to
+suggest for a dataset's columns), Hub repo IDs, and `hint`, the neutral way a fix names a setting (each front end
+renders it: a form label, a CLI flag)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}$")
@@ -54,6 +55,82 @@ def column_mapping_problems(mapping: Mapping[str, str] | None, fmt: str) -> list
     if fmt not in ("auto", "columns"):
         found.append(f"data.format: {fmt} conflicts with data.column_mapping. Use format auto or columns.")
     return found
+
+
+USER_WORDS = frozenset({"question", "prompt", "instruction", "input", "query", "ask", "q", "user", "human", "request"})
+"""Words in a column name that mark the user's side (the question)."""
+ASSISTANT_WORDS = frozenset(
+    {"answer", "ans", "response", "output", "completion", "reply", "a", "assistant", "gpt", "bot", "solution"}
+)
+"""Words in a column name that mark the assistant's side (the answer)."""
+OTHER_WORDS = frozenset(
+    {"note", "id", "ids", "uuid", "comment", "metadata", "meta", "source", "url", "link", "category", "tag", "label"}
+    | {"index", "idx", "date", "time", "timestamp", "lang", "language", "score", "split", "topic", "author", "hash"}
+)
+"""Words in a column name that mark neither side (notes, IDs, metadata): never suggested for a role."""
+
+
+def _name_words(name: str) -> set[str]:
+    """The lower-case words of a column name ("Question Text", "question_text", "questionText"), plural -s off."""
+    words = re.findall(r"[a-z0-9]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", name).lower())
+    return {w[:-1] if len(w) > 3 and w.endswith("s") else w for w in words}
+
+
+def _name_side(name: str) -> int:
+    """+1 a question-like name, -1 an answer-like one, 0 neither or both."""
+    words = _name_words(name)
+    return bool(words & USER_WORDS) - bool(words & ASSISTANT_WORDS)
+
+
+def mapping_name(column: str) -> str | None:
+    """How a column is written in a mapping (`name=role,...`), or None when it cannot be: its name without the
+    spaces around it (the mapping parsers strip them; `resolve_mapping` finds the column again), with no ``,``,
+    ``=`` or backtick (they separate entries, key and role, and a hint's value)."""
+    name = column.strip()
+    return name if name and name.isprintable() and not re.search(r"[,=`]", name) else None
+
+
+def suggest_column_mapping(columns: Sequence[str], sample: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """The column mapping to suggest for a dataset that no format fits (pure).
+
+    A column holding a conversation list maps to messages. Else the user column is the most question-like (by name:
+    question, prompt, instruction, input, query, q ...; then content that ends in "?"; then the shorter content),
+    and the assistant column the most answer-like of the rest (answer, ans, response, output, completion, reply,
+    a ...; then the longer content). Notes, IDs, comments and metadata, non-text values, and names a mapping cannot
+    write (`mapping_name`) are never suggested; the generic example stands in when fewer than two columns are left.
+
+    Args:
+        columns: the dataset's column names, in order.
+        sample: a row, whose values show which column holds what.
+
+    Returns:
+        {column as written in a mapping: role}, the user column first (messages follow the mapping's order).
+    """
+    written = [mapping_name(column) for column in columns]
+    names = {name: column for name, column in zip(written, columns, strict=True) if name and written.count(name) == 1}
+    row = sample or {}
+    for name, column in names.items():
+        value = row.get(column)
+        if isinstance(value, (list, tuple)) and value and all(isinstance(m, Mapping) for m in value):
+            return {name: CONVERSATION_ROLE}
+    texts = {n: row.get(c) or "" for n, c in names.items() if isinstance(row.get(c), (str, type(None)))}
+    pool = [n for n in texts if not _name_words(n) & OTHER_WORDS]
+    if len(pool) < 2:
+        return dict(MAPPING_EXAMPLE)
+    user = max(pool, key=lambda n: (_name_side(n), texts[n].rstrip().endswith("?"), -len(texts[n]), -pool.index(n)))
+    rest = [n for n in pool if n != user]
+    assistant = max(rest, key=lambda n: (-_name_side(n), len(texts[n]), -rest.index(n)))
+    return {user: "user", assistant: "assistant"}
+
+
+def resolve_mapping(columns: Sequence[str], mapping: Mapping[str, str]) -> dict[str, str]:
+    """The mapping with each key that names no column, but exactly one column written without the spaces around it
+    (a CSV header `question, answer` has the column " answer"), renamed to that column (pure)."""
+    resolved = {}
+    for key, role in mapping.items():
+        stripped = [c for c in columns if c.strip() == key.strip()]
+        resolved[stripped[0] if key not in columns and len(stripped) == 1 else key] = role
+    return resolved
 
 
 def repo_id_problem(repo_id: str) -> str | None:

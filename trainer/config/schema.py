@@ -430,7 +430,8 @@ def find_field(key: str) -> FieldSpec:
             return spec
     known = [s.key for s in specs] + [s.name for s in specs]
     close = difflib.get_close_matches(key, known, n=3)
-    fix = f"Did you mean {', '.join(close)}?" if close else "Run `python -m trainer config show lora` to list keys."
+    every = "Run `python -m trainer config show lora --full` to list keys."  # --full: all of them, not the preset's
+    fix = f"Did you mean {', '.join(close)}?" if close else every
     raise ConfigError([f"{key}: unknown setting. {fix}"])
 
 

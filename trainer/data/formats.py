@@ -26,7 +26,15 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
-from trainer.config import CONVERSATION_ROLE, MAPPING_EXAMPLE, DataConfig, column_mapping_problems, hint
+from trainer.config import (
+    CONVERSATION_ROLE,
+    DataConfig,
+    column_mapping_problems,
+    hint,
+    resolve_mapping,
+    suggest_column_mapping,
+)
+from trainer.data.jsonlines import Lines
 from trainer.data.shapes import (
     SHAREGPT_ROLES,
     TEXT_ONLY,
@@ -110,7 +118,7 @@ def detect_format(columns: Sequence[str], sample: Mapping[str, Any] | None = Non
     for fmt, (needed, _) in FORMAT_COLUMNS.items():
         if all(column in present for column in needed):
             return fmt
-    mapping = hint("data.column_mapping", _example_mapping(columns, sample))
+    mapping = hint("data.column_mapping", suggest_column_mapping(columns, sample))
     raise DataError(
         f"data.format: cannot detect the format from the columns {list(columns)}. Expected one of: {_expected()}. "
         f"Map your columns to chat roles instead (e.g. {mapping})."
@@ -119,19 +127,6 @@ def detect_format(columns: Sequence[str], sample: Mapping[str, Any] | None = Non
 
 def _expected() -> str:
     return "; ".join(f"{fmt} ({description})" for fmt, (_, description) in FORMAT_COLUMNS.items())
-
-
-def _example_mapping(columns: Sequence[str], sample: Mapping[str, Any] | None = None) -> dict[str, str]:
-    """A mapping that fits the data: a column holding a conversation list -> messages; else {first text column:
-    user, second: assistant}, with the dataset's own names (the generic example when it has no two plain ones)."""
-    names = [c for c in columns if re.fullmatch(r"[\w.-]+", c)]
-    if sample is not None:
-        for name in names:
-            value = sample.get(name)
-            if isinstance(value, (list, tuple)) and value and all(isinstance(m, Mapping) for m in value):
-                return {name: CONVERSATION_ROLE}
-        names = [n for n in names if isinstance(sample.get(n), str)]
-    return {names[0]: "user", names[1]: "assistant"} if len(names) >= 2 else dict(MAPPING_EXAMPLE)
 
 
 def to_messages(
@@ -351,7 +346,7 @@ def _check_columns(
         try:  # a fix that works as printed: the format these columns are, else a mapping of them
             fix = f"it looks like {(found := detect_format(columns))} data ({hint('data.format', found)})"
         except DataError:
-            mapping = hint("data.column_mapping", _example_mapping(columns, sample))
+            mapping = hint("data.column_mapping", suggest_column_mapping(columns, sample))
             fix = f"map its columns ({mapping}{'' if fmt == 'columns' else ' and ' + hint('data.format', 'auto')})"
         raise DataError(
             f"{setting}: format {fmt} needs the columns {missing}, but the dataset has {list(columns)}; {fix}."
@@ -364,6 +359,7 @@ def normalise(
     column_mapping: Mapping[str, str] | None = None,
     system_prompt: str = "",
     placeholders: Mapping[str, str] | None = None,
+    lines: Lines | None = None,
 ) -> Normalised:
     """Normalise rows to chat messages, setting malformed rows aside with their row numbers (pure).
 
@@ -377,10 +373,12 @@ def normalise(
         column_mapping: column -> role, for ``columns``.
         system_prompt: system message for rows that have none.
         placeholders: template slot -> value, filled into every message.
+        lines: where the rows of a JSON Lines file with bad lines came from (`jsonlines.Lines`): the problems
+            then name line numbers, and each bad line is one more malformed row.
 
     Returns:
-        The good rows, one problem line per malformed row (``"row N: reason"``, N from 1), the input count, the
-        rows left out on purpose and the notes.
+        The good rows, one problem line per malformed row (``"row N: reason"``, N from 1; ``"line N: ..."`` with
+        `lines`), in the input's order, the input count, the rows left out on purpose and the notes.
 
     Raises:
         DataError: no rows; a multimodal dataset; unknown or mismatched format; a bad column mapping; every row is
@@ -395,27 +393,32 @@ def normalise(
         raise DataError(f"data.dataset_name: this is a multimodal dataset (column {', '.join(media)}); {TEXT_ONLY}.")
     if fmt == "auto":
         fmt = "columns" if column_mapping else detect_format(columns, first)
+    if column_mapping:  # a mapping may name a column without the spaces around it (as a printed fix does)
+        column_mapping = resolve_mapping(columns, column_mapping)
     _check_columns(columns, fmt, column_mapping, first)
     kto = "label" in columns and isinstance(first.get("label"), bool)
     good: list[list[Message]] = []
-    problems: list[str] = []
+    numbered: list[tuple[int, str]] = [(n, f"line {n}: {why}") for n, why in lines.unreadable.items()] if lines else []
     numbers: list[int] = []
-    kinds: Counter[str] = Counter()
+    kinds: Counter[str] = Counter(unreadable=len(numbered)) if numbered else Counter()
     n_input = undesirable = 0
     for n_input, row in enumerate(chain([first], iterator), start=1):
+        number = lines.numbers[n_input - 1] if lines else n_input
         try:
             if kto and not isinstance(row.get("label"), bool):
                 raise RowError(f"label is {type_name(row.get('label'))}, expected true or false (KTO data)")
             messages = to_messages(row, fmt, column_mapping, system_prompt, placeholders)
         except RowError as exc:
-            problems.append(f"row {n_input}: {exc}")
+            numbered.append((number, f"{'line' if lines else 'row'} {number}: {exc}"))
             kinds[getattr(exc, "kind", "malformed")] += 1
             continue
         if kto and row["label"] is False:
             undesirable += 1
         else:
             good.append(messages)
-            numbers.append(n_input)
+            numbers.append(number)
+    problems = [text for _, text in sorted(numbered)]
+    n_input += len(lines.unreadable) if lines else 0
     if not good:
         if undesirable:
             raise DataError(

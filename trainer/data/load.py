@@ -17,12 +17,14 @@ import itertools
 import logging
 import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainer.config import DataConfig, hint
 from trainer.data.formats import DataError, Message, choose_format, normalise, split_eval
+from trainer.data.jsonlines import Lines, readable_rows
 from trainer.data.quality import malformed_problem
 from trainer.errors import exception_chain
 from trainer.online import hub_unreachable
@@ -124,6 +126,13 @@ def _looks_like_path(name: str) -> bool:
 def load_table(
     cfg: DataConfig, split: str, token: str | bool | None = None, limit: int | None = None
 ) -> datasets.Dataset:
+    """The rows of one split (see `read_split`, which also says where a JSON Lines file's rows came from)."""
+    return read_split(cfg, split, token, limit)[0]
+
+
+def read_split(
+    cfg: DataConfig, split: str, token: str | bool | None = None, limit: int | None = None
+) -> tuple[datasets.Dataset, Lines | None]:
     """Load one split of the configured dataset as a `datasets.Dataset` (the first `max_rows` rows).
 
     Local files go through `datasets.load_dataset` with the json/csv/parquet builder; they have one split,
@@ -138,7 +147,8 @@ def load_table(
         limit: read only the first rows (a preview, a pre-queue check); None reads the whole split.
 
     Returns:
-        The rows, with at least one row.
+        The rows, with at least one row; and for a JSON Lines file with lines that are not rows, each row's line
+        number and the bad lines (`jsonlines.Lines`, for `normalise`), else None.
 
     Raises:
         DataError: the file is missing, unsupported, unreadable or empty; the split does not exist; the Hub
@@ -148,9 +158,10 @@ def load_table(
 
     path = resolve_local_path(cfg.dataset_name)
     field_name = _split_field(cfg, split)
+    lines = None
     if path is not None:
-        table = _load_local(path, split, field_name, limit)  # streamed for a caller's limit, as a Hub split
-        where = str(path)
+        table, lines = _load_local(path, split, field_name, limit)  # streamed for a caller's limit, as a Hub split
+        where = path.name  # the user's own file name, never a folder of the server
     else:
         table = _load_hub(cfg, split, field_name, token, limit)  # streamed only for a caller's limit, not max_rows
         where = f"{cfg.dataset_name} ({split})"
@@ -165,7 +176,7 @@ def load_table(
     if limit is not None and limit < len(table):
         table = table.select(range(limit))
     logger.info("loaded %d rows with columns %s from %s", len(table), table.column_names, where)
-    return table
+    return table, lines.window(0, len(table)) if lines is not None else None
 
 
 def _split_field(cfg: DataConfig, split: str) -> str:
@@ -234,65 +245,58 @@ def _parquet_rows(path: Path):
     return datasets.IterableDataset.from_generator(rows)
 
 
-def _load_local(path: Path, split: str, field_name: str, limit: int | None = None) -> datasets.Dataset:
+def _load_local(
+    path: Path, split: str, field_name: str, limit: int | None = None
+) -> tuple[datasets.Dataset, Lines | None]:
     import datasets
 
     if split.split("[", 1)[0].strip() != "train":
         raise DataError(
-            f"{field_name}: split {split!r} does not exist in {path}; a local file has one split, 'train'. "
+            f"{field_name}: split {split!r} does not exist in {path.name}; a local file has one split, 'train'. "
             "Use train; to evaluate on a local file leave dataset_test_split empty and hold out eval_fraction "
             "of the rows (or put train/test files in a folder or a Hub dataset)."
         )
     if path.stat().st_size == 0 or (path.stat().st_size < 65536 and not path.read_bytes().strip()):
-        raise DataError(f"data.dataset_name: {path} is empty (no rows). Add rows, or point to the right file.")
+        raise DataError(f"data.dataset_name: {path.name} is empty (no rows). Add rows, or point to the right file.")
     builder = SUPPORTED_SUFFIXES[path.suffix.lower()]
     kwargs: dict[str, Any] = {}
     if builder == "csv":
         header = _csv_header(path)
         if header:
             kwargs["features"] = datasets.Features({name: datasets.Value("string") for name in header})
-    try:
-        if limit is None:
-            return datasets.load_dataset(builder, data_files=str(path), split=split, **kwargs)
+    match = _SLICE.match(split)
+    start = int(match["start"] or 0) if match else 0
+    with tempfile.TemporaryDirectory(prefix="rows-") as tmp:
+        source, lines = path, None
+        if path.suffix.lower() == ".jsonl":  # line by line: a bad line is a malformed row, not a broken file
+            source, lines = readable_rows(path, start + limit if limit else None, Path(tmp))
+        try:
+            if limit is None:
+                table = datasets.load_dataset(builder, data_files=str(source), split=split, **kwargs)
+                if lines is not None and not match and "[" in split:  # a share of the rows: "train[:10%]"
+                    start = datasets.ReadInstruction.from_spec(split).to_absolute({"train": len(lines.numbers)})
+                    start = start[0].from_
+            else:
 
-        def open_stream(base: str):
-            if builder == "parquet":
-                return _parquet_rows(path)
-            return datasets.load_dataset(builder, data_files=str(path), split=base, streaming=True, **kwargs)
+                def open_stream(base: str):
+                    if builder == "parquet":
+                        return _parquet_rows(path)
+                    return datasets.load_dataset(builder, data_files=str(source), split=base, streaming=True, **kwargs)
 
-        return _first_rows(open_stream, split, limit, lambda exc: _unreadable_file(path, exc))
-    except DataError:
-        raise
-    except Exception as exc:  # any failure to parse a user's file is a problem with that file
-        raise _unreadable_file(path, exc) from exc
-
-
-def local_row_count(path: Path) -> int | None:
-    """Rows in a local file, counted without loading it (Parquet: its metadata; JSON Lines: its non-blank lines;
-    CSV: its records), or None where that takes reading it whole (a JSON array) or it cannot be read."""
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            return pq.ParquetFile(path).metadata.num_rows
-        if suffix == ".jsonl":
-            with path.open("rb") as fh:
-                return sum(1 for line in fh if line.strip())
-        if suffix == ".csv":
-            with path.open(newline="", encoding="utf-8-sig", errors="replace") as fh:
-                return max(sum(1 for _ in csv.reader(fh)) - 1, 0)
-    except Exception as exc:  # noqa: BLE001 - a count for a preview's note only; the reader reports the real problem
-        logger.debug("could not count the rows of %s: %s", path, exc)
-    return None
+                table = _first_rows(open_stream, split, limit, lambda exc: _unreadable_file(path, exc))
+        except DataError:
+            raise
+        except Exception as exc:  # any failure to parse a user's file is a problem with that file
+            raise _unreadable_file(path, exc) from exc
+    return table, lines.window(start, len(table)) if lines is not None else None
 
 
 def _unreadable_file(path: Path, exc: Exception) -> DataError:
     detail = _error_detail(exc)
     if "corresponds to no data" in detail:
-        return DataError(f"data.dataset_name: {path} has no rows. Add rows, or point to the right file.")
+        return DataError(f"data.dataset_name: {path.name} has no rows. Add rows, or point to the right file.")
     return DataError(
-        f"data.dataset_name: cannot read {path} as {path.suffix.lower()} ({detail}). "
+        f"data.dataset_name: cannot read {path.name} as {path.suffix.lower()} ({detail}). "
         f"Check that the file is valid {_FILE_SHAPES[path.suffix.lower()]} and not truncated."
     )
 
@@ -442,10 +446,10 @@ def prepare(
         DataError: the data cannot be loaded, no row can be used (see `load_table`, `normalise`), or more than 5 %
             of the rows are malformed and `cfg.allow_malformed` is off.
     """
-    table = load_table(cfg, cfg.dataset_train_split, token, limit)
+    table, lines = read_split(cfg, cfg.dataset_train_split, token, limit)
     fmt = choose_format(cfg, table.column_names, table[0] if len(table) else None)
     mapping = cfg.column_mapping or None
-    train = normalise(table, fmt, mapping, cfg.system_prompt, cfg.placeholders)
+    train = normalise(table, fmt, mapping, cfg.system_prompt, cfg.placeholders, lines)
     if problem := malformed_problem(train, cfg.allow_malformed):
         raise DataError(problem)
     problems = list(train.problems)

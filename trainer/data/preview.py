@@ -7,6 +7,7 @@ text for `python -m trainer data inspect`.
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -17,7 +18,7 @@ from typing import Any
 from trainer.config import DataConfig, hint
 from trainer.config.hints import render_hints
 from trainer.data.formats import Message, choose_format, normalise
-from trainer.data.load import hub_row_count, load_table, local_row_count, resolve_local_path
+from trainer.data.load import hub_row_count, read_split, resolve_local_path
 from trainer.data.quality import QualityReport, format_quality, malformed_problem, quality_report
 from trainer.paths import TOKENIZER_DIR
 from trainer.phi3 import BUNDLED_TOKENIZER_MODELS
@@ -137,7 +138,7 @@ def preview(
 
     Only the first `rows` rows are read, streamed, of a Hub dataset (nothing else is downloaded) as of a local file
     (within a byte budget: `load.PREVIEW_BYTES`); the size of the whole comes from the Hub's metadata, or from the
-    file's (`load.local_row_count`), where they have it.
+    file's (`local_row_count`), where they have it.
 
     Args:
         cfg: the data settings.
@@ -154,9 +155,9 @@ def preview(
         DataError: the data cannot be loaded or no row can be used.
     """
     path = resolve_local_path(cfg.dataset_name)
-    table = load_table(cfg, cfg.dataset_train_split, token, limit=rows)
+    table, lines = read_split(cfg, cfg.dataset_train_split, token, limit=rows)
     fmt = choose_format(cfg, table.column_names, table[0] if len(table) else None)
-    data = normalise(table, fmt, cfg.column_mapping or None, cfg.system_prompt, cfg.placeholders)
+    data = normalise(table, fmt, cfg.column_mapping or None, cfg.system_prompt, cfg.placeholders, lines)
     lengths = token_lengths(tokenizer, data.rows)
     sampled = len(table) >= rows
     return Preview(
@@ -272,3 +273,23 @@ def reply_room_problem(
         f"{max_length} tokens and nothing would be learned. "
         f"Raise it ({hint('training.max_length', 2 * min(lengths))})."
     )
+
+
+def local_row_count(path: Path) -> int | None:
+    """Rows in a local file, counted without loading it (Parquet: its metadata; JSON Lines: its non-blank lines;
+    CSV: its records), or None where that takes reading it whole (a JSON array) or it cannot be read."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return pq.ParquetFile(path).metadata.num_rows
+        if suffix == ".jsonl":
+            with path.open("rb") as fh:
+                return sum(1 for line in fh if line.strip())
+        if suffix == ".csv":
+            with path.open(newline="", encoding="utf-8-sig", errors="replace") as fh:
+                return max(sum(1 for _ in csv.reader(fh)) - 1, 0)
+    except Exception as exc:  # noqa: BLE001 - a count for a preview's note only; the reader reports the real problem
+        logger.debug("could not count the rows of %s: %s", path, exc)
+    return None

@@ -4,9 +4,10 @@ After training, `push_run` writes `README.md` (the model card) and `loss.png` in
 adapter (weights, config, tokenizer files), `config.yaml`, `events.jsonl`, `README.md` and `loss.png` to the repo root
 in ONE commit, retrying network errors and 5xx answers with exponential backoff (never 4xx). It deletes nothing
 locally and records the outcome in `status.json` (`push_state`, `repo_url`, `push_error`) without touching the run's
-`state`. `CheckpointUploader` pushes each checkpoint's adapter in the background, so training never waits on the
-network. `huggingface_hub` talks to ``$HF_ENDPOINT`` (read when it is imported), which is how the tests point it at a
-local Hub-protocol server.
+`state`; a failed push that the run never asked for (`asked_to_push`) leaves `status.json` as it was.
+`CheckpointUploader` pushes each checkpoint's adapter in the background, so training never waits on the network.
+`huggingface_hub` talks to ``$HF_ENDPOINT`` (read when it is imported), which is how the tests point it at a local
+Hub-protocol server.
 
 Example:
     >>> from trainer.hub import check_push_access, push_run, resolve_token
@@ -80,7 +81,9 @@ def push_run(
     Checks access first (`check_push_access`), writes README.md and loss.png into the run folder, creates the repo
     (existing is fine; its visibility is left as it is), then uploads in ONE commit. Network errors and 5xx answers
     are retried with exponential backoff (backoff_s, 2x, 4x ...); 4xx answers are not. Nothing local is deleted, and
-    status.json gets `push_state` ("pushing", then "pushed" or "push_failed"), `repo_url` and `push_error`.
+    status.json gets `push_state` ("pushing", then "pushed" or "push_failed"), `repo_url` and `push_error`. A push
+    the run never asked for (`asked_to_push` False: `python -m trainer push RUN --repo-id ...` of a run configured
+    to stay local) records only its success: when it fails, status.json is left as it was.
 
     Args:
         run_dir: the finished run folder.
@@ -99,10 +102,12 @@ def push_run(
     """
     run_dir = Path(run_dir)
     files_to_push(run_dir)  # fail before any network call when the adapter is missing
-    state = (rf.read_json(run_dir / rf.STATUS_FILE, {}) or {}).get("state") or "unknown"
-    if state != "succeeded":
-        logger.warning("pushing run %s whose state is %s", run_dir.name, state)
-    _record_push(run_dir, push_state="pushing", repo_id=repo_id, push_error=None)
+    status = rf.read_json(run_dir / rf.STATUS_FILE, {}) or {}
+    if (status.get("state") or "unknown") != "succeeded":
+        logger.warning("pushing run %s whose state is %s", run_dir.name, status.get("state") or "unknown")
+    asked = asked_to_push(run_dir, status)
+    if asked:  # a push the run never asked for leaves its push state alone unless it succeeds
+        _record_push(run_dir, push_state="pushing", repo_id=repo_id, push_error=None)
     keep = f"The adapter is safe in {run_dir / rf.ADAPTER_DIR}; push again to retry."
     try:
         user = check_push_access(repo_id, token, retries, backoff_s)
@@ -125,7 +130,8 @@ def push_run(
         )
     except Exception as exc:
         error = hub_error(exc, token, f"pushing to {repo_id!r}", keep)
-        _record_push(run_dir, push_state="push_failed", repo_id=repo_id, push_error=str(error))
+        if asked:
+            _record_push(run_dir, push_state="push_failed", repo_id=repo_id, push_error=str(error))
         logger.error("push to %s failed: %s", repo_id, error)
         logger.debug("push failure details", exc_info=True)
         raise error from None
@@ -140,6 +146,28 @@ def push_run(
     )
     logger.info("pushed run %s to %s (commit %s)", run_dir.name, url, getattr(info, "oid", "?"))
     return url
+
+
+def asked_to_push(run_dir: Path, status: dict[str, Any] | None = None) -> bool:
+    """Whether a run asked to be on the Hub: its config.yaml names a `hub.repo_id`, or status.json records a push.
+
+    Args:
+        run_dir: the run folder.
+        status: its status.json, when already read.
+
+    Returns:
+        False for a run configured to stay local and never pushed (an unreadable config.yaml counts as no repo).
+    """
+    from trainer.config import ConfigError, load_yaml
+
+    if status is None:
+        status = rf.read_json(Path(run_dir) / rf.STATUS_FILE, {}) or {}
+    if status.get("push_state"):
+        return True
+    try:
+        return bool(load_yaml(Path(run_dir) / rf.CONFIG_FILE).hub.repo_id)
+    except ConfigError:
+        return False
 
 
 def _create_and_commit(

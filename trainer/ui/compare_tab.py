@@ -2,7 +2,8 @@
 
 One engine (base model + adapter) is in memory at a time, loaded on first use; both panes stream from one batched
 `generate` (see trainer.chat). One Clear empties both panes together; Stop ends only the caller's own generation (a
-Stop flag per browser session, keyed by Gradio's session hash).
+Stop flag per browser session, keyed by Gradio's session hash). A refused request (out of bounds, not the caller's
+run, an adapter that cannot be read) is a message, a toast and in the header, never an error state of the panes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import gradio as gr
 from trainer import runfolder as rf
 from trainer.access import AccessError, Caller, find_job, hub_token, visible_jobs
 from trainer.config import repo_id_problem
-from trainer.ui.context import AppContext, caller, choices_update, gpu_call, zero_gpu
+from trainer.ui.context import AppContext, caller, choices_update, gpu_call, plain, zero_gpu
 
 # Gradio 6.31's Chatbot always shows its own trash button once it holds messages (its `buttons` option covers only
 # share / copy / copy_all), and that button clears its own pane only. So the two panes sit in a gr.HTML whose CSS,
@@ -32,9 +33,13 @@ button[aria-label="Clear"] { display: none; }
 NO_PROMPT = "Type a prompt first."
 
 
-def user_error(message: str) -> gr.Error:
-    """An expected user error: shown on the page, with no traceback printed on the server."""
-    return gr.Error(message, print_exception=False)
+class Refused(Exception):
+    """An expected refusal of a Compare request: shown as a message (see `shown_as_message`), no server traceback."""
+
+
+def not_compared(message: str) -> str:
+    """The header above the panes after a refused request: its reason, and no model named (none was compared)."""
+    return f"**Not compared:** {plain(message)}"
 
 
 def session_of(request: gr.Request | None) -> str:
@@ -172,19 +177,19 @@ def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> dict[str, Any]:
                 yield gr.skip(), gr.skip(), gr.skip()
                 return
             if problem := request_problem(prompt, system, max_new):  # before anything is loaded or generated
-                raise user_error(problem)
+                raise Refused(problem)
             try:
                 source = chosen_source(manager, who, run_id, hub_id)
             except AccessError as exc:
-                raise user_error(str(exc)) from exc
+                raise Refused(str(exc)) from exc
             if ctx.on_gpu and any(j.status == "running" for j in manager.store.list()):
-                raise user_error("A training run is using the GPU; the comparison can load once it finishes.")
+                raise Refused("A training run is using the GPU; the comparison can load once it finishes.")
             if not engines.holds(source, who.name):
                 gr.Info(f"Loading the base model and the adapter of {Path(source).name if not hub_id else source}…")
             try:
                 engine = engines.get(source, token=hub_token(who), who=who.name, local_base=not space_mode())
-            except (ChatError, ValueError, OSError) as exc:
-                raise user_error(str(exc)) from exc
+            except (ChatError, ValueError, OSError) as exc:  # e.g. a repo that does not exist or is not readable
+                raise Refused(str(exc)) from exc
             settings = GenerationSettings(
                 max_new_tokens=int(max_new), temperature=float(temperature), top_p=float(top_p), greedy=bool(greedy)
             )
@@ -237,10 +242,23 @@ def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> dict[str, Any]:
         engines.stop(session_of(request))
         return [], [], ""
 
+    refusals: dict[str, str] = {}  # session -> its last refused request, until `refused_header` shows it
+
+    def refused_header(request: gr.Request | None = None) -> Any:
+        """After a generation: a refused request's reason in place of the models' names; else the header stays."""
+        refusal = refusals.pop(session_of(request), None)
+        return gr.skip() if refusal is None else not_compared(refusal)
+
     for trigger in (c["send"].click, c["prompt"].submit):  # one chain, two triggers
         trigger(start_generation, None, None, queue=False).then(
             labels, [c["adapter"], c["hub_id"]], c["models"], queue=False
-        ).then(on_gpu(send, engines), gen_inputs, gen_outputs, concurrency_id="gpu", concurrency_limit=1)
+        ).then(
+            shown_as_message(on_gpu(send, engines), refusals),
+            gen_inputs,
+            gen_outputs,
+            concurrency_id="gpu",
+            concurrency_limit=1,
+        ).then(refused_header, None, c["models"], queue=False)
 
     def regenerate(
         base_hist,
@@ -265,16 +283,39 @@ def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> dict[str, Any]:
         yield from send(last, base_hist[:cut], tuned_hist[:tuned_cut], *settings, profile, oauth, request)
 
     c["regenerate"].click(start_generation, None, None, queue=False).then(
-        on_gpu(regenerate, engines), gen_inputs[1:], gen_outputs, concurrency_id="gpu", concurrency_limit=1
-    )
+        shown_as_message(on_gpu(regenerate, engines), refusals),
+        gen_inputs[1:],
+        gen_outputs,
+        concurrency_id="gpu",
+        concurrency_limit=1,
+    ).then(refused_header, None, c["models"], queue=False)
     c["stop"].click(stop_generation, None, None, queue=False)
     for clear in (c["clear"].click, c["base_chat"].clear, c["tuned_chat"].clear):  # a pane's own clear: both too
         clear(clear_both, None, gen_outputs, queue=False)
     tab.select(adapter_choices, c["adapter"], c["adapter"])
     c["adapter"].change(examples, c["adapter"], c["examples"], queue=False)
+    for field in (c["adapter"], c["hub_id"]):  # the header names what is chosen now: clearing the field resets it
+        field.change(labels, [c["adapter"], c["hub_id"]], c["models"], queue=False, show_progress="hidden")
     c["examples"].change(lambda p: gr.update(value=p) if p else gr.skip(), c["examples"], c["prompt"], queue=False)
     app.load(adapter_choices, c["adapter"], c["adapter"])
     return c
+
+
+def shown_as_message(handler, refusals: dict[str, str]):
+    """A Compare generator as registered, whose `Refused` (raised here, or on ZeroGPU inside its GPU call and passed
+    on) becomes a toast, kept in `refusals` under the caller's session for the header; the panes and the prompt
+    stay as they are and usable (no error state, as a raised gr.Error would leave on every output)."""
+
+    @functools.wraps(handler)
+    def guarded(*args):
+        try:
+            yield from handler(*args)
+        except Refused as exc:
+            refusals[session_of(next((a for a in args if isinstance(a, gr.Request)), None))] = str(exc)
+            gr.Warning(str(exc))
+            yield gr.skip(), gr.skip(), gr.skip()
+
+    return guarded
 
 
 def on_gpu(handler, engines):

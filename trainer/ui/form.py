@@ -179,6 +179,21 @@ def problems_markdown(problems: list[str]) -> str:
     return "### Fix these before training\n" + "\n".join(lines)
 
 
+def labelled(message: str, plain: bool = True) -> str:
+    """A ``<key>: <problem>. <fix>`` message as Markdown for the page: led by the field's label as the form shows
+    it, its fixes named by field label (`render_hints`; `plain`: the text may quote a user's data, escaped)."""
+    key, sep, text = message.partition(": ")
+    label = {spec.key: spec.meta["label"] for spec in iter_fields()}.get(key)
+    if not (sep and label):
+        return render_hints(message, "ui", plain=plain)
+    return f"**{label}:** {render_hints(text, 'ui', plain=plain)}"
+
+
+def without(problems: list[str], keys: set[str]) -> list[str]:
+    """The problems that do not concern any of `keys` (their cause changed: they go from the page)."""
+    return [p for p in problems if p.partition(": ")[0] not in keys]
+
+
 def problems_by_key(problems: list[str]) -> dict[str, str]:
     """{setting key: its first problem, worded for the form} (problems are '<key>: <problem>. <fix>')."""
     by_key: dict[str, str] = {}

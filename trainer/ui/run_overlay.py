@@ -124,10 +124,13 @@ def build(ctx: AppContext) -> dict[str, Any]:
         return gr.update(choices=runs, value=[v for v in current or [] if v in ids])
 
     def show(run_ids, profile: gr.OAuthProfile | None):
+        """The chosen runs compared; a refusal (one run, not the caller's) is a toast and leaves the section as it was
+        (a raised gr.Error would mark both charts and the table with error badges)."""
         try:
             return compare(manager, caller(profile), run_ids)
         except AccessError as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
+            gr.Warning(str(exc))
+            return gr.skip(), gr.skip(), gr.skip()
 
     c["runs"].focus(choices, c["runs"], c["runs"], queue=False)  # fresh choices each time the list is opened
     c["go"].click(show, c["runs"], [c["plot"], c["eval_plot"], c["table"]])

@@ -32,6 +32,15 @@ FOLLOW_LOG_JS = """() => {
   if (!el.dataset.away) requestAnimationFrame(() => { el.scrollTop = el.scrollHeight; });
 }"""
 """Browser-side: the log box follows the end of the log as it grows (Gradio's own autoscroll did not, measured)."""
+SAVE_FILE_JS = """(file) => {
+  if (!file?.url) return;  // refused: nothing was made
+  const link = Object.assign(document.createElement('a'), {href: file.url, download: file.orig_name || ''});
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+}"""
+"""Browser-side: saves the zip a Download click has just had made, so one click downloads it (the file box that
+shows it too stays as a link, should the browser hold the download back)."""
 
 
 # --------------------------------------------------------------------------- reading the run folder (no widgets)
@@ -85,6 +94,13 @@ def progress_html(job, events: list[dict[str, Any]], status: dict[str, Any] | No
     elif phase is None:
         fraction = rf.progress("training", step, total) if total else 0.0
         text = f"{job.status if job else 'no run'} · step {step} / {total or '?'}"
+    elif phase == rf.BUILD_PHASE:  # once per machine, before the run proper: a bar of its own, by warm-up steps
+        done, steps = status.get("phase_steps") or (0, 0)
+        fraction = done / steps if steps else 0.0
+        return (
+            f'<div class="bar live"><div class="fill" style="width:{100 * max(fraction, 0.02):.1f}%"></div></div>'
+            f'<div class="phase">{html.escape(phase)}… · warm-up step {done} / {steps or "?"}</div>'
+        )
     else:
         fraction, text = rf.progress(phase, step, total), f"{phase}…"
         if phase == "training":
@@ -363,8 +379,8 @@ def build(ctx: AppContext, app: gr.Blocks, train_fields: list | None = None, adv
     def download_trl(job_id, profile: gr.OAuthProfile | None):
         return offer(trl_zip, job_id, profile)
 
-    c["download"].click(download, c["picker"], c["zip"])
-    c["download_trl"].click(download_trl, c["picker"], c["trl_zip"])
+    for button, make, file in ((c["download"], download, c["zip"]), (c["download_trl"], download_trl, c["trl_zip"])):
+        button.click(make, c["picker"], file).then(None, file, None, js=SAVE_FILE_JS)  # one click: made, then saved
 
     def continue_training(job_id, profile: gr.OAuthProfile | None):
         """Fill the Train form from the caller's own finished run, to continue from its adapter, and open Train."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import shutil
 from pathlib import Path
@@ -21,7 +22,7 @@ from trainer.access import (
     model_problem,
     upload_dir,
 )
-from trainer.config import PRESETS, ConfigError, RunConfig, preset_config
+from trainer.config import PRESETS, ConfigError, FieldSpec, RunConfig, preset_config
 from trainer.config.hints import render_hints
 from trainer.ui import runs_tab
 from trainer.ui.context import AppContext, OnePerSession, caller, download_folder, plain, zero_gpu
@@ -34,14 +35,17 @@ from trainer.ui.form import (
     FORM_SECTIONS,
     SECTION_TITLES,
     config_from_form,
+    field_info,
     field_rows,
     field_updates,
     form_fields,
+    labelled,
     make_widget,
     opens_advanced,
     preset_markdown,
     preset_updates,
     problems_markdown,
+    without,
 )
 
 BUNDLED_EXAMPLES = {
@@ -126,7 +130,7 @@ def preview_data(values: dict[str, Any], who: Caller, flavor: Flavor | None = No
         # hub_token: the caller's own token, or False (the libraries read None as "use the Space's HF_TOKEN")
         p = data.preview(cfg.data, tokenizer, cfg.training.max_length, token=hub_token(who))
     except (data.DataError, ConfigError) as exc:
-        return f"### Dataset problem\n{render_hints(str(exc), 'ui', plain=True)}", "", ""  # it may quote the data
+        return f"### Dataset problem\n{labelled(str(exc))}", "", ""  # it may quote the data: escaped
     stats = p.token_lengths
     summary = [
         f"**Format:** `{p.format}` · **rows:** {p.n_rows} usable of {p.n_input}"
@@ -136,7 +140,7 @@ def preview_data(values: dict[str, Any], who: Caller, flavor: Flavor | None = No
     ]
     summary += [f"**Note:** {note}" for note in p.notes]
     if p.blocked:
-        summary.append(f"### Start is blocked\n{render_hints(p.blocked, 'ui')}")
+        summary.append(f"### Start is blocked\n{labelled(p.blocked)}")
     if p.problems:
         shown = "\n".join(f"- {plain(line)}" for line in p.problems[:10])
         more = f"\n- ... and {len(p.problems) - 10} more" if len(p.problems) > 10 else ""
@@ -154,7 +158,8 @@ def preview_data(values: dict[str, Any], who: Caller, flavor: Flavor | None = No
 
 
 def save_upload(path: str | None, who: Caller, limits: Limits | None = None) -> tuple[str | None, str]:
-    """Keep an uploaded dataset file in the caller's own upload folder under a random name.
+    """Keep an uploaded dataset file in the caller's own upload folder, in a folder with a random name, under its
+    own name made safe (letters, digits, ``_.-``): messages about it then name the user's file.
 
     Returns:
         (its path or None, an error message or '').
@@ -179,13 +184,14 @@ def save_upload(path: str | None, who: Caller, limits: Limits | None = None) -> 
         folder = upload_dir(who)
     except AccessError as exc:
         return None, f"### {exc}"
-    kept_mb = sum(f.stat().st_size for f in folder.glob("*") if f.is_file()) / 2**20 if folder.is_dir() else 0.0
+    kept_mb = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20 if folder.is_dir() else 0.0
     if limits is not None and limits.uploads_mb is not None and kept_mb + size_mb > limits.uploads_mb:
         return None, (
             f"### Dataset problem\nYour uploads here already take {kept_mb:.0f} MB, and **{name}** would pass the "
             f"{limits.uploads_mb:g} MB a user may keep. Train on a Hub dataset, or on what you uploaded before."
         )
-    target = folder / f"{secrets.token_hex(8)}{suffix}"  # never the visitor's own name: no path games
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(name).stem).strip("._")[:80] or "upload"  # no path games
+    target = folder / secrets.token_hex(8) / f"{safe}{suffix}"
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, target)
     return str(target), ""
@@ -224,12 +230,36 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
 
     c["preset"].change(fill_preset, c["preset"], field_list, queue=False)
     c["preset"].change(preset_markdown, c["preset"], c["preset_description"], queue=False)
-    c["example"].change(
+    c["example"].input(  # a person's pick fills the dataset; the dataset, however set, picks its example (or none)
         lambda label: gr.update(value=BUNDLED_EXAMPLES.get(label, "")) if label else gr.skip(),
         c["example"],
         fields["data.dataset_name"],
         queue=False,
     )
+    fields["data.dataset_name"].change(
+        lambda name: gr.update(value=example_label(name)), fields["data.dataset_name"], c["example"], queue=False
+    )
+
+    shown = gr.State([])  # the problems Start put on the page: each goes when its field changes or a preview passes
+
+    def on_change(spec: FieldSpec):
+        """A field changed: its problem leaves the page, and the preview and estimate it shaped are out of date."""
+        data_field, shapes_estimate = spec.key.startswith("data."), spec.section not in ("hub", "run")
+
+        def forget(problems: list[str]):
+            stale = ("", "") if data_field else (gr.skip(), gr.skip())
+            estimate = "" if shapes_estimate else gr.skip()
+            if not any(p.partition(": ")[0] == spec.key for p in problems):
+                return gr.skip(), gr.skip(), gr.skip(), *stale, estimate
+            left = without(problems, {spec.key})
+            mark = gr.update(info=field_info(spec, unavailable), elem_classes=[])
+            return problems_markdown(left), mark, left, *stale, estimate
+
+        return forget
+
+    for spec in form_fields():
+        panes = [c["errors"], fields[spec.key], shown, c["preview_summary"], c["preview_rows"], c["estimate"]]
+        fields[spec.key].change(on_change(spec), shown, panes, queue=False)
 
     def on_upload(path, profile: gr.OAuthProfile | None):
         saved, error = save_upload(path, caller(profile), ctx.manager.limits)
@@ -248,8 +278,17 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
                 return "### A preview of yours is still running\nWait for it, then try again.", gr.skip(), gr.skip()
             return preview_data(keyed(values), caller(profile, oauth), flavor)
 
+    def after_preview(rendered: str, problems: list[str]):
+        """A preview that rendered rows proves the data settings: their problems from Start leave the page."""
+        if not rendered or not problems:
+            return gr.skip(), *[gr.skip()] * len(field_list), gr.skip()
+        left = without(problems, {key for key in fields if key.startswith("data.")})
+        return problems_markdown(left), *field_updates(left, unavailable), left
+
     run_on = {c["run_on"]} if "run_on" in c else set()
-    c["preview"].click(preview, set(field_list) | run_on, [c["preview_summary"], c["preview_rows"], c["estimate"]])
+    c["preview"].click(
+        preview, set(field_list) | run_on, [c["preview_summary"], c["preview_rows"], c["estimate"]]
+    ).then(after_preview, [c["preview_rows"], shown], [c["errors"], *field_list, shown], queue=False)
 
     def open_advanced(values: dict):
         """Preview: open Advanced settings when a data setting the preview refuses is in it."""
@@ -267,6 +306,7 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
         if not who.signed_in:  # a visitor never spends the Space's GPU or token
             return [
                 f"### {SIGN_IN.format(what='train')}",
+                [],
                 *field_updates([], unavailable),
                 gr.skip(),
                 gr.skip(),
@@ -294,7 +334,8 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
             problems = check_before_queueing(run_cfg, ctx.on_gpu or flavor is not None, hub_token(who))
         if problems:
             advanced = gr.Accordion(open=True) if opens_advanced(problems) else gr.skip()  # show the marked field
-            return [problems_markdown(problems), *field_updates(problems, unavailable), advanced, gr.skip(), gr.skip()]
+            marks = field_updates(problems, unavailable)
+            return [problems_markdown(problems), problems, *marks, advanced, gr.skip(), gr.skip()]
         if warning := memory_warning(
             run_cfg, hub_token(who)
         ):  # an estimate can be wrong: warned before the GPU is spent, not refused
@@ -302,13 +343,18 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
         try:
             job = ctx.manager.submit(run_cfg, owner=who.owner, token=who.token, flavor=flavor)
         except ValueError as exc:  # the per-user limit of runs queued or training
-            return [f"### {exc}", *field_updates([], unavailable), gr.skip(), gr.skip(), gr.skip()]
+            return [f"### {exc}", [], *field_updates([], unavailable), gr.skip(), gr.skip(), gr.skip()]
         selected = runs_tab.picker_update(ctx.manager, who, str(job.id))  # the Runs tab opens on the new run
-        return ["", *field_updates([], unavailable), gr.skip(), gr.Tabs(selected="runs"), selected]
+        return ["", [], *field_updates([], unavailable), gr.skip(), gr.Tabs(selected="runs"), selected]
 
-    outputs = [c["errors"], *field_list, c["advanced"], ctx.tabs, ctx.run_picker]
+    outputs = [c["errors"], shown, *field_list, c["advanced"], ctx.tabs, ctx.run_picker]
     c["start"].click(start, set(field_list) | {c["preset"]} | ({c["run_on"]} if "run_on" in c else set()), outputs)
     return c
+
+
+def example_label(dataset: str | None) -> str | None:
+    """The bundled example a dataset setting names (None for any other data), so the two never disagree."""
+    return next((label for label, path in BUNDLED_EXAMPLES.items() if path == (dataset or "").strip()), None)
 
 
 def offered_flavors() -> list[Flavor]:
@@ -384,7 +430,7 @@ def _layout(
             with gr.Group():
                 c["example"] = gr.Dropdown(
                     choices=list(BUNDLED_EXAMPLES),
-                    value=None,
+                    value=example_label(cfg.data.dataset_name),
                     label="Bundled example",
                     info="Fill the dataset with an example shipped with the app.",
                     elem_id="example",
