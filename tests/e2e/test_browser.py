@@ -401,3 +401,35 @@ def test_a_partly_broken_tool_call_dataset_is_explained_and_blocked_until_accept
     page.locator("#field-allow_malformed input").check()
     page.locator("#preview").click()
     expect(summary).not_to_contain_text("Start is blocked", timeout=30_000)
+
+
+def test_the_first_start_on_a_fresh_machine_answers_at_once_and_shows_the_demo_model_being_built(
+    browser, tmp_path, shots
+):
+    """No demo model is built yet (an empty cache): Start still answers within 2 s, the Runs tab opens on the run,
+    whose first phase is the build with its own progress; Cancel stops it and leaves nothing half built."""
+    expect = playwright.expect
+    cache = tmp_path / "empty-cache"
+    data_dir = tmp_path / "app-data"
+    data_dir.mkdir()
+    with running_app(data_dir, {"PHI3_STUDIO_CACHE": str(cache)}) as url:
+        page = browser.new_page(viewport=VIEWPORT)
+        try:
+            page.goto(url)
+            expect(page.locator("#start")).to_be_visible()
+            started = time.time()
+            page.locator("#start").click()
+            expect(page.locator("#run-picker input")).to_have_value(re.compile(r"^#1 "), timeout=10_000)
+            answered = time.time() - started
+            expect(page.locator("#run-progress")).to_contain_text(
+                "building the demo model (first time only)… · warm-up step", timeout=60_000
+            )
+            page.screenshot(path=str(shots / "first-start-building.png"))
+            page.locator("#cancel").click()
+            expect(page.locator("#run-status")).to_contain_text("cancelled", timeout=30_000)
+        finally:
+            page.close()
+    assert answered < 2.0, f"Start took {answered:.1f} s to open the run"
+    assert not list(cache.glob("tiny-phi3-*/config.json"))  # stopped, not finished behind the user's back
+    log = next((data_dir / "runs").glob("*/log.txt")).read_text()
+    assert "cancelled while the demo model was being built" in log

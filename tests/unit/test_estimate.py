@@ -34,6 +34,7 @@ from trainer.estimate.plan import (
     ASSUMED_MFU,
     QLORA_SLOWDOWN,
     TINY_CPU_TOKENS_PER_S,
+    busy_factor,
     flops_per_token,
     measured_throughput,
     throughput,
@@ -395,11 +396,73 @@ def test_padded_batches_cost_their_padding(phi3):
     assert slow.padding > 1.5 and slow.seconds > 1.5 * fast.seconds
 
 
-def test_the_tiny_demo_on_a_cpu_uses_the_figure_measured_here():
+def _timings(folder, lora_rate: float, qlora_rate: float):
+    """A saved timing of the demo (as scripts/calibrate_demo.py writes it) with these rates."""
+    folder.mkdir(parents=True, exist_ok=True)
+    report = {
+        "date": "2026-12-07",
+        "machine": "x86_64, 2 CPU cores",
+        "versions": "torch 2.13.0+cpu",
+        "build_s": 51.0,
+        "methods": {
+            "lora": {"tokens_per_s": lora_rate, "overhead_s": 8.0},
+            "qlora": {"tokens_per_s": qlora_rate, "overhead_s": 9.0},
+        },
+    }
+    (folder / "2026-12-07.json").write_text(json.dumps(report))
+
+
+def test_the_demo_s_time_is_per_method_from_its_saved_timing_and_counts_the_whole_run(tmp_path, monkeypatch):
+    import trainer.estimate.plan as plan
+    import trainer.tiny
+
+    _timings(tmp_path / "demo-cpu", 1000.0, 500.0)
+    monkeypatch.setattr(plan, "DEMO_TIMINGS_DIR", tmp_path / "demo-cpu")
+    monkeypatch.setattr(trainer.tiny, "tiny_model_built", lambda: True)
+    monkeypatch.setattr(plan.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    cpu = Device("CPU (2 cores)", "cpu", 8 * GIB, None, "this machine")
+    cfg = preset_config("tiny-demo")
+    lora_time = estimate_time(cfg, model_shape("tiny-phi3"), cpu, [27] * 240)
+    cfg.model.load_in_4bit = True
+    qlora_time = estimate_time(cfg, model_shape("tiny-phi3"), cpu, [27] * 240)
+    assert lora_time.seconds == pytest.approx(80 * 8 * 27 / 1000.0) and lora_time.overhead_s == 8.0
+    assert qlora_time.seconds == pytest.approx(2 * lora_time.seconds) and qlora_time.overhead_s == 9.0  # its own
+    assert "QLORA" in qlora_time.throughput.source and "2026-12-07" in qlora_time.throughput.source
+    text = render_time(lora_time)[0]
+    assert text.startswith("**Time:** about **25 s** in all on CPU (2 cores): 17 s of training (80 steps") and (
+        "8 s to load, evaluate and save." in text
+    )
+    assert lora_time.build_s == 0 and lora_time.load is None and not render_time(lora_time)[1].startswith("⚠️")
+
+    monkeypatch.setattr(trainer.tiny, "tiny_model_built", lambda: False)  # a machine that never built it
+    first = estimate_time(preset_config("tiny-demo"), model_shape("tiny-phi3"), cpu, [27] * 240)
+    assert first.build_s == 51.0 and "about **76 s** in all" in render_time(first)[0]
+    assert "**51 s** first to build the demo model (once)" in render_time(first)[0]
+
+
+def test_without_a_saved_timing_the_demo_uses_the_older_figure(tmp_path, monkeypatch):
+    import trainer.estimate.plan as plan
+
+    monkeypatch.setattr(plan, "DEMO_TIMINGS_DIR", tmp_path / "none")
     cpu = Device("CPU (2 cores)", "cpu", 8 * GIB, None, "this machine")
     time = estimate_time(preset_config("tiny-demo"), model_shape("tiny-phi3"), cpu, [27] * 240)
-    assert time.throughput.tokens_per_s == TINY_CPU_TOKENS_PER_S and time.throughput.measured
-    assert time.seconds == pytest.approx(80 * 8 * 27 / TINY_CPU_TOKENS_PER_S)
+    assert time.throughput.tokens_per_s == TINY_CPU_TOKENS_PER_S and time.overhead_s == 0
+    assert "evaluation and loading not included" in render_time(time)[0]
+
+
+def test_a_busy_machine_is_said_to_make_the_run_take_longer(tmp_path, monkeypatch):
+    import trainer.estimate.plan as plan
+
+    assert busy_factor(0.9, 2) is None and busy_factor(1.1, 2) == 1.3 and busy_factor(4.5, 2) == 3.0
+    monkeypatch.setattr(plan.os, "getloadavg", lambda: (4.5, 4.0, 3.0))
+    monkeypatch.setattr(plan.os, "cpu_count", lambda: 2)
+    cpu = Device("CPU (2 cores)", "cpu", 8 * GIB, None, "this machine")
+    time = estimate_time(preset_config("tiny-demo"), model_shape("tiny-phi3"), cpu, [27] * 240)
+    assert render_time(time)[1] == (
+        "⚠️ This machine is busy (load average 4.5 on 2 cores): expect it to take longer, roughly ×3.0."
+    )
+    gpu = Device("NVIDIA H100 80GB HBM3", "cuda", 80 * GIB, find_gpu("NVIDIA H100 80GB HBM3"), "test")
+    assert estimate_time(preset_config("lora"), model_shape("tiny-phi3"), gpu, [27] * 240).load is None  # CPU only
 
 
 def test_the_projects_own_benchmark_is_preferred_for_its_device(tmp_path, phi3):

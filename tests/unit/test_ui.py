@@ -105,6 +105,9 @@ def test_progress_and_metrics():
 
     html = progress_html(Job(), EVENTS, {"phase": "training"})
     assert "training · step 10 / 20 (50 %)" in html and "ETA 6 s" in html
+    evaluation = {"step": 10, "total_steps": 20, "eval_loss": 2.0}
+    evaluated = progress_html(Job(), [*EVENTS, evaluation], {"phase": "training"})
+    assert "ETA 6 s" in evaluated  # an evaluation's event carries no ETA: the last one stays shown
     assert f"width:{100 * rf.progress('training', 10, 20):.1f}%" in html and 'class="bar live"' in html
     text = metrics_markdown(EVENTS, {"eval_loss_before": 4.8, "eval_loss_after": 2.4})
     assert "**tokens/s** 530 (non-padding)" in text and "4.8000 → 2.4000 (-50.0 %)" in text

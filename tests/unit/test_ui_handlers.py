@@ -281,3 +281,47 @@ def test_the_time_estimate_counts_only_the_rows_training_reads():
     cfg.data.max_rows = 800
     assert steps(estimate_panel(cfg, rows, tokenizer, total_rows=100_000)) == 90  # 800 rows, 10 % held out, / 8
     assert whole > 90 * 100
+
+
+def _forget(blocks, component):
+    """The change handler of one form field that takes its problem off the page (each field has its own)."""
+    (fn,) = [fn for fn in blocks.fns.values() if (component._id, "change") in fn.targets and fn.name == "forget"]
+    return fn.fn
+
+
+def test_start_s_problems_leave_the_page_when_their_field_changes_or_a_preview_passes(app, tmp_path):
+    handlers, _ = app
+    blocks, components = handlers["blocks"], handlers["components"]
+    missing = str(tmp_path / "old.jsonl")
+    outputs = handlers["start"](_values(components, **{"data.dataset_name": missing}), None, None)
+    problems = outputs[1]  # what the page shows now, kept for the clean-up
+    assert "Fix these before training" in outputs[0] and [p.split(":")[0] for p in problems] == ["data.dataset_name"]
+
+    errors, mark, left, summary, rows, estimate = _forget(blocks, components["field-dataset_name"])(problems)
+    assert (errors, left) == ("", [])  # another dataset was picked or uploaded: the old error is gone
+    assert mark["elem_classes"] == [] and "⚠️" not in mark["info"]  # the field is no longer marked
+    assert summary == rows == estimate == ""  # the preview of the old data went with it
+
+    unrelated = _forget(blocks, components["field-name"])(problems)
+    assert unrelated[:3] == (gr.skip(), gr.skip(), gr.skip()) and unrelated[5] == gr.skip()  # a run name: no effect
+    assert _forget(blocks, components["field-max_steps"])(problems)[5] == ""  # it shaped the estimate
+
+    push = "hub.repo_id: you cannot push to bob/x. Push to your own namespace."
+    errors, *marks, left = handlers["after_preview"]("# row 1\n<|user|>", [*problems, push])
+    assert left == [push] and "dataset_name" not in errors and "hub.repo_id" in errors  # the data loads now
+    assert handlers["after_preview"]("", problems)[0] == gr.skip()  # the preview failed: the problem stays
+
+
+def test_the_bundled_example_always_names_the_dataset_field_s_file(app):
+    from trainer.ui.train_tab import example_label
+
+    handlers, _ = app
+    blocks, components = handlers["blocks"], handlers["components"]
+    assert components["example"].value == "Pirate persona: chat messages (.jsonl)"  # the preset's dataset
+    (picks,) = [
+        fn
+        for fn in blocks.fns.values()
+        if (components["field-dataset_name"]._id, "change") in fn.targets and components["example"] in fn.outputs
+    ]
+    assert picks.fn("examples/pirate_alpaca.json")["value"] == "Pirate persona: Alpaca (.json)"  # Continue training
+    assert picks.fn("alice/pirates")["value"] is None == example_label("/data/uploads/x/mine.jsonl")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,7 +46,13 @@ ASSUMED_MFU = 0.35
 QLORA_SLOWDOWN = 1.39
 BENCHMARKS_DIR = PROJECT_ROOT / "benchmarks"
 
-TINY_CPU_TOKENS_PER_S = 330.0
+DEMO_METHODS = ("lora", "qlora")
+"""The methods the offline demo runs, each timed on a CPU by scripts/calibrate_demo.py (a method added: one more)."""
+DEMO_TIMINGS_DIR = BENCHMARKS_DIR / "demo-cpu"
+BUSY_SHARE = 0.5
+"""A machine is busy when its load average is over this share of its cores (the app itself idles near 0)."""
+
+TINY_CPU_TOKENS_PER_S = 330.0  # when no timing of the demo was saved (benchmarks/demo-cpu/)
 TINY_CPU_SOURCE = (
     "measured for this project: the tiny-demo preset (TRL SFTTrainer, padding-free batches of ~220 tokens, "
     "fp32) trained at 331 non-padding tokens/s on 2 CPU cores (torch 2.13.0+cpu, transformers 5.24, trl 1.16), "
@@ -218,6 +225,9 @@ def throughput(
         return found
     if device.kind == "cpu":
         if cfg.model.model_name_or_path == TINY_MODEL_NAME:
+            timing = demo_timing(method_of(cfg))
+            if timing is not None:
+                return Throughput(timing.tokens_per_s, timing.source, True)
             return Throughput(TINY_CPU_TOKENS_PER_S, TINY_CPU_SOURCE, True)
         phi3 = ModelShape.from_config(PHI3_MINI_CONFIG).n_params
         return Throughput(PHI3_CPU_TOKENS_PER_S * phi3 / shape.n_params, PHI3_CPU_SOURCE, True)
@@ -234,8 +244,55 @@ def throughput(
 
 
 @dataclass(frozen=True)
+class DemoTiming:
+    """The offline demo timed on a CPU for one method (benchmarks/demo-cpu/<date>.json, by calibrate_demo.py).
+
+    Attributes:
+        tokens_per_s: the estimator's tokens for the demo / its training phase's seconds (in-loop evaluations in).
+        overhead_s: the rest of a run: start, data, loading, evaluating before and after, sample replies, saving.
+        build_s: building the demo model, the first time on a machine.
+        source: where the figures come from, for the panel's footnote.
+    """
+
+    tokens_per_s: float
+    overhead_s: float
+    build_s: float
+    source: str
+
+
+def method_of(cfg: RunConfig) -> str:
+    """The training method a config runs (one of `DEMO_METHODS`)."""
+    return "qlora" if cfg.model.load_in_4bit else "lora"
+
+
+def demo_timing(method: str, folder: Path | None = None) -> DemoTiming | None:
+    """The newest saved timing of the demo with this method (in `folder`, default `DEMO_TIMINGS_DIR`), or None."""
+    for path in sorted((folder or DEMO_TIMINGS_DIR).glob("*.json"), reverse=True):
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+            found = report["methods"][method]
+            source = (
+                f"the offline demo with {method.upper()} timed by scripts/calibrate_demo.py on {report['machine']} "
+                f"({report['versions']}), {report['date']}"
+            )
+            rate, overhead = float(found["tokens_per_s"]), float(found["overhead_s"])
+            return DemoTiming(rate, overhead, float(report["build_s"]), source)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def busy_factor(load: float, cores: int) -> float | None:
+    """How much longer a CPU run takes on a machine this loaded, roughly (a run keeps ~1.5 cores busy alone); None
+    when the machine is not busy (load average at most `BUSY_SHARE` of its cores)."""
+    if load <= BUSY_SHARE * cores:
+        return None
+    return max(1.0, (load + 1.5) / cores)
+
+
+@dataclass(frozen=True)
 class TimeEstimate:
-    """How long the training loop takes (evaluation, samples and model loading not included).
+    """How long the training loop takes, and for the offline demo the whole run.
 
     Attributes:
         tokens: non-padding tokens the loop trains on.
@@ -243,6 +300,9 @@ class TimeEstimate:
         steps: optimiser steps.
         seconds: tokens / tokens per second (× padding for a derived figure, which counts all positions; measured
             figures are non-padding tokens per second already).
+        overhead_s: the rest of the run (loading, evaluating, saving) where it was measured (the demo), else 0.
+        build_s: building the demo model first, when this machine has not yet (else 0).
+        load: (load average, cores) of this machine when it is busy (a CPU run then takes longer), else None.
     """
 
     tokens: int
@@ -251,6 +311,9 @@ class TimeEstimate:
     seconds: float
     throughput: Throughput
     device: Device
+    overhead_s: float = 0.0
+    build_s: float = 0.0
+    load: tuple[float, int] | None = None
 
 
 def padded_tokens(kept: Sequence[int], batch: int, seed: int = 0) -> int:
@@ -302,4 +365,13 @@ def estimate_time(
         padding = padded_tokens(kept, t.per_device_train_batch_size, t.seed) / sum(kept)
     rate = throughput(device, cfg, shape, sum(kept) / len(kept))
     seconds = tokens * (1.0 if rate.measured else padding) / rate.tokens_per_s / device.count  # DDP: shared steps
-    return TimeEstimate(tokens, padding, steps, seconds, rate, device)
+    if device.kind != "cpu":
+        return TimeEstimate(tokens, padding, steps, seconds, rate, device)
+    overhead = build = 0.0
+    if cfg.model.model_name_or_path == TINY_MODEL_NAME and (timing := demo_timing(method_of(cfg))) is not None:
+        from trainer.tiny import tiny_model_built
+
+        overhead, build = timing.overhead_s, 0.0 if tiny_model_built() else timing.build_s
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    busy = (load, cores) if busy_factor(load, cores) is not None else None
+    return TimeEstimate(tokens, padding, steps, seconds, rate, device, overhead, build, busy)

@@ -15,7 +15,7 @@ from trainer.config import RunConfig
 from trainer.data import Message
 from trainer.estimate.device import Device, detect_device
 from trainer.estimate.memory import MemoryBreakdown, ModelShape, model_shape
-from trainer.estimate.plan import Fit, TimeEstimate, check_fit, estimate_time
+from trainer.estimate.plan import Fit, TimeEstimate, busy_factor, check_fit, estimate_time
 from trainer.estimate.tokens import LengthReport, RowTokens, length_report, lengths_of, row_tokens
 
 BAR_WIDTH = 24
@@ -153,12 +153,28 @@ def render_time(time: TimeEstimate) -> list[str]:
     device = time.device
     on = f"{device.count} × {device.name}" if device.count > 1 else device.name
     per_gpu = f" per GPU, {device.count} GPUs sharing the steps" if device.count > 1 else ""
-    lines = [
-        f"**Time:** about **{duration(time.seconds)}** of training on {on} "
-        f"({plural(time.steps, 'step')}, {time.tokens:,} tokens at {time.throughput.tokens_per_s:,.0f} tokens/s"
-        f"{per_gpu}{padding}; evaluation and loading not included).",
-        f"<sub>tokens/s: {time.throughput.source}.</sub>",
-    ]
+    trained = (
+        f"{plural(time.steps, 'step')}, {time.tokens:,} tokens at {time.throughput.tokens_per_s:,.0f} tokens/s"
+        f"{per_gpu}{padding}"
+    )
+    if time.overhead_s:  # the demo, timed whole: the run as a person waits for it
+        total = time.seconds + time.overhead_s + time.build_s
+        build = f", and **{duration(time.build_s)}** first to build the demo model (once)" if time.build_s else ""
+        head = (
+            f"**Time:** about **{duration(total)}** in all on {on}: {duration(time.seconds)} of training ({trained}), "
+            f"{duration(time.overhead_s)} to load, evaluate and save{build}."
+        )
+    else:
+        head = f"**Time:** about **{duration(time.seconds)}** of training on {on} ({trained}; evaluation and loading "
+        head += "not included)."
+    lines = [head, f"<sub>tokens/s: {time.throughput.source}.</sub>"]
+    if time.load is not None:
+        load, cores = time.load
+        lines.insert(
+            1,
+            f"⚠️ This machine is busy (load average {load:.1f} on {plural(cores, 'core')}): expect it to take longer, "
+            f"roughly ×{busy_factor(load, cores):.1f}.",
+        )
     if device.usd_per_hour is not None:
         cost = device.usd_per_hour * time.seconds / 3600
         figure = f"about **${cost:,.2f}**" if cost >= 0.005 else "under **$0.01**"

@@ -105,7 +105,8 @@ def progress_html(job, events: list[dict[str, Any]], status: dict[str, Any] | No
         fraction, text = rf.progress(phase, step, total), f"{phase}…"
         if phase == "training":
             text = f"training · step {step} / {total or '?'} ({100 * step / total if total else 0:.0f} %)"
-            text += f" · ETA {last['eta_s']:.0f} s" if "eta_s" in last else ""
+            eta = next((e["eta_s"] for e in reversed(steps) if "eta_s" in e), None)  # an eval's event has none
+            text += f" · ETA {eta:.0f} s" if eta is not None else ""
     live = " live" if phase is not None else ""
     if live and phase != "training":  # halfway through the phase, so its stripes show from the first second
         fraction = max(fraction + rf.PHASES[phase] / 2 / sum(rf.PHASES.values()), 0.02)
