@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
 
 LOG_NOISE: dict[str, tuple[str, ...]] = {
@@ -50,3 +51,19 @@ def silence_known_noise() -> None:
             target.addFilter(DropMessages(prefixes))
     for category, message, module in WARNING_NOISE:
         warnings.filterwarnings("ignore", message=message, category=category, module=module)
+
+
+LOG_VIEW_NOISE = re.compile(
+    r"^(?:"
+    r"\S+\.py:\d+: \w*Warning: .*"  # a Python warning as the warnings module prints it: "<file>:<line>: ..."
+    r"|\s+warnings\.warn\(.*"  # ... and the source line it prints under it
+    r"|.*\d+%\|.*\|.*"  # a progress bar (tqdm)
+    r"|.*Failed to load CPU gemm_4bit_forward.*"  # bitsandbytes' Hub-kernel fallback (trainer.hubkernels)
+    r")$"
+)
+"""Lines of a run's log that only a library's maintainers can act on: the Runs tab leaves them out of its view."""
+
+
+def for_people(log_text: str) -> str:
+    """A run's log as the Runs tab shows it: without `LOG_VIEW_NOISE` (log.txt itself keeps every line)."""
+    return "\n".join(line for line in log_text.splitlines() if not LOG_VIEW_NOISE.match(line))

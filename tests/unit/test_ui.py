@@ -136,6 +136,7 @@ def test_a_worker_error_is_shown_with_the_form_s_words(tmp_path, monkeypatch, ca
     job = Job(1, None, "qa", "failed", str(tmp_path), 0.0, error=failure_cause(log, 2))
     shown = status_markdown(None, job)
     assert "set **Column mapping** to `question=user, answer=assistant`" in shown and "--map" not in shown
+    assert "**Cause:** **Format:** cannot detect the format" in shown and "data.format" not in shown  # its label
 
 
 def test_the_progress_bar_says_the_phase_and_moves_before_the_first_step():
@@ -171,3 +172,25 @@ def test_a_run_name_is_shown_as_text_never_as_a_link_image_or_heading(tmp_path):
     for text in (shown.split("\n", 1)[1], table):  # (the headline's own "### Run #1" aside)
         assert not re.search(r"(?<!\\)[\[\]#]", text), text  # every [ ] # of the name escaped
         assert "<img" not in text and "&lt;img" in text
+
+
+def test_the_runs_tab_log_leaves_out_library_noise_that_log_txt_keeps(tmp_path):
+    from trainer.noise import for_people
+
+    log = "\n".join(
+        [
+            "2026-12-07 03:44:27,101 INFO trainer.runfolder: phase: loading the model",
+            "/venv/lib/python3.11/site-packages/peft/peft_model.py:612: FutureWarning: `is_gradient_checkpointing` is "
+            "deprecated and will be removed in v6.",
+            "  warnings.warn(",
+            "Loading weights: 100%|██████████| 15/15 [00:00<00:00, 831.69it/s]",
+            "WARNING bitsandbytes.backends.cpu.ops: Failed to load CPU gemm_4bit_forward from kernels-community: x",
+            "step 5/6  loss 4.3394  lr 2.40e-03  1267 tok/s  ETA 0 s",
+            "error: data.allow_malformed: 1 of 7 rows (14.3 %) cannot be read (line 3: not JSON (Warning: x)).",
+        ]
+    )
+    assert for_people(log).splitlines() == [
+        "2026-12-07 03:44:27,101 INFO trainer.runfolder: phase: loading the model",
+        "step 5/6  loss 4.3394  lr 2.40e-03  1267 tok/s  ETA 0 s",
+        "error: data.allow_malformed: 1 of 7 rows (14.3 %) cannot be read (line 3: not JSON (Warning: x)).",
+    ]

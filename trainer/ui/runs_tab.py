@@ -12,12 +12,12 @@ import gradio as gr
 
 from trainer import runfolder as rf
 from trainer.access import SIGN_IN, AccessError, find_job, hub_token, space_mode, visible_jobs
-from trainer.config.hints import render_hints
 from trainer.jobs import WAITING_FOR_OWNER
+from trainer.noise import for_people
 from trainer.ui import compare_tab, run_overlay
 from trainer.ui.context import AppContext, caller, choices_update, download_folder, plain
 from trainer.ui.continuing import CONTINUABLE, continue_config
-from trainer.ui.form import preset_updates
+from trainer.ui.form import labelled, preset_updates
 
 REFRESH_S = 1.0
 FOLLOW_LOG_JS = """() => {
@@ -165,7 +165,7 @@ def status_markdown(manager, job) -> str:
         label = {"failed": "Cause", "push_failed": "Trained and saved locally; the push failed"}.get(
             job.status, "Note"
         )
-        lines.append(f"**{label}:** {html.escape(render_hints(rf.without_server_paths(job.error), 'ui'))}")
+        lines.append(f"**{label}:** {labelled(rf.without_server_paths(job.error))}")  # the field's label, escaped
     status = rf.read_json(Path(job.run_dir) / rf.STATUS_FILE, {}) or {}
     if status.get("push_state") == "pushed" and status.get("repo_url"):
         lines.append(f"**Published:** [{status.get('repo_id')}]({status['repo_url']})")
@@ -320,7 +320,7 @@ def build(ctx: AppContext, app: gr.Blocks, train_fields: list | None = None, adv
             gr.skip() if unchanged else loss_frame(events),
             gr.skip() if unchanged else loss_frame(events, "eval_loss"),
             metrics_markdown(events, status),
-            rf.without_server_paths(log_tail(run_dir)),
+            rf.without_server_paths(for_people(log_tail(run_dir))),  # library noise stays in log.txt only
             samples_markdown(run_dir),
             *_buttons(job),
             picker,
