@@ -103,3 +103,21 @@ def check_before_queueing(cfg: RunConfig, on_gpu: bool, token: str | bool | None
     except (data.DataError, ConfigError) as exc:
         problems.append(str(exc))
     return problems
+
+
+def warm_up() -> None:
+    """Run the checks at Start once on the demo preset, so that the libraries they import (torch, transformers'
+    Phi-3 code, datasets, the tokenizer: several seconds on a small machine) are loaded before a person's first
+    Start, which then answers at once. The app runs it in a background thread as it starts; it builds nothing."""
+    import logging
+    import time
+
+    from trainer.config import preset_config
+
+    started = time.time()
+    try:
+        check_before_queueing(preset_config(DEMO_PRESET), on_gpu=False)
+    except Exception as exc:  # noqa: BLE001 - a warm-up only: the real Start reports any problem itself
+        logging.getLogger(__name__).warning("warm-up of the checks failed: %s", exc)
+        return
+    logging.getLogger(__name__).info("checks warmed up in %.1f s", time.time() - started)
