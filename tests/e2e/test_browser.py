@@ -195,6 +195,23 @@ def test_a_bad_value_is_refused_next_to_its_field(app_url, new_page, shots):
     page.screenshot(path=str(shots / "train-tab-errors.png"), full_page=True)
 
 
+def test_an_error_goes_when_its_field_changes_and_the_example_follows_the_dataset(app_url, new_page, tmp_path):
+    """After a failed Start the error under Dataset and the list above Start name the old file; picking another
+    dataset takes both away, and the Bundled example box always names the file the Dataset field holds."""
+    expect = playwright.expect
+    page = new_page()
+    page.goto(app_url[0])
+    expect(page.locator("#example input")).to_have_value("Pirate persona: chat messages (.jsonl)")  # on first load
+    _fill(page, "dataset_name", str(tmp_path / "gone.jsonl"))
+    expect(page.locator("#example input")).to_have_value("")  # not a bundled example any more
+    page.locator("#start").click()
+    expect(page.locator("#form-errors")).to_contain_text("gone.jsonl", timeout=30_000)
+    expect(page.locator("#field-dataset_name")).to_contain_text("⚠️")
+    _pick(page, "example", "Pirate persona: Alpaca (.json)")
+    expect(page.locator("#form-errors")).not_to_contain_text("gone.jsonl", timeout=10_000)
+    expect(page.locator("#field-dataset_name")).not_to_contain_text("⚠️")
+
+
 def test_a_dataset_error_names_the_form_field_not_a_cli_flag(app_url, new_page, tmp_path):
     expect = playwright.expect
     page = _form_page(new_page, app_url)
