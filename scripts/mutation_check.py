@@ -1255,6 +1255,56 @@ MUTATIONS = [
         '    return "lora"\n',
         "tests/unit/test_estimate.py -k per_method",
     ),
+    # --- issue 28: the Cookbook presets reproduce their recipes (tests/parity trains each beside its recipe)
+    _m(
+        "the LoRA notebook preset learns the replies only, not every token",
+        "examples/cookbook-lora-notebook.yaml",
+        "  assistant_only_loss: false\n",
+        "",
+        "tests/parity -k lora_notebook",
+    ),
+    _m(
+        "the LoRA notebook preset trains the fused projections its code never reaches",
+        "examples/cookbook-lora-notebook.yaml",
+        "  target_modules:\n  - o_proj\n  - down_proj\n",
+        "  target_modules:\n  - qkv_proj\n  - o_proj\n  - gate_up_proj\n  - down_proj\n",
+        "tests/parity -k lora_notebook",
+    ),
+    _m(
+        "the QLoRA notebook preset learns the replies only, not every token",
+        "examples/cookbook-qlora-notebook.yaml",
+        "  assistant_only_loss: false\n",
+        "",
+        "tests/parity -k qlora_notebook",
+    ),
+    _m(
+        "the Cookbook's Alpaca prompt is the studio's (the input after a blank line, none when empty)",
+        "trainer/data/formats.py",
+        '    if template == "cookbook":',
+        '    if template == "cookbook" and False:',
+        "tests/parity -k lora_notebook",
+    ),
+    _m(
+        "the held-out split ignores its own seed (the training seed instead)",
+        "trainer/data/load.py",
+        "        eval_seed = seed if cfg.eval_seed is None else cfg.eval_seed\n",
+        "        eval_seed = seed\n",
+        "tests/parity -k lora_notebook",
+    ),
+    _m(
+        "the train_test_split hold-out keeps the input order",
+        "trainer/data/holdout.py",
+        "        order = np.random.default_rng(seed).permutation(n).tolist()\n",
+        "        order = sorted(np.random.default_rng(seed).permutation(n).tolist())\n",
+        "tests/unit/test_recipe_settings.py",
+    ),
+    _m(
+        "sample_finetune.py's empty system turn is not added",
+        "trainer/data/formats.py",
+        '    if style.empty_system_turn and messages[0]["role"] != "system":',
+        '    if False and messages[0]["role"] != "system":',
+        "tests/parity -k sample_finetune",
+    ),
 ]
 
 

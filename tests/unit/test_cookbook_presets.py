@@ -15,9 +15,10 @@ Sources, as read for issue 13:
 code/04.Finetuning/FineTrainingScript.py, also in the Cookbook, is none of these recipes (a full fine-tune, no LoRA:
 fp16, batch 7 x 4, lr 1e-4 linear, 3 epochs, length 128), so no preset follows it.
 
-Where a source value cannot apply to Phi-3 the preset carries the equivalent and its description says so: the
-notebooks target the unfused q_proj/k_proj/v_proj/o_proj/gate_proj/up_proj/down_proj, which Phi-3 fuses into
-qkv_proj/o_proj/gate_up_proj/down_proj (the same weights).
+A preset trains as its source's code does, including what the code does rather than what it meant: the notebooks list
+the unfused q_proj/k_proj/v_proj/o_proj/gate_proj/up_proj/down_proj, and as Phi-3 fuses the first five into
+qkv_proj/gate_up_proj, PEFT puts LoRA on o_proj and down_proj only; the presets do the same and say so
+(tests/parity/ trains each preset beside its recipe).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ import yaml
 
 from trainer.config import PRESETS, find_field, from_dict, preset_config
 from trainer.paths import PROJECT_ROOT
-from trainer.phi3 import PHI3_PROJECTIONS
 
 LORA_NB = "Phi-3CookBook code/04.Finetuning/Phi-3-finetune-lora-python.ipynb"
 QLORA_NB = "Phi-3CookBook code/04.Finetuning/Phi-3-finetune-qlora-python.ipynb"
@@ -54,7 +54,12 @@ TABLE = [
     (LORA, "lora.r", 16, f"{LORA_NB} cell Y5dL-Zn6gDk5", 51),
     (LORA, "lora.lora_alpha", 16, f"{LORA_NB} cell Y5dL-Zn6gDk5", 54),
     (LORA, "lora.lora_dropout", 0.05, f"{LORA_NB} cell Y5dL-Zn6gDk5", 57),
-    (LORA, "lora.target_modules", PHI3_PROJECTIONS, f"{LORA_NB} cell Y5dL-Zn6gDk5", 60),  # unfused -> fused
+    # its list names q/k/v/gate/up_proj too, which Phi-3 does not have: PEFT puts LoRA on these two only
+    (LORA, "lora.target_modules", ["o_proj", "down_proj"], f"{LORA_NB} cell Y5dL-Zn6gDk5", 60),
+    (LORA, "data.alpaca_template", "cookbook", f"{LORA_NB} cell LTQGocjjjOg7", 11),  # f"{instruction}\n Input: ..."
+    (LORA, "data.eval_seed", 1234, f"{LORA_NB} cell YGvvmV_8k2-H", 6),  # train_test_split(..., seed=1234)
+    (LORA, "data.eval_holdout", "train_test_split", f"{LORA_NB} cell YGvvmV_8k2-H", 6),
+    (LORA, "training.assistant_only_loss", False, f"{LORA_NB} cell GKRtirQOy_P5", 16),  # text field, no collator
     (LORA, "training.per_device_train_batch_size", 8, f"{LORA_NB} cell hbCaZbitxuW7", 36),
     (LORA, "training.gradient_accumulation_steps", 4, f"{LORA_NB} cell hbCaZbitxuW7", 37),
     (LORA, "training.per_device_eval_batch_size", 8, f"{LORA_NB} cell hbCaZbitxuW7", 38),
@@ -79,7 +84,11 @@ TABLE = [
     (QLORA, "lora.r", 16, f"{QLORA_NB} cell Y5dL-Zn6gDk5", 39),
     (QLORA, "lora.lora_alpha", 16, f"{QLORA_NB} cell Y5dL-Zn6gDk5", 42),
     (QLORA, "lora.lora_dropout", 0.05, f"{QLORA_NB} cell Y5dL-Zn6gDk5", 45),
-    (QLORA, "lora.target_modules", PHI3_PROJECTIONS, f"{QLORA_NB} cell Y5dL-Zn6gDk5", 48),  # unfused -> fused
+    (QLORA, "lora.target_modules", ["o_proj", "down_proj"], f"{QLORA_NB} cell Y5dL-Zn6gDk5", 48),  # as LORA's
+    (QLORA, "data.alpaca_template", "cookbook", f"{QLORA_NB} cell LTQGocjjjOg7", 11),
+    (QLORA, "data.eval_seed", 1234, f"{QLORA_NB} cell YGvvmV_8k2-H", 14),
+    (QLORA, "data.eval_holdout", "train_test_split", f"{QLORA_NB} cell YGvvmV_8k2-H", 14),
+    (QLORA, "training.assistant_only_loss", False, f"{QLORA_NB} cell GKRtirQOy_P5", 27),  # text field, no collator
     (QLORA, "training.learning_rate", 5e-6, f"{QLORA_NB} cell d_GhlJY7wnn6", 48),
     (QLORA, "training.logging_steps", 20, f"{QLORA_NB} cell d_GhlJY7wnn6", 50),
     (QLORA, "training.lr_scheduler_type", "cosine", f"{QLORA_NB} cell d_GhlJY7wnn6", 52),
@@ -120,6 +129,8 @@ TABLE = [
     (SAMPLE_FT, "data.dataset_test_split", "test_sft", SAMPLE, 163),
     (SAMPLE_FT, "training.max_length", 2048, SAMPLE, 192),  # max_seq_length=2048
     (SAMPLE_FT, "training.packing", True, SAMPLE, 195),
+    (SAMPLE_FT, "data.empty_system_turn", True, SAMPLE, 154),  # messages.insert(0, {"role": "system", ...})
+    (SAMPLE_FT, "training.assistant_only_loss", False, SAMPLE, 193),  # dataset_text_field="text", no collator
 ]
 
 
@@ -140,9 +151,10 @@ def test_the_table_names_each_preset_key_once():
 
 
 @pytest.mark.parametrize("preset", [LORA, QLORA])
-def test_an_unfused_target_list_is_said_to_be_mapped_to_phi3_s_fused_layers(preset):
+def test_a_notebook_preset_says_plainly_which_layers_its_code_trains(preset):
     description = PRESETS[preset][0]
-    assert "q/k/v/gate/up_proj" in description and "qkv_proj/gate_up_proj" in description
+    assert "LoRA only on o_proj and down_proj" in description and "q/k/v/gate/up_proj" in description
+    assert "8,912,896 trainable parameters on Phi-3-mini, not the 25,165,824" in description
 
 
 @pytest.mark.parametrize("preset", COOKBOOK_PRESETS)

@@ -93,9 +93,11 @@ def test_the_model_goes_to_the_process_own_device(monkeypatch, cuda, rank, expec
 
 
 def test_lora_config_targets_phi3_fused_projections():
-    cfg = lora_config(preset_config("cookbook-lora-notebook").lora)
-    assert cfg.task_type == "CAUSAL_LM" and cfg.r == 16 and cfg.lora_alpha == 16 and cfg.lora_dropout == 0.05
+    cfg = lora_config(preset_config("lora").lora)
+    assert cfg.task_type == "CAUSAL_LM" and cfg.r == 16 and cfg.lora_dropout == 0.05
     assert set(cfg.target_modules) == {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"}
+    notebook = lora_config(preset_config("cookbook-lora-notebook").lora)
+    assert set(notebook.target_modules) == {"o_proj", "down_proj"} and notebook.lora_alpha == 16
     assert lora_config(preset_config("cookbook-sample-finetune").lora).target_modules == "all-linear"
 
 

@@ -325,3 +325,22 @@ def test_the_bundled_example_always_names_the_dataset_field_s_file(app):
     ]
     assert picks.fn("examples/pirate_alpaca.json")["value"] == "Pirate persona: Alpaca (.json)"  # Continue training
     assert picks.fn("alice/pirates")["value"] is None == example_label("/data/uploads/x/mine.jsonl")
+
+
+def test_a_notebook_preset_offers_the_layers_its_notebook_meant_in_one_click(app):
+    from trainer.config import preset_config
+    from trainer.ui.form import AS_MEANT, config_from_form, form_fields, widget_value
+
+    handlers, _ = app
+    blocks, components = handlers["blocks"], handlers["components"]
+    button, preset = components["as-meant"], components["preset"]
+    (show,) = [f for f in blocks.fns.values() if (preset._id, "change") in f.targets and button in f.outputs]
+    assert show.fn("cookbook-lora-notebook")["visible"] is True and show.fn("lora")["visible"] is False
+    assert set(AS_MEANT) == {"cookbook-lora-notebook", "cookbook-qlora-notebook"}
+    (click,) = [f for f in blocks.fns.values() if (button._id, "click") in f.targets]
+    notebook = preset_config("cookbook-lora-notebook")
+    assert notebook.lora.target_modules == ["o_proj", "down_proj"]  # as the notebook's code trains
+    form = {s.key: widget_value(s, s.get(notebook)) for s in form_fields()}
+    cfg, problems = config_from_form(form | {"lora.target_modules": click.fn()["value"]})
+    assert problems == []
+    assert cfg.lora.target_modules == ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]  # as it meant

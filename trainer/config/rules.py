@@ -8,6 +8,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from trainer.phi3 import DEFAULT_BASE_MODEL, STOP_TOKENS
+
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}$")
 CHAT_ROLES: tuple[str, ...] = ("system", "user", "assistant")
 """Chat roles the Phi-3 chat template renders (it silently drops any other role, so others are rejected)."""
@@ -15,6 +17,7 @@ CONVERSATION_ROLE = "messages"
 """The column-mapping value for a column that holds a whole conversation (a list of {role, content} or {from,
 value} messages), e.g. dialog=messages."""
 MAPPING_EXAMPLE = {"question": "user", "answer": "assistant"}
+RUN_NAME_MAX = 80
 
 
 def hint(key: str, value: Any = None) -> str:
@@ -168,3 +171,33 @@ def size_problem(key: str, value: Any, max_chars: int = TEXT_LIMIT) -> str | Non
     if longest > max_chars:
         return f"{key}: {longest:,} characters, more than the {max_chars:,} it takes. Shorten it."
     return None
+
+
+def cross_field_problems(cfg: Any) -> list[str]:
+    """Problems of a RunConfig that involve more than one field or a field's meaning."""
+    found = []
+    if not cfg.model.model_name_or_path.strip():
+        found.append(f"model.model_name_or_path: empty. Give a Hub model ID such as {DEFAULT_BASE_MODEL}.")
+    if not cfg.data.dataset_name.strip():
+        found.append("data.dataset_name: empty. Give a Hub dataset ID (user/name) or a local .jsonl/.csv file.")
+    if cfg.model.pad_token in STOP_TOKENS:
+        found.append(
+            f"model.pad_token: {cfg.model.pad_token} is a stop token, so the model would learn never to stop. "
+            "Use <unk>."
+        )
+    if not cfg.lora.target_modules:
+        found.append("lora.target_modules: empty. Use qkv_proj,o_proj,gate_up_proj,down_proj or all-linear.")
+    if cfg.training.max_steps == 0:
+        found.append("training.max_steps: 0 trains nothing. Use -1 (train for num_train_epochs) or a positive count.")
+    found += column_mapping_problems(cfg.data.column_mapping, cfg.data.format)
+    if cfg.hub.push_checkpoints and not cfg.hub.repo_id:
+        found.append(f"hub.push_checkpoints: needs hub.repo_id (where the checkpoints go); {hint('hub.repo_id')}.")
+    if cfg.hub.push_merged and not cfg.hub.repo_id:
+        found.append(
+            f"hub.push_merged: needs hub.repo_id (the merged model goes to <repo_id>-merged); {hint('hub.repo_id')}."
+        )
+    if cfg.hub.repo_id and (problem := repo_id_problem(cfg.hub.repo_id)):
+        found.append(problem)
+    if len(cfg.run.name) > RUN_NAME_MAX or any(c in cfg.run.name for c in "\r\n\t"):
+        found.append(f"run.name: use one line of at most {RUN_NAME_MAX} characters.")
+    return found

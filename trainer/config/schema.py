@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 import yaml
 
-from trainer.config.rules import TEXT_LIMIT, column_mapping_problems, hint, repo_id_problem, size_problem
-from trainer.phi3 import DEFAULT_BASE_MODEL, PHI3_PROJECTIONS, STOP_TOKENS
+from trainer.config.rules import RUN_NAME_MAX, TEXT_LIMIT, cross_field_problems, size_problem
+from trainer.phi3 import DEFAULT_BASE_MODEL, PHI3_PROJECTIONS
 
 INT_LIMIT = 2**31 - 1  # whole-number settings are handed to torch/numpy/SQLite as 32-bit values
 
@@ -136,6 +136,16 @@ class DataConfig:
         advanced=True,
         help="Share of train rows held out for evaluation when there is no eval split (0 = no evaluation).",
     )
+    eval_seed: int | None = _field(
+        None, label="Hold-out seed", min=0, advanced=True, help="Seed of the held-out rows (empty: training seed)."
+    )
+    eval_holdout: Literal["studio", "train_test_split"] = _field(
+        "studio",
+        label="Hold-out method",
+        advanced=True,
+        help="How the eval fraction is held out: studio (a seeded sample; both parts keep the input order) or "
+        "train_test_split (as datasets' train_test_split: its shuffled order; the Cookbook notebooks' split).",
+    )
     format: Literal["auto", "messages", "sharegpt", "alpaca", "prompt_completion", "preference", "text", "columns"] = (
         _field(
             "auto",
@@ -144,6 +154,13 @@ class DataConfig:
             help="Row format; auto detects messages, ShareGPT, Alpaca, prompt/completion, preference pairs "
             "(SFT on chosen) or text from the columns.",
         )
+    )
+    alpaca_template: Literal["studio", "cookbook"] = _field(
+        "studio",
+        label="Alpaca prompt",
+        advanced=True,
+        help="An Alpaca row's user turn: studio (the instruction, a blank line and the input if any) or cookbook "
+        '("{instruction}\\n Input: {input}", even for an empty input, as the Cookbook notebooks build it).',
     )
     column_mapping: dict[str, str] = _field(
         default_factory=dict,
@@ -171,6 +188,13 @@ class DataConfig:
         advanced=True,
         max_chars=20_000,
         help="Added as a system message to every row that has none.",
+    )
+    empty_system_turn: bool = _field(
+        False,
+        label="Empty system turn",
+        advanced=True,
+        help="Begin every row that has no system message with an empty one, as the sample_finetune.py of "
+        "microsoft/Phi-3-mini-4k-instruct does (the Phi-3 template renders it as <|system|><|end|>).",
     )
     max_rows: int | None = _field(
         None, label="Max rows", min=1, advanced=True, help="Use only the first N rows (empty = all rows)."
@@ -298,9 +322,6 @@ class HubConfig:
     )
 
 
-RUN_NAME_MAX = 80
-
-
 @dataclass
 class RunSettings:
     """What a person calls the run (shown wherever runs are listed), and how many GPUs of the machine it uses."""
@@ -352,7 +373,7 @@ class RunConfig:
     def problems(self) -> list[str]:
         """Every problem with this config, each as '<key>: <problem>. <fix>' (empty when valid)."""
         found = [p for spec in iter_fields() if (p := _check_bounds(spec, spec.get(self)))]
-        return found + _cross_field_problems(self)
+        return found + cross_field_problems(self)
 
     def validate(self) -> RunConfig:
         """Raise ConfigError listing all problems; return self when valid."""
@@ -457,33 +478,3 @@ def _check_bounds(spec: FieldSpec, value: Any) -> str | None:
         if high is not None and value > high:
             return f"{spec.key}: {value} is above the maximum {high}. Use a value <= {high}."
     return None
-
-
-def _cross_field_problems(cfg: RunConfig) -> list[str]:
-    """Problems that involve more than one field or a field's meaning."""
-    found = []
-    if not cfg.model.model_name_or_path.strip():
-        found.append(f"model.model_name_or_path: empty. Give a Hub model ID such as {DEFAULT_BASE_MODEL}.")
-    if not cfg.data.dataset_name.strip():
-        found.append("data.dataset_name: empty. Give a Hub dataset ID (user/name) or a local .jsonl/.csv file.")
-    if cfg.model.pad_token in STOP_TOKENS:
-        found.append(
-            f"model.pad_token: {cfg.model.pad_token} is a stop token, so the model would learn never to stop. "
-            "Use <unk>."
-        )
-    if not cfg.lora.target_modules:
-        found.append("lora.target_modules: empty. Use qkv_proj,o_proj,gate_up_proj,down_proj or all-linear.")
-    if cfg.training.max_steps == 0:
-        found.append("training.max_steps: 0 trains nothing. Use -1 (train for num_train_epochs) or a positive count.")
-    found += column_mapping_problems(cfg.data.column_mapping, cfg.data.format)
-    if cfg.hub.push_checkpoints and not cfg.hub.repo_id:
-        found.append(f"hub.push_checkpoints: needs hub.repo_id (where the checkpoints go); {hint('hub.repo_id')}.")
-    if cfg.hub.push_merged and not cfg.hub.repo_id:
-        found.append(
-            f"hub.push_merged: needs hub.repo_id (the merged model goes to <repo_id>-merged); {hint('hub.repo_id')}."
-        )
-    if cfg.hub.repo_id and (problem := repo_id_problem(cfg.hub.repo_id)):
-        found.append(problem)
-    if len(cfg.run.name) > RUN_NAME_MAX or any(c in cfg.run.name for c in "\r\n\t"):
-        found.append(f"run.name: use one line of at most {RUN_NAME_MAX} characters.")
-    return found

@@ -23,13 +23,14 @@ from trainer.data.formats import (
     Message,
     Normalised,
     RowError,
+    RowStyle,
     choose_format,
     detect_format,
     normalise,
     required_columns,
-    split_eval,
     to_messages,
 )
+from trainer.data.holdout import HOLDOUT_METHODS, split_eval
 from trainer.data.load import (
     SUPPORTED_SUFFIXES,
     PreparedData,
@@ -67,6 +68,7 @@ __all__ = [
     "PreparedData",
     "Preview",
     "RowError",
+    "RowStyle",
     "choose_format",
     "detect_format",
     "format_preview",
@@ -81,6 +83,7 @@ __all__ = [
     "required_columns",
     "resolve_local_path",
     "split_eval",
+    "HOLDOUT_METHODS",
     "to_messages",
     "token_lengths",
 ]

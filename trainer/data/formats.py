@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 import json
-import random
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -94,6 +93,25 @@ class Normalised:
     kinds: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class RowStyle:
+    """How rows become chat text where recipes differ (`DataConfig.alpaca_template`, `.empty_system_turn`).
+
+    Attributes:
+        alpaca_template: ``studio`` (the instruction, then a blank line and the input when there is one) or
+            ``cookbook`` (``"{instruction}\\n Input: {input}"``, even for an empty input, as the Cookbook notebooks).
+        empty_system_turn: a conversation without a system message begins with an empty one (sample_finetune.py).
+    """
+
+    alpaca_template: str = "studio"
+    empty_system_turn: bool = False
+
+    @classmethod
+    def of(cls, cfg: DataConfig) -> RowStyle:
+        """The style a data config asks for."""
+        return cls(cfg.alpaca_template, cfg.empty_system_turn)
+
+
 # --------------------------------------------------------------------------- formats and rows
 
 
@@ -135,6 +153,7 @@ def to_messages(
     column_mapping: Mapping[str, str] | None = None,
     system_prompt: str = "",
     placeholders: Mapping[str, str] | None = None,
+    style: RowStyle = RowStyle(),
 ) -> list[Message]:
     """Turn one row into chat messages (pure).
 
@@ -144,8 +163,9 @@ def to_messages(
       content is text or text parts; an assistant message may carry OpenAI ``tool_calls`` (content may be null).
     - ``sharegpt``: ``conversations`` of ``{"from", "value"}``; human/user -> user, gpt/assistant/chatgpt ->
       assistant, system -> system, function_call -> an assistant tool call, observation -> a tool result.
-    - ``alpaca``: user = ``instruction``, plus ``"\\n\\n" + input`` when ``input`` is not empty; assistant =
-      ``output``; an optional non-empty ``system`` column becomes the system message.
+    - ``alpaca``: user = ``instruction``, plus ``"\\n\\n" + input`` when ``input`` is not empty (`style`: or the
+      Cookbook's ``"{instruction}\\n Input: {input}"``); assistant = ``output``; an optional non-empty ``system``
+      column becomes the system message.
     - ``prompt_completion``: strings become one user and one assistant message; TRL conversational lists of
       messages are concatenated (prompt messages, then completion messages).
     - ``preference``: the ``prompt`` (string or messages, optional) and the ``chosen`` reply (string or messages;
@@ -160,7 +180,7 @@ def to_messages(
     Tool calls, results and a ``tools`` column are rendered as `trainer.data.shapes` describes. Messages and
     ShareGPT lists stored as JSON strings (as in CSV exports) are parsed. Template slots named in `placeholders`
     are filled. Empty system messages are dropped. Then, if `system_prompt` is set and the first message is not a
-    system message, it is prepended.
+    system message, it is prepended (or, with `style.empty_system_turn`, an empty one).
 
     Args:
         row: one dataset row (column -> value).
@@ -168,6 +188,7 @@ def to_messages(
         column_mapping: column -> role, for the ``columns`` format.
         system_prompt: system message for rows that have none ("" = none).
         placeholders: slot name -> value, filled into every message (``{{name}}``, ``{name}``).
+        style: where recipes differ (`RowStyle`).
 
     Returns:
         The messages; at least one is from the assistant and the last one is.
@@ -181,7 +202,7 @@ def to_messages(
     elif fmt == "sharegpt":
         messages = _sharegpt(_json_list(_get(row, "conversations"), "conversations"))
     elif fmt == "alpaca":
-        messages = _alpaca(row)
+        messages = _alpaca(row, style.alpaca_template)
     elif fmt == "prompt_completion":
         messages = _prompt_completion(_get(row, "prompt"), _get(row, "completion"))
     elif fmt == "preference":
@@ -197,7 +218,10 @@ def to_messages(
     messages = with_tools(merge_tool_responses(messages), row.get("tools"))
     if placeholders:
         messages = [{"role": m["role"], "content": fill_placeholders(m["content"], placeholders)} for m in messages]
-    return _finish(messages, system_prompt)
+    messages = _finish(messages, system_prompt)
+    if style.empty_system_turn and messages[0]["role"] != "system":
+        messages = [{"role": "system", "content": ""}, *messages]
+    return messages
 
 
 def _get(row: Mapping[str, Any], column: str) -> Any:
@@ -238,10 +262,12 @@ def _sharegpt(value: Any) -> list[Message]:
     return [sharegpt_message(item, index) for index, item in enumerate(items, start=1)]
 
 
-def _alpaca(row: Mapping[str, Any]) -> list[Message]:
+def _alpaca(row: Mapping[str, Any], template: str = "studio") -> list[Message]:
     instruction = _string(_get(row, "instruction"), "instruction")
     extra = row.get("input")
-    if extra is not None:
+    if template == "cookbook":  # the notebooks' f"{row['instruction']}\n Input: {row['input']}", an empty input too
+        instruction = f"{instruction}\n Input: {'' if extra is None else _string(extra, 'input')}"
+    elif extra is not None:
         instruction = instruction + "\n\n" + extra if _string(extra, "input").strip() else instruction
     output = _string(_get(row, "output"), "output")
     if not output.strip():
@@ -360,6 +386,7 @@ def normalise(
     system_prompt: str = "",
     placeholders: Mapping[str, str] | None = None,
     lines: Lines | None = None,
+    style: RowStyle = RowStyle(),
 ) -> Normalised:
     """Normalise rows to chat messages, setting malformed rows aside with their row numbers (pure).
 
@@ -375,6 +402,7 @@ def normalise(
         placeholders: template slot -> value, filled into every message.
         lines: where the rows of a JSON Lines file with bad lines came from (`jsonlines.Lines`): the problems
             then name line numbers, and each bad line is one more malformed row.
+        style: where recipes differ (`RowStyle`: the Alpaca prompt, an empty system turn).
 
     Returns:
         The good rows, one problem line per malformed row (``"row N: reason"``, N from 1; ``"line N: ..."`` with
@@ -407,7 +435,7 @@ def normalise(
         try:
             if kto and not isinstance(row.get("label"), bool):
                 raise RowError(f"label is {type_name(row.get('label'))}, expected true or false (KTO data)")
-            messages = to_messages(row, fmt, column_mapping, system_prompt, placeholders)
+            messages = to_messages(row, fmt, column_mapping, system_prompt, placeholders, style)
         except RowError as exc:
             numbered.append((number, f"{'line' if lines else 'row'} {number}: {exc}"))
             kinds[getattr(exc, "kind", "malformed")] += 1
@@ -446,35 +474,6 @@ def normalise(
             "stage."
         )
     return Normalised(fmt, good, problems, n_input, undesirable, notes, numbers, dict(kinds))
-
-
-def split_eval(
-    rows: Sequence[list[Message]], eval_fraction: float, seed: int = 42
-) -> tuple[list[list[Message]], list[list[Message]]]:
-    """Hold out a seeded random `eval_fraction` of the rows (pure); both parts keep the input order.
-
-    At least one row is held out when `eval_fraction` > 0 and there are two or more rows, and at least one row
-    is always left to train on.
-
-    Args:
-        rows: normalised rows.
-        eval_fraction: share to hold out, 0 <= x < 1 (0 = none).
-        seed: random seed; the same seed gives the same split.
-
-    Returns:
-        (train rows, eval rows); eval is empty when `eval_fraction` is 0 or there are fewer than two rows.
-
-    Raises:
-        DataError: `eval_fraction` is outside [0, 1).
-    """
-    if not 0 <= eval_fraction < 1:
-        raise DataError(f"data.eval_fraction: {eval_fraction} is outside [0, 1). Use e.g. 0.1, or 0 for no eval.")
-    n = len(rows)
-    if eval_fraction == 0 or n < 2:
-        return list(rows), []
-    n_eval = min(max(round(n * eval_fraction), 1), n - 1)
-    held = set(random.Random(seed).sample(range(n), n_eval))
-    return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
 
 
 def choose_format(cfg: DataConfig, columns: Sequence[str], sample: Mapping[str, Any] | None = None) -> str:

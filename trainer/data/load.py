@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainer.config import DataConfig, hint
-from trainer.data.formats import DataError, Message, choose_format, normalise, split_eval
+from trainer.data.formats import DataError, Message, RowStyle, choose_format, normalise
+from trainer.data.holdout import split_eval
 from trainer.data.jsonlines import Lines, readable_rows
 from trainer.data.quality import malformed_problem
 from trainer.errors import exception_chain
@@ -449,14 +450,16 @@ def prepare(
     table, lines = read_split(cfg, cfg.dataset_train_split, token, limit)
     fmt = choose_format(cfg, table.column_names, table[0] if len(table) else None)
     mapping = cfg.column_mapping or None
-    train = normalise(table, fmt, mapping, cfg.system_prompt, cfg.placeholders, lines)
+    style = RowStyle.of(cfg)
+    train = normalise(table, fmt, mapping, cfg.system_prompt, cfg.placeholders, lines, style)
     if problem := malformed_problem(train, cfg.allow_malformed):
         raise DataError(problem)
     problems = list(train.problems)
     if cfg.dataset_test_split:
         split = cfg.dataset_test_split
         try:
-            held = normalise(load_table(cfg, split, token, limit), fmt, mapping, cfg.system_prompt, cfg.placeholders)
+            rows = load_table(cfg, split, token, limit)
+            held = normalise(rows, fmt, mapping, cfg.system_prompt, cfg.placeholders, style=style)
             if problem := malformed_problem(held, cfg.allow_malformed):
                 raise DataError(problem)
         except DataError as exc:
@@ -464,7 +467,8 @@ def prepare(
         problems += [f"eval split {split!r}, {p}" for p in held.problems]
         train_rows, eval_rows = train.rows, held.rows
     else:
-        train_rows, eval_rows = split_eval(train.rows, cfg.eval_fraction, seed)
+        eval_seed = seed if cfg.eval_seed is None else cfg.eval_seed
+        train_rows, eval_rows = split_eval(train.rows, cfg.eval_fraction, eval_seed, cfg.eval_holdout)
         if cfg.eval_fraction > 0 and not eval_rows:
             logger.warning("only %d usable row: nothing held out for evaluation", len(train_rows))
     for note in train.notes:

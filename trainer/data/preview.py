@@ -17,7 +17,7 @@ from typing import Any
 
 from trainer.config import DataConfig, hint
 from trainer.config.hints import render_hints
-from trainer.data.formats import Message, choose_format, normalise
+from trainer.data.formats import Message, RowStyle, choose_format, normalise
 from trainer.data.load import hub_row_count, read_split, resolve_local_path
 from trainer.data.quality import QualityReport, format_quality, malformed_problem, quality_report
 from trainer.paths import TOKENIZER_DIR
@@ -157,7 +157,8 @@ def preview(
     path = resolve_local_path(cfg.dataset_name)
     table, lines = read_split(cfg, cfg.dataset_train_split, token, limit=rows)
     fmt = choose_format(cfg, table.column_names, table[0] if len(table) else None)
-    data = normalise(table, fmt, cfg.column_mapping or None, cfg.system_prompt, cfg.placeholders, lines)
+    mapping, style = cfg.column_mapping or None, RowStyle.of(cfg)
+    data = normalise(table, fmt, mapping, cfg.system_prompt, cfg.placeholders, lines, style)
     lengths = token_lengths(tokenizer, data.rows)
     sampled = len(table) >= rows
     return Preview(

@@ -39,7 +39,7 @@ def continue_config(manager, who, job_id: object):
     """The Train form's config to continue a finished run: its own config, its adapter to start from (named by id,
     never by a path), and the name "<its name> (continued)"."""
     from trainer.config import load_yaml
-    from trainer.config.schema import RUN_NAME_MAX
+    from trainer.config.rules import RUN_NAME_MAX
 
     job = continuable(manager, who, job_id)
     cfg = load_yaml(Path(job.run_dir) / rf.CONFIG_FILE)

@@ -144,6 +144,20 @@ def preset_updates(cfg: RunConfig, unavailable: Mapping[str, str] | None = None)
     return updates
 
 
+AS_MEANT = ("cookbook-lora-notebook", "cookbook-qlora-notebook")
+"""Presets whose source's code trains fewer layers than it meant (unfused target names Phi-3 does not have): the form
+offers, in one click, LoRA on all four of Phi-3's projections."""
+AS_MEANT_LABEL = "Train all four projections, as the notebook meant"
+
+
+def as_meant_targets() -> Any:
+    """The LoRA targets field's value for all four fused projections (what the notebooks' lists were meant to be)."""
+    from trainer.config import find_field
+    from trainer.phi3 import PHI3_PROJECTIONS
+
+    return widget_value(find_field("lora.target_modules"), list(PHI3_PROJECTIONS))
+
+
 def preset_markdown(name: str) -> str:
     """What a preset is for, shown beside the preset picker."""
     return PRESETS[name][0] if name in PRESETS else ""

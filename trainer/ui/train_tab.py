@@ -32,8 +32,11 @@ if TYPE_CHECKING:  # the web page imports no estimate or Hub code until it is us
     from trainer.estimate.device import Device
     from trainer.hfjobs import Flavor
 from trainer.ui.form import (
+    AS_MEANT,
+    AS_MEANT_LABEL,
     FORM_SECTIONS,
     SECTION_TITLES,
+    as_meant_targets,
     config_from_form,
     field_info,
     field_rows,
@@ -230,6 +233,10 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
 
     c["preset"].change(fill_preset, c["preset"], field_list, queue=False)
     c["preset"].change(preset_markdown, c["preset"], c["preset_description"], queue=False)
+    c["preset"].change(lambda name: gr.update(visible=name in AS_MEANT), c["preset"], c["as_meant"], queue=False)
+    c["as_meant"].click(  # the notebooks' code trains o_proj and down_proj only; one click gives what they meant
+        lambda: gr.update(value=as_meant_targets()), None, fields["lora.target_modules"], queue=False
+    )
     c["example"].input(  # a person's pick fills the dataset; the dataset, however set, picks its example (or none)
         lambda label: gr.update(value=BUNDLED_EXAMPLES.get(label, "")) if label else gr.skip(),
         c["example"],
@@ -427,6 +434,7 @@ def _layout(
                 c["preset_description"] = gr.Markdown(
                     preset_markdown(preset), elem_id="preset-description", min_width=200, scale=2
                 )
+            c["as_meant"] = gr.Button(AS_MEANT_LABEL, visible=preset in AS_MEANT, size="sm", elem_id="as-meant")
             with gr.Group():
                 c["example"] = gr.Dropdown(
                     choices=list(BUNDLED_EXAMPLES),
