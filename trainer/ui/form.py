@@ -148,6 +148,10 @@ AS_MEANT = ("cookbook-lora-notebook", "cookbook-qlora-notebook")
 """Presets whose source's code trains fewer layers than it meant (unfused target names Phi-3 does not have): the form
 offers, in one click, LoRA on all four of Phi-3's projections."""
 AS_MEANT_LABEL = "Train all four projections, as the notebook meant"
+AS_MEANT_NOTE = (
+    "LoRA on all four projections: 25,165,824 trainable parameters on Phi-3-mini instead of the notebook code's "
+    "8,912,896; on the tiny demo the held-out loss ends at 0.048 instead of 0.307 (benchmarks/cookbook-parity)."
+)
 
 
 def as_meant_targets() -> Any:

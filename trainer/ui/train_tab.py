@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # the web page imports no estimate or Hub code until it is us
 from trainer.ui.form import (
     AS_MEANT,
     AS_MEANT_LABEL,
+    AS_MEANT_NOTE,
     FORM_SECTIONS,
     SECTION_TITLES,
     as_meant_targets,
@@ -234,9 +235,11 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
     c["preset"].change(fill_preset, c["preset"], field_list, queue=False)
     c["preset"].change(preset_markdown, c["preset"], c["preset_description"], queue=False)
     c["preset"].change(lambda name: gr.update(visible=name in AS_MEANT), c["preset"], c["as_meant"], queue=False)
-    c["as_meant"].click(  # the notebooks' code trains o_proj and down_proj only; one click gives what they meant
-        lambda: gr.update(value=as_meant_targets()), None, fields["lora.target_modules"], queue=False
-    )
+    def as_meant():  # the notebooks' code trains o_proj and down_proj only; one click gives what they meant
+        gr.Info(AS_MEANT_NOTE)
+        return gr.update(value=as_meant_targets())
+
+    c["as_meant"].click(as_meant, None, fields["lora.target_modules"], queue=False)
     c["example"].input(  # a person's pick fills the dataset; the dataset, however set, picks its example (or none)
         lambda label: gr.update(value=BUNDLED_EXAMPLES.get(label, "")) if label else gr.skip(),
         c["example"],
