@@ -181,7 +181,8 @@ def test_preview_and_yaml_export(app_url, new_page, shots):
     expect(page.locator("#preview-rows")).to_contain_text("<|assistant|>")
     page.locator("#export").click()
     expect(page.locator("#yaml-view")).to_contain_text("dataset_name: examples/pirate_alpaca.json", timeout=15_000)
-    expect(page.locator("#yaml-view")).to_contain_text("max_steps: 30")
+    page.locator("#yaml-view .cm-scroller").evaluate("box => box.scrollTop = box.scrollHeight / 2")  # as a person
+    expect(page.locator("#yaml-view")).to_contain_text("max_steps: 30")  # scrolls: the editor draws what is in view
     page.screenshot(path=str(shots / "train-tab.png"), full_page=True)
 
 

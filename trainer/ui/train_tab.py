@@ -253,23 +253,24 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
     shown = gr.State([])  # the problems Start put on the page: each goes when its field changes or a preview passes
 
     def on_change(spec: FieldSpec):
-        """A field changed: its problem leaves the page, and the preview and estimate it shaped are out of date."""
-        data_field, shapes_estimate = spec.key.startswith("data."), spec.section not in ("hub", "run")
+        """A field changed: its problem leaves the page (the preview and estimate it shaped go in the browser, at
+        once, so that a later preview's answer is never wiped by this change's)."""
 
         def forget(problems: list[str]):
-            stale = ("", "") if data_field else (gr.skip(), gr.skip())
-            estimate = "" if shapes_estimate else gr.skip()
             if not any(p.partition(": ")[0] == spec.key for p in problems):
-                return gr.skip(), gr.skip(), gr.skip(), *stale, estimate
+                return gr.skip(), gr.skip(), gr.skip()
             left = without(problems, {spec.key})
-            mark = gr.update(info=field_info(spec, unavailable), elem_classes=[])
-            return problems_markdown(left), mark, left, *stale, estimate
+            return problems_markdown(left), gr.update(info=field_info(spec, unavailable), elem_classes=[]), left
 
         return forget
 
     for spec in form_fields():
-        panes = [c["errors"], fields[spec.key], shown, c["preview_summary"], c["preview_rows"], c["estimate"]]
-        fields[spec.key].change(on_change(spec), shown, panes, queue=False)
+        fields[spec.key].change(on_change(spec), shown, [c["errors"], fields[spec.key], shown], queue=False)
+        if spec.key.startswith("data."):  # the preview of the old data, and its estimate
+            stale = [c["preview_summary"], c["preview_rows"], c["estimate"]]
+            fields[spec.key].change(None, None, stale, js="() => ['', '', '']")
+        elif spec.section not in ("hub", "run"):  # a setting the estimate was made with
+            fields[spec.key].change(None, None, c["estimate"], js="() => ''")
 
     def on_upload(path, profile: gr.OAuthProfile | None):
         saved, error = save_upload(path, caller(profile), ctx.manager.limits)
