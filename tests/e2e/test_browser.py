@@ -426,7 +426,12 @@ def test_the_first_start_on_a_fresh_machine_answers_at_once_and_shows_the_demo_m
 ):
     """No demo model is built yet (an empty cache): Start still answers within 2 s, the Runs tab opens on the run,
     whose first phase is the build with its own progress; Cancel stops it and leaves nothing half built."""
+    import concurrent.futures
+
+    from tests.conftest import _RUNS
+
     expect = playwright.expect
+    concurrent.futures.wait(list(_RUNS.values()))  # Start is timed on this machine, not beside the tests' training
     cache = tmp_path / "empty-cache"
     data_dir = tmp_path / "app-data"
     data_dir.mkdir()
@@ -450,6 +455,7 @@ def test_the_first_start_on_a_fresh_machine_answers_at_once_and_shows_the_demo_m
             expect(page.locator("#run-status")).to_contain_text("cancelled", timeout=30_000)
         finally:
             page.close()
+    print(f"Start opened the run in {answered:.2f} s")
     assert answered < 2.0, f"Start took {answered:.1f} s to open the run"
     assert not list(cache.glob("tiny-phi3-*/config.json"))  # stopped, not finished behind the user's back
     log = next((data_dir / "runs").glob("*/log.txt")).read_text()
