@@ -416,8 +416,9 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def _print_event(event: dict) -> None:
     from trainer.hfjobs import EVENT_PREFIX, EVENTS_ENV
+    from trainer.paths import env_setting
 
-    if os.environ.get(EVENTS_ENV):  # in a Hugging Face Job: the Space follows the run from these log lines
+    if env_setting(EVENTS_ENV):  # in a Hugging Face Job: the Space follows the run from these log lines
         print(EVENT_PREFIX + json.dumps(event, default=str), flush=True)
     if "message" in event:
         print(f"[step {event.get('step')}] {event['message']}", flush=True)

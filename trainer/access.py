@@ -7,7 +7,7 @@
     spends the Space's GPU or acts on the Hub asks them to sign in;
   - a signed-in user acts with their own OAuth token only (never the Space's ``HF_TOKEN``), and sees and touches only
     their own runs;
-  - admins (``STUDIO_ADMINS``, Hub usernames) see and manage every run; by default nobody is one;
+  - admins (``PHI3_STUDIO_ADMINS``, Hub usernames) see and manage every run; by default nobody is one;
   - per-user limits (`Limits`) cap the runs a user has queued or running, the minutes a run may train and uploads.
 
 Every check takes the caller from the server's own session (never from what the browser sends) and every run is
@@ -24,17 +24,17 @@ from typing import TYPE_CHECKING
 
 from trainer import runfolder as rf
 from trainer.config import REPO_ID_RE, hint
-from trainer.paths import EXAMPLES_DIR, PROJECT_ROOT
+from trainer.paths import EXAMPLES_DIR, PROJECT_ROOT, env_setting
 
 if TYPE_CHECKING:
     from trainer.jobstore import Job, JobStore
 
 SPACE_ENV = "OAUTH_CLIENT_ID"
-ADMINS_ENV = "STUDIO_ADMINS"
-ACTIVE_RUNS_ENV = "STUDIO_MAX_ACTIVE_RUNS"
-RUN_MINUTES_ENV = "STUDIO_MAX_RUN_MINUTES"
-UPLOAD_MB_ENV = "STUDIO_MAX_UPLOAD_MB"
-UPLOADS_MB_ENV = "STUDIO_MAX_UPLOADS_MB"
+ADMINS_ENV = "PHI3_STUDIO_ADMINS"
+ACTIVE_RUNS_ENV = "PHI3_STUDIO_MAX_ACTIVE_RUNS"
+RUN_MINUTES_ENV = "PHI3_STUDIO_MAX_RUN_MINUTES"
+UPLOAD_MB_ENV = "PHI3_STUDIO_MAX_UPLOAD_MB"
+UPLOADS_MB_ENV = "PHI3_STUDIO_MAX_UPLOADS_MB"
 SPACE_DEFAULTS = {ACTIVE_RUNS_ENV: 2, RUN_MINUTES_ENV: 120, UPLOAD_MB_ENV: 100, UPLOADS_MB_ENV: 500}
 """The limits on a Space when its owner sets nothing (locally there are none unless set)."""
 
@@ -52,8 +52,8 @@ def space_mode() -> bool:
 
 
 def admins() -> frozenset[str]:
-    """Hub usernames allowed to see and manage every run (``STUDIO_ADMINS``, comma-separated)."""
-    return frozenset(name.strip() for name in os.environ.get(ADMINS_ENV, "").split(",") if name.strip())
+    """Hub usernames allowed to see and manage every run (``PHI3_STUDIO_ADMINS``, comma-separated)."""
+    return frozenset(name.strip() for name in (env_setting(ADMINS_ENV) or "").split(",") if name.strip())
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ class Limits:
         defaults = SPACE_DEFAULTS if space_mode() else {}
 
         def read(name: str, kind: type) -> float | int | None:
-            text = os.environ.get(name, "").strip()
+            text = (env_setting(name) or "").strip()
             if not text:
                 return defaults.get(name)
             value = kind(text)

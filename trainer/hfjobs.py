@@ -2,7 +2,7 @@
 
 How a job gets this project's code: it runs in the Space's own container image (``image="hf.co/spaces/<SPACE_ID>"``,
 which the Hub builds from the Space's repo with its requirements), so the job runs exactly the code the Space
-serves, with no image registry of ours. Outside a Space, `STUDIO_JOB_IMAGE` names an image that has the project
+serves, with no image registry of ours. Outside a Space, `PHI3_STUDIO_JOB_IMAGE` names an image that has the project
 installed. The run's config travels as YAML in an environment variable, the user's token as a job *secret*
 (`HF_TOKEN`, never an environment variable, a log line or a file), and the job runs the worker the local backend
 runs: ``python -m trainer train --config ... --run-dir $TMPDIR/studio-run``, pushing the adapter and card itself.
@@ -29,14 +29,15 @@ from typing import Any
 from trainer import distributed as dist
 from trainer import runfolder as rf
 from trainer.config import RunConfig
+from trainer.paths import env_setting
 
 logger = logging.getLogger(__name__)
 
 EVENT_PREFIX = "STUDIO_EVENT "
-EVENTS_ENV = "STUDIO_EVENTS_STDOUT"
+EVENTS_ENV = "PHI3_STUDIO_EVENTS_STDOUT"
 """Set in a job: the worker also prints each event as one `EVENT_PREFIX` JSON line for the Space to follow."""
-CONFIG_ENV = "STUDIO_RUN_CONFIG"
-IMAGE_ENV = "STUDIO_JOB_IMAGE"
+CONFIG_ENV = "PHI3_STUDIO_RUN_CONFIG"
+IMAGE_ENV = "PHI3_STUDIO_JOB_IMAGE"
 
 
 def job_command(processes: int = 1) -> list[str]:
@@ -92,8 +93,8 @@ class Flavor:
 
 
 def job_image() -> str | None:
-    """The image a job runs in: `STUDIO_JOB_IMAGE`, else this Space's own image, else None (Jobs not offered)."""
-    if image := os.environ.get(IMAGE_ENV):
+    """The image a job runs in: `PHI3_STUDIO_JOB_IMAGE`, else this Space's own image, else None (Jobs not offered)."""
+    if image := env_setting(IMAGE_ENV):
         return image
     return f"hf.co/spaces/{os.environ['SPACE_ID']}" if os.environ.get("SPACE_ID") else None
 
@@ -113,7 +114,7 @@ def where_to_train(choice: str, on_gpu: bool, zero_gpu: bool, jobs_offered: bool
     """
     if choice == JOBS:
         if not jobs_offered:
-            return JOBS, "run.run_on: Hugging Face Jobs are offered on a Space (or with STUDIO_JOB_IMAGE set)."
+            return JOBS, "run.run_on: Hugging Face Jobs are offered on a Space (or with PHI3_STUDIO_JOB_IMAGE set)."
         if not signed_in:
             return JOBS, "run.run_on: Hugging Face Jobs are paid by your account: sign in with Hugging Face first."
         return JOBS, ""

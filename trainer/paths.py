@@ -5,6 +5,8 @@ The lowest floor of the package: it imports nothing from `trainer`, so every mod
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -17,3 +19,24 @@ TOKENIZER_DIR = ASSETS_DIR / "phi3-tokenizer"
 
 WARMUP_DATA = ASSETS_DIR / "warmup_chat.jsonl"
 """The plain chat corpus the tiny Phi-3 is warmed up on (see trainer.tiny)."""
+
+
+ENV_PREFIX = "PHI3_STUDIO_"
+"""The one prefix of the studio's environment variables (``PHI3_STUDIO_ADMINS``, ``PHI3_STUDIO_DATA_DIR``...)."""
+OLD_ENV_PREFIX = "STUDIO_"
+"""The prefix some of them had before (``STUDIO_ADMINS``...): still read, with a deprecation line in the log."""
+_warned: set[str] = set()
+
+
+def env_setting(name: str) -> str | None:
+    """The studio's environment variable `name` (``PHI3_STUDIO_...``), else its older ``STUDIO_...`` spelling (read,
+    with a deprecation line in the log, once per process); None when neither is set."""
+    if (value := os.environ.get(name)) is not None:
+        return value
+    old = OLD_ENV_PREFIX + name.removeprefix(ENV_PREFIX)
+    if (value := os.environ.get(old)) is not None and old != name:
+        if old not in _warned:
+            _warned.add(old)
+            logging.getLogger(__name__).warning("%s is deprecated: name it %s (it is read for now)", old, name)
+        return value
+    return None

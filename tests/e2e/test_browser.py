@@ -2,7 +2,7 @@
 
 Fill the form from a bundled example, preview the data, see bad input refused in the page, start training, watch
 the loss plot fill and the job succeed, reload and still see the finished run. Screenshots go to
-$STUDIO_SCREENSHOTS (default: the test's temp folder); the README's come from this test.
+$PHI3_STUDIO_SCREENSHOTS (default: the test's temp folder); the README's come from this test.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def new_page(browser):
 
 @pytest.fixture
 def shots(tmp_path):
-    folder = Path(os.environ.get("STUDIO_SCREENSHOTS") or tmp_path)
+    folder = Path(os.environ.get("PHI3_STUDIO_SCREENSHOTS") or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -131,7 +131,7 @@ def started_run(app_url, browser, hub):
     What is seen while it trains is recorded for the tests: the live plot, the progress, the refresh latency.
     """
     expect = playwright.expect
-    shots = Path(os.environ.get("STUDIO_SCREENSHOTS") or app_url[1])
+    shots = Path(os.environ.get("PHI3_STUDIO_SCREENSHOTS") or app_url[1])
     page = _form_page(lambda: browser.new_page(viewport=VIEWPORT), app_url)
     page.locator("#advanced").get_by_text("Advanced settings").click()  # opening it leaves empty numbers empty
     max_rows = page.locator("#field-max_rows input, #field-max_rows textarea").first

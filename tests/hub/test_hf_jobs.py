@@ -77,7 +77,7 @@ def test_jobs_train_and_push_are_followed_from_their_logs_cancel_fail_and_refuse
     emit(job_id=job_id, state=state, events=parse_events(logs), logs=logs, cancelled=cancelled, failed=failed,
          failed_log=failed_log, errors=errors, flavors=[(f.name, f.accelerator, f.usd_per_hour) for f in flavors])
     """,
-        env={"STUDIO_JOB_IMAGE": f"hf.co/spaces/{SPACE}"},
+        env={"PHI3_STUDIO_JOB_IMAGE": f"hf.co/spaces/{SPACE}"},
     )
     assert result["state"] == ["succeeded", ""], result["logs"][-20:]
     assert result["flavors"][:2] == [["a10g-large", "1x A10G", 1.5], ["h200", "1x H200", 5.0]]  # GPUs first, $/h

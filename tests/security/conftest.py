@@ -120,11 +120,11 @@ def _space_app(tmp_path_factory):
         simulate_space(monkeypatch)
         monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(data_dir))
         for name in (
-            "STUDIO_ADMINS",
-            "STUDIO_MAX_ACTIVE_RUNS",
-            "STUDIO_MAX_RUN_MINUTES",
-            "STUDIO_MAX_UPLOAD_MB",
-            "STUDIO_MAX_UPLOADS_MB",
+            "PHI3_STUDIO_ADMINS",
+            "PHI3_STUDIO_MAX_ACTIVE_RUNS",
+            "PHI3_STUDIO_MAX_RUN_MINUTES",
+            "PHI3_STUDIO_MAX_UPLOAD_MB",
+            "PHI3_STUDIO_MAX_UPLOADS_MB",
         ):
             monkeypatch.delenv(name, raising=False)
         worker = data_dir / "worker.py"

@@ -142,7 +142,7 @@ def test_a_visitor_in_the_browser_is_asked_to_sign_in(site):
             "Sign in with Hugging Face to see your runs", timeout=30_000
         )
         assert "alice" not in page.locator("#run-picker").inner_text()
-        shots = os.environ.get("STUDIO_SCREENSHOTS")
+        shots = os.environ.get("PHI3_STUDIO_SCREENSHOTS")
         if shots:
             page.screenshot(path=str(Path(shots) / "space-visitor.png"), full_page=True)
         browser.close()

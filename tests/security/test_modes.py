@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainer.access import Caller, Limits, caller_from
+from trainer.access import Caller, Limits, admins, caller_from
 
 from .conftest import SPACE_TOKEN, simulate_space
 
@@ -25,14 +25,15 @@ def test_on_a_space_a_visitor_has_no_token_and_a_user_only_their_own(monkeypatch
 
 
 def test_limits_have_safe_defaults_on_a_space_and_none_locally(monkeypatch):
-    for name in ("STUDIO_MAX_ACTIVE_RUNS", "STUDIO_MAX_RUN_MINUTES", "STUDIO_MAX_UPLOAD_MB", "STUDIO_MAX_UPLOADS_MB"):
-        monkeypatch.delenv(name, raising=False)
+    for name in ("MAX_ACTIVE_RUNS", "MAX_RUN_MINUTES", "MAX_UPLOAD_MB", "MAX_UPLOADS_MB"):
+        monkeypatch.delenv(f"PHI3_STUDIO_{name}", raising=False)
+        monkeypatch.delenv(f"STUDIO_{name}", raising=False)
     monkeypatch.delenv("OAUTH_CLIENT_ID", raising=False)
     assert Limits.from_env() == Limits(None, None, None, None) and Limits.from_env().describe() == ""
     simulate_space(monkeypatch)
     assert Limits.from_env() == Limits(2, 120, 100, 500)
-    monkeypatch.setenv("STUDIO_MAX_RUN_MINUTES", "30")
-    monkeypatch.setenv("STUDIO_MAX_ACTIVE_RUNS", "0")  # 0: no limit
+    monkeypatch.setenv("PHI3_STUDIO_MAX_RUN_MINUTES", "30")
+    monkeypatch.setenv("PHI3_STUDIO_MAX_ACTIVE_RUNS", "0")  # 0: no limit
     limits = Limits.from_env()
     assert limits == Limits(None, 30, 100, 500)
     assert limits.describe() == (
@@ -89,3 +90,23 @@ def test_a_space_can_start_with_sign_in():
     assert "\nauthlib==" in lock and "\nitsdangerous==" in lock  # what the extra brings, locked for the Space
     import authlib  # noqa: F401 - installed from requirements.txt
     import itsdangerous  # noqa: F401
+
+
+def test_the_older_studio_names_are_still_read_with_a_deprecation_line(monkeypatch, caplog):
+    import trainer.paths
+
+    monkeypatch.delenv("PHI3_STUDIO_MAX_RUN_MINUTES", raising=False)
+    monkeypatch.delenv("PHI3_STUDIO_ADMINS", raising=False)
+    monkeypatch.setattr(trainer.paths, "_warned", set())
+    monkeypatch.setenv("STUDIO_MAX_RUN_MINUTES", "45")
+    monkeypatch.setenv("STUDIO_ADMINS", "carol")
+    with caplog.at_level("WARNING", logger="trainer.paths"):
+        assert Limits.from_env().run_minutes == 45 and admins() == frozenset({"carol"})
+        Limits.from_env()  # said once per name, not at every read
+    said = [r.getMessage() for r in caplog.records]
+    assert said == [
+        "STUDIO_MAX_RUN_MINUTES is deprecated: name it PHI3_STUDIO_MAX_RUN_MINUTES (it is read for now)",
+        "STUDIO_ADMINS is deprecated: name it PHI3_STUDIO_ADMINS (it is read for now)",
+    ]
+    monkeypatch.setenv("PHI3_STUDIO_MAX_RUN_MINUTES", "10")  # the new name wins
+    assert Limits.from_env().run_minutes == 10

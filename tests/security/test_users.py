@@ -251,7 +251,7 @@ def test_a_hub_adapter_whose_base_is_a_server_folder_is_refused(tmp_path, monkey
 
 
 def test_an_admin_sees_every_run(space, monkeypatch):
-    monkeypatch.setenv("STUDIO_ADMINS", "carol, dave")
+    monkeypatch.setenv("PHI3_STUDIO_ADMINS", "carol, dave")
     ids = _ids(space.fns["refresh_picker"](None, profile("carol")))
     assert sorted(ids) == sorted(str(j.id) for j in space.manager.store.list())
     assert _ids(space.fns["refresh_picker"](None, profile("erin"))) == []

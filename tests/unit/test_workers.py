@@ -235,12 +235,12 @@ def test_a_worker_inherits_no_secret_of_the_servers():
         "OAUTH_CLIENT_ID": "id",
         "WANDB_API_KEY": "k",
         "MY_DB_PASSWORD": "p",
-        "STUDIO_MAX_RUN_MINUTES": "30",
+        "PHI3_STUDIO_MAX_RUN_MINUTES": "30",
         "HF_TOKEN_PATH": "/data/token-file",
     }
     assert worker_environment(server) == {
         "PATH": "/usr/bin",
         "HF_HOME": "/data/.hf",
-        "STUDIO_MAX_RUN_MINUTES": "30",
+        "PHI3_STUDIO_MAX_RUN_MINUTES": "30",
         "HF_TOKEN_PATH": "/data/token-file",
     }

@@ -369,7 +369,7 @@ def example_label(dataset: str | None) -> str | None:
 
 
 def offered_flavors() -> list[Flavor]:
-    """The Hugging Face Jobs flavours "Run on" lists, where Jobs are offered (a Space, or STUDIO_JOB_IMAGE); []
+    """The Hugging Face Jobs flavours "Run on" lists, where Jobs are offered (a Space, or PHI3_STUDIO_JOB_IMAGE); []
     elsewhere (no choice shown). The list is public: read without any token."""
     from trainer.hfjobs import HfJobsBackend, job_image
 
