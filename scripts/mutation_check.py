@@ -1305,6 +1305,13 @@ MUTATIONS = [
         '    if False and messages[0]["role"] != "system":',
         "tests/parity -k sample_finetune",
     ),
+    _m(
+        "a Hugging Face Job found again in the run folders is watched as a local pid and marked failed",
+        "trainer/jobs.py",
+        '            if job.status == "running" and job.backend == "local":',
+        '            if job.status == "running":',
+        "tests/unit/test_jobs.py -k rebuilt_table",
+    ),
 ]
 
 

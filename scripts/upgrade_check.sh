@@ -59,7 +59,7 @@ step install - "pip install -q torch==$torch && pip install -q -r $work/lock/req
 installed=$?
 if [ $installed -eq 0 ]; then
   "$work/venv/bin/pip" check >"$work/pip-check.txt" 2>&1
-  step "fast tier" "$work/fast.xml" "python -m pytest -q -p no:cacheprovider -m 'not slow' --junitxml=$work/fast.xml"
+  step "fast tier" "$work/fast.xml" "python -m pytest -q -p no:cacheprovider -m 'not slow' -n auto --junitxml=$work/fast.xml"
   # the README's test command, with a JUnit report added
   cmd=$(awk '/<!-- test-command -->/{getline; getline; print; exit}' README.md)
   step "full suite" "$work/full.xml" "${cmd} -p no:cacheprovider --junitxml=$work/full.xml"

@@ -129,8 +129,8 @@ class JobManager:
             self._runs_seen = None if later else stamp
         for job in added:
             logger.info("listed run %s (%s) found in %s", job.name, job.status, runs)
-            if job.status == "running":
-                self._watch(job)
+            if job.status == "running" and job.backend == "local":  # a Hugging Face Job has no pid here: its
+                self._watch(job)  # follower takes it up when its owner's token comes back (attach_token)
         return added
 
     def _watch(self, job: Job) -> None:

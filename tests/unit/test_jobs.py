@@ -534,6 +534,8 @@ def test_a_rebuilt_table_keeps_a_running_hugging_face_job_followed_and_cancellab
         "alice",
         job.run_dir,
     )
+    time.sleep(0.5)  # no local pid watcher may take it for a worker that died (it has no pid here)
+    assert rebuilt.store.get(adopted.id).status == "running"
     rebuilt.remote, rebuilt.poll_s = remote, 0.05
     rebuilt.attach_token("alice", "hf_alice")  # the owner comes back
     rebuilt.cancel(adopted.id)
