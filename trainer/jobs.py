@@ -37,6 +37,7 @@ from trainer import runfolder as rf
 from trainer.config import RunConfig, save_yaml
 from trainer.errors import EXIT_CANCELLED, EXIT_OK, EXIT_PUSH_FAILED, EXIT_TIME_LIMIT
 from trainer.jobstore import FINISHED, RESUMABLE, STATES, Job, JobStore
+from trainer.noise import QUIET_ENV
 from trainer.paths import PROJECT_ROOT
 from trainer.workers import (
     pid_alive,
@@ -286,9 +287,8 @@ class JobManager:
         rf.set_phase(run_dir, "starting")
         env = {
             **worker_environment(os.environ),  # no secret of the server's: the owner's token alone is added below
-            "PHI3_STUDIO_WORKER": "1",
-            "PYTHONUNBUFFERED": "1",
-            "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+            "PHI3_STUDIO_WORKER": "1", "PYTHONUNBUFFERED": "1",
+            **QUIET_ENV,  # no datasets progress bars in the log
             "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # also transformers' weight loading: a log, not a terminal
         }
         if processes > 1:  # torchrun would set 1 thread per process and say so in the log

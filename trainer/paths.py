@@ -34,7 +34,7 @@ def env_setting(name: str) -> str | None:
     if (value := os.environ.get(name)) is not None:
         return value
     old = OLD_ENV_PREFIX + name.removeprefix(ENV_PREFIX)
-    if (value := os.environ.get(old)) is not None and old != name:
+    if (value := os.environ.get(old)) is not None:
         if old not in _warned:
             _warned.add(old)
             logging.getLogger(__name__).warning("%s is deprecated: name it %s (it is read for now)", old, name)

@@ -266,7 +266,7 @@ def _load_local(
         if header:
             kwargs["features"] = datasets.Features({name: datasets.Value("string") for name in header})
     match = _SLICE.match(split)
-    start = int(match["start"] or 0) if match else 0
+    start = int(match["start"] or 0) if match else 0  # the first row a limited read takes (as `_first_rows`)
     with tempfile.TemporaryDirectory(prefix="rows-") as tmp:
         source, lines = path, None
         if path.suffix.lower() == ".jsonl":  # line by line: a bad line is a malformed row, not a broken file
@@ -274,7 +274,7 @@ def _load_local(
         try:
             if limit is None:
                 table = datasets.load_dataset(builder, data_files=str(source), split=split, **kwargs)
-                if lines is not None and not match and "[" in split:  # a share of the rows: "train[:10%]"
+                if lines is not None and "[" in split:  # the slice's first row as datasets reads it ("[:10%]" too)
                     start = datasets.ReadInstruction.from_spec(split).to_absolute({"train": len(lines.numbers)})
                     start = start[0].from_
             else:

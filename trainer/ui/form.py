@@ -185,11 +185,16 @@ def config_from_form(values: dict[str, Any]) -> tuple[RunConfig, list[str]]:
     return cfg, errors + [p for p in cfg.problems() if p.split(":", 1)[0] not in bad]
 
 
+def field_labels() -> dict[str, str]:
+    """{setting key: its label in the form}."""
+    return {spec.key: spec.meta["label"] for spec in iter_fields()}
+
+
 def problems_markdown(problems: list[str]) -> str:
     """The list of problems, each led by the field label it belongs to, fixes named by field label (not by flag)."""
     if not problems:
         return ""
-    labels = {spec.key: spec.meta["label"] for spec in iter_fields()}
+    labels = field_labels()
     lines = []
     for problem in problems:
         key, _, text = problem.partition(": ")
@@ -201,7 +206,7 @@ def labelled(message: str, plain: bool = True) -> str:
     """A ``<key>: <problem>. <fix>`` message as Markdown for the page: led by the field's label as the form shows
     it, its fixes named by field label (`render_hints`; `plain`: the text may quote a user's data, escaped)."""
     key, sep, text = message.partition(": ")
-    label = {spec.key: spec.meta["label"] for spec in iter_fields()}.get(key)
+    label = field_labels().get(key)
     if not (sep and label):
         return render_hints(message, "ui", plain=plain)
     return f"**{label}:** {render_hints(text, 'ui', plain=plain)}"

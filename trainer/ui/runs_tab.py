@@ -95,12 +95,8 @@ def progress_html(job, events: list[dict[str, Any]], status: dict[str, Any] | No
         fraction = rf.progress("training", step, total) if total else 0.0
         text = f"{job.status if job else 'no run'} · step {step} / {total or '?'}"
     elif phase == rf.BUILD_PHASE:  # once per machine, before the run proper: a bar of its own, by warm-up steps
-        done, steps = status.get("phase_steps") or (0, 0)
-        fraction = done / steps if steps else 0.0
-        return (
-            f'<div class="bar live"><div class="fill" style="width:{100 * max(fraction, 0.02):.1f}%"></div></div>'
-            f'<div class="phase">{html.escape(phase)}… · warm-up step {done} / {steps or "?"}</div>'
-        )
+        done, warm_up = status.get("phase_steps") or (0, 0)
+        fraction, text = done / warm_up if warm_up else 0.0, f"{phase}… · warm-up step {done} / {warm_up or '?'}"
     else:
         fraction, text = rf.progress(phase, step, total), f"{phase}…"
         if phase == "training":
@@ -110,9 +106,10 @@ def progress_html(job, events: list[dict[str, Any]], status: dict[str, Any] | No
     live = " live" if phase is not None else ""
     if live and phase != "training":  # halfway through the phase, so its stripes show from the first second
         fraction = max(fraction + rf.PHASES[phase] / 2 / sum(rf.PHASES.values()), 0.02)
+    share = "" if phase == rf.BUILD_PHASE else f" · {100 * fraction:.0f} % of the run"  # the build is no share of it
     return (
         f'<div class="bar{live}"><div class="fill" style="width:{100 * fraction:.1f}%"></div></div>'
-        f'<div class="phase">{html.escape(text)} · {100 * fraction:.0f} % of the run</div>'
+        f'<div class="phase">{html.escape(text)}{share}</div>'
     )
 
 
