@@ -30,9 +30,9 @@ sys.path.insert(0, str(ROOT))
 from tests.appserver import running_app  # noqa: E402
 from tests.security.conftest import SPACE_ENV, finished_run  # noqa: E402
 from tests.security.test_http import session_cookie  # noqa: E402
-from trainer import runfolder as rf  # noqa: E402
 from trainer.config import load_config, save_yaml  # noqa: E402
-from trainer.jobs import JobStore  # noqa: E402
+from trainer.runs import folder as rf  # noqa: E402
+from trainer.runs.queue import JobStore  # noqa: E402
 
 
 def prepare(data: Path, users: list[str], train: bool = True) -> dict[str, int]:

@@ -30,13 +30,13 @@ import time
 from pathlib import Path
 
 from trainer import distributed as dist
-from trainer import runfolder as rf
 from trainer.config import PRESETS, ConfigError, RunConfig, diff_dict, iter_fields, load_config, preset_config
 from trainer.config.hints import MAP_FLAG, render_hints
 from trainer.errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_PUSH_FAILED, EXIT_TIME_LIMIT
 from trainer.noise import silence_known_noise
+from trainer.runs import folder as rf
 
-WORKER_ENV = "PHI3_STUDIO_WORKER"  # set by trainer.jobs: the console is the run's log.txt
+WORKER_ENV = "PHI3_STUDIO_WORKER"  # set by trainer.runs.queue: the console is the run's log.txt
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -216,9 +216,9 @@ def _config_from_args(args: argparse.Namespace, preset: str | None = None) -> Ru
 def cmd_train(args: argparse.Namespace) -> int:
     """`train`: resolve the config, fine-tune, print where the adapter is."""
     from trainer.hub import check_push_access, resolve_token
-    from trainer.jobs import TIME_LIMIT_ENV
+    from trainer.runs.processes import on_term
+    from trainer.runs.queue import TIME_LIMIT_ENV
     from trainer.training import RunCancelled, RunTimeLimit, request_stop, run
-    from trainer.workers import on_term
 
     if os.environ.get(WORKER_ENV):
         os.nice(10)  # a web app's worker: the server answering its users comes first on the CPU
@@ -415,8 +415,8 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def _print_event(event: dict) -> None:
-    from trainer.hfjobs import EVENT_PREFIX, EVENTS_ENV
     from trainer.paths import env_setting
+    from trainer.runs.remote import EVENT_PREFIX, EVENTS_ENV
 
     if env_setting(EVENTS_ENV):  # in a Hugging Face Job: the Space follows the run from these log lines
         print(EVENT_PREFIX + json.dumps(event, default=str), flush=True)

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from trainer import distributed as dist
-from trainer import runfolder as rf
 from trainer.config import RunConfig
+from trainer.runs import folder as rf
 from trainer.tiny import ensure_tiny_model
 
 EventHandler = Callable[[dict[str, Any]], None]

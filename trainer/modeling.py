@@ -316,7 +316,7 @@ def adapter_source(name: str, token: str | bool | None = None) -> AdapterSource:
     import yaml
 
     from trainer.config import REPO_ID_RE
-    from trainer.runfolder import ADAPTER_DIR, CONFIG_FILE
+    from trainer.runs.folder import ADAPTER_DIR, CONFIG_FILE
 
     path = Path(name).expanduser()
     if path.name == ADAPTER_DIR and (path.parent / CONFIG_FILE).is_file():  # a run's adapter/: that run

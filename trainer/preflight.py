@@ -37,7 +37,7 @@ def unavailable_options(on_gpu: bool) -> dict[str, str]:
     4-bit needs bitsandbytes, on a GPU or on its CPU backend (`trainer.modeling.environment_problems`, which
     refuses it at Start); flash_attention_2 needs a GPU and the flash-attn package (`trainer.modeling.pick_attention`,
     which falls back to sdpa without them); Hub kernels need the owner's leave on a Space
-    (`trainer.access.hub_kernels_problem`, which refuses them at Start).
+    (`trainer.runs.access.hub_kernels_problem`, which refuses them at Start).
 
     Args:
         on_gpu: whether this machine trains on a GPU (False: the offline demo; flash-attn is not looked up then).
@@ -46,9 +46,9 @@ def unavailable_options(on_gpu: bool) -> dict[str, str]:
         {key: reason}: a setting's key (``model.load_in_4bit``) when the whole setting is unusable, or
         ``<key>=<choice>`` (`FLASH_CHOICE`) when one choice of it is; empty when everything can run.
     """
-    from trainer.access import HUB_KERNELS_REFUSED, hub_kernels_problem
     from trainer.config import ModelConfig
     from trainer.modeling import environment_problems
+    from trainer.runs.access import HUB_KERNELS_REFUSED, hub_kernels_problem
 
     found: dict[str, str] = {}
     # the server's own check, asked about a 4-bit config: its reason is the one Start would give

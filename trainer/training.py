@@ -2,7 +2,7 @@
 
 It reads top to bottom: validate -> run folder -> data -> model -> trainer -> evaluate before -> train (or resume)
 -> evaluate after -> save the adapter only. Everything a person or the web app needs to follow the run is written
-to the run folder (see trainer.runfolder): `events.jsonl` (one JSON object per log/eval step), `status.json`,
+to the run folder (see trainer.runs.folder): `events.jsonl` (one JSON object per log/eval step), `status.json`,
 `log.txt`, `samples.json` (held-out prompts answered before and after), `versions.json` and `adapter/`.
 
 Under torchrun or accelerate launch (several processes, see trainer.distributed) every process trains, but only the
@@ -27,7 +27,6 @@ from typing import Any
 
 from trainer import distributed as dist
 from trainer import hubkernels
-from trainer import runfolder as rf
 from trainer.callbacks import (
     CheckpointPusher,
     EventCallback,
@@ -42,6 +41,7 @@ from trainer.callbacks import (
 )
 from trainer.config import ConfigError, RunConfig, hint, save_yaml
 from trainer.phi3 import TINY_MODEL_NAME
+from trainer.runs import folder as rf
 from trainer.tiny import tiny_model_built
 from trainer.trl_export import PROJECT_ONLY_SETTINGS, checkpointing_settings, write_trl_export
 

@@ -30,9 +30,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from trainer import runfolder as rf
 from trainer.config import RunConfig
 from trainer.phi3 import TINY_MODEL_NAME
+from trainer.runs import folder as rf
 
 TRL_FILE = "trl_sft.yaml"
 TRL_DATA_DIR = "trl_data"

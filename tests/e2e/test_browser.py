@@ -18,7 +18,7 @@ import pytest
 from tests.appserver import running_app
 from tests.hub.conftest import ACCOUNTS, ALICE_TOKEN
 from tests.hub.server import HubServer
-from trainer import runfolder as rf
+from trainer.runs import folder as rf
 
 pytestmark = pytest.mark.slow
 import playwright.sync_api as playwright  # noqa: E402 - a hard requirement (requirements-test.txt), never skipped

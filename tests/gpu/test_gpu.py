@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from trainer import runfolder as rf
 from trainer.config import load_config
+from trainer.runs import folder as rf
 
 pytestmark = pytest.mark.gpu
 STEPS = ["max_steps=20", "eval_steps=20", "save_steps=20", "logging_steps=5", "sample_prompts=1"]

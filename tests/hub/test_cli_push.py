@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from trainer import runfolder as rf
 from trainer.__main__ import push_command
 from trainer.config import load_yaml
+from trainer.runs import folder as rf
 
 from .conftest import ALICE_TOKEN, PROJECT_ROOT, ask_to_push, client_env
 from .server import HubServer

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from trainer.hfjobs import JOB_COMMAND, JOBS, LOCAL, Flavor, cost_usd, parse_events, where_to_train
 from trainer.paths import PROJECT_ROOT
+from trainer.runs.remote import JOB_COMMAND, JOBS, LOCAL, Flavor, cost_usd, parse_events, where_to_train
 
 from . import jobs_routes  # noqa: F401 - registers the Jobs routes on the server
 from .conftest import ALICE_TOKEN, BOB_TOKEN, CAROL_READ_TOKEN, ClientRunner, client_env
@@ -38,7 +38,7 @@ def jobs_hub(hub_server: HubServer, tmp_path: Path) -> Iterator[HubServer]:
 FOLLOW = """
     import time
     from trainer.config import load_config
-    from trainer.hfjobs import HfJobsBackend, JobsError, parse_events
+    from trainer.runs.remote import HfJobsBackend, JobsError, parse_events
 
     backend = HfJobsBackend()
     def follow(job_id, token, limit=180):

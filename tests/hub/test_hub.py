@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 import yaml
 
-from trainer import runfolder as rf
 from trainer.hub import (
     EVAL_COLOR,
     TOKEN_INVALID,
@@ -32,6 +31,7 @@ from trainer.hub import (
     render_loss_chart,
     resolve_token,
 )
+from trainer.runs import folder as rf
 
 from .conftest import ALICE_TOKEN, BOB_TOKEN, CAROL_READ_TOKEN, PROJECT_ROOT, ClientRunner, ask_to_push
 from .server import HubServer

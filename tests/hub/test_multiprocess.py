@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from trainer import runfolder as rf
 from trainer.paths import PROJECT_ROOT
+from trainer.runs import folder as rf
 
 from .conftest import ALICE_TOKEN, client_env
 from .server import HubServer

@@ -21,7 +21,7 @@ def test_a_failed_push_of_a_real_worker_then_retry_push(
         from pathlib import Path
         os.environ["PHI3_STUDIO_DATA_DIR"] = {str(tmp_path)!r}
         from trainer.config import load_config
-        from trainer.jobs import JobManager, JobStore
+        from trainer.runs.queue import JobManager, JobStore
 
         manager = JobManager(JobStore(Path({str(tmp_path)!r}) / "jobs.sqlite"))
         cfg = load_config(preset="tiny-demo", overrides=[

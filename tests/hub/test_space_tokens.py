@@ -28,7 +28,7 @@ SPACE = {
 def _preview(dataset: str, username: str | None, oauth_token: str | None) -> str:
     """Client code: the Train tab's Preview, as the Space's handler runs it for this caller."""
     return f"""
-    from trainer.access import caller_from, space_mode
+    from trainer.runs.access import caller_from, space_mode
     from trainer.config import preset_config
     from trainer.ui.form import form_fields, widget_value
     from trainer.ui.train_tab import preview_data

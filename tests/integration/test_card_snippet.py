@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from trainer import runfolder as rf
 from trainer.hub import model_card
+from trainer.runs import folder as rf
 
 pytestmark = pytest.mark.slow
 

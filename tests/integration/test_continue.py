@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from trainer import runfolder as rf
 from trainer.config import load_config, load_yaml
+from trainer.runs import folder as rf
 from trainer.training import count_parameters, run
 
 pytestmark = pytest.mark.slow

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from trainer import runfolder as rf
 from trainer.config import load_config, preset_config
 from trainer.modeling import load_base_model, load_tokenizer
+from trainer.runs import folder as rf
 
 pytestmark = pytest.mark.slow
 MAX = 48

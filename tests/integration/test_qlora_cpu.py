@@ -11,8 +11,8 @@ import json
 import pytest
 import torch
 
-from trainer import runfolder as rf
 from trainer.config import load_config, preset_config
+from trainer.runs import folder as rf
 
 pytestmark = pytest.mark.slow
 QLORA = dataclasses.replace(preset_config("tiny-demo").model, load_in_4bit=True)

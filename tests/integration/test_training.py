@@ -10,11 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from trainer import runfolder as rf
 from trainer.config import load_config, load_yaml, preset_config
 from trainer.modeling import load_base_model, load_tokenizer, lora_config
 from trainer.phi3 import END_ID
-from trainer.runfolder import loss_drop
+from trainer.runs import folder as rf
+from trainer.runs.folder import loss_drop
 from trainer.training import count_parameters, run
 
 pytestmark = pytest.mark.slow

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from trainer import runfolder as rf
 from trainer.config import load_yaml
+from trainer.runs import folder as rf
 from trainer.trl_export import TRL_FILE
 
 pytestmark = pytest.mark.slow

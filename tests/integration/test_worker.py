@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from trainer import runfolder as rf
 from trainer.config import load_config, save_yaml
-from trainer.jobs import JobManager, JobStore, pid_alive
+from trainer.runs import folder as rf
+from trainer.runs.queue import JobManager, JobStore, pid_alive
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,8 @@ import json
 import pytest
 
 from tests.parity import recipes
-from trainer import runfolder as rf
 from trainer.config import load_config
+from trainer.runs import folder as rf
 
 pytestmark = pytest.mark.slow
 STEPS = 4

@@ -14,7 +14,7 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from trainer import runfolder as rf
+from trainer.runs import folder as rf
 
 SPACE_TOKEN = "hf_SPACEsecretOWNERtoken0000"
 ALICE_OAUTH = "hf_oauthALICE1111"
@@ -111,8 +111,8 @@ def simulate_space(monkeypatch) -> None:
 @pytest.fixture(scope="module")
 def _space_app(tmp_path_factory):
     """The app is built once per test module (building Blocks takes about a second); `space` resets its state."""
-    from trainer.access import Limits
-    from trainer.jobs import JobManager, JobStore
+    from trainer.runs.access import Limits
+    from trainer.runs.queue import JobManager, JobStore
     from trainer.ui import build_app
 
     data_dir = tmp_path_factory.mktemp("space")
@@ -141,7 +141,7 @@ def space(_space_app, monkeypatch) -> Space:
     """A Space (sign-in on, its own HF_TOKEN set) holding exactly one finished run each of alice and bob."""
     import shutil
 
-    from trainer.access import Limits
+    from trainer.runs.access import Limits
 
     simulate_space(monkeypatch)
     monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(_space_app.data_dir))

@@ -8,8 +8,8 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from trainer.access import Caller
 from trainer.config import preset_config
+from trainer.runs.access import Caller
 from trainer.ui.continuing import resolve_parent
 from trainer.ui.form import form_fields
 

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.appserver import running_app
-from trainer.jobs import JobStore
+from trainer.runs.queue import JobStore
 
 from .conftest import SPACE_ENV, SPACE_TOKEN, finished_run
 
@@ -76,7 +76,7 @@ def _client(url: str, username: str | None):
         "{data}/runs/bob-run/status.json",
         "{data}/hf-home/token",
         "/etc/passwd",
-        "{root}/trainer/access.py",
+        "{root}/trainer/runs/access.py",
     ],
 )
 def test_no_file_is_served_by_its_path(site, target):

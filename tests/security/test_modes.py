@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainer.access import Caller, Limits, admins, caller_from
+from trainer.runs.access import Caller, Limits, admins, caller_from
 
 from .conftest import SPACE_TOKEN, simulate_space
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from trainer import runfolder as rf
 from trainer.config import load_config
-from trainer.jobs import JobManager, JobStore
+from trainer.runs import folder as rf
+from trainer.runs.queue import JobManager, JobStore
 
 from .conftest import finished_run, oauth, profile
 
@@ -171,7 +171,7 @@ def test_the_time_limit_stops_a_run_with_a_checkpoint_and_it_resumes(tiny_model_
 
 
 def test_a_worker_stopped_by_the_time_limit_leaves_a_resumable_job(tmp_path):
-    from trainer.jobstore import RESUMABLE
+    from trainer.runs.store import RESUMABLE
 
     store = JobStore(tmp_path / "jobs.sqlite")
     run_dir = tmp_path / "runs" / "r"

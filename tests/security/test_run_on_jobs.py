@@ -18,7 +18,7 @@ class RecordingJobs:
         self.started: list[tuple] = []
 
     def flavors(self, token):
-        from trainer.hfjobs import Flavor
+        from trainer.runs.remote import Flavor
 
         assert token is False  # the public hardware list is read without any token, the Space's included
         return [
@@ -39,14 +39,14 @@ class RecordingJobs:
 
 @pytest.fixture
 def jobs_space(tmp_path, monkeypatch):
-    import trainer.hfjobs
-    from trainer.jobs import JobManager, JobStore
+    import trainer.runs.remote
+    from trainer.runs.queue import JobManager, JobStore
     from trainer.ui import build_app
 
     simulate_space(monkeypatch)
     monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path))
     recording = RecordingJobs()
-    monkeypatch.setattr(trainer.hfjobs, "HfJobsBackend", lambda *a, **k: recording)
+    monkeypatch.setattr(trainer.runs.remote, "HfJobsBackend", lambda *a, **k: recording)
     manager = JobManager(JobStore(tmp_path / "jobs.sqlite"), python="/bin/false")
     manager.poll_s = 60.0
     return Space(build_app(manager, on_gpu=False), manager, tmp_path), recording

@@ -11,8 +11,8 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from trainer import runfolder as rf
-from trainer.access import Caller, caller_from, dataset_problem, upload_dir
+from trainer.runs import folder as rf
+from trainer.runs.access import Caller, caller_from, dataset_problem, upload_dir
 from trainer.ui.train_tab import save_upload
 
 from .conftest import ALICE_OAUTH, BOB_OAUTH, SPACE_TOKEN, oauth, profile
@@ -155,7 +155,7 @@ def test_uploads_go_to_the_users_folder_in_a_random_folder_under_a_safe_name(spa
 
 
 def test_an_upload_over_the_limit_is_refused(tmp_path, monkeypatch):
-    from trainer.access import Limits
+    from trainer.runs.access import Limits
 
     monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path))
     data = tmp_path / "big.jsonl"
@@ -165,7 +165,7 @@ def test_an_upload_over_the_limit_is_refused(tmp_path, monkeypatch):
 
 
 def test_a_users_uploads_together_are_limited(tmp_path, monkeypatch):
-    from trainer.access import Limits
+    from trainer.runs.access import Limits
 
     monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path))
     data = tmp_path / "part.jsonl"

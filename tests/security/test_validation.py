@@ -95,9 +95,9 @@ def test_prompts_that_fill_max_length_stop_a_run_before_its_model_loads(tiny_mod
 
 
 def test_what_is_pushed_names_no_server_path(tmp_path, monkeypatch):
-    from trainer import runfolder as rf
     from trainer.hub import model_card
     from trainer.hub import push as push_module
+    from trainer.runs import folder as rf
 
     upload = tmp_path / "data" / "uploads" / "alice" / "0123456789abcdef.jsonl"
     cfg = preset_config("tiny-demo")

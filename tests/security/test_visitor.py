@@ -153,8 +153,8 @@ def test_a_visitors_oversized_inputs_are_refused_before_any_work(space):
 
 def test_a_datasets_own_text_in_a_preview_problem_shows_as_text_not_markdown(tmp_path):
     """Column names that are Markdown (an image, a link) show escaped: they render nothing; the fix keeps its form."""
-    from trainer.access import Caller
     from trainer.config import preset_config
+    from trainer.runs.access import Caller
     from trainer.ui.form import form_fields, widget_value
     from trainer.ui.train_tab import preview_data
 

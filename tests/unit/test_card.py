@@ -10,10 +10,10 @@ import pytest
 import yaml
 from huggingface_hub import ModelCard
 
-from trainer import runfolder as rf
 from trainer.config import preset_config
 from trainer.hub import merged_card, model_card
 from trainer.hub.card import TEMPLATE
+from trainer.runs import folder as rf
 
 
 @pytest.fixture

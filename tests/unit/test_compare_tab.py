@@ -9,7 +9,7 @@ import inspect
 import gradio as gr
 import pytest
 
-from trainer.jobs import JobManager, JobStore
+from trainer.runs.queue import JobManager, JobStore
 from trainer.ui import build_app
 from trainer.ui.compare_tab import PANES_CSS, not_compared
 

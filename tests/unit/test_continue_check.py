@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from trainer import runfolder as rf
 from trainer.config import ConfigError, ModelConfig, load_config
 from trainer.modeling import adapter_problems, adapter_source
+from trainer.runs import folder as rf
 
 PHI3 = "microsoft/Phi-3-mini-4k-instruct"
 

@@ -363,7 +363,7 @@ def test_time_on_a_gpu_is_derived_from_peak_tflops(phi3):
 
 
 def test_several_gpus_share_the_steps_and_a_jobs_flavour_shows_its_cost(phi3):
-    from trainer.hfjobs import Flavor
+    from trainer.runs.remote import Flavor
     from trainer.ui.train_tab import estimate_device
 
     cfg = lora(max_length=1024, per_device_train_batch_size=4)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from trainer import runfolder as rf
 from trainer.config import load_config
-from trainer.jobs import EXIT_CANCELLED, FINISHED, JobManager, JobStore, failure_cause, pid_alive
+from trainer.runs import folder as rf
+from trainer.runs.queue import EXIT_CANCELLED, FINISHED, JobManager, JobStore, failure_cause, pid_alive
 
 FAKE_WORKER = textwrap.dedent(
     """
@@ -33,7 +33,7 @@ FAKE_WORKER = textwrap.dedent(
     stop = []
     time.sleep(float(os.environ.get("FAKE_START_S", "0")))  # the real worker imports torch before its handler
     signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # as trainer.workers.on_term does
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # as trainer.runs.processes.on_term does
     kind, _, arg = what.partition(":")
     if kind == "sleep":
         end = time.time() + float(arg)
@@ -119,8 +119,9 @@ def test_cancel_a_running_job_stops_it_cleanly(manager):
 
 
 def test_a_cancel_while_the_worker_starts_is_handled_like_any_other(manager, monkeypatch):
-    """A Cancel that lands before the worker's SIGTERM handler is installed waits for it (trainer.workers.term_held):
-    the worker still saves its checkpoint and exits 3, never killed by the signal's default action (-15)."""
+    """A Cancel that lands before the worker's SIGTERM handler is installed waits for it
+    (trainer.runs.processes.term_held): the worker still saves its checkpoint and exits 3, never killed by the
+    signal's default action (-15)."""
     monkeypatch.setenv("FAKE_START_S", "0.5")  # under the grace period (1 s) before SIGKILL
     job = manager.submit(_config("sleep:30"))
     while manager.store.get(job.id).pid is None:
@@ -310,7 +311,7 @@ def test_two_servers_racing_for_the_queue_start_one_job(tmp_path):
         f"""
         import sys, time
         sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
-        from trainer.jobs import JobStore
+        from trainer.runs.queue import JobStore
         store = JobStore({str(tmp_path / "jobs.sqlite")!r})
         while time.time() < {time.time() + 1.5}:
             pass  # start together
@@ -428,7 +429,7 @@ class FakeJobs:
         self.polled = 0  # status asked
 
     def start(self, config, namespace, token, flavor, timeout_s):
-        from trainer.hfjobs import JobsError
+        from trainer.runs.remote import JobsError
 
         if self.refuse:
             raise JobsError(self.refuse)
@@ -497,14 +498,14 @@ def test_hf_jobs_cancel_failure_refusal_and_a_visitor(manager, remote):
 
 
 def test_after_a_restart_the_owner_s_return_follows_their_job_again(manager, remote, monkeypatch):
-    import trainer.hfjobs
-    from trainer.hfjobs import JobsError
+    import trainer.runs.remote
+    from trainer.runs.remote import JobsError
 
     job = manager.submit(_config("sleep:30"), owner="alice", token="hf_alice", flavor="a10g-large")
     restarted = JobManager(manager.store, python=manager.python)  # a new server: no backend, no tokens yet
     restarted.poll_s = 0.05
     fresh = FakeJobs()  # the new server's own backend: only its follower asks it (the old server's asks `remote`)
-    monkeypatch.setattr(trainer.hfjobs, "HfJobsBackend", lambda *a, **k: fresh)
+    monkeypatch.setattr(trainer.runs.remote, "HfJobsBackend", lambda *a, **k: fresh)
     restarted.recover()
     assert restarted.store.get(job.id).status == "running"  # the job runs on at the Hub, not interrupted
     restarted.attach_token("alice", "hf_alice")  # the first thing the new server hears from alice

@@ -25,16 +25,16 @@ MODULES = {
 # The floors, lowest first: a module may import only from floors below its own (or inside its own package).
 FLOORS = [
     ["trainer.paths", "trainer.errors", "trainer.online", "trainer.noise", "trainer.distributed"],
-    ["trainer.hubkernels", "trainer.versions"],
-    ["trainer", "trainer.phi3", "trainer.runfolder"],  # the package installs the Hub kernels policy on import
-    ["trainer.config", "trainer.jobstore", "trainer.workers"],
+    ["trainer.hubkernels", "trainer.versions", "trainer.runs.state"],
+    ["trainer", "trainer.phi3", "trainer.runs.folder"],  # the package installs the Hub kernels policy on import
+    ["trainer.config", "trainer.runs.store", "trainer.runs.processes"],
     ["trainer.data", "trainer.tiny"],
     ["trainer.modeling", "trainer.samples", "trainer.estimate"],
-    ["trainer.hub", "trainer.hfjobs"],
+    ["trainer.hub", "trainer.runs.remote"],
     ["trainer.callbacks", "trainer.trl_export"],
-    ["trainer.training", "trainer.chat", "trainer.access"],
-    ["trainer.preflight", "trainer.jobs", "trainer.bench"],
-    ["trainer.bench_chat", "trainer.gpu_check"],
+    ["trainer.training", "trainer.chat", "trainer.runs.access"],
+    ["trainer.preflight", "trainer.runs.queue", "trainer.bench"],
+    ["trainer.runs", "trainer.bench_chat", "trainer.gpu_check"],  # trainer.runs: the service, over its parts
     ["trainer.ui", "trainer.__main__"],
 ]
 

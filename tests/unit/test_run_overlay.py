@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from trainer import runfolder as rf
-from trainer.access import AccessError, Caller
 from trainer.config import load_config, save_yaml
-from trainer.jobstore import JobStore
+from trainer.runs import folder as rf
+from trainer.runs.access import AccessError, Caller
+from trainer.runs.store import JobStore
 from trainer.ui.run_overlay import compare, overlay_frame, settings_diff
 
 

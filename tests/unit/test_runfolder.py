@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from trainer import runfolder as rf
+from trainer.runs import folder as rf
 
 
 def test_writes_replace_the_file_whole(tmp_path):

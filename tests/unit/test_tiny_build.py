@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from trainer import runfolder as rf
 from trainer import tiny
+from trainer.runs import folder as rf
 
 
 @pytest.fixture
@@ -119,7 +119,7 @@ def test_a_run_builds_the_demo_model_as_its_first_phase_and_a_cancel_stops_it(em
 
 
 def test_the_runs_tab_shows_the_build_with_its_own_bar():
-    from trainer.jobstore import Job
+    from trainer.runs.store import Job
     from trainer.ui.runs_tab import progress_html
 
     job = Job(id=1, owner=None, name="demo", status="running", run_dir="x", created_at=0.0)

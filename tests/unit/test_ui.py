@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from trainer import runfolder as rf
-from trainer.access import Caller
 from trainer.config import PRESETS, iter_fields, preset_config
 from trainer.preflight import demo_problems
+from trainer.runs import folder as rf
+from trainer.runs.access import Caller
 from trainer.ui.form import (
     config_from_form,
     field_updates,
@@ -124,7 +124,7 @@ def test_progress_and_metrics():
 def test_a_worker_error_is_shown_with_the_form_s_words(tmp_path, monkeypatch, capsys):
     """The worker is the CLI; in a worker it leaves hints neutral, and the Runs tab words them for the form."""
     from trainer.__main__ import main
-    from trainer.jobs import Job, failure_cause
+    from trainer.runs.queue import Job, failure_cause
     from trainer.ui.runs_tab import status_markdown
 
     qa = tmp_path / "qa.csv"
@@ -162,7 +162,7 @@ def test_the_progress_bar_says_the_phase_and_moves_before_the_first_step():
 def test_a_run_name_is_shown_as_text_never_as_a_link_image_or_heading(tmp_path):
     import re
 
-    from trainer.jobs import Job
+    from trainer.runs.queue import Job
     from trainer.ui.run_overlay import diff_markdown
     from trainer.ui.runs_tab import status_markdown
 
@@ -179,7 +179,7 @@ def test_the_runs_tab_log_leaves_out_library_noise_that_log_txt_keeps(tmp_path):
 
     log = "\n".join(
         [
-            "2026-12-07 03:44:27,101 INFO trainer.runfolder: phase: loading the model",
+            "2026-12-07 03:44:27,101 INFO trainer.runs.folder: phase: loading the model",
             "/venv/lib/python3.11/site-packages/peft/peft_model.py:612: FutureWarning: `is_gradient_checkpointing` is "
             "deprecated and will be removed in v6.",
             "  warnings.warn(",
@@ -190,7 +190,7 @@ def test_the_runs_tab_log_leaves_out_library_noise_that_log_txt_keeps(tmp_path):
         ]
     )
     assert for_people(log).splitlines() == [
-        "2026-12-07 03:44:27,101 INFO trainer.runfolder: phase: loading the model",
+        "2026-12-07 03:44:27,101 INFO trainer.runs.folder: phase: loading the model",
         "step 5/6  loss 4.3394  lr 2.40e-03  1267 tok/s  ETA 0 s",
         "error: data.allow_malformed: 1 of 7 rows (14.3 %) cannot be read (line 3: not JSON (Warning: x)).",
     ]

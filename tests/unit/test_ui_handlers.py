@@ -8,8 +8,8 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from trainer import runfolder as rf
-from trainer.jobs import JobManager, JobStore
+from trainer.runs import folder as rf
+from trainer.runs.queue import JobManager, JobStore
 from trainer.ui import build_app
 
 
@@ -228,9 +228,9 @@ def test_preview_shows_lengths_memory_and_time_before_the_start(app):
 
 
 def test_preview_on_a_jobs_flavour_estimates_on_its_gpus_with_the_cost(tmp_path, monkeypatch):
-    from trainer.access import caller_from
     from trainer.config import preset_config
-    from trainer.hfjobs import Flavor
+    from trainer.runs.access import caller_from
+    from trainer.runs.remote import Flavor
     from trainer.ui.form import form_fields, widget_value
     from trainer.ui.train_tab import preview_data
 

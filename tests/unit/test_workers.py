@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from trainer import distributed as dist
-from trainer import runfolder as rf
 from trainer.config import load_config, save_yaml
-from trainer.jobs import JobManager, JobStore, failure_cause
-from trainer.workers import pid_alive, training_pids, worker_argv
+from trainer.runs import folder as rf
+from trainer.runs.processes import pid_alive, training_pids, worker_argv
+from trainer.runs.queue import JobManager, JobStore, failure_cause
 
 FAKE_TORCHRUN = textwrap.dedent(
     """
@@ -41,7 +41,7 @@ FAKE_CHILD = textwrap.dedent(
     what = (run_dir / "config.yaml").read_text()
     stop = []
     signal.signal(signal.SIGTERM, signal.SIG_IGN if "ignore-term" in what else lambda *a: stop.append(1))
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # as trainer.workers.on_term does
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # as trainer.runs.processes.on_term does
     start = int(pathlib.Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()[19])
     status = json.loads((run_dir / "status.json").read_text())
     status["worker_pids"] = [[os.getpid(), start]]
@@ -184,7 +184,7 @@ def test_qlora_is_refused_under_the_fsdp_config_before_anything_loads(monkeypatc
 def test_a_job_on_a_flavour_with_several_gpus_trains_on_all_of_them(monkeypatch):
     from types import SimpleNamespace
 
-    from trainer import hfjobs
+    from trainer.runs import remote as hfjobs
 
     class Api:  # the two HfApi calls `start` makes
         started: list[dict] = []
@@ -224,7 +224,7 @@ def test_a_stop_seen_by_another_process_ends_this_one_too(monkeypatch):
 
 
 def test_a_worker_inherits_no_secret_of_the_servers():
-    from trainer.workers import worker_environment
+    from trainer.runs.processes import worker_environment
 
     server = {
         "PATH": "/usr/bin",

@@ -26,7 +26,7 @@ import yaml
 
 from trainer.config.schema import ConfigError, FieldSpec, RunConfig, find_field, iter_fields
 from trainer.paths import EXAMPLES_DIR
-from trainer.runfolder import write_text_atomic
+from trainer.runs.folder import write_text_atomic
 
 PRESET_HEADER = re.compile(r"^# preset (?P<name>[\w.-]+): (?P<description>.+)$")
 """The first line of a preset file: its name (the file's stem) and a one-line description."""

@@ -192,7 +192,7 @@ def _row_count(cfg: DataConfig, path: Path | None, token: str | bool | None) -> 
 def preview_tokenizer(model_name: str, token: str | bool | None = None) -> Any:
     """The tokenizer to preview with: the bundled Phi-3 one for Phi-3-mini, else the model's when it is at hand.
 
-    token: for the Hub (False: none at all, not even the machine's own; see `trainer.access.hub_token`).
+    token: for the Hub (False: none at all, not even the machine's own; see `trainer.runs.access.hub_token`).
     """
     from transformers import AutoTokenizer
 

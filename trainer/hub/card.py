@@ -19,11 +19,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from trainer import runfolder as rf
 from trainer.config import REPO_ID_RE
 from trainer.hub.chart import LOSS_CURVE_FILE
 from trainer.hub.retry import HubError
 from trainer.phi3 import TINY_MODEL_NAME
+from trainer.runs import folder as rf
 
 MODEL_CARD_FILE = "README.md"
 TEMPLATE = Path(__file__).with_name("model_card.md")

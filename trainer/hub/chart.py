@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainer import runfolder as rf
+from trainer.runs import folder as rf
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -30,11 +30,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trainer import runfolder as rf
 from trainer.hub.auth import check_push_access
 from trainer.hub.card import MODEL_CARD_FILE, commit_description, merged_card, model_card, public_config_text
 from trainer.hub.chart import LOSS_CURVE_FILE, loss_curve_png
 from trainer.hub.retry import HubError, hub_error, with_retries
+from trainer.runs import folder as rf
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 The app only assembles: a header, the demo banner, the tabs. Each tab module builds its own components and wires
 its own events, given one `AppContext` (job manager, chat engine cache, on_gpu, the shared tab switch). Training
-runs in worker processes (trainer.jobs); the web server never holds a training model.
+runs in worker processes (trainer.runs.queue); the web server never holds a training model.
 
 On a machine without a CUDA GPU the app is the offline demo: the form starts from the `tiny-demo` preset (a tiny
 Phi-3 with the real tokenizer, trained on the CPU) and a banner says so.
@@ -20,10 +20,10 @@ from typing import Any
 
 import gradio as gr
 
-from trainer.access import space_mode
 from trainer.config import preset_config
 from trainer.noise import silence_known_noise
 from trainer.preflight import DEMO_PRESET, warm_up
+from trainer.runs.access import space_mode
 from trainer.ui import compare_tab, runs_tab, train_tab
 from trainer.ui.context import AppContext
 from trainer.ui.form import form_fields
@@ -58,7 +58,7 @@ def gpu_available() -> bool:
 def build_app(manager=None, on_gpu: bool | None = None) -> gr.Blocks:
     """Build the Blocks app (Train, Runs and Compare tabs) around a JobManager."""
     from trainer.chat import EngineCache
-    from trainer.jobs import JobManager
+    from trainer.runs.queue import JobManager
 
     manager = manager or JobManager.default()
     on_gpu = gpu_available() if on_gpu is None else on_gpu
@@ -106,7 +106,7 @@ def launch(**kwargs: Any) -> None:
 
     Nothing in the data dir is served by its path (no `allowed_paths`): downloads are made per request as copies.
     """
-    from trainer.jobs import JobManager
+    from trainer.runs.queue import JobManager
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     silence_known_noise()

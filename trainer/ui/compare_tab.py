@@ -14,9 +14,9 @@ from typing import Any
 
 import gradio as gr
 
-from trainer import runfolder as rf
-from trainer.access import AccessError, Caller, find_job, hub_token, visible_jobs
 from trainer.config import repo_id_problem
+from trainer.runs import folder as rf
+from trainer.runs.access import AccessError, Caller, find_job, hub_token, visible_jobs
 from trainer.ui.context import AppContext, caller, choices_update, gpu_call, plain, zero_gpu
 
 # Gradio 6.31's Chatbot always shows its own trash button once it holds messages (its `buttons` option covers only
@@ -131,7 +131,7 @@ def request_problem(prompt: str, system: str | None, max_new: object) -> str | N
 
 def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> dict[str, Any]:
     """Build the Compare tab's components and wire its events (send, stream, stop, regenerate, clear)."""
-    from trainer.access import space_mode
+    from trainer.runs.access import space_mode
 
     manager, engines = ctx.manager, ctx.engines
     c = _layout(ctx.chat_adapter)

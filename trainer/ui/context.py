@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from trainer.access import Caller, caller_from
 from trainer.config.hints import MARKDOWN_SPECIALS
+from trainer.runs.access import Caller, caller_from
 
 if TYPE_CHECKING:
     from trainer.chat import EngineCache
-    from trainer.jobs import JobManager
+    from trainer.runs.queue import JobManager
 
 
 @dataclass

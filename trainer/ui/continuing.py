@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from trainer import runfolder as rf
-from trainer.access import AccessError, find_job
+from trainer.runs import folder as rf
+from trainer.runs.access import AccessError, find_job
 from trainer.ui import compare_tab
 
 RUN_REF = re.compile(r"run #(\d{1,12})")

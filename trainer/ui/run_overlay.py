@@ -11,9 +11,9 @@ from typing import Any
 
 import gradio as gr
 
-from trainer.access import AccessError, find_job, visible_jobs
 from trainer.config import RunConfig, iter_fields, load_yaml
-from trainer.runfolder import CONFIG_FILE, STATUS_FILE, read_events, read_json
+from trainer.runs.access import AccessError, find_job, visible_jobs
+from trainer.runs.folder import CONFIG_FILE, STATUS_FILE, read_events, read_json
 from trainer.ui.context import AppContext, caller, plain
 
 NOT_COMPARED = ("run.name",)

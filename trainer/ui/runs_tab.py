@@ -10,10 +10,10 @@ from typing import Any
 
 import gradio as gr
 
-from trainer import runfolder as rf
-from trainer.access import SIGN_IN, AccessError, find_job, hub_token, space_mode, visible_jobs
-from trainer.jobs import WAITING_FOR_OWNER
 from trainer.noise import for_people
+from trainer.runs import folder as rf
+from trainer.runs.access import SIGN_IN, AccessError, find_job, hub_token, space_mode, visible_jobs
+from trainer.runs.queue import WAITING_FOR_OWNER
 from trainer.ui import compare_tab, run_overlay
 from trainer.ui.context import AppContext, caller, choices_update, download_folder, plain
 from trainer.ui.continuing import CONTINUABLE, continue_config
@@ -262,7 +262,7 @@ def build(ctx: AppContext, app: gr.Blocks, train_fields: list | None = None, adv
     train_fields: the Train tab's setting widgets, in `form_fields()` order, and `advanced`, its Advanced settings
     accordion: Continue training fills them (and opens the accordion, where *Continue from adapter* is).
     """
-    from trainer.jobs import log_tail
+    from trainer.runs.queue import log_tail
 
     manager = ctx.manager
     c = _layout(ctx.run_picker)

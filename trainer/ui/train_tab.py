@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from trainer.access import (
+from trainer.config import PRESETS, ConfigError, FieldSpec, RunConfig, preset_config
+from trainer.config.hints import render_hints
+from trainer.runs.access import (
     SIGN_IN,
     AccessError,
     Caller,
@@ -22,15 +24,13 @@ from trainer.access import (
     model_problem,
     upload_dir,
 )
-from trainer.config import PRESETS, ConfigError, FieldSpec, RunConfig, preset_config
-from trainer.config.hints import render_hints
 from trainer.ui import runs_tab
 from trainer.ui.context import AppContext, OnePerSession, caller, download_folder, plain, zero_gpu
 from trainer.ui.continuing import resolve_parent
 
 if TYPE_CHECKING:  # the web page imports no estimate or Hub code until it is used
     from trainer.estimate.device import Device
-    from trainer.hfjobs import Flavor
+    from trainer.runs.remote import Flavor
 from trainer.ui.form import (
     AS_MEANT,
     AS_MEANT_LABEL,
@@ -371,7 +371,7 @@ def example_label(dataset: str | None) -> str | None:
 def offered_flavors() -> list[Flavor]:
     """The Hugging Face Jobs flavours "Run on" lists, where Jobs are offered (a Space, or PHI3_STUDIO_JOB_IMAGE); []
     elsewhere (no choice shown). The list is public: read without any token."""
-    from trainer.hfjobs import HfJobsBackend, job_image
+    from trainer.runs.remote import HfJobsBackend, job_image
 
     if job_image() is None:
         return []
@@ -384,7 +384,7 @@ def offered_flavors() -> list[Flavor]:
 
 def run_on_choices(flavors: list[Flavor]) -> list[str]:
     """ "Run on" choices: this machine, then each Jobs flavour with its price ([] without flavours: no choice)."""
-    from trainer.hfjobs import LOCAL
+    from trainer.runs.remote import LOCAL
 
     return [LOCAL, *(f"{JOBS_PREFIX}{f.choice}" for f in flavors)] if flavors else []
 
@@ -412,7 +412,7 @@ def chosen_flavor(choice: str | None) -> str | None:
 
 def run_on_problem(flavor: str | None, on_gpu: bool, who: Caller) -> str | None:
     """Why the run cannot go where asked (Jobs without the user's own token; local training on ZeroGPU), or None."""
-    from trainer.hfjobs import JOBS, LOCAL, job_image, where_to_train
+    from trainer.runs.remote import JOBS, LOCAL, job_image, where_to_train
 
     choice = JOBS if flavor else LOCAL
     return where_to_train(choice, on_gpu, zero_gpu(), job_image() is not None, who.token is not None)[1] or None

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trainer import runfolder as rf
 from trainer.config import REPO_ID_RE, hint
 from trainer.paths import EXAMPLES_DIR, PROJECT_ROOT, env_setting
+from trainer.runs import folder as rf
 
 if TYPE_CHECKING:
-    from trainer.jobstore import Job, JobStore
+    from trainer.runs.store import Job, JobStore
 
 SPACE_ENV = "OAUTH_CLIENT_ID"
 ADMINS_ENV = "PHI3_STUDIO_ADMINS"

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from trainer import distributed as dist
-from trainer import runfolder as rf
 from trainer.config import RunConfig
 from trainer.paths import env_setting
+from trainer.runs import folder as rf
 
 logger = logging.getLogger(__name__)
 

@@ -7,14 +7,14 @@ ended. Only one job runs at a time (one GPU); later jobs wait in order. Cancel s
 checkpoint and exits), then SIGKILL after a grace period. When the server starts, jobs whose worker is gone are
 marked failed with a note saying whether they can be resumed from a checkpoint; none stays "running" forever.
 
-Where a run trains is one choice at `submit`: here, or a Hugging Face Job the user pays for (`trainer.hfjobs`),
+Where a run trains is one choice at `submit`: here, or a Hugging Face Job the user pays for (`trainer.runs.remote`),
 followed from its logs into the same run folder, so the job table and the Runs tab treat both alike.
 
 A Hugging Face token never reaches the table, the YAML or the run folder: it is held in memory until the worker
 starts and then passed in the worker's environment only.
 
 Example:
-    >>> from trainer.jobs import JobManager
+    >>> from trainer.runs.queue import JobManager
     >>> manager = JobManager.default()     # the table in <data dir>/jobs.sqlite; recovers stale jobs
     >>> job = manager.submit(config)       # queued, then started when the GPU is free
     >>> manager.cancel(job.id)
@@ -33,13 +33,12 @@ import time
 from pathlib import Path
 
 from trainer import distributed as dist
-from trainer import runfolder as rf
 from trainer.config import RunConfig, save_yaml
 from trainer.errors import EXIT_CANCELLED, EXIT_OK, EXIT_PUSH_FAILED, EXIT_TIME_LIMIT
-from trainer.jobstore import FINISHED, RESUMABLE, STATES, Job, JobStore
 from trainer.noise import QUIET_ENV
 from trainer.paths import PROJECT_ROOT
-from trainer.workers import (
+from trainer.runs import folder as rf
+from trainer.runs.processes import (
     pid_alive,
     recorded_exit,
     recorded_start,
@@ -51,6 +50,7 @@ from trainer.workers import (
     worker_environment,
     worker_output,
 )
+from trainer.runs.store import FINISHED, RESUMABLE, STATES, Job, JobStore
 
 __all__ = ["FINISHED", "RESUMABLE", "STATES", "Job", "JobManager", "JobStore", "EXIT_CANCELLED", "pid_alive"]
 
@@ -69,7 +69,7 @@ class JobManager:
     def __init__(
         self, store: JobStore, python: str = sys.executable, grace_s: float = GRACE_S, limits=None, gpu_count=None
     ):
-        from trainer.access import Limits
+        from trainer.runs.access import Limits
 
         self.store = store
         self.python = python
@@ -90,7 +90,7 @@ class JobManager:
         Raises:
             OSError: the data dir cannot be written (the message names it).
         """
-        from trainer.access import Limits
+        from trainer.runs.access import Limits
 
         folder = rf.data_dir()
         folder.mkdir(parents=True, exist_ok=True)
@@ -179,7 +179,7 @@ class JobManager:
 
     def _start_remote(self, config: RunConfig, run_dir: Path, name: str, owner: str, token: str, flavor: str) -> Job:
         """Submit the run as a Hugging Face Job and follow it; a refusal is recorded as the run's failure."""
-        from trainer.hfjobs import start_remote
+        from trainer.runs.remote import start_remote
 
         limit = round(self.limits.run_minutes * 60) if self.limits.run_minutes else 6 * 3600
         job = start_remote(self.store, self._jobs(), config, run_dir, name, owner, token, flavor, limit)
@@ -189,7 +189,7 @@ class JobManager:
 
     def _jobs(self):
         """The Hugging Face Jobs backend, made on first use (also after a restart, to follow a job again)."""
-        from trainer.hfjobs import HfJobsBackend
+        from trainer.runs.remote import HfJobsBackend
 
         self.remote = self.remote or HfJobsBackend()  # tests hand in their own
         return self.remote
@@ -200,7 +200,7 @@ class JobManager:
         self._once(job_id, self._follow_remote, job_id)
 
     def _follow_remote(self, job_id: int) -> None:
-        from trainer.hfjobs import follow_remote
+        from trainer.runs.remote import follow_remote
 
         try:  # the token is kept only while the job runs (Cancel needs it)
             follow_remote(self.store, self._jobs(), job_id, self._tokens[job_id], self.poll_s)
@@ -374,7 +374,7 @@ class JobManager:
         with self._lock:
             job = self._require(job_id)
             if job.backend != "local" and job.status == "running":  # a Hugging Face Job: stopped on the Hub
-                from trainer.hfjobs import cancel_remote
+                from trainer.runs.remote import cancel_remote
 
                 return cancel_remote(self.store, self._jobs(), job, self._tokens.get(job.id))
             if job.status == "queued":

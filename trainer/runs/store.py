@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from trainer import runfolder as rf
+from trainer.runs import folder as rf
 
 logger = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from trainer import distributed as dist
-from trainer import runfolder as rf
 from trainer.errors import EXIT_CANCELLED, EXIT_OK, EXIT_TIME_LIMIT
+from trainer.runs import folder as rf
 
 _STATE_EXITS = {"succeeded": EXIT_OK, "cancelled": EXIT_CANCELLED, "time_limit": EXIT_TIME_LIMIT, "failed": 1}
 
