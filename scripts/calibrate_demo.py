@@ -59,7 +59,7 @@ def estimated_tokens(method: str) -> int:
 def time_build(cache: Path) -> float:
     started = time.time()
     subprocess.run(
-        [sys.executable, "-c", "from trainer.tiny import ensure_tiny_model; ensure_tiny_model()"],
+        [sys.executable, "-c", "from trainer.tools.tiny import ensure_tiny_model; ensure_tiny_model()"],
         cwd=ROOT,
         env={**os.environ, "PHI3_STUDIO_CACHE": str(cache)},
         check=True,

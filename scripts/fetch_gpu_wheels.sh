@@ -7,7 +7,7 @@
 #      and liger-kernel (not in the lock: an option of the benchmark);
 #   2. then, each while it fits: the lock's peft, accelerate, and transformers with the packages of the lock it
 #      needs (huggingface_hub, tokenizers, safetensors, kernels, ...; numpy, packaging and the like are the image's).
-# What is left out is said here and in the check's record (trainer.gpu_check: every version, and where from).
+# What is left out is said here and in the check's record (trainer.tools.gpu_check: every version, and where from).
 #
 #   scripts/fetch_gpu_wheels.sh                          # Python 3.12 wheels for the GPU machine, into .whl/
 #   scripts/fetch_gpu_wheels.sh --python-version 3.11 /tmp/wheels-dry   # this machine's Python, for --dry-run

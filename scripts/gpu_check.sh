@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The prepared GPU check, one command on a bare GPU machine (see trainer/gpu_check.py for the steps):
+# The prepared GPU check, one command on a bare GPU machine (see trainer/tools/gpu_check.py for the steps):
 #
 #   scripts/fetch_gpu_wheels.sh            # here, once: the missing packages as wheels, into .whl/
 #   scripts/gpu_check.sh --mirror "$OUT"   # there: install the wheels, run the check, write benchmarks/<date>-<gpu>/

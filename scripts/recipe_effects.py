@@ -84,7 +84,7 @@ def main() -> int:
     import transformers
     import trl
 
-    from trainer.tiny import ensure_tiny_model
+    from trainer.tools.tiny import ensure_tiny_model
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

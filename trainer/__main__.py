@@ -104,7 +104,7 @@ def make_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch-size", type=int, default=4, help="rows per step (default: 4)")
     bench.add_argument("--out", type=Path, default=Path("benchmarks"), help="folder for bench.json and bench.md")
     bench.add_argument("--liger", action="store_true", help="also measure the optimised path with Liger kernels")
-    from trainer.gpu_check import add_arguments as gpu_check_arguments
+    from trainer.tools.gpu_check import add_arguments as gpu_check_arguments
 
     gpu_check_arguments(
         sub.add_parser(
@@ -369,7 +369,7 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """`bench`: baseline vs optimised, written to --out."""
-    from trainer.bench import run_bench
+    from trainer.tools.bench import run_bench
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if bad := [m for m in methods if m not in ("lora", "qlora")]:
@@ -385,15 +385,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_gpu_check(args: argparse.Namespace) -> int:
-    """`gpu-check`: see trainer.gpu_check."""
-    from trainer.gpu_check import cmd_gpu_check as run
+    """`gpu-check`: see trainer.tools.gpu_check."""
+    from trainer.tools.gpu_check import cmd_gpu_check as run
 
     return run(args)
 
 
 def cmd_bench_chat(args: argparse.Namespace) -> int:
     """`bench-chat`: the compare chat, batched vs sequential, written to --out."""
-    from trainer.bench_chat import run_chat_bench
+    from trainer.tools.bench_chat import run_chat_bench
 
     run_chat_bench(args.tiny, args.out, args.max_new_tokens, args.repeats)
     print((args.out / "chat.md").read_text(), end="")
@@ -467,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         code = EXIT_BAD_INPUT
     finally:
         if os.environ.get(WORKER_ENV) and args.command == "train" and args.run_dir is not None and dist.is_main():
-            # how this worker ended, for a server that restarts while it is gone (see JobManager.recover)
+            # how this worker ended, for a server that restarts while it is gone (see RunQueue.recover)
             rf.write_json_atomic(args.run_dir / rf.EXIT_FILE, {"code": code, "time": time.time()})
     return code
 

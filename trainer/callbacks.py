@@ -16,7 +16,7 @@ from typing import Any
 from trainer import distributed as dist
 from trainer.config import RunConfig
 from trainer.runs import folder as rf
-from trainer.tiny import ensure_tiny_model
+from trainer.tools.tiny import ensure_tiny_model
 
 EventHandler = Callable[[dict[str, Any]], None]
 

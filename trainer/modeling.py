@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 def resolve_model_path(name: str) -> str:
     """The path or Hub ID to load for a configured model name ('tiny-phi3' builds/caches the tiny model)."""
     if name == TINY_MODEL_NAME:
-        from trainer.tiny import ensure_tiny_model
+        from trainer.tools.tiny import ensure_tiny_model
 
         return str(ensure_tiny_model())
     return name
@@ -380,7 +380,7 @@ def same_base(a: str, b: str) -> bool:
     def where(name: str) -> str:
         name = name.strip().rstrip("/")
         if name == TINY_MODEL_NAME:  # the adapter of a tiny run names the cached folder it was trained on
-            from trainer.tiny import tiny_model_dir
+            from trainer.tools.tiny import tiny_model_dir
 
             name = str(tiny_model_dir())
         path = Path(name).expanduser()

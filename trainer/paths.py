@@ -18,7 +18,7 @@ TOKENIZER_DIR = ASSETS_DIR / "phi3-tokenizer"
 """The real Phi-3 tokenizer (vocabulary, special tokens, chat template), MIT, shipped for offline use."""
 
 WARMUP_DATA = ASSETS_DIR / "warmup_chat.jsonl"
-"""The plain chat corpus the tiny Phi-3 is warmed up on (see trainer.tiny)."""
+"""The plain chat corpus the tiny Phi-3 is warmed up on (see trainer.tools.tiny)."""
 
 
 ENV_PREFIX = "PHI3_STUDIO_"

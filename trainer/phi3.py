@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 DEFAULT_BASE_MODEL = "microsoft/Phi-3-mini-4k-instruct"
 TINY_MODEL_NAME = "tiny-phi3"
-"""The configured name of the offline tiny Phi-3 (built and cached locally by trainer.tiny)."""
+"""The configured name of the offline tiny Phi-3 (built and cached locally by trainer.tools.tiny)."""
 BUNDLED_TOKENIZER_MODELS = (DEFAULT_BASE_MODEL, "microsoft/Phi-3-mini-128k-instruct", TINY_MODEL_NAME)
 """Models whose tokenizer is exactly the one shipped in trainer/assets/phi3-tokenizer (no download needed)."""
 

@@ -42,7 +42,9 @@ from trainer.callbacks import (
 from trainer.config import ConfigError, RunConfig, hint, save_yaml
 from trainer.phi3 import TINY_MODEL_NAME
 from trainer.runs import folder as rf
-from trainer.tiny import tiny_model_built
+from trainer.runs import processes
+from trainer.runs.state import RunState
+from trainer.tools.tiny import tiny_model_built
 from trainer.trl_export import PROJECT_ONLY_SETTINGS, checkpointing_settings, write_trl_export
 
 __all__ = ["PROJECT_ONLY_SETTINGS", "RunCancelled", "RunResult", "RunTimeLimit", "request_stop", "run"]
@@ -110,7 +112,7 @@ def run(
     if run_dir is None:
         run_dir = dist.share(str(rf.new_run_dir()) if dist.is_main() else None)
     run_dir = Path(run_dir)
-    pids = dist.gather([os.getpid(), rf.process_start(os.getpid())])  # each with its start: that process, no later one
+    pids = dist.gather([os.getpid(), processes.process_start(os.getpid())])  # each with its start: no later one
     if not dist.is_main():  # a helper process: trains its share, writes nothing, logs only errors
         logging.getLogger("trainer").setLevel(logging.ERROR)
         try:
@@ -124,14 +126,14 @@ def run(
     earlier = (rf.read_json(run_dir / rf.STATUS_FILE, {}) or {}).get("started_at") if resume else None
     rf.write_status(
         run_dir,
-        "running",
+        RunState.RUNNING,
         started_at=earlier or time.time(),
         error=None,
         name=config.display_name(),
         pid=pids[0][0],
         pid_start=pids[0][1],
         worker_pids=pids,  # every training process (torchrun starts each in its own session)
-        launcher=[os.getppid(), rf.process_start(os.getppid())] if dist.world_size() > 1 else None,
+        launcher=[os.getppid(), processes.process_start(os.getppid())] if dist.world_size() > 1 else None,
         world_size=dist.world_size(),
         push_state=None,  # an earlier attempt's push is over
         parent_run=parent,
@@ -146,11 +148,11 @@ def run(
         rf.set_phase(run_dir, "preparing data")
         result = _train(config, run_dir, emit, resume, token, return_model)
     except RunCancelled as exc:
-        state = "time_limit" if isinstance(exc, RunTimeLimit) else "cancelled"
+        state = RunState.TIME_LIMIT if isinstance(exc, RunTimeLimit) else RunState.CANCELLED
         rf.write_status(run_dir, state, error=str(exc), finished_at=time.time())
         raise
     except BaseException as exc:
-        rf.write_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}", finished_at=time.time())
+        rf.write_status(run_dir, RunState.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=time.time())
         if isinstance(exc, ValueError):  # a config or data problem (DataError, ConfigError): the message says it all
             logger.error("run failed: %s", exc)
         else:
@@ -161,14 +163,8 @@ def run(
         logging.getLogger().removeHandler(log_handler)
         log_handler.close()
         dist.stop()
-    rf.write_status(
-        run_dir,
-        "succeeded",
-        finished_at=time.time(),
-        step=result.global_step,
-        eval_loss_before=result.eval_loss_before,
-        eval_loss_after=result.eval_loss_after,
-    )
+    losses = {"eval_loss_before": result.eval_loss_before, "eval_loss_after": result.eval_loss_after}
+    rf.write_status(run_dir, RunState.SUCCEEDED, finished_at=time.time(), step=result.global_step, **losses)
     return result
 
 
@@ -272,7 +268,7 @@ def _train(
         dist.barrier()
         eval_before = trainer.evaluate()["eval_loss"] if n_eval else None  # every process evaluates its share
     if main:
-        rf.write_status(run_dir, "running", eval_loss_before=eval_before)
+        rf.write_status(run_dir, None, eval_loss_before=eval_before)
     if (parent := status.get("parent_run")) and not checkpoint:
         emit({"step": 0, "message": f"continuing from {parent['name']}; its own LoRA settings: {lora_text(config)}"})
 

@@ -20,7 +20,9 @@ from tests.hub.conftest import ACCOUNTS, ALICE_TOKEN
 from tests.hub.server import HubServer
 from trainer.runs import folder as rf
 
-pytestmark = pytest.mark.slow
+# One worker runs the whole module under xdist (`--dist loadgroup`, pyproject.toml): its tests share one app, one
+# Chromium and one run started in the app (module fixtures); split over two workers, each would start its own.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]
 import playwright.sync_api as playwright  # noqa: E402 - a hard requirement (requirements-test.txt), never skipped
 
 CHROMIUM = "/usr/bin/chromium"
@@ -34,12 +36,6 @@ FLAGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _shared_runs_meanwhile(train_meanwhile):
-    """These tests mostly wait for the app, its worker and Chromium: the session's shared tiny runs, which later tests
-    read, train meanwhile in a background thread (tests/conftest.py)."""
 
 
 @pytest.fixture(scope="module")
@@ -426,12 +422,7 @@ def test_the_first_start_on_a_fresh_machine_answers_at_once_and_shows_the_demo_m
 ):
     """No demo model is built yet (an empty cache): Start still answers within 2 s, the Runs tab opens on the run,
     whose first phase is the build with its own progress; Cancel stops it and leaves nothing half built."""
-    import concurrent.futures
-
-    from tests.conftest import _RUNS
-
     expect = playwright.expect
-    concurrent.futures.wait(list(_RUNS.values()))  # Start is timed on this machine, not beside the tests' training
     cache = tmp_path / "empty-cache"
     data_dir = tmp_path / "app-data"
     data_dir.mkdir()

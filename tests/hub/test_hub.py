@@ -7,6 +7,8 @@ Client code (huggingface_hub, datasets, transformers, PEFT) runs unchanged in a 
 from __future__ import annotations
 
 import hashlib
+import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +27,12 @@ from trainer.hub import (
     check_push_access,
     is_transient,
     loss_curve_png,
+    loss_figure,
     model_card,
-    nice_ticks,
     push_run,
     render_loss_chart,
     resolve_token,
+    with_retries,
 )
 from trainer.runs import folder as rf
 
@@ -178,7 +181,7 @@ def test_pushed_adapter_loads_by_repo_id_with_the_same_logits(
     from huggingface_hub import ModelCard
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trainer.tiny import ensure_tiny_model
+    from trainer.tools.tiny import ensure_tiny_model
 
     base_path = str(ensure_tiny_model())
     tokenizer = AutoTokenizer.from_pretrained({str(trained_run / "adapter")!r})
@@ -488,6 +491,44 @@ def test_retry_classification_of_network_errors() -> None:
     assert not is_transient(OfflineModeIsEnabled("Cannot reach https://huggingface.co: offline mode is enabled."))
 
 
+def test_with_retries_doubles_its_wait_logs_each_retry_and_raises_the_error_as_it_was(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import time
+
+    waits: list[float] = []
+    monkeypatch.setattr(time, "sleep", waits.append)  # no real wait
+    calls: list[str] = []
+
+    def fails(times: int, error: Exception) -> Any:
+        def call() -> str:
+            calls.append("call")
+            if len(calls) <= times:
+                raise error
+            return "done"
+
+        return call
+
+    with caplog.at_level(logging.WARNING, logger="trainer.hub.retry"):
+        assert with_retries("uploading to alice/x", fails(2, ConnectionResetError("reset")), 4, 0.5) == "done"
+    assert len(calls) == 3 and waits == [0.5, 1.0]
+    assert [record.getMessage() for record in caplog.records] == [
+        "uploading to alice/x failed (ConnectionResetError: reset); retry 1 of 4 in 0.5 s",
+        "uploading to alice/x failed (ConnectionResetError: reset); retry 2 of 4 in 1.0 s",
+    ]
+    calls.clear()
+    waits.clear()
+    down = TimeoutError("timed out")
+    with pytest.raises(TimeoutError) as info:
+        with_retries("whoami", fails(100, down), 3, 1.0)
+    assert info.value is down and len(calls) == 4 and waits == [1.0, 2.0, 4.0]  # first try + 3 retries
+    calls.clear()
+    waits.clear()
+    with pytest.raises(ValueError, match="Invalid metadata"):
+        with_retries("uploading", fails(100, ValueError("Invalid metadata in README.md")), 3, 1.0)
+    assert len(calls) == 1 and waits == []  # not transient: tried once
+
+
 @pytest.mark.parametrize(
     ("error", "transient"),
     [  # what hf-xet (the upload path of real users) raises, as reported in huggingface/xet-core's issues
@@ -707,16 +748,33 @@ def test_loss_chart_lines_and_empty_runs() -> None:
     assert _pixels_near(image, TRAIN_COLOR) > 1000 and _pixels_near(image, EVAL_COLOR) == 0
     empty = render_loss_chart([Series("train loss", [], TRAIN_COLOR)])
     assert _pixels_near(empty, TRAIN_COLOR) == 0 and empty.size == (800, 450)
+    again = render_loss_chart([train, Series("eval loss", [], EVAL_COLOR)])
+    assert again.tobytes() == image.tobytes()  # the same events draw the same pixels
+    both = render_loss_chart([train, Series("eval loss", [(0, 12.0), (50, 2.0), (95, 1.0)], EVAL_COLOR)])
+    assert _pixels_near(both, TRAIN_COLOR) > 1000 and _pixels_near(both, EVAL_COLOR) > 1000
 
 
 @pytest.mark.parametrize(
-    ("low", "high", "expected"),
+    ("steps", "losses"),
     [
-        (0, 10, [0, 2, 4, 6, 8, 10]),
-        (3.6, 4.9, [3.6, 3.8, 4.0, 4.2, 4.4, 4.6, 4.8]),
-        (-1, 1, [-1, -0.5, 0, 0.5, 1]),
-        (0.05, 0.3, [0.05, 0.1, 0.15, 0.2, 0.25, 0.3]),
+        ([5], [3.0]),  # one logged step
+        ([0, 1, 2, 3, 4, 5], [4.9, 4.5, 4.2, 3.9, 3.7, 3.6]),
+        ([0, 250, 500, 750, 1000], [10.0, 6.0, 3.0, 1.0, 0.0]),
+        ([10, 20, 30], [0.3, 0.1, 0.05]),
+        ([0, 40, 80], [-1.0, 0.0, 1.0]),
     ],
 )
-def test_nice_ticks(low: float, high: float, expected: list[float]) -> None:
-    assert nice_ticks(low, high) == pytest.approx(expected)
+def test_loss_chart_ticks_are_round_and_steps_whole(steps: list[int], losses: list[float]) -> None:
+    axes = loss_figure([Series("train loss", list(zip(steps, losses, strict=True)), TRAIN_COLOR)]).axes[0]
+    x_low, x_high = axes.get_xlim()
+    y_low, y_high = axes.get_ylim()
+    assert x_low < min(steps) and max(steps) < x_high and y_low < min(losses) and max(losses) < y_high  # all shown
+    x_ticks = [tick for tick in axes.get_xticks() if x_low <= tick <= x_high]
+    y_ticks = [tick for tick in axes.get_yticks() if y_low <= tick <= y_high]
+    assert len(x_ticks) >= 2 and all(float(tick).is_integer() for tick in x_ticks)  # a step is a whole number
+    assert 3 <= len(y_ticks) <= 8
+    for ticks in (x_ticks, y_ticks):
+        gap = ticks[1] - ticks[0]
+        power = 10 ** math.floor(math.log10(gap))
+        assert any(gap == pytest.approx(m * power) for m in (1, 2, 5))  # 1, 2 or 5 x 10^k apart
+        assert all(tick / gap == pytest.approx(round(tick / gap)) for tick in ticks)  # round: multiples of the gap

@@ -29,7 +29,7 @@ def test_merged_model_loads_by_id_and_matches_base_plus_adapter(
         from peft import PeftModel
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from trainer.hub import push_merged
-        from trainer.tiny import ensure_tiny_model
+        from trainer.tools.tiny import ensure_tiny_model
 
         for repo, folder in {folders!r}.items():
             run = Path(folder)

@@ -21,9 +21,9 @@ def test_a_failed_push_of_a_real_worker_then_retry_push(
         from pathlib import Path
         os.environ["PHI3_STUDIO_DATA_DIR"] = {str(tmp_path)!r}
         from trainer.config import load_config
-        from trainer.runs.queue import JobManager, JobStore
+        from trainer.runs.queue import RunQueue, JobStore
 
-        manager = JobManager(JobStore(Path({str(tmp_path)!r}) / "jobs.sqlite"))
+        manager = RunQueue(JobStore(Path({str(tmp_path)!r}) / "jobs.sqlite"))
         cfg = load_config(preset="tiny-demo", overrides=[
             "max_steps=2", "eval_steps=2", "save_steps=2", "sample_prompts=0", "repo_id=alice/retry-pirate"])
         job = manager.submit(cfg, token={ALICE_TOKEN!r})

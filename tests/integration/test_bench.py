@@ -7,8 +7,8 @@ import json
 import pytest
 
 from trainer.__main__ import main
-from trainer.bench import flops_per_step, needs_checkpointing, peak_tflops, synthetic_rows
 from trainer.phi3 import PHI3_MINI_CONFIG as PHI3_MINI
+from trainer.tools.bench import flops_per_step, needs_checkpointing, peak_tflops, synthetic_rows
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +63,7 @@ def test_synthetic_rows_fit_and_have_a_long_tail(phi3_tokenizer):
 
 
 def test_a_failed_configuration_is_recorded_and_the_others_still_run(tiny_model_path, tmp_path, monkeypatch):
-    import trainer.bench as bench
+    import trainer.tools.bench as bench
 
     real = bench._run_one
 

@@ -20,10 +20,11 @@ def test_trl_sft_runs_the_downloaded_config_and_writes_the_runs_lora(demo, tmp_p
     from transformers import AutoModelForCausalLM
     from trl.cli.main import main as trl_main
 
-    from trainer.ui.runs_tab import trl_zip
+    from trainer.runs.service import RunService
 
     result, _ = demo
-    with zipfile.ZipFile(trl_zip(SimpleNamespace(id=1, run_dir=str(result.run_dir)))) as archive:
+    job = SimpleNamespace(id=1, run_dir=str(result.run_dir))
+    with zipfile.ZipFile(RunService.trl_archive(job, tmp_path / "download" / "run-1-trl")) as archive:
         assert sorted(archive.namelist()) == ["trl_data/", "trl_data/test.jsonl", "trl_data/train.jsonl", TRL_FILE]
         archive.extractall(tmp_path)
     rows = (tmp_path / "trl_data" / "train.jsonl").read_text(encoding="utf-8").splitlines()

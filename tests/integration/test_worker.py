@@ -15,7 +15,7 @@ import pytest
 
 from trainer.config import load_config, save_yaml
 from trainer.runs import folder as rf
-from trainer.runs.queue import JobManager, JobStore, pid_alive
+from trainer.runs.queue import JobStore, RunQueue, pid_alive
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,7 @@ def _wait(manager, job_id, until, timeout=240.0):
 
 def test_two_processes_cancel_with_a_checkpoint_and_resume_to_one_adapter(tiny_model_path, tmp_path, monkeypatch):
     monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path))
-    manager = JobManager(JobStore(tmp_path / "jobs.sqlite"), grace_s=60, gpu_count=lambda: 2)  # "all" GPUs: two
+    manager = RunQueue(JobStore(tmp_path / "jobs.sqlite"), grace_s=60, gpu_count=lambda: 2)  # "all" GPUs: two
     cfg = load_config(
         preset="tiny-demo",
         overrides=["max_steps=400", "save_steps=1000", "eval_steps=1000", "logging_steps=1", "sample_prompts=1"],

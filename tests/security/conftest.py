@@ -112,7 +112,8 @@ def simulate_space(monkeypatch) -> None:
 def _space_app(tmp_path_factory):
     """The app is built once per test module (building Blocks takes about a second); `space` resets its state."""
     from trainer.runs.access import Limits
-    from trainer.runs.queue import JobManager, JobStore
+    from trainer.runs.queue import JobStore, RunQueue
+    from trainer.runs.service import RunService
     from trainer.ui import build_app
 
     data_dir = tmp_path_factory.mktemp("space")
@@ -132,8 +133,8 @@ def _space_app(tmp_path_factory):
         launcher = data_dir / "python"
         launcher.write_text(f'#!/bin/sh\nshift 3\nexec {sys.executable} {worker} "$@"\n')  # drop "-m trainer train"
         launcher.chmod(0o755)
-        manager = JobManager(JobStore(data_dir / "jobs.sqlite"), python=str(launcher), limits=Limits.from_env())
-        yield Space(build_app(manager, on_gpu=False), manager, data_dir)
+        manager = RunQueue(JobStore(data_dir / "jobs.sqlite"), python=str(launcher), limits=Limits.from_env())
+        yield Space(build_app(RunService(manager), on_gpu=False), manager, data_dir)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 
 from trainer.config import preset_config
 from trainer.runs.access import Caller
-from trainer.ui.continuing import resolve_parent
+from trainer.runs.service import RunService
 from trainer.ui.form import form_fields
 
 from .conftest import ALICE_OAUTH, oauth, profile
@@ -57,9 +57,10 @@ def test_locally_the_person_at_the_machine_may_name_a_folder(space, tmp_path):
     local = Caller(name=None, token=None, admin=True, local=True)
     cfg = preset_config("tiny-demo")
     cfg.model.adapter_name_or_path = str(tmp_path)
-    assert resolve_parent(space.manager, local, cfg) is None and cfg.model.adapter_name_or_path == str(tmp_path)
+    resolve_parent = RunService(space.manager).resolve_parent
+    assert resolve_parent(local, cfg) is None and cfg.model.adapter_name_or_path == str(tmp_path)
     cfg.model.adapter_name_or_path = f"run #{space.run_of('bob').id}"  # locally every run is the user's
-    assert resolve_parent(space.manager, local, cfg) is None
+    assert resolve_parent(local, cfg) is None
     assert cfg.model.adapter_name_or_path == space.run_of("bob").run_dir
 
 

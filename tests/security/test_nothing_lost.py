@@ -13,7 +13,7 @@ import pytest
 
 from trainer.config import load_config
 from trainer.runs import folder as rf
-from trainer.runs.queue import JobManager, JobStore
+from trainer.runs.queue import JobStore, RunQueue
 
 from .conftest import finished_run, oauth, profile
 
@@ -42,7 +42,7 @@ def test_a_run_that_ended_while_the_server_was_down_keeps_its_outcome(tmp_path, 
     run_dir = tmp_path / "runs" / "r"
     job_id = _running(store, run_dir, state=state, eval_loss_after=0.18)
     rf.write_json_atomic(run_dir / rf.EXIT_FILE, {"code": exit_code})
-    JobManager(store, python="/bin/false").recover()
+    RunQueue(store, python="/bin/false").recover()
     assert store.get(job_id).status == expected
     status = rf.read_json(run_dir / rf.STATUS_FILE)
     assert status["state"] == state and status["eval_loss_after"] == 0.18  # the worker's own record, not overwritten
@@ -53,7 +53,7 @@ def test_a_run_whose_worker_vanished_is_interrupted_and_resumable(tmp_path):
     run_dir = tmp_path / "runs" / "r"
     job_id = _running(store, run_dir, state="running")
     (run_dir / rf.CHECKPOINTS_DIR / "checkpoint-20").mkdir(parents=True)
-    JobManager(store, python="/bin/false").recover()
+    RunQueue(store, python="/bin/false").recover()
     job = store.get(job_id)
     assert job.status == "interrupted" and job.resumable and "resume it from its last checkpoint" in job.error
 
@@ -62,7 +62,7 @@ def test_a_queued_run_waits_for_its_owner_to_sign_in_after_a_restart(space, monk
     monkeypatch.setattr(space.manager, "schedule", lambda: None)  # the old server stops before the run starts
     outputs = space.fns["start"](space.form(), profile("alice"), oauth("hf_oauthALICE1111"))
     job_id = int(outputs[-1]["value"])
-    restarted = JobManager(space.manager.store, python=space.manager.python)  # its token is gone with the old one
+    restarted = RunQueue(space.manager.store, python=space.manager.python)  # its token is gone with the old one
     restarted.recover()
     job = restarted.store.get(job_id)
     assert job.status == "queued" and restarted.waiting_for_owner(job)  # not failed, not started without a token
@@ -177,6 +177,6 @@ def test_a_worker_stopped_by_the_time_limit_leaves_a_resumable_job(tmp_path):
     run_dir = tmp_path / "runs" / "r"
     job_id = _running(store, run_dir)
     (run_dir / rf.CHECKPOINTS_DIR / "checkpoint-3").mkdir(parents=True)
-    JobManager(store, python="/bin/false")._finish(job_id, 5)
+    RunQueue(store, python="/bin/false")._finish(job_id, 5)
     job = store.get(job_id)
     assert job.status == "time_limit" in RESUMABLE and job.resumable and "time limit" in job.error

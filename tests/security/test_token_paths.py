@@ -11,7 +11,7 @@ import ast
 from trainer.paths import PROJECT_ROOT
 
 HOLDERS = {"submit", "attach_token", "action"}
-"""JobManager calls that keep the caller's own token for their worker (`action`: Resume through the Runs tab)."""
+"""RunQueue calls that keep the caller's own token for their worker (`action`: Resume through the Runs tab)."""
 
 
 def token_handoffs(source: str) -> list[tuple[int, str]]:

@@ -13,7 +13,6 @@ import pytest
 
 from trainer.runs import folder as rf
 from trainer.runs.access import Caller, caller_from, dataset_problem, upload_dir
-from trainer.ui.train_tab import save_upload
 
 from .conftest import ALICE_OAUTH, BOB_OAUTH, SPACE_TOKEN, oauth, profile
 
@@ -154,13 +153,21 @@ def test_uploads_go_to_the_users_folder_in_a_random_folder_under_a_safe_name(spa
     assert dataset_problem(caller_from("bob", BOB_OAUTH), str(saved)) is not None  # not bob's
 
 
+def _uploads(tmp_path, limits):
+    """The run service's upload handling under `limits` (its job table in `tmp_path`)."""
+    from trainer.runs.queue import JobStore, RunQueue
+    from trainer.runs.service import RunService
+
+    return RunService(RunQueue(JobStore(tmp_path / "jobs.sqlite"), limits=limits)).save_upload
+
+
 def test_an_upload_over_the_limit_is_refused(tmp_path, monkeypatch):
     from trainer.runs.access import Limits
 
     monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path))
     data = tmp_path / "big.jsonl"
     data.write_bytes(b"x" * 2 * 2**20)
-    saved, error = save_upload(str(data), Caller("alice", None), Limits(upload_mb=1))
+    saved, error = _uploads(tmp_path, Limits(upload_mb=1))(Caller("alice", None), str(data))
     assert saved is None and "is 2 MB; uploads here are up to 1 MB" in error
 
 
@@ -170,11 +177,11 @@ def test_a_users_uploads_together_are_limited(tmp_path, monkeypatch):
     monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path))
     data = tmp_path / "part.jsonl"
     data.write_bytes(b"x" * 2**20)
-    limits = Limits(upload_mb=2, uploads_mb=3)
-    kept = [save_upload(str(data), Caller("alice", None), limits) for _ in range(4)]  # 10 x 10 MB were all kept
+    save_upload = _uploads(tmp_path, Limits(upload_mb=2, uploads_mb=3))
+    kept = [save_upload(Caller("alice", None), str(data)) for _ in range(4)]  # 10 x 10 MB were all kept
     assert [saved is not None for saved, _ in kept] == [True, True, True, False]
     assert "already take 3 MB, and **part.jsonl** would pass the 3 MB a user may keep" in kept[3][1]
-    assert save_upload(str(data), Caller("bob", None), limits)[0] is not None  # per user, not for all
+    assert save_upload(Caller("bob", None), str(data))[0] is not None  # per user, not for all
 
 
 def test_compare_offers_only_the_users_runs_by_id(space):

@@ -9,7 +9,8 @@ import inspect
 import gradio as gr
 import pytest
 
-from trainer.runs.queue import JobManager, JobStore
+from trainer.runs.queue import JobStore, RunQueue
+from trainer.runs.service import RunService
 from trainer.ui import build_app
 from trainer.ui.compare_tab import PANES_CSS, not_compared
 
@@ -37,7 +38,7 @@ def compare(tmp_path, monkeypatch):
     monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("OAUTH_CLIENT_ID", raising=False)
     monkeypatch.setattr(ChatEngine, "from_source", staticmethod(lambda *args, **kwargs: FakeEngine()))
-    blocks = build_app(JobManager(JobStore(tmp_path / "jobs.sqlite"), python="/bin/false"), on_gpu=False)
+    blocks = build_app(RunService(RunQueue(JobStore(tmp_path / "jobs.sqlite"), python="/bin/false")), on_gpu=False)
     fns = {fn.name: fn.fn for fn in blocks.fns.values() if fn.fn is not None}
     components = {block.elem_id: block for block in blocks.blocks.values() if block.elem_id}
     send = inspect.unwrap(fns["send"])  # the handler itself, inside the wrapper that shows refusals as messages
@@ -248,7 +249,7 @@ def test_on_zerogpu_the_compare_answers_run_inside_a_gpu_allocation(tmp_path, mo
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
     assert gpu_call(handler)() == "answer" and allocations == [COMPARE_GPU_S]
     monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path))
-    blocks = build_app(JobManager(JobStore(tmp_path / "jobs.sqlite"), python="/bin/false"), on_gpu=False)
+    blocks = build_app(RunService(RunQueue(JobStore(tmp_path / "jobs.sqlite"), python="/bin/false")), on_gpu=False)
     on_gpu = {fn.name for fn in blocks.fns.values() if getattr(fn.fn, "__wrapped__", None) is not None}
     assert on_gpu == {"send", "regenerate"}  # both answer with the models; nothing else holds the GPU
 

@@ -81,7 +81,7 @@ def test_a_missing_unfinished_or_unreadable_adapter_is_refused(tmp_path, make, e
 
 
 def test_a_run_folder_resolves_to_its_adapter_and_a_tiny_adapter_to_its_base(tmp_path):
-    from trainer.tiny import cache_root, recipe_hash
+    from trainer.tools.tiny import cache_root, recipe_hash
 
     run = _run_folder(tmp_path / "run", base="tiny-phi3")
     for name in (run, run / rf.ADAPTER_DIR):  # the run folder, or its adapter/ folder: the same run

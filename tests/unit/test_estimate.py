@@ -414,11 +414,11 @@ def _timings(folder, lora_rate: float, qlora_rate: float):
 
 def test_the_demo_s_time_is_per_method_from_its_saved_timing_and_counts_the_whole_run(tmp_path, monkeypatch):
     import trainer.estimate.plan as plan
-    import trainer.tiny
+    import trainer.tools.tiny
 
     _timings(tmp_path / "demo-cpu", 1000.0, 500.0)
     monkeypatch.setattr(plan, "DEMO_TIMINGS_DIR", tmp_path / "demo-cpu")
-    monkeypatch.setattr(trainer.tiny, "tiny_model_built", lambda: True)
+    monkeypatch.setattr(trainer.tools.tiny, "tiny_model_built", lambda: True)
     monkeypatch.setattr(plan.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
     cpu = Device("CPU (2 cores)", "cpu", 8 * GIB, None, "this machine")
     cfg = preset_config("tiny-demo")
@@ -434,7 +434,7 @@ def test_the_demo_s_time_is_per_method_from_its_saved_timing_and_counts_the_whol
     )
     assert lora_time.build_s == 0 and lora_time.load is None and not render_time(lora_time)[1].startswith("⚠️")
 
-    monkeypatch.setattr(trainer.tiny, "tiny_model_built", lambda: False)  # a machine that never built it
+    monkeypatch.setattr(trainer.tools.tiny, "tiny_model_built", lambda: False)  # a machine that never built it
     first = estimate_time(preset_config("tiny-demo"), model_shape("tiny-phi3"), cpu, [27] * 240)
     assert first.build_s == 51.0 and "about **76 s** in all" in render_time(first)[0]
     assert "**51 s** first to build the demo model (once)" in render_time(first)[0]

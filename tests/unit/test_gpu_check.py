@@ -1,4 +1,4 @@
-"""The prepared GPU check (trainer.gpu_check): the steps it runs, where it writes, and that it saves as it goes."""
+"""The prepared GPU check (trainer.tools.gpu_check): the steps it runs, where it writes, that it saves as it goes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-import trainer.gpu_check as gc
+import trainer.tools.gpu_check as gc
 from trainer.paths import PROJECT_ROOT
 
 

@@ -19,8 +19,12 @@ from pathlib import Path
 import pytest
 
 from trainer.config import load_config
+from trainer.errors import EXIT_CANCELLED
 from trainer.runs import folder as rf
-from trainer.runs.queue import EXIT_CANCELLED, FINISHED, JobManager, JobStore, failure_cause, pid_alive
+from trainer.runs import processes
+from trainer.runs.processes import failure_cause, pid_alive
+from trainer.runs.queue import JobStore, RunQueue
+from trainer.runs.state import FINISHED
 
 FAKE_WORKER = textwrap.dedent(
     """
@@ -66,7 +70,7 @@ def manager(tmp_path, monkeypatch):
     launcher = tmp_path / "python"
     launcher.write_text(f'#!/bin/sh\nshift 3\nexec {sys.executable} {script} "$@"\n')  # drop "-m trainer train"
     launcher.chmod(0o755)
-    return JobManager(JobStore(tmp_path / "jobs.sqlite"), python=str(launcher), grace_s=1.0)
+    return RunQueue(JobStore(tmp_path / "jobs.sqlite"), python=str(launcher), grace_s=1.0)
 
 
 def _config(what: str):
@@ -174,7 +178,7 @@ def test_recovery_after_a_restart_marks_dead_workers_interrupted(manager, tmp_pa
     dead.wait()
     for job in (with_ckpt, without):
         store.update(job.id, status="running", pid=dead.pid, started_at=time.time())
-    JobManager(store, python=manager.python).recover()  # a new server process
+    RunQueue(store, python=manager.python).recover()  # a new server process
     a, b = store.get(with_ckpt.id), store.get(without.id)
     assert a.status == b.status == "interrupted"
     assert a.resumable and "resume it from its last checkpoint" in a.error
@@ -188,7 +192,7 @@ def test_recovery_keeps_watching_a_live_worker(manager, tmp_path):
     rf.write_status(tmp_path / "runs" / "live", "succeeded")
     sleeper = subprocess.Popen(["sleep", "1"], start_new_session=True)
     store.update(job.id, status="running", pid=sleeper.pid, started_at=time.time())
-    restarted = JobManager(store, python=manager.python)
+    restarted = RunQueue(store, python=manager.python)
     restarted.recover()
     assert store.get(job.id).status == "running"  # not marked failed: its worker is alive
     sleeper.wait()
@@ -271,8 +275,8 @@ def test_pid_alive():
 def test_a_reused_pid_or_a_thread_id_is_not_the_worker():
     """Cancel signals a pid only while it is still the worker: never a later process, nor some process's thread."""
     me = os.getpid()
-    assert pid_alive(me, rf.process_start(me))
-    assert not pid_alive(me, rf.process_start(me) + 1)  # same number, another start time: a reused pid
+    assert pid_alive(me, processes.process_start(me))
+    assert not pid_alive(me, processes.process_start(me) + 1)  # same number, another start time: a reused pid
     ready, done = threading.Event(), threading.Event()
     tids = []
     worker = threading.Thread(target=lambda: (tids.append(threading.get_native_id()), ready.set(), done.wait(5)))
@@ -290,7 +294,7 @@ def test_a_reused_pid_or_a_thread_id_is_not_the_worker():
 def test_a_cli_run_whose_pid_now_names_another_process_is_interrupted_and_never_signalled(manager, tmp_path):
     bystander = subprocess.Popen(["sleep", "30"])
     try:
-        start = rf.process_start(bystander.pid)
+        start = processes.process_start(bystander.pid)
         _cli_run(tmp_path / "runs", "old", state="running", pid=bystander.pid, pid_start=start - 1)
         (job,) = manager.adopt_runs()
         assert job.status == "interrupted" and job.pid is None
@@ -502,7 +506,7 @@ def test_after_a_restart_the_owner_s_return_follows_their_job_again(manager, rem
     from trainer.runs.remote import JobsError
 
     job = manager.submit(_config("sleep:30"), owner="alice", token="hf_alice", flavor="a10g-large")
-    restarted = JobManager(manager.store, python=manager.python)  # a new server: no backend, no tokens yet
+    restarted = RunQueue(manager.store, python=manager.python)  # a new server: no backend, no tokens yet
     restarted.poll_s = 0.05
     fresh = FakeJobs()  # the new server's own backend: only its follower asks it (the old server's asks `remote`)
     monkeypatch.setattr(trainer.runs.remote, "HfJobsBackend", lambda *a, **k: fresh)
@@ -514,7 +518,7 @@ def test_after_a_restart_the_owner_s_return_follows_their_job_again(manager, rem
         time.sleep(0.02)
     assert fresh.polled  # followed again, by a backend the follower made itself (nothing else has made one yet)
     with pytest.raises(ValueError, match="sign in again to cancel it"):  # another new server, before she returns
-        JobManager(manager.store, python=manager.python).cancel(job.id)
+        RunQueue(manager.store, python=manager.python).cancel(job.id)
     fresh.cancel = lambda *a: (_ for _ in ()).throw(JobsError("Hugging Face Jobs: cannot cancel the job: x."))
     with pytest.raises(ValueError, match="cannot cancel the job"):  # a refusal the Runs tab shows as a warning
         restarted.cancel(job.id)
@@ -527,7 +531,7 @@ def test_a_rebuilt_table_keeps_a_running_hugging_face_job_followed_and_cancellab
     (not an interrupted local run that Cancel cannot reach), followed and cancellable again when its owner returns."""
     job = manager.submit(_config("sleep:30"), owner="alice", token="hf_alice", flavor="a10g-large")
     (tmp_path / "jobs.sqlite").rename(tmp_path / "jobs.sqlite.lost")
-    rebuilt = JobManager(JobStore(tmp_path / "jobs.sqlite"), python=manager.python)
+    rebuilt = RunQueue(JobStore(tmp_path / "jobs.sqlite"), python=manager.python)
     (adopted,) = rebuilt.adopt_runs()
     assert (adopted.status, adopted.backend, adopted.owner, adopted.run_dir) == (
         "running",

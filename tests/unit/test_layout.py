@@ -28,13 +28,13 @@ FLOORS = [
     ["trainer.hubkernels", "trainer.versions", "trainer.runs.state"],
     ["trainer", "trainer.phi3", "trainer.runs.folder"],  # the package installs the Hub kernels policy on import
     ["trainer.config", "trainer.runs.store", "trainer.runs.processes"],
-    ["trainer.data", "trainer.tiny"],
+    ["trainer.data", "trainer.tools.tiny"],
     ["trainer.modeling", "trainer.samples", "trainer.estimate"],
     ["trainer.hub", "trainer.runs.remote"],
     ["trainer.callbacks", "trainer.trl_export"],
     ["trainer.training", "trainer.chat", "trainer.runs.access"],
-    ["trainer.preflight", "trainer.runs.queue", "trainer.bench"],
-    ["trainer.runs", "trainer.bench_chat", "trainer.gpu_check"],  # trainer.runs: the service, over its parts
+    ["trainer.preflight", "trainer.runs.queue", "trainer.tools.bench"],
+    ["trainer.runs", "trainer.tools.bench_chat", "trainer.tools.gpu_check"],  # runs: the service, over its parts
     ["trainer.ui", "trainer.__main__"],
 ]
 

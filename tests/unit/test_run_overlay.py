@@ -7,13 +7,10 @@ import pytest
 from trainer.config import load_config, save_yaml
 from trainer.runs import folder as rf
 from trainer.runs.access import AccessError, Caller
+from trainer.runs.queue import RunQueue
+from trainer.runs.service import RunService
 from trainer.runs.store import JobStore
 from trainer.ui.run_overlay import compare, overlay_frame, settings_diff
-
-
-class _Manager:
-    def __init__(self, store):
-        self.store = store
 
 
 def _run(store, tmp_path, folder, owner, overrides, losses):
@@ -37,7 +34,7 @@ def runs(tmp_path):
         "b": _run(store, tmp_path, "lr-low", "alice", ["learning_rate=0.0003", "r=8"], [3.5, 3.1, 2.9]),
         "bob": _run(store, tmp_path, "bobs", "bob", ["learning_rate=0.1"], [1.0]),
     }
-    return _Manager(store), ids
+    return RunService(RunQueue(store, python="/bin/false")), ids
 
 
 def test_the_loss_curves_of_the_runs_share_one_chart(runs):

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from trainer import tiny
 from trainer.runs import folder as rf
+from trainer.tools import tiny
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from trainer.ui.form import (
     widget_value,
 )
 from trainer.ui.runs_tab import loss_frame, metrics_markdown, progress_html
-from trainer.ui.train_tab import save_upload
 
 
 def _form(cfg) -> dict:
@@ -70,16 +69,25 @@ def test_demo_mode_only_trains_the_tiny_model():
 LOCAL = Caller(name=None, token=None, admin=True, local=True)
 
 
+def _service(tmp_path):
+    """A run service over an empty job table (no worker is ever started)."""
+    from trainer.runs.queue import JobStore, RunQueue
+    from trainer.runs.service import RunService
+
+    return RunService(RunQueue(JobStore(tmp_path / "jobs.sqlite"), python="/bin/false"))
+
+
 def test_upload_keeps_supported_files_and_refuses_others(tmp_path, monkeypatch):
     monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path / "data"))
     good = tmp_path / "mine.csv"
     good.write_text("prompt,completion\nhi,hello\n")
-    saved, error = save_upload(str(good), LOCAL)
+    save_upload = _service(tmp_path).save_upload
+    saved, error = save_upload(LOCAL, str(good))
     assert error == "" and Path(saved).name == "mine.csv"
     assert Path(saved).parent.parent == tmp_path / "data" / "uploads" / "local"
     bad = tmp_path / "notes.txt"
     bad.write_text("x")
-    saved, error = save_upload(str(bad), LOCAL)
+    saved, error = save_upload(LOCAL, str(bad))
     assert saved is None and ".txt files are not supported" in error and ".jsonl" in error
 
 
@@ -124,7 +132,8 @@ def test_progress_and_metrics():
 def test_a_worker_error_is_shown_with_the_form_s_words(tmp_path, monkeypatch, capsys):
     """The worker is the CLI; in a worker it leaves hints neutral, and the Runs tab words them for the form."""
     from trainer.__main__ import main
-    from trainer.runs.queue import Job, failure_cause
+    from trainer.runs.processes import failure_cause
+    from trainer.runs.queue import Job
     from trainer.ui.runs_tab import status_markdown
 
     qa = tmp_path / "qa.csv"
@@ -134,7 +143,8 @@ def test_a_worker_error_is_shown_with_the_form_s_words(tmp_path, monkeypatch, ca
     log = capsys.readouterr().err
     assert "set data.column_mapping to `question=user,answer=assistant`" in log and "--map" not in log
     job = Job(1, None, "qa", "failed", str(tmp_path), 0.0, error=failure_cause(log, 2))
-    shown = status_markdown(None, job)
+    service = _service(tmp_path)
+    shown = status_markdown(service, service.view(job))
     assert "set **Column mapping** to `question=user, answer=assistant`" in shown and "--map" not in shown
     assert "**Cause:** **Format:** cannot detect the format" in shown and "data.format" not in shown  # its label
 
@@ -167,7 +177,8 @@ def test_a_run_name_is_shown_as_text_never_as_a_link_image_or_heading(tmp_path):
     from trainer.ui.runs_tab import status_markdown
 
     name = "# ![x](https://evil.example/x.png) [sign in again](https://phish.example) <img src=x>"
-    shown = status_markdown(None, Job(1, None, name, "succeeded", str(tmp_path), 0.0))
+    service = _service(tmp_path)
+    shown = status_markdown(service, service.view(Job(1, None, name, "succeeded", str(tmp_path), 0.0)))
     table = diff_markdown({name: preset_config("tiny-demo"), "b": preset_config("lora")}, {name: {}, "b": {}})
     for text in (shown.split("\n", 1)[1], table):  # (the headline's own "### Run #1" aside)
         assert not re.search(r"(?<!\\)[\[\]#]", text), text  # every [ ] # of the name escaped

@@ -9,7 +9,8 @@ import gradio as gr
 import pytest
 
 from trainer.runs import folder as rf
-from trainer.runs.queue import JobManager, JobStore
+from trainer.runs.queue import JobStore, RunQueue
+from trainer.runs.service import RunService
 from trainer.ui import build_app
 
 
@@ -26,7 +27,7 @@ def app(tmp_path, monkeypatch):
         rf.append_event(run_dir, {"step": 1, "total_steps": 1, "loss": 1.0})
         job = store.create(run_dir, name=f"pirates of {owner}", owner=owner)
         store.update(job.id, status="succeeded")
-    blocks = build_app(JobManager(store, python="/bin/false"), on_gpu=False)
+    blocks = build_app(RunService(RunQueue(store, python="/bin/false")), on_gpu=False)
     handlers = {fn.name: fn.fn for fn in blocks.fns.values() if fn.fn is not None and fn.name != "handler"}
     handlers["components"] = {block.elem_id: block for block in blocks.blocks.values() if block.elem_id}
     handlers["blocks"] = blocks
@@ -212,7 +213,7 @@ def test_a_gpu_machine_with_everything_offers_every_option(tmp_path, monkeypatch
     monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path))
     monkeypatch.setattr(trainer.preflight, "unavailable_options", lambda on_gpu: {} if on_gpu else {"x": "y"})
     monkeypatch.setattr(transformers.utils, "is_flash_attn_2_available", lambda: True)
-    blocks = build_app(JobManager(JobStore(tmp_path / "jobs.sqlite"), python="/bin/false"), on_gpu=True)
+    blocks = build_app(RunService(RunQueue(JobStore(tmp_path / "jobs.sqlite"), python="/bin/false")), on_gpu=True)
     components = {b.elem_id: b for b in blocks.blocks.values() if b.elem_id}
     assert components["field-load_in_4bit"].interactive is None  # an input, as any other
     assert "flash_attention_2" in [v for _, v in components["field-attn_implementation"].choices]

@@ -18,8 +18,9 @@ import pytest
 from trainer import distributed as dist
 from trainer.config import load_config, save_yaml
 from trainer.runs import folder as rf
-from trainer.runs.processes import pid_alive, training_pids, worker_argv
-from trainer.runs.queue import JobManager, JobStore, failure_cause
+from trainer.runs import processes
+from trainer.runs.processes import failure_cause, pid_alive, training_pids, worker_argv
+from trainer.runs.queue import JobStore, RunQueue
 
 FAKE_TORCHRUN = textwrap.dedent(
     """
@@ -37,12 +38,13 @@ FAKE_TORCHRUN = textwrap.dedent(
 FAKE_CHILD = textwrap.dedent(
     """
     import json, os, pathlib, signal, sys, time
+    import psutil
     run_dir = pathlib.Path(sys.argv[1])
     what = (run_dir / "config.yaml").read_text()
     stop = []
     signal.signal(signal.SIGTERM, signal.SIG_IGN if "ignore-term" in what else lambda *a: stop.append(1))
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # as trainer.runs.processes.on_term does
-    start = int(pathlib.Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    start = psutil.Process().create_time()
     status = json.loads((run_dir / "status.json").read_text())
     status["worker_pids"] = [[os.getpid(), start]]
     (run_dir / "status.json").write_text(json.dumps(status))
@@ -63,7 +65,7 @@ def manager(tmp_path, monkeypatch):
     python = tmp_path / "python"
     python.write_text(f'#!/bin/sh\nexec {sys.executable} {tmp_path / "fake_torchrun.py"} "$@"\n')
     python.chmod(0o755)
-    return JobManager(JobStore(tmp_path / "jobs.sqlite"), python=str(python), grace_s=1.0, gpu_count=lambda: 2)
+    return RunQueue(JobStore(tmp_path / "jobs.sqlite"), python=str(python), grace_s=1.0, gpu_count=lambda: 2)
 
 
 def _wait(until, timeout=20.0):
@@ -85,10 +87,10 @@ def test_a_run_set_to_all_gpus_gets_one_process_per_gpu_under_torchrun(tmp_path)
     ]
     assert worker_argv("py", run, processes=1)[:4] == ["py", "-m", "trainer", "train"]  # one GPU: no launcher
 
-    manager = JobManager(JobStore(tmp_path / "jobs.sqlite"), gpu_count=lambda: 2)
-    for gpus, processes in (("all", 2), ("one", 1)):
+    manager = RunQueue(JobStore(tmp_path / "jobs.sqlite"), gpu_count=lambda: 2)
+    for gpus, count in (("all", 2), ("one", 1)):
         save_yaml(load_config(preset="tiny-demo", overrides=[f"run.gpus={gpus}"]), run / rf.CONFIG_FILE)
-        assert manager._processes(run) == processes
+        assert manager._processes(run) == count
     with pytest.raises(ValueError, match="run.gpus"):
         load_config(preset="tiny-demo", overrides=["run.gpus=2"])  # all or one
 
@@ -150,7 +152,7 @@ def test_a_failure_cause_is_read_from_the_training_process_not_from_torchruns_re
 
 
 def test_only_live_training_processes_are_signalled(tmp_path):
-    me = [os.getpid(), rf.process_start(os.getpid())]
+    me = [os.getpid(), processes.process_start(os.getpid())]
     rf.write_status(tmp_path, "running", worker_pids=[me, [os.getpid(), me[1] + 1], [2**22 + 7, 1]])
     assert training_pids(tmp_path) == [os.getpid()]  # a reused pid (another start time) and a gone one are left out
 

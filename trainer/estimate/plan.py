@@ -187,7 +187,7 @@ def flops_per_token(shape: ModelShape, cfg: RunConfig, mean_length: float) -> fl
 def measured_throughput(device: Device, cfg: RunConfig, folder: Path = BENCHMARKS_DIR) -> Throughput | None:
     """The project's own benchmark figure for this device, method and model size, if one was saved.
 
-    Reads every `bench.json` under `folder` (see trainer.bench); takes the variant that matches the config (the
+    Reads every `bench.json` under `folder` (see trainer.tools.bench); takes the variant that matches the config (the
     optimised path is padding-free without forced checkpointing) at the sequence length nearest max_length.
     """
     tiny = cfg.model.model_name_or_path == TINY_MODEL_NAME
@@ -369,7 +369,7 @@ def estimate_time(
         return TimeEstimate(tokens, padding, steps, seconds, rate, device)
     overhead = build = 0.0
     if cfg.model.model_name_or_path == TINY_MODEL_NAME and (timing := demo_timing(method_of(cfg))) is not None:
-        from trainer.tiny import tiny_model_built
+        from trainer.tools.tiny import tiny_model_built
 
         overhead, build = timing.overhead_s, 0.0 if tiny_model_built() else timing.build_s
     load, cores = os.getloadavg()[0], os.cpu_count() or 1

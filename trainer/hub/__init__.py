@@ -3,7 +3,7 @@
 - `trainer.hub.auth`: the token (`resolve_token`), repo-ID checks and the fail-fast write check (`check_push_access`).
 - `trainer.hub.retry`: which failures are retried, and how each is worded for the user (`HubError`).
 - `trainer.hub.card`: the model card, rendered from the template `model_card.md` (adapter and merged model).
-- `trainer.hub.chart`: the loss curve PNG that the card shows.
+- `trainer.hub.chart`: the loss curve PNG that the card shows (matplotlib).
 - `trainer.hub.push`: push a run, a merged model, and checkpoints in the background while training.
 
 The token is a runtime secret: it is never logged, written to the run folder or put in an error message.
@@ -17,8 +17,8 @@ from trainer.hub.chart import (
     TRAIN_COLOR,
     Series,
     loss_curve_png,
+    loss_figure,
     loss_series,
-    nice_ticks,
     render_loss_chart,
 )
 from trainer.hub.push import (
@@ -54,12 +54,12 @@ __all__ = [
     "hub_error",
     "is_transient",
     "loss_curve_png",
+    "loss_figure",
     "loss_series",
     "merge_adapter",
     "merged_card",
     "merged_repo_id",
     "model_card",
-    "nice_ticks",
     "push_checkpoint",
     "push_merged",
     "push_run",

@@ -36,8 +36,9 @@ def base_model_id(model_name_or_path: str) -> str:
     """The base model as the card names it: the Hub ID when it is one, else the configured name.
 
     A Hub ID (``microsoft/Phi-3-mini-4k-instruct``) is kept, so the Hub links the adapter to its base. The offline
-    tiny model keeps its configured name ``tiny-phi3`` (it is built locally by `trainer.tiny`, there is no Hub repo
-    to point at), and a local folder is named by its last path part, never by a machine-specific absolute path.
+    tiny model keeps its configured name ``tiny-phi3`` (it is built locally by `trainer.tools.tiny`, there is no
+    Hub repo to point at), and a local folder is named by its last path part, never by a machine-specific absolute
+    path.
     """
     name = model_name_or_path.strip()
     if name == TINY_MODEL_NAME or (REPO_ID_RE.match(name) and not Path(name).expanduser().is_absolute()):
@@ -119,7 +120,9 @@ def model_card(run_dir: Path, repo_id: str | None = None) -> str:
         repo_id,
         merged=False,
         method="QLoRA (4-bit NF4 base)" if model.get("load_in_4bit") else "LoRA",
-        base_link=f"`{base}` (the tiny offline Phi-3 of `trainer.tiny`)" if base == TINY_MODEL_NAME else _link(base),
+        base_link=(
+            f"`{base}` (the tiny offline Phi-3 of `trainer.tools.tiny`)" if base == TINY_MODEL_NAME else _link(base)
+        ),
         data_lines=_data_lines(data),
         loss_curve=LOSS_CURVE_FILE,
         settings_summary=(

@@ -1,6 +1,8 @@
-"""The loss curve of a run as a PNG line chart (train and eval loss against the step), drawn with Pillow.
+"""The loss curve of a run as a PNG line chart (train and eval loss against the step), drawn with matplotlib.
 
-Pillow is already installed with gradio/transformers; a plotting library would add weight for one chart.
+matplotlib is the standard Python plotting library. It is imported only when a chart is drawn, and used through a
+`Figure` on the Agg canvas, never pyplot: no display, no global figure or backend state, and the same pixels for the
+same events (the PNG is written by Pillow, with no timestamp in it).
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from typing import TYPE_CHECKING, Any
 from trainer.runs import folder as rf
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
     from PIL import Image
 
 LOSS_CURVE_FILE = "loss.png"
+CHART_SIZE = (800, 450)
+DPI = 100  # CHART_SIZE / DPI inches: a figure of exactly CHART_SIZE pixels
 
 
 @dataclass
@@ -29,8 +34,8 @@ class Series:
     color: tuple[int, int, int]
 
 
-TRAIN_COLOR = (31, 119, 180)
-EVAL_COLOR = (255, 127, 14)
+TRAIN_COLOR = (31, 119, 180)  # matplotlib's tab:blue
+EVAL_COLOR = (255, 127, 14)  # tab:orange
 
 
 def loss_series(events: Sequence[dict[str, Any]]) -> list[Series]:
@@ -54,31 +59,52 @@ def loss_series(events: Sequence[dict[str, Any]]) -> list[Series]:
     return [Series("train loss", points("loss"), TRAIN_COLOR), Series("eval loss", points("eval_loss"), EVAL_COLOR)]
 
 
-def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """Round tick values (1, 2 or 5 times a power of ten apart) covering [low, high].
+def loss_figure(series: Sequence[Series], size: tuple[int, int] = CHART_SIZE) -> Figure:
+    """A line chart of the loss series: axes, grid, round ticks (whole steps), a legend and a title.
+
+    Colours, sizes and ticks are set here, not left to rcParams (a matplotlibrc would change them).
 
     Args:
-        low: the smallest value shown.
-        high: the largest value shown (> low).
-        count: about how many ticks.
+        series: the lines to draw (empty ones are skipped).
+        size: the figure size in pixels.
 
     Returns:
-        Increasing tick values within [low, high].
+        A matplotlib Figure (not registered with pyplot).
     """
-    raw = (high - low) / max(count, 1)
-    power = 10 ** math.floor(math.log10(raw))
-    step = min((m * power for m in (1, 2, 5, 10)), key=lambda candidate: abs(math.log(candidate / raw)))
-    first = math.ceil(low / step - 1e-9) * step
-    ticks = []
-    value = first
-    while value <= high + step * 1e-9:
-        ticks.append(round(value, 12))
-        value += step
-    return ticks
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    figure = Figure(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI, facecolor="white", layout="constrained")
+    axes = figure.add_subplot(facecolor="white")
+    axes.set_title("Training loss", fontsize=13, color="black")
+    drawn = [s for s in series if s.points]
+    if not drawn:
+        axes.set_xticks([])
+        axes.set_yticks([])
+        for spine in axes.spines.values():
+            spine.set_color((0.8, 0.8, 0.8))
+        axes.text(0.5, 0.5, "no loss logged", color="gray", fontsize=13, ha="center", va="center")
+        return figure
+    for s in drawn:
+        xs, ys = zip(*s.points, strict=True)
+        color = tuple(c / 255 for c in s.color)
+        axes.plot(xs, ys, color=color, linewidth=2.5, marker="o", markersize=5, label=s.label)
+    steps = [x for s in drawn for x, _ in s.points]
+    if min(steps) == max(steps):
+        axes.set_xlim(steps[0] - 1, steps[0] + 1)  # one logged step: whole steps either side, not +-5 %
+    axes.xaxis.set_major_locator(MaxNLocator(nbins=8, steps=[1, 2, 5, 10], integer=True))  # a step is a whole number
+    axes.yaxis.set_major_locator(MaxNLocator(nbins=8, steps=[1, 2, 5, 10]))  # 1, 2 or 5 x 10^k apart
+    axes.tick_params(labelsize=10, colors="black")
+    axes.grid(True, color=(0.9, 0.9, 0.9), linewidth=0.8)
+    axes.set_axisbelow(True)
+    axes.set_xlabel("step", fontsize=10, color="black")
+    axes.set_ylabel("loss", fontsize=10, color="black")
+    axes.legend(loc="upper right", fontsize=10, frameon=True, facecolor="white", edgecolor=(0.8, 0.8, 0.8))
+    return figure
 
 
-def render_loss_chart(series: Sequence[Series], size: tuple[int, int] = (800, 450)) -> Image.Image:
-    """A clean line chart of the loss series: axes, grid, tick labels, a legend and a title.
+def render_loss_chart(series: Sequence[Series], size: tuple[int, int] = CHART_SIZE) -> Image.Image:
+    """The loss chart (`loss_figure`) drawn by matplotlib's Agg renderer, which needs no display.
 
     Args:
         series: the lines to draw (empty ones are skipped).
@@ -87,72 +113,13 @@ def render_loss_chart(series: Sequence[Series], size: tuple[int, int] = (800, 45
     Returns:
         An RGB Pillow image.
     """
-    from PIL import Image, ImageDraw
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
 
-    width, height = size
-    image = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(image)
-    font, small = _font(15), _font(12)
-    left, right, top, bottom = 72, width - 24, 44, height - 56
-    draw.text((width // 2, 14), "Training loss", fill="black", font=font, anchor="mt")
-    drawn = [s for s in series if s.points]
-    if not drawn:
-        draw.rectangle((left, top, right, bottom), outline=(200, 200, 200))
-        draw.text(((left + right) // 2, (top + bottom) // 2), "no loss logged", fill="gray", font=font, anchor="mm")
-        return image
-    xs = [x for s in drawn for x, _ in s.points]
-    ys = [y for s in drawn for _, y in s.points]
-    x_low, x_high = min(xs), max(xs)
-    if x_high == x_low:
-        x_low, x_high = x_low - 1, x_high + 1
-    pad = (max(ys) - min(ys)) * 0.08 or max(abs(max(ys)) * 0.05, 0.05)
-    y_low, y_high = min(ys) - pad, max(ys) + pad
-
-    def at(x: float, y: float) -> tuple[float, float]:
-        return (
-            left + (x - x_low) / (x_high - x_low) * (right - left),
-            bottom - (y - y_low) / (y_high - y_low) * (bottom - top),
-        )
-
-    x_pad = (x_high - x_low) * 0.03
-    x_low, x_high = x_low - x_pad, x_high + x_pad
-    for tick in nice_ticks(y_low, y_high, count=6):
-        y = at(x_low, tick)[1]
-        draw.line((left, y, right, y), fill=(230, 230, 230))
-        draw.text((left - 8, y), f"{tick:g}", fill="black", font=small, anchor="rm")
-    for tick in nice_ticks(x_low, x_high, count=8):
-        if float(tick).is_integer() and tick >= 0:
-            x = at(tick, y_low)[0]
-            draw.line((x, top, x, bottom), fill=(240, 240, 240))
-            draw.text((x, bottom + 6), f"{tick:g}", fill="black", font=small, anchor="mt")
-    draw.line((left, top, left, bottom), fill="black", width=1)
-    draw.line((left, bottom, right, bottom), fill="black", width=1)
-    draw.text(((left + right) // 2, height - 8), "step", fill="black", font=small, anchor="mb")
-    draw.text((12, (top + bottom) // 2), "loss", fill="black", font=small, anchor="lm")
-    for s in drawn:
-        pixels = [at(x, y) for x, y in s.points]
-        if len(pixels) > 1:
-            draw.line(pixels, fill=s.color, width=3, joint="curve")
-        for x, y in pixels:
-            draw.ellipse((x - 4, y - 4, x + 4, y + 4), fill=s.color)
-    legend_x, legend_y = right - 130, top + 8
-    draw.rectangle(
-        (legend_x - 8, legend_y - 6, right - 6, legend_y + 22 * len(drawn) - 2), fill="white", outline=(200,) * 3
-    )
-    for index, s in enumerate(drawn):
-        y = legend_y + 8 + 22 * index
-        draw.line((legend_x, y, legend_x + 24, y), fill=s.color, width=3)
-        draw.text((legend_x + 32, y), s.label, fill="black", font=small, anchor="lm")
-    return image
-
-
-def _font(size: int):
-    from PIL import ImageFont
-
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1 has one fixed-size bitmap font
-        return ImageFont.load_default()
+    canvas = FigureCanvasAgg(loss_figure(series, size))
+    canvas.draw()
+    rgba = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
+    return rgba.convert("RGB")
 
 
 def loss_curve_png(run_dir: Path, out: Path) -> Path:

@@ -35,6 +35,7 @@ from trainer.hub.card import MODEL_CARD_FILE, commit_description, merged_card, m
 from trainer.hub.chart import LOSS_CURVE_FILE, loss_curve_png
 from trainer.hub.retry import HubError, hub_error, with_retries
 from trainer.runs import folder as rf
+from trainer.runs.state import RunState
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def push_run(
     run_dir = Path(run_dir)
     files_to_push(run_dir)  # fail before any network call when the adapter is missing
     status = rf.read_json(run_dir / rf.STATUS_FILE, {}) or {}
-    if (status.get("state") or "unknown") != "succeeded":
+    if status.get("state") != RunState.SUCCEEDED:
         logger.warning("pushing run %s whose state is %s", run_dir.name, status.get("state") or "unknown")
     asked = asked_to_push(run_dir, status)
     if asked:  # a push the run never asked for leaves its push state alone unless it succeeds
@@ -395,5 +396,4 @@ class CheckpointUploader:
 
 def _record_push(run_dir: Path, **fields: Any) -> None:
     """Merge push fields into status.json, keeping the run's `state` as it is."""
-    status = rf.read_json(run_dir / rf.STATUS_FILE, {}) or {}
-    rf.write_status(run_dir, status.get("state") or "unknown", **fields)
+    rf.write_status(run_dir, None, **fields)

@@ -1,7 +1,7 @@
-"""Talking to a Hub that sometimes fails: which errors are worth a retry, the retry loop, and the user's wording.
+"""Talking to a Hub that sometimes fails: which errors are worth a retry, the retries, and the user's wording.
 
-Network errors, 5xx, 408 and 429 are retried with exponential backoff; other 4xx answers are not. Every failure is
-turned into a `HubError` that says what to do, with the token redacted.
+Network errors, 5xx, 408 and 429 are retried with exponential backoff (tenacity runs the loop); other 4xx answers are
+not. Every failure is turned into a `HubError` that says what to do, with the token redacted.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import logging
 import re
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -79,19 +78,27 @@ def _xet_transfer_error(exc: BaseException) -> bool:
 
 
 def with_retries(what: str, call: Callable[[], T], retries: int, backoff_s: float) -> T:
-    """call(), retried up to `retries` times on transient failures, waiting backoff_s, 2x, 4x ... in between."""
-    for attempt in range(retries + 1):
-        try:
-            return call()
-        except Exception as exc:
-            if attempt >= retries or not is_transient(exc):
-                raise
-            delay = backoff_s * 2**attempt
-            logger.warning(
-                "%s failed (%s); retry %d of %d in %.1f s", what, describe(exc), attempt + 1, retries, delay
-            )
-            time.sleep(delay)
-    raise AssertionError("unreachable")  # pragma: no cover
+    """call(), retried up to `retries` times on transient failures, waiting backoff_s, 2x, 4x ... in between.
+
+    tenacity runs the loop; the last failure, or the first one that is not transient, is raised as it was.
+    """
+    # imported here: a failing worker imports trainer.hub to word its error, also on the GPU check's bare machine
+    import tenacity
+
+    def log_retry(state: tenacity.RetryCallState) -> None:
+        exc, delay = state.outcome.exception(), state.next_action.sleep
+        logger.warning(
+            "%s failed (%s); retry %d of %d in %.1f s", what, describe(exc), state.attempt_number, retries, delay
+        )
+
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(retries + 1),
+        wait=tenacity.wait_exponential(multiplier=backoff_s, exp_base=2),  # backoff_s * 2 ** (attempt - 1)
+        retry=tenacity.retry_if_exception(lambda exc: isinstance(exc, Exception) and is_transient(exc)),
+        before_sleep=log_retry,
+        reraise=True,
+    )
+    return retrying(call)
 
 
 def describe(exc: BaseException, limit: int = 200) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.paths import PROJECT_ROOT
+from trainer.runs.state import RunState
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ ADAPTER_DIR = "adapter"
 
 
 BUILD_PHASE = "building the demo model (first time only)"
-"""The phase of a run that builds the tiny model (`trainer.tiny`): it has a bar of its own, by warm-up steps."""
+"""The phase of a run that builds the tiny model (`trainer.tools.tiny`): it has a bar of its own, by warm-up steps."""
 
 PHASES = {
     "starting": 2,
@@ -190,10 +191,15 @@ def truncate_events(run_dir: Path, last_step: int) -> None:
     write_text_atomic(run_dir / EVENTS_FILE, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in kept))
 
 
-def write_status(run_dir: Path, state: str, **fields: Any) -> None:
-    """Record the run's state ('running', 'succeeded', 'failed', ...) with a timestamp in status.json."""
+def write_status(run_dir: Path, state: RunState | None, **fields: Any) -> None:
+    """Record the run's state (None: keep the one recorded) and `fields`, with a timestamp, in status.json.
+
+    The one writer of status.json: every state change, phase and push record goes through here.
+    """
     status = read_json(run_dir / STATUS_FILE, {}) or {}
-    status.update(fields, state=state, updated_at=time.time())
+    status.update(fields, updated_at=time.time())
+    if state is not None:
+        status["state"] = RunState(state).value
     write_json_atomic(run_dir / STATUS_FILE, status)
 
 
@@ -202,12 +208,12 @@ def set_phase(run_dir: Path, phase: str) -> None:
     if phase not in PHASES:
         raise ValueError(f"unknown phase {phase!r}")
     logger.info("phase: %s", phase)
-    write_status(run_dir, "running", phase=phase, phase_at=time.time(), phase_steps=None)
+    write_status(run_dir, RunState.RUNNING, phase=phase, phase_at=time.time(), phase_steps=None)
 
 
 def set_phase_steps(run_dir: Path, done: int, total: int) -> None:
     """Record how far the current phase is, when it counts steps of its own (the demo model's build)."""
-    write_status(run_dir, "running", phase_steps=[done, total])
+    write_status(run_dir, RunState.RUNNING, phase_steps=[done, total])
 
 
 def progress(phase: str | None, step: int = 0, total: int = 0) -> float:
@@ -219,24 +225,6 @@ def progress(phase: str | None, step: int = 0, total: int = 0) -> float:
     if phase == "training" and total:
         done += PHASES["training"] * min(step, total) / total
     return done / sum(PHASES.values())
-
-
-def process_start(pid: int) -> int | None:
-    """When a process started (clock ticks since boot, /proc/<pid>/stat field 22), so that a pid recorded in
-    status.json is known to still be the same process and not a later one that reused the number.
-
-    None when there is no such process, when it is a zombie, when `pid` is a thread of another process, or without
-    /proc.
-    """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        tgid = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Tgid:"))
-    except (OSError, StopIteration):
-        return None
-    fields = stat.rsplit(")", 1)[-1].split()  # after the command name: field 3 (state) onwards
-    if int(tgid.split()[1]) != pid or fields[0] == "Z":
-        return None
-    return int(fields[19])
 
 
 def has_checkpoint(run_dir: Path) -> bool:

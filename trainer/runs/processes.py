@@ -23,8 +23,12 @@ from pathlib import Path
 from trainer import distributed as dist
 from trainer.errors import EXIT_CANCELLED, EXIT_OK, EXIT_TIME_LIMIT
 from trainer.runs import folder as rf
+from trainer.runs.state import RunState
 
-_STATE_EXITS = {"succeeded": EXIT_OK, "cancelled": EXIT_CANCELLED, "time_limit": EXIT_TIME_LIMIT, "failed": 1}
+_STATE_EXITS = {
+    RunState.SUCCEEDED: EXIT_OK, RunState.CANCELLED: EXIT_CANCELLED, RunState.TIME_LIMIT: EXIT_TIME_LIMIT,
+    RunState.FAILED: 1,
+}  # fmt: skip
 
 
 def worker_argv(python: str, run_dir: Path, resume: bool = False, processes: int = 1) -> list[str]:
@@ -67,21 +71,30 @@ def time_left(run_dir: Path, limit_s: float, resumed: bool) -> float:
     return limit_s - (time.time() - started if resumed and isinstance(started, (int, float)) else 0.0)
 
 
-def pid_alive(pid: int, start: int | None = None) -> bool:
+def process_start(pid: int) -> float | None:
+    """When a process started (psutil's create time, seconds since the epoch), so that a pid recorded in
+    status.json is known to still be the same process and not a later one that reused the number.
+
+    None when there is no such process, when it is a zombie, or when `pid` is a thread of another process.
+    """
+    import psutil
+
+    try:
+        if not psutil.pid_exists(pid):  # on Linux, False for another process's thread id too
+            return None
+        process = psutil.Process(pid)
+        return None if process.status() == psutil.STATUS_ZOMBIE else process.create_time()
+    except (psutil.Error, ValueError, OverflowError):  # gone meanwhile, or not a pid at all
+        return None
+
+
+def pid_alive(pid: int, start: float | None = None) -> bool:
     """True when a process with this pid exists, is not a zombie, is a process (not another one's thread) and, when
-    `start` is given, is the one that started then (`runfolder.process_start`), not a later one that reused the pid.
+    `start` is given, is the one that started then (`process_start`), not a later one that reused the pid.
     """
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    if not Path("/proc/self/stat").exists():
-        return True  # no /proc here: kill(pid, 0) is all there is to go by
-    started = rf.process_start(pid)  # None: gone, a zombie, or another process's thread
+    started = process_start(pid)
     return started is not None and (start is None or started == start)
 
 
@@ -140,3 +153,35 @@ def worker_output(log_text: str) -> str:
     if reports:
         log_text = log_text[: reports[-1].start()]
     return _RANK_PREFIX.sub("", log_text)
+
+
+def failure_cause(log_tail: str, exit_code: int | None) -> str:
+    """One line saying why a worker failed, with the fix where one is known."""
+    text = worker_output(log_tail or "")
+    if "CUDA out of memory" in text or "OutOfMemoryError" in text:
+        return "CUDA out of memory: lower the batch size or max length, turn gradient checkpointing on, or use QLoRA."
+    for line in reversed(text.splitlines()):
+        if line.startswith("error: "):  # the CLI's message for bad config or data
+            return line[len("error: ") :].strip()
+    if exit_code in (-signal.SIGKILL, 137):
+        return "the worker was killed (out of memory, or it did not stop after Cancel)."
+    if "Traceback" in text:
+        for line in reversed(text.splitlines()):
+            if line.strip() and not line.startswith((" ", "\t")):
+                return line.strip()
+    return f"the worker exited with code {exit_code}; see the log."
+
+
+def read_tail(path: Path, max_bytes: int = 20_000) -> str:
+    """The last `max_bytes` of a file as text ("" when it does not exist)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - max_bytes))
+            return f.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def log_tail(run_dir: Path, lines: int = 40) -> str:
+    """The last lines of a run's log.txt."""
+    return "\n".join(read_tail(Path(run_dir) / rf.LOG_FILE).splitlines()[-lines:])

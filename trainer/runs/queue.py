@@ -14,8 +14,8 @@ A Hugging Face token never reaches the table, the YAML or the run folder: it is 
 starts and then passed in the worker's environment only.
 
 Example:
-    >>> from trainer.runs.queue import JobManager
-    >>> manager = JobManager.default()     # the table in <data dir>/jobs.sqlite; recovers stale jobs
+    >>> from trainer.runs.queue import RunQueue
+    >>> manager = RunQueue.default()     # the table in <data dir>/jobs.sqlite; recovers stale jobs
     >>> job = manager.submit(config)       # queued, then started when the GPU is free
     >>> manager.cancel(job.id)
 """
@@ -39,7 +39,9 @@ from trainer.noise import QUIET_ENV
 from trainer.paths import PROJECT_ROOT
 from trainer.runs import folder as rf
 from trainer.runs.processes import (
+    failure_cause,
     pid_alive,
+    read_tail,
     recorded_exit,
     recorded_start,
     signal_group,
@@ -48,11 +50,11 @@ from trainer.runs.processes import (
     training_pids,
     worker_argv,
     worker_environment,
-    worker_output,
 )
-from trainer.runs.store import FINISHED, RESUMABLE, STATES, Job, JobStore
+from trainer.runs.state import ACTIVE, RunState
+from trainer.runs.store import Job, JobStore
 
-__all__ = ["FINISHED", "RESUMABLE", "STATES", "Job", "JobManager", "JobStore", "EXIT_CANCELLED", "pid_alive"]
+__all__ = ["Job", "JobStore", "RunQueue"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +62,12 @@ DB_FILE = "jobs.sqlite"
 GRACE_S = 30.0
 TIME_LIMIT_ENV = "PHI3_STUDIO_MAX_RUN_S"
 """The worker's training time limit in seconds (set from Limits.run_minutes; unset: none)."""
+WORKER_WRITES = frozenset({RunState.SUCCEEDED, RunState.PUSH_FAILED, RunState.TIME_LIMIT})
+"""The final states a worker records in its run folder itself (every other ending is recorded here)."""
 WAITING_FOR_OWNER = "waiting for its owner to sign in (the server restarted and forgot their token)"
 
 
-class JobManager:
+class RunQueue:
     """Starts workers from the queue, watches them, cancels and recovers them."""
 
     def __init__(
@@ -84,7 +88,7 @@ class JobManager:
         self.poll_s = 5.0  # how often a Hugging Face Job is read
 
     @classmethod
-    def default(cls) -> JobManager:
+    def default(cls) -> RunQueue:
         """The manager of the data dir's job table, with stale jobs recovered and the queue started.
 
         Raises:
@@ -130,7 +134,7 @@ class JobManager:
             self._runs_seen = None if later else stamp
         for job in added:
             logger.info("listed run %s (%s) found in %s", job.name, job.status, runs)
-            if job.status == "running" and job.backend == "local":  # a Hugging Face Job has no pid here: its
+            if job.status == RunState.RUNNING and job.backend == "local":  # a Hugging Face Job has no pid here: its
                 self._watch(job)  # follower takes it up when its owner's token comes back (attach_token)
         return added
 
@@ -166,7 +170,7 @@ class JobManager:
         run_dir = rf.new_run_dir(_slug(config))
         save_yaml(config, run_dir / rf.CONFIG_FILE)
         name = config.display_name()
-        rf.write_status(run_dir, "queued", owner=owner, name=name)  # the table can be rebuilt from run folders
+        rf.write_status(run_dir, RunState.QUEUED, owner=owner, name=name)  # the table can be rebuilt from run folders
         if flavor:
             return self._start_remote(config, run_dir, name, owner, token, flavor)
         job = self.store.create(run_dir, name=name, owner=owner, needs_token=token is not None)
@@ -183,7 +187,7 @@ class JobManager:
 
         limit = round(self.limits.run_minutes * 60) if self.limits.run_minutes else 6 * 3600
         job = start_remote(self.store, self._jobs(), config, run_dir, name, owner, token, flavor, limit)
-        if job.status == "running":
+        if job.status == RunState.RUNNING:
             self._follow(job.id, token)
         return job
 
@@ -215,7 +219,7 @@ class JobManager:
             return
         jobs = self.store.list(owner)  # read once: this runs on every refresh of the Runs tab
         for job in jobs:
-            if job.backend != "local" and job.status == "running":
+            if job.backend != "local" and job.status == RunState.RUNNING:
                 self._follow(job.id, token)
         waiting = [j.id for j in jobs if self.waiting_for_owner(j)]
         if waiting:
@@ -224,13 +228,13 @@ class JobManager:
 
     def waiting_for_owner(self, job: Job) -> bool:
         """A queued run that needs its owner's token, which this server does not hold (it restarted)."""
-        return job.status == "queued" and job.needs_token and job.id not in self._tokens
+        return job.status == RunState.QUEUED and job.needs_token and job.id not in self._tokens
 
     def _check_active_runs(self, owner: str | None) -> None:
         """Raise ValueError when the owner already has as many runs queued or training as the limit allows."""
         if owner is None or self.limits.active_runs is None:
             return
-        active = [j for j in self.store.list(owner) if j.status in ("queued", "running")]
+        active = [j for j in self.store.list(owner) if j.status in ACTIVE]
         if len(active) >= self.limits.active_runs:
             raise ValueError(
                 f"you have {len(active)} runs queued or training, the most this Space allows per user; "
@@ -258,7 +262,7 @@ class JobManager:
             )
         self.store.update(
             job_id,
-            status="queued",
+            status=RunState.QUEUED,
             resume=True,
             cancel_requested=False,
             error=None,
@@ -266,7 +270,7 @@ class JobManager:
             finished_at=None,
             pid=None,
         )
-        rf.write_status(Path(job.run_dir), "queued")
+        rf.write_status(Path(job.run_dir), RunState.QUEUED)
         if token:
             self._tokens[job_id] = token
         self.schedule()
@@ -287,7 +291,8 @@ class JobManager:
         rf.set_phase(run_dir, "starting")
         env = {
             **worker_environment(os.environ),  # no secret of the server's: the owner's token alone is added below
-            "PHI3_STUDIO_WORKER": "1", "PYTHONUNBUFFERED": "1",
+            "PHI3_STUDIO_WORKER": "1",
+            "PYTHONUNBUFFERED": "1",
             **QUIET_ENV,  # no datasets progress bars in the log
             "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # also transformers' weight loading: a log, not a terminal
         }
@@ -306,8 +311,8 @@ class JobManager:
                 )
         except OSError as exc:
             error = f"could not start the worker: {exc}"
-            self.store.update(job.id, status="failed", error=error, finished_at=time.time())
-            rf.write_status(run_dir, "failed", error=error)
+            self.store.update(job.id, status=RunState.FAILED, error=error, finished_at=time.time())
+            rf.write_status(run_dir, RunState.FAILED, error=error)
             return
         self.store.update(job.id, pid=proc.pid)
         logger.info("job %d started: pid %d, %d process(es), %s", job.id, proc.pid, processes, run_dir)
@@ -352,17 +357,17 @@ class JobManager:
             logger.warning("job %d ended (exit %s) but is no longer in the job table", job_id, exit_code)
             return
         if exit_code == EXIT_OK:
-            status, error = "succeeded", None
+            status, error = RunState.SUCCEEDED, None
         elif exit_code == EXIT_TIME_LIMIT:
-            status, error = "time_limit", "stopped at the training time limit of this Space; resume to continue"
+            status, error = RunState.TIME_LIMIT, "stopped at the training time limit of this Space; resume to continue"
         elif job.cancel_requested or exit_code == EXIT_CANCELLED:
-            status, error = "cancelled", "cancelled by the user"
+            status, error = RunState.CANCELLED, "cancelled by the user"
         elif exit_code == EXIT_PUSH_FAILED:
-            status, error = "push_failed", failure_cause(_tail(Path(job.run_dir) / rf.LOG_FILE), exit_code)
+            status, error = RunState.PUSH_FAILED, failure_cause(read_tail(Path(job.run_dir) / rf.LOG_FILE), exit_code)
         else:
-            status, error = "failed", failure_cause(_tail(Path(job.run_dir) / rf.LOG_FILE), exit_code)
+            status, error = RunState.FAILED, failure_cause(read_tail(Path(job.run_dir) / rf.LOG_FILE), exit_code)
         self.store.update(job_id, status=status, exit_code=exit_code, error=error, finished_at=time.time())
-        if status not in ("succeeded", "push_failed", "time_limit"):  # the worker wrote its own final state
+        if status not in WORKER_WRITES:  # the worker wrote its own final state
             rf.write_status(Path(job.run_dir), status, error=error)
         logger.info("job %d %s (exit %s)", job_id, status, exit_code)
         self.schedule()
@@ -373,18 +378,20 @@ class JobManager:
         """Cancel a queued job, or stop a running one cleanly (SIGTERM, then SIGKILL after the grace period)."""
         with self._lock:
             job = self._require(job_id)
-            if job.backend != "local" and job.status == "running":  # a Hugging Face Job: stopped on the Hub
+            if job.backend != "local" and job.status == RunState.RUNNING:  # a Hugging Face Job: stopped on the Hub
                 from trainer.runs.remote import cancel_remote
 
                 return cancel_remote(self.store, self._jobs(), job, self._tokens.get(job.id))
-            if job.status == "queued":
+            if job.status == RunState.QUEUED:
                 self.store.update(
-                    job_id, status="cancelled", error="cancelled before it started", finished_at=time.time()
+                    job_id, status=RunState.CANCELLED, error="cancelled before it started", finished_at=time.time()
                 )
-                rf.write_status(Path(job.run_dir), "cancelled")
+                rf.write_status(Path(job.run_dir), RunState.CANCELLED)
                 self._tokens.pop(job_id, None)
             elif (
-                job.status == "running" and job.pid and pid_alive(job.pid, recorded_start(Path(job.run_dir), job.pid))
+                job.status == RunState.RUNNING
+                and job.pid
+                and pid_alive(job.pid, recorded_start(Path(job.run_dir), job.pid))
             ):
                 self.store.update(job_id, cancel_requested=True)  # signalled only when it is still that process
                 for pid in training_pids(Path(job.run_dir)) or [job.pid]:  # each training process (see workers)
@@ -398,7 +405,7 @@ class JobManager:
         job = self.store.get(job_id)
         if (
             job is not None
-            and job.status == "running"
+            and job.status == RunState.RUNNING
             and job.pid == pid
             and pid_alive(pid, recorded_start(Path(job.run_dir), job.pid))
         ):
@@ -413,11 +420,11 @@ class JobManager:
         from trainer.hub import push_run
 
         job = self._require(job_id)
-        if job.status not in ("push_failed", "succeeded"):
+        if not job.status.trained:
             raise ValueError(f"job {job_id} is {job.status}; only a trained run can be pushed.")
         config = load_yaml(Path(job.run_dir) / rf.CONFIG_FILE)
         push_run(Path(job.run_dir), config.hub.repo_id, token, private=config.hub.private)
-        self.store.update(job_id, status="succeeded", error=None)
+        self.store.update(job_id, status=RunState.SUCCEEDED, error=None)
         return self.store.get(job_id)
 
     def delete(self, job_id: int) -> None:
@@ -436,7 +443,7 @@ class JobManager:
         runs that need their owner's token (lost with the old process) wait for the owner to come back.
         """
         for job in self.store.list():
-            if job.status != "running" or job.backend != "local":  # a Hugging Face Job runs on without us
+            if job.status != RunState.RUNNING or job.backend != "local":  # a Hugging Face Job runs on without us
                 continue
             if job.pid and pid_alive(job.pid, recorded_start(Path(job.run_dir), job.pid)):
                 self._watch(job)
@@ -450,8 +457,8 @@ class JobManager:
                 if rf.has_checkpoint(Path(job.run_dir))
                 else "The server stopped while this run was training, before its first checkpoint; start it again."
             )
-            self.store.update(job.id, status="interrupted", error=note, finished_at=time.time())
-            rf.write_status(Path(job.run_dir), "interrupted", error=note)
+            self.store.update(job.id, status=RunState.INTERRUPTED, error=note, finished_at=time.time())
+            rf.write_status(Path(job.run_dir), RunState.INTERRUPTED, error=note)
         self.schedule()
 
     def _require(self, job_id: int) -> Job:
@@ -467,34 +474,3 @@ class JobManager:
 def _slug(config: RunConfig) -> str:
     name = Path(config.data.dataset_name).stem or "run"
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:40]
-
-
-def failure_cause(log_tail: str, exit_code: int | None) -> str:
-    """One line saying why a worker failed, with the fix where one is known."""
-    text = worker_output(log_tail or "")
-    if "CUDA out of memory" in text or "OutOfMemoryError" in text:
-        return "CUDA out of memory: lower the batch size or max length, turn gradient checkpointing on, or use QLoRA."
-    for line in reversed(text.splitlines()):
-        if line.startswith("error: "):  # the CLI's message for bad config or data
-            return line[len("error: ") :].strip()
-    if exit_code in (-signal.SIGKILL, 137):
-        return "the worker was killed (out of memory, or it did not stop after Cancel)."
-    if "Traceback" in text:
-        for line in reversed(text.splitlines()):
-            if line.strip() and not line.startswith((" ", "\t")):
-                return line.strip()
-    return f"the worker exited with code {exit_code}; see the log."
-
-
-def _tail(path: Path, max_bytes: int = 20_000) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - max_bytes))
-            return f.read().decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        return ""
-
-
-def log_tail(run_dir: Path, lines: int = 40) -> str:
-    """The last lines of a run's log.txt."""
-    return "\n".join(_tail(Path(run_dir) / rf.LOG_FILE).splitlines()[-lines:])

@@ -30,6 +30,7 @@ from trainer import distributed as dist
 from trainer.config import RunConfig
 from trainer.paths import env_setting
 from trainer.runs import folder as rf
+from trainer.runs.state import ACTIVE, RunState
 
 logger = logging.getLogger(__name__)
 
@@ -56,12 +57,12 @@ def job_command(processes: int = 1) -> list[str]:
 JOB_COMMAND = job_command()
 """A one-GPU job's command."""
 STATES = {
-    "SCHEDULING": "queued",
-    "RUNNING": "running",
-    "COMPLETED": "succeeded",
-    "ERROR": "failed",
-    "CANCELED": "cancelled",
-    "DELETED": "cancelled",
+    "SCHEDULING": RunState.QUEUED,
+    "RUNNING": RunState.RUNNING,
+    "COMPLETED": RunState.SUCCEEDED,
+    "ERROR": RunState.FAILED,
+    "CANCELED": RunState.CANCELLED,
+    "DELETED": RunState.CANCELLED,
 }
 """Hugging Face Jobs stage -> the job table's state (the Runs tab shows a job like a local run)."""
 LOCAL, JOBS = "this machine", "Hugging Face Jobs"
@@ -148,7 +149,7 @@ def mirror(run_dir: Path, lines: list[str]) -> list[dict[str, Any]]:
     rf.write_text_atomic(run_dir / rf.LOG_FILE, "".join(f"{line}\n" for line in lines if EVENT_PREFIX not in line))
     rf.write_text_atomic(run_dir / rf.EVENTS_FILE, "".join(json.dumps(e) + "\n" for e in events))
     if any("loss" in e for e in events):
-        rf.write_status(run_dir, "running", phase="training")
+        rf.write_status(run_dir, RunState.RUNNING, phase="training")
     return events
 
 
@@ -169,11 +170,11 @@ def start_remote(
     try:
         job_id = remote.start(config, owner, token, flavor, timeout_s)
     except JobsError as exc:
-        store.update(job.id, status="failed", error=str(exc), finished_at=time.time())
-        rf.write_status(run_dir, "failed", error=str(exc))
+        store.update(job.id, status=RunState.FAILED, error=str(exc), finished_at=time.time())
+        rf.write_status(run_dir, RunState.FAILED, error=str(exc))
         return store.get(job.id)
-    store.update(job.id, status="running", started_at=time.time())
-    rf.write_status(run_dir, "running", phase="starting", hf_job={"id": job_id, "flavor": flavor})
+    store.update(job.id, status=RunState.RUNNING, started_at=time.time())
+    rf.write_status(run_dir, RunState.RUNNING, phase="starting", hf_job={"id": job_id, "flavor": flavor})
     return store.get(job.id)
 
 
@@ -185,16 +186,16 @@ def follow_remote(store, remote, job_id: int, token: str, poll_s: float) -> str:
     job = store.get(job_id)
     run_dir = Path(job.run_dir)
     found = remote_id(run_dir)
-    state, message = "running", ""
-    while state in ("queued", "running") and found:
+    state, message = RunState.RUNNING, ""
+    while state in ACTIVE and found:
         try:
             state, message = remote.status(found, job.owner, token)
             mirror(run_dir, remote.logs(found, job.owner, token))
         except JobsError as exc:
             logger.warning("job %d: %s", job_id, exc)
-        if state in ("queued", "running"):
+        if state in ACTIVE:
             time.sleep(poll_s)
-    error = None if state == "succeeded" else (message or f"the Hugging Face Job ended {state}")
+    error = None if state == RunState.SUCCEEDED else (message or f"the Hugging Face Job ended {state}")
     rf.write_status(run_dir, state, error=error)  # the folder first: whoever sees the table's state finds it there
     store.update(job_id, status=state, error=error, finished_at=time.time())
     return state
@@ -281,7 +282,7 @@ class HfJobsBackend:
     def status(self, job_id: str, namespace: str, token: str) -> tuple[str, str]:
         """(job-table state, the Hub's message or "")."""
         info = self._call("read the job", self.api.inspect_job, job_id=job_id, namespace=namespace, token=token)
-        return STATES.get(info.status.stage, "running"), info.status.message or ""
+        return STATES.get(info.status.stage, RunState.RUNNING), info.status.message or ""
 
     def logs(self, job_id: str, namespace: str, token: str) -> list[str]:
         """The job's log lines so far (does not wait for more)."""

@@ -16,14 +16,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from trainer.runs import folder as rf
+from trainer.runs.state import FINISHED, RESUMABLE, RunState, state_of
 
 logger = logging.getLogger(__name__)
 
-STATES = ("queued", "running", "succeeded", "failed", "cancelled", "push_failed", "interrupted", "time_limit")
-FINISHED = ("succeeded", "failed", "cancelled", "push_failed", "interrupted", "time_limit")
-"""push_failed: trained and saved, not on the Hub; interrupted: the server stopped under it; time_limit: stopped
-at the per-run training limit with a checkpoint."""
-RESUMABLE = ("failed", "cancelled", "interrupted", "time_limit")
 PENDING_S = 120.0
 """A run folder this young without its config or status may still be being made (see JobStore.adopt_runs)."""
 
@@ -35,7 +31,7 @@ class Job:
     id: int
     owner: str | None
     name: str
-    status: str
+    status: RunState
     run_dir: str
     created_at: float
     started_at: float | None = None
@@ -48,9 +44,12 @@ class Job:
     needs_token: bool = False
     backend: str = "local"  # where it trains: "local" (a worker process here) or "hf-jobs" (a Hugging Face Job)
 
+    def __post_init__(self) -> None:
+        self.status = RunState(self.status)  # the table's CHECK allows only RunState's values
+
     @property
     def finished(self) -> bool:
-        return self.status in FINISHED
+        return self.status.finished
 
     @property
     def resumable(self) -> bool:
@@ -65,7 +64,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     owner TEXT,
     name TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ({", ".join(repr(s) for s in STATES)})),
+    status TEXT NOT NULL CHECK (status IN ({", ".join(repr(s.value) for s in RunState)})),
     run_dir TEXT NOT NULL,
     created_at REAL NOT NULL,
     started_at REAL,
@@ -147,8 +146,8 @@ class JobStore:
         with self._connect() as db:
             cur = db.execute(
                 "INSERT INTO jobs (owner, name, status, run_dir, created_at, needs_token, backend) "
-                "VALUES (?, ?, 'queued', ?, ?, ?, ?)",
-                (owner, name, str(run_dir), time.time(), int(needs_token), backend),
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (owner, name, RunState.QUEUED.value, str(run_dir), time.time(), int(needs_token), backend),
             )
             return self.get(cur.lastrowid)
 
@@ -169,8 +168,10 @@ class JobStore:
         unknown = set(values) - set(_COLUMNS)
         if unknown:
             raise KeyError(f"unknown job fields: {sorted(unknown)}")
-        if "status" in values and values["status"] not in STATES:
-            raise ValueError(f"unknown job status {values['status']!r}")
+        if "status" in values:
+            if state_of(values["status"]) is None:
+                raise ValueError(f"unknown job status {values['status']!r}")
+            values["status"] = RunState(values["status"]).value
         sets = ", ".join(f"{k} = ?" for k in values)
         with self._connect() as db:
             db.execute(f"UPDATE jobs SET {sets} WHERE id = ?", (*values.values(), job_id))  # noqa: S608 - keys checked
@@ -188,20 +189,23 @@ class JobStore:
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
-                if db.execute("SELECT 1 FROM jobs WHERE status = 'running' AND backend = 'local'").fetchone():
+                if db.execute(
+                    "SELECT 1 FROM jobs WHERE status = ? AND backend = 'local'", (RunState.RUNNING.value,)
+                ).fetchone():
                     return None
                 ready = [
                     r["id"]
                     for r in db.execute(
-                        "SELECT id, needs_token FROM jobs WHERE status = 'queued' AND backend = 'local' ORDER BY id"
+                        "SELECT id, needs_token FROM jobs WHERE status = ? AND backend = 'local' ORDER BY id",
+                        (RunState.QUEUED.value,),
                     )
                     if not r["needs_token"] or r["id"] in with_token
                 ]
                 if not ready:
                     return None
                 db.execute(  # a resumed run keeps the time it first started
-                    "UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, ?) WHERE id = ?",
-                    (time.time(), ready[0]),
+                    "UPDATE jobs SET status = ?, started_at = COALESCE(started_at, ?) WHERE id = ?",
+                    (RunState.RUNNING.value, time.time(), ready[0]),
                 )
             finally:
                 db.execute("COMMIT")
@@ -210,7 +214,8 @@ class JobStore:
     def queue_position(self, job_id: int) -> int | None:
         """1 for the next job to start, 2 for the one after, ...; None when the job is not queued."""
         with self._connect() as db:
-            ids = [r["id"] for r in db.execute("SELECT id FROM jobs WHERE status = 'queued' ORDER BY id")]
+            queued = db.execute("SELECT id FROM jobs WHERE status = ? ORDER BY id", (RunState.QUEUED.value,))
+            ids = [r["id"] for r in queued]
         return ids.index(job_id) + 1 if job_id in ids else None
 
     def rebuild_from_runs(self, runs_dir: Path) -> int:
@@ -244,18 +249,24 @@ class JobStore:
             if str(run_dir.resolve()) in known:
                 continue
             status = rf.read_json(run_dir / rf.STATUS_FILE, {}) or {}
-            state, pid = status.get("state"), status.get("pid")
+            state, pid = state_of(status.get("state")), status.get("pid")
             try:
                 fresh = time.time() - run_dir.stat().st_mtime < PENDING_S
             except OSError:  # deleted meanwhile
                 continue
-            if not (run_dir / rf.CONFIG_FILE).is_file() or state is None or (state == "queued" and not adopt_queued):
+            if (
+                not (run_dir / rf.CONFIG_FILE).is_file()
+                or state is None
+                or (state == RunState.QUEUED and not adopt_queued)
+            ):
                 later += fresh
-                if fresh or state != "queued" or not (run_dir / rf.CONFIG_FILE).is_file():
+                if fresh or state != RunState.QUEUED or not (run_dir / rf.CONFIG_FILE).is_file():
                     continue
             remote = isinstance(status.get("hf_job"), dict) and state not in FINISHED  # runs on at the Hub
-            running = remote or state == "running" and isinstance(pid, int) and alive(pid, status.get("pid_start"))
-            state = "running" if running else state if state in FINISHED else "interrupted"
+            running = (
+                remote or state == RunState.RUNNING and isinstance(pid, int) and alive(pid, status.get("pid_start"))
+            )
+            state = RunState.RUNNING if running else state if state in FINISHED else RunState.INTERRUPTED
             job = self.create(
                 run_dir,
                 name=str(status.get("name") or run_dir.name),

@@ -22,8 +22,7 @@ import gradio as gr
 
 from trainer.config import preset_config
 from trainer.noise import silence_known_noise
-from trainer.preflight import DEMO_PRESET, warm_up
-from trainer.runs.access import space_mode
+from trainer.runs.service import RunService
 from trainer.ui import compare_tab, runs_tab, train_tab
 from trainer.ui.context import AppContext
 from trainer.ui.form import form_fields
@@ -55,19 +54,18 @@ def gpu_available() -> bool:
         return False
 
 
-def build_app(manager=None, on_gpu: bool | None = None) -> gr.Blocks:
-    """Build the Blocks app (Train, Runs and Compare tabs) around a JobManager."""
+def build_app(service: RunService | None = None, on_gpu: bool | None = None) -> gr.Blocks:
+    """Build the Blocks app (Train, Runs and Compare tabs) around the run service."""
     from trainer.chat import EngineCache
-    from trainer.runs.queue import JobManager
 
-    manager = manager or JobManager.default()
+    service = service or RunService.default()
     on_gpu = gpu_available() if on_gpu is None else on_gpu
-    start_preset = GPU_PRESET if on_gpu else DEMO_PRESET
+    start_preset = GPU_PRESET if on_gpu else RunService.DEMO_PRESET
 
     # Gradio's own temporary files (uploads POSTed by anyone, downloads handed out) go after an hour: an upload is
     # copied to its user's folder at once (train_tab.save_upload), a download is made again per request
     with gr.Blocks(title="Phi-3 Fine-Tune Studio", delete_cache=GRADIO_CACHE_S) as app:
-        if space_mode():  # a Space with `hf_oauth: true`; locally HF_TOKEN / `hf auth login`
+        if service.space_mode():  # a Space with `hf_oauth: true`; locally HF_TOKEN / `hf auth login`
             with gr.Row():
                 gr.Markdown(
                     "Sign in with Hugging Face to train, see your runs and compare them, and to push adapters to "
@@ -90,7 +88,7 @@ def build_app(manager=None, on_gpu: bool | None = None) -> gr.Blocks:
             )
         with gr.Tabs(selected="train") as tabs:
             ctx = AppContext(
-                manager, EngineCache(), on_gpu, tabs, runs_tab.make_picker(), compare_tab.make_adapter_picker()
+                service, EngineCache(), on_gpu, tabs, runs_tab.make_picker(), compare_tab.make_adapter_picker()
             )
             with gr.Tab("Train", id="train"):
                 train = train_tab.build(ctx, start_preset, preset_config(start_preset))
@@ -106,23 +104,21 @@ def launch(**kwargs: Any) -> None:
 
     Nothing in the data dir is served by its path (no `allowed_paths`): downloads are made per request as copies.
     """
-    from trainer.runs.queue import JobManager
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     silence_known_noise()
     try:
-        manager = JobManager.default()
+        service = RunService.default()
     except PermissionError as exc:
         raise SystemExit(f"Phi-3 Fine-Tune Studio cannot start: {exc}") from None
     on_gpu = gpu_available()
     if not on_gpu:  # the offline demo: its model is built while the first visitor fills in the form
-        from trainer.tiny import start_background_build
+        from trainer.tools.tiny import start_background_build
 
         start_background_build()
-    threading.Thread(target=warm_up, name="warm-up", daemon=True).start()  # the first Start answers at once
-    app = build_app(manager, on_gpu)
+    threading.Thread(target=RunService.warm_up, name="warm-up", daemon=True).start()  # the first Start answers at once
+    app = build_app(service, on_gpu)
     app.queue(default_concurrency_limit=4, max_size=QUEUE_SIZE)  # a full queue answers "busy", it does not grow
-    upload_mb = manager.limits.upload_mb
+    upload_mb = service.limits.upload_mb
     from starlette.middleware import Middleware
 
     app.launch(

@@ -14,10 +14,8 @@ from typing import Any
 
 import gradio as gr
 
-from trainer.config import repo_id_problem
-from trainer.runs import folder as rf
-from trainer.runs.access import AccessError, Caller, find_job, hub_token, visible_jobs
-from trainer.ui.context import AppContext, caller, choices_update, gpu_call, plain, zero_gpu
+from trainer.runs.service import AccessError
+from trainer.ui.context import AppContext, adapter_update, caller, gpu_call, plain, zero_gpu
 
 # Gradio 6.31's Chatbot always shows its own trash button once it holds messages (its `buttons` option covers only
 # share / copy / copy_all), and that button clears its own pane only. So the two panes sit in a gr.HTML whose CSS,
@@ -58,40 +56,17 @@ def chat_messages(history: list[dict[str, Any]] | None) -> list[dict[str, str]]:
     return out
 
 
-def chosen_source(manager, who: Caller, run_id: str | None, hub_id: str | None) -> str:
-    """What the Compare tab loads: one of the caller's own runs (by id) or a Hub adapter repo, never a typed path.
-
-    Raises:
-        AccessError: not signed in (on a Space), not the caller's run, or not a Hub repo ID.
-    """
-    who.require("compare models")
-    repo = (hub_id or "").strip()
-    if repo:
-        if problem := repo_id_problem(repo):
-            raise AccessError(problem.replace("hub.repo_id", "adapter repo"))
-        if Path(repo).expanduser().exists():
-            raise AccessError(f"adapter repo: {repo!r} names a folder on this server; give a Hub repo ID (user/name).")
-        return repo
-    if not run_id:
-        raise AccessError("Pick a finished run, or type an adapter repo ID.")
-    return find_job(manager.store, who, run_id).run_dir
-
-
-def pane_labels(run_dir: str | None, repo: str | None) -> str:
-    """Name the two models above the panes (read from the run's config; no model is loaded here)."""
-    from trainer.config import load_yaml
-
+def pane_labels(base: str | None, adapter: str | None, repo: str | None = None) -> str:
+    """Name the two models above the panes: a run's base model and its folder's name, or a Hub adapter repo."""
     if repo:
         return f"**Left, base:** the adapter's base · **Right, tuned:** base + adapter `{repo}`"
-    if not run_dir:
+    if not base:
         return ""
-    base = load_yaml(Path(run_dir) / rf.CONFIG_FILE).model.model_name_or_path
-    return f"**Left, base:** `{base}` · **Right, tuned:** `{base}` + adapter `{Path(run_dir).name}`"
+    return f"**Left, base:** `{base}` · **Right, tuned:** `{base}` + adapter `{adapter}`"
 
 
-def example_prompts(run_dir: str | None) -> Any:
+def example_prompts(samples: list[dict[str, Any]]) -> Any:
     """Prompts of the run's held-out rows (its samples.json), to try on both sides."""
-    samples = rf.read_json(Path(run_dir) / rf.SAMPLES_FILE, []) if run_dir else []
     prompts = list(dict.fromkeys(s["prompt"] for s in samples or [] if s.get("prompt")))
     return gr.update(choices=prompts, value=None)
 
@@ -101,13 +76,6 @@ def make_adapter_picker() -> gr.Dropdown:
     return gr.Dropdown(
         choices=[], label="Tuned adapter (a finished run)", elem_id="compare-adapter", scale=3, render=False
     )
-
-
-def adapter_update(manager, who: Caller, current: str | None = None) -> Any:
-    """The caller's finished runs as choices, keeping `current` selected when it is one (else the newest)."""
-    finished = [j for j in visible_jobs(manager.store, who) if j.status in ("succeeded", "push_failed")]
-    choices = [(f"run #{j.id} · {j.name}", str(j.id)) for j in finished]
-    return choices_update(choices, current)
 
 
 PROMPT_LIMIT = 20_000
@@ -131,26 +99,28 @@ def request_problem(prompt: str, system: str | None, max_new: object) -> str | N
 
 def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> dict[str, Any]:
     """Build the Compare tab's components and wire its events (send, stream, stop, regenerate, clear)."""
-    from trainer.runs.access import space_mode
-
-    manager, engines = ctx.manager, ctx.engines
+    service, engines = ctx.service, ctx.engines
     c = _layout(ctx.chat_adapter)
 
     def adapter_choices(current: str | None, profile: gr.OAuthProfile | None):
-        return adapter_update(manager, caller(profile), current)
+        return adapter_update(service, caller(profile), current)
 
     def labels(run_id, hub_id, profile: gr.OAuthProfile | None):
+        who = caller(profile)
         try:
-            source = chosen_source(manager, caller(profile), run_id, hub_id)
-        except AccessError:
+            source = service.chat_source(who, run_id, hub_id)
+            if (hub_id or "").strip():
+                return pane_labels(None, None, source)
+            base = service.config_of(service.find(who, run_id)).model.model_name_or_path
+            return pane_labels(base, Path(source).name)
+        except (AccessError, ValueError, OSError):
             return ""
-        return pane_labels(None, source) if (hub_id or "").strip() else pane_labels(source, None)
 
     def examples(run_id, profile: gr.OAuthProfile | None):
         try:
-            return example_prompts(find_job(manager.store, caller(profile), run_id).run_dir)
+            return example_prompts(service.view(service.find(caller(profile), run_id)).samples)
         except AccessError:
-            return example_prompts(None)
+            return example_prompts([])
 
     def send(
         prompt,
@@ -179,15 +149,17 @@ def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> dict[str, Any]:
             if problem := request_problem(prompt, system, max_new):  # before anything is loaded or generated
                 raise Refused(problem)
             try:
-                source = chosen_source(manager, who, run_id, hub_id)
+                source = service.chat_source(who, run_id, hub_id)
             except AccessError as exc:
                 raise Refused(str(exc)) from exc
-            if ctx.on_gpu and any(j.status == "running" for j in manager.store.list()):
+            if ctx.on_gpu and service.training_here():
                 raise Refused("A training run is using the GPU; the comparison can load once it finishes.")
             if not engines.holds(source, who.name):
                 gr.Info(f"Loading the base model and the adapter of {Path(source).name if not hub_id else source}…")
             try:
-                engine = engines.get(source, token=hub_token(who), who=who.name, local_base=not space_mode())
+                engine = engines.get(
+                    source, token=service.hub_token(who), who=who.name, local_base=not service.space_mode()
+                )
             except (ChatError, ValueError, OSError) as exc:  # e.g. a repo that does not exist or is not readable
                 raise Refused(str(exc)) from exc
             settings = GenerationSettings(

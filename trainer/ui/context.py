@@ -17,11 +17,10 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 
 from trainer.config.hints import MARKDOWN_SPECIALS
-from trainer.runs.access import Caller, caller_from
+from trainer.runs.service import Caller, RunService
 
 if TYPE_CHECKING:
     from trainer.chat import EngineCache
-    from trainer.runs.queue import JobManager
 
 
 @dataclass
@@ -29,7 +28,7 @@ class AppContext:
     """One small object handed to each tab (no tab reaches into another's widgets).
 
     Attributes:
-        manager: the job manager (queue, workers, job table).
+        service: the run service (every action on a run, with its owner checked).
         engines: the chat engine cache of the Compare tab (one model in memory at a time).
         on_gpu: whether training uses a CUDA GPU (False: the offline demo).
         tabs: the Tabs container, to switch tabs from a handler (`gr.Tabs(selected=...)`).
@@ -37,7 +36,7 @@ class AppContext:
         chat_adapter: the Compare tab's run picker (made before the tabs), so "Chat with this run" opens it there.
     """
 
-    manager: JobManager
+    service: RunService
     engines: EngineCache
     on_gpu: bool
     tabs: gr.Tabs
@@ -70,6 +69,21 @@ def plain(text: object) -> str:
     return MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(str(text), quote=False)).replace("\n", " ")
 
 
+def run_choices(service: RunService, who: Caller) -> list[tuple[str, str]]:
+    """The runs this caller may see, as (label, id) pairs for a run picker."""
+    return [(f"#{job.id} · {service.state_label(job)} · {job.name}", str(job.id)) for job in service.visible(who)]
+
+
+def picker_update(service: RunService, who: Caller, current: str | None) -> Any:
+    """The Runs tab's picker: fresh choices, keeping the selected run (or the newest one when it is gone)."""
+    return choices_update(run_choices(service, who), current)
+
+
+def adapter_update(service: RunService, who: Caller, current: str | None = None) -> Any:
+    """The Compare tab's picker: the caller's finished runs, keeping `current` selected when it is one."""
+    return choices_update([(f"run #{j.id} · {j.name}", str(j.id)) for j in service.trained(who)], current)
+
+
 def choices_update(choices: list[tuple[str, str]], current: str | None) -> Any:
     """A run picker's fresh (label, id) choices, keeping `current` selected when it is one of them, else the first
     (newest); never an id the caller was not offered."""
@@ -79,7 +93,8 @@ def choices_update(choices: list[tuple[str, str]], current: str | None) -> Any:
 
 def caller(profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None = None) -> Caller:
     """Who calls a handler, from what Gradio injects from the server's session (never from the browser's values)."""
-    return caller_from(profile.username if profile is not None else None, oauth.token if oauth is not None else None)
+    username = profile.username if profile is not None else None
+    return RunService.caller(username, oauth.token if oauth is not None else None)
 
 
 DOWNLOADS_KEPT_S = 3600

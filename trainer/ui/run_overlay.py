@@ -1,7 +1,7 @@
 """Runs side by side: the loss curves of two or more runs on one chart, and a table of the settings that differ.
 
 Pure readers of run folders (no widgets) plus `build`, which adds the "Compare runs" section to the Runs tab. Runs
-are chosen by id and each one's owner is checked on the server (`find_job`), like everywhere else.
+are chosen by id and each one's owner is checked on the server (`RunService.find`), like everywhere else.
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ from typing import Any
 
 import gradio as gr
 
-from trainer.config import RunConfig, iter_fields, load_yaml
-from trainer.runs.access import AccessError, find_job, visible_jobs
-from trainer.runs.folder import CONFIG_FILE, STATUS_FILE, read_events, read_json
+from trainer.config import RunConfig, iter_fields
+from trainer.runs.service import AccessError, RunService
 from trainer.ui.context import AppContext, caller, plain
 
 NOT_COMPARED = ("run.name",)
@@ -84,24 +83,25 @@ def diff_markdown(configs: dict[str, RunConfig], losses: dict[str, dict[str, Any
     return "\n".join(lines)
 
 
-def compare(manager, who, run_ids: list[str] | None) -> tuple[Any, Any, str]:
+def compare(service: RunService, who, run_ids: list[str] | None) -> tuple[Any, Any, str]:
     """The overlay of the chosen runs (train loss, eval loss) and the settings table; each run's owner is checked.
 
     Raises:
         AccessError: a run is not the caller's (or does not exist), or fewer than two runs were chosen.
     """
-    jobs = [find_job(manager.store, who, run_id) for run_id in dict.fromkeys(run_ids or [])]
+    jobs = [service.find(who, run_id) for run_id in dict.fromkeys(run_ids or [])]
     if len(jobs) < 2:
         raise AccessError("Pick two or more runs to compare.")
-    events = {run_label(job): read_events(Path(job.run_dir)) for job in jobs}
-    configs = {run_label(job): load_yaml(Path(job.run_dir) / CONFIG_FILE) for job in jobs}
-    status = {run_label(job): read_json(Path(job.run_dir) / STATUS_FILE, {}) or {} for job in jobs}
+    views = {run_label(job): service.view(job) for job in jobs}
+    events = {label: view.events for label, view in views.items()}
+    configs = {run_label(job): service.config_of(job) for job in jobs}
+    status = {label: view.status for label, view in views.items()}
     return overlay_frame(events), overlay_frame(events, "eval_loss"), diff_markdown(configs, status)
 
 
 def build(ctx: AppContext) -> dict[str, Any]:
     """The "Compare runs" section: pick runs, see their curves on one chart and what differs between them."""
-    manager = ctx.manager
+    service = ctx.service
     c: dict[str, Any] = {}
     with gr.Accordion("Compare runs: loss curves and the settings that differ", open=False, elem_id="overlay"):
         with gr.Row():
@@ -119,7 +119,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
         c["table"] = gr.Markdown(elem_id="overlay-table")
 
     def choices(current, profile: gr.OAuthProfile | None):
-        runs = [(run_label(job), str(job.id)) for job in visible_jobs(manager.store, caller(profile))]
+        runs = [(run_label(job), str(job.id)) for job in service.visible(caller(profile))]
         ids = {value for _, value in runs}
         return gr.update(choices=runs, value=[v for v in current or [] if v in ids])
 
@@ -127,7 +127,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
         """The chosen runs compared; a refusal (one run, not the caller's) is a toast and leaves the section as it was
         (a raised gr.Error would mark both charts and the table with error badges)."""
         try:
-            return compare(manager, caller(profile), run_ids)
+            return compare(service, caller(profile), run_ids)
         except AccessError as exc:
             gr.Warning(str(exc))
             return gr.skip(), gr.skip(), gr.skip()

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import html
-import shutil
 import time
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from trainer.noise import for_people
-from trainer.runs import folder as rf
-from trainer.runs.access import SIGN_IN, AccessError, find_job, hub_token, space_mode, visible_jobs
-from trainer.runs.queue import WAITING_FOR_OWNER
-from trainer.ui import compare_tab, run_overlay
-from trainer.ui.context import AppContext, caller, choices_update, download_folder, plain
-from trainer.ui.continuing import CONTINUABLE, continue_config
+from trainer.runs.service import (
+    BUILD_PHASE,
+    PHASES,
+    SIGN_IN,
+    AccessError,
+    RunService,
+    RunState,
+    RunView,
+    progress,
+    without_server_paths,
+)
+from trainer.ui import run_overlay
+from trainer.ui.context import AppContext, adapter_update, caller, download_folder, picker_update, plain, run_choices
 from trainer.ui.form import labelled, preset_updates
 
 REFRESH_S = 1.0
@@ -46,12 +51,6 @@ shows it too stays as a link, should the browser hold the download back)."""
 # --------------------------------------------------------------------------- reading the run folder (no widgets)
 
 
-def label_of(job, manager) -> str:
-    """How the picker names a run."""
-    status = "waiting for sign-in" if manager.waiting_for_owner(job) else job.status
-    return f"#{job.id} · {status} · {job.name}"
-
-
 def loss_frame(events: list[dict[str, Any]], key: str = "loss"):
     """One loss series per step for gr.LinePlot (typed even when empty, so the axes stay numeric)."""
     import pandas as pd
@@ -73,12 +72,12 @@ PROGRESS_CSS = """
 
 
 def current_phase(job, status: dict[str, Any]) -> str | None:
-    """What a running run is doing now (one of runfolder.PHASES); None when it is not running."""
-    if job is None or job.status != "running":
+    """What a running run is doing now (one of the run folder's PHASES); None when it is not running."""
+    if job is None or job.status != RunState.RUNNING:
         return None
     if status.get("push_state") == "pushing":
         return "pushing"
-    return status.get("phase") if status.get("phase") in rf.PHASES else "starting"
+    return status.get("phase") if status.get("phase") in PHASES else "starting"
 
 
 def progress_html(job, events: list[dict[str, Any]], status: dict[str, Any] | None = None) -> str:
@@ -89,24 +88,24 @@ def progress_html(job, events: list[dict[str, Any]], status: dict[str, Any] | No
     step = max((e.get("step", 0) for e in events if "total_steps" in e or "loss" in e), default=0)
     total = last.get("total_steps") or 0
     phase = current_phase(job, status)
-    if job is not None and job.status == "succeeded":
+    if job is not None and job.status == RunState.SUCCEEDED:
         fraction, text = 1.0, f"finished · step {step} / {max(step, total) or '?'}"
     elif phase is None:
-        fraction = rf.progress("training", step, total) if total else 0.0
+        fraction = progress("training", step, total) if total else 0.0
         text = f"{job.status if job else 'no run'} · step {step} / {total or '?'}"
-    elif phase == rf.BUILD_PHASE:  # once per machine, before the run proper: a bar of its own, by warm-up steps
+    elif phase == BUILD_PHASE:  # once per machine, before the run proper: a bar of its own, by warm-up steps
         done, warm_up = status.get("phase_steps") or (0, 0)
         fraction, text = done / warm_up if warm_up else 0.0, f"{phase}… · warm-up step {done} / {warm_up or '?'}"
     else:
-        fraction, text = rf.progress(phase, step, total), f"{phase}…"
+        fraction, text = progress(phase, step, total), f"{phase}…"
         if phase == "training":
             text = f"training · step {step} / {total or '?'} ({100 * step / total if total else 0:.0f} %)"
             eta = next((e["eta_s"] for e in reversed(steps) if "eta_s" in e), None)  # an eval's event has none
             text += f" · ETA {eta:.0f} s" if eta is not None else ""
     live = " live" if phase is not None else ""
     if live and phase != "training":  # halfway through the phase, so its stripes show from the first second
-        fraction = max(fraction + rf.PHASES[phase] / 2 / sum(rf.PHASES.values()), 0.02)
-    share = "" if phase == rf.BUILD_PHASE else f" · {100 * fraction:.0f} % of the run"  # the build is no share of it
+        fraction = max(fraction + PHASES[phase] / 2 / sum(PHASES.values()), 0.02)
+    share = "" if phase == BUILD_PHASE else f" · {100 * fraction:.0f} % of the run"  # the build is no share of it
     return (
         f'<div class="bar{live}"><div class="fill" style="width:{100 * fraction:.1f}%"></div></div>'
         f'<div class="phase">{html.escape(text)}{share}</div>'
@@ -143,27 +142,25 @@ def metrics_markdown(events: list[dict[str, Any]], status: dict[str, Any]) -> st
     return " · ".join(parts)
 
 
-def status_markdown(manager, job) -> str:
+def status_markdown(service: RunService, view: RunView | None) -> str:
     """Headline for the selected run: state, name, times, queue place or failure cause."""
-    if job is None:
+    if view is None:
         return "No runs yet. Start one in the **Train** tab."
-    folder = Path(job.run_dir).name if space_mode() else job.run_dir  # no server paths for Space users
+    job, status = view.job, view.status
+    folder = view.run_dir.name if service.space_mode() else job.run_dir  # no server paths for Space users
     lines = [f"### Run #{job.id} · {job.status}", f"{plain(job.name)} · `{folder}`"]
-    if job.status == "queued" and manager.waiting_for_owner(job):
-        lines.append(f"Queued, {WAITING_FOR_OWNER}.")
-    elif job.status == "queued":
-        lines.append(f"Waiting for the GPU: place {manager.store.queue_position(job.id)} in the queue.")
+    if note := service.waiting_note(job):
+        lines.append(note)
     if job.started_at:
         end = job.finished_at or time.time()
         lines.append(
             f"started {time.strftime('%H:%M:%S', time.localtime(job.started_at))} · {end - job.started_at:.0f} s"
         )
     if job.error:
-        label = {"failed": "Cause", "push_failed": "Trained and saved locally; the push failed"}.get(
+        label = {RunState.FAILED: "Cause", RunState.PUSH_FAILED: "Trained and saved locally; the push failed"}.get(
             job.status, "Note"
         )
-        lines.append(f"**{label}:** {labelled(rf.without_server_paths(job.error))}")  # the field's label, escaped
-    status = rf.read_json(Path(job.run_dir) / rf.STATUS_FILE, {}) or {}
+        lines.append(f"**{label}:** {labelled(without_server_paths(job.error))}")  # the field's label, escaped
     if status.get("push_state") == "pushed" and status.get("repo_url"):
         lines.append(f"**Published:** [{status.get('repo_id')}]({status['repo_url']})")
     if parent := status.get("parent_run"):
@@ -171,9 +168,8 @@ def status_markdown(manager, job) -> str:
     return "\n\n".join(lines)
 
 
-def samples_markdown(run_dir: Path) -> str:
+def samples_markdown(samples: list[dict[str, Any]]) -> str:
     """Held-out prompts answered before and after training."""
-    samples = rf.read_json(run_dir / rf.SAMPLES_FILE, []) or []
     if not samples:
         return ""
     rows = ["| prompt | before | after |", "| --- | --- | --- |"]
@@ -183,34 +179,20 @@ def samples_markdown(run_dir: Path) -> str:
     return "\n".join(rows)
 
 
-def _stamp(job) -> list:
-    """What the Runs tab shows of a run can only have changed if this changed (its row, its files' sizes and times)."""
-    stats = []
-    for name in (rf.STATUS_FILE, rf.EVENTS_FILE, rf.LOG_FILE, rf.SAMPLES_FILE):
-        try:
-            info = (Path(job.run_dir) / name).stat()
-            stats.append([info.st_size, info.st_mtime_ns])
-        except OSError:
-            stats.append(None)
-    return [job.status, job.error, job.finished_at, stats]
-
-
-def _buttons(job) -> list[Any]:
+def _buttons(view: RunView | None) -> list[Any]:
     """Cancel / Resume / Retry push / Delete / Download / Chat / Download for TRL / Continue, by the run's state."""
-    from trainer.trl_export import TRL_FILE
-
-    if job is None:
+    if view is None:
         return [gr.update(interactive=False)] * 8
-    has_adapter = (Path(job.run_dir) / rf.ADAPTER_DIR / "adapter_model.safetensors").is_file()
+    job, has_adapter = view.job, view.has_adapter
     return [
-        gr.update(interactive=job.status in ("queued", "running")),
+        gr.update(interactive=not job.finished),
         gr.update(interactive=job.resumable),
-        gr.update(interactive=job.status == "push_failed"),
+        gr.update(interactive=job.status == RunState.PUSH_FAILED),
         gr.update(interactive=job.finished),
         gr.update(interactive=has_adapter),
-        gr.update(interactive=has_adapter and job.status in ("succeeded", "push_failed")),
-        gr.update(interactive=(Path(job.run_dir) / TRL_FILE).is_file()),
-        gr.update(interactive=has_adapter and job.status in CONTINUABLE),
+        gr.update(interactive=has_adapter and job.status.trained),
+        gr.update(interactive=view.has_trl_export),
+        gr.update(interactive=has_adapter and job.status.trained),
     ]
 
 
@@ -222,38 +204,17 @@ def make_picker() -> gr.Dropdown:
     return gr.Dropdown(choices=[], label="Run", elem_id="run-picker", scale=4, allow_custom_value=True, render=False)
 
 
-def picker_choices(manager, who) -> list[tuple[str, str]]:
-    """The runs this caller may see, as (label, id) pairs; runs started with the CLI are listed too."""
-    manager.adopt_runs()  # one stat when nothing changed
-    return [(label_of(job, manager), str(job.id)) for job in visible_jobs(manager.store, who)]
+def adapter_zip(service: RunService, who, job_id: object) -> str:
+    """A .zip of the caller's run's adapter, made for this request in a temporary folder (served as a copy)."""
+    job = service.find(who, job_id)
+    return service.adapter_archive(job, download_folder("adapter-") / f"run-{job.id}-adapter")
 
 
-def picker_update(manager, who, current: str | None) -> Any:
-    """Fresh choices, keeping the selected run (or the newest one when it is gone)."""
-    return choices_update(picker_choices(manager, who), current)
-
-
-def adapter_zip(job) -> str:
-    """A .zip of the run's adapter folder, made for this request in a temporary folder (served as a copy)."""
-    adapter = Path(job.run_dir) / rf.ADAPTER_DIR
-    if not (adapter / "adapter_model.safetensors").is_file():
-        raise ValueError(f"run #{job.id} has no adapter yet: it is saved when training finishes.")
-    out = download_folder("adapter-") / f"run-{job.id}-adapter"
-    return shutil.make_archive(str(out), "zip", root_dir=adapter)
-
-
-def trl_zip(job) -> str:
-    """A .zip of the run's `trl_sft.yaml` and `trl_data/` (for `trl sft --config trl_sft.yaml` where it is unpacked),
-    copied for this request into a temporary folder (served as a copy, after the owner check)."""
-    from trainer.trl_export import TRL_DATA_DIR, TRL_FILE
-
-    run_dir = Path(job.run_dir)
-    if not (run_dir / TRL_FILE).is_file():
-        raise ValueError(f"run #{job.id} has no {TRL_FILE}: it is written when the run has prepared its data.")
-    folder = download_folder("trl-") / f"run-{job.id}-trl"
-    shutil.copytree(run_dir / TRL_DATA_DIR, folder / TRL_DATA_DIR)
-    shutil.copy2(run_dir / TRL_FILE, folder / TRL_FILE)
-    return shutil.make_archive(str(folder), "zip", root_dir=folder)
+def trl_zip(service: RunService, who, job_id: object) -> str:
+    """A .zip of the caller's run's `trl_sft.yaml` and `trl_data/` (for `trl sft --config trl_sft.yaml` where it is
+    unpacked), copied for this request into a temporary folder (served as a copy, after the owner check)."""
+    job = service.find(who, job_id)
+    return service.trl_archive(job, download_folder("trl-") / f"run-{job.id}-trl")
 
 
 def build(ctx: AppContext, app: gr.Blocks, train_fields: list | None = None, advanced: Any = None) -> dict[str, Any]:
@@ -262,9 +223,7 @@ def build(ctx: AppContext, app: gr.Blocks, train_fields: list | None = None, adv
     train_fields: the Train tab's setting widgets, in `form_fields()` order, and `advanced`, its Advanced settings
     accordion: Continue training fills them (and opens the accordion, where *Continue from adapter* is).
     """
-    from trainer.runs.queue import log_tail
-
-    manager = ctx.manager
+    service = ctx.service
     c = _layout(ctx.run_picker)
     outputs = [
         c["status"],
@@ -289,74 +248,66 @@ def build(ctx: AppContext, app: gr.Blocks, train_fields: list | None = None, adv
     def refresh(job_id, seen: dict, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
         """Re-read the selected run's folder; skip the plot and picker when nothing changed (no flicker)."""
         who = caller(profile, oauth)
-        manager.attach_token(who.name, who.token)  # runs queued before a restart wait for their owner's token
+        choices = run_choices(service, who)  # also gives runs queued before a restart their owner's token back
         try:
-            job = find_job(manager.store, who, job_id)
+            job = service.find(who, job_id)
         except AccessError:
             job = None  # nothing selected, gone, or another user's run: all look the same
-        choices = picker_choices(manager, who)
         picker = gr.skip() if choices == seen.get("choices") else gr.update(choices=choices)
         if job is None:
             empty = ["", loss_frame([]), loss_frame([], "eval_loss"), "", "", ""]
             headline = (
-                status_markdown(manager, None) if who.signed_in else f"### {SIGN_IN.format(what='see your runs')}"
+                status_markdown(service, None) if who.signed_in else f"### {SIGN_IN.format(what='see your runs')}"
             )
             return [headline, *empty, *_buttons(None), picker, {"choices": choices}]
-        run_dir = Path(job.run_dir)
-        stamp = _stamp(job)
+        stamp = service.stamp(job)
         if seen.get("job") == job.id and seen.get("stamp") == stamp:  # nothing changed: send (almost) nothing
-            headline = gr.skip() if job.finished else status_markdown(manager, job)  # a running one shows its time
+            view = None if job.finished else service.view(job)  # a running one shows its time
+            headline = gr.skip() if view is None else status_markdown(service, view)
             quiet = [headline, *[gr.skip()] * (len(outputs) - 3), picker]
             return [*quiet, {**seen, "choices": choices}]
-        events = rf.read_events(run_dir)
-        status = rf.read_json(run_dir / rf.STATUS_FILE, {}) or {}
+        view = service.view(job)
+        events = view.events
         unchanged = seen.get("job") == job.id and seen.get("n_events") == len(events)
         return [
-            status_markdown(manager, job),
-            progress_html(job, events, status),
+            status_markdown(service, view),
+            progress_html(job, events, view.status),
             gr.skip() if unchanged else loss_frame(events),
             gr.skip() if unchanged else loss_frame(events, "eval_loss"),
-            metrics_markdown(events, status),
-            rf.without_server_paths(for_people(log_tail(run_dir))),  # library noise stays in log.txt only
-            samples_markdown(run_dir),
-            *_buttons(job),
+            metrics_markdown(events, view.status),
+            for_people(view.log()),  # library noise stays in log.txt only
+            samples_markdown(view.samples),
+            *_buttons(view),
             picker,
             {"job": job.id, "n_events": len(events), "choices": choices, "stamp": stamp},
         ]
 
     def refresh_picker(current, profile: gr.OAuthProfile | None):
-        return picker_update(manager, caller(profile), current)
+        return picker_update(service, caller(profile), current)
 
     for trigger in (c["timer"].tick, c["picker"].change):  # a few file reads: answered directly, not queued
         trigger(refresh, [c["picker"], c["seen"]], outputs, queue=False, show_progress="hidden")
     c["reload"].click(refresh_picker, c["picker"], c["picker"], queue=False)
 
     def act(action):
-        def handler(job_id, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):  # noqa: ARG001
-            who = caller(profile, oauth)
+        def handler(job_id, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
             try:
-                job = find_job(manager.store, who, job_id)  # the owner is checked here, on the server
-                if action == manager.resume:  # a bound method is a new object at each access: `is` never holds
-                    action(job.id, who.token)
-                else:
-                    action(job.id)
+                action(caller(profile, oauth), job_id)  # the owner is checked there, on the server
             except (AccessError, ValueError) as exc:
                 gr.Warning(str(exc))
             return refresh_picker(job_id, profile)
 
         return handler
 
-    c["cancel"].click(act(manager.cancel), c["picker"], c["picker"])
-    c["resume"].click(act(manager.resume), c["picker"], c["picker"])
-    c["delete"].click(act(manager.delete), c["picker"], c["picker"])
+    c["cancel"].click(act(service.cancel), c["picker"], c["picker"])
+    c["resume"].click(act(service.resume), c["picker"], c["picker"])
+    c["delete"].click(act(service.delete), c["picker"], c["picker"])
 
     def retry_push(job_id, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
         from trainer.hub import HubError
 
-        who = caller(profile, oauth)
         try:
-            who.require("push to the Hub")
-            manager.retry_push(find_job(manager.store, who, job_id).id, hub_token(who))  # never the Space's
+            service.retry_push(caller(profile, oauth), job_id)  # with the caller's own token, never the Space's
         except (AccessError, HubError, ValueError) as exc:
             gr.Warning(str(exc))
         return refresh_picker(job_id, profile)
@@ -366,7 +317,7 @@ def build(ctx: AppContext, app: gr.Blocks, train_fields: list | None = None, adv
     def offer(make_zip, job_id, profile: gr.OAuthProfile | None):
         """A zip of the caller's own run, made for this request (never a data-dir file by its path)."""
         try:
-            return gr.update(value=make_zip(find_job(manager.store, caller(profile), job_id)), visible=True)
+            return gr.update(value=make_zip(service, caller(profile), job_id), visible=True)
         except (AccessError, ValueError) as exc:
             gr.Warning(str(exc))
             return gr.update(value=None, visible=False)
@@ -383,30 +334,28 @@ def build(ctx: AppContext, app: gr.Blocks, train_fields: list | None = None, adv
     def continue_training(job_id, profile: gr.OAuthProfile | None):
         """Fill the Train form from the caller's own finished run, to continue from its adapter, and open Train."""
         try:
-            cfg = continue_config(manager, caller(profile), job_id)
+            cfg = service.continue_config(caller(profile), job_id)
         except (AccessError, ValueError) as exc:
             gr.Warning(str(exc))
             return [gr.skip()] * (2 + len(train_fields))
         return [gr.Tabs(selected="train"), gr.Accordion(open=True), *preset_updates(cfg, unavailable)]
 
     if train_fields:
-        from trainer.preflight import unavailable_options
-
-        unavailable = unavailable_options(ctx.on_gpu)  # as the Train tab offers them
+        unavailable = service.unavailable_options(ctx.on_gpu)  # as the Train tab offers them
         c["continue"].click(continue_training, c["picker"], [ctx.tabs, advanced, *train_fields], queue=False)
 
     def chat_with(job_id, profile: gr.OAuthProfile | None):
         """Open the Compare tab on this run (the owner is checked here, on the server)."""
         who = caller(profile)
         try:
-            job = find_job(manager.store, who, job_id)
+            job = service.find(who, job_id)
         except AccessError as exc:
             gr.Warning(str(exc))
             return gr.skip(), gr.skip()
-        if job.status not in ("succeeded", "push_failed"):  # never quietly another run's adapter instead
+        if not job.status.trained:  # never quietly another run's adapter instead
             gr.Warning(f"Run #{job.id} is {job.status}: it has an adapter to chat with once it has finished.")
             return gr.skip(), gr.skip()
-        return gr.Tabs(selected="compare"), compare_tab.adapter_update(manager, who, str(job.id))
+        return gr.Tabs(selected="compare"), adapter_update(service, who, str(job.id))
 
     c["chat"].click(chat_with, c["picker"], [ctx.tabs, ctx.chat_adapter], queue=False)
     app.load(refresh_picker, c["picker"], c["picker"])  # reattach to the latest run after a reload

@@ -3,34 +3,18 @@
 from __future__ import annotations
 
 import logging
-import re
-import secrets
-import shutil
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
 from trainer.config import PRESETS, ConfigError, FieldSpec, RunConfig, preset_config
 from trainer.config.hints import render_hints
-from trainer.runs.access import (
-    SIGN_IN,
-    AccessError,
-    Caller,
-    Limits,
-    dataset_problem,
-    hub_kernels_problem,
-    hub_token,
-    model_problem,
-    upload_dir,
-)
-from trainer.ui import runs_tab
-from trainer.ui.context import AppContext, OnePerSession, caller, download_folder, plain, zero_gpu
-from trainer.ui.continuing import resolve_parent
+from trainer.runs.service import AccessError, Caller, RefusedRun, RunService
+from trainer.ui.context import AppContext, OnePerSession, caller, download_folder, picker_update, plain, zero_gpu
 
 if TYPE_CHECKING:  # the web page imports no estimate or Hub code until it is used
     from trainer.estimate.device import Device
-    from trainer.runs.remote import Flavor
+    from trainer.runs.service import Flavor
 from trainer.ui.form import (
     AS_MEANT,
     AS_MEANT_LABEL,
@@ -122,17 +106,13 @@ def preview_data(values: dict[str, Any], who: Caller, flavor: Flavor | None = No
     from trainer import data
 
     cfg, problems = config_from_form(values)
-    problems = [p for p in problems if p.startswith("data.")]
-    if not problems and (problem := dataset_problem(who, cfg.data.dataset_name)):
-        problems = [problem]
-    if not problems and (problem := model_problem(who, cfg.model.model_name_or_path)):
-        problems = [problem]
+    problems = [p for p in problems if p.startswith("data.")] or RunService.read_problems(who, cfg)
     if problems:
         return problems_markdown(problems), "", ""
+    token = RunService.hub_token(who)  # the caller's own, or False (the libraries read None as "the Space's HF_TOKEN")
     try:
-        tokenizer = data.preview_tokenizer(cfg.model.model_name_or_path, token=hub_token(who))
-        # hub_token: the caller's own token, or False (the libraries read None as "use the Space's HF_TOKEN")
-        p = data.preview(cfg.data, tokenizer, cfg.training.max_length, token=hub_token(who))
+        tokenizer = data.preview_tokenizer(cfg.model.model_name_or_path, token=token)
+        p = data.preview(cfg.data, tokenizer, cfg.training.max_length, token=token)
     except (data.DataError, ConfigError) as exc:
         return f"### Dataset problem\n{labelled(str(exc))}", "", ""  # it may quote the data: escaped
     stats = p.token_lengths
@@ -157,48 +137,8 @@ def preview_data(values: dict[str, Any], who: Caller, flavor: Flavor | None = No
         panel = f"**Estimate:** none for Hugging Face Jobs {flavor.name} (${flavor.usd_per_hour:.2f}/h): its hardware "
         panel += "is not in the estimate's table."
     else:
-        panel = estimate_panel(cfg, p.rows, tokenizer, p.n_total, hub_token(who), device)
+        panel = estimate_panel(cfg, p.rows, tokenizer, p.n_total, token, device)
     return "\n\n".join(summary), rendered, panel
-
-
-def save_upload(path: str | None, who: Caller, limits: Limits | None = None) -> tuple[str | None, str]:
-    """Keep an uploaded dataset file in the caller's own upload folder, in a folder with a random name, under its
-    own name made safe (letters, digits, ``_.-``): messages about it then name the user's file.
-
-    Returns:
-        (its path or None, an error message or '').
-    """
-    from trainer.data import SUPPORTED_SUFFIXES
-
-    if not path:
-        return None, ""
-    name, suffix = Path(path).name, Path(path).suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        return None, (
-            f"### Dataset problem\n**{name}**: {suffix or 'no suffix'} files are not supported. "
-            f"Upload a {', '.join(SUPPORTED_SUFFIXES)} file."
-        )
-    size_mb = Path(path).stat().st_size / 2**20
-    if limits is not None and limits.upload_mb is not None and size_mb > limits.upload_mb:
-        return (
-            None,
-            f"### Dataset problem\n**{name}** is {size_mb:.0f} MB; uploads here are up to {limits.upload_mb:g} MB.",
-        )
-    try:
-        folder = upload_dir(who)
-    except AccessError as exc:
-        return None, f"### {exc}"
-    kept_mb = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20 if folder.is_dir() else 0.0
-    if limits is not None and limits.uploads_mb is not None and kept_mb + size_mb > limits.uploads_mb:
-        return None, (
-            f"### Dataset problem\nYour uploads here already take {kept_mb:.0f} MB, and **{name}** would pass the "
-            f"{limits.uploads_mb:g} MB a user may keep. Train on a Hub dataset, or on what you uploaded before."
-        )
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(name).stem).strip("._")[:80] or "upload"  # no path games
-    target = folder / secrets.token_hex(8) / f"{safe}{suffix}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, target)
-    return str(target), ""
 
 
 def export_yaml(values: dict[str, Any]) -> tuple[Any, str, str]:
@@ -216,12 +156,11 @@ def export_yaml(values: dict[str, Any]) -> tuple[Any, str, str]:
 
 def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
     """Build the Train tab's components and wire its events; returns the components by name."""
-    from trainer.preflight import unavailable_options
-
-    unavailable = unavailable_options(ctx.on_gpu)  # GPU-only options are not offered where they cannot run
-    flavors = offered_flavors()
+    service = ctx.service
+    unavailable = service.unavailable_options(ctx.on_gpu)  # GPU-only options are not offered where they cannot run
+    flavors = service.flavors()
     by_choice = dict(zip(run_on_choices(flavors)[1:], flavors, strict=True))
-    c = _layout(preset, cfg, ctx.manager.limits.describe(), unavailable, run_on_choices(flavors))
+    c = _layout(preset, cfg, service.limits.describe(), unavailable, run_on_choices(flavors))
     fields = c["fields"]
     field_list = [fields[s.key] for s in form_fields()]
 
@@ -273,7 +212,7 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
             fields[spec.key].change(None, None, c["estimate"], js="() => ''")
 
     def on_upload(path, profile: gr.OAuthProfile | None):
-        saved, error = save_upload(path, caller(profile), ctx.manager.limits)
+        saved, error = service.save_upload(caller(profile), path)
         return (gr.update(value=saved) if saved else gr.skip()), error
 
     c["upload"].upload(on_upload, c["upload"], [fields["data.dataset_name"], c["preview_summary"]])
@@ -310,53 +249,27 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
     c["export"].click(lambda v: export_yaml(keyed(v)), set(field_list), [c["yaml_file"], c["yaml_view"], c["errors"]])
 
     def start(values: dict, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
-        from trainer.preflight import check_before_queueing
-
+        """Queue the form's run (the service checks everything first); its problems are shown by their fields."""
         who = caller(profile, oauth)
-        flavor = chosen_flavor(values.get(c["run_on"])) if "run_on" in c else None
-        if not who.signed_in:  # a visitor never spends the Space's GPU or token
-            return [
-                f"### {SIGN_IN.format(what='train')}",
-                [],
-                *field_updates([], unavailable),
-                gr.skip(),
-                gr.skip(),
-                gr.skip(),
-            ]
+        cleared = field_updates([], unavailable)
         run_cfg, problems = config_from_form(keyed(values))
         preset = values.get(c["preset"])
         run_cfg.run.name = run_cfg.display_name(preset if preset in PRESETS else None)  # empty: preset + dataset
-        if not problems and (problem := dataset_problem(who, run_cfg.data.dataset_name)):
-            problems = [problem]
-        if not problems and (problem := model_problem(who, run_cfg.model.model_name_or_path)):
-            problems = [problem]
-        if not problems and (problem := hub_kernels_problem(run_cfg.model.hub_kernels)):
-            problems = [problem]
-        if not problems and (problem := resolve_parent(ctx.manager, who, run_cfg)):  # run #<id>: the caller's own
-            problems = [problem]
-        if not problems and (problem := run_on_problem(flavor, ctx.on_gpu, who)):
-            problems = [problem]
-        if not problems and flavor and Path(run_cfg.model.adapter_name_or_path or "\0").exists():
-            problems = [  # a job runs elsewhere: it can continue only from an adapter on the Hub
-                "model.adapter_name_or_path: a Hugging Face Job cannot read a run folder on this server. Push the "
-                "parent run to the Hub and continue from its repo ID, or run on this machine."
-            ]
-        if not problems:  # a Hugging Face Job trains on a GPU whatever this machine has
-            problems = check_before_queueing(run_cfg, ctx.on_gpu or flavor is not None, hub_token(who))
-        if problems:
-            advanced = gr.Accordion(open=True) if opens_advanced(problems) else gr.skip()  # show the marked field
-            marks = field_updates(problems, unavailable)
-            return [problems_markdown(problems), problems, *marks, advanced, gr.skip(), gr.skip()]
-        if warning := memory_warning(
-            run_cfg, hub_token(who)
-        ):  # an estimate can be wrong: warned before the GPU is spent, not refused
-            gr.Warning(warning)
+        flavor = chosen_flavor(values.get(c["run_on"])) if "run_on" in c else None
         try:
-            job = ctx.manager.submit(run_cfg, owner=who.owner, token=who.token, flavor=flavor)
-        except ValueError as exc:  # the per-user limit of runs queued or training
-            return [f"### {exc}", [], *field_updates([], unavailable), gr.skip(), gr.skip(), gr.skip()]
-        selected = runs_tab.picker_update(ctx.manager, who, str(job.id))  # the Runs tab opens on the new run
-        return ["", [], *field_updates([], unavailable), gr.skip(), gr.Tabs(selected="runs"), selected]
+            if problems and who.signed_in:
+                raise RefusedRun(problems)
+            job = service.start(who, run_cfg, flavor, ctx.on_gpu, zero_gpu())
+        except RefusedRun as exc:
+            advanced = gr.Accordion(open=True) if opens_advanced(exc.problems) else gr.skip()  # the marked field
+            marks = field_updates(exc.problems, unavailable)
+            return [problems_markdown(exc.problems), exc.problems, *marks, advanced, gr.skip(), gr.skip()]
+        except (AccessError, ValueError) as exc:  # signed out (a visitor never spends the GPU), or the run limit
+            return [f"### {exc}", [], *cleared, gr.skip(), gr.skip(), gr.skip()]
+        if warning := memory_warning(run_cfg, service.hub_token(who)):
+            gr.Warning(warning)  # an estimate can be wrong: a warning as the run waits for the GPU, not a refusal
+        selected = picker_update(service, who, str(job.id))  # the Runs tab opens on the new run
+        return ["", [], *cleared, gr.skip(), gr.Tabs(selected="runs"), selected]
 
     outputs = [c["errors"], shown, *field_list, c["advanced"], ctx.tabs, ctx.run_picker]
     c["start"].click(start, set(field_list) | {c["preset"]} | ({c["run_on"]} if "run_on" in c else set()), outputs)
@@ -368,23 +281,9 @@ def example_label(dataset: str | None) -> str | None:
     return next((label for label, path in BUNDLED_EXAMPLES.items() if path == (dataset or "").strip()), None)
 
 
-def offered_flavors() -> list[Flavor]:
-    """The Hugging Face Jobs flavours "Run on" lists, where Jobs are offered (a Space, or PHI3_STUDIO_JOB_IMAGE); []
-    elsewhere (no choice shown). The list is public: read without any token."""
-    from trainer.runs.remote import HfJobsBackend, job_image
-
-    if job_image() is None:
-        return []
-    try:
-        return HfJobsBackend().flavors(False)
-    except Exception as exc:  # noqa: BLE001 - offline, Hub down: the app starts without the choice, and says why
-        logger.warning("Hugging Face Jobs are not offered: their hardware could not be listed (%s)", exc)
-        return []
-
-
 def run_on_choices(flavors: list[Flavor]) -> list[str]:
     """ "Run on" choices: this machine, then each Jobs flavour with its price ([] without flavours: no choice)."""
-    from trainer.runs.remote import LOCAL
+    from trainer.runs.service import LOCAL
 
     return [LOCAL, *(f"{JOBS_PREFIX}{f.choice}" for f in flavors)] if flavors else []
 
@@ -408,14 +307,6 @@ def chosen_flavor(choice: str | None) -> str | None:
     if not choice or not choice.startswith(JOBS_PREFIX):
         return None
     return choice[len(JOBS_PREFIX) :].split(":", 1)[0]
-
-
-def run_on_problem(flavor: str | None, on_gpu: bool, who: Caller) -> str | None:
-    """Why the run cannot go where asked (Jobs without the user's own token; local training on ZeroGPU), or None."""
-    from trainer.runs.remote import JOBS, LOCAL, job_image, where_to_train
-
-    choice = JOBS if flavor else LOCAL
-    return where_to_train(choice, on_gpu, zero_gpu(), job_image() is not None, who.token is not None)[1] or None
 
 
 def _layout(

@@ -75,7 +75,7 @@ def run_check(out: Path, dry_run: bool, mirror: Path | None = None, only: list[s
     Returns:
         The check's record: environment, and each step's command, status (passed/failed/timed out), seconds.
     """
-    from trainer.bench import environment
+    from trainer.tools.bench import environment
 
     out.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {

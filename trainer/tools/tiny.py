@@ -17,7 +17,7 @@ builds it (or waits for that build) as the run's first phase, with its progress.
 under a lock file; the others wait and read its progress.
 
 Example:
-    >>> from trainer.tiny import ensure_tiny_model
+    >>> from trainer.tools.tiny import ensure_tiny_model
     >>> path = ensure_tiny_model()   # builds on first use, then returns the cached folder
 """
 
@@ -119,7 +119,7 @@ def start_background_build() -> subprocess.Popen | None:
     so the model is ready by the first Start); None when it is built already. The process ends with the app."""
     if tiny_model_built():
         return None
-    return subprocess.Popen([sys.executable, "-m", "trainer.tiny"], cwd=PROJECT_ROOT)
+    return subprocess.Popen([sys.executable, "-m", "trainer.tools.tiny"], cwd=PROJECT_ROOT)
 
 
 def _end_with(parent: int) -> Progress:

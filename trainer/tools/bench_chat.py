@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trainer.bench import environment, random_phi3_mini
 from trainer.phi3 import PHI3_PROJECTIONS
+from trainer.tools.bench import environment, random_phi3_mini
 
 CHAT_PROMPT = [{"role": "user", "content": "Write a short story about a lighthouse keeper and a storm."}]
 
