@@ -1,8 +1,8 @@
 """A simulated public Space: alice and bob are signed in, a visitor is not, and the Space holds its own HF_TOKEN.
 
-Handlers are the app's real ones, taken from the built Blocks (`Blocks.fns`) and called as Gradio calls them, with
-`gr.OAuthProfile` / `gr.OAuthToken` objects standing for the server's session. Workers are a stand-in that records
-the token it was given, so no test trains a model.
+Handlers are the app's real ones, the tabs' public methods (`build_studio(...).handlers()`), called by name as Gradio
+calls them, with `gr.OAuthProfile` / `gr.OAuthToken` objects standing for the server's session. Workers are a
+stand-in that records the token it was given, so no test trains a model.
 """
 
 from __future__ import annotations
@@ -42,21 +42,14 @@ def oauth(token: str) -> gr.OAuthToken:
 class Space:
     """The app's handlers and state on a simulated Space."""
 
-    def __init__(self, blocks: gr.Blocks, manager, data_dir: Path):
-        self.blocks, self.manager, self.data_dir = blocks, manager, data_dir
-        self.fns = {fn.name: fn.fn for fn in blocks.fns.values() if fn.fn is not None and fn.name != "handler"}
-        self.components = {b.elem_id: b for b in blocks.blocks.values() if getattr(b, "elem_id", None)}
+    def __init__(self, studio, manager, data_dir: Path):
+        self.blocks, self.manager, self.data_dir = studio.app, manager, data_dir
+        self.fns = studio.handlers()  # the tabs' handlers by name: start, refresh, cancel, send ...
+        self.components = {b.elem_id: b for b in self.blocks.blocks.values() if getattr(b, "elem_id", None)}
 
     def action(self, name: str):
-        """The Runs tab's action handler that wraps manager.<name> (cancel, resume, delete)."""
-        for fn in self.blocks.fns.values():
-            if fn.fn is None or fn.name != "handler":
-                continue
-            cells = dict(zip(fn.fn.__code__.co_freevars, fn.fn.__closure__ or (), strict=False))
-            action = cells.get("action")
-            if fn.name == "handler" and getattr(action.cell_contents, "__name__", None) == name:
-                return fn.fn
-        raise AssertionError(f"no {name} handler")
+        """The Runs tab's action handler `name` (cancel, resume, delete)."""
+        return self.fns[name]
 
     def form(self, **changes) -> dict:
         """The Train form's values as Gradio hands them to Start (keyed by component), from the tiny-demo preset."""
@@ -114,7 +107,7 @@ def _space_app(tmp_path_factory):
     from trainer.runs.access import Limits
     from trainer.runs.queue import JobStore, RunQueue
     from trainer.runs.service import RunService
-    from trainer.ui import build_app
+    from trainer.ui import build_studio
 
     data_dir = tmp_path_factory.mktemp("space")
     with pytest.MonkeyPatch.context() as monkeypatch:
@@ -134,7 +127,7 @@ def _space_app(tmp_path_factory):
         launcher.write_text(f'#!/bin/sh\nshift 3\nexec {sys.executable} {worker} "$@"\n')  # drop "-m trainer train"
         launcher.chmod(0o755)
         manager = RunQueue(JobStore(data_dir / "jobs.sqlite"), python=str(launcher), limits=Limits.from_env())
-        yield Space(build_app(RunService(manager), on_gpu=False), manager, data_dir)
+        yield Space(build_studio(RunService(manager), on_gpu=False), manager, data_dir)
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ def jobs_space(tmp_path, monkeypatch):
     import trainer.runs.remote
     from trainer.runs.queue import JobStore, RunQueue
     from trainer.runs.service import RunService
-    from trainer.ui import build_app
+    from trainer.ui import build_studio
 
     simulate_space(monkeypatch)
     monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path))
@@ -50,7 +50,7 @@ def jobs_space(tmp_path, monkeypatch):
     monkeypatch.setattr(trainer.runs.remote, "HfJobsBackend", lambda *a, **k: recording)
     manager = RunQueue(JobStore(tmp_path / "jobs.sqlite"), python="/bin/false")
     manager.poll_s = 60.0
-    return Space(build_app(RunService(manager), on_gpu=False), manager, tmp_path), recording
+    return Space(build_studio(RunService(manager), on_gpu=False), manager, tmp_path), recording
 
 
 def _start(space: Space, choice: str, who=None, token=None):

@@ -144,7 +144,7 @@ def test_uploads_go_to_the_users_folder_in_a_random_folder_under_a_safe_name(spa
     data = tmp_path / "../evil name;$(x).jsonl"
     data.parent.mkdir(parents=True, exist_ok=True)
     data.write_text('{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Ho"}]}\n')
-    update, error = space.fns["on_upload"](str(data), ALICE)
+    update, error = space.fns["upload"](str(data), ALICE)
     saved = Path(update["value"])
     assert error == "" and saved.parent.parent == space.data_dir / "uploads" / "alice"
     assert re.fullmatch(r"[0-9a-f]{16}", saved.parent.name)  # a folder no one can guess or choose

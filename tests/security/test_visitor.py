@@ -59,7 +59,7 @@ def test_a_visitor_is_asked_to_sign_in_to_train_and_nothing_is_queued(space):
 def test_a_visitor_cannot_upload(space, tmp_path):
     data = tmp_path / "mine.jsonl"
     data.write_text('{"messages": []}\n')
-    _, error = space.fns["on_upload"](str(data), None)
+    _, error = space.fns["upload"](str(data), None)
     assert SIGN_IN in error and not (space.data_dir / "uploads").exists()
 
 
@@ -91,9 +91,7 @@ def test_a_visitor_cannot_preview_a_file_on_the_server(space):
 
 
 def test_a_visitor_downloads_the_config_as_a_fresh_copy(space):
-    export = next(
-        fn.fn for fn in space.blocks.fns.values() if fn.name == "<lambda>" and "export_yaml" in fn.fn.__code__.co_names
-    )
+    export = space.fns["export"]
     update, text, errors = export(space.form())
     assert errors == "" and "model_name_or_path: tiny-phi3" in text
     assert Path(update["value"]).read_text() == text
@@ -144,9 +142,7 @@ def test_a_folder_on_the_server_is_never_a_base_model_on_a_space(space, model, m
 def test_a_visitors_oversized_inputs_are_refused_before_any_work(space):
     summary, rows, estimate = space.fns["preview"](space.form(dataset_name="x" * 200_000), None, None)
     assert "200,000 characters, more than the 500 it takes" in summary and rows == estimate == ""
-    export = next(
-        fn.fn for fn in space.blocks.fns.values() if fn.name == "<lambda>" and "export_yaml" in fn.fn.__code__.co_names
-    )
+    export = space.fns["export"]
     update, text, errors = export(space.form(system_prompt="s" * 30_000_000))
     assert "more than the 20,000 it takes" in errors and text in ("", None)
 

@@ -5,13 +5,14 @@ generation."""
 from __future__ import annotations
 
 import inspect
+import re
 
 import gradio as gr
 import pytest
 
 from trainer.runs.queue import JobStore, RunQueue
 from trainer.runs.service import RunService
-from trainer.ui import build_app
+from trainer.ui import build_studio
 from trainer.ui.compare_tab import PANES_CSS, not_compared
 
 TOKENS = 10
@@ -38,12 +39,19 @@ def compare(tmp_path, monkeypatch):
     monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("OAUTH_CLIENT_ID", raising=False)
     monkeypatch.setattr(ChatEngine, "from_source", staticmethod(lambda *args, **kwargs: FakeEngine()))
-    blocks = build_app(RunService(RunQueue(JobStore(tmp_path / "jobs.sqlite"), python="/bin/false")), on_gpu=False)
-    fns = {fn.name: fn.fn for fn in blocks.fns.values() if fn.fn is not None}
-    components = {block.elem_id: block for block in blocks.blocks.values() if block.elem_id}
-    send = inspect.unwrap(fns["send"])  # the handler itself, inside the wrapper that shows refusals as messages
-    engines = dict(zip(send.__code__.co_freevars, (cell.cell_contents for cell in send.__closure__), strict=True))
-    return fns, components, blocks, engines["engines"]
+    studio = build_studio(RunService(RunQueue(JobStore(tmp_path / "jobs.sqlite"), python="/bin/false")), on_gpu=False)
+    components = {block.elem_id: block for block in studio.app.blocks.values() if block.elem_id}
+    return studio.handlers(), components, studio, studio.compare.engines
+
+
+def _events(studio, name: str) -> list[dict]:
+    """The page's events whose handler is `name`, as Gradio describes them to the browser (its `api_name`: the
+    handler's name, with `_1`, `_2` ... on a second and third registration)."""
+    return [d for d in studio.app.config["dependencies"] if re.sub(r"_\d+$", "", d["api_name"] or "") == name]
+
+
+def _elem(studio, component_id: int) -> str:
+    return studio.app.blocks[component_id].elem_id
 
 
 def _session(name: str) -> gr.Request:
@@ -66,18 +74,14 @@ NOTHING_MORE = [
 
 
 def test_one_clear_empties_both_panes_and_the_chatbots_have_no_clear_of_their_own(compare):
-    fns, components, blocks, _ = compare
+    fns, components, studio, _ = compare
     base, tuned, prompt = components["base-chat"], components["tuned-chat"], components["compare-prompt"]
     assert fns["clear_both"](_session("a")) == ([], [], "")
     # the Clear button, and each pane's own clear event too, run that one handler into both panes and the prompt
-    wired = {
-        (blocks.blocks[target].elem_id, event)
-        for fn in blocks.fns.values()
-        if fn.name == "clear_both"
-        for target, event in fn.targets
-    }
+    clears = _events(studio, "clear_both")
+    wired = {(_elem(studio, target), event) for d in clears for target, event in d["targets"]}
     assert wired == {("compare-clear", "click"), ("base-chat", "clear"), ("tuned-chat", "clear")}
-    assert all(fn.outputs == [base, tuned, prompt] for fn in blocks.fns.values() if fn.name == "clear_both")
+    assert all(d["outputs"] == [base._id, tuned._id, prompt._id] for d in clears)
     # Gradio 6.31's Chatbot has no option to leave out its trash button: CSS scoped to the panes' wrapper hides it
     panes = components["compare-panes"]
     assert (
@@ -143,7 +147,7 @@ def test_an_adapter_that_cannot_be_read_is_a_message_and_the_header_names_no_mod
         raise ChatError(refusal)
 
     monkeypatch.setattr(ChatEngine, "from_source", staticmethod(refuse))
-    fns, components, blocks, _ = compare
+    fns, components, studio, _ = compare
     request, history = _session("a"), [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Ahoy"}]
     settings = (None, "alice/no-such-adapter", *SETTINGS[2:])
     assert "Right, tuned:** base + adapter `alice/no-such-adapter`" in fns["labels"](*settings[:2], None)  # chosen
@@ -157,11 +161,15 @@ def test_an_adapter_that_cannot_be_read_is_a_message_and_the_header_names_no_mod
     assert fns["labels"](None, "", None) == ""  # the field cleared: the header names nothing
     # wiring: the header step follows each generation, and each change of the chosen adapter renames the models
     models = components["compare-models"]
-    after = {fn.trigger_after for fn in blocks.fns.values() if fn.name == "refused_header"}
-    assert {blocks.fns[i].name for i in after} == {"send", "regenerate"}
-    assert all(fn.outputs == [models] for fn in blocks.fns.values() if fn.name == "refused_header")
-    changed = [target for fn in blocks.fns.values() if fn.name == "labels" for target in fn.targets]
-    assert {(blocks.blocks[t].elem_id, e) for t, e in changed if t is not None} == {
+    headers = _events(studio, "refused_header")
+    after = {d["trigger_after"] for d in headers}
+    assert {d["api_name"].split("_")[0] for d in studio.app.config["dependencies"] if d["id"] in after} == {
+        "send",
+        "regenerate",
+    }
+    assert all(d["outputs"] == [models._id] for d in headers)
+    changed = [target for d in _events(studio, "labels") for target in d["targets"]]
+    assert {(_elem(studio, t), e) for t, e in changed if t is not None} == {
         ("compare-adapter", "change"),
         ("compare-hub-id", "change"),
     }
@@ -194,7 +202,6 @@ def test_a_stop_pressed_while_waiting_in_the_queue_still_counts(compare):
 def test_on_zerogpu_the_compare_answers_run_inside_a_gpu_allocation(tmp_path, monkeypatch):
     """Off ZeroGPU the handlers are registered as they are; on it (SPACES_ZERO_GPU), inside `spaces.GPU`."""
     import functools
-    import inspect
     import os
     import pickle
     import sys
@@ -249,15 +256,15 @@ def test_on_zerogpu_the_compare_answers_run_inside_a_gpu_allocation(tmp_path, mo
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
     assert gpu_call(handler)() == "answer" and allocations == [COMPARE_GPU_S]
     monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path))
-    blocks = build_app(RunService(RunQueue(JobStore(tmp_path / "jobs.sqlite"), python="/bin/false")), on_gpu=False)
-    on_gpu = {fn.name for fn in blocks.fns.values() if getattr(fn.fn, "__wrapped__", None) is not None}
+    studio = build_studio(RunService(RunQueue(JobStore(tmp_path / "jobs.sqlite"), python="/bin/false")), on_gpu=False)
+    fns = studio.handlers()
+    on_gpu = {name for name, fn in fns.items() if getattr(fn, "__wrapped__", None) is not None}
     assert on_gpu == {"send", "regenerate"}  # both answer with the models; nothing else holds the GPU
 
     # Stop pressed in this process ends what reaches the panes, though the child never sees the flag
     from trainer.chat import ChatEngine
 
     monkeypatch.setattr(ChatEngine, "from_source", staticmethod(lambda *args, **kwargs: FakeEngine()))
-    fns = {fn.name: fn.fn for fn in blocks.fns.values() if fn.fn is not None}
     request = _session("a")
     fns["start_generation"](request)
     replies = fns["send"]("Hi", [], [], *SETTINGS, None, None, request)

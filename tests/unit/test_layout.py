@@ -166,3 +166,64 @@ def test_no_block_of_six_lines_is_repeated():
                 repeats.append(f"{module}:{line} repeats {seen[block][0]}:{seen[block][1]}")
             seen.setdefault(block, (module, line))
     assert repeats == []
+
+
+RUN_INTERNALS = ("trainer.runs.", "trainer.preflight")
+"""What the web app reaches only through the run service (`trainer.runs.service`)."""
+
+
+def test_the_web_app_reaches_a_run_only_through_the_service():
+    """ui/ imports nothing of a run's life but `trainer.runs.service`, and no tab imports another tab."""
+    ui = {module: targets for module, targets in GRAPH.items() if module.startswith("trainer.ui")}
+    inside = [
+        f"{module} -> {target}"
+        for module, targets in ui.items()
+        for target in targets
+        if target.startswith(RUN_INTERNALS) and target != "trainer.runs.service"
+    ]
+    assert inside == []
+    tabs = [module for module in ui if module.endswith("_tab")]
+    assert len(tabs) >= 3 and [f"{m} -> {t}" for m in tabs for t in ui[m] if t in tabs] == []
+
+
+def test_the_tabs_handlers_are_public_methods_and_tests_call_them_by_name():
+    """No test digs a handler out of the built page (Gradio's function table, a closure's cells)."""
+    digging = ("blocks" + ".fns", "__clo" + "sure__", "co_free" + "vars")
+    found = [
+        f"{path.relative_to(PROJECT_ROOT)}: {word}"
+        for path in (PROJECT_ROOT / "tests").rglob("*.py")
+        for word in digging
+        if word in path.read_text(encoding="utf-8")
+    ]
+    assert found == []
+
+
+WORDS_NOT_STATES = {("trainer/__main__.py", "cancelled"), ("trainer/callbacks.py", "cancelled")}
+"""The same words in a message; and `push_failed` as a push state (status.json's `push_state`), not a run's."""
+WORDS_NOT_STATES |= {("trainer/hub/push.py", "push_failed")}
+
+
+def test_run_state_is_the_only_spelling_of_a_state():
+    from trainer.runs.state import RunState
+
+    spelled = [
+        f"{path.relative_to(PROJECT_ROOT)}:{node.lineno} {node.value!r}"
+        for path in MODULES.values()
+        if path.name != "state.py"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Constant)
+        and node.value in set(RunState)
+        and (str(path.relative_to(PROJECT_ROOT)), node.value) not in WORDS_NOT_STATES
+    ]
+    assert spelled == []
+
+
+def test_one_module_writes_status_json_and_none_reads_proc():
+    """The run folder module is the one writer of status.json; processes are read with psutil, never /proc."""
+    writers = [
+        module
+        for module, path in MODULES.items()
+        if re.search(r"write\w*\([^)]*STATUS_FILE", path.read_text(encoding="utf-8"))
+    ]
+    assert writers == ["trainer.runs.folder"]
+    assert [module for module, path in MODULES.items() if "/proc/" in path.read_text(encoding="utf-8")] == []

@@ -11,7 +11,8 @@ import pytest
 from trainer.runs import folder as rf
 from trainer.runs.queue import JobStore, RunQueue
 from trainer.runs.service import RunService
-from trainer.ui import build_app
+from trainer.ui import build_app, build_studio
+from trainer.ui.form import form_fields
 
 
 @pytest.fixture
@@ -27,16 +28,22 @@ def app(tmp_path, monkeypatch):
         rf.append_event(run_dir, {"step": 1, "total_steps": 1, "loss": 1.0})
         job = store.create(run_dir, name=f"pirates of {owner}", owner=owner)
         store.update(job.id, status="succeeded")
-    blocks = build_app(RunService(RunQueue(store, python="/bin/false")), on_gpu=False)
-    handlers = {fn.name: fn.fn for fn in blocks.fns.values() if fn.fn is not None and fn.name != "handler"}
-    handlers["components"] = {block.elem_id: block for block in blocks.blocks.values() if block.elem_id}
-    handlers["blocks"] = blocks
-    handlers["actions"] = {
-        dict(zip(fn.fn.__code__.co_freevars, fn.fn.__closure__, strict=True))["action"].cell_contents.__name__: fn.fn
-        for fn in blocks.fns.values()
-        if fn.name == "handler"
-    }
+    studio = build_studio(RunService(RunQueue(store, python="/bin/false")), on_gpu=False)
+    handlers = studio.handlers()  # the tabs' public methods, by name
+    handlers["components"] = {block.elem_id: block for block in studio.app.blocks.values() if block.elem_id}
+    handlers["studio"] = studio
     return handlers, store
+
+
+def _events(studio) -> list[dict]:
+    """The page's events as Gradio describes them to the browser: targets (component id, event), the handler's
+    name (`api_name`; "js_fn" for a browser-only listener), its js, inputs and outputs (component ids)."""
+    return studio.app.config["dependencies"]
+
+
+def _wired(studio, component, event: str) -> list[dict]:
+    """The events `event` of `component` triggers."""
+    return [d for d in _events(studio) if (component._id, event) in [tuple(t) for t in d["targets"]]]
 
 
 def _ids(update) -> list[str]:
@@ -69,9 +76,9 @@ def test_the_runs_actions_through_their_handlers(app, tmp_path):
     handlers, store = app
     done = store.list()[0]
     with pytest.warns(UserWarning, match="only a stopped run with a checkpoint can be resumed"):
-        picker = handlers["actions"]["resume"](str(done.id), None, None)
+        picker = handlers["resume"](str(done.id), None, None)
     assert store.get(done.id).status == "succeeded" and str(done.id) in _ids(picker)
-    picker = handlers["actions"]["delete"](str(done.id), None, None)
+    picker = handlers["delete"](str(done.id), None, None)
     assert store.get(done.id) is None and not Path(done.run_dir).exists() and str(done.id) not in _ids(picker)
 
 
@@ -91,15 +98,15 @@ def test_one_download_click_makes_the_zip_and_then_saves_it_in_the_browser(app):
     from trainer.ui.runs_tab import SAVE_FILE_JS
 
     handlers = app[0]
-    blocks, components = handlers["blocks"], handlers["components"]
+    studio, components = handlers["studio"], handlers["components"]
     for button, file, make in (
         ("download-adapter", "adapter-zip", "download"),
         ("download-trl", "trl-zip", "download_trl"),
     ):
-        (click,) = [i for i, fn in blocks.fns.items() if (components[button]._id, "click") in fn.targets]
-        assert blocks.fns[click].name == make and blocks.fns[click].outputs == [components[file]]
-        (save,) = [fn for fn in blocks.fns.values() if fn.trigger_after == click]
-        assert save.fn is None and save.js == SAVE_FILE_JS and save.inputs == [components[file]]
+        (click,) = _wired(studio, components[button], "click")
+        assert click["api_name"] == make and click["outputs"] == [components[file]._id]
+        (save,) = [d for d in _events(studio) if d["trigger_after"] == click["id"]]
+        assert not save["backend_fn"] and save["js"] == SAVE_FILE_JS and save["inputs"] == [components[file]._id]
     assert "if (!file?.url) return;" in SAVE_FILE_JS  # a refused download (no file) saves nothing
 
 
@@ -127,12 +134,13 @@ def _values(components, **changes) -> dict:
 
 def test_the_preset_picker_shows_names_and_the_chosen_preset_s_description(app):
     from trainer.config import PRESETS
+    from trainer.ui.form import preset_markdown
 
     handlers, _ = app
     components = handlers["components"]
     assert [label for label, _ in components["preset"].choices] == list(PRESETS)  # names only: never cut off
     assert components["preset-description"].value == PRESETS["tiny-demo"][0]
-    assert handlers["preset_markdown"]("qlora") == PRESETS["qlora"][0]
+    assert preset_markdown("qlora") == PRESETS["qlora"][0]
 
 
 def _row_of(block) -> gr.Row:
@@ -284,28 +292,37 @@ def test_the_time_estimate_counts_only_the_rows_training_reads():
     assert whole > 90 * 100
 
 
-def _forget(blocks, component):
+def _forget(handlers, component):
     """The change handler of one form field that takes its problem off the page (each field has its own)."""
-    (fn,) = [fn for fn in blocks.fns.values() if (component._id, "change") in fn.targets and fn.name == "forget"]
-    return fn.fn
+    from trainer.config import find_field
+
+    (change,) = [d for d in _wired(handlers["studio"], component, "change") if d["api_name"].startswith("forget")]
+    key = next(spec.key for spec in form_fields() if handlers["components"][_widget_id(spec)] is component)
+    return lambda problems: handlers["forget"](find_field(key), problems)
+
+
+def _widget_id(spec) -> str:
+    return f"field-{spec.key.split('.')[-1]}"
 
 
 def test_start_s_problems_leave_the_page_when_their_field_changes_or_a_preview_passes(app, tmp_path):
     handlers, _ = app
-    blocks, components = handlers["blocks"], handlers["components"]
+    studio, components = handlers["studio"], handlers["components"]
     missing = str(tmp_path / "old.jsonl")
     outputs = handlers["start"](_values(components, **{"data.dataset_name": missing}), None, None)
     problems = outputs[1]  # what the page shows now, kept for the clean-up
     assert "Fix these before training" in outputs[0] and [p.split(":")[0] for p in problems] == ["data.dataset_name"]
 
-    errors, mark, left = _forget(blocks, components["field-dataset_name"])(problems)
+    errors, mark, left = _forget(handlers, components["field-dataset_name"])(problems)
     assert (errors, left) == ("", [])  # another dataset was picked or uploaded: the old error is gone
     assert mark["elem_classes"] == [] and "⚠️" not in mark["info"]  # the field is no longer marked
-    assert _forget(blocks, components["field-name"])(problems) == (gr.skip(), gr.skip(), gr.skip())  # not its field
+    assert _forget(handlers, components["field-name"])(problems) == (gr.skip(), gr.skip(), gr.skip())  # not its field
+
+    by_id = {component._id: elem_id for elem_id, component in components.items()}
 
     def cleared(field: str) -> list:  # what a change of the field empties in the browser (a js-only listener)
-        found = [f for f in blocks.fns.values() if (components[field]._id, "change") in f.targets and f.fn is None]
-        return [block.elem_id for f in found for block in f.outputs]
+        found = [d for d in _wired(studio, components[field], "change") if not d["backend_fn"]]
+        return [by_id[output] for d in found for output in d["outputs"]]
 
     assert cleared("field-dataset_name") == ["preview-summary", "preview-rows", "estimate"]  # the old data's
     assert cleared("field-max_steps") == ["estimate"] and cleared("field-name") == []  # what it shaped, or nothing
@@ -320,31 +337,36 @@ def test_the_bundled_example_always_names_the_dataset_field_s_file(app):
     from trainer.ui.train_tab import example_label
 
     handlers, _ = app
-    blocks, components = handlers["blocks"], handlers["components"]
+    studio, components = handlers["studio"], handlers["components"]
     assert components["example"].value == "Pirate persona: chat messages (.jsonl)"  # the preset's dataset
     (picks,) = [
-        fn
-        for fn in blocks.fns.values()
-        if (components["field-dataset_name"]._id, "change") in fn.targets and components["example"] in fn.outputs
+        d
+        for d in _wired(studio, components["field-dataset_name"], "change")
+        if components["example"]._id in d["outputs"]
     ]
-    assert picks.fn("examples/pirate_alpaca.json")["value"] == "Pirate persona: Alpaca (.json)"  # Continue training
-    assert picks.fn("alice/pirates")["value"] is None == example_label("/data/uploads/x/mine.jsonl")
+    assert picks["api_name"] == "example_of"
+    picked = handlers["example_of"]
+    assert picked("examples/pirate_alpaca.json")["value"] == "Pirate persona: Alpaca (.json)"  # Continue training
+    assert picked("alice/pirates")["value"] is None == example_label("/data/uploads/x/mine.jsonl")
 
 
 def test_a_notebook_preset_offers_the_layers_its_notebook_meant_in_one_click(app):
     from trainer.config import preset_config
-    from trainer.ui.form import AS_MEANT, config_from_form, form_fields, widget_value
+    from trainer.ui.form import AS_MEANT, config_from_form, widget_value
 
     handlers, _ = app
-    blocks, components = handlers["blocks"], handlers["components"]
+    studio, components = handlers["studio"], handlers["components"]
     button, preset = components["as-meant"], components["preset"]
-    (show,) = [f for f in blocks.fns.values() if (preset._id, "change") in f.targets and button in f.outputs]
-    assert show.fn("cookbook-lora-notebook")["visible"] is True and show.fn("lora")["visible"] is False
+    (show,) = [d for d in _wired(studio, preset, "change") if button._id in d["outputs"]]
+    assert show["api_name"] == "show_as_meant"
+    shows = handlers["show_as_meant"]
+    assert shows("cookbook-lora-notebook")["visible"] is True and shows("lora")["visible"] is False
     assert set(AS_MEANT) == {"cookbook-lora-notebook", "cookbook-qlora-notebook"}
-    (click,) = [f for f in blocks.fns.values() if (button._id, "click") in f.targets]
+    (click,) = _wired(studio, button, "click")
+    assert click["api_name"] == "as_meant"
     notebook = preset_config("cookbook-lora-notebook")
     assert notebook.lora.target_modules == ["o_proj", "down_proj"]  # as the notebook's code trains
     form = {s.key: widget_value(s, s.get(notebook)) for s in form_fields()}
-    cfg, problems = config_from_form(form | {"lora.target_modules": click.fn()["value"]})
+    cfg, problems = config_from_form(form | {"lora.target_modules": handlers["as_meant"]()["value"]})
     assert problems == []
     assert cfg.lora.target_modules == ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]  # as it meant

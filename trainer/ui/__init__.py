@@ -10,6 +10,6 @@ Example:
     python app.py            # http://127.0.0.1:7860
 """
 
-from trainer.ui.app import build_app, launch
+from trainer.ui.app import build_app, build_studio, launch
 
-__all__ = ["build_app", "launch"]
+__all__ = ["build_app", "build_studio", "launch"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -25,7 +26,6 @@ from trainer.noise import silence_known_noise
 from trainer.runs.service import RunService
 from trainer.ui import compare_tab, runs_tab, train_tab
 from trainer.ui.context import AppContext
-from trainer.ui.form import form_fields
 
 GRADIO_CACHE_S = (600, 3600)
 """Every 10 minutes, Gradio deletes this app's temporary files older than an hour (`gr.Blocks(delete_cache=...)`):
@@ -54,8 +54,32 @@ def gpu_available() -> bool:
         return False
 
 
+@dataclass
+class Studio:
+    """The built app and each tab's handlers (whose public methods are what the page's events call)."""
+
+    app: gr.Blocks
+    train: train_tab.TrainTab
+    runs: runs_tab.RunsTab
+    compare: compare_tab.CompareTab
+
+    def handlers(self) -> dict[str, Any]:
+        """Every handler by its name (the names are unique across the tabs)."""
+        found: dict[str, Any] = {}
+        for tab in (self.train, self.runs, self.runs.overlay, self.compare):
+            for name in dir(tab):
+                if not name.startswith("_") and callable(getattr(tab, name)) and name not in found:
+                    found[name] = getattr(tab, name)
+        return found
+
+
 def build_app(service: RunService | None = None, on_gpu: bool | None = None) -> gr.Blocks:
     """Build the Blocks app (Train, Runs and Compare tabs) around the run service."""
+    return build_studio(service, on_gpu).app
+
+
+def build_studio(service: RunService | None = None, on_gpu: bool | None = None) -> Studio:
+    """Build the app and its tabs' handlers around the run service (default: the data dir's)."""
     from trainer.chat import EngineCache
 
     service = service or RunService.default()
@@ -63,7 +87,7 @@ def build_app(service: RunService | None = None, on_gpu: bool | None = None) -> 
     start_preset = GPU_PRESET if on_gpu else RunService.DEMO_PRESET
 
     # Gradio's own temporary files (uploads POSTed by anyone, downloads handed out) go after an hour: an upload is
-    # copied to its user's folder at once (train_tab.save_upload), a download is made again per request
+    # copied to its user's folder at once (RunService.save_upload), a download is made again per request
     with gr.Blocks(title="Phi-3 Fine-Tune Studio", delete_cache=GRADIO_CACHE_S) as app:
         if service.space_mode():  # a Space with `hf_oauth: true`; locally HF_TOKEN / `hf auth login`
             with gr.Row():
@@ -93,10 +117,10 @@ def build_app(service: RunService | None = None, on_gpu: bool | None = None) -> 
             with gr.Tab("Train", id="train"):
                 train = train_tab.build(ctx, start_preset, preset_config(start_preset))
             with gr.Tab("Runs", id="runs"):  # Continue training fills the Train form
-                runs_tab.build(ctx, app, [train["fields"][spec.key] for spec in form_fields()], train["advanced"])
-            with gr.Tab("Compare", id="compare") as compare:
-                compare_tab.build(ctx, app, compare)
-    return app
+                runs = runs_tab.build(ctx, app, train.field_list, train.components["advanced"])
+            with gr.Tab("Compare", id="compare") as compare_page:
+                compare = compare_tab.build(ctx, app, compare_page)
+    return Studio(app, train, runs, compare)
 
 
 def launch(**kwargs: Any) -> None:

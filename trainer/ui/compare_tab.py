@@ -97,32 +97,52 @@ def request_problem(prompt: str, system: str | None, max_new: object) -> str | N
     return None
 
 
-def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> dict[str, Any]:
-    """Build the Compare tab's components and wire its events (send, stream, stop, regenerate, clear)."""
-    service, engines = ctx.service, ctx.engines
-    c = _layout(ctx.chat_adapter)
+class CompareTab:
+    """The Compare tab's handlers: each a public method that Gradio calls (and tests call by name).
 
-    def adapter_choices(current: str | None, profile: gr.OAuthProfile | None):
-        return adapter_update(service, caller(profile), current)
+    The chat engine cache holds one base model with the adapters; every source is chosen through the run service, so
+    only the caller's own runs (by id) or a Hub repo are ever loaded.
+    """
 
-    def labels(run_id, hub_id, profile: gr.OAuthProfile | None):
+    def __init__(self, ctx: AppContext):
+        self.service, self.engines, self.on_gpu = ctx.service, ctx.engines, ctx.on_gpu
+        self.refusals: dict[str, str] = {}  # session -> its last refused request, until `refused_header` shows it
+        self.components: dict[str, Any] = {}  # the tab's widgets by name, once built
+        self.send = self._registered(self._send, "send")
+        self.regenerate = self._registered(self._regenerate, "regenerate")
+
+    def _registered(self, handler, name: str):
+        """A generating handler as the page registers it: on ZeroGPU inside its GPU call, and with a refusal shown
+        as a message (see `on_gpu`, `shown_as_message`)."""
+        registered = shown_as_message(on_gpu(handler, self.engines), self.refusals)
+        registered.__name__ = name
+        return registered
+
+    def adapter_choices(self, current: str | None, profile: gr.OAuthProfile | None):
+        """The caller's finished runs, keeping the one chosen."""
+        return adapter_update(self.service, caller(profile), current)
+
+    def labels(self, run_id, hub_id, profile: gr.OAuthProfile | None):
+        """The header naming the two models now chosen ("" when nothing the caller may load is chosen)."""
         who = caller(profile)
         try:
-            source = service.chat_source(who, run_id, hub_id)
+            source = self.service.chat_source(who, run_id, hub_id)
             if (hub_id or "").strip():
                 return pane_labels(None, None, source)
-            base = service.config_of(service.find(who, run_id)).model.model_name_or_path
+            base = self.service.config_of(self.service.find(who, run_id)).model.model_name_or_path
             return pane_labels(base, Path(source).name)
         except (AccessError, ValueError, OSError):
             return ""
 
-    def examples(run_id, profile: gr.OAuthProfile | None):
+    def examples(self, run_id, profile: gr.OAuthProfile | None):
+        """The chosen run's held-out prompts, to try on both sides."""
         try:
-            return example_prompts(service.view(service.find(caller(profile), run_id)).samples)
+            return example_prompts(self.service.view(self.service.find(caller(profile), run_id)).samples)
         except AccessError:
             return example_prompts([])
 
-    def send(
+    def _send(
+        self,
         prompt,
         base_hist,
         tuned_hist,
@@ -140,6 +160,7 @@ def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> dict[str, Any]:
         """Stream both replies to the prompt; this session's Stop (or Clear) ends it, and its flag is dropped after."""
         from trainer.chat import ChatError, GenerationSettings
 
+        service, engines = self.service, self.engines
         who, session = caller(profile, oauth), session_of(request)
         try:
             if not (prompt or "").strip():  # a slip, not a failure: a note, and the panes stay as they are
@@ -152,7 +173,7 @@ def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> dict[str, Any]:
                 source = service.chat_source(who, run_id, hub_id)
             except AccessError as exc:
                 raise Refused(str(exc)) from exc
-            if ctx.on_gpu and service.training_here():
+            if self.on_gpu and service.training_here():
                 raise Refused("A training run is using the GPU; the comparison can load once it finishes.")
             if not engines.holds(source, who.name):
                 gr.Info(f"Loading the base model and the adapter of {Path(source).name if not hub_id else source}…")
@@ -185,54 +206,8 @@ def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> dict[str, Any]:
         finally:
             engines.forget_stop(session)
 
-    gen_inputs = [
-        c["prompt"],
-        c["base_chat"],
-        c["tuned_chat"],
-        c["adapter"],
-        c["hub_id"],
-        c["max_new_tokens"],
-        c["temperature"],
-        c["top_p"],
-        c["greedy"],
-        c["system"],
-    ]
-    gen_outputs = [c["base_chat"], c["tuned_chat"], c["prompt"]]
-
-    def start_generation(request: gr.Request | None = None) -> None:
-        """A new generation of the caller's session starts with its Stop flag cleared (a Stop pressed while it
-        waits in the queue or loads still counts); other sessions' flags are untouched."""
-        engines.stop_event(session_of(request)).clear()
-
-    def stop_generation(request: gr.Request | None = None) -> None:
-        """Stop: ends the caller's own generation, never another session's."""
-        engines.stop(session_of(request))
-
-    def clear_both(request: gr.Request | None = None) -> tuple[list, list, str]:
-        """Clear: empties both panes (and the prompt) together, and stops the caller's generation so that it cannot
-        refill them. The histories live only in the two panes; the server keeps none per session."""
-        engines.stop(session_of(request))
-        return [], [], ""
-
-    refusals: dict[str, str] = {}  # session -> its last refused request, until `refused_header` shows it
-
-    def refused_header(request: gr.Request | None = None) -> Any:
-        """After a generation: a refused request's reason in place of the models' names; else the header stays."""
-        refusal = refusals.pop(session_of(request), None)
-        return gr.skip() if refusal is None else not_compared(refusal)
-
-    for trigger in (c["send"].click, c["prompt"].submit):  # one chain, two triggers
-        trigger(start_generation, None, None, queue=False).then(
-            labels, [c["adapter"], c["hub_id"]], c["models"], queue=False
-        ).then(
-            shown_as_message(on_gpu(send, engines), refusals),
-            gen_inputs,
-            gen_outputs,
-            concurrency_id="gpu",
-            concurrency_limit=1,
-        ).then(refused_header, None, c["models"], queue=False)
-
-    def regenerate(
+    def _regenerate(
+        self,
         base_hist,
         tuned_hist,
         run_id,
@@ -252,25 +227,79 @@ def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> dict[str, Any]:
         cut = max((i for i, m in enumerate(base_hist) if m["role"] == "user"), default=0)
         tuned_cut = max((i for i, m in enumerate(tuned_hist) if m["role"] == "user"), default=0)
         settings = (run_id, hub_id, max_new, temperature, top_p, greedy, system)
-        yield from send(last, base_hist[:cut], tuned_hist[:tuned_cut], *settings, profile, oauth, request)
+        yield from self._send(last, base_hist[:cut], tuned_hist[:tuned_cut], *settings, profile, oauth, request)
 
-    c["regenerate"].click(start_generation, None, None, queue=False).then(
-        shown_as_message(on_gpu(regenerate, engines), refusals),
+    def start_generation(self, request: gr.Request | None = None) -> None:
+        """A new generation of the caller's session starts with its Stop flag cleared (a Stop pressed while it
+        waits in the queue or loads still counts); other sessions' flags are untouched."""
+        self.engines.stop_event(session_of(request)).clear()
+
+    def stop_generation(self, request: gr.Request | None = None) -> None:
+        """Stop: ends the caller's own generation, never another session's."""
+        self.engines.stop(session_of(request))
+
+    def clear_both(self, request: gr.Request | None = None) -> tuple[list, list, str]:
+        """Clear: empties both panes (and the prompt) together, and stops the caller's generation so that it cannot
+        refill them. The histories live only in the two panes; the server keeps none per session."""
+        self.engines.stop(session_of(request))
+        return [], [], ""
+
+    def refused_header(self, request: gr.Request | None = None) -> Any:
+        """After a generation: a refused request's reason in place of the models' names; else the header stays."""
+        refusal = self.refusals.pop(session_of(request), None)
+        return gr.skip() if refusal is None else not_compared(refusal)
+
+    @staticmethod
+    def pick_example(prompt: str | None) -> Any:
+        """An example prompt picked: it fills the prompt box."""
+        return gr.update(value=prompt) if prompt else gr.skip()
+
+
+def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> CompareTab:
+    """Build the Compare tab's components and wire them to its handlers (send, stream, stop, regenerate, clear)."""
+    c = _layout(ctx.chat_adapter)
+    h = CompareTab(ctx)
+    gen_inputs = [
+        c["prompt"],
+        c["base_chat"],
+        c["tuned_chat"],
+        c["adapter"],
+        c["hub_id"],
+        c["max_new_tokens"],
+        c["temperature"],
+        c["top_p"],
+        c["greedy"],
+        c["system"],
+    ]
+    gen_outputs = [c["base_chat"], c["tuned_chat"], c["prompt"]]
+    for trigger in (c["send"].click, c["prompt"].submit):  # one chain, two triggers
+        trigger(h.start_generation, None, None, queue=False).then(
+            h.labels, [c["adapter"], c["hub_id"]], c["models"], queue=False
+        ).then(
+            h.send,
+            gen_inputs,
+            gen_outputs,
+            concurrency_id="gpu",
+            concurrency_limit=1,
+        ).then(h.refused_header, None, c["models"], queue=False)
+    c["regenerate"].click(h.start_generation, None, None, queue=False).then(
+        h.regenerate,
         gen_inputs[1:],
         gen_outputs,
         concurrency_id="gpu",
         concurrency_limit=1,
-    ).then(refused_header, None, c["models"], queue=False)
-    c["stop"].click(stop_generation, None, None, queue=False)
+    ).then(h.refused_header, None, c["models"], queue=False)
+    c["stop"].click(h.stop_generation, None, None, queue=False)
     for clear in (c["clear"].click, c["base_chat"].clear, c["tuned_chat"].clear):  # a pane's own clear: both too
-        clear(clear_both, None, gen_outputs, queue=False)
-    tab.select(adapter_choices, c["adapter"], c["adapter"])
-    c["adapter"].change(examples, c["adapter"], c["examples"], queue=False)
+        clear(h.clear_both, None, gen_outputs, queue=False)
+    tab.select(h.adapter_choices, c["adapter"], c["adapter"])
+    c["adapter"].change(h.examples, c["adapter"], c["examples"], queue=False)
     for field in (c["adapter"], c["hub_id"]):  # the header names what is chosen now: clearing the field resets it
-        field.change(labels, [c["adapter"], c["hub_id"]], c["models"], queue=False, show_progress="hidden")
-    c["examples"].change(lambda p: gr.update(value=p) if p else gr.skip(), c["examples"], c["prompt"], queue=False)
-    app.load(adapter_choices, c["adapter"], c["adapter"])
-    return c
+        field.change(h.labels, [c["adapter"], c["hub_id"]], c["models"], queue=False, show_progress="hidden")
+    c["examples"].change(h.pick_example, c["examples"], c["prompt"], queue=False)
+    app.load(h.adapter_choices, c["adapter"], c["adapter"])
+    h.components = c
+    return h
 
 
 def shown_as_message(handler, refusals: dict[str, str]):

@@ -99,9 +99,30 @@ def compare(service: RunService, who, run_ids: list[str] | None) -> tuple[Any, A
     return overlay_frame(events), overlay_frame(events, "eval_loss"), diff_markdown(configs, status)
 
 
-def build(ctx: AppContext) -> dict[str, Any]:
+class RunOverlay:
+    """The "Compare runs" section's handlers (public methods Gradio calls, and tests call by name)."""
+
+    def __init__(self, ctx: AppContext):
+        self.service = ctx.service
+
+    def choices(self, current, profile: gr.OAuthProfile | None):
+        """The caller's runs to pick from, keeping those picked that are still there."""
+        runs = [(run_label(job), str(job.id)) for job in self.service.visible(caller(profile))]
+        ids = {value for _, value in runs}
+        return gr.update(choices=runs, value=[v for v in current or [] if v in ids])
+
+    def show(self, run_ids, profile: gr.OAuthProfile | None):
+        """The chosen runs compared; a refusal (one run, not the caller's) is a toast and leaves the section as it was
+        (a raised gr.Error would mark both charts and the table with error badges)."""
+        try:
+            return compare(self.service, caller(profile), run_ids)
+        except AccessError as exc:
+            gr.Warning(str(exc))
+            return gr.skip(), gr.skip(), gr.skip()
+
+
+def build(ctx: AppContext) -> RunOverlay:
     """The "Compare runs" section: pick runs, see their curves on one chart and what differs between them."""
-    service = ctx.service
     c: dict[str, Any] = {}
     with gr.Accordion("Compare runs: loss curves and the settings that differ", open=False, elem_id="overlay"):
         with gr.Row():
@@ -117,21 +138,7 @@ def build(ctx: AppContext) -> dict[str, Any]:
                 x="step", y="eval_loss", color="run", title="Eval loss", elem_id="overlay-eval-plot", height=280
             )
         c["table"] = gr.Markdown(elem_id="overlay-table")
-
-    def choices(current, profile: gr.OAuthProfile | None):
-        runs = [(run_label(job), str(job.id)) for job in service.visible(caller(profile))]
-        ids = {value for _, value in runs}
-        return gr.update(choices=runs, value=[v for v in current or [] if v in ids])
-
-    def show(run_ids, profile: gr.OAuthProfile | None):
-        """The chosen runs compared; a refusal (one run, not the caller's) is a toast and leaves the section as it was
-        (a raised gr.Error would mark both charts and the table with error badges)."""
-        try:
-            return compare(service, caller(profile), run_ids)
-        except AccessError as exc:
-            gr.Warning(str(exc))
-            return gr.skip(), gr.skip(), gr.skip()
-
-    c["runs"].focus(choices, c["runs"], c["runs"], queue=False)  # fresh choices each time the list is opened
-    c["go"].click(show, c["runs"], [c["plot"], c["eval_plot"], c["table"]])
-    return c
+    h = RunOverlay(ctx)
+    c["runs"].focus(h.choices, c["runs"], c["runs"], queue=False)  # fresh choices each time the list is opened
+    c["go"].click(h.show, c["runs"], [c["plot"], c["eval_plot"], c["table"]])
+    return h

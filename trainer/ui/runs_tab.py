@@ -217,14 +217,135 @@ def trl_zip(service: RunService, who, job_id: object) -> str:
     return service.trl_archive(job, download_folder("trl-") / f"run-{job.id}-trl")
 
 
-def build(ctx: AppContext, app: gr.Blocks, train_fields: list | None = None, advanced: Any = None) -> dict[str, Any]:
-    """Build the Runs tab's components and wire its events (polling, actions, reattach on reload).
+class RunsTab:
+    """The Runs tab's handlers: each a public method that Gradio calls (and tests call by name). Every action takes
+    the run id the browser sent and hands it to the run service, which checks the caller owns that run."""
+
+    def __init__(self, ctx: AppContext):
+        self.service = ctx.service
+        self.unavailable = ctx.service.unavailable_options(ctx.on_gpu)  # as the Train tab offers them
+        self.n_fields = 0  # the Train form's widgets that Continue training fills (set by `build`)
+        self.components: dict[str, Any] = {}  # the tab's widgets by name, once built
+        self.n_outputs = 0  # how many components `refresh` updates (set by `build`)
+        self.overlay: run_overlay.RunOverlay | None = None  # its "Compare runs" section
+
+    def refresh(self, job_id, seen: dict, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
+        """Re-read the selected run's folder; skip the plot and picker when nothing changed (no flicker)."""
+        service, who = self.service, caller(profile, oauth)
+        choices = run_choices(service, who)  # also gives runs queued before a restart their owner's token back
+        try:
+            job = service.find(who, job_id)
+        except AccessError:
+            job = None  # nothing selected, gone, or another user's run: all look the same
+        picker = gr.skip() if choices == seen.get("choices") else gr.update(choices=choices)
+        if job is None:
+            empty = ["", loss_frame([]), loss_frame([], "eval_loss"), "", "", ""]
+            headline = (
+                status_markdown(service, None) if who.signed_in else f"### {SIGN_IN.format(what='see your runs')}"
+            )
+            return [headline, *empty, *_buttons(None), picker, {"choices": choices}]
+        stamp = service.stamp(job)
+        if seen.get("job") == job.id and seen.get("stamp") == stamp:  # nothing changed: send (almost) nothing
+            view = None if job.finished else service.view(job)  # a running one shows its time
+            headline = gr.skip() if view is None else status_markdown(service, view)
+            quiet = [headline, *[gr.skip()] * (self.n_outputs - 3), picker]
+            return [*quiet, {**seen, "choices": choices}]
+        view = service.view(job)
+        events = view.events
+        unchanged = seen.get("job") == job.id and seen.get("n_events") == len(events)
+        return [
+            status_markdown(service, view),
+            progress_html(job, events, view.status),
+            gr.skip() if unchanged else loss_frame(events),
+            gr.skip() if unchanged else loss_frame(events, "eval_loss"),
+            metrics_markdown(events, view.status),
+            for_people(view.log()),  # library noise stays in log.txt only
+            samples_markdown(view.samples),
+            *_buttons(view),
+            picker,
+            {"job": job.id, "n_events": len(events), "choices": choices, "stamp": stamp},
+        ]
+
+    def refresh_picker(self, current, profile: gr.OAuthProfile | None):
+        """The run picker's choices, keeping the selected run."""
+        return picker_update(self.service, caller(profile), current)
+
+    def _act(self, action, job_id, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
+        try:
+            action(caller(profile, oauth), job_id)  # the owner is checked there, on the server
+        except (AccessError, ValueError) as exc:
+            gr.Warning(str(exc))
+        return self.refresh_picker(job_id, profile)
+
+    def cancel(self, job_id, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
+        """Cancel the caller's queued run, or stop their running one cleanly."""
+        return self._act(self.service.cancel, job_id, profile, oauth)
+
+    def resume(self, job_id, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
+        """Queue the caller's stopped run again, with their token."""
+        return self._act(self.service.resume, job_id, profile, oauth)
+
+    def delete(self, job_id, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
+        """Delete the caller's finished run."""
+        return self._act(self.service.delete, job_id, profile, oauth)
+
+    def retry_push(self, job_id, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
+        """Push the caller's trained run again, with their own token (never the Space's)."""
+        from trainer.hub import HubError
+
+        try:
+            self.service.retry_push(caller(profile, oauth), job_id)
+        except (AccessError, HubError, ValueError) as exc:
+            gr.Warning(str(exc))
+        return self.refresh_picker(job_id, profile)
+
+    def _offer(self, make_zip, job_id, profile: gr.OAuthProfile | None):
+        """A zip of the caller's own run, made for this request (never a data-dir file by its path)."""
+        try:
+            return gr.update(value=make_zip(self.service, caller(profile), job_id), visible=True)
+        except (AccessError, ValueError) as exc:
+            gr.Warning(str(exc))
+            return gr.update(value=None, visible=False)
+
+    def download(self, job_id, profile: gr.OAuthProfile | None):
+        """The caller's run's adapter as a zip."""
+        return self._offer(adapter_zip, job_id, profile)
+
+    def download_trl(self, job_id, profile: gr.OAuthProfile | None):
+        """The caller's run as a config stock TRL runs, as a zip."""
+        return self._offer(trl_zip, job_id, profile)
+
+    def continue_training(self, job_id, profile: gr.OAuthProfile | None):
+        """Fill the Train form from the caller's own finished run, to continue from its adapter, and open Train."""
+        try:
+            cfg = self.service.continue_config(caller(profile), job_id)
+        except (AccessError, ValueError) as exc:
+            gr.Warning(str(exc))
+            return [gr.skip()] * (2 + self.n_fields)
+        return [gr.Tabs(selected="train"), gr.Accordion(open=True), *preset_updates(cfg, self.unavailable)]
+
+    def chat_with(self, job_id, profile: gr.OAuthProfile | None):
+        """Open the Compare tab on this run (the owner is checked here, on the server)."""
+        who = caller(profile)
+        try:
+            job = self.service.find(who, job_id)
+        except AccessError as exc:
+            gr.Warning(str(exc))
+            return gr.skip(), gr.skip()
+        if not job.status.trained:  # never quietly another run's adapter instead
+            gr.Warning(f"Run #{job.id} is {job.status}: it has an adapter to chat with once it has finished.")
+            return gr.skip(), gr.skip()
+        return gr.Tabs(selected="compare"), adapter_update(self.service, who, str(job.id))
+
+
+def build(ctx: AppContext, app: gr.Blocks, train_fields: list | None = None, advanced: Any = None) -> RunsTab:
+    """Build the Runs tab's components and wire them to its handlers (polling, actions, reattach on reload).
 
     train_fields: the Train tab's setting widgets, in `form_fields()` order, and `advanced`, its Advanced settings
     accordion: Continue training fills them (and opens the accordion, where *Continue from adapter* is).
     """
-    service = ctx.service
     c = _layout(ctx.run_picker)
+    h = RunsTab(ctx)
     outputs = [
         c["status"],
         c["progress"],
@@ -244,124 +365,24 @@ def build(ctx: AppContext, app: gr.Blocks, train_fields: list | None = None, adv
         c["picker"],
         c["seen"],
     ]
-
-    def refresh(job_id, seen: dict, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
-        """Re-read the selected run's folder; skip the plot and picker when nothing changed (no flicker)."""
-        who = caller(profile, oauth)
-        choices = run_choices(service, who)  # also gives runs queued before a restart their owner's token back
-        try:
-            job = service.find(who, job_id)
-        except AccessError:
-            job = None  # nothing selected, gone, or another user's run: all look the same
-        picker = gr.skip() if choices == seen.get("choices") else gr.update(choices=choices)
-        if job is None:
-            empty = ["", loss_frame([]), loss_frame([], "eval_loss"), "", "", ""]
-            headline = (
-                status_markdown(service, None) if who.signed_in else f"### {SIGN_IN.format(what='see your runs')}"
-            )
-            return [headline, *empty, *_buttons(None), picker, {"choices": choices}]
-        stamp = service.stamp(job)
-        if seen.get("job") == job.id and seen.get("stamp") == stamp:  # nothing changed: send (almost) nothing
-            view = None if job.finished else service.view(job)  # a running one shows its time
-            headline = gr.skip() if view is None else status_markdown(service, view)
-            quiet = [headline, *[gr.skip()] * (len(outputs) - 3), picker]
-            return [*quiet, {**seen, "choices": choices}]
-        view = service.view(job)
-        events = view.events
-        unchanged = seen.get("job") == job.id and seen.get("n_events") == len(events)
-        return [
-            status_markdown(service, view),
-            progress_html(job, events, view.status),
-            gr.skip() if unchanged else loss_frame(events),
-            gr.skip() if unchanged else loss_frame(events, "eval_loss"),
-            metrics_markdown(events, view.status),
-            for_people(view.log()),  # library noise stays in log.txt only
-            samples_markdown(view.samples),
-            *_buttons(view),
-            picker,
-            {"job": job.id, "n_events": len(events), "choices": choices, "stamp": stamp},
-        ]
-
-    def refresh_picker(current, profile: gr.OAuthProfile | None):
-        return picker_update(service, caller(profile), current)
-
+    h.n_outputs = len(outputs)
     for trigger in (c["timer"].tick, c["picker"].change):  # a few file reads: answered directly, not queued
-        trigger(refresh, [c["picker"], c["seen"]], outputs, queue=False, show_progress="hidden")
-    c["reload"].click(refresh_picker, c["picker"], c["picker"], queue=False)
-
-    def act(action):
-        def handler(job_id, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
-            try:
-                action(caller(profile, oauth), job_id)  # the owner is checked there, on the server
-            except (AccessError, ValueError) as exc:
-                gr.Warning(str(exc))
-            return refresh_picker(job_id, profile)
-
-        return handler
-
-    c["cancel"].click(act(service.cancel), c["picker"], c["picker"])
-    c["resume"].click(act(service.resume), c["picker"], c["picker"])
-    c["delete"].click(act(service.delete), c["picker"], c["picker"])
-
-    def retry_push(job_id, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
-        from trainer.hub import HubError
-
-        try:
-            service.retry_push(caller(profile, oauth), job_id)  # with the caller's own token, never the Space's
-        except (AccessError, HubError, ValueError) as exc:
-            gr.Warning(str(exc))
-        return refresh_picker(job_id, profile)
-
-    c["retry_push"].click(retry_push, c["picker"], c["picker"])
-
-    def offer(make_zip, job_id, profile: gr.OAuthProfile | None):
-        """A zip of the caller's own run, made for this request (never a data-dir file by its path)."""
-        try:
-            return gr.update(value=make_zip(service, caller(profile), job_id), visible=True)
-        except (AccessError, ValueError) as exc:
-            gr.Warning(str(exc))
-            return gr.update(value=None, visible=False)
-
-    def download(job_id, profile: gr.OAuthProfile | None):
-        return offer(adapter_zip, job_id, profile)
-
-    def download_trl(job_id, profile: gr.OAuthProfile | None):
-        return offer(trl_zip, job_id, profile)
-
-    for button, make, file in ((c["download"], download, c["zip"]), (c["download_trl"], download_trl, c["trl_zip"])):
+        trigger(h.refresh, [c["picker"], c["seen"]], outputs, queue=False, show_progress="hidden")
+    c["reload"].click(h.refresh_picker, c["picker"], c["picker"], queue=False)
+    for action in (h.cancel, h.resume, h.delete, h.retry_push):
+        c[action.__name__].click(action, c["picker"], c["picker"])
+    downloads = ((c["download"], h.download, c["zip"]), (c["download_trl"], h.download_trl, c["trl_zip"]))
+    for button, make, file in downloads:
         button.click(make, c["picker"], file).then(None, file, None, js=SAVE_FILE_JS)  # one click: made, then saved
-
-    def continue_training(job_id, profile: gr.OAuthProfile | None):
-        """Fill the Train form from the caller's own finished run, to continue from its adapter, and open Train."""
-        try:
-            cfg = service.continue_config(caller(profile), job_id)
-        except (AccessError, ValueError) as exc:
-            gr.Warning(str(exc))
-            return [gr.skip()] * (2 + len(train_fields))
-        return [gr.Tabs(selected="train"), gr.Accordion(open=True), *preset_updates(cfg, unavailable)]
-
     if train_fields:
-        unavailable = service.unavailable_options(ctx.on_gpu)  # as the Train tab offers them
-        c["continue"].click(continue_training, c["picker"], [ctx.tabs, advanced, *train_fields], queue=False)
-
-    def chat_with(job_id, profile: gr.OAuthProfile | None):
-        """Open the Compare tab on this run (the owner is checked here, on the server)."""
-        who = caller(profile)
-        try:
-            job = service.find(who, job_id)
-        except AccessError as exc:
-            gr.Warning(str(exc))
-            return gr.skip(), gr.skip()
-        if not job.status.trained:  # never quietly another run's adapter instead
-            gr.Warning(f"Run #{job.id} is {job.status}: it has an adapter to chat with once it has finished.")
-            return gr.skip(), gr.skip()
-        return gr.Tabs(selected="compare"), adapter_update(service, who, str(job.id))
-
-    c["chat"].click(chat_with, c["picker"], [ctx.tabs, ctx.chat_adapter], queue=False)
-    app.load(refresh_picker, c["picker"], c["picker"])  # reattach to the latest run after a reload
+        h.n_fields = len(train_fields)
+        c["continue"].click(h.continue_training, c["picker"], [ctx.tabs, advanced, *train_fields], queue=False)
+    c["chat"].click(h.chat_with, c["picker"], [ctx.tabs, ctx.chat_adapter], queue=False)
+    app.load(h.refresh_picker, c["picker"], c["picker"])  # reattach to the latest run after a reload
     c["log"].change(None, None, None, js=FOLLOW_LOG_JS, queue=False)
-    c["overlay"] = run_overlay.build(ctx)
-    return c
+    h.overlay = run_overlay.build(ctx)
+    h.components = c
+    return h
 
 
 def _layout(picker: gr.Dropdown) -> dict[str, Any]:

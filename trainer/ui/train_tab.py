@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -154,115 +155,109 @@ def export_yaml(values: dict[str, Any]) -> tuple[Any, str, str]:
 # --------------------------------------------------------------------------- the tab
 
 
-def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
-    """Build the Train tab's components and wire its events; returns the components by name."""
-    service = ctx.service
-    unavailable = service.unavailable_options(ctx.on_gpu)  # GPU-only options are not offered where they cannot run
-    flavors = service.flavors()
-    by_choice = dict(zip(run_on_choices(flavors)[1:], flavors, strict=True))
-    c = _layout(preset, cfg, service.limits.describe(), unavailable, run_on_choices(flavors))
-    fields = c["fields"]
-    field_list = [fields[s.key] for s in form_fields()]
+class TrainTab:
+    """The Train tab's handlers: each a public method that Gradio calls (and tests call by name).
 
-    def keyed(values: dict) -> dict[str, Any]:
+    Form values arrive as Gradio hands a set of inputs over, keyed by component; `keyed` turns them into setting
+    keys. Start hands the run to the run service, which makes every check before it is queued.
+    """
+
+    def __init__(self, ctx: AppContext, c: dict[str, Any], unavailable: dict[str, str], flavors: list[Flavor]):
+        self.ctx, self.service, self.components, self.unavailable = ctx, ctx.service, c, unavailable
+        self.fields: dict[str, Any] = c["fields"]
+        self.field_list = [self.fields[spec.key] for spec in form_fields()]
+        self.by_choice = dict(zip(run_on_choices(flavors)[1:], flavors, strict=True))
+        self.previews = OnePerSession()
+
+    def keyed(self, values: dict) -> dict[str, Any]:
         """{component: value} (Gradio's set-of-inputs form) -> {setting key: value}."""
-        return {key: values[component] for key, component in fields.items()}
+        return {key: values[component] for key, component in self.fields.items()}
 
-    def fill_preset(name: str) -> list[Any]:
-        return preset_updates(preset_config(name), unavailable)
+    def fill_preset(self, name: str) -> list[Any]:
+        """A preset picked: every field takes its value."""
+        return preset_updates(preset_config(name), self.unavailable)
 
-    c["preset"].change(fill_preset, c["preset"], field_list, queue=False)
-    c["preset"].change(preset_markdown, c["preset"], c["preset_description"], queue=False)
-    c["preset"].change(lambda name: gr.update(visible=name in AS_MEANT), c["preset"], c["as_meant"], queue=False)
-    def as_meant():  # the notebooks' code trains o_proj and down_proj only; one click gives what they meant
+    @staticmethod
+    def show_as_meant(name: str) -> Any:
+        """The "as the notebook meant" button shows for the notebook presets only."""
+        return gr.update(visible=name in AS_MEANT)
+
+    @staticmethod
+    def as_meant() -> Any:
+        """The notebooks' code trains o_proj and down_proj only; one click gives the four projections they meant."""
         gr.Info(AS_MEANT_NOTE)
         return gr.update(value=as_meant_targets())
 
-    c["as_meant"].click(as_meant, None, fields["lora.target_modules"], queue=False)
-    c["example"].input(  # a person's pick fills the dataset; the dataset, however set, picks its example (or none)
-        lambda label: gr.update(value=BUNDLED_EXAMPLES.get(label, "")) if label else gr.skip(),
-        c["example"],
-        fields["data.dataset_name"],
-        queue=False,
-    )
-    fields["data.dataset_name"].change(
-        lambda name: gr.update(value=example_label(name)), fields["data.dataset_name"], c["example"], queue=False
-    )
+    @staticmethod
+    def pick_example(label: str | None) -> Any:
+        """A person's pick of a bundled example fills the dataset."""
+        return gr.update(value=BUNDLED_EXAMPLES.get(label, "")) if label else gr.skip()
 
-    shown = gr.State([])  # the problems Start put on the page: each goes when its field changes or a preview passes
+    @staticmethod
+    def example_of(name: str | None) -> Any:
+        """The dataset, however set, picks its bundled example (or none)."""
+        return gr.update(value=example_label(name))
 
-    def on_change(spec: FieldSpec):
-        """A field changed: its problem leaves the page (the preview and estimate it shaped go in the browser, at
-        once, so that a later preview's answer is never wiped by this change's)."""
+    def forget(self, spec: FieldSpec, problems: list[str]):
+        """Field `spec` changed: its problem from Start leaves the page (the preview and estimate it shaped go in
+        the browser, at once, so that a later preview's answer is never wiped by this change's)."""
+        if not any(p.partition(": ")[0] == spec.key for p in problems):
+            return gr.skip(), gr.skip(), gr.skip()
+        left = without(problems, {spec.key})
+        return problems_markdown(left), gr.update(info=field_info(spec, self.unavailable), elem_classes=[]), left
 
-        def forget(problems: list[str]):
-            if not any(p.partition(": ")[0] == spec.key for p in problems):
-                return gr.skip(), gr.skip(), gr.skip()
-            left = without(problems, {spec.key})
-            return problems_markdown(left), gr.update(info=field_info(spec, unavailable), elem_classes=[]), left
-
-        return forget
-
-    for spec in form_fields():
-        fields[spec.key].change(on_change(spec), shown, [c["errors"], fields[spec.key], shown], queue=False)
-        if spec.key.startswith("data."):  # the preview of the old data, and its estimate
-            stale = [c["preview_summary"], c["preview_rows"], c["estimate"]]
-            fields[spec.key].change(None, None, stale, js="() => ['', '', '']")
-        elif spec.section not in ("hub", "run"):  # a setting the estimate was made with
-            fields[spec.key].change(None, None, c["estimate"], js="() => ''")
-
-    def on_upload(path, profile: gr.OAuthProfile | None):
-        saved, error = service.save_upload(caller(profile), path)
+    def upload(self, path, profile: gr.OAuthProfile | None):
+        """An uploaded file is kept in the caller's own upload folder and named in the Dataset field."""
+        saved, error = self.service.save_upload(caller(profile), path)
         return (gr.update(value=saved) if saved else gr.skip()), error
 
-    c["upload"].upload(on_upload, c["upload"], [fields["data.dataset_name"], c["preview_summary"]])
-
-    previews = OnePerSession()
-
     def preview(
-        values: dict, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None, request: gr.Request | None = None
+        self,
+        values: dict,
+        profile: gr.OAuthProfile | None,
+        oauth: gr.OAuthToken | None,
+        request: gr.Request | None = None,
     ):
-        flavor = by_choice.get(values.get(c["run_on"])) if "run_on" in c else None  # a listed choice, or this machine
-        with previews.slot(request) as free:
+        """Preview data: one at a time per session (a second click answers at once)."""
+        run_on = self.components.get("run_on")
+        flavor = self.by_choice.get(values.get(run_on)) if run_on else None  # a listed choice, or this machine
+        with self.previews.slot(request) as free:
             if not free:
                 return "### A preview of yours is still running\nWait for it, then try again.", gr.skip(), gr.skip()
-            return preview_data(keyed(values), caller(profile, oauth), flavor)
+            return preview_data(self.keyed(values), caller(profile, oauth), flavor)
 
-    def after_preview(rendered: str, problems: list[str]):
+    def after_preview(self, rendered: str, problems: list[str]):
         """A preview that rendered rows proves the data settings: their problems from Start leave the page."""
         if not rendered or not problems:
-            return gr.skip(), *[gr.skip()] * len(field_list), gr.skip()
-        left = without(problems, {key for key in fields if key.startswith("data.")})
-        return problems_markdown(left), *field_updates(left, unavailable), left
+            return gr.skip(), *[gr.skip()] * len(self.field_list), gr.skip()
+        left = without(problems, {key for key in self.fields if key.startswith("data.")})
+        return problems_markdown(left), *field_updates(left, self.unavailable), left
 
-    run_on = {c["run_on"]} if "run_on" in c else set()
-    c["preview"].click(
-        preview, set(field_list) | run_on, [c["preview_summary"], c["preview_rows"], c["estimate"]]
-    ).then(after_preview, [c["preview_rows"], shown], [c["errors"], *field_list, shown], queue=False)
-
-    def open_advanced(values: dict):
+    def open_advanced(self, values: dict):
         """Preview: open Advanced settings when a data setting the preview refuses is in it."""
-        problems = [p for p in config_from_form(keyed(values))[1] if p.startswith("data.")]
+        problems = [p for p in config_from_form(self.keyed(values))[1] if p.startswith("data.")]
         return gr.Accordion(open=True) if opens_advanced(problems) else gr.skip()
 
-    c["preview"].click(open_advanced, set(field_list), c["advanced"], queue=False)
-    c["export"].click(lambda v: export_yaml(keyed(v)), set(field_list), [c["yaml_file"], c["yaml_view"], c["errors"]])
+    def export(self, values: dict):
+        """Download config: the form's YAML as a file and as text."""
+        return export_yaml(self.keyed(values))
 
-    def start(values: dict, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
+    def start(self, values: dict, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
         """Queue the form's run (the service checks everything first); its problems are shown by their fields."""
+        service, c = self.service, self.components
         who = caller(profile, oauth)
-        cleared = field_updates([], unavailable)
-        run_cfg, problems = config_from_form(keyed(values))
+        cleared = field_updates([], self.unavailable)
+        run_cfg, problems = config_from_form(self.keyed(values))
         preset = values.get(c["preset"])
         run_cfg.run.name = run_cfg.display_name(preset if preset in PRESETS else None)  # empty: preset + dataset
         flavor = chosen_flavor(values.get(c["run_on"])) if "run_on" in c else None
         try:
             if problems and who.signed_in:
                 raise RefusedRun(problems)
-            job = service.start(who, run_cfg, flavor, ctx.on_gpu, zero_gpu())
+            job = service.start(who, run_cfg, flavor, self.ctx.on_gpu, zero_gpu())
         except RefusedRun as exc:
             advanced = gr.Accordion(open=True) if opens_advanced(exc.problems) else gr.skip()  # the marked field
-            marks = field_updates(exc.problems, unavailable)
+            marks = field_updates(exc.problems, self.unavailable)
             return [problems_markdown(exc.problems), exc.problems, *marks, advanced, gr.skip(), gr.skip()]
         except (AccessError, ValueError) as exc:  # signed out (a visitor never spends the GPU), or the run limit
             return [f"### {exc}", [], *cleared, gr.skip(), gr.skip(), gr.skip()]
@@ -271,9 +266,42 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> dict[str, Any]:
         selected = picker_update(service, who, str(job.id))  # the Runs tab opens on the new run
         return ["", [], *cleared, gr.skip(), gr.Tabs(selected="runs"), selected]
 
+
+def build(ctx: AppContext, preset: str, cfg: RunConfig) -> TrainTab:
+    """Build the Train tab's components and wire them to its handlers."""
+    unavailable = ctx.service.unavailable_options(ctx.on_gpu)  # GPU-only options are not offered where they cannot run
+    flavors = ctx.service.flavors()
+    c = _layout(preset, cfg, ctx.service.limits.describe(), unavailable, run_on_choices(flavors))
+    h = TrainTab(ctx, c, unavailable, flavors)
+    fields, field_list = h.fields, h.field_list
+    c["preset"].change(h.fill_preset, c["preset"], field_list, queue=False)
+    c["preset"].change(preset_markdown, c["preset"], c["preset_description"], queue=False)
+    c["preset"].change(h.show_as_meant, c["preset"], c["as_meant"], queue=False)
+    c["as_meant"].click(h.as_meant, None, fields["lora.target_modules"], queue=False)
+    c["example"].input(h.pick_example, c["example"], fields["data.dataset_name"], queue=False)
+    fields["data.dataset_name"].change(h.example_of, fields["data.dataset_name"], c["example"], queue=False)
+
+    shown = gr.State([])  # the problems Start put on the page: each goes when its field changes or a preview passes
+    for spec in form_fields():
+        forget = functools.partial(h.forget, spec)
+        forget.__name__ = "forget"  # the page's name for this event (a partial has none of its own)
+        fields[spec.key].change(forget, shown, [c["errors"], fields[spec.key], shown], queue=False)
+        if spec.key.startswith("data."):  # the preview of the old data, and its estimate
+            stale = [c["preview_summary"], c["preview_rows"], c["estimate"]]
+            fields[spec.key].change(None, None, stale, js="() => ['', '', '']")
+        elif spec.section not in ("hub", "run"):  # a setting the estimate was made with
+            fields[spec.key].change(None, None, c["estimate"], js="() => ''")
+
+    c["upload"].upload(h.upload, c["upload"], [fields["data.dataset_name"], c["preview_summary"]])
+    run_on = {c["run_on"]} if "run_on" in c else set()
+    c["preview"].click(
+        h.preview, set(field_list) | run_on, [c["preview_summary"], c["preview_rows"], c["estimate"]]
+    ).then(h.after_preview, [c["preview_rows"], shown], [c["errors"], *field_list, shown], queue=False)
+    c["preview"].click(h.open_advanced, set(field_list), c["advanced"], queue=False)
+    c["export"].click(h.export, set(field_list), [c["yaml_file"], c["yaml_view"], c["errors"]])
     outputs = [c["errors"], shown, *field_list, c["advanced"], ctx.tabs, ctx.run_picker]
-    c["start"].click(start, set(field_list) | {c["preset"]} | ({c["run_on"]} if "run_on" in c else set()), outputs)
-    return c
+    c["start"].click(h.start, set(field_list) | {c["preset"]} | run_on, outputs)
+    return h
 
 
 def example_label(dataset: str | None) -> str | None:
