@@ -30,7 +30,16 @@ import time
 from pathlib import Path
 
 from trainer import distributed as dist
-from trainer.config import PRESETS, ConfigError, RunConfig, diff_dict, iter_fields, load_config, preset_config
+from trainer.config import (
+    PRESETS,
+    ConfigError,
+    RunConfig,
+    diff_dict,
+    iter_fields,
+    load_config,
+    parse_scalar,
+    preset_config,
+)
 from trainer.config.hints import MAP_FLAG, render_hints
 from trainer.errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_PUSH_FAILED, EXIT_TIME_LIMIT
 from trainer.noise import silence_known_noise
@@ -193,6 +202,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, keys: list[str] | None = 
         group.add_argument(
             spec.flag,
             dest=f"cfg__{spec.key}",
+            type=parse_scalar,  # read once, as --set and YAML read a value; handed on as that value
             metavar="VALUE",
             **flag_only,
             help=f"{spec.meta['help']}{choices}{extra} Default: {spec.default!r}.".replace("%", "%%"),
@@ -201,16 +211,17 @@ def _add_config_flags(parser: argparse.ArgumentParser, keys: list[str] | None = 
 
 def _config_from_args(args: argparse.Namespace, preset: str | None = None) -> RunConfig:
     """The run config: defaults < preset < --config file < per-setting flags and --map < --set."""
-    flags = [f"{k[5:]}={v}" for k, v in vars(args).items() if k.startswith("cfg__") and v is not None]
+    values = {k[5:]: v for k, v in vars(args).items() if k.startswith("cfg__") and v is not None}
     if getattr(args, "source", None):
-        flags.append(f"data.dataset_name={args.source}")
+        values["data.dataset_name"] = args.source
     if mapping := getattr(args, "mapping", None):
         for item in mapping:
             if "=" not in item or not item.split("=", 1)[0].strip():
                 raise ConfigError([f"{MAP_FLAG} {item}: expected COLUMN=ROLE, e.g. {MAP_FLAG} answer=assistant."])
-        pairs = dict(item.split("=", 1) for item in mapping)
-        flags.append("data.column_mapping=" + json.dumps({k.strip(): v.strip() for k, v in pairs.items()}))
-    return load_config(getattr(args, "config", None), preset or getattr(args, "preset", None), flags + args.overrides)
+        pairs = (item.split("=", 1) for item in mapping)
+        values["data.column_mapping"] = {column.strip(): role.strip() for column, role in pairs}
+    preset = preset or getattr(args, "preset", None)
+    return load_config(getattr(args, "config", None), preset, args.overrides, values)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -91,8 +91,8 @@ def run(
     Raises:
         ConfigError: the config is invalid. ValueError (e.g. DataError): the data or machine cannot serve the run.
     """
-    # --- 1. validate before spending anything (an adapter to continue from first: its configs only, no weights)
-    config.validate()
+    # --- 1. check before spending anything (an adapter to continue from first: its configs only, no weights); the
+    # config's own values were validated where it was read (load_config, preset_config, RunService.start)
     hubkernels.set_allowed(config.model.hub_kernels)  # before anything imports bitsandbytes
     from trainer.modeling import adapter_problems, environment_problems, model_problems
 

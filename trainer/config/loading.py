@@ -218,13 +218,20 @@ def preset_config(name: str) -> RunConfig:
     return from_dict(PRESETS[name][1])
 
 
-def load_config(path: str | Path | None = None, preset: str | None = None, overrides: list[str] = ()) -> RunConfig:
-    """Resolve a run config: defaults, then the preset, then the YAML file, then `key=value` overrides.
+def load_config(
+    path: str | Path | None = None,
+    preset: str | None = None,
+    overrides: list[str] = (),
+    values: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Resolve a run config: defaults, then the preset, the YAML file, `values`, then `key=value` overrides; and
+    validate it, once.
 
     Args:
         path: a (partial) YAML config file.
         preset: a preset name from PRESETS.
         overrides: `section.key=value` or `key=value` strings (as from `--set`).
+        values: settings by key, already read as values (the CLI's per-setting flags and --map).
 
     Raises:
         ConfigError: every unknown key, wrong type and invalid value, all at once.
@@ -233,12 +240,14 @@ def load_config(path: str | Path | None = None, preset: str | None = None, overr
     errors: list[str] = []
     if path is not None:
         apply_dict(cfg, read_yaml_dict(path), errors)
+    for key, value in (values or {}).items():
+        apply_value(cfg, key, value, errors)
     for item in overrides:
         if "=" not in item:
             errors.append(f"--set {item}: expected key=value, e.g. --set learning_rate=1e-4.")
             continue
         key, value = item.split("=", 1)
-        apply_value(cfg, key.strip(), _parse_scalar(value), errors)
+        apply_value(cfg, key.strip(), parse_scalar(value), errors)
     bad_keys = {e.split(":", 1)[0] for e in errors}
     errors += [p for p in cfg.problems() if p.split(":", 1)[0] not in bad_keys]
     if errors:
@@ -246,7 +255,7 @@ def load_config(path: str | Path | None = None, preset: str | None = None, overr
     return cfg
 
 
-def _parse_scalar(text: str) -> Any:
+def parse_scalar(text: str) -> Any:
     """Read a `--set` value as YAML would (numbers, true/false, null, [lists]); fall back to the raw text."""
     try:
         return yaml.safe_load(text) if text.strip() else text

@@ -159,13 +159,14 @@ class RunQueue:
 
         With a `flavor`, the run goes to Hugging Face Jobs on that hardware instead, at the owner's expense.
 
+        The config is validated by the caller (`RunService.start`, the form's and the CLI's one seam), once.
+
         Raises:
             ValueError: the owner already has as many runs queued or training as the limit allows, or a Hugging
                 Face Job was asked for without a signed-in owner and their token.
         """
         if flavor and not (owner and token):
             raise ValueError("Hugging Face Jobs are paid by your account: sign in with Hugging Face to start one.")
-        config.validate()
         self._check_active_runs(owner)
         run_dir = rf.new_run_dir(_slug(config))
         save_yaml(config, run_dir / rf.CONFIG_FILE)

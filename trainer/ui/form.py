@@ -173,14 +173,20 @@ def help_text(spec: FieldSpec) -> str:
     return spec.meta["help"] + (f" ({', '.join(bounds)})" if bounds else "")
 
 
-def config_from_form(values: dict[str, Any]) -> tuple[RunConfig, list[str]]:
-    """Build a RunConfig from the form's values ({setting key: widget value}); return it with every problem."""
+def config_from_form(values: dict[str, Any], validate: bool = True) -> tuple[RunConfig, list[str]]:
+    """Build a RunConfig from the form's values ({setting key: widget value}); return it with every problem.
+
+    With `validate=False`, only the values that cannot be read as their setting's type are problems: Start hands
+    the config to the run service, which validates it (once, there).
+    """
     cfg, errors = RunConfig(), []
     specs = {spec.key: spec for spec in form_fields()}
     for key, value in values.items():
         if key in specs and _unset_number(specs[key], value):
             value = None
         apply_value(cfg, key, value, errors)
+    if not validate:
+        return cfg, errors
     bad = {e.split(":", 1)[0] for e in errors}
     return cfg, errors + [p for p in cfg.problems() if p.split(":", 1)[0] not in bad]
 

@@ -247,7 +247,9 @@ class TrainTab:
         service, c = self.service, self.components
         who = caller(profile, oauth)
         cleared = field_updates([], self.unavailable)
-        run_cfg, problems = config_from_form(self.keyed(values))
+        run_cfg, problems = config_from_form(self.keyed(values), validate=False)  # the service validates it
+        if problems:  # a value that is not even its setting's type: every problem of the form, at once
+            problems = config_from_form(self.keyed(values))[1]
         preset = values.get(c["preset"])
         run_cfg.run.name = run_cfg.display_name(preset if preset in PRESETS else None)  # empty: preset + dataset
         flavor = chosen_flavor(values.get(c["run_on"])) if "run_on" in c else None
