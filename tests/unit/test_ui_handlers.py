@@ -3,6 +3,7 @@ run. (Space mode, with signed-in users and visitors, is tests/security.)"""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import gradio as gr
@@ -370,3 +371,32 @@ def test_a_notebook_preset_offers_the_layers_its_notebook_meant_in_one_click(app
     cfg, problems = config_from_form(form | {"lora.target_modules": handlers["as_meant"]()["value"]})
     assert problems == []
     assert cfg.lora.target_modules == ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]  # as it meant
+
+
+def test_preview_tokenises_its_rows_once_and_hands_the_lengths_to_the_estimate(tmp_path, monkeypatch):
+    """One tokenizer pass over the previewed rows serves both the length stats and the estimate (issue 29)."""
+    from trainer.config import preset_config
+    from trainer.estimate import render, tokens
+    from trainer.runs.access import caller_from
+    from trainer.ui.form import widget_value
+    from trainer.ui.train_tab import preview_data
+
+    preview_module = importlib.import_module("trainer.data.preview")  # the module (the package names a function so)
+
+    monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path))
+    passes = []
+    real = tokens.row_tokens
+
+    def counted(tokenizer, rows):
+        passes.append(len(rows))
+        return real(tokenizer, rows)
+
+    monkeypatch.setattr(tokens, "row_tokens", counted)  # what the preview measures with
+    monkeypatch.setattr(render, "row_tokens", counted)  # what the estimate would measure with, given rows
+    monkeypatch.setattr(preview_module, "token_lengths", lambda *a: passes.append("lengths") or [])
+    cfg = preset_config("tiny-demo")
+    values = {s.key: widget_value(s, s.get(cfg)) for s in form_fields()}
+    summary, _, estimate = preview_data(values, caller_from(None, None))
+    assert passes == [216 + 24]  # every previewed row, once (the pirate rows before the eval hold-out)
+    assert "**Tokens per row:** min 24, median 27, p95 30, max 32" in summary  # the stats, from that one pass
+    assert "**Time:**" in estimate and "0 of 4,484 reply tokens" in estimate  # the estimate, with its reply spans

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ class Preview:
         sampled: only the first rows were read (streamed); the figures are of those rows.
         n_total: rows in the split, when known (a local file's count, or the Hub's metadata).
         rows: the rows read, normalised to chat messages (what the estimate of the run measures).
+        measured: the rows as `preview(measure=...)` tokenised them (lengths, or `row_tokens` results), once.
         notes: what is done to the data as a whole (KTO rows left out, SFT on preference pairs' chosen replies).
         left_out: rows set aside on purpose (KTO rows labelled undesirable), not malformed.
         quality: the data-quality report of the rows read.
@@ -64,6 +65,7 @@ class Preview:
     n_total: int | None = None
     local: bool = False  # a local file, not a Hub dataset
     rows: list[list[Message]] = field(default_factory=list, repr=False)
+    measured: list[Any] = field(default_factory=list, repr=False)
     notes: list[str] = field(default_factory=list)
     left_out: int = 0
     quality: QualityReport | None = None
@@ -133,6 +135,7 @@ def preview(
     n: int = 3,
     token: str | bool | None = None,
     rows: int = PREVIEW_ROWS,
+    measure: Callable[[Any, Sequence[list[Message]]], Sequence[Any]] | None = None,
 ) -> Preview:
     """What training would see of the train split: format, counts, problems, rendered rows, token lengths.
 
@@ -147,6 +150,8 @@ def preview(
         n: rows to render.
         token: Hugging Face token for private or gated datasets (never logged).
         rows: rows to read from a Hub dataset.
+        measure: how the rows are tokenised, once (default `token_lengths`); the UI passes the estimate's
+            `row_tokens`, whose results (each with a `length`) the preview keeps in `measured` for the estimate.
 
     Returns:
         The preview; format it with `format_preview`.
@@ -159,7 +164,8 @@ def preview(
     fmt = choose_format(cfg, table.column_names, table[0] if len(table) else None)
     mapping, style = cfg.column_mapping or None, RowStyle.of(cfg)
     data = normalise(table, fmt, mapping, cfg.system_prompt, cfg.placeholders, lines, style)
-    lengths = token_lengths(tokenizer, data.rows)
+    measured = (measure or token_lengths)(tokenizer, data.rows)
+    lengths = [m if isinstance(m, int) else m.length for m in measured]
     sampled = len(table) >= rows
     return Preview(
         format=data.format,
@@ -174,6 +180,7 @@ def preview(
         n_total=_row_count(cfg, path, token) if sampled else len(table),
         local=path is not None,
         rows=data.rows,
+        measured=list(measured),
         notes=data.notes,
         left_out=data.left_out,
         quality=quality_report(data.rows, data.numbers, data.kinds),

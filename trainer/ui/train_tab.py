@@ -57,12 +57,14 @@ def estimate_panel(
     total_rows: int | None = None,
     token: str | bool | None = None,
     device: Device | None = None,
+    lengths: list | None = None,
 ) -> str:
     """The "know before you start" panel: token lengths vs max_length, peak memory vs the device, training time
     (and its cost on a `device` the user pays for; default: this machine, see `detect_device`).
 
     Without rows (the form has problems in other fields, say) it shows what it can: memory and no time. `rows` may
-    be a sample of `total_rows` (a streamed Hub split); training reads at most `data.max_rows` of them.
+    be a sample of `total_rows` (a streamed Hub split); training reads at most `data.max_rows` of them. `lengths`
+    (the preview's `row_tokens`, one per row) stand in for `rows` and `tokenizer`: the rows are not tokenised again.
     """
     from trainer.estimate import estimate_run, model_shape, render_markdown
 
@@ -70,11 +72,14 @@ def estimate_panel(
         return "**Estimate:** fix the settings above first."
     if cfg.data.max_rows is not None:
         rows = rows[: cfg.data.max_rows] if rows is not None else None
+        lengths = lengths[: cfg.data.max_rows] if lengths is not None else None
         total_rows = min(total_rows, cfg.data.max_rows) if total_rows is not None else None
     try:
         shape = model_shape(cfg.model.model_name_or_path, token=token)
         return "### Before you start\n" + render_markdown(
-            estimate_run(cfg, rows=rows, tokenizer=tokenizer, total_rows=total_rows, shape=shape, device=device)
+            estimate_run(
+                cfg, rows=rows, tokenizer=tokenizer, lengths=lengths, total_rows=total_rows, shape=shape, device=device
+            )
         )
     except ValueError as exc:  # a base model whose shape cannot be read here (offline, say)
         return f"**Estimate:** not available for this model here ({exc})."
@@ -105,6 +110,7 @@ def preview_data(values: dict[str, Any], who: Caller, flavor: Flavor | None = No
     Reads the data with the caller's token (none for a signed-out visitor on a Space: public datasets only).
     """
     from trainer import data
+    from trainer.estimate.tokens import row_tokens
 
     cfg, problems = config_from_form(values)
     problems = [p for p in problems if p.startswith("data.")] or RunService.read_problems(who, cfg)
@@ -113,7 +119,7 @@ def preview_data(values: dict[str, Any], who: Caller, flavor: Flavor | None = No
     token = RunService.hub_token(who)  # the caller's own, or False (the libraries read None as "the Space's HF_TOKEN")
     try:
         tokenizer = data.preview_tokenizer(cfg.model.model_name_or_path, token=token)
-        p = data.preview(cfg.data, tokenizer, cfg.training.max_length, token=token)
+        p = data.preview(cfg.data, tokenizer, cfg.training.max_length, token=token, measure=row_tokens)
     except (data.DataError, ConfigError) as exc:
         return f"### Dataset problem\n{labelled(str(exc))}", "", ""  # it may quote the data: escaped
     stats = p.token_lengths
@@ -138,7 +144,7 @@ def preview_data(values: dict[str, Any], who: Caller, flavor: Flavor | None = No
         panel = f"**Estimate:** none for Hugging Face Jobs {flavor.name} (${flavor.usd_per_hour:.2f}/h): its hardware "
         panel += "is not in the estimate's table."
     else:
-        panel = estimate_panel(cfg, p.rows, tokenizer, p.n_total, token, device)
+        panel = estimate_panel(cfg, None, None, p.n_total, token, device, lengths=p.measured)  # tokenised once
     return "\n\n".join(summary), rendered, panel
 
 
