@@ -8,6 +8,7 @@ text for `python -m trainer data inspect`.
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -264,7 +265,7 @@ def reply_room_problem(
     `sample` rows, with the tokenizer only (before any model loads).
     """
     prompts = []
-    for messages in list(rows)[:sample]:
+    for messages in itertools.islice(rows, sample):  # a Dataset's column decodes only the rows taken
         first = next((i for i, m in enumerate(messages) if m["role"] == "assistant"), len(messages))
         prompts.append(messages[:first])
     if not prompts:
