@@ -8,7 +8,10 @@ workers share is the tiny model, which the product builds once per machine (hold
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +19,13 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Under xdist, each worker (and every process its tests start) gets its share of the cores, as each process of a
+# run on several processes does (trainer/runs/queue.py). Torch's threads default to every core: two workers on two
+# cores would run four threads that wait on one another (two tiny-demo runs at once took 142 s each, not 30 s).
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // WORKERS)))  # read by torch at import
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -50,9 +60,9 @@ def demo(tiny_model_path, tmp_path_factory):
     trained model, the events as they were emitted).
 
     Read only: the integration tests check it, and the Hub tests push copies of its folder (tests/hub/conftest.py).
-    Each worker that runs a test using it trains its own (about 25 s on 2 cores), because tests check the run as
-    the process that trained it saw it: the model still in memory, the events handed to `on_event`, this process's
-    pid in status.json. A folder trained by another worker could not stand in for those.
+    Each worker that runs a test using it trains its own (20 s alone on 2 cores, 30 s on one core beside another
+    worker), because tests check the run as the process that trained it saw it: the model still in memory, the
+    events handed to `on_event`, this process's pid in status.json. Another worker's folder could not stand in.
     """
     from trainer.config import preset_config
     from trainer.training import run
@@ -89,3 +99,32 @@ def pytest_collection_modifyitems(config, items):
     if opt_in:
         config.hook.pytest_deselected(items=opt_in)
         items[:] = [item for item in items if item not in opt_in]
+
+
+@contextlib.contextmanager
+def _flock(path: Path, mode: int):
+    """Holds an flock on `path` (shared or exclusive) until the block ends."""
+    with open(path, "a") as file:
+        fcntl.flock(file, mode)
+        yield  # closing the file releases the lock
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Under xdist, a test marked `alone` runs while no other worker runs a test: it times something (Start answering
+    within 2 s, training steps not waiting for uploads) that another test training beside it would slow down.
+
+    Every test holds a shared lock on one file of this test run while it runs (setup to teardown); an `alone` test
+    holds it exclusively. Tests pass a turnstile first, which an `alone` test holds while it waits, so it gets in
+    ahead of the tests that come after it."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:  # one process: nothing runs beside
+        return (yield)
+    shared = Path(item.config.option.basetemp).parent  # each worker's temporary folder is one of this run's
+    lock, turnstile = shared / "alone.lock", shared / "alone.turnstile"
+    if item.get_closest_marker("alone"):
+        with _flock(turnstile, fcntl.LOCK_EX), _flock(lock, fcntl.LOCK_EX):
+            return (yield)
+    with _flock(turnstile, fcntl.LOCK_EX):
+        pass
+    with _flock(lock, fcntl.LOCK_SH):
+        return (yield)

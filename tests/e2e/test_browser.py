@@ -417,6 +417,7 @@ def test_a_partly_broken_tool_call_dataset_is_explained_and_blocked_until_accept
     expect(summary).not_to_contain_text("Start is blocked", timeout=30_000)
 
 
+@pytest.mark.alone  # Start is timed on this machine, not beside another worker's training (tests/conftest.py)
 def test_the_first_start_on_a_fresh_machine_answers_at_once_and_shows_the_demo_model_being_built(
     browser, tmp_path, shots
 ):

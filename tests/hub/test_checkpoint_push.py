@@ -13,6 +13,7 @@ from .server import HubServer
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.alone  # the steps are timed: not beside another worker's training (tests/conftest.py)
 def test_a_slow_hub_does_not_slow_training(hub_server: HubServer, hub_client: ClientRunner, tmp_path: Path):
     """Each commit takes 2 s; pushing in the foreground would add 2 s to each of the 3 saves between step 1 and 4.
     Saved faster than they upload, the checkpoints that wait are replaced by newer ones: the newest reaches the Hub."""
