@@ -101,6 +101,19 @@ def test_a_run_set_to_all_gpus_gets_one_process_per_gpu_under_torchrun(tmp_path)
     assert manager._processes(run, resume=True) == 2
 
 
+def test_the_queue_reads_a_run_s_gpus_from_its_status_not_its_config_again(tmp_path, monkeypatch):
+    """submit records `run.gpus` in status.json with the folder; starting the worker reads it there (issue 29: the
+    config.yaml that submit has just written is not parsed and validated again)."""
+    monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path))
+    manager = RunQueue(JobStore(tmp_path / "jobs.sqlite"), python="/bin/false", gpu_count=lambda: 2)
+    monkeypatch.setattr(manager, "schedule", lambda: None)  # queued only: no worker starts
+    job = manager.submit(load_config(preset="tiny-demo", overrides=["run.gpus=one"]))
+    run = Path(job.run_dir)
+    assert rf.read_json(run / rf.STATUS_FILE)["gpus"] == "one"
+    (run / rf.CONFIG_FILE).write_text("run: {gpus: all}\n")  # what the YAML says is not read again
+    assert manager._processes(run) == 1
+
+
 def test_cancel_stops_the_training_processes_not_the_launcher_and_their_exit_code_counts(manager):
     job = manager.submit(load_config(preset="tiny-demo"))
     run_dir = Path(job.run_dir)

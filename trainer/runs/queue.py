@@ -171,7 +171,9 @@ class RunQueue:
         run_dir = rf.new_run_dir(_slug(config))
         save_yaml(config, run_dir / rf.CONFIG_FILE)
         name = config.display_name()
-        rf.write_status(run_dir, RunState.QUEUED, owner=owner, name=name)  # the table can be rebuilt from run folders
+        rf.write_status(  # the table can be rebuilt from run folders; the queue reads `gpus` here, not the YAML
+            run_dir, RunState.QUEUED, owner=owner, name=name, gpus=config.run.gpus
+        )
         if flavor:
             return self._start_remote(config, run_dir, name, owner, token, flavor)
         job = self.store.create(run_dir, name=name, owner=owner, needs_token=token is not None)
@@ -322,15 +324,19 @@ class RunQueue:
     def _processes(self, run_dir: Path, resume: bool = False) -> int:
         """How many training processes the run gets: one per visible GPU when its config asks for all of them; a
         resumed run keeps the count its checkpoint was saved with while the GPUs are there (its batch size, data
-        order and random states are per process)."""
+        order and random states are per process). Read from status.json, where `submit` recorded the config's
+        `run.gpus` (the config.yaml beside it is read only for a folder queued by an older version)."""
         from trainer.config import load_yaml
 
-        try:
-            gpus = load_yaml(run_dir / rf.CONFIG_FILE).run.gpus
-        except (OSError, ValueError):  # the worker itself reports a config it cannot read
-            return 1
+        status = rf.read_json(run_dir / rf.STATUS_FILE, {}) or {}
+        gpus = status.get("gpus")
+        if gpus not in ("all", "one"):
+            try:
+                gpus = load_yaml(run_dir / rf.CONFIG_FILE).run.gpus
+            except (OSError, ValueError):  # the worker itself reports a config it cannot read
+                return 1
         visible = self.gpu_count()
-        before = (rf.read_json(run_dir / rf.STATUS_FILE, {}) or {}).get("world_size")
+        before = status.get("world_size")
         if resume and isinstance(before, int) and 1 <= before <= max(visible, 1):
             return before
         return dist.worker_processes(gpus, visible)
