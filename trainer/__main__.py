@@ -26,7 +26,6 @@ import logging
 import os
 import shlex
 import sys
-import time
 from pathlib import Path
 
 from trainer import distributed as dist
@@ -479,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if os.environ.get(WORKER_ENV) and args.command == "train" and args.run_dir is not None and dist.is_main():
             # how this worker ended, for a server that restarts while it is gone (see RunQueue.recover)
-            rf.write_json_atomic(args.run_dir / rf.EXIT_FILE, {"code": code, "time": time.time()})
+            rf.write_exit(args.run_dir, code)
     return code
 
 

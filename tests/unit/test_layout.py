@@ -219,11 +219,9 @@ def test_run_state_is_the_only_spelling_of_a_state():
 
 
 def test_one_module_writes_status_json_and_none_reads_proc():
-    """The run folder module is the one writer of status.json; processes are read with psutil, never /proc."""
-    writers = [
-        module
-        for module, path in MODULES.items()
-        if re.search(r"write\w*\([^)]*STATUS_FILE", path.read_text(encoding="utf-8"))
-    ]
+    """The run folder module is the one writer of status.json, exit.json and the events; processes are read with
+    psutil, never /proc."""
+    writes = re.compile(r"(write\w*\(|unlink|open\()[^\n]*(STATUS_FILE|EXIT_FILE|EVENTS_FILE)")
+    writers = sorted(module for module, path in MODULES.items() if writes.search(path.read_text(encoding="utf-8")))
     assert writers == ["trainer.runs.folder"]
     assert [module for module, path in MODULES.items() if "/proc/" in path.read_text(encoding="utf-8")] == []

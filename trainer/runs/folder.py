@@ -167,6 +167,19 @@ def append_event(run_dir: Path, event: dict[str, Any]) -> None:
         f.write(json.dumps(event, ensure_ascii=False) + "\n")
 
 
+def write_events(run_dir: Path, events: list[dict[str, Any]]) -> None:
+    """Replace events.jsonl with `events` (a Hugging Face Job's, mirrored from its log), in one atomic write."""
+    write_text_atomic(run_dir / EVENTS_FILE, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in events))
+
+
+def write_exit(run_dir: Path, code: int | None) -> None:
+    """Record how a worker ended (its exit code; None: clear an earlier attempt's record before a new one)."""
+    if code is None:
+        (run_dir / EXIT_FILE).unlink(missing_ok=True)
+    else:
+        write_json_atomic(run_dir / EXIT_FILE, {"code": code, "time": time.time()})
+
+
 def read_events(run_dir: Path) -> list[dict[str, Any]]:
     """All complete events of a run: JSON objects, one a line (a half-written last line, or a line that holds no
     object, is skipped)."""

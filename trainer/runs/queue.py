@@ -290,7 +290,7 @@ class RunQueue:
         run_dir = Path(job.run_dir)
         processes = self._processes(run_dir, job.resume)
         argv = worker_argv(self.python, run_dir, job.resume, processes)
-        (run_dir / rf.EXIT_FILE).unlink(missing_ok=True)  # an earlier attempt's ending is not this one's
+        rf.write_exit(run_dir, None)  # an earlier attempt's ending is not this one's
         rf.set_phase(run_dir, "starting")
         env = {
             **worker_environment(os.environ),  # no secret of the server's: the owner's token alone is added below

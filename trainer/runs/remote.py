@@ -147,7 +147,7 @@ def mirror(run_dir: Path, lines: list[str]) -> list[dict[str, Any]]:
     events), so the Runs tab shows a job exactly as it shows a local run. Returns the events."""
     events = parse_events(lines)
     rf.write_text_atomic(run_dir / rf.LOG_FILE, "".join(f"{line}\n" for line in lines if EVENT_PREFIX not in line))
-    rf.write_text_atomic(run_dir / rf.EVENTS_FILE, "".join(json.dumps(e) + "\n" for e in events))
+    rf.write_events(run_dir, events)
     if any("loss" in e for e in events):
         rf.write_status(run_dir, RunState.RUNNING, phase="training")
     return events
