@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from trainer.estimate.plan import DEMO_METHODS, DEMO_TIMINGS_DIR  # noqa: E402
 
-PHASE_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO trainer\.runfolder: phase: (.+)$", re.M)
+PHASE_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO trainer\.runs\.folder: phase: (.+)$", re.M)
 
 
 def phase_times(log: str) -> dict[str, float]:
