@@ -41,6 +41,7 @@ from trainer.config import (
 )
 from trainer.config.hints import MAP_FLAG, render_hints
 from trainer.errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_PUSH_FAILED, EXIT_TIME_LIMIT
+from trainer.evaluation import cli as eval_cli
 from trainer.noise import silence_known_noise
 from trainer.runs import folder as rf
 
@@ -122,6 +123,7 @@ def make_parser() -> argparse.ArgumentParser:
             "result as it ends (--dry-run: the same steps on the tiny model, on a CPU).",
         )
     )
+    eval_cli.add_command(sub)
     bench_chat = sub.add_parser(
         "bench-chat",
         help="compare-chat benchmark: one mixed batch vs two sequential generates",
@@ -226,8 +228,7 @@ def _config_from_args(args: argparse.Namespace, preset: str | None = None) -> Ru
 def cmd_train(args: argparse.Namespace) -> int:
     """`train`: resolve the config, fine-tune, print where the adapter is."""
     from trainer.hub import check_push_access, resolve_token
-    from trainer.runs.processes import on_term
-    from trainer.runs.queue import TIME_LIMIT_ENV
+    from trainer.runs.processes import on_term, worker_time_limit
     from trainer.training import RunCancelled, RunTimeLimit, request_stop, run
 
     if os.environ.get(WORKER_ENV):
@@ -247,7 +248,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if config.hub.repo_id:  # as the web app does: a long run never fails at push time for a reason knowable now
         check_push_access(config.hub.repo_id, token)
     on_term(lambda signum, frame: request_stop())  # Cancel: checkpoint, then exit 3 (one held since start too)
-    limit = float(os.environ[TIME_LIMIT_ENV]) if os.environ.get(TIME_LIMIT_ENV) else None
+    limit = worker_time_limit()
     try:
         result = run(
             config, on_event=_print_event, run_dir=args.run_dir, resume=args.resume, token=token, time_limit_s=limit
@@ -457,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(handlers=[console], format="%(levelname)s %(name)s: %(message)s")
     handlers = {
         "train": cmd_train,
+        "eval": eval_cli.command,
         "demo": cmd_demo,
         "config": cmd_config,
         "bench": cmd_bench,
@@ -476,9 +478,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc if os.environ.get(WORKER_ENV) else render_hints(str(exc), 'cli')}", file=sys.stderr)
         code = EXIT_BAD_INPUT
     finally:
-        if os.environ.get(WORKER_ENV) and args.command == "train" and args.run_dir is not None and dist.is_main():
+        folder = {"train": getattr(args, "run_dir", None), "eval": getattr(args, "run", None)}.get(args.command)
+        if os.environ.get(WORKER_ENV) and folder is not None and dist.is_main():
             # how this worker ended, for a server that restarts while it is gone (see RunQueue.recover)
-            rf.write_exit(args.run_dir, code)
+            rf.write_exit(folder / "eval" if args.command == "eval" else folder, code)
     return code
 
 

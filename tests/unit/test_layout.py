@@ -33,7 +33,7 @@ FLOORS = [
     ["trainer.hub", "trainer.runs.remote"],
     ["trainer.callbacks", "trainer.trl_export"],
     ["trainer.training", "trainer.chat", "trainer.runs.access"],
-    ["trainer.preflight", "trainer.runs.queue", "trainer.tools.bench"],
+    ["trainer.preflight", "trainer.runs.queue", "trainer.tools.bench", "trainer.evaluation"],
     ["trainer.runs", "trainer.tools.bench_chat", "trainer.tools.gpu_check"],  # runs: the service, over its parts
     ["trainer.ui", "trainer.__main__"],
 ]

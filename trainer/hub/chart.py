@@ -71,10 +71,9 @@ def loss_figure(series: Sequence[Series], size: tuple[int, int] = CHART_SIZE) ->
     Returns:
         A matplotlib Figure (not registered with pyplot).
     """
-    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    figure = Figure(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI, facecolor="white", layout="constrained")
+    figure = blank_figure(size)
     axes = figure.add_subplot(facecolor="white")
     axes.set_title("Training loss", fontsize=13, color="black")
     drawn = [s for s in series if s.points]
@@ -103,6 +102,13 @@ def loss_figure(series: Sequence[Series], size: tuple[int, int] = CHART_SIZE) ->
     return figure
 
 
+def blank_figure(size: tuple[int, int] = CHART_SIZE) -> Figure:
+    """An empty white figure of exactly `size` pixels, laid out by matplotlib (not registered with pyplot)."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI, facecolor="white", layout="constrained")
+
+
 def render_loss_chart(series: Sequence[Series], size: tuple[int, int] = CHART_SIZE) -> Image.Image:
     """The loss chart (`loss_figure`) drawn by matplotlib's Agg renderer, which needs no display.
 
@@ -113,13 +119,25 @@ def render_loss_chart(series: Sequence[Series], size: tuple[int, int] = CHART_SI
     Returns:
         An RGB Pillow image.
     """
+    return figure_image(loss_figure(series, size))
+
+
+def figure_image(figure: Figure) -> Image.Image:
+    """A matplotlib Figure drawn by the Agg renderer (no display needed), as an RGB Pillow image."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from PIL import Image
 
-    canvas = FigureCanvasAgg(loss_figure(series, size))
+    canvas = FigureCanvasAgg(figure)
     canvas.draw()
     rgba = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
     return rgba.convert("RGB")
+
+
+def write_png(image: Image.Image, out: Path) -> Path:
+    """Write a Pillow image as a PNG (no timestamp in it), atomically."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return rf.write_bytes_atomic(Path(out), buffer.getvalue())
 
 
 def loss_curve_png(run_dir: Path, out: Path) -> Path:
@@ -132,7 +150,4 @@ def loss_curve_png(run_dir: Path, out: Path) -> Path:
     Returns:
         out.
     """
-    image = render_loss_chart(loss_series(rf.read_events(Path(run_dir))))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return rf.write_bytes_atomic(Path(out), buffer.getvalue())
+    return write_png(render_loss_chart(loss_series(rf.read_events(Path(run_dir)))), out)

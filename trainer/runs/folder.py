@@ -57,6 +57,8 @@ PHASES = {
 }
 """A running run's phases in order (status.json `phase`), each with its rough share of the run in percent: the
 progress bar moves through them, and through the training share step by step. 'pushing' is read from `push_state`."""
+EVAL_PHASES = {"starting": 2, "reading the prompts": 8, "loading the models": 10, "answering": 80}
+"""A running evaluation's phases (its own status.json in the run's `eval/`), answering counted by prompts done."""
 
 
 class RunFolderError(ValueError):
@@ -218,14 +220,15 @@ def write_status(run_dir: Path, state: RunState | None, **fields: Any) -> None:
 
 def set_phase(run_dir: Path, phase: str) -> None:
     """Record what a running run is doing now (one of PHASES), so a reader can tell it is alive and where it is."""
-    if phase not in PHASES:
+    if phase not in PHASES and phase not in EVAL_PHASES:
         raise ValueError(f"unknown phase {phase!r}")
     logger.info("phase: %s", phase)
     write_status(run_dir, RunState.RUNNING, phase=phase, phase_at=time.time(), phase_steps=None)
 
 
 def set_phase_steps(run_dir: Path, done: int, total: int) -> None:
-    """Record how far the current phase is, when it counts steps of its own (the demo model's build)."""
+    """Record how far the current phase is, when it counts steps of its own (the demo model's build, the prompts an
+    evaluation has answered)."""
     write_status(run_dir, RunState.RUNNING, phase_steps=[done, total])
 
 

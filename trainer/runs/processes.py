@@ -31,6 +31,16 @@ _STATE_EXITS = {
 }  # fmt: skip
 
 
+TIME_LIMIT_ENV = "PHI3_STUDIO_MAX_RUN_S"
+"""A worker's time limit in seconds (set by the queue from Limits.run_minutes; unset: none)."""
+
+
+def worker_time_limit() -> float | None:
+    """The time limit the queue gave this worker (seconds), None when it has none."""
+    value = os.environ.get(TIME_LIMIT_ENV)
+    return float(value) if value else None
+
+
 def worker_argv(python: str, run_dir: Path, resume: bool = False, processes: int = 1) -> list[str]:
     """The argv of a run's worker: the CLI's `train` on the run folder, under torchrun when several processes train.
 

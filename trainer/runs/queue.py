@@ -39,6 +39,7 @@ from trainer.noise import QUIET_ENV
 from trainer.paths import PROJECT_ROOT
 from trainer.runs import folder as rf
 from trainer.runs.processes import (
+    TIME_LIMIT_ENV,
     failure_cause,
     pid_alive,
     read_tail,
@@ -60,8 +61,6 @@ logger = logging.getLogger(__name__)
 
 DB_FILE = "jobs.sqlite"
 GRACE_S = 30.0
-TIME_LIMIT_ENV = "PHI3_STUDIO_MAX_RUN_S"
-"""The worker's training time limit in seconds (set from Limits.run_minutes; unset: none)."""
 WORKER_WRITES = frozenset({RunState.SUCCEEDED, RunState.PUSH_FAILED, RunState.TIME_LIMIT})
 """The final states a worker records in its run folder itself (every other ending is recorded here)."""
 WAITING_FOR_OWNER = "waiting for its owner to sign in (the server restarted and forgot their token)"

@@ -1,0 +1,77 @@
+"""`python -m trainer eval RUN`: the batch evaluation from the command line (and the worker of a queued one)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from trainer.evaluation.settings import EVAL_DIR, REQUEST_FILE, EvalSettings
+
+
+def add_command(sub) -> None:
+    """The eval command and its arguments: the run, where the prompts come from, how many, how long the answers."""
+    parser = sub.add_parser(
+        "eval",
+        help="batch evaluation: the base and the tuned model answer the same prompts, scored on the references",
+        description="Answer the run's held-out rows (or a file, or a Hub dataset) with the base model and with the "
+        "run's adapter in one batched decode, score both against the references (chrF, BLEU, ROUGE-L, the "
+        "references' perplexity, reply lengths, stops) and write RUN/eval/.",
+    )
+    defaults = EvalSettings()
+    parser.add_argument("run", type=Path, help="the run folder of a trained run")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--prompts", metavar="FILE", help="a file of chat rows with references (any training format)")
+    source.add_argument("--dataset", metavar="ID", help="a Hub dataset of chat rows with references")
+    parser.add_argument("--split", default=defaults.split, help=f"the --dataset split (default: {defaults.split})")
+    parser.add_argument("--rows", type=int, default=defaults.rows, help=f"at most this many prompts ({defaults.rows})")
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=defaults.max_new_tokens, help=f"per answer ({defaults.max_new_tokens})"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=defaults.batch_size, help=f"prompts per batch ({defaults.batch_size})"
+    )
+    parser.add_argument("--request", action="store_true", help=f"read the settings from RUN/{EVAL_DIR}/{REQUEST_FILE}")
+
+
+def settings_from_args(args: argparse.Namespace) -> EvalSettings:
+    """The settings the flags ask for (or the queued request's, with --request)."""
+    if args.request:
+        return EvalSettings.load(args.run / EVAL_DIR / REQUEST_FILE)
+    source = "file" if args.prompts else "dataset" if args.dataset else "held-out"
+    return EvalSettings(
+        source=source,
+        path=args.prompts or args.dataset,
+        split=args.split,
+        rows=args.rows,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+    )
+
+
+def command(args: argparse.Namespace) -> int:
+    """Evaluate the run; print the comparison table and where the results are. Exit codes as `train`'s."""
+    from trainer.errors import EXIT_CANCELLED, EXIT_TIME_LIMIT
+    from trainer.evaluation.metrics import comparison_markdown
+    from trainer.evaluation.report import eval_dir, headline
+    from trainer.evaluation.worker import EvalStopped, evaluate_run
+    from trainer.hub import resolve_token
+    from trainer.runs.processes import on_term, worker_time_limit
+
+    stop = []
+    on_term(lambda signum, frame: stop.append(signum))  # Cancel: the batch in hand ends, what was answered is kept
+    try:
+        summary = evaluate_run(
+            args.run,
+            settings_from_args(args),
+            token=resolve_token(),
+            should_stop=lambda: bool(stop),
+            time_limit_s=worker_time_limit(),
+            on_progress=lambda done, total: print(f"answered {done}/{total} prompts", flush=True),
+        )
+    except EvalStopped as exc:
+        print(f"stopped: {exc}", flush=True)
+        return EXIT_TIME_LIMIT if exc.time_limit else EXIT_CANCELLED
+    print(headline(summary).replace("**", ""))
+    print(comparison_markdown(summary))
+    print(f"results: {eval_dir(args.run)}")
+    return 0

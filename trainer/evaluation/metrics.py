@@ -1,0 +1,111 @@
+"""Reference metrics of an evaluation, pure functions over its rows: BLEU and chrF (sacrebleu), ROUGE-L (Google's
+rouge-score), the references' perplexity under each model, reply lengths and the share that stopped at `<|end|>`.
+
+Every metric compares a model's answer with the row's *reference* (the reply the data gives), never with the
+prompt. The two sides are named, "base" and "tuned", everywhere: a row is
+``{"prompt", "reference", "base": Answer, "tuned": Answer}`` and a summary ``{"base": {...}, "tuned": {...}}``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+SIDES = ("base", "tuned")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One row of the comparison table: its key in a summary, its label, and which way is better."""
+
+    key: str
+    label: str
+    higher_is_better: bool
+    digits: int = 1
+
+
+METRICS = (
+    Metric("chrf", "chrF", True),
+    Metric("bleu", "BLEU", True),
+    Metric("rouge_l", "ROUGE-L F1 (×100)", True),
+    Metric("perplexity", "perplexity of the references", False, 2),
+    Metric("reply_tokens", "reply length (tokens, mean)", True),
+    Metric("stopped", "stopped at <|end|> (%)", True),
+)
+"""The summary's figures, in the order the table and the card show them (reply length has no better direction;
+it is listed for what it tells, and its arrow is not drawn)."""
+
+
+def row_scores(answer: str, reference: str) -> dict[str, float]:
+    """Sentence-level BLEU, chrF and ROUGE-L F1 (all 0-100) of one answer against its reference."""
+    from rouge_score import rouge_scorer
+    from sacrebleu.metrics import BLEU, CHRF
+
+    bleu = BLEU(effective_order=True).sentence_score(answer, [reference]).score
+    chrf = CHRF().sentence_score(answer, [reference]).score
+    rouge = rouge_scorer.RougeScorer(["rougeL"]).score(reference, answer)["rougeL"].fmeasure * 100
+    return {"bleu": round(bleu, 3), "chrf": round(chrf, 3), "rouge_l": round(rouge, 3)}
+
+
+def perplexity(nll_sum: float, tokens: int) -> float | None:
+    """exp(mean negative log-likelihood per token), None without tokens."""
+    return round(math.exp(nll_sum / tokens), 4) if tokens else None
+
+
+def score_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each row with its per-side scores added (`row[side]["scores"]`), where it has a reference."""
+    for row in rows:
+        for side in SIDES:
+            answer = row[side]
+            if row.get("reference"):
+                answer["scores"] = row_scores(answer["text"], row["reference"])
+                answer["perplexity"] = perplexity(answer.get("nll_sum", 0.0), answer.get("ref_tokens", 0))
+    return rows
+
+
+def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Corpus figures per side: corpus BLEU and chrF, mean ROUGE-L, the references' perplexity (over all their
+    tokens), mean reply length and the share of answers that stopped (%)."""
+    from sacrebleu.metrics import BLEU, CHRF
+
+    scored = [row for row in rows if row.get("reference")]
+    references = [row["reference"] for row in scored]
+    summary: dict[str, Any] = {"prompts": len(rows), "with_reference": len(scored)}
+    for side in SIDES:
+        figures: dict[str, float | None] = {key: None for key in ("bleu", "chrf", "rouge_l", "perplexity")}
+        if scored:
+            answers = [row[side]["text"] for row in scored]
+            figures["bleu"] = round(BLEU().corpus_score(answers, [references]).score, 3)
+            figures["chrf"] = round(CHRF().corpus_score(answers, [references]).score, 3)
+            figures["rouge_l"] = round(sum(row[side]["scores"]["rouge_l"] for row in scored) / len(scored), 3)
+            nll = sum(row[side].get("nll_sum", 0.0) for row in scored)
+            figures["perplexity"] = perplexity(nll, sum(row[side].get("ref_tokens", 0) for row in scored))
+        figures["reply_tokens"] = round(sum(row[side]["tokens"] for row in rows) / len(rows), 2) if rows else None
+        figures["stopped"] = round(100 * sum(row[side]["stopped"] for row in rows) / len(rows), 2) if rows else None
+        summary[side] = figures
+    return summary
+
+
+def comparison(summary: dict[str, Any]) -> list[list[Any]]:
+    """The comparison table: [metric, base, tuned, change] rows, the change marked ▲ better / ▼ worse."""
+    table = []
+    for metric in METRICS:
+        base, tuned = summary["base"].get(metric.key), summary["tuned"].get(metric.key)
+        if base is None or tuned is None:
+            continue
+        delta = tuned - base
+        mark = ""
+        if metric.key != "reply_tokens" and delta:
+            mark = " ▲" if (delta > 0) == metric.higher_is_better else " ▼"
+        change = f"{delta:+.{metric.digits}f}{mark}"
+        table.append([metric.label, round(base, metric.digits), round(tuned, metric.digits), change])
+    return table
+
+
+def comparison_markdown(summary: dict[str, Any]) -> str:
+    """The comparison table in Markdown (the model card's and the CLI's)."""
+    lines = ["| metric | base | tuned | change |", "| --- | ---: | ---: | ---: |"]
+    lines += [f"| {label} | {base} | {tuned} | {change} |" for label, base, tuned, change in comparison(summary)]
+    return "\n".join(lines)
