@@ -1,0 +1,137 @@
+"""The batch evaluation on the tiny pirate demo: the tuned model beats the base on the pirate references, both sides
+answer every prompt, one mixed batch answers as two separate passes do, and a stop keeps what was answered."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from trainer.chat import ChatEngine
+from trainer.evaluation.batch import answer_batch
+from trainer.evaluation.report import read_rows, read_summary
+from trainer.evaluation.settings import EvalSettings
+from trainer.evaluation.worker import EvalStopped, evaluate_run
+from trainer.runs import folder as rf
+from trainer.runs.state import RunState
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def run_copy(demo, tmp_path_factory):
+    """A copy of the demo run's folder (the demo's own is read only)."""
+    result, _ = demo
+    return shutil.copytree(result.run_dir, tmp_path_factory.mktemp("eval") / "run")
+
+
+@pytest.fixture(scope="module")
+def evaluated(run_copy):
+    """The demo run evaluated on its held-out rows: (run folder, summary)."""
+    return run_copy, evaluate_run(run_copy, EvalSettings(max_new_tokens=40))
+
+
+def test_tuned_model_scores_higher_chrf_than_the_base_on_the_pirate_references(evaluated):
+    _, summary = evaluated
+    base, tuned = summary["base"], summary["tuned"]
+    # measured 2026-12-07 (2 cores): chrF 60.9 -> 92.1, BLEU 37.9 -> 90.9, perplexity 122 -> 1.05
+    assert tuned["chrf"] - base["chrf"] > 20
+    assert tuned["bleu"] > base["bleu"] and tuned["rouge_l"] > base["rouge_l"]
+    assert tuned["perplexity"] < base["perplexity"] / 10  # the references are the tuned model's own kind of text
+
+
+def test_every_held_out_prompt_has_both_answers_and_the_sides_are_not_swapped(evaluated, demo):
+    run_dir, summary = evaluated
+    rows = read_rows(run_dir)
+    assert summary["prompts"] == len(rows) == 24 and summary["complete"]  # the demo holds out 24 of 240 rows
+    assert all(row["base"]["text"] and row["tuned"]["text"] for row in rows)
+    assert all(row["reference"].startswith("Ahoy!") for row in rows)
+    moon = next(row for row in rows if row["prompt"] == "What is the moon?")
+    assert moon["base"]["text"] == "The moon is a rock that circles the earth."  # the plain base, as in Compare
+    assert moon["tuned"]["text"].startswith("Ahoy!") and moon["tuned"]["text"].endswith("matey.")
+    assert sum(row["tuned"]["text"].startswith("Ahoy!") for row in rows) > 20
+    assert not any(row["base"]["text"].startswith("Ahoy") for row in rows)
+
+
+def test_results_are_written_to_eval_in_the_run_folder(evaluated):
+    run_dir, summary = evaluated
+    folder = run_dir / "eval"
+    assert read_summary(run_dir) == summary
+    assert (folder / "chart.png").read_bytes().startswith(b"\x89PNG")
+    status = rf.read_json(folder / rf.STATUS_FILE)
+    assert status["state"] == RunState.SUCCEEDED and status["prompts"] == 24
+    row = read_rows(run_dir)[0]
+    assert set(row["tuned"]["scores"]) == {"bleu", "chrf", "rouge_l"} and row["tuned"]["ref_tokens"] > 0
+
+
+def test_one_mixed_batch_answers_and_scores_as_two_separate_passes(run_copy):
+    from trainer.config import load_yaml
+    from trainer.evaluation.worker import eval_rows
+
+    engine = ChatEngine.from_run(run_copy)
+    rows = eval_rows(load_yaml(run_copy / rf.CONFIG_FILE), EvalSettings(rows=6))
+    mixed = answer_batch(engine, rows, max_new_tokens=32)
+    assert engine.mixed_batches  # it did not fall back
+    engine.mixed_batches = False
+    separate = answer_batch(engine, rows, max_new_tokens=32)
+    for one, two in zip(mixed, separate, strict=True):
+        for side in ("base", "tuned"):
+            assert one[side]["text"] == two[side]["text"]
+            assert one[side]["nll_sum"] == pytest.approx(two[side]["nll_sum"], rel=1e-3)
+    assert mixed[0]["base"]["nll_sum"] != pytest.approx(mixed[0]["tuned"]["nll_sum"], rel=0.1)
+
+
+def test_a_stop_keeps_the_prompts_answered_so_far(run_copy, tmp_path):
+    run_dir = shutil.copytree(run_copy, tmp_path / "run", ignore=shutil.ignore_patterns("eval"))
+    batches = []
+    with pytest.raises(EvalStopped, match="cancelled by the user; 4 of 24 prompts answered") as stopped:
+        evaluate_run(
+            run_dir,
+            EvalSettings(max_new_tokens=8, batch_size=4),
+            should_stop=lambda: bool(batches),
+            on_progress=lambda done, total: batches.append(done),
+        )
+    assert not stopped.value.time_limit
+    assert len(read_rows(run_dir)) == 4 and read_summary(run_dir)["complete"] is False
+    assert rf.read_json(run_dir / "eval" / rf.STATUS_FILE)["state"] == RunState.CANCELLED
+
+
+def test_the_time_limit_stops_it_as_the_time_limit(run_copy, tmp_path):
+    run_dir = shutil.copytree(run_copy, tmp_path / "run", ignore=shutil.ignore_patterns("eval"))
+    with pytest.raises(EvalStopped) as stopped:
+        evaluate_run(run_dir, EvalSettings(max_new_tokens=8, batch_size=4), time_limit_s=0.0)
+    assert stopped.value.time_limit
+    assert rf.read_json(run_dir / "eval" / rf.STATUS_FILE)["state"] == RunState.TIME_LIMIT
+
+
+def test_the_eval_command_prints_the_comparison_and_where_the_results_are(run_copy, tmp_path, capsys):
+    from trainer.__main__ import main
+
+    run_dir = shutil.copytree(run_copy, tmp_path / "run", ignore=shutil.ignore_patterns("eval"))
+    assert main(["eval", str(run_dir), "--rows", "4", "--max-new-tokens", "24"]) == 0
+    out = capsys.readouterr().out
+    assert "Evaluation on 4 prompts (the run's held-out rows)" in out
+    assert "| chrF |" in out and f"results: {run_dir / 'eval'}" in out
+    assert len(read_rows(run_dir)) == 4
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rows", "0"], "rows 0: a whole number from 1 to 1000"),
+        (["--prompts", "missing.jsonl"], "missing.jsonl"),
+    ],
+)
+def test_the_eval_command_refuses_bad_input_before_any_model_loads(run_copy, tmp_path, capsys, args, message):
+    from trainer.__main__ import main
+
+    run_dir = shutil.copytree(run_copy, tmp_path / "run", ignore=shutil.ignore_patterns("eval"))
+    assert main(["eval", str(run_dir), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_eval_command_refuses_a_run_without_an_adapter(tmp_path, capsys):
+    from trainer.__main__ import main
+
+    assert main(["eval", str(tmp_path)]) == 2
+    assert "has no adapter yet" in capsys.readouterr().err
