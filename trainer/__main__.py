@@ -481,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = {"train": getattr(args, "run_dir", None), "eval": getattr(args, "run", None)}.get(args.command)
         if os.environ.get(WORKER_ENV) and folder is not None and dist.is_main():
             # how this worker ended, for a server that restarts while it is gone (see RunQueue.recover)
-            rf.write_exit(folder / "eval" if args.command == "eval" else folder, code)
+            rf.write_exit(folder / rf.EVAL_DIR if args.command == "eval" else folder, code)
     return code
 
 

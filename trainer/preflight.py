@@ -12,6 +12,16 @@ from trainer.config import ConfigError, RunConfig
 from trainer.phi3 import TINY_MODEL_NAME
 
 DEMO_PRESET = "tiny-demo"
+
+
+class RefusedRun(ValueError):
+    """A job refused before it is queued: `problems`, each "<setting key>: <what is wrong and the fix>"."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
 CHECK_ROWS = 200
 """Rows of each split the pre-queue data check reads (enough for a missing file/split, the format, bad rows)."""
 

@@ -268,7 +268,7 @@ def _train(
         dist.barrier()
         eval_before = trainer.evaluate()["eval_loss"] if n_eval else None  # every process evaluates its share
     if main:
-        rf.write_status(run_dir, None, eval_loss_before=eval_before)
+        rf.write_status(run_dir, None, eval_loss_before=eval_before, eval_rows=n_eval)
     if (parent := status.get("parent_run")) and not checkpoint:
         emit({"step": 0, "message": f"continuing from {parent['name']}; its own LoRA settings: {lora_text(config)}"})
 

@@ -1,7 +1,8 @@
 """The machine a run is estimated for: this machine's GPU, or on a CPU-only machine the Space's suggested hardware.
 
-A table of the GPUs a Space offers (memory as torch reports it, dense 16-bit tensor TFLOPS from the vendor's
-datasheet) and of Space hardware flavours; `detect_device` picks the device, `space_hardware` reads
+A table of the GPUs a Space offers (memory as torch reports it, dense 16-bit tensor TFLOPS and memory bandwidth
+from the vendor's datasheet: H200 4.8 TB/s, H100 SXM 3.35 TB/s, A100 80GB SXM 2,039 GB/s, L40S 864 GB/s, A10 600 GB/s,
+L4 300 GB/s, T4 320 GB/s) and of Space hardware flavours; `detect_device` picks the device, `space_hardware` reads
 ``suggested_hardware`` from the README's front matter (the Space config).
 """
 
@@ -28,16 +29,17 @@ class Gpu:
     memory_gib: float  # total_memory as torch reports it (a little under the marketed size)
     tflops: float  # dense bf16 (fp16 on the T4) tensor TFLOPS, no sparsity
     source: str
+    bandwidth_gbs: float = 0.0  # memory bandwidth in GB/s from the same datasheet (a decode step reads each weight)
 
 
 GPUS = (
-    Gpu("H200", "H200", 139.8, 989.0, "NVIDIA H200 datasheet: 1,979 TFLOPS bf16 with sparsity, so 989 dense"),
-    Gpu("H100 80GB", "H100", 79.1, 989.0, "NVIDIA H100 SXM datasheet: 1,979 TFLOPS bf16 with sparsity, 989 dense"),
-    Gpu("A100 80GB", "A100", 79.2, 312.0, "NVIDIA A100 datasheet: 312 TFLOPS bf16 dense"),
-    Gpu("L40S", "L40S", 44.4, 362.0, "NVIDIA L40S datasheet: 733 TFLOPS bf16 with sparsity, 362 dense"),
-    Gpu("A10G", "A10G", 22.1, 125.0, "NVIDIA A10 datasheet: 125 TFLOPS bf16 dense (A10G assumed the same)"),
-    Gpu("L4", "L4", 22.0, 121.0, "NVIDIA L4 datasheet: 242 TFLOPS bf16 with sparsity, 121 dense"),
-    Gpu("T4", "T4", 14.7, 65.0, "NVIDIA T4 datasheet: 65 TFLOPS fp16 mixed precision (no bf16)"),
+    Gpu("H200", "H200", 139.8, 989.0, "NVIDIA H200 datasheet: 1,979 TFLOPS bf16 with sparsity, so 989 dense", 4800),
+    Gpu("H100 80GB", "H100", 79.1, 989.0, "NVIDIA H100 SXM datasheet: 1,979 TFLOPS bf16 sparse, 989 dense", 3350),
+    Gpu("A100 80GB", "A100", 79.2, 312.0, "NVIDIA A100 datasheet: 312 TFLOPS bf16 dense", 2039),
+    Gpu("L40S", "L40S", 44.4, 362.0, "NVIDIA L40S datasheet: 733 TFLOPS bf16 with sparsity, 362 dense", 864),
+    Gpu("A10G", "A10G", 22.1, 125.0, "NVIDIA A10 datasheet: 125 TFLOPS bf16 dense (A10G assumed the same)", 600),
+    Gpu("L4", "L4", 22.0, 121.0, "NVIDIA L4 datasheet: 242 TFLOPS bf16 with sparsity, 121 dense", 300),
+    Gpu("T4", "T4", 14.7, 65.0, "NVIDIA T4 datasheet: 65 TFLOPS fp16 mixed precision (no bf16)", 320),
 )
 
 SPACE_HARDWARE = {

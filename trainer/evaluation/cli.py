@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from trainer.evaluation.settings import EVAL_DIR, REQUEST_FILE, EvalSettings
+from trainer.evaluation.settings import EvalSettings
+from trainer.runs.folder import EVAL_DIR, EVAL_REQUEST_FILE
 
 
 def add_command(sub) -> None:
@@ -30,13 +31,14 @@ def add_command(sub) -> None:
     parser.add_argument(
         "--batch-size", type=int, default=defaults.batch_size, help=f"prompts per batch ({defaults.batch_size})"
     )
-    parser.add_argument("--request", action="store_true", help=f"read the settings from RUN/{EVAL_DIR}/{REQUEST_FILE}")
+    request = f"RUN/{EVAL_DIR}/{EVAL_REQUEST_FILE}"
+    parser.add_argument("--request", action="store_true", help=f"read the settings from {request} (a queued one)")
 
 
 def settings_from_args(args: argparse.Namespace) -> EvalSettings:
     """The settings the flags ask for (or the queued request's, with --request)."""
     if args.request:
-        return EvalSettings.load(args.run / EVAL_DIR / REQUEST_FILE)
+        return EvalSettings.load(args.run / EVAL_DIR / EVAL_REQUEST_FILE)
     source = "file" if args.prompts else "dataset" if args.dataset else "held-out"
     return EvalSettings(
         source=source,

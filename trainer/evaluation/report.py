@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainer.evaluation.metrics import METRICS, SIDES
-from trainer.evaluation.settings import EVAL_DIR, RESULTS_FILE, SUMMARY_FILE
+from trainer.evaluation.settings import RESULTS_FILE, SUMMARY_FILE
 from trainer.runs import folder as rf
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ ROW_COLUMNS = ["prompt", "reference", "base", "tuned", "chrF base", "chrF tuned"
 
 def eval_dir(run_dir: Path) -> Path:
     """The run's evaluation folder."""
-    return Path(run_dir) / EVAL_DIR
+    return Path(run_dir) / rf.EVAL_DIR
 
 
 def write_results(run_dir: Path, results: dict[str, Any], summary: dict[str, Any]) -> None:

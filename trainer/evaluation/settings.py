@@ -1,5 +1,8 @@
 """What an evaluation is asked to do: `EvalSettings`, the one source of its options (the CLI's flags, the Runs
-tab's form and the request a queued evaluation carries), and the estimate of its cost before it starts."""
+tab's form and the request a queued evaluation carries), and the estimate of its cost before it starts.
+
+Its results go to the run folder's `eval/` (`trainer.runs.folder.EVAL_DIR`): results.json and summary.json below,
+and the request, status and log of the queued evaluation that made them."""
 
 from __future__ import annotations
 
@@ -9,9 +12,6 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
-EVAL_DIR = "eval"
-"""The run folder's evaluation subfolder: results.json, summary.json and the evaluation job's own status and log."""
-REQUEST_FILE = "request.json"
 RESULTS_FILE = "results.json"
 SUMMARY_FILE = "summary.json"
 

@@ -91,7 +91,7 @@ def evaluate_run(
     """
     from trainer.chat import ChatEngine
     from trainer.evaluation.batch import answer_all
-    from trainer.evaluation.metrics import score_rows, summarize
+    from trainer.evaluation.metrics import SIDES, score_rows, summarize
     from trainer.evaluation.report import eval_dir, write_results
 
     run_dir = Path(run_dir)
@@ -139,6 +139,11 @@ def evaluate_run(
 
     answered = answer_all(engine, rows, settings.max_new_tokens, settings.batch_size, progress, stop_now)
     seconds = time.monotonic() - started
+    size = settings.batch_size
+    steps = sum(  # each batch decodes until its longest answer ends: what the next estimate is timed by
+        max(row[side]["tokens"] + row[side]["stopped"] for row in answered[i : i + size] for side in SIDES)
+        for i in range(0, len(answered), size)
+    )
     scored = score_rows(answered)
     complete = len(scored) == len(rows)
     summary = {
@@ -149,6 +154,7 @@ def evaluate_run(
         "max_new_tokens": settings.max_new_tokens,
         "complete": complete,
         "seconds": round(seconds, 2),
+        "decode_steps": steps,
         "finished_at": time.time(),
     }
     write_results(run_dir, {"settings": settings.to_dict(), "rows": scored, "complete": complete}, summary)

@@ -39,6 +39,8 @@ EXIT_FILE = "exit.json"  # the worker's exit code, written as it ends (read back
 CHECKPOINTS_DIR = "checkpoints"
 CHECKPOINT_GLOB = "checkpoint-*"  # the Trainer's checkpoint folders inside CHECKPOINTS_DIR
 ADAPTER_DIR = "adapter"
+EVAL_DIR = "eval"  # the run's last evaluation (trainer.evaluation): a folder a queued evaluation runs in, as a run's
+EVAL_REQUEST_FILE = "request.json"  # in EVAL_DIR: what the queued evaluation was asked to do (EvalSettings)
 
 
 BUILD_PHASE = "building the demo model (first time only)"

@@ -41,11 +41,17 @@ def worker_time_limit() -> float | None:
     return float(value) if value else None
 
 
-def worker_argv(python: str, run_dir: Path, resume: bool = False, processes: int = 1) -> list[str]:
-    """The argv of a run's worker: the CLI's `train` on the run folder, under torchrun when several processes train.
+def worker_argv(
+    python: str, run_dir: Path, resume: bool = False, processes: int = 1, kind: str = "train"
+) -> list[str]:
+    """The argv of a job's worker: the CLI's `train` on the run folder, under torchrun when several processes train;
+    for an evaluation (`kind` "eval", `run_dir` the run's eval/ folder), `eval` on the run with the request that
+    folder holds.
 
     An argv list, never a shell line: the worker gets only the run folder.
     """
+    if kind == "eval":
+        return [python, "-m", "trainer", "eval", str(run_dir.parent), "--request"]
     argv = [*dist.launch_argv(python, processes), "-m", "trainer", "train"]
     argv += ["--config", str(run_dir / rf.CONFIG_FILE), "--run-dir", str(run_dir)]
     return argv + ["--resume"] if resume else argv

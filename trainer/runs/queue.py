@@ -53,7 +53,7 @@ from trainer.runs.processes import (
     worker_environment,
 )
 from trainer.runs.state import ACTIVE, RunState
-from trainer.runs.store import Job, JobStore
+from trainer.runs.store import TRAIN, Job, JobStore
 
 __all__ = ["Job", "JobStore", "RunQueue"]
 
@@ -166,7 +166,7 @@ class RunQueue:
         """
         if flavor and not (owner and token):
             raise ValueError("Hugging Face Jobs are paid by your account: sign in with Hugging Face to start one.")
-        self._check_active_runs(owner)
+        self.check_active_runs(owner)
         run_dir = rf.new_run_dir(_slug(config))
         save_yaml(config, run_dir / rf.CONFIG_FILE)
         name = config.display_name()
@@ -175,7 +175,12 @@ class RunQueue:
         )
         if flavor:
             return self._start_remote(config, run_dir, name, owner, token, flavor)
-        job = self.store.create(run_dir, name=name, owner=owner, needs_token=token is not None)
+        return self.enqueue(run_dir, name, owner, token)
+
+    def enqueue(self, folder: Path, name: str, owner: str | None, token: str | None, kind: str = TRAIN) -> Job:
+        """Queue a job whose folder is ready (its status.json says queued), and start it if nothing is running; the
+        owner's token is held in memory until its worker starts."""
+        job = self.store.create(folder, name=name, owner=owner, needs_token=token is not None, kind=kind)
         if token:
             self._tokens[job.id] = token
         self.schedule()
@@ -232,7 +237,7 @@ class RunQueue:
         """A queued run that needs its owner's token, which this server does not hold (it restarted)."""
         return job.status == RunState.QUEUED and job.needs_token and job.id not in self._tokens
 
-    def _check_active_runs(self, owner: str | None) -> None:
+    def check_active_runs(self, owner: str | None) -> None:
         """Raise ValueError when the owner already has as many runs queued or training as the limit allows."""
         if owner is None or self.limits.active_runs is None:
             return
@@ -256,7 +261,7 @@ class RunQueue:
         job = self._require(job_id)
         if not job.resumable:
             raise ValueError(f"job {job_id}: only a stopped run with a checkpoint can be resumed.")
-        self._check_active_runs(job.owner)
+        self.check_active_runs(job.owner)
         if (left := self._time_left(job, resumed=True)) is not None and left <= 0:
             raise ValueError(
                 f"run #{job_id} has had the {self.limits.run_minutes:g} minutes a run may train here since it first "
@@ -287,8 +292,8 @@ class RunQueue:
 
     def _spawn(self, job: Job) -> None:
         run_dir = Path(job.run_dir)
-        processes = self._processes(run_dir, job.resume)
-        argv = worker_argv(self.python, run_dir, job.resume, processes)
+        processes = 1 if job.evaluation else self._processes(run_dir, job.resume)
+        argv = worker_argv(self.python, run_dir, job.resume, processes, job.kind)
         rf.write_exit(run_dir, None)  # an earlier attempt's ending is not this one's
         rf.set_phase(run_dir, "starting")
         env = {

@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from trainer.config import RunConfig, repo_id_problem
-from trainer.preflight import DEMO_PRESET
+from trainer.preflight import DEMO_PRESET, RefusedRun
 from trainer.runs import folder as rf
 from trainer.runs.access import (
+    NO_SUCH_RUN,
     SIGN_IN,
     AccessError,
     Caller,
@@ -43,6 +44,7 @@ from trainer.runs.access import (
     upload_dir,
     visible_jobs,
 )
+from trainer.runs.evaluations import EvalSettings, Evaluations, EvalView
 from trainer.runs.folder import BUILD_PHASE, PHASES, progress, without_server_paths
 from trainer.runs.processes import log_tail
 from trainer.runs.queue import WAITING_FOR_OWNER, RunQueue
@@ -57,6 +59,8 @@ __all__ = [
     "WAITING_FOR_OWNER",
     "AccessError",
     "Caller",
+    "EvalSettings",
+    "EvalView",
     "Flavor",
     "Job",
     "LOCAL",
@@ -71,14 +75,6 @@ __all__ = [
 
 RUN_REF = re.compile(r"run #(\d{1,12})")
 """How Continue training names the parent run in the form (`run #12`): an id, resolved on the server at Start."""
-
-
-class RefusedRun(ValueError):
-    """Start refused the run before queueing it: `problems`, each "<setting key>: <what is wrong and the fix>"."""
-
-    def __init__(self, problems: list[str]):
-        super().__init__("; ".join(problems))
-        self.problems = problems
 
 
 @dataclass
@@ -109,6 +105,7 @@ class RunService:
 
     def __init__(self, queue: RunQueue):
         self.queue = queue
+        self.evals = Evaluations(self)  # evaluations of trained runs: start, view, cancel, estimate, archive
 
     @classmethod
     def default(cls) -> RunService:
@@ -146,11 +143,15 @@ class RunService:
         """The runs this caller may see, newest first; runs started with the CLI are listed too."""
         self.queue.adopt_runs()  # one stat when nothing changed
         self.queue.attach_token(who.owner, who.token)  # runs queued before a restart wait for their owner's token
-        return visible_jobs(self.queue.store, who)
+        return [job for job in visible_jobs(self.queue.store, who) if not job.evaluation]
 
     def find(self, who: Caller, run_id: object) -> Job:
-        """The run with this id (as a browser sent it), if this caller may see it; else AccessError."""
-        return find_job(self.queue.store, who, run_id)
+        """The training run with this id (as a browser sent it), if this caller may see it; else AccessError (an
+        evaluation's id is no run: it is reached through its run, `evals`)."""
+        job = find_job(self.queue.store, who, run_id)
+        if job.evaluation:
+            raise AccessError(NO_SUCH_RUN.format(id=job.id))
+        return job
 
     def state_label(self, job: Job) -> str:
         """A run's state in a word or two, as the run picker shows it."""
@@ -426,8 +427,14 @@ class RunService:
         return self.queue.resume(self.find(who, run_id).id, who.token)
 
     def delete(self, who: Caller, run_id: object) -> None:
-        """Delete the caller's finished run and its folder."""
-        self.queue.delete(self.find(who, run_id).id)
+        """Delete the caller's finished run and its folder (its evaluation with it, unless one is under way)."""
+        from trainer.runs.evaluations import forget
+
+        job = self.find(who, run_id)
+        if not job.finished:
+            raise ValueError(f"job {job.id} is {job.status}; cancel it before deleting it.")
+        forget(self.queue.store, job)
+        self.queue.delete(job.id)
 
     def retry_push(self, who: Caller, run_id: object) -> Job:
         """Push the caller's trained run again, with the caller's own token (never the Space's)."""

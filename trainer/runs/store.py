@@ -20,6 +20,8 @@ from trainer.runs.state import FINISHED, RESUMABLE, RunState, state_of
 
 logger = logging.getLogger(__name__)
 
+TRAIN, EVAL = "train", "eval"
+"""The kinds of job: a training run, and an evaluation of a trained run (`trainer.evaluation`)."""
 PENDING_S = 120.0
 """A run folder this young without its config or status may still be being made (see JobStore.adopt_runs)."""
 
@@ -43,6 +45,7 @@ class Job:
     cancel_requested: bool = False
     needs_token: bool = False
     backend: str = "local"  # where it trains: "local" (a worker process here) or "hf-jobs" (a Hugging Face Job)
+    kind: str = "train"  # "train", or "eval": an evaluation of a trained run, whose eval/ folder is its run_dir
 
     def __post_init__(self) -> None:
         self.status = RunState(self.status)  # the table's CHECK allows only RunState's values
@@ -50,6 +53,11 @@ class Job:
     @property
     def finished(self) -> bool:
         return self.status.finished
+
+    @property
+    def evaluation(self) -> bool:
+        """An evaluation job (its folder is the evaluated run's eval/), not a training run."""
+        return self.kind == EVAL
 
     @property
     def resumable(self) -> bool:
@@ -75,7 +83,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     resume INTEGER NOT NULL DEFAULT 0,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     needs_token INTEGER NOT NULL DEFAULT 0,
-    backend TEXT NOT NULL DEFAULT 'local'
+    backend TEXT NOT NULL DEFAULT 'local',
+    kind TEXT NOT NULL DEFAULT 'train' CHECK (kind IN ('train', 'eval'))
 )
 """
 
@@ -106,14 +115,14 @@ class JobStore:
     def _open(self) -> None:
         with self._connect() as db:
             current = db.execute("SELECT sql FROM sqlite_master WHERE name = 'jobs'").fetchone()
-            if current is not None and "backend" not in current["sql"]:
+            if current is not None and any(column not in current["sql"] for column in ("backend", "kind")):
                 self._migrate(db)
             db.execute(_SCHEMA)
             db.execute("SELECT COUNT(*) FROM jobs").fetchone()
 
     @staticmethod
     def _migrate(db: sqlite3.Connection) -> None:
-        """An older table (fewer states, no needs_token or backend): copy it into the current shape."""
+        """An older table (fewer states, no needs_token, backend or kind): copy it into the current shape."""
         old = [row[1] for row in db.execute("PRAGMA table_info(jobs)")]
         kept = ", ".join(c for c in _COLUMNS if c in old)
         db.execute("BEGIN IMMEDIATE")
@@ -140,14 +149,20 @@ class JobStore:
         return Job(**data)
 
     def create(
-        self, run_dir: Path, name: str, owner: str | None = None, needs_token: bool = False, backend: str = "local"
+        self,
+        run_dir: Path,
+        name: str,
+        owner: str | None = None,
+        needs_token: bool = False,
+        backend: str = "local",
+        kind: str = TRAIN,
     ) -> Job:
         """Insert a queued job for run_dir."""
         with self._connect() as db:
             cur = db.execute(
-                "INSERT INTO jobs (owner, name, status, run_dir, created_at, needs_token, backend) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (owner, name, RunState.QUEUED.value, str(run_dir), time.time(), int(needs_token), backend),
+                "INSERT INTO jobs (owner, name, status, run_dir, created_at, needs_token, backend, kind) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (owner, name, RunState.QUEUED.value, str(run_dir), time.time(), int(needs_token), backend, kind),
             )
             return self.get(cur.lastrowid)
 

@@ -66,7 +66,7 @@ class Studio:
     def handlers(self) -> dict[str, Any]:
         """Every handler by its name (the names are unique across the tabs)."""
         found: dict[str, Any] = {}
-        for tab in (self.train, self.runs, self.runs.overlay, self.compare):
+        for tab in (self.train, self.runs, self.runs.overlay, self.runs.evals, self.compare):
             for name in dir(tab):
                 if not name.startswith("_") and callable(getattr(tab, name)) and name not in found:
                     found[name] = getattr(tab, name)

@@ -1,0 +1,210 @@
+"""Evaluations of trained runs, behind the run service (`RunService.evals`): queue one, watch it, cancel it, read
+and download its results. Each action takes the caller and the run id a browser sent; the run is looked up with the
+service's `find` (the owner checked on the server) before anything else.
+
+An evaluation is a job of the queue like a training run (`kind` "eval"), run in the run's own `eval/` folder: it
+waits for the GPU, is cancelled as a run is, and has the same time limit and the same per-user limit of jobs.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from trainer.evaluation.report import CHART_FILE, eval_dir, read_rows, read_summary
+from trainer.evaluation.settings import RESULTS_FILE, SUMMARY_FILE, EvalEstimate, EvalSettings, estimate_eval
+from trainer.phi3 import TINY_MODEL_NAME
+from trainer.preflight import RefusedRun
+from trainer.runs import folder as rf
+from trainer.runs.access import AccessError, Caller, dataset_problem
+from trainer.runs.state import ACTIVE, RunState
+from trainer.runs.store import EVAL, Job
+
+CPU_STEP_S = 0.05
+"""Seconds per batched decode step of the tiny demo model on a CPU (16 rows): measured on 2 cores, 2026-12-07
+(`python -m trainer eval` on the demo run: 24 prompts, 3 batches, 14 s with loading), rounded up."""
+GPU_EFFICIENCY = 0.5
+"""The share of the GPU's memory bandwidth a decode step reaches (each step reads every weight once)."""
+
+
+@dataclass
+class EvalView:
+    """What the Runs tab shows of a run's evaluation: the last evaluation job (None: never queued from the web app),
+    its status, and the results in the run folder (also those of an evaluation made with the CLI)."""
+
+    job: Job | None
+    status: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] | None = None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def active(self) -> bool:
+        return self.job is not None and self.job.status in ACTIVE
+
+
+class Evaluations:
+    """The evaluation actions of the run service."""
+
+    def __init__(self, service):
+        self.service = service  # the RunService that holds this (its `find`, `queue`, uploads and config reads)
+
+    def _run(self, who: Caller, run_id: object) -> Job:
+        """The caller's own trained run with an adapter (AccessError / ValueError otherwise)."""
+        return self.service.continuable(who, run_id)
+
+    def latest(self, who: Caller, run: Job) -> Job | None:
+        """The newest evaluation job of a run (call with a run from `find`: the owner checked)."""
+        folder = str(eval_dir(Path(run.run_dir)))
+        jobs = self.service.queue.store.list(run.owner)
+        return next((job for job in jobs if job.evaluation and job.run_dir == folder), None)
+
+    def view(self, who: Caller, run: Job) -> EvalView:
+        """The run's evaluation as the Runs tab shows it (call with a run from `find`)."""
+        job = self.latest(who, run)
+        folder = eval_dir(Path(run.run_dir))
+        status = rf.read_json(folder / rf.STATUS_FILE, {}) or {}
+        status = status if isinstance(status, dict) else {}
+        return EvalView(job, status, read_summary(run.run_dir), read_rows(run.run_dir))
+
+    @staticmethod
+    def chart(who: Caller, run: Job):
+        """The chart of the run's last evaluation as a Pillow image, None when it has none (call with a run from
+        `find`: the image is read here, never served by its path)."""
+        from PIL import Image
+
+        path = eval_dir(Path(run.run_dir)) / CHART_FILE
+        try:
+            with Image.open(path) as image:
+                return image.convert("RGB")
+        except OSError:
+            return None
+
+    def problems(self, who: Caller, run: Job, settings: EvalSettings, on_gpu: bool) -> list[str]:
+        """What stops this evaluation before it is queued, each with its fix."""
+        problems = settings.problems()
+        if settings.source == "dataset" and not problems:
+            if problem := dataset_problem(who, settings.path or ""):
+                problems.append(problem.replace("data.dataset_name", "evaluation dataset").replace("train on", "use"))
+        base = self.service.config_of(run).model.model_name_or_path
+        if not on_gpu and base != TINY_MODEL_NAME:
+            problems.append(
+                f"{base} answers hundreds of prompts only on a GPU, and this machine has none: evaluate it on a GPU "
+                "Space, or with `python -m trainer eval RUN` where there is one."
+            )
+        return problems
+
+    def start(
+        self, who: Caller, run_id: object, settings: EvalSettings, upload: str | None = None, on_gpu: bool = False
+    ) -> Job:
+        """Queue an evaluation of the caller's trained run.
+
+        Args:
+            who: the caller (a signed-out visitor on a Space is refused).
+            run_id: the run, as the browser sent it (its owner is checked here).
+            settings: what to evaluate; for source "file" its `path` is ignored and the uploaded file is kept in the
+                caller's own upload folder and used instead (a path from a browser is never opened).
+            upload: the uploaded file (Gradio's temporary copy), for source "file".
+            on_gpu: this machine has a GPU (a real model is not evaluated on a CPU).
+
+        Raises:
+            AccessError: not signed in, or not the caller's run. ValueError (RefusedRun): the problems, each with its
+                fix; the run is not trained; an evaluation of it is already queued or running; the job limit.
+        """
+        who.require("evaluate a run")
+        run = self._run(who, run_id)
+        if settings.source == "file":
+            saved, error = self.service.save_upload(who, upload)
+            if error or not saved:
+                why = error.split("\n", 1)[-1] if error else "evaluation file: upload a file of chat rows."
+                raise RefusedRun([why])
+            settings = replace(settings, path=saved)
+        if problems := self.problems(who, run, settings, on_gpu):
+            raise RefusedRun(problems)
+        return self._enqueue(run, settings, who)
+
+    def _enqueue(self, run: Job, settings: EvalSettings, who: Caller) -> Job:
+        """Write the request and a queued status into the run's eval/ and queue it (the last results stay until the
+        new ones replace them)."""
+        queue, folder = self.service.queue, eval_dir(Path(run.run_dir))
+        if (last := self.latest(who, run)) is not None and last.status in ACTIVE:
+            raise ValueError(f"run #{run.id} already has an evaluation queued or running; wait for it or cancel it.")
+        queue.check_active_runs(who.owner)
+        folder.mkdir(parents=True, exist_ok=True)
+        settings.save(folder / rf.EVAL_REQUEST_FILE)
+        name = f"evaluation of {run.name}"
+        rf.write_exit(folder, None)
+        rf.write_status(folder, RunState.QUEUED, owner=who.owner, name=name, error=None, finished_at=None)
+        return queue.enqueue(folder, name, who.owner, who.token, kind=EVAL)
+
+    def cancel(self, who: Caller, run_id: object) -> Job:
+        """Cancel the evaluation of the caller's run that is queued or running."""
+        run = self.service.find(who, run_id)
+        job = self.latest(who, run)
+        if job is None or job.status not in ACTIVE:
+            raise ValueError(f"run #{run.id} has no evaluation queued or running.")
+        return self.service.queue.cancel(job.id)
+
+    def estimate(self, who: Caller, run_id: object, settings: EvalSettings, on_gpu: bool) -> EvalEstimate:
+        """The evaluation's size and time before it starts: the prompts (the run's held-out count when known), the
+        tokens at most, and seconds from the run's last evaluation here, else from the GPU's memory bandwidth, else
+        the tiny model's measured CPU step."""
+        run = self._run(who, run_id)
+        status = rf.read_json(Path(run.run_dir) / rf.STATUS_FILE, {}) or {}
+        prompts = status.get("eval_rows") if settings.source == "held-out" else None
+        prompts = prompts if isinstance(prompts, int) else settings.rows
+        last = read_summary(run.run_dir)
+        if last and last.get("decode_steps") and last.get("seconds"):
+            step_s, basis = last["seconds"] / last["decode_steps"], "at the speed of this run's last evaluation"
+        else:
+            step_s, basis = self._step_s(run, on_gpu)
+        return estimate_eval(settings, prompts, step_s, basis)
+
+    def _step_s(self, run: Job, on_gpu: bool) -> tuple[float | None, str]:
+        """Seconds per batched decode step, and how that figure was found."""
+        cfg = self.service.config_of(run).model
+        if cfg.model_name_or_path == TINY_MODEL_NAME and not on_gpu:
+            return CPU_STEP_S, "the tiny model's measured step on 2 CPU cores"
+        from trainer.estimate.device import detect_device
+        from trainer.estimate.memory import model_shape
+
+        device = detect_device(cfg.model_name_or_path)
+        try:
+            params = model_shape(cfg.model_name_or_path).n_params
+        except (OSError, ValueError):
+            params = None
+        if device.gpu is None or not device.gpu.bandwidth_gbs or params is None:
+            return None, f"no figure for {device.name}"
+        weight_bytes = params * (0.5 if cfg.load_in_4bit else 2)
+        step = weight_bytes / (device.gpu.bandwidth_gbs * 1e9 * GPU_EFFICIENCY)
+        return step, f"{device.name}: every weight read once per step at half its memory bandwidth"
+
+    def archive(self, who: Caller, run_id: object, into: Path) -> str:
+        """A .zip of the run's last evaluation (results.json, summary.json, chart.png) at `into` + ".zip"."""
+        run = self.service.find(who, run_id)
+        folder = eval_dir(Path(run.run_dir))
+        if not (folder / SUMMARY_FILE).is_file():
+            raise ValueError(f"run #{run.id} has no evaluation results yet: evaluate it first.")
+        into.mkdir(parents=True, exist_ok=True)
+        for name in (RESULTS_FILE, SUMMARY_FILE, CHART_FILE):
+            if (folder / name).is_file():
+                shutil.copy2(folder / name, into / name)
+        return shutil.make_archive(str(into), "zip", root_dir=into)
+
+
+def forget(store, run: Job) -> None:
+    """Drop the evaluation jobs of a run that is being deleted (its folder, eval/ included, goes with it).
+
+    Raises:
+        ValueError: an evaluation of it is queued or running (cancel it first).
+    """
+    folder = str(eval_dir(Path(run.run_dir)))
+    evaluations = [job for job in store.list(run.owner) if job.evaluation and job.run_dir == folder]
+    if any(job.status in ACTIVE for job in evaluations):
+        raise ValueError(f"run #{run.id} has an evaluation queued or running: cancel it before deleting the run.")
+    for job in evaluations:
+        store.delete(job.id)
+
+
+__all__ = ["AccessError", "EvalEstimate", "EvalSettings", "EvalView", "Evaluations"]

@@ -1,0 +1,200 @@
+"""The Runs tab's *Evaluate* section: the base and the tuned model answer the same prompts, scored on the
+references, as a queued job; its estimate before Start, its progress, the comparison table, the chart, both answers
+side by side and the results as a download.
+
+Every handler takes the run id the browser sent and hands it to the run service's evaluations (`RunService.evals`),
+which check that the caller owns the run; a file to evaluate on is an upload, kept in the caller's own folder.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from trainer.runs.service import AccessError, EvalSettings, EvalView, RunService, RunState, without_server_paths
+from trainer.ui.context import AppContext, caller, download_folder
+from trainer.ui.form import labelled
+
+SOURCES = [("the run's held-out rows", "held-out"), ("a file I upload", "file"), ("a Hub dataset", "dataset")]
+SUMMARY_COLUMNS = ["metric", "base", "tuned", "change"]
+ROW_COLUMNS = ["prompt", "reference", "base", "tuned", "chrF base", "chrF tuned"]
+
+
+def _whole(value: Any) -> Any:
+    """A form number as an int when it is a whole number (anything else is left for the settings to refuse)."""
+    whole = isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer()
+    return int(value) if whole else value
+
+
+def settings_of(source: str, dataset: str | None, split: str | None, rows: Any, max_new_tokens: Any) -> EvalSettings:
+    """The evaluation the form asks for (a file's path is never taken from the browser: see `Evaluations.start`)."""
+    return EvalSettings(
+        source=source,
+        path=(dataset or "").strip() or None if source == "dataset" else None,
+        split=(split or "").strip() or "test",
+        rows=_whole(rows),
+        max_new_tokens=_whole(max_new_tokens),
+    )
+
+
+def status_markdown(service: RunService, view: EvalView) -> str:
+    """Where the run's evaluation is: queued, answering (n of N prompts), finished with its headline, or why not."""
+    from trainer.evaluation.report import headline
+
+    job, status, lines = view.job, view.status, []
+    if job is not None:
+        if job.status == RunState.QUEUED:
+            lines.append(f"**Evaluation queued** · {service.waiting_note(job) or ''}")
+        elif job.status == RunState.RUNNING:
+            done, total = status.get("phase_steps") or (0, 0)
+            phase = status.get("phase") or "starting"
+            answered = f" · {done} of {total} prompts answered" if phase == "answering" and total else ""
+            lines.append(f"**Evaluating** · {phase}…{answered}")
+        elif job.status != RunState.SUCCEEDED:
+            lines.append(f"**Last evaluation {job.status}**")
+        if job.error and job.status != RunState.SUCCEEDED:
+            lines.append(labelled(without_server_paths(job.error)))
+    if view.summary is not None:
+        lines.append(headline(view.summary))
+    elif job is None:
+        lines.append("Not evaluated yet: pick the prompts and press **Evaluate**.")
+    return "\n\n".join(lines)
+
+
+class EvalPanel:
+    """The Evaluate section's handlers (public methods the page's events call, and tests call by name)."""
+
+    def __init__(self, ctx: AppContext):
+        self.service = ctx.service
+        self.on_gpu = ctx.on_gpu
+
+    @staticmethod
+    def show_eval_source(source: str) -> list[Any]:
+        """The file box for a file, the dataset and split boxes for a Hub dataset."""
+        return [gr.update(visible=source == "file"), *[gr.update(visible=source == "dataset")] * 2]
+
+    def estimate_eval(self, run_id, source, dataset, split, rows, max_new_tokens, profile: gr.OAuthProfile | None):
+        """What the evaluation will cost, before Evaluate: prompts, tokens at most, and the time."""
+        settings = settings_of(source, dataset, split, rows, max_new_tokens)
+        if problems := settings.problems():
+            return "\n".join(f"- {labelled(p)}" for p in problems)
+        try:
+            return self.service.evals.estimate(caller(profile), run_id, settings, self.on_gpu).markdown()
+        except (AccessError, ValueError) as exc:
+            return labelled(str(exc))
+
+    def evaluate(
+        self,
+        run_id,
+        source,
+        upload,
+        dataset,
+        split,
+        rows,
+        max_new_tokens,
+        profile: gr.OAuthProfile | None,
+        oauth: gr.OAuthToken | None,
+    ):
+        """Queue the evaluation of the caller's run (refused with every problem named, before any GPU time)."""
+        settings = settings_of(source, dataset, split, rows, max_new_tokens)
+        who = caller(profile, oauth)
+        try:
+            job = self.service.evals.start(who, run_id, settings, upload=upload, on_gpu=self.on_gpu)
+        except (AccessError, ValueError) as exc:
+            problems = getattr(exc, "problems", None) or [str(exc)]
+            text = "\n".join(f"- {labelled(without_server_paths(p))}" for p in problems)
+            return f"**Evaluation not started:**\n{text}"
+        return f"**Evaluation queued** (job #{job.id}): the progress shows here."
+
+    def cancel_eval(self, run_id, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
+        """Cancel the caller's run's evaluation that is queued or running (what was answered is kept)."""
+        try:
+            self.service.evals.cancel(caller(profile, oauth), run_id)
+        except (AccessError, ValueError) as exc:
+            gr.Warning(str(exc))
+            return gr.skip()
+        return "**Cancelling the evaluation**: the batch in hand ends, and the prompts answered so far are kept."
+
+    def refresh_eval(self, run_id, seen: dict, profile: gr.OAuthProfile | None):
+        """Re-read the run's evaluation; send nothing when it has not changed since this browser tab last drew it."""
+        from trainer.evaluation.metrics import comparison
+        from trainer.evaluation.report import row_table
+
+        who = caller(profile)
+        try:
+            run = self.service.find(who, run_id)
+        except AccessError:
+            return ["", None, None, None, gr.update(interactive=False), gr.update(interactive=False), {}]
+        view = self.service.evals.view(who, run)
+        stamp = [run.id, view.job and [view.job.id, view.job.status, view.job.error], view.status, view.summary]
+        if seen.get("stamp") == stamp:
+            return [gr.skip()] * 6 + [seen]
+        chart = self.service.evals.chart(who, run) if view.summary else None
+        summary = comparison(view.summary) if view.summary else None
+        return [
+            status_markdown(self.service, view),
+            gr.update(value=summary, visible=summary is not None),
+            gr.update(value=chart, visible=chart is not None),
+            gr.update(value=row_table(view.rows) if view.rows else None, visible=bool(view.rows)),
+            gr.update(interactive=view.active),
+            gr.update(interactive=view.summary is not None),
+            {"stamp": stamp},
+        ]
+
+    def download_eval(self, run_id, profile: gr.OAuthProfile | None):
+        """The caller's run's evaluation results (results.json, summary.json, chart.png) as a zip."""
+        try:
+            run = self.service.find(caller(profile), run_id)
+            into = download_folder("eval-") / f"run-{run.id}-eval"
+            archive = self.service.evals.archive(caller(profile), run.id, into)
+        except (AccessError, ValueError) as exc:
+            gr.Warning(str(exc))
+            return gr.update(value=None, visible=False)
+        return gr.update(value=archive, visible=True)
+
+
+def build(ctx: AppContext, picker: gr.Dropdown, timer: gr.Timer, save_file_js: str) -> EvalPanel:
+    """The Evaluate section (an accordion) and its wiring: the estimate follows the form, the timer the results."""
+    panel = EvalPanel(ctx)
+    defaults = EvalSettings()
+    with gr.Accordion("Evaluate: base vs tuned on the same prompts", open=False, elem_id="eval-section"):
+        with gr.Row():
+            source = gr.Radio(SOURCES, value="held-out", label="Prompts", elem_id="eval-source", scale=2)
+            rows = gr.Number(defaults.rows, label="At most this many prompts", precision=0, elem_id="eval-rows")
+            max_new = gr.Number(
+                defaults.max_new_tokens, label="Answer length (tokens)", precision=0, elem_id="eval-max-new-tokens"
+            )
+        with gr.Row():
+            upload = gr.File(label="Prompt file (chat rows with replies)", elem_id="eval-file", visible=False)
+            dataset = gr.Textbox(
+                label="Hub dataset ID", placeholder="user/name", elem_id="eval-dataset", visible=False
+            )
+            split = gr.Textbox(defaults.split, label="Split", elem_id="eval-split", visible=False)
+        estimate = gr.Markdown(elem_id="eval-estimate")
+        with gr.Row():
+            start = gr.Button("Evaluate", elem_id="eval-start", variant="primary", scale=0, min_width=120)
+            cancel = gr.Button("Cancel evaluation", elem_id="eval-cancel", scale=0, min_width=160, interactive=False)
+            download = gr.Button("Download results (.zip)", elem_id="eval-download", scale=0, min_width=190)
+        status = gr.Markdown(elem_id="eval-status")
+        with gr.Row():
+            summary = gr.Dataframe(
+                headers=SUMMARY_COLUMNS, label="Base vs tuned", elem_id="eval-summary", visible=False
+            )
+            chart = gr.Image(label="Scores", elem_id="eval-chart", type="pil", interactive=False, visible=False)
+        table = gr.Dataframe(
+            headers=ROW_COLUMNS, label="Every prompt, both answers", elem_id="eval-table", wrap=True, visible=False
+        )
+        archive = gr.File(label="evaluation (.zip)", visible=False, elem_id="eval-zip")
+        seen = gr.State({})
+    form = [picker, source, dataset, split, rows, max_new]
+    source.change(panel.show_eval_source, source, [upload, dataset, split], queue=False)
+    for trigger in (picker.change, source.change, rows.change, max_new.change, dataset.blur):
+        trigger(panel.estimate_eval, form, estimate, queue=False, show_progress="hidden")
+    start.click(panel.evaluate, [picker, source, upload, dataset, split, rows, max_new], status)
+    cancel.click(panel.cancel_eval, picker, status)
+    outputs = [status, summary, chart, table, cancel, download, seen]
+    for trigger in (timer.tick, picker.change):
+        trigger(panel.refresh_eval, [picker, seen], outputs, queue=False, show_progress="hidden")
+    download.click(panel.download_eval, picker, archive).then(None, archive, None, js=save_file_js)
+    return panel
