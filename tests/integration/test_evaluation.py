@@ -4,6 +4,8 @@ answer every prompt, one mixed batch answers as two separate passes do, and a st
 from __future__ import annotations
 
 import shutil
+import time
+from pathlib import Path
 
 import pytest
 
@@ -135,3 +137,63 @@ def test_the_eval_command_refuses_a_run_without_an_adapter(tmp_path, capsys):
 
     assert main(["eval", str(tmp_path)]) == 2
     assert "has no adapter yet" in capsys.readouterr().err
+
+
+@pytest.fixture
+def queued(run_copy, tmp_path):
+    """A run service on a fresh job table holding one finished copy of the demo run: (service, the run's job)."""
+    from trainer.runs.queue import JobStore, RunQueue
+    from trainer.runs.service import RunService
+
+    service = RunService(RunQueue(JobStore(tmp_path / "jobs.sqlite")))
+    run_dir = shutil.copytree(run_copy, tmp_path / "runs" / "demo", ignore=shutil.ignore_patterns("eval"))
+    job = service.queue.store.create(run_dir, name="pirate demo")
+    service.queue.store.update(job.id, status=RunState.SUCCEEDED)
+    return service, service.queue.store.get(job.id)
+
+
+def _until(check, timeout: float = 180.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if value := check():
+            return value
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+def test_a_queued_evaluation_runs_as_a_job_and_the_runs_tab_shows_its_results(queued):
+    from trainer.ui import build_studio
+
+    service, run = queued
+    who = service.caller(None, None)  # the person at the machine
+    job = service.evals.start(who, str(run.id), EvalSettings(rows=8, max_new_tokens=24), on_gpu=False)
+    assert job.evaluation and job.status in (RunState.QUEUED, RunState.RUNNING)
+    done = _until(lambda: (j := service.queue.store.get(job.id)).finished and j)
+    assert done.status == RunState.SUCCEEDED, (Path(job.run_dir) / rf.LOG_FILE).read_text()[-2000:]
+    assert "answered 8/8 prompts" in (Path(job.run_dir) / rf.LOG_FILE).read_text()
+    summary = read_summary(run.run_dir)
+    assert summary["prompts"] == 8 and summary["tuned"]["chrf"] > summary["base"]["chrf"]
+
+    studio = build_studio(service, on_gpu=False)
+    status, table, chart, rows, cancel, download, _ = studio.handlers()["refresh_eval"](str(run.id), {}, None)
+    assert "**Evaluation** on 8 prompts (the run's held-out rows)" in status
+    assert table["value"][0][0] == "chrF" and table["value"][0][2] == round(summary["tuned"]["chrf"], 1)
+    assert chart["visible"] and chart["value"].size == (800, 450)
+    assert len(rows["value"]) == 8 and rows["value"][0][3].startswith("Ahoy!")  # the tuned answer, in its column
+    assert not cancel["interactive"] and download["interactive"]
+    estimate = studio.handlers()["estimate_eval"](str(run.id), "held-out", "", "test", 24, 24, None)
+    assert "24 prompts × 2 models" in estimate and "this run's last evaluation" in estimate
+
+
+def test_cancel_stops_a_queued_evaluation_and_keeps_what_it_answered(queued):
+    service, run = queued
+    who = service.caller(None, None)
+    settings = EvalSettings(rows=24, max_new_tokens=64, batch_size=1)
+    job = service.evals.start(who, str(run.id), settings, on_gpu=False)
+    status = Path(job.run_dir) / rf.STATUS_FILE
+    _until(lambda: ((rf.read_json(status, {}) or {}).get("phase_steps") or [0])[0] >= 1)
+    service.evals.cancel(who, str(run.id))
+    done = _until(lambda: (j := service.queue.store.get(job.id)).finished and j, timeout=60)
+    assert done.status == RunState.CANCELLED
+    kept = read_rows(run.run_dir)
+    assert 1 <= len(kept) < 24 and read_summary(run.run_dir)["complete"] is False

@@ -23,7 +23,10 @@ BOB_OAUTH = "hf_oauthBOB2222"
 RECORDING_WORKER = textwrap.dedent(
     """
     import os, pathlib, sys
-    run_dir = pathlib.Path(sys.argv[sys.argv.index("--run-dir") + 1])
+    if "--run-dir" in sys.argv:  # train --config ... --run-dir RUN
+        run_dir = pathlib.Path(sys.argv[sys.argv.index("--run-dir") + 1])
+    else:  # eval RUN --request: the evaluation's folder is RUN/eval
+        run_dir = pathlib.Path(sys.argv[1]) / "eval"
     (run_dir / "worker-token.txt").write_text(os.environ.get("HF_TOKEN", "<none>"))
     (run_dir / "worker-env.txt").write_text(" ".join(sorted(os.environ)))
     (run_dir / "worker-time-limit.txt").write_text(os.environ.get("PHI3_STUDIO_MAX_RUN_S", "<none>"))
