@@ -82,3 +82,49 @@ def test_a_folder_without_config_is_a_clear_hub_error(tmp_path):
 
     with pytest.raises(HubError, match="has no config.yaml. Point to a run folder"):
         model_card(tmp_path)
+
+
+def _evaluated(run_dir: Path, complete: bool = True) -> Path:
+    """The run folder with an evaluation's summary and chart in eval/ (as `python -m trainer eval` writes them)."""
+    summary = {
+        "prompts": 24,
+        "source": "the run's held-out rows",
+        "max_new_tokens": 40,
+        "complete": complete,
+        "base": {"chrf": 60.9, "bleu": 37.9, "rouge_l": 77.4, "perplexity": 122.25, "reply_tokens": 9.8},
+        "tuned": {"chrf": 92.1, "bleu": 90.9, "rouge_l": 95.2, "perplexity": 1.05, "reply_tokens": 16.6},
+    }
+    summary["base"]["stopped"], summary["tuned"]["stopped"] = 100.0, 50.0
+    rf.write_json_atomic(run_dir / rf.EVAL_DIR / rf.EVAL_SUMMARY_FILE, summary)
+    rf.write_json_atomic(run_dir / rf.EVAL_DIR / rf.EVAL_RESULTS_FILE, {"rows": []})
+    rf.write_bytes_atomic(run_dir / rf.EVAL_DIR / rf.EVAL_CHART_FILE, b"\x89PNG")
+    return run_dir
+
+
+def test_the_card_shows_the_runs_evaluation_base_vs_tuned(run_dir):
+    assert "## Evaluation" not in model_card(run_dir)  # no evaluation yet: no section
+    card = model_card(_evaluated(run_dir), repo_id="alice/phi3-pirate")
+    section = card.split("## Evaluation", 1)[1].split("## Sample", 1)[0]
+    assert "answered the same 24 prompts (the run's held-out rows)" in section
+    assert "| chrF | 60.9 | 92.1 | +31.2 ▲ |" in section  # base in the base column, tuned in the tuned one
+    assert "| perplexity of the references | 122.25 | 1.05 | -121.20 ▲ |" in section  # lower is better
+    assert "| stopped at `<|end|>` (%) | 100.0 | 50.0 | -50.0 ▼ |" in section  # never a bare tag the Hub hides
+    assert "![Base vs tuned](eval/chart.png)" in section
+    assert "## Evaluation" not in merged_card(run_dir, "alice/phi3-pirate-merged", "alice/phi3-pirate")
+
+
+def test_a_stopped_evaluation_says_so_in_the_card(run_dir):
+    assert "stopped early" in model_card(_evaluated(run_dir, complete=False))
+
+
+def test_a_push_uploads_the_evaluation_beside_the_adapter(run_dir):
+    from trainer.hub.push import files_to_push
+
+    (run_dir / rf.ADAPTER_DIR).mkdir()
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        (run_dir / rf.ADAPTER_DIR / name).write_text("{}")
+    assert not [name for name, _ in files_to_push(run_dir) if name.startswith("eval/")]
+    _evaluated(run_dir)
+    (run_dir / rf.EVAL_DIR / rf.LOG_FILE).write_text("a log naming /data/runs")
+    pushed = [name for name, _ in files_to_push(run_dir) if name.startswith("eval/")]
+    assert pushed == ["eval/summary.json", "eval/results.json", "eval/chart.png"]  # results, never its log

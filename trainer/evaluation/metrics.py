@@ -107,5 +107,7 @@ def comparison(summary: dict[str, Any]) -> list[list[Any]]:
 def comparison_markdown(summary: dict[str, Any]) -> str:
     """The comparison table in Markdown (the model card's and the CLI's)."""
     lines = ["| metric | base | tuned | change |", "| --- | ---: | ---: | ---: |"]
-    lines += [f"| {label} | {base} | {tuned} | {change} |" for label, base, tuned, change in comparison(summary)]
+    for label, base, tuned, change in comparison(summary):
+        label = label.replace("<|end|>", "`<|end|>`")  # a bare <|end|> would be read as an HTML tag and hidden
+        lines.append(f"| {label} | {base} | {tuned} | {change} |")
     return "\n".join(lines)

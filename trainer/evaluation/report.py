@@ -7,13 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainer.evaluation.metrics import METRICS, SIDES
-from trainer.evaluation.settings import RESULTS_FILE, SUMMARY_FILE
 from trainer.runs import folder as rf
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-CHART_FILE = "chart.png"
 SIDE_COLORS = {"base": (0.6, 0.6, 0.6), "tuned": (0.39, 0.4, 0.95)}  # grey for the base, the studio's indigo
 ROW_COLUMNS = ["prompt", "reference", "base", "tuned", "chrF base", "chrF tuned"]
 
@@ -26,22 +24,22 @@ def eval_dir(run_dir: Path) -> Path:
 def write_results(run_dir: Path, results: dict[str, Any], summary: dict[str, Any]) -> None:
     """results.json (every prompt, both answers, per-row scores), summary.json and the chart, atomically."""
     folder = eval_dir(run_dir)
-    rf.write_json_atomic(folder / RESULTS_FILE, results)
-    rf.write_json_atomic(folder / SUMMARY_FILE, summary)
+    rf.write_json_atomic(folder / rf.EVAL_RESULTS_FILE, results)
+    rf.write_json_atomic(folder / rf.EVAL_SUMMARY_FILE, summary)
     from trainer.hub.chart import figure_image, write_png
 
-    write_png(figure_image(eval_figure(summary)), folder / CHART_FILE)
+    write_png(figure_image(eval_figure(summary)), folder / rf.EVAL_CHART_FILE)
 
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
     """The run's last evaluation summary, None when it has none (or it cannot be read)."""
-    summary = rf.read_json(eval_dir(run_dir) / SUMMARY_FILE, None)
+    summary = rf.read_json(eval_dir(run_dir) / rf.EVAL_SUMMARY_FILE, None)
     return summary if isinstance(summary, dict) and all(isinstance(summary.get(s), dict) for s in SIDES) else None
 
 
 def read_rows(run_dir: Path) -> list[dict[str, Any]]:
     """The rows of the run's last evaluation (empty when there is none)."""
-    results = rf.read_json(eval_dir(run_dir) / RESULTS_FILE, {}) or {}
+    results = rf.read_json(eval_dir(run_dir) / rf.EVAL_RESULTS_FILE, {}) or {}
     rows = results.get("rows") if isinstance(results, dict) else None
     return rows if isinstance(rows, list) else []
 

@@ -12,9 +12,6 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
-RESULTS_FILE = "results.json"
-SUMMARY_FILE = "summary.json"
-
 Source = Literal["held-out", "file", "dataset"]
 MAX_ROWS = 1000
 MAX_NEW_TOKENS = 1024

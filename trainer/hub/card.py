@@ -133,6 +133,7 @@ def model_card(run_dir: Path, repo_id: str | None = None) -> str:
         config_block=_fence(public_config_text(run.config_text), "yaml"),
         versions=run.versions,
         continued_from=continued_from(run.status),
+        evaluation=evaluation_section(run_dir),
     )
 
 
@@ -247,6 +248,26 @@ def _result_lines(run: rf.RunRecord) -> list[str]:
         last = _fmt_loss(train[-1] if train else None)
         lines.append(f"Trained for {run.status['step']} optimiser steps; last train loss {last}.")
     return lines
+
+
+def evaluation_section(run_dir: Path) -> dict[str, str] | None:
+    """The card's Evaluation section from the run's last evaluation (eval/summary.json), None without one: what it
+    was evaluated on, the comparison table base vs tuned and its chart."""
+    from trainer.evaluation.metrics import SIDES, comparison_markdown
+
+    folder = Path(run_dir) / rf.EVAL_DIR
+    summary = rf.read_json(folder / rf.EVAL_SUMMARY_FILE, None)
+    if not isinstance(summary, dict) or not all(isinstance(summary.get(side), dict) for side in SIDES):
+        return None
+    partial = "" if summary.get("complete", True) else " It was stopped early: the figures cover the prompts answered."
+    text = (
+        f"The base model and this adapter answered the same {summary.get('prompts', '?')} prompts "
+        f"({summary.get('source', 'held-out rows')}) greedily, with at most {summary.get('max_new_tokens', '?')} new "
+        f"tokens each, scored against the references: BLEU and chrF by sacrebleu, ROUGE-L by rouge-score, and the "
+        f"references' perplexity under each model.{partial}"
+    )
+    chart = f"{rf.EVAL_DIR}/{rf.EVAL_CHART_FILE}" if (folder / rf.EVAL_CHART_FILE).is_file() else ""
+    return {"text": text, "table": comparison_markdown(summary), "chart": chart}
 
 
 def commit_description(run_dir: Path) -> str:

@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 RUN_FILES_PUSHED = (rf.CONFIG_FILE, rf.EVENTS_FILE, MODEL_CARD_FILE, LOSS_CURVE_FILE)
 """Run-folder files uploaded beside the adapter files (which go to the repo root, where PEFT looks for them)."""
+EVAL_FILES_PUSHED = (rf.EVAL_SUMMARY_FILE, rf.EVAL_RESULTS_FILE, rf.EVAL_CHART_FILE)
+"""The run's evaluation (`python -m trainer eval`), uploaded under eval/ when it has one."""
 ADAPTER_REQUIRED = ("adapter_config.json", "adapter_model.safetensors")
 ADAPTER_SKIPPED = ("README.md",)  # PEFT's template card; ours replaces it
 
@@ -49,7 +51,7 @@ def files_to_push(run_dir: Path) -> list[tuple[str, Path]]:
     """(path in the repo, local file) for everything a push uploads: adapter files at the root, then run files.
 
     Args:
-        run_dir: the run folder (README.md and loss.png are pushed when present).
+        run_dir: the run folder (README.md, loss.png and the evaluation's eval/ files are pushed when present).
 
     Returns:
         The files, adapter first.
@@ -66,6 +68,10 @@ def files_to_push(run_dir: Path) -> list[tuple[str, Path]]:
         )
     files = [(p.name, p) for p in sorted(adapter.iterdir()) if p.is_file() and p.name not in ADAPTER_SKIPPED]
     files += [(name, Path(run_dir) / name) for name in RUN_FILES_PUSHED if (Path(run_dir) / name).is_file()]
+    evaluation = Path(run_dir) / rf.EVAL_DIR  # the last evaluation, when the run has one (the card shows it)
+    if (evaluation / rf.EVAL_SUMMARY_FILE).is_file():
+        shown = [name for name in EVAL_FILES_PUSHED if (evaluation / name).is_file()]
+        files += [(f"{rf.EVAL_DIR}/{name}", evaluation / name) for name in shown]
     return files
 
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from trainer.evaluation.report import CHART_FILE, eval_dir, read_rows, read_summary
-from trainer.evaluation.settings import RESULTS_FILE, SUMMARY_FILE, EvalEstimate, EvalSettings, estimate_eval
+from trainer.evaluation.report import eval_dir, read_rows, read_summary
+from trainer.evaluation.settings import EvalEstimate, EvalSettings, estimate_eval
 from trainer.phi3 import TINY_MODEL_NAME
 from trainer.preflight import RefusedRun
 from trainer.runs import folder as rf
@@ -74,7 +74,7 @@ class Evaluations:
         `find`: the image is read here, never served by its path)."""
         from PIL import Image
 
-        path = eval_dir(Path(run.run_dir)) / CHART_FILE
+        path = eval_dir(Path(run.run_dir)) / rf.EVAL_CHART_FILE
         try:
             with Image.open(path) as image:
                 return image.convert("RGB")
@@ -184,10 +184,10 @@ class Evaluations:
         """A .zip of the run's last evaluation (results.json, summary.json, chart.png) at `into` + ".zip"."""
         run = self.service.find(who, run_id)
         folder = eval_dir(Path(run.run_dir))
-        if not (folder / SUMMARY_FILE).is_file():
+        if not (folder / rf.EVAL_SUMMARY_FILE).is_file():
             raise ValueError(f"run #{run.id} has no evaluation results yet: evaluate it first.")
         into.mkdir(parents=True, exist_ok=True)
-        for name in (RESULTS_FILE, SUMMARY_FILE, CHART_FILE):
+        for name in (rf.EVAL_RESULTS_FILE, rf.EVAL_SUMMARY_FILE, rf.EVAL_CHART_FILE):
             if (folder / name).is_file():
                 shutil.copy2(folder / name, into / name)
         return shutil.make_archive(str(into), "zip", root_dir=into)

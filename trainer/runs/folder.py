@@ -41,6 +41,9 @@ CHECKPOINT_GLOB = "checkpoint-*"  # the Trainer's checkpoint folders inside CHEC
 ADAPTER_DIR = "adapter"
 EVAL_DIR = "eval"  # the run's last evaluation (trainer.evaluation): a folder a queued evaluation runs in, as a run's
 EVAL_REQUEST_FILE = "request.json"  # in EVAL_DIR: what the queued evaluation was asked to do (EvalSettings)
+EVAL_RESULTS_FILE = "results.json"  # in EVAL_DIR: every prompt, both answers, per-row scores
+EVAL_SUMMARY_FILE = "summary.json"  # in EVAL_DIR: the corpus figures per side (the card's Evaluation section)
+EVAL_CHART_FILE = "chart.png"  # in EVAL_DIR: base vs tuned bars
 
 
 BUILD_PHASE = "building the demo model (first time only)"
