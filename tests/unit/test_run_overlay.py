@@ -67,3 +67,15 @@ def test_settings_diff_hides_server_paths_and_keeps_config_order():
     assert list(diff) == ["data.dataset_name", "lora.r", "training.seed"]
     assert diff["data.dataset_name"] == ["0123.jsonl", "examples/pirate_chat.jsonl"]
     assert overlay_frame({}).dtypes["loss"] == "float64"
+
+
+def test_compare_runs_adds_each_runs_evaluation_base_to_tuned(runs, tmp_path):
+    manager, ids = runs
+    _, _, table = compare(manager, Caller("alice", None), [ids["a"], ids["b"]])
+    assert "(evaluation)" not in table  # neither run was evaluated: no row
+    summary = {"prompts": 24, "base": {"chrf": 60.9, "bleu": 37.9}, "tuned": {"chrf": 92.1, "bleu": 90.9}}
+    rf.write_json_atomic(tmp_path / "runs" / "lr-high" / rf.EVAL_DIR / rf.EVAL_SUMMARY_FILE, summary)
+    _, _, table = compare(manager, Caller("alice", None), [ids["a"], ids["b"]])
+    chrf = next(line for line in table.splitlines() if line.startswith("| **chrF** (evaluation)"))
+    assert chrf == "| **chrF** (evaluation) | 60.9 → 92.1 (24 prompts) | — |"  # the second run has none
+    assert "| **BLEU** (evaluation) | 37.9 → 90.9 (24 prompts) | — |" in table

@@ -69,6 +69,11 @@ class Evaluations:
         return EvalView(job, status, read_summary(run.run_dir), read_rows(run.run_dir))
 
     @staticmethod
+    def summary(who: Caller, run: Job) -> dict[str, Any] | None:
+        """The summary of the run's last evaluation, None without one (call with a run from `find`)."""
+        return read_summary(run.run_dir)
+
+    @staticmethod
     def chart(who: Caller, run: Job):
         """The chart of the run's last evaluation as a Pillow image, None when it has none (call with a run from
         `find`: the image is read here, never served by its path)."""

@@ -62,8 +62,11 @@ def settings_diff(configs: dict[str, RunConfig]) -> list[tuple[str, list[str]]]:
     return out
 
 
-def diff_markdown(configs: dict[str, RunConfig], losses: dict[str, dict[str, Any]]) -> str:
-    """A table: one column per run, a row per differing setting, then each run's eval loss before → after."""
+def diff_markdown(
+    configs: dict[str, RunConfig], losses: dict[str, dict[str, Any]], evaluations: dict[str, Any] | None = None
+) -> str:
+    """A table: one column per run, a row per differing setting, then each run's eval loss before → after and, for
+    runs that were evaluated, their chrF and BLEU base → tuned (`evaluations`: label → summary or None)."""
 
     def cell(text: str) -> str:
         return plain(text) or "—"
@@ -73,11 +76,23 @@ def diff_markdown(configs: dict[str, RunConfig], losses: dict[str, dict[str, Any
     diff = settings_diff(configs)
     lines += [f"| `{key}` | " + " | ".join(cell(v) for v in values) + " |" for key, values in diff]
 
+    evaluations = evaluations or {}
+
+    def score(label: str, key: str) -> str:
+        summary = evaluations.get(label)
+        if not summary or summary["base"].get(key) is None:
+            return ""
+        return f"{summary['base'][key]:.1f} → {summary['tuned'][key]:.1f} ({summary['prompts']} prompts)"
+
     def loss(label: str) -> str:
         before, after = losses[label].get("eval_loss_before"), losses[label].get("eval_loss_after")
         return " → ".join(f"{x:.4f}" for x in (before, after) if x is not None)
 
     lines.append("| **eval loss** | " + " | ".join(cell(loss(label)) for label in labels) + " |")
+    for key, name in (("chrf", "chrF"), ("bleu", "BLEU")):  # the runs' last evaluations, base → tuned
+        if any(evaluations.get(label) for label in labels):
+            cells = " | ".join(cell(score(label, key)) for label in labels)
+            lines.append(f"| **{name}** (evaluation) | {cells} |")
     if not diff:
         lines.insert(0, "The runs share every setting.\n")
     return "\n".join(lines)
@@ -96,7 +111,8 @@ def compare(service: RunService, who, run_ids: list[str] | None) -> tuple[Any, A
     events = {label: view.events for label, view in views.items()}
     configs = {run_label(job): service.config_of(job) for job in jobs}
     status = {label: view.status for label, view in views.items()}
-    return overlay_frame(events), overlay_frame(events, "eval_loss"), diff_markdown(configs, status)
+    evaluations = {run_label(job): service.evals.summary(who, job) for job in jobs}
+    return overlay_frame(events), overlay_frame(events, "eval_loss"), diff_markdown(configs, status, evaluations)
 
 
 class RunOverlay:
