@@ -339,6 +339,39 @@ def test_one_click_downloads_the_adapter(started_run, app_url, new_page, tmp_pat
         assert {"adapter_config.json", "adapter_model.safetensors"} <= set(archive.namelist())
 
 
+def test_evaluate_from_the_runs_tab_shows_both_answers_the_chart_and_downloads(
+    started_run, app_url, new_page, shots, tmp_path
+):
+    """Runs -> Evaluate: the estimate before Start, then the queued evaluation's table, chart and answers side by side,
+    and its results as one download."""
+    import zipfile
+
+    expect = playwright.expect
+    page = new_page()
+    page.goto(app_url[0])
+    page.get_by_role("tab", name="Runs").click()
+    expect(page.locator("#run-status")).to_contain_text("Run #1 · succeeded", timeout=30_000)
+    page.locator("#eval-section").get_by_text("Evaluate: base vs tuned").click()
+    for name, value in (("eval-rows", "8"), ("eval-max-new-tokens", "24")):
+        box = page.locator(f"#{name} input")
+        box.fill(value)
+        box.press("Tab")
+    expect(page.locator("#eval-estimate")).to_contain_text("8 prompts × 2 models", timeout=15_000)
+    page.locator("#eval-start").click()
+    expect(page.locator("#eval-status")).to_contain_text("Evaluation on 8 prompts", timeout=180_000)
+    expect(page.locator("#eval-summary")).to_contain_text("chrF", timeout=15_000)
+    expect(page.locator("#eval-table")).to_contain_text("Ahoy!")  # the tuned answers, beside the base's
+    expect(page.locator("#eval-chart img")).to_be_visible()
+    page.locator("#eval-section").scroll_into_view_if_needed()
+    page.screenshot(path=str(shots / "runs-tab-evaluation.png"), full_page=True)
+    with page.expect_download(timeout=30_000) as info:
+        page.locator("#eval-download").click()
+    info.value.save_as(tmp_path / "eval.zip")
+    with zipfile.ZipFile(tmp_path / "eval.zip") as archive:
+        assert set(archive.namelist()) == {"results.json", "summary.json", "chart.png"}
+        assert json.loads(archive.read("summary.json"))["prompts"] == 8
+
+
 def test_the_token_never_reaches_a_file(started_run, app_url):
     data_dir = app_url[1]
     leaks = [p for p in data_dir.rglob("*") if p.is_file() and ALICE_TOKEN.encode() in p.read_bytes()]

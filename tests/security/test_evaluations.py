@@ -164,3 +164,11 @@ def test_results_download_as_a_copy_of_the_results_only(space):
     with zipfile.ZipFile(path) as archive:
         assert sorted(archive.namelist()) == ["results.json", "summary.json"]  # no log, no request, no status
         assert json.loads(archive.read("summary.json")) == summary
+
+
+def test_a_run_is_evaluated_only_once_it_has_trained(space):
+    run = space.run_of("alice")
+    space.manager.store.update(run.id, status=RunState.RUNNING)
+    message = _evaluate(space, run.id)
+    assert f"run #{run.id} is running: it can be evaluated once it has trained" in message
+    assert _evaluations(space) == []

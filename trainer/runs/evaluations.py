@@ -19,7 +19,7 @@ from trainer.phi3 import TINY_MODEL_NAME
 from trainer.preflight import RefusedRun
 from trainer.runs import folder as rf
 from trainer.runs.access import AccessError, Caller, dataset_problem
-from trainer.runs.state import ACTIVE, RunState
+from trainer.runs.state import ACTIVE, TRAINED, RunState
 from trainer.runs.store import EVAL, Job
 
 CPU_STEP_S = 0.05
@@ -52,7 +52,10 @@ class Evaluations:
 
     def _run(self, who: Caller, run_id: object) -> Job:
         """The caller's own trained run with an adapter (AccessError / ValueError otherwise)."""
-        return self.service.continuable(who, run_id)
+        job = self.service.find(who, run_id)
+        if job.status not in TRAINED or not (Path(job.run_dir) / rf.ADAPTER_DIR / "adapter_config.json").is_file():
+            raise ValueError(f"run #{job.id} is {job.status}: it can be evaluated once it has trained (its adapter).")
+        return job
 
     def latest(self, who: Caller, run: Job) -> Job | None:
         """The newest evaluation job of a run (call with a run from `find`: the owner checked)."""
