@@ -170,5 +170,5 @@ def test_a_run_is_evaluated_only_once_it_has_trained(space):
     run = space.run_of("alice")
     space.manager.store.update(run.id, status=RunState.RUNNING)
     message = _evaluate(space, run.id)
-    assert f"run #{run.id} is running: it can be evaluated once it has trained" in message
+    assert "is running: it can be evaluated once it has trained and saved its adapter" in message
     assert _evaluations(space) == []
