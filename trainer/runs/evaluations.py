@@ -54,7 +54,8 @@ class Evaluations:
         """The caller's own trained run with an adapter (AccessError / ValueError otherwise)."""
         job = self.service.find(who, run_id)
         if job.status not in TRAINED or not (Path(job.run_dir) / rf.ADAPTER_DIR / "adapter_config.json").is_file():
-            raise ValueError(f"run #{job.id} is {job.status}: it can be evaluated once it has trained and saved its adapter.")
+            why = "it can be evaluated once it has trained and saved its adapter"
+            raise ValueError(f"run #{job.id} is {job.status}: {why}.")
         return job
 
     def latest(self, who: Caller, run: Job) -> Job | None:
