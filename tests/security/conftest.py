@@ -7,6 +7,7 @@ stand-in that records the token it was given, so no test trains a model.
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 import textwrap
 from pathlib import Path
@@ -148,6 +149,9 @@ def space(_space_app, monkeypatch) -> Space:
     for folder in ("runs", "uploads"):
         shutil.rmtree(_space_app.data_dir / folder, ignore_errors=True)
     manager._tokens.clear()
+    with sqlite3.connect(_space_app.data_dir / "votes.sqlite") as votes:  # no votes or vote links left over
+        votes.execute("DELETE FROM votes")
+        votes.execute("DELETE FROM shares")
     manager.limits = Limits.from_env()
     finished_run(store, _space_app.data_dir, "alice", "alice-run")
     finished_run(store, _space_app.data_dir, "bob", "bob-run")

@@ -85,7 +85,7 @@ def test_another_user_cannot_see_cancel_or_download_an_evaluation(space, monkeyp
         space.fns["cancel_eval"](str(run.id), BOB, oauth(BOB_OAUTH))
     assert space.manager.store.get(job.id).status == RunState.QUEUED
     shown = space.fns["refresh_eval"](str(run.id), {}, BOB)
-    assert shown[0] == "" and all(value is None for value in shown[1:4])
+    assert shown[:2] == ["", ""] and all(value is None for value in shown[2:5])
     with pytest.warns(UserWarning, match="not yours"):
         assert space.fns["download_eval"](str(run.id), BOB)["value"] is None
     space.fns["cancel_eval"](str(run.id), ALICE, oauth(ALICE_OAUTH))  # its owner can

@@ -111,3 +111,65 @@ def comparison_markdown(summary: dict[str, Any]) -> str:
         label = label.replace("<|end|>", "`<|end|>`")  # a bare <|end|> would be read as an HTML tag and hidden
         lines.append(f"| {label} | {base} | {tuned} | {change} |")
     return "\n".join(lines)
+
+
+Z_95 = 1.959963984540054
+"""The standard normal quantile of a two-sided 95 % interval."""
+
+
+def wilson(wins: int, n: int, z: float = Z_95) -> tuple[float, float] | None:
+    """The Wilson score interval of a proportion `wins / n` (95 % by default), None without trials.
+
+    Wilson's interval stays inside [0, 1] and is sound for the small counts a person's votes give (the normal
+    approximation is not): p ± z·sqrt(p(1-p)/n + z²/4n²), centred on (p + z²/2n), both over (1 + z²/n).
+    """
+    if n <= 0:
+        return None
+    p = wins / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+VERDICT_WORDS = {"a": "A is better", "b": "B is better", "tie": "a tie", "both_bad": "both bad"}
+VERDICTS = tuple(VERDICT_WORDS)
+"""A blind vote: the answer shown as A is better, B is, they are as good, or both are bad."""
+
+
+def tally(votes: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Blind votes counted for the tuned model: each vote has `tuned_is` ("a" or "b", the side the tuned answer was
+    shown on) and `verdict` (one of VERDICTS). The win rate is the tuned model's share of the decisive votes (A or
+    B), with its 95 % Wilson interval; ties and "both bad" are counted beside it."""
+    counts = {"tuned": 0, "base": 0, "tie": 0, "both_bad": 0}
+    for vote in votes:
+        verdict = vote["verdict"]
+        if verdict in ("a", "b"):
+            counts["tuned" if verdict == vote["tuned_is"] else "base"] += 1
+        else:
+            counts[verdict] += 1
+    decisive = counts["tuned"] + counts["base"]
+    interval = wilson(counts["tuned"], decisive)
+    return {
+        **counts,
+        "votes": len(votes),
+        "voters": len({vote.get("voter") for vote in votes}),
+        "win_rate": round(counts["tuned"] / decisive, 4) if decisive else None,
+        "interval": [round(interval[0], 4), round(interval[1], 4)] if interval else None,
+    }
+
+
+def tally_text(counts: dict[str, Any]) -> str:
+    """The tally in one sentence, e.g. "tuned preferred in 7 of 9 decisive votes (78 %, 95 % CI 45-94 %) ..."."""
+    if not counts.get("votes"):
+        return "no blind votes yet"
+    decisive = counts["tuned"] + counts["base"]
+    rate = ""
+    if counts.get("win_rate") is not None:
+        low, high = counts["interval"]
+        rate = f" ({100 * counts['win_rate']:.0f} %, 95 % CI {100 * low:.0f}–{100 * high:.0f} %)"
+    return (
+        f"tuned preferred in {counts['tuned']} of {decisive} decisive votes{rate}; {counts['tie']} ties, "
+        f"{counts['both_bad']} both bad; {counts['votes']} votes by {counts['voters']} "
+        f"{'person' if counts['voters'] == 1 else 'people'}"
+    )

@@ -44,6 +44,7 @@ EVAL_REQUEST_FILE = "request.json"  # in EVAL_DIR: what the queued evaluation wa
 EVAL_RESULTS_FILE = "results.json"  # in EVAL_DIR: every prompt, both answers, per-row scores
 EVAL_SUMMARY_FILE = "summary.json"  # in EVAL_DIR: the corpus figures per side (the card's Evaluation section)
 EVAL_CHART_FILE = "chart.png"  # in EVAL_DIR: base vs tuned bars
+EVAL_VOTES_FILE = "votes.json"  # in EVAL_DIR: the blind votes' tally, counts only (trainer.runs.voting)
 
 
 BUILD_PHASE = "building the demo model (first time only)"

@@ -51,6 +51,8 @@ from trainer.runs.queue import WAITING_FOR_OWNER, RunQueue
 from trainer.runs.remote import LOCAL, Flavor
 from trainer.runs.state import TRAINED, RunState
 from trainer.runs.store import Job
+from trainer.runs.votes import VoteStore
+from trainer.runs.voting import Ballot, Votes
 
 __all__ = [
     "BUILD_PHASE",
@@ -58,6 +60,7 @@ __all__ = [
     "SIGN_IN",
     "WAITING_FOR_OWNER",
     "AccessError",
+    "Ballot",
     "Caller",
     "EvalSettings",
     "EvalView",
@@ -73,6 +76,8 @@ __all__ = [
     "without_server_paths",
 ]
 
+VOTES_DB = "votes.sqlite"
+"""The blind votes and vote links, beside the job table in the data dir."""
 RUN_REF = re.compile(r"run #(\d{1,12})")
 """How Continue training names the parent run in the form (`run #12`): an id, resolved on the server at Start."""
 
@@ -106,6 +111,7 @@ class RunService:
     def __init__(self, queue: RunQueue):
         self.queue = queue
         self.evals = Evaluations(self)  # evaluations of trained runs: start, view, cancel, estimate, archive
+        self.votes = Votes(self, VoteStore(queue.store.path.parent / VOTES_DB))  # blind A/B votes and vote links
 
     @classmethod
     def default(cls) -> RunService:
@@ -434,6 +440,7 @@ class RunService:
         if not job.finished:
             raise ValueError(f"job {job.id} is {job.status}; cancel it before deleting it.")
         forget(self.queue.store, job)
+        self.votes.store.forget(Path(job.run_dir).name)
         self.queue.delete(job.id)
 
     def retry_push(self, who: Caller, run_id: object) -> Job:

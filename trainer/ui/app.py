@@ -24,7 +24,7 @@ import gradio as gr
 from trainer.config import preset_config
 from trainer.noise import silence_known_noise
 from trainer.runs.service import RunService
-from trainer.ui import compare_tab, runs_tab, train_tab
+from trainer.ui import compare_tab, runs_tab, train_tab, vote_tab
 from trainer.ui.context import AppContext
 
 GRADIO_CACHE_S = (600, 3600)
@@ -62,11 +62,13 @@ class Studio:
     train: train_tab.TrainTab
     runs: runs_tab.RunsTab
     compare: compare_tab.CompareTab
+    vote: vote_tab.VoteTab
 
     def handlers(self) -> dict[str, Any]:
         """Every handler by its name (the names are unique across the tabs)."""
         found: dict[str, Any] = {}
-        for tab in (self.train, self.runs, self.runs.overlay, self.runs.evals, self.compare):
+        pieces = (self.runs.overlay, self.runs.evals, self.compare.blind)  # the tabs' sections with handlers
+        for tab in (self.train, self.runs, self.compare, self.vote, *pieces):
             for name in dir(tab):
                 if not name.startswith("_") and callable(getattr(tab, name)) and name not in found:
                     found[name] = getattr(tab, name)
@@ -120,7 +122,9 @@ def build_studio(service: RunService | None = None, on_gpu: bool | None = None) 
                 runs = runs_tab.build(ctx, app, train.field_list, train.components["advanced"])
             with gr.Tab("Compare", id="compare") as compare_page:
                 compare = compare_tab.build(ctx, app, compare_page)
-    return Studio(app, train, runs, compare)
+            with gr.Tab("Vote", id="vote"):  # a vote link (?vote=...) opens it
+                vote = vote_tab.build(ctx, app)
+    return Studio(app, train, runs, compare, vote)
 
 
 def launch(**kwargs: Any) -> None:

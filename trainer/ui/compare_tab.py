@@ -15,6 +15,7 @@ from typing import Any
 import gradio as gr
 
 from trainer.runs.service import AccessError
+from trainer.ui import blind
 from trainer.ui.context import AppContext, adapter_update, caller, gpu_call, plain, zero_gpu
 
 # Gradio 6.31's Chatbot always shows its own trash button once it holds messages (its `buttons` option covers only
@@ -108,6 +109,7 @@ class CompareTab:
         self.service, self.engines, self.on_gpu = ctx.service, ctx.engines, ctx.on_gpu
         self.refusals: dict[str, str] = {}  # session -> its last refused request, until `refused_header` shows it
         self.components: dict[str, Any] = {}  # the tab's widgets by name, once built
+        self.blind: blind.BlindPanel | None = None  # its Blind A/B mode
         self.send = self._registered(self._send, "send")
         self.regenerate = self._registered(self._regenerate, "regenerate")
 
@@ -298,6 +300,7 @@ def build(ctx: AppContext, app: gr.Blocks, tab: gr.Tab) -> CompareTab:
         field.change(h.labels, [c["adapter"], c["hub_id"]], c["models"], queue=False, show_progress="hidden")
     c["examples"].change(h.pick_example, c["examples"], c["prompt"], queue=False)
     app.load(h.adapter_choices, c["adapter"], c["adapter"])
+    h.blind = blind.build(ctx, c)
     h.components = c
     return h
 
@@ -356,12 +359,16 @@ def _layout(adapter: gr.Dropdown) -> dict[str, Any]:
     c["examples"] = gr.Dropdown(
         choices=[], label="Example prompts (held-out rows of the run)", elem_id="compare-examples"
     )
+    blind.switch(c)
     c["models"] = gr.Markdown(elem_id="compare-models")
-    with gr.HTML(html_template="@children", css_template=PANES_CSS, js_on_load=None, elem_id="compare-panes"):
+    with gr.HTML(
+        html_template="@children", css_template=PANES_CSS, js_on_load=None, elem_id="compare-panes"
+    ) as c["panes"]:
         with gr.Row():
             c["base_chat"] = gr.Chatbot(label="Base model", elem_id="base-chat", height=380)
             c["tuned_chat"] = gr.Chatbot(label="Tuned (base + adapter)", elem_id="tuned-chat", height=380)
-    with gr.Row():
+    blind.panel(c)
+    with gr.Row() as c["prompt_row"]:
         c["prompt"] = gr.Textbox(
             label="Prompt (both sides get it)",
             elem_id="compare-prompt",

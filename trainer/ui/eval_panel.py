@@ -8,12 +8,13 @@ which check that the caller owns the run; a file to evaluate on is an upload, ke
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import gradio as gr
 
 from trainer.runs.service import AccessError, EvalSettings, EvalView, RunService, RunState, without_server_paths
-from trainer.ui.context import AppContext, caller, download_folder
+from trainer.ui.context import AppContext, caller, download_folder, plain
 from trainer.ui.form import labelled
 
 SOURCES = [("the run's held-out rows", "held-out"), ("a file I upload", "file"), ("a Hub dataset", "dataset")]
@@ -38,8 +39,10 @@ def settings_of(source: str, dataset: str | None, split: str | None, rows: Any, 
     )
 
 
-def status_markdown(service: RunService, view: EvalView) -> str:
-    """Where the run's evaluation is: queued, answering (n of N prompts), finished with its headline, or why not."""
+def status_markdown(service: RunService, view: EvalView, votes: dict[str, Any] | None = None) -> str:
+    """Where the run's evaluation is: queued, answering (n of N prompts), finished with its headline, or why not;
+    and the blind votes' tally."""
+    from trainer.evaluation.metrics import tally_text
     from trainer.evaluation.report import headline
 
     job, status, lines = view.job, view.status, []
@@ -59,7 +62,25 @@ def status_markdown(service: RunService, view: EvalView) -> str:
         lines.append(headline(view.summary))
     elif job is None:
         lines.append("Not evaluated yet: pick the prompts and press **Evaluate**.")
+    if votes and votes.get("votes"):
+        lines.append(f"**Blind votes:** {plain(tally_text(votes))}.")
     return "\n\n".join(lines)
+
+
+def share_markdown(token: str | None, request: gr.Request | None) -> str:
+    """The run's vote link for its owner to send (empty when it is not shared)."""
+    if not token:
+        return ""
+    host = os.environ.get("SPACE_HOST")  # a Space's public address; locally, the address this page was opened at
+    if host:
+        base = f"https://{host}/"
+    else:
+        url = getattr(request, "url", None)
+        base = f"{url.scheme}://{url.netloc}{url.path}" if url is not None else ""
+    return (
+        f"**Vote link:** `{base}?vote={token}` · signed-in people who open it vote on this run's evaluation "
+        "(its prompts and both answers, as A and B; nothing else of the run), once per prompt."
+    )
 
 
 class EvalPanel:
@@ -116,7 +137,7 @@ class EvalPanel:
             return gr.skip()
         return "**Cancelling the evaluation**: the batch in hand ends, and the prompts answered so far are kept."
 
-    def refresh_eval(self, run_id, seen: dict, profile: gr.OAuthProfile | None):
+    def refresh_eval(self, run_id, seen: dict, profile: gr.OAuthProfile | None, request: gr.Request | None = None):
         """Re-read the run's evaluation; send nothing when it has not changed since this browser tab last drew it."""
         from trainer.evaluation.metrics import comparison
         from trainer.evaluation.report import row_table
@@ -125,15 +146,18 @@ class EvalPanel:
         try:
             run = self.service.find(who, run_id)
         except AccessError:
-            return ["", None, None, None, gr.update(interactive=False), gr.update(interactive=False), {}]
+            return ["", "", None, None, None, gr.update(interactive=False), gr.update(interactive=False), {}]
         view = self.service.evals.view(who, run)
-        stamp = [run.id, view.job and [view.job.id, view.job.status, view.job.error], view.status, view.summary]
+        votes, token = self.service.votes.counts(run), self.service.votes.shared(who, run)
+        job = view.job and [view.job.id, view.job.status, view.job.error]
+        stamp = [run.id, job, view.status, view.summary, votes, token]
         if seen.get("stamp") == stamp:
-            return [gr.skip()] * 6 + [seen]
+            return [gr.skip()] * 7 + [seen]
         chart = self.service.evals.chart(who, run) if view.summary else None
         summary = comparison(view.summary) if view.summary else None
         return [
-            status_markdown(self.service, view),
+            status_markdown(self.service, view, votes),
+            share_markdown(token, request),
             gr.update(value=summary, visible=summary is not None),
             gr.update(value=chart, visible=chart is not None),
             gr.update(value=row_table(view.rows) if view.rows else None, visible=bool(view.rows)),
@@ -141,6 +165,23 @@ class EvalPanel:
             gr.update(interactive=view.summary is not None),
             {"stamp": stamp},
         ]
+
+    def share_votes(self, run_id, profile: gr.OAuthProfile | None, request: gr.Request | None = None):
+        """Make (or show again) the vote link of the caller's own evaluated run."""
+        try:
+            return share_markdown(self.service.votes.share(caller(profile), run_id), request)
+        except (AccessError, ValueError) as exc:
+            gr.Warning(str(exc))
+            return gr.skip()
+
+    def unshare_votes(self, run_id, profile: gr.OAuthProfile | None):
+        """End the vote link of the caller's own run (the votes cast stay)."""
+        try:
+            self.service.votes.unshare(caller(profile), run_id)
+        except (AccessError, ValueError) as exc:
+            gr.Warning(str(exc))
+            return gr.skip()
+        return "Vote link ended: it no longer opens."
 
     def download_eval(self, run_id, profile: gr.OAuthProfile | None):
         """The caller's run's evaluation results (results.json, summary.json, chart.png) as a zip."""
@@ -178,6 +219,10 @@ def build(ctx: AppContext, picker: gr.Dropdown, timer: gr.Timer, save_file_js: s
             download = gr.Button("Download results (.zip)", elem_id="eval-download", scale=0, min_width=190)
         status = gr.Markdown(elem_id="eval-status")
         with gr.Row():
+            share = gr.Button("Share for blind votes", elem_id="share-votes", scale=0, min_width=190)
+            unshare = gr.Button("End the vote link", elem_id="unshare-votes", scale=0, min_width=170)
+        link = gr.Markdown(elem_id="share-link")
+        with gr.Row():
             summary = gr.Dataframe(
                 headers=SUMMARY_COLUMNS, label="Base vs tuned", elem_id="eval-summary", visible=False
             )
@@ -193,7 +238,9 @@ def build(ctx: AppContext, picker: gr.Dropdown, timer: gr.Timer, save_file_js: s
         trigger(panel.estimate_eval, form, estimate, queue=False, show_progress="hidden")
     start.click(panel.evaluate, [picker, source, upload, dataset, split, rows, max_new], status)
     cancel.click(panel.cancel_eval, picker, status)
-    outputs = [status, summary, chart, table, cancel, download, seen]
+    outputs = [status, link, summary, chart, table, cancel, download, seen]
+    share.click(panel.share_votes, picker, link, queue=False)
+    unshare.click(panel.unshare_votes, picker, link, queue=False)
     for trigger in (timer.tick, picker.change):
         trigger(panel.refresh_eval, [picker, seen], outputs, queue=False, show_progress="hidden")
     download.click(panel.download_eval, picker, archive).then(None, archive, None, js=save_file_js)
