@@ -126,3 +126,10 @@ def test_a_blind_vote_in_compare_needs_a_prompt_answered_for_this_session_and_ru
     reveal = space.fns["blind_vote"]("a", str(run.id), ALICE, oauth(ALICE_OAUTH), Page(session="s1"))[0]
     assert reveal.startswith("**A was the tuned model, B the base.**") and "1 votes by 1 person" in reveal
     assert "s1" not in blind.pending  # one vote per answered prompt
+
+
+def test_a_links_order_differs_between_voters_so_a_is_not_always_the_tuned_answer(space):
+    run = _evaluated(space)
+    token = _share(space, run)
+    tuned_first = {_open(space, token, profile(f"voter{i}"))[4].endswith("Ahoy 0") for i in range(30)}
+    assert tuned_first == {True, False}  # 30 voters all seeing it on one side: once in half a billion
