@@ -459,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {
         "train": cmd_train,
         "eval": eval_cli.command,
+        "judge": eval_cli.judge_command,
         "demo": cmd_demo,
         "config": cmd_config,
         "bench": cmd_bench,
@@ -478,10 +479,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc if os.environ.get(WORKER_ENV) else render_hints(str(exc), 'cli')}", file=sys.stderr)
         code = EXIT_BAD_INPUT
     finally:
-        folder = {"train": getattr(args, "run_dir", None), "eval": getattr(args, "run", None)}.get(args.command)
-        if os.environ.get(WORKER_ENV) and folder is not None and dist.is_main():
+        folder = {"train": "run_dir", "eval": "run", "judge": "run"}.get(args.command, "")  # a worker's folder
+        if os.environ.get(WORKER_ENV) and getattr(args, folder, None) is not None and dist.is_main():
             # how this worker ended, for a server that restarts while it is gone (see RunQueue.recover)
-            rf.write_exit(folder / rf.EVAL_DIR if args.command == "eval" else folder, code)
+            rf.write_exit(getattr(args, folder) / ("" if folder == "run_dir" else rf.EVAL_DIR), code)
     return code
 
 

@@ -175,7 +175,10 @@ def test_a_queued_evaluation_runs_as_a_job_and_the_runs_tab_shows_its_results(qu
     assert summary["prompts"] == 8 and summary["tuned"]["chrf"] > summary["base"]["chrf"]
 
     studio = build_studio(service, on_gpu=False)
-    status, link, table, chart, rows, cancel, download, _ = studio.handlers()["refresh_eval"](str(run.id), {}, None)
+    status, link, table, chart, rows, judged, cancel, download, _ = studio.handlers()["refresh_eval"](
+        str(run.id), {}, None
+    )
+    assert not judged["visible"]  # not judged
     assert link == ""  # not shared for votes
     assert "**Evaluation** on 8 prompts (the run's held-out rows)" in status
     assert table["value"][0][0] == "chrF" and table["value"][0][2] == round(summary["tuned"]["chrf"], 1)

@@ -85,7 +85,7 @@ def test_another_user_cannot_see_cancel_or_download_an_evaluation(space, monkeyp
         space.fns["cancel_eval"](str(run.id), BOB, oauth(BOB_OAUTH))
     assert space.manager.store.get(job.id).status == RunState.QUEUED
     shown = space.fns["refresh_eval"](str(run.id), {}, BOB)
-    assert shown[:2] == ["", ""] and all(value is None for value in shown[2:5])
+    assert shown[:2] == ["", ""] and all(update["value"] is None for update in shown[2:6])
     with pytest.warns(UserWarning, match="not yours"):
         assert space.fns["download_eval"](str(run.id), BOB)["value"] is None
     space.fns["cancel_eval"](str(run.id), ALICE, oauth(ALICE_OAUTH))  # its owner can
@@ -172,3 +172,20 @@ def test_a_run_is_evaluated_only_once_it_has_trained(space):
     message = _evaluate(space, run.id)
     assert "is running: it can be evaluated once it has trained and saved its adapter" in message
     assert _evaluations(space) == []
+
+
+def test_judging_is_on_the_users_own_account_and_their_own_evaluated_run(space):
+    run = space.run_of("alice")
+    judge = space.fns["judge"]
+    args = ("acme/judge-70b", "Be fair.", 10, None)
+    assert "has no evaluation yet" in judge(str(run.id), *args, ALICE, oauth(ALICE_OAUTH))
+    rows = [{"prompt": "hi", "reference": "Ahoy", "base": {"text": "hi"}, "tuned": {"text": "Ahoy"}}]
+    rf.write_json_atomic(Path(run.run_dir) / rf.EVAL_DIR / rf.EVAL_RESULTS_FILE, {"rows": rows})
+    assert "not yours" in judge(str(run.id), *args, BOB, oauth(BOB_OAUTH))
+    assert "sign in again to give the app your token" in judge(str(run.id), *args, ALICE, None)  # never the Space's
+    assert _evaluations(space) == []
+    assert judge(str(run.id), *args, ALICE, oauth(ALICE_OAUTH)).startswith("**Judging queued**")
+    (job,) = _evaluations(space)
+    assert _wait_for(Path(job.run_dir) / "worker-token.txt") == ALICE_OAUTH
+    request = json.loads((Path(job.run_dir) / rf.EVAL_REQUEST_FILE).read_text())
+    assert request["judge"]["model"] == "acme/judge-70b" and request["judge"]["rubric"] == "Be fair."

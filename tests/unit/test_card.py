@@ -128,3 +128,40 @@ def test_a_push_uploads_the_evaluation_beside_the_adapter(run_dir):
     (run_dir / rf.EVAL_DIR / rf.LOG_FILE).write_text("a log naming /data/runs")
     pushed = [name for name, _ in files_to_push(run_dir) if name.startswith("eval/")]
     assert pushed == ["eval/summary.json", "eval/results.json", "eval/chart.png"]  # results, never its log
+
+
+def test_the_card_gives_the_judges_and_the_blind_votes_win_rates(run_dir):
+    folder = run_dir / rf.EVAL_DIR
+    judged = {
+        "model": "acme/judge-70b",
+        "pairs": [],
+        "summary": {
+            "pairs": 3,
+            "judgments": 6,
+            "tuned": 5,
+            "base": 1,
+            "tie": 0,
+            "agreed": 2,
+            "win_rate": 0.8333,
+            "interval": [0.4365, 0.9699],
+            "tokens": 900,
+        },
+    }
+    rf.write_json_atomic(folder / rf.EVAL_JUDGE_FILE, judged)
+    votes = {
+        "tuned": 7,
+        "base": 2,
+        "tie": 1,
+        "both_bad": 0,
+        "votes": 10,
+        "voters": 3,
+        "win_rate": 0.7778,
+        "interval": [0.453, 0.9368],
+    }
+    rf.write_json_atomic(folder / rf.EVAL_VOTES_FILE, votes)
+    section = model_card(run_dir).split("## Evaluation", 1)[1].split("## Sample", 1)[0]
+    assert "judge acme/judge-70b: tuned preferred in 5 of 6 decisive judgments (83 %, 95 % CI 44–97 %)" in section
+    assert (
+        "Blind A/B votes" in section and "tuned preferred in 7 of 9 decisive votes (78 %, 95 % CI 45–94 %)" in section
+    )
+    assert "| chrF |" not in section  # no batch evaluation: no table

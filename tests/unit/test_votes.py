@@ -32,15 +32,16 @@ def test_the_tally_counts_each_vote_for_the_side_that_was_tuned():
         {"voter": "ann", "tuned_is": "a", "verdict": "a"},  # tuned shown as A, A chosen: tuned wins
         {"voter": "ann", "tuned_is": "b", "verdict": "b"},  # tuned as B, B chosen: tuned wins
         {"voter": "bo", "tuned_is": "b", "verdict": "a"},  # tuned as B, A chosen: the base wins
+        {"voter": "dee", "tuned_is": "b", "verdict": "b"},  # tuned as B, B chosen: tuned wins
         {"voter": "bo", "tuned_is": "a", "verdict": "tie"},
         {"voter": "cy", "tuned_is": "a", "verdict": "both_bad"},
     ]
     counts = tally(votes)
-    assert (counts["tuned"], counts["base"], counts["tie"], counts["both_bad"]) == (2, 1, 1, 1)
-    assert counts["votes"] == 5 and counts["voters"] == 3
-    assert counts["win_rate"] == pytest.approx(2 / 3, abs=1e-4)
-    assert counts["interval"] == pytest.approx(list(wilson(2, 3)), abs=1e-4)
-    assert tally_text(counts).startswith("tuned preferred in 2 of 3 decisive votes (67 %, 95 % CI 21–94 %)")
+    assert (counts["tuned"], counts["base"], counts["tie"], counts["both_bad"]) == (3, 1, 1, 1)
+    assert counts["votes"] == 6 and counts["voters"] == 4
+    assert counts["win_rate"] == 0.75
+    assert counts["interval"] == pytest.approx([0.3006, 0.9544], abs=1e-4)  # Wilson, 3 of 4
+    assert tally_text(counts).startswith("tuned preferred in 3 of 4 decisive votes (75 %, 95 % CI 30–95 %)")
 
 
 def test_a_second_vote_by_the_same_person_on_the_same_prompt_replaces_the_first(tmp_path):

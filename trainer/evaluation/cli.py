@@ -10,7 +10,8 @@ from trainer.runs.folder import EVAL_DIR, EVAL_REQUEST_FILE
 
 
 def add_command(sub) -> None:
-    """The eval command and its arguments: the run, where the prompts come from, how many, how long the answers."""
+    """The eval command and its arguments (the run, where the prompts come from, how many, how long the answers),
+    and the judge command (`add_judge_command`)."""
     parser = sub.add_parser(
         "eval",
         help="batch evaluation: the base and the tuned model answer the same prompts, scored on the references",
@@ -33,12 +34,21 @@ def add_command(sub) -> None:
     )
     request = f"RUN/{EVAL_DIR}/{EVAL_REQUEST_FILE}"
     parser.add_argument("--request", action="store_true", help=f"read the settings from {request} (a queued one)")
+    add_judge_command(sub)
 
 
-def settings_from_args(args: argparse.Namespace) -> EvalSettings:
-    """The settings the flags ask for (or the queued request's, with --request)."""
+def settings_from_args(args: argparse.Namespace):
+    """The settings the flags ask for, or the queued request's with --request (an EvalSettings, or a JudgeSettings
+    when the Runs tab queued a judge)."""
     if args.request:
-        return EvalSettings.load(args.run / EVAL_DIR / EVAL_REQUEST_FILE)
+        import json
+
+        request = json.loads((args.run / EVAL_DIR / EVAL_REQUEST_FILE).read_text(encoding="utf-8"))
+        if "judge" in request:
+            from trainer.evaluation.judge import JudgeSettings
+
+            return JudgeSettings.from_dict(request["judge"])
+        return EvalSettings.from_dict(request)
     source = "file" if args.prompts else "dataset" if args.dataset else "held-out"
     return EvalSettings(
         source=source,
@@ -61,10 +71,13 @@ def command(args: argparse.Namespace) -> int:
 
     stop = []
     on_term(lambda signum, frame: stop.append(signum))  # Cancel: the batch in hand ends, what was answered is kept
+    settings = settings_from_args(args)
+    if not isinstance(settings, EvalSettings):
+        return _judge(args.run, settings, stop)
     try:
         summary = evaluate_run(
             args.run,
-            settings_from_args(args),
+            settings,
             token=resolve_token(),
             should_stop=lambda: bool(stop),
             time_limit_s=worker_time_limit(),
@@ -76,4 +89,61 @@ def command(args: argparse.Namespace) -> int:
     print(headline(summary).replace("**", ""))
     print(comparison_markdown(summary))
     print(f"results: {eval_dir(args.run)}")
+    return 0
+
+
+def add_judge_command(sub) -> None:
+    """The judge command: a judge model compares the two answers of each pair of the run's evaluation."""
+    from trainer.evaluation.judge import DEFAULT_JUDGE, JudgeSettings
+
+    defaults = JudgeSettings()
+    parser = sub.add_parser(
+        "judge",
+        help="a judge model compares the base's and the tuned model's answers of the run's evaluation",
+        description="Ask a judge model (Hugging Face Inference Providers, your own token: HF_TOKEN or `hf auth "
+        "login`) which of the two answers of each pair in RUN/eval/results.json is better, in both orders; write "
+        "RUN/eval/judge.json with every verdict and its reason, and print the tuned model's win rate.",
+    )
+    parser.add_argument("run", type=Path, help="the run folder of an evaluated run (python -m trainer eval RUN)")
+    parser.add_argument("--model", default=DEFAULT_JUDGE, help=f"the judge model (default: {DEFAULT_JUDGE})")
+    parser.add_argument("--rubric-file", type=Path, help="a text file with your rubric (default: the studio's)")
+    parser.add_argument("--rows", type=int, default=defaults.rows, help=f"at most this many pairs ({defaults.rows})")
+    parser.add_argument("--provider", default=defaults.provider, help="the Inference Provider (default: auto)")
+    parser.add_argument("--usd-per-million-tokens", type=float, help="your provider's price, for the estimate")
+
+
+def judge_command(args: argparse.Namespace) -> int:
+    """Judge the run's evaluation; print the estimate, then the tally and where the verdicts are."""
+    from trainer.evaluation.judge import JudgeSettings, estimate_judge
+    from trainer.evaluation.report import read_rows
+    from trainer.runs.processes import on_term
+
+    rubric = args.rubric_file.read_text(encoding="utf-8") if args.rubric_file else JudgeSettings().rubric
+    settings = JudgeSettings(args.model, rubric, args.rows, args.provider, args.usd_per_million_tokens)
+    if rows := read_rows(args.run):
+        print(estimate_judge(rows, settings).markdown(settings.model).replace("**", ""), flush=True)
+    stop: list[int] = []
+    on_term(lambda signum, frame: stop.append(signum))
+    return _judge(args.run, settings, stop)
+
+
+def _judge(run: Path, settings, stop: list[int]) -> int:
+    from trainer.errors import EXIT_CANCELLED
+    from trainer.evaluation.metrics import judge_text
+    from trainer.evaluation.worker import EvalStopped, judge_run
+    from trainer.hub import resolve_token
+
+    try:
+        result = judge_run(
+            run,
+            settings,
+            token=resolve_token(),
+            should_stop=lambda: bool(stop),
+            on_progress=lambda done, total: print(f"judged {done}/{total} pairs", flush=True),
+        )
+    except EvalStopped as exc:
+        print(f"stopped: {exc}", flush=True)
+        return EXIT_CANCELLED
+    print(judge_text(result["summary"], settings.model))
+    print(f"verdicts: {run / EVAL_DIR / 'judge.json'}")
     return 0

@@ -173,3 +173,36 @@ def tally_text(counts: dict[str, Any]) -> str:
         f"{counts['both_bad']} both bad; {counts['votes']} votes by {counts['voters']} "
         f"{'person' if counts['voters'] == 1 else 'people'}"
     )
+
+
+def judge_tally(pairs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The tuned model's share of the decisive judgments with its 95 % Wilson interval, the ties, and how many pairs
+    the two orders agreed on."""
+    verdicts = [j["verdict"] for pair in pairs for j in pair["judgments"]]
+    tuned, base = verdicts.count("tuned"), verdicts.count("base")
+    interval = wilson(tuned, tuned + base)
+    agreed = sum(len({j["verdict"] for j in pair["judgments"]}) == 1 for pair in pairs)
+    return {
+        "pairs": len(pairs),
+        "judgments": len(verdicts),
+        "tuned": tuned,
+        "base": base,
+        "tie": verdicts.count("tie"),
+        "agreed": agreed,
+        "win_rate": round(tuned / (tuned + base), 4) if tuned + base else None,
+        "interval": [round(interval[0], 4), round(interval[1], 4)] if interval else None,
+        "tokens": sum(pair.get("tokens", 0) for pair in pairs),
+    }
+
+
+def judge_text(counts: dict[str, Any], model: str) -> str:
+    """The judge's tally in one sentence."""
+    decisive = counts["tuned"] + counts["base"]
+    rate = ""
+    if counts.get("win_rate") is not None:
+        low, high = counts["interval"]
+        rate = f" ({100 * counts['win_rate']:.0f} %, 95 % CI {100 * low:.0f}–{100 * high:.0f} %)"
+    return (
+        f"judge {model}: tuned preferred in {counts['tuned']} of {decisive} decisive judgments{rate}, "
+        f"{counts['tie']} ties; {counts['pairs']} pairs judged in both orders, {counts['agreed']} agreed both ways"
+    )

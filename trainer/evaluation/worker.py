@@ -166,3 +166,72 @@ def evaluate_run(
         raise EvalStopped(f"{why}; {len(scored)} of {len(rows)} prompts answered and kept", limit_hit)
     rf.write_status(folder, RunState.SUCCEEDED, finished_at=time.time(), prompts=len(scored))
     return summary
+
+
+def judge_run(
+    run_dir: str | Path,
+    settings,
+    token: str | bool | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    ask=None,
+) -> dict[str, Any]:
+    """Judge the pairs of the run's last evaluation (eval/results.json) with the judge model, both orders each, and
+    write eval/judge.json: every judgment with its reason, the tally and the judge's name (also when stopped early).
+
+    `ask` stands in for the judge (tests); by default it is the model through Inference Providers with `token`.
+    """
+    from trainer.evaluation.judge import inference_ask, judge_pair
+    from trainer.evaluation.metrics import judge_tally
+    from trainer.evaluation.report import eval_dir, read_rows
+
+    run_dir = Path(run_dir)
+    if problems := settings.problems():
+        raise ConfigError(problems)
+    rows = read_rows(run_dir)[: settings.rows]
+    if not rows:
+        raise ConfigError(
+            [f"{run_dir.name}: no evaluation to judge yet. Evaluate the run first (python -m trainer eval)."]
+        )
+    folder = eval_dir(run_dir)
+    from trainer.runs.processes import process_start
+
+    rf.write_status(
+        folder,
+        RunState.RUNNING,
+        started_at=time.time(),
+        error=None,
+        pid=os.getpid(),
+        pid_start=process_start(os.getpid()),
+        name=f"judging with {settings.model}",
+    )
+    rf.set_phase(folder, "judging")
+    ask = ask or inference_ask(settings, token)
+    pairs: list[dict[str, Any]] = []
+    try:
+        for row in rows:
+            if should_stop and should_stop():
+                break
+            pairs.append(judge_pair(ask, settings.rubric, row))
+            rf.set_phase_steps(folder, len(pairs), len(rows))
+            if on_progress:
+                on_progress(len(pairs), len(rows))
+    except BaseException as exc:
+        rf.write_status(folder, RunState.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=time.time())
+        raise
+    counts = judge_tally(pairs)
+    complete = len(pairs) == len(rows)
+    result = {
+        "model": settings.model,
+        "settings": settings.to_dict(),
+        "summary": counts,
+        "pairs": pairs,
+        "complete": complete,
+    }
+    rf.write_json_atomic(folder / rf.EVAL_JUDGE_FILE, result)
+    if not complete:
+        note = f"cancelled by the user: {len(pairs)} of {len(rows)} pairs judged"
+        rf.write_status(folder, RunState.CANCELLED, error=note, finished_at=time.time())
+        raise EvalStopped(note, time_limit=False)
+    rf.write_status(folder, RunState.SUCCEEDED, finished_at=time.time())
+    return result

@@ -254,17 +254,21 @@ def evaluation_section(run_dir: Path) -> dict[str, str] | None:
     """The card's Evaluation section from the run's last evaluation (eval/summary.json) and blind votes
     (eval/votes.json), None without either: what it was evaluated on, the comparison table base vs tuned, its chart,
     and the tuned model's win rate in the votes with its 95 % interval."""
-    from trainer.evaluation.metrics import SIDES, comparison_markdown, tally_text
+    from trainer.evaluation.metrics import SIDES, comparison_markdown, judge_text, tally_text
 
     folder = Path(run_dir) / rf.EVAL_DIR
     summary = rf.read_json(folder / rf.EVAL_SUMMARY_FILE, None)
     votes = rf.read_json(folder / rf.EVAL_VOTES_FILE, None)
-    votes_text = ""
+    judged = rf.read_json(folder / rf.EVAL_JUDGE_FILE, None)
+    verdicts = ""
+    if isinstance(judged, dict) and isinstance(judged.get("summary"), dict) and judged["summary"].get("pairs"):
+        rubric = "each pair judged twice, the tuned answer first and then second, to cancel position bias"
+        verdicts = f"Judge model ({rubric}): {judge_text(judged['summary'], judged.get('model', '?'))}.\n\n"
     if isinstance(votes, dict) and votes.get("votes"):
         blind = "people saw the two answers as A and B, not knowing which was which"
-        votes_text = f"Blind A/B votes ({blind}): {tally_text(votes)}."
+        verdicts += f"Blind A/B votes ({blind}): {tally_text(votes)}."
     if not isinstance(summary, dict) or not all(isinstance(summary.get(side), dict) for side in SIDES):
-        return {"text": "", "table": "", "chart": "", "votes": votes_text} if votes_text else None
+        return {"text": "", "table": "", "chart": "", "verdicts": verdicts} if verdicts else None
     partial = "" if summary.get("complete", True) else " It was stopped early: the figures cover the prompts answered."
     text = (
         f"The base model and this adapter answered the same {summary.get('prompts', '?')} prompts "
@@ -273,7 +277,7 @@ def evaluation_section(run_dir: Path) -> dict[str, str] | None:
         f"references' perplexity under each model.{partial}"
     )
     chart = f"{rf.EVAL_DIR}/{rf.EVAL_CHART_FILE}" if (folder / rf.EVAL_CHART_FILE).is_file() else ""
-    return {"text": text, "table": comparison_markdown(summary), "chart": chart, "votes": votes_text}
+    return {"text": text, "table": comparison_markdown(summary), "chart": chart, "verdicts": verdicts}
 
 
 def commit_description(run_dir: Path) -> str:

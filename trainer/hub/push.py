@@ -41,7 +41,13 @@ logger = logging.getLogger(__name__)
 
 RUN_FILES_PUSHED = (rf.CONFIG_FILE, rf.EVENTS_FILE, MODEL_CARD_FILE, LOSS_CURVE_FILE)
 """Run-folder files uploaded beside the adapter files (which go to the repo root, where PEFT looks for them)."""
-EVAL_FILES_PUSHED = (rf.EVAL_SUMMARY_FILE, rf.EVAL_RESULTS_FILE, rf.EVAL_CHART_FILE, rf.EVAL_VOTES_FILE)
+EVAL_FILES_PUSHED = (
+    rf.EVAL_SUMMARY_FILE,
+    rf.EVAL_RESULTS_FILE,
+    rf.EVAL_CHART_FILE,
+    rf.EVAL_VOTES_FILE,
+    rf.EVAL_JUDGE_FILE,
+)
 """The run's evaluation (`python -m trainer eval`), uploaded under eval/ when it has one."""
 ADAPTER_REQUIRED = ("adapter_config.json", "adapter_model.safetensors")
 ADAPTER_SKIPPED = ("README.md",)  # PEFT's template card; ours replaces it
@@ -69,7 +75,7 @@ def files_to_push(run_dir: Path) -> list[tuple[str, Path]]:
     files = [(p.name, p) for p in sorted(adapter.iterdir()) if p.is_file() and p.name not in ADAPTER_SKIPPED]
     files += [(name, Path(run_dir) / name) for name in RUN_FILES_PUSHED if (Path(run_dir) / name).is_file()]
     evaluation = Path(run_dir) / rf.EVAL_DIR  # the last evaluation, when the run has one (the card shows it)
-    if (evaluation / rf.EVAL_SUMMARY_FILE).is_file() or (evaluation / rf.EVAL_VOTES_FILE).is_file():
+    if any((evaluation / name).is_file() for name in EVAL_FILES_PUSHED):
         shown = [name for name in EVAL_FILES_PUSHED if (evaluation / name).is_file()]
         files += [(f"{rf.EVAL_DIR}/{name}", evaluation / name) for name in shown]
     return files

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from trainer.evaluation.judge import JudgeEstimate, JudgeSettings, estimate_judge
 from trainer.evaluation.report import eval_dir, read_rows, read_summary
 from trainer.evaluation.settings import EvalEstimate, EvalSettings, estimate_eval
 from trainer.phi3 import TINY_MODEL_NAME
@@ -131,9 +132,38 @@ class Evaluations:
             settings = replace(settings, path=saved)
         if problems := self.problems(who, run, settings, on_gpu):
             raise RefusedRun(problems)
-        return self._enqueue(run, settings, who)
+        return self._enqueue(run, settings.to_dict(), who, f"evaluation of {run.name}")
 
-    def _enqueue(self, run: Job, settings: EvalSettings, who: Caller) -> Job:
+    def judge(self, who: Caller, run_id: object, settings: JudgeSettings) -> Job:
+        """Queue the judging of the caller's evaluated run by a judge model, with the caller's own token (on a Space
+        a signed-in user's; never the Space's). It runs as an evaluation job of the run (`python -m trainer eval RUN
+        --request` reads the judge's settings), so it is cancelable and owner-checked like one.
+
+        Raises:
+            AccessError: not signed in, or not the caller's run. ValueError (RefusedRun): the problems.
+        """
+        who.require("judge a run")
+        run = self._run(who, run_id)
+        problems = settings.problems()
+        if not read_rows(run.run_dir):
+            problems.append(f"run #{run.id} has no evaluation yet: evaluate it first; the judge compares its answers.")
+        if self.service.space_mode() and not who.token:
+            problems.append("the judge runs on your Hugging Face account: sign in again to give the app your token.")
+        if problems:
+            raise RefusedRun(problems)
+        return self._enqueue(run, {"judge": settings.to_dict()}, who, f"judging of {run.name}")
+
+    def judge_estimate(self, who: Caller, run_id: object, settings: JudgeSettings) -> JudgeEstimate:
+        """The judge's calls, tokens and (with a price) cost before it starts."""
+        return estimate_judge(read_rows(self._run(who, run_id).run_dir), settings)
+
+    @staticmethod
+    def judgments(who: Caller, run: Job) -> dict[str, Any] | None:
+        """The run's last judging (eval/judge.json), None without one (call with a run from `find`)."""
+        data = rf.read_json(eval_dir(Path(run.run_dir)) / rf.EVAL_JUDGE_FILE, None)
+        return data if isinstance(data, dict) and isinstance(data.get("summary"), dict) else None
+
+    def _enqueue(self, run: Job, request: dict[str, Any], who: Caller, name: str) -> Job:
         """Write the request and a queued status into the run's eval/ and queue it (the last results stay until the
         new ones replace them)."""
         queue, folder = self.service.queue, eval_dir(Path(run.run_dir))
@@ -141,8 +171,7 @@ class Evaluations:
             raise ValueError(f"run #{run.id} already has an evaluation queued or running; wait for it or cancel it.")
         queue.check_active_runs(who.owner)
         folder.mkdir(parents=True, exist_ok=True)
-        settings.save(folder / rf.EVAL_REQUEST_FILE)
-        name = f"evaluation of {run.name}"
+        rf.write_json_atomic(folder / rf.EVAL_REQUEST_FILE, request)
         rf.write_exit(folder, None)
         rf.write_status(folder, RunState.QUEUED, owner=who.owner, name=name, error=None, finished_at=None)
         return queue.enqueue(folder, name, who.owner, who.token, kind=EVAL)
@@ -216,4 +245,4 @@ def forget(store, run: Job) -> None:
         store.delete(job.id)
 
 
-__all__ = ["AccessError", "EvalEstimate", "EvalSettings", "EvalView", "Evaluations"]
+__all__ = ["AccessError", "EvalEstimate", "EvalSettings", "EvalView", "Evaluations", "JudgeSettings"]

@@ -44,6 +44,7 @@ EVAL_REQUEST_FILE = "request.json"  # in EVAL_DIR: what the queued evaluation wa
 EVAL_RESULTS_FILE = "results.json"  # in EVAL_DIR: every prompt, both answers, per-row scores
 EVAL_SUMMARY_FILE = "summary.json"  # in EVAL_DIR: the corpus figures per side (the card's Evaluation section)
 EVAL_CHART_FILE = "chart.png"  # in EVAL_DIR: base vs tuned bars
+EVAL_JUDGE_FILE = "judge.json"  # in EVAL_DIR: the judge model's verdicts on the evaluation's pairs, and its tally
 EVAL_VOTES_FILE = "votes.json"  # in EVAL_DIR: the blind votes' tally, counts only (trainer.runs.voting)
 
 
@@ -63,7 +64,7 @@ PHASES = {
 }
 """A running run's phases in order (status.json `phase`), each with its rough share of the run in percent: the
 progress bar moves through them, and through the training share step by step. 'pushing' is read from `push_state`."""
-EVAL_PHASES = {"starting": 2, "reading the prompts": 8, "loading the models": 10, "answering": 80}
+EVAL_PHASES = {"starting": 2, "reading the prompts": 8, "loading the models": 10, "answering": 80, "judging": 80}
 """A running evaluation's phases (its own status.json in the run's `eval/`), answering counted by prompts done."""
 
 

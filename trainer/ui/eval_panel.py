@@ -13,13 +13,22 @@ from typing import Any
 
 import gradio as gr
 
-from trainer.runs.service import AccessError, EvalSettings, EvalView, RunService, RunState, without_server_paths
+from trainer.runs.service import (
+    AccessError,
+    EvalSettings,
+    EvalView,
+    JudgeSettings,
+    RunService,
+    RunState,
+    without_server_paths,
+)
 from trainer.ui.context import AppContext, caller, download_folder, plain
 from trainer.ui.form import labelled
 
 SOURCES = [("the run's held-out rows", "held-out"), ("a file I upload", "file"), ("a Hub dataset", "dataset")]
 SUMMARY_COLUMNS = ["metric", "base", "tuned", "change"]
 ROW_COLUMNS = ["prompt", "reference", "base", "tuned", "chrF base", "chrF tuned"]
+JUDGE_COLUMNS = ["prompt", "tuned shown first: verdict", "reason", "base shown first: verdict", "reason "]
 
 
 def _whole(value: Any) -> Any:
@@ -39,10 +48,19 @@ def settings_of(source: str, dataset: str | None, split: str | None, rows: Any, 
     )
 
 
-def status_markdown(service: RunService, view: EvalView, votes: dict[str, Any] | None = None) -> str:
+def judge_settings(model: str | None, rubric: str | None, rows: Any, price: Any) -> JudgeSettings:
+    """The judge the form asks for (an empty price: unknown)."""
+    known = isinstance(price, (int, float)) and not isinstance(price, bool)
+    price = float(price) if known else None
+    return JudgeSettings((model or "").strip(), rubric or "", _whole(rows), usd_per_million_tokens=price)
+
+
+def status_markdown(
+    service: RunService, view: EvalView, votes: dict[str, Any] | None = None, judged: dict[str, Any] | None = None
+) -> str:
     """Where the run's evaluation is: queued, answering (n of N prompts), finished with its headline, or why not;
-    and the blind votes' tally."""
-    from trainer.evaluation.metrics import tally_text
+    the blind votes' tally and the judge's."""
+    from trainer.evaluation.metrics import judge_text, tally_text
     from trainer.evaluation.report import headline
 
     job, status, lines = view.job, view.status, []
@@ -64,7 +82,23 @@ def status_markdown(service: RunService, view: EvalView, votes: dict[str, Any] |
         lines.append("Not evaluated yet: pick the prompts and press **Evaluate**.")
     if votes and votes.get("votes"):
         lines.append(f"**Blind votes:** {plain(tally_text(votes))}.")
+    if judged:
+        stopped = "" if judged.get("complete", True) else " (stopped early)"
+        lines.append(f"**Judge:** {plain(judge_text(judged['summary'], judged['model']))}{stopped}.")
     return "\n\n".join(lines)
+
+
+def judge_table(judged: dict[str, Any] | None) -> list[list[str]] | None:
+    """Each judged pair: the prompt, and the verdict with its reason in each order."""
+    if not judged:
+        return None
+    rows = []
+    for pair in judged.get("pairs", []):
+        cells = [pair["prompt"]]
+        for judgment in pair["judgments"]:
+            cells += [judgment["verdict"], judgment["reason"]]
+        rows.append(cells)
+    return rows
 
 
 def share_markdown(token: str | None, request: gr.Request | None) -> str:
@@ -146,25 +180,47 @@ class EvalPanel:
         try:
             run = self.service.find(who, run_id)
         except AccessError:
-            return ["", "", None, None, None, gr.update(interactive=False), gr.update(interactive=False), {}]
+            none = gr.update(value=None, visible=False)
+            return ["", "", none, none, none, none, gr.update(interactive=False), gr.update(interactive=False), {}]
         view = self.service.evals.view(who, run)
         votes, token = self.service.votes.counts(run), self.service.votes.shared(who, run)
+        judged = self.service.evals.judgments(who, run)
         job = view.job and [view.job.id, view.job.status, view.job.error]
-        stamp = [run.id, job, view.status, view.summary, votes, token]
+        stamp = [run.id, job, view.status, view.summary, votes, token, judged and judged["summary"]]
         if seen.get("stamp") == stamp:
-            return [gr.skip()] * 7 + [seen]
+            return [gr.skip()] * 8 + [seen]
         chart = self.service.evals.chart(who, run) if view.summary else None
         summary = comparison(view.summary) if view.summary else None
         return [
-            status_markdown(self.service, view, votes),
+            status_markdown(self.service, view, votes, judged),
             share_markdown(token, request),
             gr.update(value=summary, visible=summary is not None),
             gr.update(value=chart, visible=chart is not None),
             gr.update(value=row_table(view.rows) if view.rows else None, visible=bool(view.rows)),
+            gr.update(value=judge_table(judged), visible=judged is not None),
             gr.update(interactive=view.active),
             gr.update(interactive=view.summary is not None),
             {"stamp": stamp},
         ]
+
+    def estimate_judge(self, run_id, model, rubric, rows, price, profile: gr.OAuthProfile | None):
+        """The judge's calls, tokens and cost before it starts."""
+        settings = judge_settings(model, rubric, rows, price)
+        if problems := settings.problems():
+            return "\n".join(f"- {labelled(p)}" for p in problems)
+        try:
+            return self.service.evals.judge_estimate(caller(profile), run_id, settings).markdown(settings.model)
+        except (AccessError, ValueError) as exc:
+            return labelled(str(exc))
+
+    def judge(self, run_id, model, rubric, rows, price, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
+        """Queue the judging of the caller's evaluated run, on their own Hugging Face account."""
+        try:
+            job = self.service.evals.judge(caller(profile, oauth), run_id, judge_settings(model, rubric, rows, price))
+        except (AccessError, ValueError) as exc:
+            problems = getattr(exc, "problems", None) or [str(exc)]
+            return "**Judge not started:**\n" + "\n".join(f"- {labelled(p)}" for p in problems)
+        return f"**Judging queued** (job #{job.id}): the verdicts show here."
 
     def share_votes(self, run_id, profile: gr.OAuthProfile | None, request: gr.Request | None = None):
         """Make (or show again) the vote link of the caller's own evaluated run."""
@@ -230,6 +286,17 @@ def build(ctx: AppContext, picker: gr.Dropdown, timer: gr.Timer, save_file_js: s
         table = gr.Dataframe(
             headers=ROW_COLUMNS, label="Every prompt, both answers", elem_id="eval-table", wrap=True, visible=False
         )
+        judged = gr.Dataframe(
+            headers=JUDGE_COLUMNS, label="The judge's verdicts", elem_id="judge-table", wrap=True, visible=False
+        )
+        with gr.Accordion("Judge the answers with a model (on your Hugging Face account)", open=False):
+            with gr.Row():
+                judge_model = gr.Textbox(JudgeSettings().model, label="Judge model", elem_id="judge-model", scale=3)
+                judge_rows = gr.Number(JudgeSettings().rows, label="At most this many pairs", precision=0)
+                judge_price = gr.Number(None, label="Your provider's price, $ per million tokens (optional)")
+            judge_rubric = gr.Textbox(JudgeSettings().rubric, label="Rubric", lines=3, elem_id="judge-rubric")
+            judge_estimate = gr.Markdown(elem_id="judge-estimate")
+            judge_start = gr.Button("Judge", elem_id="judge-start", scale=0, min_width=110)
         archive = gr.File(label="evaluation (.zip)", visible=False, elem_id="eval-zip")
         seen = gr.State({})
     form = [picker, source, dataset, split, rows, max_new]
@@ -238,7 +305,11 @@ def build(ctx: AppContext, picker: gr.Dropdown, timer: gr.Timer, save_file_js: s
         trigger(panel.estimate_eval, form, estimate, queue=False, show_progress="hidden")
     start.click(panel.evaluate, [picker, source, upload, dataset, split, rows, max_new], status)
     cancel.click(panel.cancel_eval, picker, status)
-    outputs = [status, link, summary, chart, table, cancel, download, seen]
+    outputs = [status, link, summary, chart, table, judged, cancel, download, seen]
+    judge_form = [picker, judge_model, judge_rubric, judge_rows, judge_price]
+    for trigger in (picker.change, judge_model.blur, judge_rows.change, judge_price.change, judge_rubric.blur):
+        trigger(panel.estimate_judge, judge_form, judge_estimate, queue=False, show_progress="hidden")
+    judge_start.click(panel.judge, judge_form, status)
     share.click(panel.share_votes, picker, link, queue=False)
     unshare.click(panel.unshare_votes, picker, link, queue=False)
     for trigger in (timer.tick, picker.change):
