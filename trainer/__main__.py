@@ -458,8 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(handlers=[console], format="%(levelname)s %(name)s: %(message)s")
     handlers = {
         "train": cmd_train,
-        "eval": eval_cli.command,
-        "judge": eval_cli.judge_command,
+        **eval_cli.COMMANDS,  # eval, judge, benchmarks
         "demo": cmd_demo,
         "config": cmd_config,
         "bench": cmd_bench,
@@ -479,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc if os.environ.get(WORKER_ENV) else render_hints(str(exc), 'cli')}", file=sys.stderr)
         code = EXIT_BAD_INPUT
     finally:
-        folder = {"train": "run_dir", "eval": "run", "judge": "run"}.get(args.command, "")  # a worker's folder
+        folder = {"train": "run_dir", **dict.fromkeys(eval_cli.COMMANDS, "run")}.get(args.command, "")  # a worker's
         if os.environ.get(WORKER_ENV) and getattr(args, folder, None) is not None and dist.is_main():
             # how this worker ended, for a server that restarts while it is gone (see RunQueue.recover)
             rf.write_exit(getattr(args, folder) / ("" if folder == "run_dir" else rf.EVAL_DIR), code)

@@ -175,10 +175,10 @@ def test_a_queued_evaluation_runs_as_a_job_and_the_runs_tab_shows_its_results(qu
     assert summary["prompts"] == 8 and summary["tuned"]["chrf"] > summary["base"]["chrf"]
 
     studio = build_studio(service, on_gpu=False)
-    status, link, table, chart, rows, judged, cancel, download, _ = studio.handlers()["refresh_eval"](
+    status, link, table, chart, rows, judged, benchmarks, cancel, download, _ = studio.handlers()["refresh_eval"](
         str(run.id), {}, None
     )
-    assert not judged["visible"]  # not judged
+    assert not judged["visible"] and not benchmarks["visible"]  # not judged, no benchmarks
     assert link == ""  # not shared for votes
     assert "**Evaluation** on 8 prompts (the run's held-out rows)" in status
     assert table["value"][0][0] == "chrF" and table["value"][0][2] == round(summary["tuned"]["chrf"], 1)
@@ -201,3 +201,45 @@ def test_cancel_stops_a_queued_evaluation_and_keeps_what_it_answered(queued):
     assert done.status == RunState.CANCELLED
     kept = read_rows(run.run_dir)
     assert 1 <= len(kept) < 24 and read_summary(run.run_dir)["complete"] is False
+
+
+LOCAL_TASK = """task: pirate_choice
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "{{{{question}}}}"
+doc_to_choice: "{{{{choices}}}}"
+doc_to_target: answer
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+"""
+
+
+def test_lm_eval_runs_a_local_task_on_base_and_tuned_and_the_card_carries_it(run_copy, tmp_path):
+    import json as json_module
+
+    from trainer.evaluation.benchmarks import BenchmarkSettings, run_benchmarks
+    from trainer.hub.card import benchmark_results
+
+    rows = [("What is rain?", "Rain is water falling from the sky."), ("What is the moon?", "The moon is a rock.")]
+    data = tmp_path / "pirate.jsonl"
+    data.write_text(
+        "".join(
+            json_module.dumps({"question": q, "choices": [a, "Ahoy! " + a.replace(" is ", " be ")[:-1] + ", matey."],
+                               "answer": 1}) + "\n"
+            for q, a in rows
+        )
+    )
+    (tmp_path / "pirate_choice.yaml").write_text(LOCAL_TASK.format(data=data))
+    run_dir = shutil.copytree(run_copy, tmp_path / "run", ignore=shutil.ignore_patterns("eval"))
+    result = run_benchmarks(run_dir, BenchmarkSettings(["pirate_choice"], limit=2, include_path=str(tmp_path)))
+    assert result["base"]["pirate_choice"]["acc"] < result["tuned"]["pirate_choice"]["acc"]  # measured 0.0 -> 1.0
+    saved = json_module.loads((run_dir / "eval" / "benchmarks.json").read_text())
+    assert saved["tuned"] == result["tuned"] and saved["limit"] == 2
+    (metric,) = benchmark_results(run_dir)
+    assert metric.dataset_name == "pirate_choice" and metric.metric_value == result["tuned"]["pirate_choice"]["acc"]

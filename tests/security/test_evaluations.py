@@ -85,7 +85,7 @@ def test_another_user_cannot_see_cancel_or_download_an_evaluation(space, monkeyp
         space.fns["cancel_eval"](str(run.id), BOB, oauth(BOB_OAUTH))
     assert space.manager.store.get(job.id).status == RunState.QUEUED
     shown = space.fns["refresh_eval"](str(run.id), {}, BOB)
-    assert shown[:2] == ["", ""] and all(update["value"] is None for update in shown[2:6])
+    assert shown[:2] == ["", ""] and all(update["value"] is None for update in shown[2:7])
     with pytest.warns(UserWarning, match="not yours"):
         assert space.fns["download_eval"](str(run.id), BOB)["value"] is None
     space.fns["cancel_eval"](str(run.id), ALICE, oauth(ALICE_OAUTH))  # its owner can
@@ -189,3 +189,17 @@ def test_judging_is_on_the_users_own_account_and_their_own_evaluated_run(space):
     assert _wait_for(Path(job.run_dir) / "worker-token.txt") == ALICE_OAUTH
     request = json.loads((Path(job.run_dir) / rf.EVAL_REQUEST_FILE).read_text())
     assert request["judge"]["model"] == "acme/judge-70b" and request["judge"]["rubric"] == "Be fair."
+
+
+def test_benchmarks_from_the_web_are_the_offered_tasks_on_ones_own_run(space):
+    run = space.run_of("alice")
+    start = space.fns["run_benchmarks"]
+    assert "not yours" in start(str(run.id), ["arc_easy"], 10, BOB, oauth(BOB_OAUTH))
+    assert "mytask not offered here" in start(str(run.id), ["mytask"], 10, ALICE, oauth(ALICE_OAUTH))
+    assert "limit 0" in start(str(run.id), ["arc_easy"], 0, ALICE, oauth(ALICE_OAUTH))
+    assert _evaluations(space) == []
+    assert start(str(run.id), ["arc_easy", "gsm8k"], 10, ALICE, oauth(ALICE_OAUTH)).startswith("**Benchmarks queued**")
+    (job,) = _evaluations(space)
+    request = json.loads((Path(job.run_dir) / rf.EVAL_REQUEST_FILE).read_text())
+    assert request["benchmarks"]["tasks"] == ["arc_easy", "gsm8k"] and request["benchmarks"]["include_path"] is None
+    assert _wait_for(Path(job.run_dir) / "worker-token.txt") == ALICE_OAUTH

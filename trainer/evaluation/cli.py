@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from trainer.evaluation.benchmarks import TASKS, BenchmarkSettings
+from trainer.evaluation.judge import DEFAULT_JUDGE, JudgeSettings
 from trainer.evaluation.settings import EvalSettings
 from trainer.runs.folder import EVAL_DIR, EVAL_REQUEST_FILE
 
@@ -35,6 +37,7 @@ def add_command(sub) -> None:
     request = f"RUN/{EVAL_DIR}/{EVAL_REQUEST_FILE}"
     parser.add_argument("--request", action="store_true", help=f"read the settings from {request} (a queued one)")
     add_judge_command(sub)
+    add_benchmarks_command(sub)
 
 
 def settings_from_args(args: argparse.Namespace):
@@ -45,9 +48,9 @@ def settings_from_args(args: argparse.Namespace):
 
         request = json.loads((args.run / EVAL_DIR / EVAL_REQUEST_FILE).read_text(encoding="utf-8"))
         if "judge" in request:
-            from trainer.evaluation.judge import JudgeSettings
-
             return JudgeSettings.from_dict(request["judge"])
+        if "benchmarks" in request:
+            return BenchmarkSettings(**request["benchmarks"])
         return EvalSettings.from_dict(request)
     source = "file" if args.prompts else "dataset" if args.dataset else "held-out"
     return EvalSettings(
@@ -72,7 +75,9 @@ def command(args: argparse.Namespace) -> int:
     stop = []
     on_term(lambda signum, frame: stop.append(signum))  # Cancel: the batch in hand ends, what was answered is kept
     settings = settings_from_args(args)
-    if not isinstance(settings, EvalSettings):
+    if isinstance(settings, BenchmarkSettings):
+        return _benchmarks(args.run, settings)
+    if isinstance(settings, JudgeSettings):
         return _judge(args.run, settings, stop)
     try:
         summary = evaluate_run(
@@ -94,8 +99,6 @@ def command(args: argparse.Namespace) -> int:
 
 def add_judge_command(sub) -> None:
     """The judge command: a judge model compares the two answers of each pair of the run's evaluation."""
-    from trainer.evaluation.judge import DEFAULT_JUDGE, JudgeSettings
-
     defaults = JudgeSettings()
     parser = sub.add_parser(
         "judge",
@@ -114,7 +117,7 @@ def add_judge_command(sub) -> None:
 
 def judge_command(args: argparse.Namespace) -> int:
     """Judge the run's evaluation; print the estimate, then the tally and where the verdicts are."""
-    from trainer.evaluation.judge import JudgeSettings, estimate_judge
+    from trainer.evaluation.judge import estimate_judge
     from trainer.evaluation.report import read_rows
     from trainer.runs.processes import on_term
 
@@ -147,3 +150,42 @@ def _judge(run: Path, settings, stop: list[int]) -> int:
     print(judge_text(result["summary"], settings.model))
     print(f"verdicts: {run / EVAL_DIR / 'judge.json'}")
     return 0
+
+
+def add_benchmarks_command(sub) -> None:
+    """The benchmarks command: lm-evaluation-harness tasks on the base and on base + adapter."""
+    defaults = BenchmarkSettings()
+    parser = sub.add_parser(
+        "benchmarks",
+        help="standard benchmarks (lm-evaluation-harness) on the base model and on base + adapter",
+        description="Run lm-eval tasks (e.g. " + ", ".join(TASKS) + ") with a row limit on the run's base model and "
+        "on base + its adapter, and write RUN/eval/benchmarks.json; the card shows them as model-index metadata.",
+    )
+    parser.add_argument("run", type=Path, help="the run folder of a trained run")
+    parser.add_argument("--tasks", default=",".join(defaults.tasks), help="comma-separated lm-eval task names")
+    parser.add_argument("--limit", type=int, default=defaults.limit, help=f"rows of each task ({defaults.limit})")
+    parser.add_argument("--include-path", help="a folder of your own lm-eval task YAMLs")
+    parser.add_argument("--no-chat-template", action="store_true", help="prompts as plain text, not chat turns")
+
+
+def benchmarks_command(args: argparse.Namespace) -> int:
+    """Run the benchmarks; print both sides' results."""
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    include = str(Path(args.include_path).resolve()) if args.include_path else None
+    settings = BenchmarkSettings(tasks, args.limit, include, chat_template=not args.no_chat_template)
+    return _benchmarks(args.run, settings)
+
+
+def _benchmarks(run: Path, settings) -> int:
+    from trainer.evaluation.benchmarks import benchmark_table, run_benchmarks
+
+    data = run_benchmarks(run, settings)
+    print("| task | metric | base | tuned | change |\n| --- | --- | ---: | ---: | ---: |")
+    for row in benchmark_table(data):
+        print("| " + " | ".join("" if cell is None else str(cell) for cell in row) + " |")
+    print(f"results: {run / EVAL_DIR / 'benchmarks.json'}")
+    return 0
+
+
+COMMANDS = {"eval": command, "judge": judge_command, "benchmarks": benchmarks_command}
+"""The commands this module adds to `python -m trainer`, by name."""

@@ -111,6 +111,8 @@ def model_card(run_dir: Path, repo_id: str | None = None) -> str:
     model, data, lora, training = (cfg.get(k, {}) or {} for k in ("model", "data", "lora", "training"))
     repo_id = repo_id or (cfg.get("hub", {}) or {}).get("repo_id") or "<user>/<adapter-repo>"
     meta = card_metadata(cfg)
+    if results := benchmark_results(run_dir):  # lm-eval's results of the tuned model, as Hub model-index metadata
+        meta.update(model_name=repo_id.split("/")[-1], eval_results=results)
     base = meta["base_model"]
     targets = ", ".join(lora.get("target_modules") or [])
     batch = training.get("per_device_train_batch_size", 0) * training.get("gradient_accumulation_steps", 0)
@@ -250,6 +252,51 @@ def _result_lines(run: rf.RunRecord) -> list[str]:
     return lines
 
 
+LM_EVAL_URL = "https://github.com/EleutherAI/lm-evaluation-harness"
+
+
+def benchmark_results(run_dir: Path) -> list[Any]:
+    """The tuned model's lm-eval results (eval/benchmarks.json) as `huggingface_hub.EvalResult`s, [] without."""
+    from huggingface_hub import EvalResult
+
+    data = rf.read_json(Path(run_dir) / rf.EVAL_DIR / rf.EVAL_BENCHMARKS_FILE, None)
+    if not isinstance(data, dict) or not isinstance(data.get("tuned"), dict):
+        return []
+    source = f"lm-evaluation-harness {data.get('lm_eval', '')}, {data.get('limit')} rows per task".replace("  ", " ")
+    return [
+        EvalResult(
+            task_type="text-generation",
+            dataset_type=task,
+            dataset_name=task,
+            metric_type=metric,
+            metric_value=value,
+            source_name=source,
+            source_url=LM_EVAL_URL,
+        )
+        for task, metrics in sorted(data["tuned"].items())
+        for metric, value in metrics.items()
+    ]
+
+
+def benchmark_markdown(run_dir: Path) -> str:
+    """The benchmarks, base vs tuned, as a Markdown table ("" without)."""
+    data = rf.read_json(Path(run_dir) / rf.EVAL_DIR / rf.EVAL_BENCHMARKS_FILE, None)
+    if not isinstance(data, dict) or not isinstance(data.get("tuned"), dict):
+        return ""
+    lines = [
+        f"Standard benchmarks (lm-evaluation-harness {data.get('lm_eval', '')}, the first {data.get('limit')} rows "
+        "of each task, on the base model and on base + this adapter):",
+        "",
+        "| task | metric | base | tuned |",
+        "| --- | --- | ---: | ---: |",
+    ]
+    for task, metrics in sorted(data["tuned"].items()):
+        for metric, value in metrics.items():
+            base = (data.get("base", {}).get(task) or {}).get(metric)
+            lines.append(f"| {task} | {metric} | {'' if base is None else base} | {value} |")
+    return "\n".join(lines)
+
+
 def evaluation_section(run_dir: Path) -> dict[str, str] | None:
     """The card's Evaluation section from the run's last evaluation (eval/summary.json) and blind votes
     (eval/votes.json), None without either: what it was evaluated on, the comparison table base vs tuned, its chart,
@@ -264,6 +311,8 @@ def evaluation_section(run_dir: Path) -> dict[str, str] | None:
     if isinstance(judged, dict) and isinstance(judged.get("summary"), dict) and judged["summary"].get("pairs"):
         rubric = "each pair judged twice, the tuned answer first and then second, to cancel position bias"
         verdicts = f"Judge model ({rubric}): {judge_text(judged['summary'], judged.get('model', '?'))}.\n\n"
+    if benchmarks := benchmark_markdown(run_dir):
+        verdicts += benchmarks + "\n\n"
     if isinstance(votes, dict) and votes.get("votes"):
         blind = "people saw the two answers as A and B, not knowing which was which"
         verdicts += f"Blind A/B votes ({blind}): {tally_text(votes)}."

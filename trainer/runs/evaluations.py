@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from trainer.evaluation.benchmarks import BenchmarkSettings
 from trainer.evaluation.judge import JudgeEstimate, JudgeSettings, estimate_judge
 from trainer.evaluation.report import eval_dir, read_rows, read_summary
 from trainer.evaluation.settings import EvalEstimate, EvalSettings, estimate_eval
@@ -97,13 +98,19 @@ class Evaluations:
         if settings.source == "dataset" and not problems:
             if problem := dataset_problem(who, settings.path or ""):
                 problems.append(problem.replace("data.dataset_name", "evaluation dataset").replace("train on", "use"))
-        base = self.service.config_of(run).model.model_name_or_path
-        if not on_gpu and base != TINY_MODEL_NAME:
-            problems.append(
-                f"{base} answers hundreds of prompts only on a GPU, and this machine has none: evaluate it on a GPU "
-                "Space, or with `python -m trainer eval RUN` where there is one."
-            )
+        if problem := self._cpu_problem(run, on_gpu, "eval"):
+            problems.append(problem)
         return problems
+
+    def _cpu_problem(self, run: Job, on_gpu: bool, command: str) -> str | None:
+        """A real model is not run here on a CPU (the tiny demo model is): why, and where instead."""
+        base = self.service.config_of(run).model.model_name_or_path
+        if on_gpu or base == TINY_MODEL_NAME:
+            return None
+        return (
+            f"{base} answers hundreds of prompts only on a GPU, and this machine has none: run it on a GPU Space, "
+            f"or with `python -m trainer {command} RUN` where there is one."
+        )
 
     def start(
         self, who: Caller, run_id: object, settings: EvalSettings, upload: str | None = None, on_gpu: bool = False
@@ -152,6 +159,29 @@ class Evaluations:
         if problems:
             raise RefusedRun(problems)
         return self._enqueue(run, {"judge": settings.to_dict()}, who, f"judging of {run.name}")
+
+    def benchmarks(self, who: Caller, run_id: object, settings: BenchmarkSettings, on_gpu: bool = False) -> Job:
+        """Queue lm-eval's tasks on the caller's trained run (base and base + adapter), as an evaluation job of the
+        run. Only the offered tasks: a folder of task files is for the command line.
+
+        Raises:
+            AccessError: not signed in, or not the caller's run. ValueError (RefusedRun): the problems.
+        """
+        who.require("benchmark a run")
+        run = self._run(who, run_id)
+        settings = replace(settings, include_path=None)  # never a folder named by a browser
+        problems = settings.problems()
+        if problem := self._cpu_problem(run, on_gpu, "benchmarks"):
+            problems.append(problem)
+        if problems:
+            raise RefusedRun(problems)
+        return self._enqueue(run, {"benchmarks": settings.to_dict()}, who, f"benchmarks of {run.name}")
+
+    @staticmethod
+    def benchmark_results(who: Caller, run: Job) -> dict[str, Any] | None:
+        """The run's last benchmarks (eval/benchmarks.json), None without (call with a run from `find`)."""
+        data = rf.read_json(eval_dir(Path(run.run_dir)) / rf.EVAL_BENCHMARKS_FILE, None)
+        return data if isinstance(data, dict) and isinstance(data.get("tuned"), dict) else None
 
     def judge_estimate(self, who: Caller, run_id: object, settings: JudgeSettings) -> JudgeEstimate:
         """The judge's calls, tokens and (with a price) cost before it starts."""
@@ -245,4 +275,12 @@ def forget(store, run: Job) -> None:
         store.delete(job.id)
 
 
-__all__ = ["AccessError", "EvalEstimate", "EvalSettings", "EvalView", "Evaluations", "JudgeSettings"]
+__all__ = [
+    "AccessError",
+    "BenchmarkSettings",
+    "EvalEstimate",
+    "EvalSettings",
+    "EvalView",
+    "Evaluations",
+    "JudgeSettings",
+]

@@ -45,6 +45,7 @@ EVAL_RESULTS_FILE = "results.json"  # in EVAL_DIR: every prompt, both answers, p
 EVAL_SUMMARY_FILE = "summary.json"  # in EVAL_DIR: the corpus figures per side (the card's Evaluation section)
 EVAL_CHART_FILE = "chart.png"  # in EVAL_DIR: base vs tuned bars
 EVAL_JUDGE_FILE = "judge.json"  # in EVAL_DIR: the judge model's verdicts on the evaluation's pairs, and its tally
+EVAL_BENCHMARKS_FILE = "benchmarks.json"  # in EVAL_DIR: lm-eval's results on the base and the tuned model
 EVAL_VOTES_FILE = "votes.json"  # in EVAL_DIR: the blind votes' tally, counts only (trainer.runs.voting)
 
 
@@ -64,7 +65,14 @@ PHASES = {
 }
 """A running run's phases in order (status.json `phase`), each with its rough share of the run in percent: the
 progress bar moves through them, and through the training share step by step. 'pushing' is read from `push_state`."""
-EVAL_PHASES = {"starting": 2, "reading the prompts": 8, "loading the models": 10, "answering": 80, "judging": 80}
+EVAL_PHASES = {
+    "starting": 2,
+    "reading the prompts": 8,
+    "loading the models": 10,
+    "answering": 80,
+    "judging": 80,
+    "benchmarking": 80,
+}
 """A running evaluation's phases (its own status.json in the run's `eval/`), answering counted by prompts done."""
 
 

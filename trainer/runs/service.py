@@ -44,7 +44,7 @@ from trainer.runs.access import (
     upload_dir,
     visible_jobs,
 )
-from trainer.runs.evaluations import EvalSettings, Evaluations, EvalView, JudgeSettings
+from trainer.runs.evaluations import BenchmarkSettings, EvalSettings, Evaluations, EvalView, JudgeSettings
 from trainer.runs.folder import BUILD_PHASE, PHASES, progress, without_server_paths
 from trainer.runs.processes import log_tail
 from trainer.runs.queue import WAITING_FOR_OWNER, RunQueue
@@ -61,6 +61,7 @@ __all__ = [
     "WAITING_FOR_OWNER",
     "AccessError",
     "Ballot",
+    "BenchmarkSettings",
     "Caller",
     "EvalSettings",
     "EvalView",

@@ -15,6 +15,7 @@ import gradio as gr
 
 from trainer.runs.service import (
     AccessError,
+    BenchmarkSettings,
     EvalSettings,
     EvalView,
     JudgeSettings,
@@ -28,6 +29,7 @@ from trainer.ui.form import labelled
 SOURCES = [("the run's held-out rows", "held-out"), ("a file I upload", "file"), ("a Hub dataset", "dataset")]
 SUMMARY_COLUMNS = ["metric", "base", "tuned", "change"]
 ROW_COLUMNS = ["prompt", "reference", "base", "tuned", "chrF base", "chrF tuned"]
+BENCH_COLUMNS = ["task", "metric", "base", "tuned", "change"]
 JUDGE_COLUMNS = ["prompt", "tuned shown first: verdict", "reason", "base shown first: verdict", "reason "]
 
 
@@ -46,6 +48,13 @@ def settings_of(source: str, dataset: str | None, split: str | None, rows: Any, 
         rows=_whole(rows),
         max_new_tokens=_whole(max_new_tokens),
     )
+
+
+def bench_choices() -> list[tuple[str, str]]:
+    """The offered lm-eval tasks and what each measures."""
+    from trainer.evaluation.benchmarks import TASKS
+
+    return list(TASKS.items())
 
 
 def judge_settings(model: str | None, rubric: str | None, rows: Any, price: Any) -> JudgeSettings:
@@ -173,6 +182,7 @@ class EvalPanel:
 
     def refresh_eval(self, run_id, seen: dict, profile: gr.OAuthProfile | None, request: gr.Request | None = None):
         """Re-read the run's evaluation; send nothing when it has not changed since this browser tab last drew it."""
+        from trainer.evaluation.benchmarks import benchmark_table
         from trainer.evaluation.metrics import comparison
         from trainer.evaluation.report import row_table
 
@@ -180,15 +190,16 @@ class EvalPanel:
         try:
             run = self.service.find(who, run_id)
         except AccessError:
-            none = gr.update(value=None, visible=False)
-            return ["", "", none, none, none, none, gr.update(interactive=False), gr.update(interactive=False), {}]
+            none, off = gr.update(value=None, visible=False), gr.update(interactive=False)
+            return ["", "", none, none, none, none, none, off, off, {}]
         view = self.service.evals.view(who, run)
         votes, token = self.service.votes.counts(run), self.service.votes.shared(who, run)
         judged = self.service.evals.judgments(who, run)
+        benchmarks = self.service.evals.benchmark_results(who, run)
         job = view.job and [view.job.id, view.job.status, view.job.error]
-        stamp = [run.id, job, view.status, view.summary, votes, token, judged and judged["summary"]]
+        stamp = [run.id, job, view.status, view.summary, votes, token, judged and judged["summary"], benchmarks]
         if seen.get("stamp") == stamp:
-            return [gr.skip()] * 8 + [seen]
+            return [gr.skip()] * 9 + [seen]
         chart = self.service.evals.chart(who, run) if view.summary else None
         summary = comparison(view.summary) if view.summary else None
         return [
@@ -198,6 +209,7 @@ class EvalPanel:
             gr.update(value=chart, visible=chart is not None),
             gr.update(value=row_table(view.rows) if view.rows else None, visible=bool(view.rows)),
             gr.update(value=judge_table(judged), visible=judged is not None),
+            gr.update(value=benchmark_table(benchmarks) if benchmarks else None, visible=benchmarks is not None),
             gr.update(interactive=view.active),
             gr.update(interactive=view.summary is not None),
             {"stamp": stamp},
@@ -221,6 +233,16 @@ class EvalPanel:
             problems = getattr(exc, "problems", None) or [str(exc)]
             return "**Judge not started:**\n" + "\n".join(f"- {labelled(p)}" for p in problems)
         return f"**Judging queued** (job #{job.id}): the verdicts show here."
+
+    def run_benchmarks(self, run_id, tasks, limit, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
+        """Queue lm-eval's tasks on the caller's trained run, the base and the tuned model alike."""
+        settings = BenchmarkSettings(tasks=list(tasks or []), limit=_whole(limit))
+        try:
+            job = self.service.evals.benchmarks(caller(profile, oauth), run_id, settings, on_gpu=self.on_gpu)
+        except (AccessError, ValueError) as exc:
+            problems = getattr(exc, "problems", None) or [str(exc)]
+            return "**Benchmarks not started:**\n" + "\n".join(f"- {labelled(p)}" for p in problems)
+        return f"**Benchmarks queued** (job #{job.id}): both models answer the same rows; the results show here."
 
     def share_votes(self, run_id, profile: gr.OAuthProfile | None, request: gr.Request | None = None):
         """Make (or show again) the vote link of the caller's own evaluated run."""
@@ -289,6 +311,20 @@ def build(ctx: AppContext, picker: gr.Dropdown, timer: gr.Timer, save_file_js: s
         judged = gr.Dataframe(
             headers=JUDGE_COLUMNS, label="The judge's verdicts", elem_id="judge-table", wrap=True, visible=False
         )
+        benchmarks = gr.Dataframe(
+            headers=BENCH_COLUMNS, label="Benchmarks (lm-evaluation-harness)", elem_id="bench-table", visible=False
+        )
+        with gr.Accordion("Standard benchmarks: what else did it learn or forget?", open=False):
+            with gr.Row():
+                bench_tasks = gr.CheckboxGroup(
+                    [(f"{name}: {what}", name) for name, what in bench_choices()],
+                    value=BenchmarkSettings().tasks,
+                    label="Tasks (lm-evaluation-harness)",
+                    elem_id="bench-tasks",
+                    scale=3,
+                )
+                bench_limit = gr.Number(BenchmarkSettings().limit, label="Rows of each task", precision=0)
+            bench_start = gr.Button("Run benchmarks", elem_id="bench-start", scale=0, min_width=150)
         with gr.Accordion("Judge the answers with a model (on your Hugging Face account)", open=False):
             with gr.Row():
                 judge_model = gr.Textbox(JudgeSettings().model, label="Judge model", elem_id="judge-model", scale=3)
@@ -305,7 +341,8 @@ def build(ctx: AppContext, picker: gr.Dropdown, timer: gr.Timer, save_file_js: s
         trigger(panel.estimate_eval, form, estimate, queue=False, show_progress="hidden")
     start.click(panel.evaluate, [picker, source, upload, dataset, split, rows, max_new], status)
     cancel.click(panel.cancel_eval, picker, status)
-    outputs = [status, link, summary, chart, table, judged, cancel, download, seen]
+    outputs = [status, link, summary, chart, table, judged, benchmarks, cancel, download, seen]
+    bench_start.click(panel.run_benchmarks, [picker, bench_tasks, bench_limit], status)
     judge_form = [picker, judge_model, judge_rubric, judge_rows, judge_price]
     for trigger in (picker.change, judge_model.blur, judge_rows.change, judge_price.change, judge_rubric.blur):
         trigger(panel.estimate_judge, judge_form, judge_estimate, queue=False, show_progress="hidden")
