@@ -372,6 +372,57 @@ def test_evaluate_from_the_runs_tab_shows_both_answers_the_chart_and_downloads(
         assert json.loads(archive.read("summary.json"))["prompts"] == 8
 
 
+def test_blind_mode_hides_which_reply_is_tuned_until_the_vote(started_run, app_url, new_page, shots):
+    """Compare -> Blind A/B: the panes are A and B, nothing in the page says which model answered where, and the
+    vote reveals it."""
+    expect = playwright.expect
+    page = new_page()
+    page.goto(app_url[0])
+    page.get_by_role("tab", name="Compare").click()
+    expect(page.locator("#compare-adapter input")).to_have_value(re.compile(r"run #1"), timeout=15_000)
+    page.locator("#blind-switch input").check()
+    expect(page.locator("#blind-panel")).to_be_visible()
+    expect(page.locator("#base-chat")).to_be_hidden()  # the named panes and their header go
+    page.locator("#blind-prompt textarea").fill("Tell me about the moon.")
+    page.locator("#blind-send").click()
+    expect(page.locator("#vote-a")).to_be_enabled(timeout=120_000)  # both replies are in
+    panel = page.locator("#blind-panel").inner_html()
+    assert "Ahoy" in panel and "The moon is" in panel  # both answers are shown ...
+    assert not re.search(r"tuned|base|adapter", panel, re.I)  # ... and nothing says which is which
+    ids = page.locator("#blind-panel [id]").evaluate_all("els => els.map(e => e.id)")
+    assert not [i for i in ids if re.search(r"tuned|base", i, re.I)], ids
+    page.screenshot(path=str(shots / "compare-blind.png"), full_page=True)
+    page.locator("#vote-a").click()
+    expect(page.locator("#blind-reveal")).to_contain_text("was the tuned model", timeout=15_000)
+    expect(page.locator("#blind-reveal")).to_contain_text("1 votes by 1 person")
+    expect(page.locator("#vote-a")).to_be_disabled()
+
+
+def test_a_vote_link_opens_the_vote_tab_on_the_evaluations_answers(started_run, app_url, new_page, shots):
+    """Runs -> Share for blind votes -> the link opens the Vote tab: a prompt and answers A and B, then the reveal."""
+    expect = playwright.expect
+    page = new_page()
+    page.goto(app_url[0])
+    page.get_by_role("tab", name="Runs").click()
+    expect(page.locator("#run-status")).to_contain_text("Run #1 · succeeded", timeout=30_000)
+    page.locator("#eval-section").get_by_text("Evaluate: base vs tuned").click()
+    expect(page.locator("#eval-status")).to_contain_text("Evaluation on", timeout=30_000)  # evaluated before
+    page.locator("#share-votes").click()
+    expect(page.locator("#share-link")).to_contain_text("?vote=", timeout=15_000)
+    link = re.search(r"\?vote=[\w-]+", page.locator("#share-link").inner_text()).group(0)
+    voter = new_page()
+    voter.goto(app_url[0] + "/" + link)
+    expect(voter.locator("#ballot-prompt")).to_contain_text("Prompt", timeout=30_000)
+    expect(voter.locator("#ballot-progress")).to_contain_text("Prompt 1 of")
+    answers = voter.locator("#ballot-a").inner_text() + voter.locator("#ballot-b").inner_text()
+    assert "Ahoy" in answers and not re.search(r"tuned|base", answers, re.I)
+    voter.screenshot(path=str(shots / "vote-tab.png"), full_page=True)
+    voter.locator("#cast-tie").click()
+    expect(voter.locator("#ballot-reveal")).to_contain_text("was the tuned model", timeout=15_000)
+    voter.locator("#ballot-next").click()
+    expect(voter.locator("#ballot-progress")).to_contain_text("Prompt 2 of", timeout=15_000)
+
+
 def test_the_token_never_reaches_a_file(started_run, app_url):
     data_dir = app_url[1]
     leaks = [p for p in data_dir.rglob("*") if p.is_file() and ALICE_TOKEN.encode() in p.read_bytes()]

@@ -259,7 +259,7 @@ def test_on_zerogpu_the_compare_answers_run_inside_a_gpu_allocation(tmp_path, mo
     studio = build_studio(RunService(RunQueue(JobStore(tmp_path / "jobs.sqlite"), python="/bin/false")), on_gpu=False)
     fns = studio.handlers()
     on_gpu = {name for name, fn in fns.items() if getattr(fn, "__wrapped__", None) is not None}
-    assert on_gpu == {"send", "regenerate"}  # both answer with the models; nothing else holds the GPU
+    assert on_gpu == {"send", "regenerate", "blind_send"}  # they answer with the models; nothing else holds the GPU
 
     # Stop pressed in this process ends what reaches the panes, though the child never sees the flag
     from trainer.chat import ChatEngine

@@ -79,3 +79,17 @@ def test_compare_runs_adds_each_runs_evaluation_base_to_tuned(runs, tmp_path):
     chrf = next(line for line in table.splitlines() if line.startswith("| **chrF** (evaluation)"))
     assert chrf == "| **chrF** (evaluation) | 60.9 → 92.1 (24 prompts) | — |"  # the second run has none
     assert "| **BLEU** (evaluation) | 37.9 → 90.9 (24 prompts) | — |" in table
+
+
+def test_compare_runs_adds_the_judges_and_the_votes_win_rates(runs, tmp_path):
+    manager, ids = runs
+    judged = {
+        "model": "acme/judge",
+        "pairs": [],
+        "summary": {"tuned": 8, "base": 2, "win_rate": 0.8, "interval": [0.49, 0.9433]},
+    }
+    rf.write_json_atomic(tmp_path / "runs" / "lr-low" / rf.EVAL_DIR / rf.EVAL_JUDGE_FILE, judged)
+    manager.votes.store.record("lr-high", "ann", "hi", ("Ahoy", "hi"), "a", "a", "compare")
+    _, _, table = compare(manager, Caller("alice", None), [ids["a"], ids["b"]])
+    assert "| **judge**: tuned wins | — | 80 % (49–94 %, n=10) |" in table
+    assert "| **blind votes**: tuned wins | 100 % (21–100 %, n=1) | — |" in table

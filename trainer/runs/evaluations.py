@@ -74,6 +74,28 @@ class Evaluations:
         status = status if isinstance(status, dict) else {}
         return EvalView(job, status, read_summary(run.run_dir), read_rows(run.run_dir))
 
+    EVAL_FILES = (
+        rf.STATUS_FILE,
+        rf.EVAL_SUMMARY_FILE,
+        rf.EVAL_RESULTS_FILE,
+        rf.EVAL_JUDGE_FILE,
+        rf.EVAL_BENCHMARKS_FILE,
+        rf.EVAL_VOTES_FILE,
+    )
+
+    def stamp(self, who: Caller, run: Job) -> list:
+        """What the run's evaluation view can only have changed if this changed: its last job's row and the sizes
+        and times of the eval/ files (no file is read; call with a run from `find`)."""
+        job = self.latest(who, run)
+        stats = []
+        for name in self.EVAL_FILES:
+            try:
+                info = (eval_dir(Path(run.run_dir)) / name).stat()
+                stats.append([info.st_size, info.st_mtime_ns])
+            except OSError:
+                stats.append(None)
+        return [job and [job.id, job.status, job.error], stats]
+
     @staticmethod
     def summary(who: Caller, run: Job) -> dict[str, Any] | None:
         """The summary of the run's last evaluation, None without one (call with a run from `find`)."""

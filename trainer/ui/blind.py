@@ -141,7 +141,7 @@ def switch(c: dict[str, Any]) -> None:
 
 def panel(c: dict[str, Any]) -> None:
     """The A/B panes, their prompt and the vote buttons (laid out where the named panes are; hidden until Blind)."""
-    with gr.Group(visible=False, elem_id="blind-panel") as c["blind_panel"]:
+    with gr.Column(visible=False, variant="panel", elem_id="blind-panel") as c["blind_panel"]:
         with gr.Row():
             c["blind_a"] = gr.Chatbot(label="A", elem_id="blind-a", height=320)
             c["blind_b"] = gr.Chatbot(label="B", elem_id="blind-b", height=320)

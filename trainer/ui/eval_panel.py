@@ -192,14 +192,14 @@ class EvalPanel:
         except AccessError:
             none, off = gr.update(value=None, visible=False), gr.update(interactive=False)
             return ["", "", none, none, none, none, none, off, off, {}]
-        view = self.service.evals.view(who, run)
-        votes, token = self.service.votes.counts(run), self.service.votes.shared(who, run)
-        judged = self.service.evals.judgments(who, run)
-        benchmarks = self.service.evals.benchmark_results(who, run)
-        job = view.job and [view.job.id, view.job.status, view.job.error]
-        stamp = [run.id, job, view.status, view.summary, votes, token, judged and judged["summary"], benchmarks]
+        token = self.service.votes.shared(who, run)
+        stamp = [run.id, token, *self.service.evals.stamp(who, run)]  # a few stats: polled every second
         if seen.get("stamp") == stamp:
             return [gr.skip()] * 9 + [seen]
+        view = self.service.evals.view(who, run)
+        votes = self.service.votes.counts(run)
+        judged = self.service.evals.judgments(who, run)
+        benchmarks = self.service.evals.benchmark_results(who, run)
         chart = self.service.evals.chart(who, run) if view.summary else None
         summary = comparison(view.summary) if view.summary else None
         return [
@@ -306,7 +306,12 @@ def build(ctx: AppContext, picker: gr.Dropdown, timer: gr.Timer, save_file_js: s
             )
             chart = gr.Image(label="Scores", elem_id="eval-chart", type="pil", interactive=False, visible=False)
         table = gr.Dataframe(
-            headers=ROW_COLUMNS, label="Every prompt, both answers", elem_id="eval-table", wrap=True, visible=False
+            headers=ROW_COLUMNS,
+            label="Every prompt, both answers",
+            elem_id="eval-table",
+            wrap=True,
+            visible=False,
+            column_widths=["16%", "22%", "22%", "22%", "9%", "9%"],
         )
         judged = gr.Dataframe(
             headers=JUDGE_COLUMNS, label="The judge's verdicts", elem_id="judge-table", wrap=True, visible=False

@@ -62,11 +62,24 @@ def settings_diff(configs: dict[str, RunConfig]) -> list[tuple[str, list[str]]]:
     return out
 
 
+def win_rate(counts: dict[str, Any] | None) -> str:
+    """A win rate with its interval and its decisive count ("" without one)."""
+    if not counts or counts.get("win_rate") is None:
+        return ""
+    low, high = counts["interval"]
+    decisive = counts["tuned"] + counts["base"]
+    return f"{100 * counts['win_rate']:.0f} % ({100 * low:.0f}–{100 * high:.0f} %, n={decisive})"
+
+
 def diff_markdown(
-    configs: dict[str, RunConfig], losses: dict[str, dict[str, Any]], evaluations: dict[str, Any] | None = None
+    configs: dict[str, RunConfig],
+    losses: dict[str, dict[str, Any]],
+    evaluations: dict[str, Any] | None = None,
+    verdicts: dict[str, dict[str, Any]] | None = None,
 ) -> str:
     """A table: one column per run, a row per differing setting, then each run's eval loss before → after and, for
-    runs that were evaluated, their chrF and BLEU base → tuned (`evaluations`: label → summary or None)."""
+    runs that were evaluated, their chrF and BLEU base → tuned (`evaluations`: label → summary or None) and the
+    tuned model's win rates (`verdicts`: label → {"judge": tally, "votes": tally})."""
 
     def cell(text: str) -> str:
         return plain(text) or "—"
@@ -93,6 +106,10 @@ def diff_markdown(
         if any(evaluations.get(label) for label in labels):
             cells = " | ".join(cell(score(label, key)) for label in labels)
             lines.append(f"| **{name}** (evaluation) | {cells} |")
+    for key, name in (("judge", "judge"), ("votes", "blind votes")):  # the tuned model's win rates
+        if any((verdicts or {}).get(label, {}).get(key) for label in labels):
+            cells = " | ".join(cell(win_rate((verdicts or {}).get(label, {}).get(key))) for label in labels)
+            lines.append(f"| **{name}**: tuned wins | {cells} |")
     if not diff:
         lines.insert(0, "The runs share every setting.\n")
     return "\n".join(lines)
@@ -112,7 +129,13 @@ def compare(service: RunService, who, run_ids: list[str] | None) -> tuple[Any, A
     configs = {run_label(job): service.config_of(job) for job in jobs}
     status = {label: view.status for label, view in views.items()}
     evaluations = {run_label(job): service.evals.summary(who, job) for job in jobs}
-    return overlay_frame(events), overlay_frame(events, "eval_loss"), diff_markdown(configs, status, evaluations)
+    verdicts = {}
+    for job in jobs:
+        judged = service.evals.judgments(who, job)
+        votes = service.votes.counts(job)
+        verdicts[run_label(job)] = {"judge": judged and judged["summary"], "votes": votes if votes["votes"] else None}
+    table = diff_markdown(configs, status, evaluations, verdicts)
+    return overlay_frame(events), overlay_frame(events, "eval_loss"), table
 
 
 class RunOverlay:

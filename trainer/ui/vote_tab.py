@@ -86,7 +86,7 @@ def build(ctx: AppContext, app: gr.Blocks) -> VoteTab:
         b = gr.Markdown(elem_id="ballot-b")
     progress = gr.Markdown(elem_id="ballot-progress")
     with gr.Row():
-        buttons = [gr.Button(text, elem_id=f"ballot-{key}", interactive=False, min_width=110) for key, text in BUTTONS]
+        buttons = [gr.Button(text, elem_id=f"cast-{key}", interactive=False, min_width=110) for key, text in BUTTONS]
     reveal = gr.Markdown(elem_id="ballot-reveal")
     next_button = gr.Button("Next prompt", elem_id="ballot-next", visible=False, variant="primary")
     shown = [index, prompt, a, b, progress, reveal, *buttons, next_button]
