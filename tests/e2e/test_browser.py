@@ -352,13 +352,13 @@ def test_evaluate_from_the_runs_tab_shows_both_answers_the_chart_and_downloads(
     page.get_by_role("tab", name="Runs").click()
     expect(page.locator("#run-status")).to_contain_text("Run #1 · succeeded", timeout=30_000)
     page.locator("#eval-section").get_by_text("Evaluate: base vs tuned").click()
-    for name, value in (("eval-rows", "8"), ("eval-max-new-tokens", "24")):
+    for name, value in (("eval-rows", "4"), ("eval-max-new-tokens", "20")):
         box = page.locator(f"#{name} input")
         box.fill(value)
         box.press("Tab")
-    expect(page.locator("#eval-estimate")).to_contain_text("8 prompts × 2 models", timeout=15_000)
+    expect(page.locator("#eval-estimate")).to_contain_text("4 prompts × 2 models", timeout=15_000)
     page.locator("#eval-start").click()
-    expect(page.locator("#eval-status")).to_contain_text("Evaluation on 8 prompts", timeout=180_000)
+    expect(page.locator("#eval-status")).to_contain_text("Evaluation on 4 prompts", timeout=180_000)
     expect(page.locator("#eval-summary")).to_contain_text("chrF", timeout=15_000)
     expect(page.locator("#eval-table")).to_contain_text("Ahoy!")  # the tuned answers, beside the base's
     expect(page.locator("#eval-chart img")).to_be_visible()
@@ -369,7 +369,7 @@ def test_evaluate_from_the_runs_tab_shows_both_answers_the_chart_and_downloads(
     info.value.save_as(tmp_path / "eval.zip")
     with zipfile.ZipFile(tmp_path / "eval.zip") as archive:
         assert set(archive.namelist()) == {"results.json", "summary.json", "chart.png"}
-        assert json.loads(archive.read("summary.json"))["prompts"] == 8
+        assert json.loads(archive.read("summary.json"))["prompts"] == 4
 
 
 def test_blind_mode_hides_which_reply_is_tuned_until_the_vote(started_run, app_url, new_page, shots):

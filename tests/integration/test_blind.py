@@ -36,7 +36,7 @@ def studio(demo, tmp_path_factory):
 def _send(studio, run_id: str, prompt: str, session: str) -> list[tuple]:
     """Every output the Send handler gives the page for one prompt."""
     handlers = studio[0].handlers()
-    return list(handlers["blind_send"](prompt, run_id, 24, 0.7, 0.9, True, "", None, None, Page(session)))
+    return list(handlers["blind_send"](prompt, run_id, 12, 0.7, 0.9, True, "", None, None, Page(session)))
 
 
 def test_the_order_is_random_per_prompt_and_the_page_never_gets_it(studio):

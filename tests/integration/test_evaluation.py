@@ -30,7 +30,7 @@ def run_copy(demo, tmp_path_factory):
 @pytest.fixture(scope="module")
 def evaluated(run_copy):
     """The demo run evaluated on its held-out rows: (run folder, summary)."""
-    return run_copy, evaluate_run(run_copy, EvalSettings(max_new_tokens=40))
+    return run_copy, evaluate_run(run_copy, EvalSettings(max_new_tokens=32))
 
 
 def test_tuned_model_scores_higher_chrf_than_the_base_on_the_pirate_references(evaluated):
@@ -166,13 +166,13 @@ def test_a_queued_evaluation_runs_as_a_job_and_the_runs_tab_shows_its_results(qu
 
     service, run = queued
     who = service.caller(None, None)  # the person at the machine
-    job = service.evals.start(who, str(run.id), EvalSettings(rows=8, max_new_tokens=24), on_gpu=False)
+    job = service.evals.start(who, str(run.id), EvalSettings(rows=4, max_new_tokens=16), on_gpu=False)
     assert job.evaluation and job.status in (RunState.QUEUED, RunState.RUNNING)
     done = _until(lambda: (j := service.queue.store.get(job.id)).finished and j)
     assert done.status == RunState.SUCCEEDED, (Path(job.run_dir) / rf.LOG_FILE).read_text()[-2000:]
-    assert "answered 8/8 prompts" in (Path(job.run_dir) / rf.LOG_FILE).read_text()
+    assert "answered 4/4 prompts" in (Path(job.run_dir) / rf.LOG_FILE).read_text()
     summary = read_summary(run.run_dir)
-    assert summary["prompts"] == 8 and summary["tuned"]["chrf"] > summary["base"]["chrf"]
+    assert summary["prompts"] == 4 and summary["tuned"]["chrf"] > summary["base"]["chrf"]
 
     studio = build_studio(service, on_gpu=False)
     status, link, table, chart, rows, judged, benchmarks, cancel, download, _ = studio.handlers()["refresh_eval"](
@@ -180,10 +180,10 @@ def test_a_queued_evaluation_runs_as_a_job_and_the_runs_tab_shows_its_results(qu
     )
     assert not judged["visible"] and not benchmarks["visible"]  # not judged, no benchmarks
     assert link == ""  # not shared for votes
-    assert "**Evaluation** on 8 prompts (the run's held-out rows)" in status
+    assert "**Evaluation** on 4 prompts (the run's held-out rows)" in status
     assert table["value"][0][0] == "chrF" and table["value"][0][2] == round(summary["tuned"]["chrf"], 1)
     assert chart["visible"] and chart["value"].size == (800, 450)
-    assert len(rows["value"]) == 8 and rows["value"][0][3].startswith("Ahoy!")  # the tuned answer, in its column
+    assert len(rows["value"]) == 4 and rows["value"][0][3].startswith("Ahoy!")  # the tuned answer, in its column
     assert not cancel["interactive"] and download["interactive"]
     estimate = studio.handlers()["estimate_eval"](str(run.id), "held-out", "", "test", 24, 24, None)
     assert "24 prompts × 2 models" in estimate and "this run's last evaluation" in estimate
