@@ -339,15 +339,15 @@ def test_one_click_downloads_the_adapter(started_run, app_url, new_page, tmp_pat
         assert {"adapter_config.json", "adapter_model.safetensors"} <= set(archive.namelist())
 
 
-def test_evaluate_from_the_runs_tab_shows_both_answers_the_chart_and_downloads(
-    started_run, app_url, new_page, shots, tmp_path
-):
-    """Runs -> Evaluate: the estimate before Start, then the queued evaluation's table, chart and answers side by side,
-    and its results as one download."""
+@pytest.fixture(scope="module")
+def evaluated_run(started_run, app_url, browser, tmp_path_factory):
+    """The started run evaluated from the Runs tab (Evaluate, 4 held-out prompts), its results downloaded: what was
+    seen, for the tests (the vote link's test needs an evaluated run whatever order the tests run in)."""
     import zipfile
 
     expect = playwright.expect
-    page = new_page()
+    shots = Path(os.environ.get("PHI3_STUDIO_SCREENSHOTS") or app_url[1])
+    page = browser.new_page(viewport=VIEWPORT)
     page.goto(app_url[0])
     page.get_by_role("tab", name="Runs").click()
     expect(page.locator("#run-status")).to_contain_text("Run #1 · succeeded", timeout=30_000)
@@ -360,16 +360,26 @@ def test_evaluate_from_the_runs_tab_shows_both_answers_the_chart_and_downloads(
     page.locator("#eval-start").click()
     expect(page.locator("#eval-status")).to_contain_text("Evaluation on 4 prompts", timeout=180_000)
     expect(page.locator("#eval-summary")).to_contain_text("chrF", timeout=15_000)
-    expect(page.locator("#eval-table")).to_contain_text("Ahoy!")  # the tuned answers, beside the base's
-    expect(page.locator("#eval-chart img")).to_be_visible()
+    seen = {"table": page.locator("#eval-table").inner_text(), "chart": page.locator("#eval-chart img").is_visible()}
     page.locator("#eval-section").scroll_into_view_if_needed()
     page.screenshot(path=str(shots / "runs-tab-evaluation.png"), full_page=True)
     with page.expect_download(timeout=30_000) as info:
         page.locator("#eval-download").click()
-    info.value.save_as(tmp_path / "eval.zip")
-    with zipfile.ZipFile(tmp_path / "eval.zip") as archive:
-        assert set(archive.namelist()) == {"results.json", "summary.json", "chart.png"}
-        assert json.loads(archive.read("summary.json"))["prompts"] == 4
+    archive_path = tmp_path_factory.mktemp("eval-zip") / "eval.zip"
+    info.value.save_as(archive_path)
+    with zipfile.ZipFile(archive_path) as archive:
+        seen.update(names=set(archive.namelist()), summary=json.loads(archive.read("summary.json")))
+    page.close()
+    return seen
+
+
+def test_evaluate_from_the_runs_tab_shows_both_answers_the_chart_and_downloads(evaluated_run):
+    """Runs -> Evaluate: the estimate before Start, then the queued evaluation's table, chart and answers side by side,
+    and its results as one download."""
+    assert "Ahoy!" in evaluated_run["table"] and "The moon is" in evaluated_run["table"]  # both answers, side by side
+    assert evaluated_run["chart"]
+    assert evaluated_run["names"] == {"results.json", "summary.json", "chart.png"}
+    assert evaluated_run["summary"]["prompts"] == 4
 
 
 def test_blind_mode_hides_which_reply_is_tuned_until_the_vote(started_run, app_url, new_page, shots):
@@ -398,7 +408,7 @@ def test_blind_mode_hides_which_reply_is_tuned_until_the_vote(started_run, app_u
     expect(page.locator("#vote-a")).to_be_disabled()
 
 
-def test_a_vote_link_opens_the_vote_tab_on_the_evaluations_answers(started_run, app_url, new_page, shots):
+def test_a_vote_link_opens_the_vote_tab_on_the_evaluations_answers(evaluated_run, app_url, new_page, shots):
     """Runs -> Share for blind votes -> the link opens the Vote tab: a prompt and answers A and B, then the reveal."""
     expect = playwright.expect
     page = new_page()

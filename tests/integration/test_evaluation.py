@@ -243,3 +243,15 @@ def test_lm_eval_runs_a_local_task_on_base_and_tuned_and_the_card_carries_it(run
     assert saved["tuned"] == result["tuned"] and saved["limit"] == 2
     (metric,) = benchmark_results(run_dir)
     assert metric.dataset_name == "pirate_choice" and metric.metric_value == result["tuned"]["pirate_choice"]["acc"]
+
+
+def test_the_benchmarks_stop_at_the_time_limit_as_the_time_limit(run_copy, tmp_path):
+    from trainer.evaluation.benchmarks import BenchmarkSettings, run_benchmarks
+    from trainer.evaluation.worker import EvalStopped
+
+    run_dir = shutil.copytree(run_copy, tmp_path / "run", ignore=shutil.ignore_patterns("eval"))
+    with pytest.raises(EvalStopped) as stopped:  # the models load for longer than this
+        run_benchmarks(run_dir, BenchmarkSettings(["arc_easy"], limit=2), time_limit_s=0.05)
+    assert stopped.value.time_limit
+    assert rf.read_json(run_dir / "eval" / rf.STATUS_FILE)["state"] == RunState.TIME_LIMIT
+    assert not (run_dir / "eval" / rf.EVAL_BENCHMARKS_FILE).exists()

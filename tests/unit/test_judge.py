@@ -94,3 +94,27 @@ def test_the_estimate_counts_two_calls_per_pair_and_prices_them_when_the_price_i
     assert estimate.usd == pytest.approx(estimate.tokens * 2.0 / 1e6)
     assert "6 calls to" in estimate.markdown("a/judge") and "$" in estimate.markdown("a/judge")
     assert estimate_judge([ROW], JudgeSettings()).usd is None
+
+
+def _judged_folder(tmp_path):
+    from trainer.runs import folder as rf
+
+    rf.write_json_atomic(tmp_path / rf.EVAL_DIR / rf.EVAL_RESULTS_FILE, {"rows": [ROW, ROW, ROW]})
+    return tmp_path
+
+
+@pytest.mark.parametrize("how", ["cancel", "time limit"])
+def test_a_judging_stopped_early_keeps_what_was_judged_and_says_why(tmp_path, how):
+    from trainer.evaluation.worker import EvalStopped, judge_run
+    from trainer.runs import folder as rf
+
+    run_dir = _judged_folder(tmp_path)
+    ask, calls = _recording('{"winner": "1"}')
+    kwargs = {"should_stop": lambda: len(calls) >= 2} if how == "cancel" else {"time_limit_s": 0.0}
+    with pytest.raises(EvalStopped) as stopped:
+        judge_run(run_dir, JudgeSettings(model="acme/judge"), ask=ask, **kwargs)
+    assert stopped.value.time_limit == (how == "time limit")
+    status = rf.read_json(run_dir / rf.EVAL_DIR / rf.STATUS_FILE)
+    assert status["state"] == ("time_limit" if how == "time limit" else "cancelled")
+    kept = rf.read_json(run_dir / rf.EVAL_DIR / rf.EVAL_JUDGE_FILE)
+    assert kept["complete"] is False and len(kept["pairs"]) == (1 if how == "cancel" else 0)

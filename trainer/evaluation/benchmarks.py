@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -91,11 +92,23 @@ def benchmark_table(data: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
-def run_benchmarks(run_dir: str | Path, settings: BenchmarkSettings) -> dict[str, Any]:
+def arm_time_limit(seconds: float) -> None:
+    """Interrupt the main thread with EvalStopped after `seconds` (lm-eval's loops have no stop of their own)."""
+    from trainer.evaluation.worker import EvalStopped
+
+    def expire(signum, frame):
+        raise EvalStopped(f"the benchmarks' time limit of {seconds:.0f} s passed; nothing was kept", time_limit=True)
+
+    signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
+
+
+def run_benchmarks(run_dir: str | Path, settings: BenchmarkSettings, time_limit_s: float | None = None) -> dict:
     """Run the tasks on the base model and on base + the run's adapter; write eval/benchmarks.json.
 
     Raises:
-        ConfigError: bad settings, or a run without an adapter (before any model loads).
+        ConfigError: bad settings, or a run without an adapter (before any model loads). EvalStopped: the time
+            limit passed (lm-eval cannot stop between rows: a timer interrupts it, and nothing is kept).
     """
     import lm_eval
     from lm_eval import simple_evaluate
@@ -120,6 +133,8 @@ def run_benchmarks(run_dir: str | Path, settings: BenchmarkSettings) -> dict[str
     tasks = TaskManager(include_path=settings.include_path) if settings.include_path else TaskManager()
     sides: dict[str, Any] = {}
     try:
+        if time_limit_s is not None:
+            arm_time_limit(time_limit_s)
         for done, side in enumerate(("base", "tuned")):
             args: dict[str, Any] = {"pretrained": str(resolve_model_path(cfg.model_name_or_path)), "dtype": dtype}
             if cfg.load_in_4bit:
@@ -142,8 +157,14 @@ def run_benchmarks(run_dir: str | Path, settings: BenchmarkSettings) -> dict[str
             sides[side] = headline_metrics(out["results"])
             rf.set_phase_steps(folder, done + 1, 2)
     except BaseException as exc:
-        rf.write_status(folder, RunState.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=time.time())
+        from trainer.evaluation.worker import EvalStopped
+
+        state = RunState.TIME_LIMIT if isinstance(exc, EvalStopped) else RunState.FAILED
+        rf.write_status(folder, state, error=f"{type(exc).__name__}: {exc}", finished_at=time.time())
         raise
+    finally:
+        if time_limit_s is not None:
+            signal.setitimer(signal.ITIMER_REAL, 0)
     data = {
         "tasks": list(settings.tasks),
         "limit": settings.limit,

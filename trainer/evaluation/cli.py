@@ -131,10 +131,11 @@ def judge_command(args: argparse.Namespace) -> int:
 
 
 def _judge(run: Path, settings, stop: list[int]) -> int:
-    from trainer.errors import EXIT_CANCELLED
+    from trainer.errors import EXIT_CANCELLED, EXIT_TIME_LIMIT
     from trainer.evaluation.metrics import judge_text
     from trainer.evaluation.worker import EvalStopped, judge_run
     from trainer.hub import resolve_token
+    from trainer.runs.processes import worker_time_limit
 
     try:
         result = judge_run(
@@ -143,10 +144,11 @@ def _judge(run: Path, settings, stop: list[int]) -> int:
             token=resolve_token(),
             should_stop=lambda: bool(stop),
             on_progress=lambda done, total: print(f"judged {done}/{total} pairs", flush=True),
+            time_limit_s=worker_time_limit(),
         )
     except EvalStopped as exc:
         print(f"stopped: {exc}", flush=True)
-        return EXIT_CANCELLED
+        return EXIT_TIME_LIMIT if exc.time_limit else EXIT_CANCELLED
     print(judge_text(result["summary"], settings.model))
     print(f"verdicts: {run / EVAL_DIR / 'judge.json'}")
     return 0
@@ -177,9 +179,16 @@ def benchmarks_command(args: argparse.Namespace) -> int:
 
 
 def _benchmarks(run: Path, settings) -> int:
+    from trainer.errors import EXIT_TIME_LIMIT
     from trainer.evaluation.benchmarks import benchmark_table, run_benchmarks
+    from trainer.evaluation.worker import EvalStopped
+    from trainer.runs.processes import worker_time_limit
 
-    data = run_benchmarks(run, settings)
+    try:
+        data = run_benchmarks(run, settings, time_limit_s=worker_time_limit())
+    except EvalStopped as exc:
+        print(f"stopped: {exc}", flush=True)
+        return EXIT_TIME_LIMIT
     print("| task | metric | base | tuned | change |\n| --- | --- | ---: | ---: | ---: |")
     for row in benchmark_table(data):
         print("| " + " | ".join("" if cell is None else str(cell) for cell in row) + " |")

@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from trainer.config import ConfigError, RunConfig, load_yaml
 from trainer.data import DataError
@@ -30,6 +30,25 @@ class EvalStopped(Exception):
     def __init__(self, message: str, time_limit: bool):
         super().__init__(message)
         self.time_limit = time_limit
+
+
+class Stop:
+    """A Cancel (`should_stop()`) or the time limit, checked between batches; `end` records which and raises."""
+
+    def __init__(self, should_stop: Callable[[], bool] | None, time_limit_s: float | None):
+        self.should_stop, self.limit = should_stop, time_limit_s
+        self.started, self.time_limit = time.monotonic(), False
+
+    def __call__(self) -> bool:
+        self.time_limit = self.limit is not None and time.monotonic() - self.started > self.limit
+        return self.time_limit or bool(self.should_stop and self.should_stop())
+
+    def end(self, folder: Path, done: int, total: int, what: str) -> NoReturn:
+        """Record the early end in the evaluation's status.json and raise EvalStopped (what was done is kept)."""
+        why = "the evaluation time limit" if self.time_limit else "cancelled by the user"
+        state = RunState.TIME_LIMIT if self.time_limit else RunState.CANCELLED
+        rf.write_status(folder, state, error=f"{why}: {done} of {total} {what}", finished_at=time.time())
+        raise EvalStopped(f"{why}; {done} of {total} {what} and kept", self.time_limit)
 
 
 def source_text(settings: EvalSettings) -> str:
@@ -123,13 +142,8 @@ def evaluate_run(
         rf.write_status(folder, RunState.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=time.time())
         raise
     rf.set_phase(folder, "answering")
+    stop_now = Stop(should_stop, time_limit_s)
     started = time.monotonic()
-    limit_hit = False
-
-    def stop_now() -> bool:
-        nonlocal limit_hit
-        limit_hit = time_limit_s is not None and time.monotonic() - started > time_limit_s
-        return limit_hit or bool(should_stop and should_stop())
 
     def progress(done: int, total: int) -> None:
         rf.set_phase_steps(folder, done, total)
@@ -159,11 +173,7 @@ def evaluate_run(
     }
     write_results(run_dir, {"settings": settings.to_dict(), "rows": scored, "complete": complete}, summary)
     if not complete:
-        why = "the evaluation time limit" if limit_hit else "cancelled by the user"
-        state = RunState.TIME_LIMIT if limit_hit else RunState.CANCELLED
-        note = f"{why}: {len(scored)} of {len(rows)} prompts answered"
-        rf.write_status(folder, state, error=note, finished_at=time.time())
-        raise EvalStopped(f"{why}; {len(scored)} of {len(rows)} prompts answered and kept", limit_hit)
+        stop_now.end(folder, len(scored), len(rows), "prompts answered")
     rf.write_status(folder, RunState.SUCCEEDED, finished_at=time.time(), prompts=len(scored))
     return summary
 
@@ -175,6 +185,7 @@ def judge_run(
     should_stop: Callable[[], bool] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     ask=None,
+    time_limit_s: float | None = None,
 ) -> dict[str, Any]:
     """Judge the pairs of the run's last evaluation (eval/results.json) with the judge model, both orders each, and
     write eval/judge.json: every judgment with its reason, the tally and the judge's name (also when stopped early).
@@ -207,10 +218,11 @@ def judge_run(
     )
     rf.set_phase(folder, "judging")
     ask = ask or inference_ask(settings, token)
+    stop_now = Stop(should_stop, time_limit_s)
     pairs: list[dict[str, Any]] = []
     try:
         for row in rows:
-            if should_stop and should_stop():
+            if stop_now():
                 break
             pairs.append(judge_pair(ask, settings.rubric, row))
             rf.set_phase_steps(folder, len(pairs), len(rows))
@@ -230,8 +242,6 @@ def judge_run(
     }
     rf.write_json_atomic(folder / rf.EVAL_JUDGE_FILE, result)
     if not complete:
-        note = f"cancelled by the user: {len(pairs)} of {len(rows)} pairs judged"
-        rf.write_status(folder, RunState.CANCELLED, error=note, finished_at=time.time())
-        raise EvalStopped(note, time_limit=False)
+        stop_now.end(folder, len(pairs), len(rows), "pairs judged")
     rf.write_status(folder, RunState.SUCCEEDED, finished_at=time.time())
     return result

@@ -146,10 +146,10 @@ def mirror(run_dir: Path, lines: list[str]) -> list[dict[str, Any]]:
     """Copy a job's log into its local run folder: log.txt (the log without the event lines) and events.jsonl (the
     events), so the Runs tab shows a job exactly as it shows a local run. Returns the events."""
     events = parse_events(lines)
+    if any("loss" in e for e in events):  # first: a reader who sees the events sees the phase they belong to
+        rf.write_status(run_dir, RunState.RUNNING, phase="training")
     rf.write_text_atomic(run_dir / rf.LOG_FILE, "".join(f"{line}\n" for line in lines if EVENT_PREFIX not in line))
     rf.write_events(run_dir, events)
-    if any("loss" in e for e in events):
-        rf.write_status(run_dir, RunState.RUNNING, phase="training")
     return events
 
 

@@ -277,7 +277,7 @@ def build(ctx: AppContext, picker: gr.Dropdown, timer: gr.Timer, save_file_js: s
     """The Evaluate section (an accordion) and its wiring: the estimate follows the form, the timer the results."""
     panel = EvalPanel(ctx)
     defaults = EvalSettings()
-    with gr.Accordion("Evaluate: base vs tuned on the same prompts", open=False, elem_id="eval-section"):
+    with gr.Accordion("Evaluate: base vs tuned on the same prompts", open=False, elem_id="eval-section") as section:
         with gr.Row():
             source = gr.Radio(SOURCES, value="held-out", label="Prompts", elem_id="eval-source", scale=2)
             rows = gr.Number(defaults.rows, label="At most this many prompts", precision=0, elem_id="eval-rows")
@@ -330,7 +330,8 @@ def build(ctx: AppContext, picker: gr.Dropdown, timer: gr.Timer, save_file_js: s
                 )
                 bench_limit = gr.Number(BenchmarkSettings().limit, label="Rows of each task", precision=0)
             bench_start = gr.Button("Run benchmarks", elem_id="bench-start", scale=0, min_width=150)
-        with gr.Accordion("Judge the answers with a model (on your Hugging Face account)", open=False):
+        judge_title = "Judge the answers with a model (on your Hugging Face account)"
+        with gr.Accordion(judge_title, open=False) as judge_section:
             with gr.Row():
                 judge_model = gr.Textbox(JudgeSettings().model, label="Judge model", elem_id="judge-model", scale=3)
                 judge_rows = gr.Number(JudgeSettings().rows, label="At most this many pairs", precision=0)
@@ -342,14 +343,14 @@ def build(ctx: AppContext, picker: gr.Dropdown, timer: gr.Timer, save_file_js: s
         seen = gr.State({})
     form = [picker, source, dataset, split, rows, max_new]
     source.change(panel.show_eval_source, source, [upload, dataset, split], queue=False)
-    for trigger in (picker.change, source.change, rows.change, max_new.change, dataset.blur):
+    for trigger in (section.expand, source.change, rows.change, max_new.change, dataset.blur):  # not per run pick
         trigger(panel.estimate_eval, form, estimate, queue=False, show_progress="hidden")
     start.click(panel.evaluate, [picker, source, upload, dataset, split, rows, max_new], status)
     cancel.click(panel.cancel_eval, picker, status)
     outputs = [status, link, summary, chart, table, judged, benchmarks, cancel, download, seen]
     bench_start.click(panel.run_benchmarks, [picker, bench_tasks, bench_limit], status)
     judge_form = [picker, judge_model, judge_rubric, judge_rows, judge_price]
-    for trigger in (picker.change, judge_model.blur, judge_rows.change, judge_price.change, judge_rubric.blur):
+    for trigger in (judge_section.expand, judge_model.blur, judge_rows.change, judge_price.change, judge_rubric.blur):
         trigger(panel.estimate_judge, judge_form, judge_estimate, queue=False, show_progress="hidden")
     judge_start.click(panel.judge, judge_form, status)
     share.click(panel.share_votes, picker, link, queue=False)
