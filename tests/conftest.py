@@ -92,13 +92,15 @@ OPT_IN_MARKERS = ("gpu", "fullsize")
 
 def pytest_collection_modifyitems(config, items):
     """Opt-in tests (-m gpu, -m fullsize) run only when a -m expression names them; otherwise they are deselected,
-    never skipped."""
+    never skipped. Tests marked `alone` come first: run while the other workers are between short tests, they wait
+    for no long one (waiting behind a browser test's minute-long setup left a worker idle for that minute)."""
     expression = config.option.markexpr or ""
     skipped = [marker for marker in OPT_IN_MARKERS if marker not in expression]
     opt_in = [item for item in items if any(item.get_closest_marker(marker) for marker in skipped)]
     if opt_in:
         config.hook.pytest_deselected(items=opt_in)
         items[:] = [item for item in items if item not in opt_in]
+    items.sort(key=lambda item: item.get_closest_marker("alone") is None)  # stable: the rest keep their order
 
 
 @contextlib.contextmanager

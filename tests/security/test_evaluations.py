@@ -203,3 +203,17 @@ def test_benchmarks_from_the_web_are_the_offered_tasks_on_ones_own_run(space):
     request = json.loads((Path(job.run_dir) / rf.EVAL_REQUEST_FILE).read_text())
     assert request["benchmarks"]["tasks"] == ["arc_easy", "gsm8k"] and request["benchmarks"]["include_path"] is None
     assert _wait_for(Path(job.run_dir) / "worker-token.txt") == ALICE_OAUTH
+
+
+def test_the_service_never_takes_a_task_folder_from_a_caller(space):
+    from trainer.runs.service import BenchmarkSettings, RefusedRun
+
+    run = space.run_of("alice")
+    service = space.fns["run_benchmarks"].__self__.service
+    alice = service.caller("alice", ALICE_OAUTH)
+    sneaky = BenchmarkSettings(tasks=["mytask"], limit=5, include_path=str(space.data_dir))
+    with pytest.raises(RefusedRun, match="mytask not offered here"):  # a folder of one's own tasks is not honoured
+        service.evals.benchmarks(alice, str(run.id), sneaky)
+    service.evals.benchmarks(alice, str(run.id), BenchmarkSettings(["arc_easy"], 5, include_path=str(space.data_dir)))
+    (job,) = _evaluations(space)
+    assert json.loads((Path(job.run_dir) / rf.EVAL_REQUEST_FILE).read_text())["benchmarks"]["include_path"] is None
