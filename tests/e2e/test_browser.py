@@ -360,6 +360,8 @@ def evaluated_run(started_run, app_url, browser, tmp_path_factory):
     page.locator("#eval-start").click()
     expect(page.locator("#eval-status")).to_contain_text("Evaluation on 4 prompts", timeout=180_000)
     expect(page.locator("#eval-summary")).to_contain_text("chrF", timeout=15_000)
+    expect(page.locator("#eval-table")).to_contain_text("Ahoy!", timeout=15_000)
+    expect(page.locator("#eval-chart img")).to_be_visible(timeout=15_000)  # drawn after the table: waited for
     seen = {"table": page.locator("#eval-table").inner_text(), "chart": page.locator("#eval-chart img").is_visible()}
     page.locator("#eval-section").scroll_into_view_if_needed()
     page.screenshot(path=str(shots / "runs-tab-evaluation.png"), full_page=True)
