@@ -55,21 +55,48 @@ def phi3_tokenizer():
 
 
 @pytest.fixture(scope="session")
-def demo(tiny_model_path, tmp_path_factory):
-    """One full tiny-demo run (the same as `python -m trainer demo`), trained in this process: (RunResult with the
-    trained model, the events as they were emitted).
+def shared_dir(tmp_path_factory) -> Path:
+    """A folder every xdist worker of this test run shares (each worker's temporary folder is one of its children);
+    without xdist, this process's own temporary folder."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if "PYTEST_XDIST_WORKER" in os.environ else base
+
+
+@pytest.fixture(scope="session")
+def demo(shared_dir, tiny_model_path):
+    """One full tiny-demo run (the same as `python -m trainer demo`), trained once for the whole test run: (RunResult,
+    the events as they were handed to `on_event`).
 
     Read only: the integration tests check it, and the Hub tests push copies of its folder (tests/hub/conftest.py).
-    Each worker that runs a test using it trains its own (20 s alone on 2 cores, 30 s on one core beside another
-    worker), because tests check the run as the process that trained it saw it: the model still in memory, the
-    events handed to `on_event`, this process's pid in status.json. Another worker's folder could not stand in.
+    The first worker to ask trains it (20 s alone on 2 cores) while holding a lock; the others wait for the lock and
+    read the same folder. What only the training process saw is kept beside it for the tests: the events handed to
+    `on_event`, what `run` returned and the process's pid (the tests compare them with the run folder). The model is
+    not kept (a test that needs the trained model in memory trains a short run of its own).
     """
-    from trainer.config import preset_config
-    from trainer.training import run
+    import json
 
-    events: list[dict] = []
-    run_dir = tmp_path_factory.mktemp("demo")
-    return run(preset_config("tiny-demo"), on_event=events.append, run_dir=run_dir, return_model=True), events
+    from trainer.config import preset_config
+    from trainer.runs import folder as rf
+    from trainer.training import RunResult, run
+
+    run_dir, seen = shared_dir / "demo-run", shared_dir / "demo-run-seen.json"
+    with _flock(shared_dir / "demo-run.lock", fcntl.LOCK_EX):
+        if not seen.exists():
+            events: list[dict] = []
+            result = run(preset_config("tiny-demo"), on_event=events.append, run_dir=run_dir)
+            fields = ("global_step", "eval_loss_before", "eval_loss_after", "samples")
+            returned = {name: getattr(result, name) for name in fields}
+            seen.write_text(json.dumps({"events": events, "pid": os.getpid(), "result": returned}))
+    kept = json.loads(seen.read_text())
+    return RunResult(run_dir=run_dir, adapter_dir=run_dir / rf.ADAPTER_DIR, **kept["result"]), kept["events"]
+
+
+@pytest.fixture(scope="session")
+def demo_pid(demo, shared_dir) -> int:
+    """The pid of the process that trained the demo run (see `demo`)."""
+    import json
+
+    return json.loads((shared_dir / "demo-run-seen.json").read_text())["pid"]
 
 
 @pytest.fixture(scope="session")

@@ -20,9 +20,9 @@ from tests.hub.conftest import ACCOUNTS, ALICE_TOKEN
 from tests.hub.server import HubServer
 from trainer.runs import folder as rf
 
-# One worker runs the whole module under xdist (`--dist loadgroup`, pyproject.toml): its tests share one app, one
+# One worker runs the whole module under xdist (`--dist loadfile`, pyproject.toml): its tests share one app, one
 # Chromium and one run started in the app (module fixtures); split over two workers, each would start its own.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]
+pytestmark = pytest.mark.slow
 import playwright.sync_api as playwright  # noqa: E402 - a hard requirement (requirements-test.txt), never skipped
 
 CHROMIUM = "/usr/bin/chromium"

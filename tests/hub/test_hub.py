@@ -724,9 +724,10 @@ def test_base_model_id(name: str, expected: str) -> None:
 
 
 def _pixels_near(image: Any, color: tuple[int, int, int], tolerance: int = 30) -> int:
-    raw = image.convert("RGB").tobytes()
-    pixels = zip(raw[0::3], raw[1::3], raw[2::3], strict=True)
-    return sum(1 for p in pixels if all(abs(a - b) <= tolerance for a, b in zip(p, color, strict=True)))
+    import numpy as np
+
+    rgb = np.asarray(image.convert("RGB"), dtype=np.int16)
+    return int((np.abs(rgb - np.array(color, dtype=np.int16)) <= tolerance).all(axis=-1).sum())
 
 
 @pytest.mark.slow

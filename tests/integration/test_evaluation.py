@@ -139,14 +139,12 @@ def test_the_eval_command_refuses_a_run_without_an_adapter(tmp_path, capsys):
     assert "has no adapter yet" in capsys.readouterr().err
 
 
-@pytest.fixture
-def queued(run_copy, tmp_path):
-    """A run service on a fresh job table holding one finished copy of the demo run: (service, the run's job)."""
+def _service_with(run_dir: Path, tmp_path: Path):
+    """A run service on a fresh job table holding one finished copy of `run_dir`: (service, the run's job)."""
     from trainer.runs.queue import JobStore, RunQueue
     from trainer.runs.service import RunService
 
     service = RunService(RunQueue(JobStore(tmp_path / "jobs.sqlite")))
-    run_dir = shutil.copytree(run_copy, tmp_path / "runs" / "demo", ignore=shutil.ignore_patterns("eval"))
     job = service.queue.store.create(run_dir, name="pirate demo")
     service.queue.store.update(job.id, status=RunState.SUCCEEDED)
     return service, service.queue.store.get(job.id)
@@ -161,44 +159,40 @@ def _until(check, timeout: float = 180.0):
     raise AssertionError("timed out")
 
 
-def test_a_queued_evaluation_runs_as_a_job_and_the_runs_tab_shows_its_results(queued):
+def test_the_runs_tab_shows_an_evaluations_table_chart_and_answers(evaluated, tmp_path):
     from trainer.ui import build_studio
 
-    service, run = queued
-    who = service.caller(None, None)  # the person at the machine
-    job = service.evals.start(who, str(run.id), EvalSettings(rows=4, max_new_tokens=16), on_gpu=False)
-    assert job.evaluation and job.status in (RunState.QUEUED, RunState.RUNNING)
-    done = _until(lambda: (j := service.queue.store.get(job.id)).finished and j)
-    assert done.status == RunState.SUCCEEDED, (Path(job.run_dir) / rf.LOG_FILE).read_text()[-2000:]
-    assert "answered 4/4 prompts" in (Path(job.run_dir) / rf.LOG_FILE).read_text()
-    summary = read_summary(run.run_dir)
-    assert summary["prompts"] == 4 and summary["tuned"]["chrf"] > summary["base"]["chrf"]
-
+    run_dir, summary = evaluated
+    service, run = _service_with(shutil.copytree(run_dir, tmp_path / "runs" / "demo"), tmp_path)
     studio = build_studio(service, on_gpu=False)
     status, link, table, chart, rows, judged, benchmarks, cancel, download, _ = studio.handlers()["refresh_eval"](
         str(run.id), {}, None
     )
     assert not judged["visible"] and not benchmarks["visible"]  # not judged, no benchmarks
     assert link == ""  # not shared for votes
-    assert "**Evaluation** on 4 prompts (the run's held-out rows)" in status
+    assert "**Evaluation** on 24 prompts (the run's held-out rows)" in status
     assert table["value"][0][0] == "chrF" and table["value"][0][2] == round(summary["tuned"]["chrf"], 1)
     assert chart["visible"] and chart["value"].size == (800, 450)
-    assert len(rows["value"]) == 4 and rows["value"][0][3].startswith("Ahoy!")  # the tuned answer, in its column
+    assert len(rows["value"]) == 24 and rows["value"][0][3].startswith("Ahoy!")  # the tuned answer, in its column
     assert not cancel["interactive"] and download["interactive"]
     estimate = studio.handlers()["estimate_eval"](str(run.id), "held-out", "", "test", 24, 24, None)
     assert "24 prompts × 2 models" in estimate and "this run's last evaluation" in estimate
 
 
-def test_cancel_stops_a_queued_evaluation_and_keeps_what_it_answered(queued):
-    service, run = queued
-    who = service.caller(None, None)
+def test_a_queued_evaluation_runs_as_a_job_and_cancel_keeps_what_it_answered(run_copy, tmp_path):
+    """The evaluation as a job of the queue: a worker process of its own, its progress in eval/status.json, and
+    Cancel stops it with the prompts answered so far kept (the browser test runs one to its end)."""
+    run_dir = shutil.copytree(run_copy, tmp_path / "runs" / "demo", ignore=shutil.ignore_patterns("eval"))
+    service, run = _service_with(run_dir, tmp_path)
+    who = service.caller(None, None)  # the person at the machine
     settings = EvalSettings(rows=24, max_new_tokens=64, batch_size=1)
     job = service.evals.start(who, str(run.id), settings, on_gpu=False)
+    assert job.evaluation and job.status in (RunState.QUEUED, RunState.RUNNING)
     status = Path(job.run_dir) / rf.STATUS_FILE
     _until(lambda: ((rf.read_json(status, {}) or {}).get("phase_steps") or [0])[0] >= 1)
     service.evals.cancel(who, str(run.id))
     done = _until(lambda: (j := service.queue.store.get(job.id)).finished and j, timeout=60)
-    assert done.status == RunState.CANCELLED
+    assert done.status == RunState.CANCELLED, (Path(job.run_dir) / rf.LOG_FILE).read_text()[-2000:]
     kept = read_rows(run.run_dir)
     assert 1 <= len(kept) < 24 and read_summary(run.run_dir)["complete"] is False
 
@@ -250,7 +244,7 @@ def test_the_benchmarks_stop_at_the_time_limit_as_the_time_limit(run_copy, tmp_p
     from trainer.evaluation.worker import EvalStopped
 
     run_dir = shutil.copytree(run_copy, tmp_path / "run", ignore=shutil.ignore_patterns("eval"))
-    with pytest.raises(EvalStopped) as stopped:  # the models load for longer than this
+    with pytest.raises(EvalStopped) as stopped:  # lm-eval indexes its tasks for longer than this
         run_benchmarks(run_dir, BenchmarkSettings(["arc_easy"], limit=2), time_limit_s=0.05)
     assert stopped.value.time_limit
     assert rf.read_json(run_dir / "eval" / rf.STATUS_FILE)["state"] == RunState.TIME_LIMIT

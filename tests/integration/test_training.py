@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 
 import pytest
@@ -50,10 +49,18 @@ def test_saved_adapter_holds_only_lora_tensors(demo):
     )
 
 
-def test_reloaded_adapter_gives_the_trained_logits_and_base_is_untouched(demo):
+@pytest.fixture(scope="module")
+def short_run(tiny_model_path, tmp_path_factory):
+    """A short tiny-demo run trained in this process, its model kept in memory (the shared demo keeps none)."""
+    overrides = ["max_steps=10", "eval_fraction=0", "sample_prompts=0", "save_steps=10"]
+    run_dir = tmp_path_factory.mktemp("short") / "run"
+    return run(load_config(preset="tiny-demo", overrides=overrides), run_dir=run_dir, return_model=True)
+
+
+def test_reloaded_adapter_gives_the_trained_logits_and_base_is_untouched(short_run):
     from peft import PeftModel
 
-    result, _ = demo
+    result = short_run
     cfg = preset_config("tiny-demo")
     tokenizer = load_tokenizer(cfg.model)
     ids = tokenizer.apply_chat_template(
@@ -100,7 +107,7 @@ def test_demo_samples_show_the_persona_after_and_not_before(demo):
     assert [s["after"] for s in saved] == [s["after"] for s in result.samples]
 
 
-def test_run_folder_contract(demo):
+def test_run_folder_contract(demo, demo_pid):
     result, events = demo
     folder = result.run_dir
     assert load_yaml(folder / rf.CONFIG_FILE) == preset_config("tiny-demo")
@@ -115,7 +122,7 @@ def test_run_folder_contract(demo):
     assert (folder / rf.CHECKPOINTS_DIR / "checkpoint-80").is_dir()
     assert "trainable parameters: 57344" in (folder / rf.LOG_FILE).read_text()
     assert rf.read_events(folder) == events
-    assert status["name"] == "tiny-phi3: pirate_chat" and status["pid"] == os.getpid()
+    assert status["name"] == "tiny-phi3: pirate_chat" and status["pid"] == demo_pid  # the process that trained
 
 
 def test_the_run_says_which_phase_it_is_in(demo):

@@ -58,3 +58,22 @@ def test_the_card_carries_the_tuned_models_results_as_model_index(tmp_path: Path
     assert (result.dataset_name, result.metric_type, result.metric_value) == ("arc_easy", "acc", 0.45)  # the tuned
     assert card.data.model_name == "phi3-pirate" and "lm-evaluation-harness 0.4.13" in result.source_name
     assert "| arc_easy | acc | 0.5 | 0.45 |" in card.text
+
+
+class _FakeTaskManager:
+    """lm-eval's TaskManager as task_index sees it: the folder's tasks, plus the built-in ones unless left out."""
+
+    def __init__(self, include_path=None, include_defaults=True):
+        self.include_defaults = include_defaults
+        self.all_tasks = ["pirate_choice"] + (["arc_easy", "mmlu"] if include_defaults else [])
+
+
+@pytest.mark.parametrize(("tasks", "defaults"), [(["pirate_choice"], False), (["pirate_choice", "arc_easy"], True)])
+def test_the_task_index_leaves_out_the_built_ins_only_when_the_folder_has_every_task(monkeypatch, tasks, defaults):
+    import lm_eval.tasks
+
+    from trainer.evaluation.benchmarks import task_index
+
+    monkeypatch.setattr(lm_eval.tasks, "TaskManager", _FakeTaskManager)
+    assert task_index(BenchmarkSettings(tasks, include_path="/tasks")).include_defaults is defaults
+    assert task_index(BenchmarkSettings(["arc_easy"])).include_defaults  # no folder: the built-in tasks

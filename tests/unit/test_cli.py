@@ -67,6 +67,7 @@ def test_data_inspect_previews_a_dataset(capsys):
     assert "sharegpt" in out and "240" in out and "<|assistant|>" in out
 
 
+@pytest.mark.slow  # a CLI process (seconds): the full suite, not the edit loop
 def test_data_inspect_bad_file_exits_2(tmp_path):
     bad = tmp_path / "notes.txt"
     bad.write_text("hello")

@@ -616,6 +616,7 @@ def test_a_file_that_is_not_json_lines_at_all_is_one_clear_error(tmp_path):
     )
 
 
+@pytest.mark.slow  # a CLI process each (seconds): the full suite, not the edit loop
 @pytest.mark.parametrize("content", ["[1,\n", '{"text": \n'])
 def test_a_bad_file_gets_a_clean_error_and_no_library_noise_in_the_cli(tmp_path, content):
     path = tmp_path / ("bad.json" if content.startswith("[") else "bad.jsonl")

@@ -128,6 +128,7 @@ def test_the_ui_is_a_package_of_tabs_that_build_and_wire():
         assert wired & {"click", "change", "tick", "select", "submit", "upload", "load"}, f"{tab} wires no event"
 
 
+@pytest.mark.slow  # a Python process importing the app (seconds): the full suite, not the edit loop
 def test_the_web_app_imports_no_torch():
     heavy = "('torch', 'transformers', 'trl', 'peft')"
     code = f"import sys, trainer.ui; print(sorted(m for m in {heavy} if m in sys.modules))"

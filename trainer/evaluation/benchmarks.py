@@ -103,6 +103,18 @@ def arm_time_limit(seconds: float) -> None:
     signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
 
 
+def task_index(settings: BenchmarkSettings) -> Any:
+    """lm-eval's TaskManager for the settings: only the task folder's own tasks when every task named is there (its
+    index of its built-in tasks takes seconds), else the built-in tasks and the folder's."""
+    from lm_eval.tasks import TaskManager
+
+    if settings.include_path:
+        local = TaskManager(include_path=settings.include_path, include_defaults=False)
+        if set(settings.tasks) <= set(local.all_tasks):
+            return local
+    return TaskManager(include_path=settings.include_path)
+
+
 def run_benchmarks(run_dir: str | Path, settings: BenchmarkSettings, time_limit_s: float | None = None) -> dict:
     """Run the tasks on the base model and on base + the run's adapter; write eval/benchmarks.json.
 
@@ -112,7 +124,6 @@ def run_benchmarks(run_dir: str | Path, settings: BenchmarkSettings, time_limit_
     """
     import lm_eval
     from lm_eval import simple_evaluate
-    from lm_eval.tasks import TaskManager
 
     from trainer.config import ConfigError, load_yaml
     from trainer.modeling import cuda_available, resolve_model_path
@@ -130,11 +141,11 @@ def run_benchmarks(run_dir: str | Path, settings: BenchmarkSettings, time_limit_
     rf.set_phase(folder, "benchmarking")
     device = "cuda" if cuda_available() else "cpu"
     dtype = "bfloat16" if device == "cuda" else "float32"
-    tasks = TaskManager(include_path=settings.include_path) if settings.include_path else TaskManager()
     sides: dict[str, Any] = {}
     try:
-        if time_limit_s is not None:
+        if time_limit_s is not None:  # armed first: lm-eval's index of its tasks alone takes seconds
             arm_time_limit(time_limit_s)
+        tasks = task_index(settings)
         for done, side in enumerate(("base", "tuned")):
             args: dict[str, Any] = {"pretrained": str(resolve_model_path(cfg.model_name_or_path)), "dtype": dtype}
             if cfg.load_in_4bit:
