@@ -226,3 +226,24 @@ def test_one_module_writes_status_json_and_none_reads_proc():
     writers = sorted(module for module, path in MODULES.items() if writes.search(path.read_text(encoding="utf-8")))
     assert writers == ["trainer.runs.folder"]
     assert [module for module, path in MODULES.items() if "/proc/" in path.read_text(encoding="utf-8")] == []
+
+
+@pytest.mark.slow  # a pytest run of its own with two workers (seconds)
+def test_under_xdist_each_test_file_runs_in_one_worker(tmp_path):
+    """The suite's module fixtures (the browser tests' app, Chromium and run) are built once only if a file's tests
+    share a worker: the dist mode in pyproject.toml must keep them together (loadgroup stopped doing so, silently,
+    with pytest 9.2)."""
+    import tomllib
+
+    addopts = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["addopts"]
+    for name in ("a", "b"):
+        tests = "".join(f"def test_{name}{i}():\n    pass\n\n\n" for i in range(6))
+        (tmp_path / f"test_{name}.py").write_text(tests)
+    (tmp_path / "pytest.ini").write_text(f"[pytest]\naddopts = {addopts}\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-n", "2", "-v", "-p", "no:cacheprovider"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stdout[-2000:]
+    workers = {name: set(re.findall(rf"\[(gw\d)\] .* PASSED test_{name}\.py", out.stdout)) for name in ("a", "b")}
+    assert all(len(seen) == 1 for seen in workers.values()), workers
