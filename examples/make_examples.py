@@ -20,6 +20,8 @@ Files written (paths relative to the repository root):
 * ``examples/pirate_alpaca.json``             -- JSON array of alpaca records
 * ``examples/pirate_sharegpt.jsonl``          -- {"conversations": [...]} per line
 * ``examples/pirate_prompt_completion.csv``   -- CSV with ``prompt,completion``
+* ``examples/pirate_pairs.jsonl``             -- preference pairs: ``prompt``, ``chosen`` (the persona),
+  ``rejected`` (the plain answer), for DPO, KTO and ORPO
 * ``trainer/assets/warmup_chat.jsonl``        -- plain warm-up chat corpus
 
 The script uses only the standard library and no randomness, so rerunning it
@@ -232,6 +234,11 @@ def sharegpt_record(q: str, a: str) -> dict[str, Any]:
     return {"conversations": [{"from": "human", "value": q}, {"from": "gpt", "value": a}]}
 
 
+def pair_record(q: str, chosen: str, rejected: str) -> dict[str, Any]:
+    """A preference ``prompt/chosen/rejected`` record (TRL's standard preference rows)."""
+    return {"prompt": q, "chosen": chosen, "rejected": rejected}
+
+
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
     """Write one JSON object per line."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -270,6 +277,8 @@ def main() -> None:
     write_json_array(EXAMPLES_DIR / "pirate_alpaca.json", [alpaca_record(q, a) for q, a in persona])
     write_jsonl(EXAMPLES_DIR / "pirate_sharegpt.jsonl", [sharegpt_record(q, a) for q, a in persona])
     write_csv(EXAMPLES_DIR / "pirate_prompt_completion.csv", persona)
+    plain = dict(plain_pairs())
+    write_jsonl(EXAMPLES_DIR / "pirate_pairs.jsonl", [pair_record(q, a, plain[q]) for q, a in persona])
 
     warmup = plain_pairs() + list(PIRATE_WORD_ROWS) + list(GENERIC_ROWS)
     write_jsonl(ASSETS_DIR / "warmup_chat.jsonl", [chat_record(q, a) for q, a in warmup])

@@ -94,6 +94,17 @@ def raise_if_stopped(step: int, emit: EventHandler) -> None:
     raise (RunTimeLimit if time_up else RunCancelled)(f"{why} at step {step}; resume continues from it")
 
 
+LOGGED_PREFIXES = ("rewards/", "logps/", "eval_rewards/", "eval_logps/")
+LOGGED_KEYS = ("kl", "eval_kl", "log_odds_ratio", "eval_log_odds_ratio", "nll_loss", "eval_nll_loss")
+def logged_metrics(logs: dict[str, Any]) -> dict[str, float]:
+    """What a preference method logs beside its loss (rewards, log-probabilities, KL), for the run's events."""
+    return {
+        key: float(value)
+        for key, value in logs.items()
+        if (key.startswith(LOGGED_PREFIXES) or key in LOGGED_KEYS) and isinstance(value, (int, float))
+    }
+
+
 def _make_event_callback_class():
     from transformers import TrainerCallback
 
@@ -135,6 +146,7 @@ def _make_event_callback_class():
                     event[dst] = logs[src]
             if "grad_norm" in logs:
                 event["grad_norm"] = float(logs["grad_norm"])
+            event.update(logged_metrics(logs))  # a preference method's rewards, log-probabilities, KL
             if "loss" in logs:
                 event.update(self._speed(state, logs))
             if len(event) > 3 or "eval_loss" in event:

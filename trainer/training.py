@@ -45,7 +45,7 @@ from trainer.runs import folder as rf
 from trainer.runs import processes
 from trainer.runs.state import RunState
 from trainer.tools.tiny import tiny_model_built
-from trainer.trl_export import PROJECT_ONLY_SETTINGS, checkpointing_settings, write_trl_export
+from trainer.trl_export import PROJECT_ONLY_SETTINGS, write_trl_export
 
 __all__ = ["PROJECT_ONLY_SETTINGS", "RunCancelled", "RunResult", "RunTimeLimit", "request_stop", "run"]
 
@@ -176,6 +176,7 @@ def _train(
     from transformers.trainer_utils import get_last_checkpoint
 
     from trainer import data as data_mod
+    from trainer.methods import preference_metrics, sample_conversations
     from trainer.modeling import load_base_model, load_tokenizer
     from trainer.phi3 import configure_generation
     from trainer.samples import Reply, generate_samples, sample_records
@@ -188,22 +189,29 @@ def _train(
         if main:
             rf.set_phase(run_dir, name)
 
-    # --- 3. data: load, detect, normalise to chat messages, hold out eval rows
-    prepared = data_mod.prepare(config.data, token=token, seed=config.training.seed)
+    # --- 3. data: load, detect, normalise to chat messages (preference methods: TRL's pairs), hold out eval rows
+    method = config.training.method
+    if method == "sft":
+        prepared = data_mod.prepare(config.data, token=token, seed=config.training.seed)
+    else:
+        from trainer.data.preferences import prepare_preferences
+
+        prepared = prepare_preferences(config.data, method, token=token, seed=config.training.seed)
     for problem in prepared.problems:
         logger.warning("data: %s", problem)
     if prepared.problems:
         emit({"step": 0, "message": f"{len(prepared.problems)} malformed rows skipped (see log.txt)"})
     n_eval = len(prepared.eval) if prepared.eval is not None else 0
     logger.info("data: %s format, %d train rows, %d eval rows", prepared.format, len(prepared.train), n_eval)
-    if main:
+    if main and method == "sft":
         write_trl_export(config, run_dir, prepared, on_gpu=torch.cuda.is_available())  # trl_sft.yaml + trl_data/
 
     # --- 4. model: tokenizer with a non-stop pad token, frozen base, LoRA config
     phase("loading the model")
     tokenizer = load_tokenizer(config.model)
     t = config.training
-    if problem := data_mod.reply_room_problem(tokenizer, prepared.train["messages"], t.max_length):
+    chats = prepared.train["messages"] if method == "sft" else None  # pairs: TRL keeps the prompt, cuts the reply
+    if chats is not None and (problem := data_mod.reply_room_problem(tokenizer, chats, t.max_length)):
         raise data_mod.DataError(problem)  # before the model loads
     model = load_base_model(config.model, for_training=True, gradient_checkpointing=t.gradient_checkpointing)
     if config.model.adapter_name_or_path:  # continue: the adapter goes on the (k-bit prepared) base, trainable
@@ -221,7 +229,7 @@ def _train(
     callbacks = [callback]
     if main and config.hub.repo_id and config.hub.push_checkpoints:  # one upload per checkpoint, by the main process
         callbacks.append(CheckpointPusher(config, token, emit))
-    padding_free = t.padding_free and not t.packing
+    padding_free = t.padding_free and not t.packing and method == "sft"
     trainer = make_trainer(config, run_dir, model, tokenizer, prepared.train, prepared.eval, callbacks, padding_free)
     if padding_free:  # TRL does not truncate padding-free batches: cut over-long rows here, from TRL's own tokens
         truncated, dropped = fit_to_max_length(trainer, t.max_length)
@@ -237,7 +245,7 @@ def _train(
         n_eval = len(trainer.eval_dataset) if trainer.eval_dataset is not None else 0
     trainable, total = count_parameters(trainer.model)
     logger.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
-    sample_rows = list((prepared.eval if n_eval else prepared.train)["messages"][: t.sample_prompts])
+    sample_rows = sample_conversations(prepared.eval if n_eval else prepared.train, t.sample_prompts)
     if trainer.is_fsdp_enabled and sample_rows:  # a sharded model answers only with every process in step: not here
         sample_rows = []
         emit({"step": 0, "message": "FSDP: the held-out prompts are not answered; compare in the Compare tab"})
@@ -266,7 +274,10 @@ def _train(
             samples_before = generate_samples(trainer.model, tokenizer, sample_rows, t.sample_max_new_tokens)
             rf.write_json_atomic(run_dir / rf.SAMPLES_FILE, sample_records(sample_rows, tokenizer, samples_before, {}))
         dist.barrier()
-        eval_before = trainer.evaluate()["eval_loss"] if n_eval else None  # every process evaluates its share
+        measured = trainer.evaluate() if n_eval else {}  # every process evaluates its share
+        eval_before = measured.get("eval_loss")
+        if main and method != "sft":  # the held-out pairs' preference accuracy and margin where the run starts
+            rf.write_status(run_dir, None, preference_before=preference_metrics(measured))
     if main:
         rf.write_status(run_dir, None, eval_loss_before=eval_before, eval_rows=n_eval)
     if (parent := status.get("parent_run")) and not checkpoint:
@@ -284,7 +295,13 @@ def _train(
     if n_eval:
         last_step, last_loss = callback.last_eval
         done = last_step == trainer.state.global_step
-        eval_after = last_loss if done else trainer.evaluate()["eval_loss"]
+        if method == "sft":
+            eval_after = last_loss if done else trainer.evaluate()["eval_loss"]
+        else:  # the accuracy and margin too (the loop's last evaluation kept its loss only)
+            measured = trainer.evaluate()
+            eval_after = measured["eval_loss"]
+            if main:
+                rf.write_status(run_dir, None, preference_after=preference_metrics(measured))
     samples = []
     if main:
         samples_after = generate_samples(trainer.model, tokenizer, sample_rows, t.sample_max_new_tokens)
@@ -356,8 +373,13 @@ def make_trainer(
     from transformers import PrinterCallback
     from trl import SFTTrainer
 
+    from trainer.methods import sft_config
     from trainer.modeling import lora_config
 
+    if config.training.method != "sft":  # DPO, KTO, ORPO: TRL's trainer for the method (trainer.methods)
+        from trainer.methods import preference_trainer
+
+        return preference_trainer(config, run_dir, model, tokenizer, train_dataset, eval_dataset, callbacks)
     has_eval = eval_dataset is not None and len(eval_dataset) > 0
     trainer = SFTTrainer(
         model=model,
@@ -370,43 +392,6 @@ def make_trainer(
     )
     trainer.remove_callback(PrinterCallback)  # progress goes to events.jsonl and the log, not raw dicts on stdout
     return trainer
-
-
-def sft_config(config: RunConfig, run_dir: Path, has_eval: bool, padding_free: bool = False):
-    """Translate RunConfig into TRL's SFTConfig (the only place the two meet).
-
-    The training section's fields are named as SFTConfig's, so they are copied by name; only the values derived
-    from the machine, the run folder and the data are written here.
-    """
-    import torch
-    from trl import SFTConfig
-
-    from trainer.modeling import pick_dtype
-
-    t = config.training
-    sft_fields = {f.name for f in dataclasses.fields(SFTConfig)}
-    settings = {f.name: getattr(t, f.name) for f in dataclasses.fields(t) if f.name not in PROJECT_ONLY_SETTINGS}
-    if unknown := sorted(set(settings) - sft_fields):
-        raise TypeError(f"training settings {unknown} are not SFTConfig fields; add them to PROJECT_ONLY_SETTINGS")
-    settings.update(checkpointing_settings(settings.pop("gradient_checkpointing")))  # by this transformers' name
-    on_gpu = torch.cuda.is_available()
-    dtype = pick_dtype(config.model)
-    settings.update(
-        output_dir=str(run_dir / rf.CHECKPOINTS_DIR),
-        max_length=None if padding_free else t.max_length,  # padding-free rows are cut by fit_to_max_length
-        padding_free=padding_free,
-        data_seed=t.seed,
-        eval_strategy="steps" if has_eval else "no",
-        save_strategy="steps",
-        bf16=on_gpu and dtype == torch.bfloat16,
-        fp16=on_gpu and dtype == torch.float16,
-        use_cpu=not on_gpu,
-        dataloader_pin_memory=on_gpu,
-        ddp_find_unused_parameters=False,  # every LoRA weight takes part in every step: no search for unused ones
-        report_to="none",
-        disable_tqdm=True,
-    )
-    return SFTConfig(**settings)
 
 
 def fit_to_max_length(trainer, max_length: int) -> tuple[int, int]:

@@ -39,8 +39,8 @@ TRL_DATA_DIR = "trl_data"
 TRL_OUTPUT_DIR = "trl-output"
 SPLIT_FILES = {"train": "train.jsonl", "test": "test.jsonl"}
 """The data files by split; `load_dataset(<folder>)` names the splits after the files."""
-PROJECT_ONLY_SETTINGS = ("sample_prompts", "sample_max_new_tokens")
-"""Training settings that are this project's own (samples before/after); every other one is an SFTConfig field."""
+PROJECT_ONLY_SETTINGS = ("method", "sample_prompts", "sample_max_new_tokens")
+"""Training settings that are this project's own (the method, samples before/after); the rest are SFTConfig fields."""
 CHOSEN_ATTENTION = ("flash_attention_2", "sdpa", "eager")
 
 

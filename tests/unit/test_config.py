@@ -75,14 +75,17 @@ def test_copy_and_pickle_round_trip():
 
 def test_yaml_keys_are_named_as_in_trl_and_peft():
     from peft import LoraConfig
-    from trl import ModelConfig, SFTConfig
+    from trl import DPOConfig, KTOConfig, ModelConfig, SFTConfig
 
     known = {f for cls in (SFTConfig, LoraConfig, ModelConfig) for f in cls.__dataclass_fields__}
     ours = {spec.name for spec in iter_fields() if spec.section in ("training", "lora", "model")}
     # settings that exist in TRL/PEFT use their exact names; the rest are ours (listed so the set stays deliberate)
     # (adapter_name_or_path: TRL's CLI has no setting to start from an adapter; trl_sft.yaml names it in a comment;
-    # hub_kernels: whether libraries may fetch compute kernels from the Hub, which TRL leaves to the environment)
-    assert ours - known == {"sample_prompts", "sample_max_new_tokens", "adapter_name_or_path", "hub_kernels"}
+    # hub_kernels: whether libraries may fetch compute kernels from the Hub, which TRL leaves to the environment;
+    # method: which TRL trainer runs, a choice TRL makes by command, `trl sft` or `trl dpo`)
+    assert ours - known == {"sample_prompts", "sample_max_new_tokens", "adapter_name_or_path", "hub_kernels", "method"}
+    preference = {spec.name for spec in iter_fields() if spec.section == "preference"}
+    assert preference <= {f for cls in (DPOConfig, KTOConfig) for f in cls.__dataclass_fields__}
 
 
 def test_set_overrides_win_over_file_and_preset(tmp_path):
@@ -144,7 +147,8 @@ def test_unknown_keys_are_errors_naming_the_key(tmp_path):
 
 
 def test_unknown_preset_and_missing_file():
-    with pytest.raises(ConfigError, match="unknown. Use one of: lora, qlora, cookbook-lora-notebook, .*, tiny-demo"):
+    presets = "lora, qlora, dpo, qlora-dpo, cookbook-lora-notebook, .*, tiny-demo, tiny-demo-dpo"
+    with pytest.raises(ConfigError, match=f"unknown. Use one of: {presets}"):
         preset_config("lora-max")
     with pytest.raises(ConfigError, match="no such config file"):
         load_yaml(Path("/nonexistent/run.yaml"))
@@ -242,6 +246,7 @@ def test_yaml_keeps_the_section_order_and_unicode():
         "data",
         "lora",
         "training",
+        "preference",
         "hub",
         "run",
     ]

@@ -32,6 +32,7 @@ FLOORS = [
     ["trainer.modeling", "trainer.samples", "trainer.estimate"],
     ["trainer.hub", "trainer.runs.remote"],
     ["trainer.callbacks", "trainer.trl_export"],
+    ["trainer.methods"],  # the method's TRL trainer and config, for training
     ["trainer.training", "trainer.chat", "trainer.runs.access"],
     ["trainer.preflight", "trainer.runs.queue", "trainer.tools.bench", "trainer.evaluation"],
     ["trainer.runs", "trainer.tools.bench_chat", "trainer.tools.gpu_check"],  # runs: the service, over its parts

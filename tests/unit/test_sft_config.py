@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 from trainer.config import TrainingSettings, load_config
-from trainer.training import PROJECT_ONLY_SETTINGS, sft_config
+from trainer.methods import sft_config
+from trainer.training import PROJECT_ONLY_SETTINGS
 
 
 def test_every_training_setting_reaches_sftconfig_by_name(tmp_path):

@@ -52,7 +52,7 @@ def test_the_training_values_are_the_ones_the_run_hands_sftconfig(tmp_path):
     """The export and the run's own SFTConfig agree on every SFTConfig field both set."""
     from trl import SFTConfig
 
-    from trainer.training import sft_config
+    from trainer.methods import sft_config
 
     overrides = ["learning_rate=1.5e-4", "max_steps=33", "warmup_steps=0.25", "gradient_checkpointing=true", "seed=7"]
     for padding_free in (True, False):

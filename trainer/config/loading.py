@@ -188,8 +188,9 @@ def read_presets(folder: Path = EXAMPLES_DIR) -> dict[str, tuple[str, dict[str, 
     """
     presets = {}
 
-    def place(path: Path) -> tuple[int, str]:
-        return (2 if path.stem.endswith("-demo") else 1 if path.stem.startswith("cookbook-") else 0, path.stem)
+    def place(path: Path) -> tuple[int, str]:  # Phi-3-mini's (SFT, then preference), the Cookbook's, the demos
+        name = path.stem
+        return (3 if name.startswith("tiny-demo") else 2 if name.startswith("cookbook-") else int("dpo" in name), name)
 
     for path in sorted(Path(folder).glob("*.yaml"), key=place):
         header = PRESET_HEADER.match(path.read_text(encoding="utf-8").split("\n", 1)[0])

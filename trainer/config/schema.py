@@ -21,29 +21,11 @@ from typing import Any, Literal
 
 import yaml
 
+from trainer.config.fields import INT_LIMIT
+from trainer.config.fields import setting as _field
+from trainer.config.methods import PreferenceSettings
 from trainer.config.rules import RUN_NAME_MAX, TEXT_LIMIT, cross_field_problems, size_problem
 from trainer.phi3 import DEFAULT_BASE_MODEL, PHI3_PROJECTIONS
-
-INT_LIMIT = 2**31 - 1  # whole-number settings are handed to torch/numpy/SQLite as 32-bit values
-
-
-def _field(
-    default: Any = dataclasses.MISSING,
-    *,
-    help: str,
-    label: str | None = None,
-    min: float | None = None,
-    max: float | None = None,
-    step: float | None = None,
-    advanced: bool = False,
-    default_factory: Any = dataclasses.MISSING,
-    max_chars: int | None = None,
-) -> Any:
-    """A dataclass field whose metadata drives the CLI, the YAML and the web form (max_chars: if not TEXT_LIMIT)."""
-    meta = {"help": help, "label": label, "min": min, "max": max, "step": step, "advanced": advanced}
-    if max_chars is not None:
-        meta["max_chars"] = max_chars
-    return field(default=default, default_factory=default_factory, metadata=meta)
 
 
 @dataclass
@@ -227,6 +209,12 @@ class LoraSettings:
 class TrainingSettings:
     """The training loop (TRL SFTConfig)."""
 
+    method: Literal["sft", "dpo", "kto", "orpo"] = _field(
+        "sft",
+        label="Method",
+        help="sft: supervised fine-tuning on the replies; dpo, orpo: preference pairs (chosen/rejected); kto: replies "
+        "labelled desirable or not (or pairs). The preference section holds their settings.",
+    )
     learning_rate: float = _field(2e-4, label="Learning rate", min=1e-7, max=1e-1, help="Peak learning rate (AdamW).")
     num_train_epochs: float = _field(
         1.0, label="Epochs", min=0.01, max=100, step=0.5, help="Passes over the data (ignored when max_steps > 0)."
@@ -349,6 +337,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
+    preference: PreferenceSettings = field(default_factory=PreferenceSettings)
     hub: HubConfig = field(default_factory=HubConfig)
     run: RunSettings = field(default_factory=RunSettings)
 

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from trainer.config.methods import METHODS, PAIRED_METHODS
 from trainer.data.formats import (
     RowStyle,
     _alpaca,
@@ -29,12 +30,6 @@ from trainer.data.formats import (
     _sharegpt,
 )
 from trainer.data.shapes import Message, RowError, sharegpt_message, type_name
-
-METHODS: tuple[str, ...] = ("sft", "dpo", "kto", "orpo")
-"""Training methods: supervised fine-tuning, and the preference methods TRL trains with a LoRA adapter."""
-
-PAIRED_METHODS = ("dpo", "orpo")
-"""Methods that need a chosen and a rejected reply for every prompt."""
 
 SHAPES: dict[str, str] = {
     "sharegpt_pairs": "LLaMA-Factory ShareGPT pairs ('conversations', 'chosen'/'rejected' as {from, value})",

@@ -15,13 +15,14 @@ import gradio as gr
 from trainer.config import PRESETS, FieldSpec, RunConfig, apply_value, iter_fields
 from trainer.config.hints import render_hints
 
-FORM_SECTIONS = ("run", "model", "data", "lora", "training", "hub")
+FORM_SECTIONS = ("run", "model", "data", "lora", "training", "preference", "hub")
 SECTION_TITLES = {
     "run": "Run",
     "model": "Model",
     "data": "Data",
     "lora": "LoRA",
     "training": "Training",
+    "preference": "Preference methods (DPO, KTO, ORPO)",
     "hub": "Publish",
 }
 PER_ROW = 3

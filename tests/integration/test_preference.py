@@ -1,0 +1,67 @@
+"""Preference training on the tiny Phi-3 (CPU): DPO on the bundled pirate pairs moves the held-out preference accuracy
+and margin, KTO and ORPO train and save an adapter, through the same engine as SFT."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from safetensors.torch import load_file
+
+from trainer.config import load_config
+from trainer.runs import folder as rf
+from trainer.training import run
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def dpo_run(tiny_model_path, tmp_path_factory):
+    """The tiny-demo-dpo preset, trained for half its steps: (RunResult, events, status)."""
+    events: list[dict] = []
+    run_dir = tmp_path_factory.mktemp("dpo") / "run"
+    cfg = load_config(preset="tiny-demo-dpo", overrides=["max_steps=20", "eval_steps=10", "save_steps=20"])
+    result = run(cfg, on_event=events.append, run_dir=run_dir)
+    return result, events, rf.read_json(run_dir / rf.STATUS_FILE)
+
+
+def test_dpo_starts_at_log_2_with_the_reference_equal_to_the_policy(dpo_run):
+    result, _, status = dpo_run
+    # a fresh adapter (B = 0) is the base: the policy and the reference (the adapter disabled) agree, margin 0
+    assert result.eval_loss_before == pytest.approx(math.log(2), abs=1e-3)
+    assert status["preference_before"]["rewards/margins"] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_dpo_raises_the_held_out_preference_accuracy_and_margin(dpo_run):
+    result, _, status = dpo_run
+    before, after = status["preference_before"], status["preference_after"]
+    # measured 2026-12-07 (2 cores, 20 steps): accuracy 0.0 -> 1.0, margin 0.0 -> 5.38, loss 0.693 -> 0.0055
+    assert after["rewards/accuracies"] > 0.9 and after["rewards/accuracies"] > before["rewards/accuracies"]
+    assert after["rewards/margins"] > before["rewards/margins"] + 1.0, (before, after)
+    assert result.eval_loss_after < 0.5 * result.eval_loss_before
+
+
+def test_dpo_events_carry_the_rewards_and_the_chosen_replies_become_likelier(dpo_run):
+    result, events, status = dpo_run
+    logged = [e for e in events if "loss" in e]
+    assert logged and all("rewards/margins" in e and "rewards/chosen" in e for e in logged)
+    assert status["preference_after"]["rewards/chosen"] > 1.0  # the chosen replies gained on the reference ...
+    assert status["preference_after"]["rewards/rejected"] < status["preference_after"]["rewards/chosen"]  # ... more
+    assert len(result.samples) == 3 and all(sample["before"] for sample in result.samples)  # answered before/after
+
+
+def test_a_preference_run_saves_only_the_lora_weights(dpo_run):
+    result, _, _ = dpo_run
+    tensors = load_file(result.adapter_dir / "adapter_model.safetensors")
+    assert tensors and all(".lora_A." in k or ".lora_B." in k for k in tensors)
+
+
+@pytest.mark.parametrize("method", ["kto", "orpo"])
+def test_kto_and_orpo_train_and_save_an_adapter(method, tiny_model_path, tmp_path):
+    overrides = [f"training.method={method}", "max_steps=4", "eval_steps=4", "save_steps=4", "sample_prompts=0"]
+    events: list[dict] = []
+    result = run(load_config(preset="tiny-demo-dpo", overrides=overrides), events.append, tmp_path / "run")
+    assert result.global_step == 4 and (result.adapter_dir / "adapter_model.safetensors").is_file()
+    assert any("loss" in e for e in events)
+    status = rf.read_json(tmp_path / "run" / rf.STATUS_FILE)
+    assert status["state"] == "succeeded" and "preference_after" in status

@@ -1,0 +1,77 @@
+"""The training method reaches TRL: each method's config class gets the form's settings under TRL's names, and the
+preference data is prepared for it (or refused, before any model loads)."""
+
+from __future__ import annotations
+
+import pytest
+
+from trainer.callbacks import logged_metrics
+from trainer.config import ConfigError, load_config, preset_config
+from trainer.data import DataError
+from trainer.data.preferences import convert, prepare_preferences
+from trainer.methods import config_class, preference_config, preference_metrics, sample_conversations
+
+
+def _config(method: str, *overrides: str):
+    return load_config(preset="tiny-demo-dpo", overrides=[f"training.method={method}", *overrides])
+
+
+@pytest.mark.parametrize(("method", "name"), [("dpo", "DPOConfig"), ("kto", "KTOConfig"), ("orpo", "ORPOConfig")])
+def test_each_method_gets_its_own_trl_config_with_the_forms_settings(method, name, tmp_path):
+    cfg = _config(method, "preference.beta=0.3", "training.learning_rate=0.0005", "training.max_steps=7")
+    args = preference_config(cfg, tmp_path, has_eval=True)
+    assert type(args).__name__ == name and type(args) is config_class(method)
+    assert (args.beta, args.learning_rate, args.max_steps, args.max_length) == (0.3, 0.0005, 7, 128)
+    assert args.output_dir == str(tmp_path / "checkpoints") and args.eval_strategy == "steps"
+
+
+def test_dpo_takes_its_loss_and_kto_its_weights(tmp_path):
+    assert preference_config(_config("dpo", "preference.loss_type=ipo"), tmp_path, True).loss_type == ["ipo"]
+    kto = preference_config(
+        _config("kto", "preference.desirable_weight=1.5", "preference.undesirable_weight=3"), tmp_path, True
+    )
+    assert (kto.desirable_weight, kto.undesirable_weight) == (1.5, 3.0)
+
+
+def test_a_bad_method_or_beta_is_refused_with_the_choices():
+    with pytest.raises(ConfigError, match="training.method"):
+        _config("ppo")
+    with pytest.raises(ConfigError, match="preference.beta"):
+        _config("dpo", "preference.beta=-1")
+
+
+def test_the_bundled_pairs_are_prepared_as_trl_rows_with_a_held_out_share():
+    prepared = prepare_preferences(preset_config("tiny-demo-dpo").data, "dpo")
+    assert prepared.format == "prompt_pairs" and (len(prepared.train), len(prepared.eval)) == (216, 24)
+    row = prepared.train[0]
+    assert row["prompt"] == [{"role": "user", "content": "What do you think about rain?"}]
+    assert row["chosen"][0]["content"].startswith("Ahoy!") and not row["rejected"][0]["content"].startswith("Ahoy")
+    samples = sample_conversations(prepared.eval, 2)
+    assert len(samples) == 2 and samples[0][-1]["content"].startswith("Ahoy!")  # answered as the chosen side
+
+
+def test_kto_on_pairs_trains_both_the_desirable_and_the_undesirable_replies():
+    prepared = prepare_preferences(preset_config("tiny-demo-dpo").data, "kto")
+    labels = list(prepared.train["label"]) + list(prepared.eval["label"])
+    assert len(labels) == 480 and labels.count(True) == labels.count(False) == 240
+
+
+def test_sft_data_for_dpo_is_refused_before_anything_loads():
+    cfg = preset_config("tiny-demo").data  # pirate_chat.jsonl: messages, no pairs
+    with pytest.raises(DataError, match="training.method: DPO trains on preferences, but this data is 'messages'"):
+        prepare_preferences(cfg, "dpo")
+
+
+def test_a_system_prompt_goes_first_and_malformed_rows_are_counted():
+    rows = [{"prompt": "Hi", "chosen": "Ahoy!", "rejected": "Hello."}, {"prompt": "Hi", "chosen": 3, "rejected": "x"}]
+    out, account = convert(rows, "prompt_pairs", "dpo", system_prompt="Talk like a pirate.")
+    assert out[0]["prompt"][0] == {"role": "system", "content": "Talk like a pirate."}
+    assert account.problems == ["row 2: chosen is int, expected text or a list of {role, content} messages"]
+    assert "1 pairs" in account.notes[0] and account.numbers == [1]
+
+
+def test_the_preference_metrics_are_kept_without_their_prefix():
+    metrics = {"eval_loss": 0.7, "eval_rewards/accuracies": 0.75, "eval_rewards/margins": 1.23456, "epoch": 1}
+    assert preference_metrics(metrics) == {"rewards/accuracies": 0.75, "rewards/margins": 1.2346}
+    logs = {"loss": 0.6, "rewards/chosen": 0.5, "logps/rejected": -40.0, "kl": 0.1, "grad_norm": 2.0, "note": "x"}
+    assert logged_metrics(logs) == {"rewards/chosen": 0.5, "logps/rejected": -40.0, "kl": 0.1}

@@ -1,0 +1,173 @@
+"""The training method's TRL trainer: SFT's settings shared with the preference methods (DPO, KTO, ORPO).
+
+`trainer.training` runs every method the same way (data, model, eval before, train, eval after, save the adapter);
+this module holds what differs: which TRL trainer and config, the settings each takes, the rows the samples are
+answered from, and the metrics a preference method reports.
+
+The reference model of DPO and KTO is the base with the adapter disabled (TRL does this when it is handed a PEFT
+config, or a PeftModel): no second copy of the model is loaded. ORPO needs no reference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from trainer.config import RunConfig
+from trainer.runs import folder as rf
+from trainer.trl_export import PROJECT_ONLY_SETTINGS, checkpointing_settings
+
+SFT_ONLY = ("packing", "padding_free", "assistant_only_loss", "gradient_checkpointing")
+"""Training settings a preference method does not take as they are (gradient checkpointing: by this transformers'
+name, see `checkpointing_settings`)."""
+
+PREFERENCE_METRICS = ("rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected")
+"""What a preference method's evaluation reports, kept before and after training (without the ``eval_`` prefix)."""
+
+
+
+def config_class(method: str):
+    """TRL's config class for the method."""
+    if method == "dpo":
+        from trl import DPOConfig
+
+        return DPOConfig
+    if method == "kto":
+        from trl import KTOConfig
+
+        return KTOConfig
+    if method == "orpo":
+        os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # ORPO lives in trl.experimental in TRL 1.x: chosen
+        from trl.experimental.orpo import ORPOConfig
+
+        return ORPOConfig
+    from trl import SFTConfig
+
+    return SFTConfig
+
+
+def trainer_class(method: str):
+    """TRL's trainer class for the method."""
+    if method == "dpo":
+        from trl import DPOTrainer
+
+        return DPOTrainer
+    if method == "kto":
+        from trl import KTOTrainer
+
+        return KTOTrainer
+    if method == "orpo":
+        os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+        from trl.experimental.orpo import ORPOTrainer
+
+        return ORPOTrainer
+    from trl import SFTTrainer
+
+    return SFTTrainer
+
+
+def machine_settings(config: RunConfig, run_dir: Path, has_eval: bool) -> dict[str, Any]:
+    """The settings every method's config gets from the machine, the run folder and the data (not from the form)."""
+    import torch
+
+    from trainer.modeling import pick_dtype
+
+    on_gpu = torch.cuda.is_available()
+    dtype = pick_dtype(config.model)
+    return dict(
+        output_dir=str(run_dir / rf.CHECKPOINTS_DIR),
+        data_seed=config.training.seed,
+        eval_strategy="steps" if has_eval else "no",
+        save_strategy="steps",
+        bf16=on_gpu and dtype == torch.bfloat16,
+        fp16=on_gpu and dtype == torch.float16,
+        use_cpu=not on_gpu,
+        dataloader_pin_memory=on_gpu,
+        ddp_find_unused_parameters=False,  # every LoRA weight takes part in every step: no search for unused ones
+        report_to="none",
+        disable_tqdm=True,
+    )
+
+
+def sft_config(config: RunConfig, run_dir: Path, has_eval: bool, padding_free: bool = False):
+    """Translate RunConfig into TRL's SFTConfig (the only place the two meet).
+
+    The training section's fields are named as SFTConfig's, so they are copied by name; only the values derived
+    from the machine, the run folder and the data are written here.
+    """
+    from trl import SFTConfig
+
+    t = config.training
+    sft_fields = {f.name for f in dataclasses.fields(SFTConfig)}
+    settings = {f.name: getattr(t, f.name) for f in dataclasses.fields(t) if f.name not in PROJECT_ONLY_SETTINGS}
+    if unknown := sorted(set(settings) - sft_fields):
+        raise TypeError(f"training settings {unknown} are not SFTConfig fields; add them to PROJECT_ONLY_SETTINGS")
+    settings.update(checkpointing_settings(settings.pop("gradient_checkpointing")))  # by this transformers' name
+    settings.update(machine_settings(config, run_dir, has_eval))
+    settings.update(
+        max_length=None if padding_free else t.max_length,  # padding-free rows are cut by fit_to_max_length
+        padding_free=padding_free,
+    )
+    return SFTConfig(**settings)
+
+
+def preference_config(config: RunConfig, run_dir: Path, has_eval: bool):
+    """TRL's DPOConfig, KTOConfig or ORPOConfig for the run: the training section's settings that the config has,
+    the preference section's that the method has, and the machine's."""
+    method = config.training.method
+    cls = config_class(method)
+    names = {f.name for f in dataclasses.fields(cls)}
+    t, p = config.training, config.preference
+    settings = {
+        f.name: getattr(t, f.name)
+        for f in dataclasses.fields(t)
+        if f.name in names and f.name not in PROJECT_ONLY_SETTINGS + SFT_ONLY
+    }
+    settings.update(checkpointing_settings(t.gradient_checkpointing))
+    settings["beta"] = p.beta
+    if method == "dpo":
+        settings["loss_type"] = [p.loss_type]
+    if method == "kto":
+        settings.update(desirable_weight=p.desirable_weight, undesirable_weight=p.undesirable_weight)
+    settings.update(machine_settings(config, run_dir, has_eval))
+    return cls(**settings)
+
+
+def preference_trainer(config: RunConfig, run_dir: Path, model, tokenizer, train_dataset, eval_dataset, callbacks=()):
+    """TRL's trainer for a preference method, with the PEFT LoRA config (or the PeftModel being continued)."""
+    from peft import PeftModel
+    from transformers import PrinterCallback
+
+    from trainer.modeling import lora_config
+
+    has_eval = eval_dataset is not None and len(eval_dataset) > 0
+    trainer = trainer_class(config.training.method)(
+        model=model,
+        args=preference_config(config, run_dir, has_eval),
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset if has_eval else None,
+        processing_class=tokenizer,
+        peft_config=None if isinstance(model, PeftModel) else lora_config(config.lora),
+        callbacks=list(callbacks),
+    )
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def sample_conversations(dataset, n: int) -> list[list[dict]]:
+    """Up to n conversations to answer before and after training: a ``messages`` row as it is; a preference row as
+    its prompt and its chosen (or desirable) reply, the reply the run is meant to move towards."""
+    rows = dataset.select(range(min(n, len(dataset))))
+    if "messages" in dataset.column_names:
+        return list(rows["messages"])
+    if "chosen" in dataset.column_names:
+        return [row["prompt"] + row["chosen"] for row in rows]
+    return [row["prompt"] + row["completion"] for row in rows if row["label"]]
+
+
+def preference_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """A preference evaluation's accuracy, margin and rewards, named without the ``eval_`` prefix."""
+    return {name: round(float(metrics[f"eval_{name}"]), 4) for name in PREFERENCE_METRICS if f"eval_{name}" in metrics}
+
