@@ -106,6 +106,11 @@ def check_before_queueing(cfg: RunConfig, on_gpu: bool, token: str | bool | None
         except HubError as exc:
             problems.append(str(exc) if str(exc).startswith("hub.") else f"hub.repo_id: {exc}")
     try:  # the first rows catch a missing file/ID/split, an unknown format, all-bad rows, or no room for replies
+        if cfg.training.method != "sft":  # DPO, KTO, ORPO: preferences the method can train on
+            from trainer.data.preferences import prepare_preferences
+
+            prepare_preferences(cfg.data, cfg.training.method, token=token, limit=CHECK_ROWS)
+            return problems
         prepared = data.prepare(cfg.data, token=token, limit=CHECK_ROWS)
         tokenizer = data.preview_tokenizer(cfg.model.model_name_or_path)
         if problem := data.reply_room_problem(tokenizer, prepared.train["messages"], cfg.training.max_length):
