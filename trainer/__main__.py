@@ -42,6 +42,7 @@ from trainer.config import (
 from trainer.config.hints import MAP_FLAG, render_hints
 from trainer.errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_PUSH_FAILED, EXIT_TIME_LIMIT
 from trainer.evaluation import cli as eval_cli
+from trainer.methods import result_summary
 from trainer.noise import silence_known_noise
 from trainer.runs import folder as rf
 
@@ -265,9 +266,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         code := _push(result.run_dir, config.hub.repo_id, config.hub.private, config.hub.push_merged)
     ):
         return code
-    drop = rf.loss_drop(result.eval_loss_before, result.eval_loss_after)
-    if drop is not None:
-        print(f"eval loss {result.eval_loss_before:.4f} -> {result.eval_loss_after:.4f} ({rf.loss_change(drop)})")
+    for line in result_summary(result.run_dir):  # the eval loss, and a preference method's accuracy and margin
+        print(line)
     return 0
 
 

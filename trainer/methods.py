@@ -171,3 +171,18 @@ def preference_metrics(metrics: dict[str, float]) -> dict[str, float]:
     """A preference evaluation's accuracy, margin and rewards, named without the ``eval_`` prefix."""
     return {name: round(float(metrics[f"eval_{name}"]), 4) for name in PREFERENCE_METRICS if f"eval_{name}" in metrics}
 
+
+
+def result_summary(run_dir: Path) -> list[str]:
+    """What a finished run prints: the eval loss before -> after, and for DPO, KTO or ORPO the held-out preference
+    accuracy and reward margin before -> after (a line each)."""
+    status = rf.read_json(Path(run_dir) / rf.STATUS_FILE, {}) or {}
+    lines = []
+    first, last = status.get("eval_loss_before"), status.get("eval_loss_after")
+    if (drop := rf.loss_drop(first, last)) is not None:
+        lines.append(f"eval loss {first:.4f} -> {last:.4f} ({rf.loss_change(drop)})")
+    before, after = status.get("preference_before") or {}, status.get("preference_after") or {}
+    for name, label in (("rewards/accuracies", "preference accuracy"), ("rewards/margins", "reward margin")):
+        if name in before and name in after:
+            lines.append(f"held-out {label}: {before[name]:.3f} -> {after[name]:.3f}")
+    return lines

@@ -65,3 +65,15 @@ def test_kto_and_orpo_train_and_save_an_adapter(method, tiny_model_path, tmp_pat
     assert any("loss" in e for e in events)
     status = rf.read_json(tmp_path / "run" / rf.STATUS_FILE)
     assert status["state"] == "succeeded" and "preference_after" in status
+
+
+def test_the_card_names_the_method_its_settings_and_the_preference_before_and_after(dpo_run):
+    from huggingface_hub import ModelCard
+
+    from trainer.hub import model_card
+
+    result, _, _ = dpo_run
+    text = model_card(result.run_dir, repo_id="alice/pirate-dpo")
+    assert "dpo" in ModelCard(text).data.tags and "sft" not in ModelCard(text).data.tags
+    assert "fine-tuned with TRL's `DPOTrainer`" in text and "Method DPO: beta 0.1, loss sigmoid." in text
+    assert "Held-out preference accuracy (the chosen reply scored above the rejected one) 0.00 -> 1.00" in text

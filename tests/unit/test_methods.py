@@ -9,7 +9,7 @@ from trainer.callbacks import logged_metrics
 from trainer.config import ConfigError, load_config, preset_config
 from trainer.data import DataError
 from trainer.data.preferences import convert, prepare_preferences
-from trainer.methods import config_class, preference_config, preference_metrics, sample_conversations
+from trainer.methods import config_class, preference_config, preference_metrics, result_summary, sample_conversations
 
 
 def _config(method: str, *overrides: str):
@@ -75,3 +75,17 @@ def test_the_preference_metrics_are_kept_without_their_prefix():
     assert preference_metrics(metrics) == {"rewards/accuracies": 0.75, "rewards/margins": 1.2346}
     logs = {"loss": 0.6, "rewards/chosen": 0.5, "logps/rejected": -40.0, "kl": 0.1, "grad_norm": 2.0, "note": "x"}
     assert logged_metrics(logs) == {"rewards/chosen": 0.5, "logps/rejected": -40.0, "kl": 0.1}
+
+
+def test_a_finished_run_prints_its_loss_and_for_a_preference_method_its_accuracy_and_margin(tmp_path):
+    from trainer.runs import folder as rf
+
+    rf.write_status(tmp_path, "succeeded", eval_loss_before=0.6931, eval_loss_after=0.0055)
+    assert result_summary(tmp_path) == ["eval loss 0.6931 -> 0.0055 (99.2 % lower)"]  # SFT: the loss alone
+    before = {"rewards/accuracies": 0.0, "rewards/margins": 0.0}
+    rf.write_status(tmp_path, None, preference_before=before, preference_after={"rewards/accuracies": 1.0,
+                                                                                "rewards/margins": 5.381})
+    assert result_summary(tmp_path)[1:] == [
+        "held-out preference accuracy: 0.000 -> 1.000",
+        "held-out reward margin: 0.000 -> 5.381",
+    ]

@@ -65,7 +65,8 @@ def card_metadata(config: dict[str, Any]) -> dict[str, Any]:
     """
     model, data = config.get("model", {}), config.get("data", {})
     base = base_model_id(str(model.get("model_name_or_path", "")))
-    tags = ["trl", "sft", "qlora" if model.get("load_in_4bit") else "lora", "phi3", "generated_from_trainer"]
+    method = str(config.get("training", {}).get("method", "sft"))
+    tags = ["trl", method, "qlora" if model.get("load_in_4bit") else "lora", "phi3", "generated_from_trainer"]
     meta: dict[str, Any] = {"base_model": base, "library_name": "peft", "pipeline_tag": "text-generation"}
     if MIT_BASES.search(base):
         meta["license"] = "mit"
@@ -131,7 +132,9 @@ def model_card(run_dir: Path, repo_id: str | None = None) -> str:
             f"LoRA r={lora.get('r')}, alpha={lora.get('lora_alpha')}, dropout={lora.get('lora_dropout')} on "
             f"{targets}; learning rate {training.get('learning_rate')} ({training.get('lr_scheduler_type')}), "
             f"effective batch {batch} rows, max length {training.get('max_length')} tokens."
+            + _method_settings(training, run.config.get("preference", {}))
         ),
+        trainer_name=TRAINERS.get(str(training.get("method", "sft")), "SFTTrainer"),
         config_block=_fence(public_config_text(run.config_text), "yaml"),
         versions=run.versions,
         continued_from=continued_from(run.status),
@@ -235,6 +238,23 @@ def _data_lines(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+TRAINERS = {"sft": "SFTTrainer", "dpo": "DPOTrainer", "kto": "KTOTrainer", "orpo": "ORPOTrainer"}
+
+
+def _method_settings(training: dict[str, Any], preference: dict[str, Any]) -> str:
+    """A preference method's own settings, for the card's settings sentence ("" for SFT)."""
+    method = str(training.get("method", "sft"))
+    if method == "sft":
+        return ""
+    extra = ""
+    if method == "dpo":
+        extra = f", loss {preference.get('loss_type')}"
+    elif method == "kto":
+        weights = f"{preference.get('desirable_weight')}/{preference.get('undesirable_weight')}"
+        extra = f", desirable/undesirable weights {weights}"
+    return f" Method {method.upper()}: beta {preference.get('beta')}{extra}."
+
+
 def _fmt_loss(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, (int, float)) and math.isfinite(value) else "n/a"
 
@@ -249,6 +269,13 @@ def _result_lines(run: rf.RunRecord) -> list[str]:
         train = [e["loss"] for e in run.events if isinstance(e.get("loss"), (int, float))]
         last = _fmt_loss(train[-1] if train else None)
         lines.append(f"Trained for {run.status['step']} optimiser steps; last train loss {last}.")
+    before, after = run.status.get("preference_before") or {}, run.status.get("preference_after") or {}
+    if "rewards/accuracies" in before and "rewards/accuracies" in after:  # DPO, KTO, ORPO on the held-out rows
+        accuracy, margin = "rewards/accuracies", "rewards/margins"
+        lines.append(
+            f"Held-out preference accuracy (the chosen reply scored above the rejected one) {before[accuracy]:.2f} "
+            f"-> {after[accuracy]:.2f}; reward margin {before.get(margin, 0):.2f} -> {after.get(margin, 0):.2f}."
+        )
     return lines
 
 
