@@ -89,3 +89,10 @@ def test_a_finished_run_prints_its_loss_and_for_a_preference_method_its_accuracy
         "held-out preference accuracy: 0.000 -> 1.000",
         "held-out reward margin: 0.000 -> 5.381",
     ]
+
+
+@pytest.mark.parametrize("method", ["dpo", "kto"])
+def test_dpo_or_kto_from_an_adapter_is_refused_until_the_reference_can_be_the_adapter(method):
+    with pytest.raises(ConfigError, match=f"training.method: {method.upper()} from an adapter would measure"):
+        _config(method, "model.adapter_name_or_path=alice/pirate-lora")
+    assert _config("orpo", "model.adapter_name_or_path=alice/pirate-lora").training.method == "orpo"  # no reference
