@@ -96,3 +96,12 @@ def test_dpo_or_kto_from_an_adapter_is_refused_until_the_reference_can_be_the_ad
     with pytest.raises(ConfigError, match=f"training.method: {method.upper()} from an adapter would measure"):
         _config(method, "model.adapter_name_or_path=alice/pirate-lora")
     assert _config("orpo", "model.adapter_name_or_path=alice/pirate-lora").training.method == "orpo"  # no reference
+
+
+def test_the_preview_of_preference_data_counts_its_pairs_and_shows_the_first(phi3_tokenizer):
+    from trainer.data import preview
+
+    shown = preview(preset_config("tiny-demo-dpo").data, phi3_tokenizer, 128)
+    (note,) = [n for n in shown.notes if n.startswith("Preference pairs")]
+    assert ": 240; 0 with the same reply on both sides and 0 with an empty reply" in note
+    assert 'chosen "Ahoy! Rain be water falling from the clouds, matey.", rejected "Rain is water' in note

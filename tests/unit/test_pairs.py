@@ -11,6 +11,7 @@ from trainer.data.pairs import (
     Unpaired,
     method_problem,
     pair_counts,
+    pairs_note,
     preference_shape,
     split_pair,
     to_pair,
@@ -139,3 +140,11 @@ def test_every_method_trains_on_pairs_and_sft_on_anything(shape):
     assert all(method_problem(method, shape, "messages") is None for method in ("sft", "dpo", "kto", "orpo"))
     assert method_problem("kto", "kto", "messages") is None
     assert method_problem("sft", None, "messages") is None
+
+
+def test_the_preview_note_counts_pairs_that_teach_nothing_and_shows_the_first_pair():
+    rows = [ROWS["prompt_pairs"], {"prompt": "Hi", "chosen": "Same.", "rejected": "Same."}, {"prompt": "Hi"}]
+    note = pairs_note(rows, "prompt_pairs")
+    assert note.startswith("Preference pairs (prompt/chosen/rejected") and ": 2; 1 with the same reply" in note
+    first = 'First pair: prompt "What is the moon?", chosen "Ahoy! The moon be a rock, matey.", rejected "The moon'
+    assert first in note

@@ -148,7 +148,7 @@ def test_preference_data_is_named_and_trains_on_chosen():
     assert out.format == "preference" and out.rows == [
         [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Ahoy!"}]
     ]
-    assert out.notes[0].startswith("Preference data (chosen/rejected): training SFT on the chosen replies")
+    assert out.notes[0].startswith("Preference data (chosen/rejected): with method sft, training on the chosen")
 
 
 @pytest.mark.parametrize(

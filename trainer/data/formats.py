@@ -469,9 +469,8 @@ def normalise(
         )
     if fmt == "preference":
         notes.append(
-            "Preference data (chosen/rejected): training SFT on the chosen replies, the usual first stage before "
-            "DPO; the rejected replies are not used, and the dataset itself is untouched for a later preference "
-            "stage."
+            "Preference data (chosen/rejected): with method sft, training on the chosen replies (the usual first "
+            "stage; the rejected ones are not used); with dpo, kto or orpo, on the pairs themselves."
         )
     return Normalised(fmt, good, problems, n_input, undesirable, notes, numbers, dict(kinds))
 

@@ -208,3 +208,30 @@ def _conversation(row: Mapping[str, Any], side: str, shape: str, style: RowStyle
 
 def _role(item: Any) -> str | None:
     return item.get("role") if isinstance(item, Mapping) else None
+
+
+def pairs_note(rows: Sequence[Mapping[str, Any]], shape: str, style: RowStyle = RowStyle()) -> str:
+    """The preview's sentence about preference pairs: how many, how many teach nothing (the same reply on both
+    sides, or an empty one), and the first pair side by side (prompt, chosen, rejected)."""
+    pairs = []
+    for row in rows:
+        try:
+            pairs.append(to_pair(row, shape, style))
+        except RowError:
+            continue  # counted among the malformed rows by the method's own reading
+    counts = pair_counts(pairs)
+    text = (
+        f"Preference pairs ({SHAPES[shape]}): {counts['pairs']}; {counts['identical']} with the same reply on both "
+        f"sides and {counts['empty']} with an empty reply (they teach DPO, KTO and ORPO nothing)."
+    )
+    if pairs:
+
+        def said(turns: list[Message]) -> str:
+            return " / ".join(str(m.get("content") or "") for m in turns)[:200]
+
+        first = pairs[0]
+        text += (
+            f' First pair: prompt "{said(first.prompt)}", chosen "{said(first.chosen)}", '
+            f'rejected "{said(first.rejected)}".'
+        )
+    return text

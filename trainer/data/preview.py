@@ -20,6 +20,7 @@ from trainer.config import DataConfig, hint
 from trainer.config.hints import render_hints
 from trainer.data.formats import Message, RowStyle, choose_format, normalise
 from trainer.data.load import hub_row_count, read_split, resolve_local_path
+from trainer.data.pairs import pairs_note, preference_shape
 from trainer.data.quality import QualityReport, format_quality, malformed_problem, quality_report
 from trainer.paths import TOKENIZER_DIR
 from trainer.phi3 import BUNDLED_TOKENIZER_MODELS
@@ -165,6 +166,9 @@ def preview(
     fmt = choose_format(cfg, table.column_names, table[0] if len(table) else None)
     mapping, style = cfg.column_mapping or None, RowStyle.of(cfg)
     data = normalise(table, fmt, mapping, cfg.system_prompt, cfg.placeholders, lines, style)
+    notes = list(data.notes)
+    if (shape := preference_shape(table.column_names, table[0] if len(table) else None)) not in (None, "kto"):
+        notes.append(pairs_note(table, shape, style))  # what a preference method would train on
     measured = (measure or token_lengths)(tokenizer, data.rows)
     lengths = [m if isinstance(m, int) else m.length for m in measured]
     sampled = len(table) >= rows
@@ -182,7 +186,7 @@ def preview(
         local=path is not None,
         rows=data.rows,
         measured=list(measured),
-        notes=data.notes,
+        notes=notes,
         left_out=data.left_out,
         quality=quality_report(data.rows, data.numbers, data.kinds),
         blocked=malformed_problem(data, cfg.allow_malformed) or "",
