@@ -27,45 +27,32 @@ PREFERENCE_METRICS = ("rewards/accuracies", "rewards/margins", "rewards/chosen",
 """What a preference method's evaluation reports, kept before and after training (without the ``eval_`` prefix)."""
 
 
+TRL_CLASSES = {
+    "sft": ("trl", "SFT"),
+    "dpo": ("trl", "DPO"),
+    "kto": ("trl", "KTO"),
+    "orpo": ("trl.experimental.orpo", "ORPO"),
+}
+"""Where TRL keeps each method's classes (`<prefix>Config`, `<prefix>Trainer`): ORPO is in trl.experimental in 1.x."""
+
+
+def _trl_class(method: str, kind: str):
+    import importlib
+
+    module, prefix = TRL_CLASSES[method]
+    if module.startswith("trl.experimental"):
+        os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # ORPO's home in TRL 1.x, used knowingly
+    return getattr(importlib.import_module(module), prefix + kind)
+
 
 def config_class(method: str):
     """TRL's config class for the method."""
-    if method == "dpo":
-        from trl import DPOConfig
-
-        return DPOConfig
-    if method == "kto":
-        from trl import KTOConfig
-
-        return KTOConfig
-    if method == "orpo":
-        os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # ORPO lives in trl.experimental in TRL 1.x: chosen
-        from trl.experimental.orpo import ORPOConfig
-
-        return ORPOConfig
-    from trl import SFTConfig
-
-    return SFTConfig
+    return _trl_class(method, "Config")
 
 
 def trainer_class(method: str):
     """TRL's trainer class for the method."""
-    if method == "dpo":
-        from trl import DPOTrainer
-
-        return DPOTrainer
-    if method == "kto":
-        from trl import KTOTrainer
-
-        return KTOTrainer
-    if method == "orpo":
-        os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-        from trl.experimental.orpo import ORPOTrainer
-
-        return ORPOTrainer
-    from trl import SFTTrainer
-
-    return SFTTrainer
+    return _trl_class(method, "Trainer")
 
 
 def machine_settings(config: RunConfig, run_dir: Path, has_eval: bool) -> dict[str, Any]:
