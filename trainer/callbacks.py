@@ -116,7 +116,7 @@ def _make_event_callback_class():
             self.train_start: float | None = None
             self.start_step = 0
             self.last_tokens: tuple[float, float] | None = None  # (time, cumulative non-padding tokens)
-            self.last_eval: tuple[int, float | None] = (-1, None)  # (step, eval loss) of the latest evaluation
+            self.last_eval: tuple[int, dict[str, float]] = (-1, {})  # (step, eval_* metrics) of the latest evaluation
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.train_start = time.time()
@@ -140,7 +140,7 @@ def _make_event_callback_class():
             if state.epoch is not None:
                 event["epoch"] = round(state.epoch, 4)
             if "eval_loss" in logs:
-                self.last_eval = (state.global_step, logs["eval_loss"])
+                self.last_eval = (state.global_step, {k: v for k, v in logs.items() if k.startswith("eval_")})
             for src, dst in (("loss", "loss"), ("eval_loss", "eval_loss"), ("learning_rate", "lr")):
                 if src in logs:
                     event[dst] = logs[src]

@@ -4,8 +4,9 @@
 this module holds what differs: which TRL trainer and config, the settings each takes, the rows the samples are
 answered from, and the metrics a preference method reports.
 
-The reference model of DPO and KTO is the base with the adapter disabled (TRL does this when it is handed a PEFT
-config, or a PeftModel): no second copy of the model is loaded. ORPO needs no reference.
+The reference model of DPO and KTO is never a second copy of the model: for a fresh adapter it is the base with the
+adapter disabled (TRL does this when it is handed a PEFT config); when a run continues from an adapter (SFT, then
+DPO), TRL adds a frozen copy of that adapter named ``ref`` and the reference is the parent adapter. ORPO needs none.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ from trainer.trl_export import PROJECT_ONLY_SETTINGS, checkpointing_settings
 SFT_ONLY = ("packing", "padding_free", "assistant_only_loss", "gradient_checkpointing")
 """Training settings a preference method does not take as they are (gradient checkpointing: by this transformers'
 name, see `checkpointing_settings`)."""
+
+REFERENCE_ADAPTER = "ref"
+"""The frozen copy of the parent adapter TRL's DPO and KTO trainers add to a PeftModel they are handed (the reference
+of a run that continues from an adapter); not part of the tuned adapter."""
 
 PREFERENCE_METRICS = ("rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected")
 """What a preference method's evaluation reports, kept before and after training (without the ``eval_`` prefix)."""
@@ -130,8 +135,12 @@ def preference_trainer(config: RunConfig, run_dir: Path, model, tokenizer, train
     from trainer.modeling import lora_config
 
     has_eval = eval_dataset is not None and len(eval_dataset) > 0
-    trainer = trainer_class(config.training.method)(
+    method = config.training.method
+    # None: the reference is the model itself with its adapter disabled (or TRL's frozen copy of the parent adapter)
+    reference = {} if method == "orpo" else {"ref_model": None}
+    trainer = trainer_class(method)(
         model=model,
+        **reference,
         args=preference_config(config, run_dir, has_eval),
         train_dataset=train_dataset,
         eval_dataset=eval_dataset if has_eval else None,
@@ -141,6 +150,14 @@ def preference_trainer(config: RunConfig, run_dir: Path, model, tokenizer, train
     )
     trainer.remove_callback(PrinterCallback)
     return trainer
+
+
+def drop_reference_copy(adapter_dir: Path) -> None:
+    """Remove the reference adapter TRL saved beside the tuned one (``adapter/ref/``): the parent's adapter, unchanged,
+    which the tuned adapter must not carry (stock PEFT would see two adapters)."""
+    import shutil
+
+    shutil.rmtree(Path(adapter_dir) / REFERENCE_ADAPTER, ignore_errors=True)
 
 
 def sample_conversations(dataset, n: int) -> list[list[dict]]:

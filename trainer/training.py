@@ -176,7 +176,7 @@ def _train(
     from transformers.trainer_utils import get_last_checkpoint
 
     from trainer import data as data_mod
-    from trainer.methods import preference_metrics, sample_conversations
+    from trainer.methods import drop_reference_copy, preference_metrics, sample_conversations
     from trainer.modeling import load_base_model, load_tokenizer
     from trainer.phi3 import configure_generation
     from trainer.samples import Reply, generate_samples, sample_records
@@ -293,15 +293,12 @@ def _train(
     phase("evaluating after")
     eval_after = None
     if n_eval:
-        last_step, last_loss = callback.last_eval
-        done = last_step == trainer.state.global_step
-        if method == "sft":
-            eval_after = last_loss if done else trainer.evaluate()["eval_loss"]
-        else:  # the accuracy and margin too (the loop's last evaluation kept its loss only)
+        last_step, measured = callback.last_eval
+        if last_step != trainer.state.global_step:  # the loop did not just evaluate at the final step
             measured = trainer.evaluate()
-            eval_after = measured["eval_loss"]
-            if main:
-                rf.write_status(run_dir, None, preference_after=preference_metrics(measured))
+        eval_after = measured["eval_loss"]
+        if main and method != "sft":
+            rf.write_status(run_dir, None, preference_after=preference_metrics(measured))
     samples = []
     if main:
         samples_after = generate_samples(trainer.model, tokenizer, sample_rows, t.sample_max_new_tokens)
@@ -317,6 +314,7 @@ def _train(
     if not main:
         return RunResult(run_dir, adapter_dir, trainer.state.global_step, eval_before, eval_after)
     (adapter_dir / "training_args.bin").unlink(missing_ok=True)  # the Trainer's pickle: not part of an adapter
+    drop_reference_copy(adapter_dir)  # a continued DPO/KTO run's frozen copy of its parent adapter
     rf.write_json_atomic(run_dir / rf.VERSIONS_FILE, run_versions())
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -77,3 +77,26 @@ def test_the_card_names_the_method_its_settings_and_the_preference_before_and_af
     assert "dpo" in ModelCard(text).data.tags and "sft" not in ModelCard(text).data.tags
     assert "fine-tuned with TRL's `DPOTrainer`" in text and "Method DPO: beta 0.1, loss sigmoid." in text
     assert "Held-out preference accuracy (the chosen reply scored above the rejected one) 0.00 -> 1.00" in text
+
+
+def test_continue_with_dpo_from_the_sft_demo_uses_the_parent_adapter_as_its_reference(demo, tmp_path):
+    from peft import PeftConfig
+
+    from trainer.config import load_yaml, stage_config
+
+    sft, _ = demo
+    cfg = stage_config(load_yaml(sft.run_dir / rf.CONFIG_FILE), "dpo")  # what the Runs tab's Continue with DPO fills
+    cfg.model.adapter_name_or_path = str(sft.run_dir)
+    cfg.training.max_steps, cfg.training.logging_steps, cfg.training.sample_prompts = 2, 1, 0
+    events: list[dict] = []
+    result = run(cfg, on_event=events.append, run_dir=tmp_path / "run")
+    first = next(e for e in events if "loss" in e)
+    # the policy starts as the parent adapter; only a reference equal to it (not the bare base) gives log 2 at step 1
+    assert first["step"] == 1 and first["loss"] == pytest.approx(math.log(2), abs=1e-3)
+    assert result.eval_loss_before == pytest.approx(math.log(2), abs=1e-3)
+    assert first["logps/chosen"] > -5.0  # the parent's pirate replies are likely (the base gives them about -85)
+    status = rf.read_json(tmp_path / "run" / rf.STATUS_FILE)
+    assert status["parent_run"]["name"] == "tiny-phi3: pirate_chat"  # the SFT demo run, by its name
+    # the saved adapter is the tuned one alone: TRL's frozen reference copy (adapter/ref/) is not kept
+    assert not (result.adapter_dir / "ref").exists()
+    assert PeftConfig.from_pretrained(str(result.adapter_dir)).r == 16

@@ -41,6 +41,21 @@ def test_continue_fills_the_train_form_from_the_callers_own_finished_run_only(sp
         space.fns["continue_training"](str(alice_run.id), ALICE)
 
 
+def test_continue_with_dpo_fills_a_dpo_stage_from_the_callers_own_finished_run_only(space):
+    alice_run, bob_run = space.run_of("alice"), space.run_of("bob")
+    outputs = space.fns["continue_with_dpo"](str(alice_run.id), ALICE)
+    assert outputs[0].selected == "train"
+    assert _form_value(outputs, "training.method") == "dpo"
+    assert _form_value(outputs, ADAPTER_FIELD) == f"run #{alice_run.id}"  # the parent: the start and the reference
+    assert _form_value(outputs, "data.dataset_name") == "examples/pirate_pairs.jsonl"  # the tiny model's DPO preset
+    assert _form_value(outputs, "run.name") == "alice-run (DPO)"
+    with pytest.warns(UserWarning, match="no such run, or not yours"):
+        refused = space.fns["continue_with_dpo"](str(bob_run.id), ALICE)
+    assert refused == [gr.skip()] * len(refused)  # another user's run cannot be continued with DPO
+    with pytest.warns(UserWarning, match="Sign in"):
+        assert space.fns["continue_with_dpo"](str(alice_run.id), None)[0] == gr.skip()  # a signed-out visitor
+
+
 def test_start_resolves_the_run_id_for_its_owner_only(space):
     alice_run, bob_run = space.run_of("alice"), space.run_of("bob")
     outputs = space.fns["start"](space.form(**{ADAPTER_FIELD: f"run #{alice_run.id}"}), ALICE, oauth(ALICE_OAUTH))

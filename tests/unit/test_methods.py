@@ -91,11 +91,9 @@ def test_a_finished_run_prints_its_loss_and_for_a_preference_method_its_accuracy
     ]
 
 
-@pytest.mark.parametrize("method", ["dpo", "kto"])
-def test_dpo_or_kto_from_an_adapter_is_refused_until_the_reference_can_be_the_adapter(method):
-    with pytest.raises(ConfigError, match=f"training.method: {method.upper()} from an adapter would measure"):
-        _config(method, "model.adapter_name_or_path=alice/pirate-lora")
-    assert _config("orpo", "model.adapter_name_or_path=alice/pirate-lora").training.method == "orpo"  # no reference
+@pytest.mark.parametrize("method", ["dpo", "kto", "orpo"])
+def test_every_preference_method_may_continue_from_an_adapter(method):
+    assert _config(method, "model.adapter_name_or_path=alice/pirate-lora").training.method == method
 
 
 def test_the_preview_of_preference_data_counts_its_pairs_and_shows_the_first(phi3_tokenizer):
@@ -105,3 +103,24 @@ def test_the_preview_of_preference_data_counts_its_pairs_and_shows_the_first(phi
     (note,) = [n for n in shown.notes if n.startswith("Preference pairs")]
     assert ": 240; 0 with the same reply on both sides and 0 with an empty reply" in note
     assert 'chosen "Ahoy! Rain be water falling from the clouds, matey.", rejected "Rain is water' in note
+
+
+def test_a_dpo_stage_after_sft_takes_dpos_data_and_settings_and_keeps_the_model_and_lora():
+    from trainer.config import stage_config
+
+    sft = load_config(
+        preset="qlora",
+        overrides=["data.dataset_name=alice/chats", "learning_rate=0.0002", "lora.r=32", "hub.repo_id=alice/phi3-chat"],
+    )
+    dpo = stage_config(sft, "dpo")
+    assert dpo.training.method == "dpo" and sft.training.method == "sft"  # a new config; the parent's is untouched
+    assert dpo.data.dataset_name == "trl-lib/ultrafeedback_binarized"  # the dpo preset's data and settings ...
+    assert dpo.training.learning_rate == 5e-6 and dpo.training.gradient_accumulation_steps == 8
+    assert dpo.model.load_in_4bit and dpo.lora.r == 32  # ... on the parent's (4-bit) model and LoRA settings
+    assert dpo.hub.repo_id == "alice/phi3-chat-dpo"  # never pushed over the SFT adapter
+    assert dpo.problems() == []
+    tiny = stage_config(preset_config("tiny-demo"), "dpo")
+    assert tiny.data.dataset_name == "examples/pirate_pairs.jsonl" and tiny.training.max_steps == 40
+    kto = stage_config(sft, "kto")  # no kto preset: the parent's data and settings, the method changed
+    assert kto.training.method == "kto" and kto.data.dataset_name == "alice/chats"
+    assert kto.training.learning_rate == 2e-4 and kto.hub.repo_id == "alice/phi3-chat-kto"

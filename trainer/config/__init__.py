@@ -24,6 +24,7 @@ from trainer.config.loading import (
     read_presets,
     read_yaml_dict,
     save_yaml,
+    stage_config,
 )
 from trainer.config.rules import (
     CHAT_ROLES,
@@ -80,5 +81,6 @@ __all__ = [
     "repo_id_problem",
     "resolve_mapping",
     "save_yaml",
+    "stage_config",
     "suggest_column_mapping",
 ]

@@ -219,6 +219,37 @@ def preset_config(name: str) -> RunConfig:
     return from_dict(PRESETS[name][1])
 
 
+STAGE_SECTIONS = ("data", "training", "preference")
+"""What a new training stage takes from its method's preset (the data and the method's settings); the model, the
+LoRA settings and the push settings stay the parent run's."""
+
+
+def stage_config(parent: RunConfig, method: str) -> RunConfig:
+    """The config to train a finished run's adapter further with another method (SFT, then DPO: the usual recipe).
+
+    The parent's model and LoRA settings stay; the data, training and preference sections are the defaults with the
+    method's preset for that model on top (``tiny-demo-<method>`` for the tiny offline model, else ``<method>``), so
+    a DPO stage gets DPO's data and learning rate, not the SFT run's. Where no such preset exists, the parent's
+    sections stay and only the method changes. A push goes to ``<parent repo>-<method>``, never over the parent's.
+    """
+    from trainer.phi3 import TINY_MODEL_NAME
+
+    cfg = copy.deepcopy(parent)
+    cfg.training.method = method
+    name = f"tiny-demo-{method}" if cfg.model.model_name_or_path == TINY_MODEL_NAME else method
+    if name in PRESETS:
+        fresh = RunConfig()
+        for section in STAGE_SECTIONS:
+            setattr(cfg, section, getattr(fresh, section))
+        apply_dict(cfg, {k: v for k, v in PRESETS[name][1].items() if k in STAGE_SECTIONS}, errors := [])
+        if errors:
+            raise ConfigError(errors)
+    owner, _, repo = (cfg.hub.repo_id or "").rpartition("/")
+    if repo and not repo.endswith(f"-{method}"):
+        cfg.hub.repo_id = f"{owner}/{repo[: 95 - len(method)]}-{method}"
+    return cfg
+
+
 def load_config(
     path: str | Path | None = None,
     preset: str | None = None,

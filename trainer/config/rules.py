@@ -198,12 +198,6 @@ def cross_field_problems(cfg: Any) -> list[str]:
         )
     if cfg.hub.repo_id and (problem := repo_id_problem(cfg.hub.repo_id)):
         found.append(problem)
-    if cfg.training.method in ("dpo", "kto") and cfg.model.adapter_name_or_path:  # TRL would compare to the bare base
-        found.append(
-            f"training.method: {cfg.training.method.upper()} from an adapter would measure the tuned model against "
-            "the base without that adapter, not against the adapter you start from. Start a fresh adapter, or use "
-            "orpo (no reference model)."
-        )
     if len(cfg.run.name) > RUN_NAME_MAX or any(c in cfg.run.name for c in "\r\n\t"):
         found.append(f"run.name: use one line of at most {RUN_NAME_MAX} characters.")
     return found

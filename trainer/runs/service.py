@@ -268,16 +268,28 @@ class RunService:
             )
         return job
 
-    def continue_config(self, who: Caller, run_id: object) -> RunConfig:
+    def continue_config(self, who: Caller, run_id: object, method: str | None = None) -> RunConfig:
         """The Train form's config to continue a finished run: its own config, its adapter to start from (named by
-        id, never by a path), and the name "<its name> (continued)"."""
-        from trainer.config import load_yaml
+        id, never by a path), and the name "<its name> (continued)".
+
+        With `method` (e.g. ``dpo`` after an SFT run): the next stage, with that method's data and settings (see
+        `stage_config`), named "<its name> (DPO)"; the run's adapter is the new run's start and its reference.
+
+        Raises:
+            AccessError: not the caller's run. ValueError: not finished, or an unknown method.
+        """
+        from trainer.config import load_yaml, stage_config
+        from trainer.config.methods import METHODS
         from trainer.config.rules import RUN_NAME_MAX
 
+        if method is not None and method not in METHODS:
+            raise ValueError(f"method {method!r}: use one of {', '.join(METHODS)}.")
         job = self.continuable(who, run_id)
         cfg = load_yaml(Path(job.run_dir) / rf.CONFIG_FILE)
-        cfg.model.adapter_name_or_path = f"run #{job.id}"
         suffix = " (continued)"
+        if method is not None and method != cfg.training.method:
+            cfg, suffix = stage_config(cfg, method), f" ({method.upper()})"
+        cfg.model.adapter_name_or_path = f"run #{job.id}"
         cfg.run.name = (cfg.run.name.strip() or job.name)[: RUN_NAME_MAX - len(suffix)] + suffix
         return cfg
 

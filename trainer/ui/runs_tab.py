@@ -180,9 +180,10 @@ def samples_markdown(samples: list[dict[str, Any]]) -> str:
 
 
 def _buttons(view: RunView | None) -> list[Any]:
-    """Cancel / Resume / Retry push / Delete / Download / Chat / Download for TRL / Continue, by the run's state."""
+    """Cancel / Resume / Retry push / Delete / Download / Chat / Download for TRL / Continue / Continue with DPO, by
+    the run's state."""
     if view is None:
-        return [gr.update(interactive=False)] * 8
+        return [gr.update(interactive=False)] * 9
     job, has_adapter = view.job, view.has_adapter
     return [
         gr.update(interactive=not job.finished),
@@ -192,6 +193,7 @@ def _buttons(view: RunView | None) -> list[Any]:
         gr.update(interactive=has_adapter),
         gr.update(interactive=has_adapter and job.status.trained),
         gr.update(interactive=view.has_trl_export),
+        gr.update(interactive=has_adapter and job.status.trained),
         gr.update(interactive=has_adapter and job.status.trained),
     ]
 
@@ -318,8 +320,16 @@ class RunsTab:
 
     def continue_training(self, job_id, profile: gr.OAuthProfile | None):
         """Fill the Train form from the caller's own finished run, to continue from its adapter, and open Train."""
+        return self._continue(job_id, profile, None)
+
+    def continue_with_dpo(self, job_id, profile: gr.OAuthProfile | None):
+        """Fill the Train form for DPO from the caller's own finished run (SFT, then DPO): its adapter is the start
+        and the reference, DPO's data and settings come from the DPO preset for its model; open Train."""
+        return self._continue(job_id, profile, "dpo")
+
+    def _continue(self, job_id, profile: gr.OAuthProfile | None, method: str | None):
         try:
-            cfg = self.service.continue_config(caller(profile), job_id)
+            cfg = self.service.continue_config(caller(profile), job_id, method)
         except (AccessError, ValueError) as exc:
             gr.Warning(str(exc))
             return [gr.skip()] * (2 + self.n_fields)
@@ -363,6 +373,7 @@ def build(ctx: AppContext, app: gr.Blocks, train_fields: list | None = None, adv
         c["chat"],
         c["download_trl"],
         c["continue"],
+        c["continue_dpo"],
         c["picker"],
         c["seen"],
     ]
@@ -377,7 +388,8 @@ def build(ctx: AppContext, app: gr.Blocks, train_fields: list | None = None, adv
         button.click(make, c["picker"], file).then(None, file, None, js=SAVE_FILE_JS)  # one click: made, then saved
     if train_fields:
         h.n_fields = len(train_fields)
-        c["continue"].click(h.continue_training, c["picker"], [ctx.tabs, advanced, *train_fields], queue=False)
+        for button, handler in ((c["continue"], h.continue_training), (c["continue_dpo"], h.continue_with_dpo)):
+            button.click(handler, c["picker"], [ctx.tabs, advanced, *train_fields], queue=False)
     c["chat"].click(h.chat_with, c["picker"], [ctx.tabs, ctx.chat_adapter], queue=False)
     app.load(h.refresh_picker, c["picker"], c["picker"])  # reattach to the latest run after a reload
     c["log"].change(None, None, None, js=FOLLOW_LOG_JS, queue=False)
@@ -408,6 +420,9 @@ def _layout(picker: gr.Dropdown) -> dict[str, Any]:
         )
         c["continue"] = gr.Button(
             "Continue training", elem_id="continue-training", scale=0, min_width=170, interactive=False
+        )
+        c["continue_dpo"] = gr.Button(
+            "Continue with DPO", elem_id="continue-with-dpo", scale=0, min_width=170, interactive=False
         )
     c["zip"] = gr.File(label="adapter (.zip)", visible=False, elem_id="adapter-zip")
     c["trl_zip"] = gr.File(
