@@ -96,6 +96,8 @@ def raise_if_stopped(step: int, emit: EventHandler) -> None:
 
 LOGGED_PREFIXES = ("rewards/", "logps/", "eval_rewards/", "eval_logps/")
 LOGGED_KEYS = ("kl", "eval_kl", "log_odds_ratio", "eval_log_odds_ratio", "nll_loss", "eval_nll_loss")
+
+
 def logged_metrics(logs: dict[str, Any]) -> dict[str, float]:
     """What a preference method logs beside its loss (rewards, log-probabilities, KL), for the run's events."""
     return {

@@ -176,7 +176,6 @@ def preference_metrics(metrics: dict[str, float]) -> dict[str, float]:
     return {name: round(float(metrics[f"eval_{name}"]), 4) for name in PREFERENCE_METRICS if f"eval_{name}" in metrics}
 
 
-
 def result_summary(run_dir: Path) -> list[str]:
     """What a finished run prints: the eval loss before -> after, and for DPO, KTO or ORPO the held-out preference
     accuracy and reward margin before -> after (a line each)."""

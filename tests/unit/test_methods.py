@@ -83,8 +83,12 @@ def test_a_finished_run_prints_its_loss_and_for_a_preference_method_its_accuracy
     rf.write_status(tmp_path, "succeeded", eval_loss_before=0.6931, eval_loss_after=0.0055)
     assert result_summary(tmp_path) == ["eval loss 0.6931 -> 0.0055 (99.2 % lower)"]  # SFT: the loss alone
     before = {"rewards/accuracies": 0.0, "rewards/margins": 0.0}
-    rf.write_status(tmp_path, None, preference_before=before, preference_after={"rewards/accuracies": 1.0,
-                                                                                "rewards/margins": 5.381})
+    rf.write_status(
+        tmp_path,
+        None,
+        preference_before=before,
+        preference_after={"rewards/accuracies": 1.0, "rewards/margins": 5.381},
+    )
     assert result_summary(tmp_path)[1:] == [
         "held-out preference accuracy: 0.000 -> 1.000",
         "held-out reward margin: 0.000 -> 5.381",
@@ -110,7 +114,12 @@ def test_a_dpo_stage_after_sft_takes_dpos_data_and_settings_and_keeps_the_model_
 
     sft = load_config(
         preset="qlora",
-        overrides=["data.dataset_name=alice/chats", "learning_rate=0.0002", "lora.r=32", "hub.repo_id=alice/phi3-chat"],
+        overrides=[
+            "data.dataset_name=alice/chats",
+            "learning_rate=0.0002",
+            "lora.r=32",
+            "hub.repo_id=alice/phi3-chat",
+        ],
     )
     dpo = stage_config(sft, "dpo")
     assert dpo.training.method == "dpo" and sft.training.method == "sft"  # a new config; the parent's is untouched

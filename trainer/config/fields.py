@@ -27,4 +27,3 @@ def setting(
     if max_chars is not None:
         meta["max_chars"] = max_chars
     return field(default=default, default_factory=default_factory, metadata=meta)
-

@@ -90,4 +90,3 @@ def eval_figure(summary: dict[str, Any]) -> Figure:
     axes.set_axisbelow(True)
     axes.legend(loc="upper center", ncols=2, fontsize=10, frameon=True, facecolor="white", edgecolor=(0.8, 0.8, 0.8))
     return figure
-

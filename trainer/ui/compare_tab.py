@@ -361,9 +361,9 @@ def _layout(adapter: gr.Dropdown) -> dict[str, Any]:
     )
     blind.switch(c)
     c["models"] = gr.Markdown(elem_id="compare-models")
-    with gr.HTML(
-        html_template="@children", css_template=PANES_CSS, js_on_load=None, elem_id="compare-panes"
-    ) as c["panes"]:
+    with gr.HTML(html_template="@children", css_template=PANES_CSS, js_on_load=None, elem_id="compare-panes") as c[
+        "panes"
+    ]:
         with gr.Row():
             c["base_chat"] = gr.Chatbot(label="Base model", elem_id="base-chat", height=380)
             c["tuned_chat"] = gr.Chatbot(label="Tuned (base + adapter)", elem_id="tuned-chat", height=380)
