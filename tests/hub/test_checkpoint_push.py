@@ -38,14 +38,18 @@ def test_a_slow_hub_does_not_slow_training(hub_server: HubServer, hub_client: Cl
     # checkpoint-3 is replaced by checkpoint-4 if that is saved before checkpoint-1's upload ends, else it is pushed:
     # the two end about 2 s after step 1, so either may come first on a busy machine
     pushed_third = "pushed checkpoint-3 to alice/slow-pirate" in reports
-    third = "pushed checkpoint-3 to alice/slow-pirate" if pushed_third else (
-        "checkpoint-3 not pushed: checkpoint-4 was saved before it could be uploaded"
+    third = (
+        "pushed checkpoint-3 to alice/slow-pirate"
+        if pushed_third
+        else ("checkpoint-3 not pushed: checkpoint-4 was saved before it could be uploaded")
     )
-    assert sorted(reports[:3]) == sorted([
-        "checkpoint-2 not pushed: checkpoint-3 was saved before it could be uploaded",
-        "pushed checkpoint-1 to alice/slow-pirate",
-        third,
-    ]), reports
+    assert sorted(reports[:3]) == sorted(
+        [
+            "checkpoint-2 not pushed: checkpoint-3 was saved before it could be uploaded",
+            "pushed checkpoint-1 to alice/slow-pirate",
+            third,
+        ]
+    ), reports
     assert reports[3:] == ["pushed checkpoint-4 to alice/slow-pirate"], reports  # last, after training waited
     files = set(hub_server.files("alice/slow-pirate"))
     for n in (1, 4):  # each pushed checkpoint's adapter lands in checkpoints/<name>/

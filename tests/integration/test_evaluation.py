@@ -224,8 +224,10 @@ def test_lm_eval_runs_a_local_task_on_base_and_tuned_and_the_card_carries_it(run
     data = tmp_path / "pirate.jsonl"
     data.write_text(
         "".join(
-            json_module.dumps({"question": q, "choices": [a, "Ahoy! " + a.replace(" is ", " be ")[:-1] + ", matey."],
-                               "answer": 1}) + "\n"
+            json_module.dumps(
+                {"question": q, "choices": [a, "Ahoy! " + a.replace(" is ", " be ")[:-1] + ", matey."], "answer": 1}
+            )
+            + "\n"
             for q, a in rows
         )
     )

@@ -45,8 +45,14 @@ def test_an_evaluation_is_queued_for_its_owner_with_their_own_token(space):
     assert job.run_dir == str(Path(run.run_dir) / "eval")
     assert _wait_for(Path(job.run_dir) / "worker-token.txt") == ALICE_OAUTH  # alice's token, never the Space's
     request = json.loads((Path(job.run_dir) / rf.EVAL_REQUEST_FILE).read_text())
-    assert request == {"source": "held-out", "path": None, "split": "test", "rows": 10, "max_new_tokens": 32,
-                       "batch_size": 8}
+    assert request == {
+        "source": "held-out",
+        "path": None,
+        "split": "test",
+        "rows": 10,
+        "max_new_tokens": 32,
+        "batch_size": 8,
+    }
 
 
 def test_without_an_oauth_token_an_evaluation_never_borrows_the_spaces(space):

@@ -243,7 +243,10 @@ def test_under_xdist_each_test_file_runs_in_one_worker(tmp_path):
     (tmp_path / "pytest.ini").write_text(f"[pytest]\naddopts = {addopts}\n")
     out = subprocess.run(
         [sys.executable, "-m", "pytest", "-n", "2", "-v", "-p", "no:cacheprovider"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stdout[-2000:]
     workers = {name: set(re.findall(rf"\[(gw\d)\] .* PASSED test_{name}\.py", out.stdout)) for name in ("a", "b")}

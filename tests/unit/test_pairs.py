@@ -75,8 +75,10 @@ def test_a_longer_conversation_keeps_its_earlier_turns_in_the_prompt():
 @pytest.mark.parametrize(
     ("row", "expected"),
     [
-        ({"prompt": "What is the moon?", "completion": "Ahoy! The moon be a rock, matey.", "label": True},
-         Unpaired([USER], [CHOSEN], True)),
+        (
+            {"prompt": "What is the moon?", "completion": "Ahoy! The moon be a rock, matey.", "label": True},
+            Unpaired([USER], [CHOSEN], True),
+        ),
         ({"prompt": [USER], "completion": [REJECTED], "label": False}, Unpaired([USER], [REJECTED], False)),
         ({"messages": [USER, CHOSEN], "label": True}, Unpaired([USER], [CHOSEN], True)),
     ],

@@ -205,3 +205,47 @@ def test_the_runs_tab_log_leaves_out_library_noise_that_log_txt_keeps(tmp_path):
         "step 5/6  loss 4.3394  lr 2.40e-03  1267 tok/s  ETA 0 s",
         "error: data.allow_malformed: 1 of 7 rows (14.3 %) cannot be read (line 3: not JSON (Warning: x)).",
     ]
+
+
+PREFERENCE_EVENTS = [
+    {"step": 0, "eval_loss": 0.693, "eval_rewards/margins": 0.0, "eval_rewards/accuracies": 0.0},
+    {"step": 2, "loss": 0.69, "rewards/margins": 0.1, "rewards/accuracies": 0.5, "rewards/chosen": 0.06,
+     "rewards/rejected": -0.04, "logps/chosen": -85.0, "logps/rejected": -0.5},
+    {"step": 4, "loss": 0.3, "rewards/margins": 1.2, "rewards/accuracies": 1.0, "rewards/chosen": 0.9,
+     "rewards/rejected": -0.3, "logps/chosen": -76.0, "logps/rejected": -3.5},
+    {"step": 4, "eval_loss": 0.29, "eval_rewards/margins": 1.1, "eval_rewards/accuracies": 1.0},
+]  # fmt: skip
+
+
+def test_a_preference_run_charts_its_margin_accuracy_rewards_and_log_probabilities():
+    from trainer.ui import preference_charts
+
+    margin, accuracy, rewards, logps = preference_charts.updates(PREFERENCE_EVENTS)
+    assert all(chart["visible"] for chart in (margin, accuracy, rewards, logps))
+    first = margin["value"].head(2)  # each series' first row has no value: Gradio then knows it from the start
+    assert first["series"].tolist() == ["train", "held out"] and first["value"].isna().all()
+    rows = margin["value"].dropna().to_dict("records")  # train and held-out margins, by step
+    assert rows == [
+        {"step": 0, "value": 0.0, "series": "held out"},
+        {"step": 2, "value": 0.1, "series": "train"},
+        {"step": 4, "value": 1.2, "series": "train"},
+        {"step": 4, "value": 1.1, "series": "held out"},
+    ]
+
+    def drawn(chart, series):
+        return chart["value"].dropna().query(f"series == '{series}'")["value"].tolist()
+
+    assert drawn(accuracy, "held out") == [0.0, 1.0]
+    assert drawn(rewards, "chosen") == [0.06, 0.9] and drawn(rewards, "rejected") == [-0.04, -0.3]
+    assert drawn(logps, "chosen") == [-85.0, -76.0]
+    hidden = preference_charts.updates(EVENTS)  # an SFT run: the charts are hidden, and empty but numeric
+    assert not any(chart["visible"] for chart in hidden)
+    assert str(hidden[0]["value"].dtypes["value"]) == "float64" and hidden[0]["value"].dropna().empty
+
+
+def test_a_preference_runs_metrics_give_the_held_out_accuracy_and_margin_before_and_after():
+    status = {"preference_before": {"rewards/accuracies": 0.0, "rewards/margins": 0.0},
+              "preference_after": {"rewards/accuracies": 1.0, "rewards/margins": 3.1}}  # fmt: skip
+    text = metrics_markdown(PREFERENCE_EVENTS, status)
+    assert "**held-out preference accuracy** 0.00 → 1.00" in text and "**reward margin** 0.00 → 3.10" in text
+    assert "preference" not in metrics_markdown(EVENTS, {"eval_loss_before": 4.8})

@@ -20,7 +20,7 @@ from trainer.runs.service import (
     progress,
     without_server_paths,
 )
-from trainer.ui import eval_panel, run_overlay
+from trainer.ui import eval_panel, preference_charts, run_overlay
 from trainer.ui.context import AppContext, adapter_update, caller, download_folder, picker_update, plain, run_choices
 from trainer.ui.form import labelled, preset_updates
 
@@ -114,7 +114,7 @@ def progress_html(job, events: list[dict[str, Any]], status: dict[str, Any] | No
 
 def metrics_markdown(events: list[dict[str, Any]], status: dict[str, Any]) -> str:
     """Latest learning rate, non-padding tokens/s, the training processes and their peak memory (each GPU's when
-    there are several), and the eval loss before -> after."""
+    there are several), the eval loss before -> after, and a preference run's held-out accuracy and margin."""
     latest: dict[str, Any] = {}
     for e in events:
         latest.update({k: v for k, v in e.items() if v is not None})
@@ -139,6 +139,11 @@ def metrics_markdown(events: list[dict[str, Any]], status: dict[str, Any]) -> st
             if after is not None
             else f"**eval loss before** {before:.4f}"
         )
+    pref_before, pref_after = status.get("preference_before") or {}, status.get("preference_after") or {}
+    for key, label in (("rewards/accuracies", "held-out preference accuracy"), ("rewards/margins", "reward margin")):
+        if key in pref_before:
+            after_text = f" → {pref_after[key]:.2f}" if key in pref_after else ""
+            parts.append(f"**{label}** {pref_before[key]:.2f}{after_text}")
     return " · ".join(parts)
 
 
@@ -242,7 +247,7 @@ class RunsTab:
             job = None  # nothing selected, gone, or another user's run: all look the same
         picker = gr.skip() if choices == seen.get("choices") else gr.update(choices=choices)
         if job is None:
-            empty = ["", loss_frame([]), loss_frame([], "eval_loss"), "", "", ""]
+            empty = ["", loss_frame([]), loss_frame([], "eval_loss"), *preference_charts.updates([]), "", "", ""]
             headline = (
                 status_markdown(service, None) if who.signed_in else f"### {SIGN_IN.format(what='see your runs')}"
             )
@@ -261,6 +266,7 @@ class RunsTab:
             progress_html(job, events, view.status),
             gr.skip() if unchanged else loss_frame(events),
             gr.skip() if unchanged else loss_frame(events, "eval_loss"),
+            *([gr.skip()] * len(preference_charts.CHARTS) if unchanged else preference_charts.updates(events)),
             metrics_markdown(events, view.status),
             for_people(view.log()),  # library noise stays in log.txt only
             samples_markdown(view.samples),
@@ -362,6 +368,7 @@ def build(ctx: AppContext, app: gr.Blocks, train_fields: list | None = None, adv
         c["progress"],
         c["plot"],
         c["eval_plot"],
+        *c["preference_plots"],
         c["metrics"],
         c["log"],
         c["samples"],
@@ -438,6 +445,7 @@ def _layout(picker: gr.Dropdown) -> dict[str, Any]:
         c["eval_plot"] = gr.LinePlot(
             x="step", y="eval_loss", y_title="loss", title="Eval loss (held out)", elem_id="eval-plot", height=280
         )
+    c["preference_plots"] = preference_charts.build()  # DPO, KTO, ORPO: rewards, margin, accuracy, log-probabilities
     c["samples"] = gr.Markdown(elem_id="run-samples")
     c["log"] = gr.Textbox(  # follows the end of the log as it grows (unless the user scrolled up to read)
         label="log.txt (tail)", elem_id="run-log", lines=10, max_lines=20, autoscroll=False, interactive=False
