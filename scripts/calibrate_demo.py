@@ -1,11 +1,12 @@
 """Time the offline demo on this machine, per method, so the Train tab's time estimate for it is a measurement.
 
-Runs `python -m trainer demo` (the tiny-demo preset: what the app runs on a CPU) `--repeats` times per method and
-builds the tiny model once in an empty cache. From each run's log it reads when the training phase began and ended;
-the estimator's own token count for the run divided by that time is the method's tokens/s, and the rest of the run
-(starting the process, reading the data, loading, evaluating before and after, the sample replies, saving) is its
-fixed overhead. The medians go to benchmarks/demo-cpu/<date>.json (read by `trainer.estimate.plan`) and a
-Markdown table beside it. Run it on a quiet machine: `uptime` before and after is recorded.
+Runs the offline demo (the tiny-demo preset with LoRA and with QLoRA, and tiny-demo-dpo: what the app runs on a
+CPU) `--repeats` times per method and builds the tiny model once in an empty cache. From each run's log it reads
+when the training phase began and ended; the estimator's own token count for the run divided by that time is the
+method's tokens/s, and the rest of the run (starting the process, reading the data, loading, evaluating before and
+after, the sample replies, saving) is its fixed overhead. The medians go to benchmarks/demo-cpu/<date>.json (read
+by `trainer.estimate.plan`) and a Markdown table beside it. Run it on a quiet machine: `uptime` before and after
+is recorded.
 
     python scripts/calibrate_demo.py                # 3 runs per method, and one build
     python scripts/calibrate_demo.py --repeats 1    # quicker
@@ -31,6 +32,13 @@ sys.path.insert(0, str(ROOT))
 
 from trainer.estimate.plan import DEMO_METHODS, DEMO_TIMINGS_DIR  # noqa: E402
 
+DEMO_RUNS = {
+    "lora": ("tiny-demo", []),
+    "qlora": ("tiny-demo", ["--set", "model.load_in_4bit=true"]),
+    "dpo": ("tiny-demo-dpo", []),
+}
+"""Each timed method: the preset the app runs for it and the settings on top (one per `DEMO_METHODS`)."""
+
 PHASE_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO trainer\.runs\.folder: phase: (.+)$", re.M)
 
 
@@ -43,16 +51,19 @@ def phase_times(log: str) -> dict[str, float]:
 
 
 def estimated_tokens(method: str) -> int:
-    """The tokens the Train tab's estimate counts for the demo with this method (its whole pirate_chat split)."""
+    """The tokens the Train tab's estimate counts for the demo with this method (from the preview, as the tab does:
+    the rows' lengths, and a preference preset's pairs)."""
     from trainer import data
-    from trainer.config import preset_config
+    from trainer.config import load_config
     from trainer.estimate import estimate_run, model_shape
 
-    cfg = preset_config("tiny-demo")
-    cfg.model.load_in_4bit = method == "qlora"
-    rows = data.prepare(cfg.data, seed=cfg.training.seed).train["messages"]
+    preset, extra = DEMO_RUNS[method]
+    cfg = load_config(preset=preset, overrides=extra[1::2])
     tokenizer = data.preview_tokenizer(cfg.model.model_name_or_path)
-    estimate = estimate_run(cfg, rows=list(rows), tokenizer=tokenizer, shape=model_shape(cfg.model.model_name_or_path))
+    shown = data.preview(cfg.data, tokenizer, cfg.training.max_length)
+    shape = model_shape(cfg.model.model_name_or_path)
+    pairs = shown.pair_lengths
+    estimate = estimate_run(cfg, lengths=shown.measured, total_rows=shown.n_total, shape=shape, pairs=pairs)
     return estimate.time.tokens
 
 
@@ -69,10 +80,10 @@ def time_build(cache: Path) -> float:
 
 
 def time_run(method: str, out: Path, env: dict[str, str]) -> dict[str, float]:
-    extra = ["--set", "model.load_in_4bit=true"] if method == "qlora" else []
+    preset, extra = DEMO_RUNS[method]
     started = time.time()
     subprocess.run(
-        [sys.executable, "-m", "trainer", "demo", "--out", str(out), *extra],
+        [sys.executable, "-m", "trainer", "train", "--preset", preset, "--run-dir", str(out), *extra],
         cwd=ROOT,
         env=env,
         check=True,

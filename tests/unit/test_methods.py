@@ -100,13 +100,21 @@ def test_every_preference_method_may_continue_from_an_adapter(method):
     assert _config(method, "model.adapter_name_or_path=alice/pirate-lora").training.method == method
 
 
-def test_the_preview_of_preference_data_counts_its_pairs_and_shows_the_first(phi3_tokenizer):
+def test_the_preview_of_preference_data_counts_measures_and_shows_its_pairs(phi3_tokenizer):
     from trainer.data import preview
 
     shown = preview(preset_config("tiny-demo-dpo").data, phi3_tokenizer, 128)
     (note,) = [n for n in shown.notes if n.startswith("Preference pairs")]
     assert ": 240; 0 with the same reply on both sides and 0 with an empty reply" in note
-    assert 'chosen "Ahoy! Rain be water falling from the clouds, matey.", rejected "Rain is water' in note
+    prompt, chosen, rejected = shown.pairs[0]  # side by side
+    assert (prompt, chosen) == ("What do you think about rain?", "Ahoy! Rain be water falling from the clouds, matey.")
+    assert rejected == "Rain is water falling from the clouds."
+    # each pair's two sequences, measured: chosen as the SFT row it also is; rejected shorter here (no "Ahoy", "matey")
+    assert len(shown.pair_lengths) == 240 and [c for c, _ in shown.pair_lengths] == shown.measured
+    rejected_row = [{"role": "user", "content": prompt}, {"role": "assistant", "content": rejected}]
+    tokens = phi3_tokenizer.apply_chat_template(rejected_row, tokenize=True)["input_ids"]
+    assert shown.pair_lengths[0][1] == len(tokens)
+    assert all(r < c for c, r in shown.pair_lengths)
 
 
 def test_a_dpo_stage_after_sft_takes_dpos_data_and_settings_and_keeps_the_model_and_lora():

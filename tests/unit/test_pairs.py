@@ -12,7 +12,9 @@ from trainer.data.pairs import (
     method_problem,
     pair_counts,
     pairs_note,
+    pairs_table,
     preference_shape,
+    read_pairs,
     split_pair,
     to_pair,
     to_unpaired,
@@ -144,9 +146,11 @@ def test_every_method_trains_on_pairs_and_sft_on_anything(shape):
     assert method_problem("sft", None, "messages") is None
 
 
-def test_the_preview_note_counts_pairs_that_teach_nothing_and_shows_the_first_pair():
+def test_the_preview_note_counts_pairs_that_teach_nothing_and_the_table_shows_them_side_by_side():
     rows = [ROWS["prompt_pairs"], {"prompt": "Hi", "chosen": "Same.", "rejected": "Same."}, {"prompt": "Hi"}]
-    note = pairs_note(rows, "prompt_pairs")
+    pairs = read_pairs(rows, "prompt_pairs")  # the third row has no replies: not a pair
+    note = pairs_note(pairs, "prompt_pairs")
     assert note.startswith("Preference pairs (prompt/chosen/rejected") and ": 2; 1 with the same reply" in note
-    first = 'First pair: prompt "What is the moon?", chosen "Ahoy! The moon be a rock, matey.", rejected "The moon'
-    assert first in note
+    first, second = pairs_table(pairs)
+    assert first[:2] == ("What is the moon?", "Ahoy! The moon be a rock, matey.") and first[2].startswith("The moon")
+    assert second == ("Hi", "Same.", "Same.") and pairs_table(pairs, n=1) == [first]

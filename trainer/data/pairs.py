@@ -210,28 +210,32 @@ def _role(item: Any) -> str | None:
     return item.get("role") if isinstance(item, Mapping) else None
 
 
-def pairs_note(rows: Sequence[Mapping[str, Any]], shape: str, style: RowStyle = RowStyle()) -> str:
-    """The preview's sentence about preference pairs: how many, how many teach nothing (the same reply on both
-    sides, or an empty one), and the first pair side by side (prompt, chosen, rejected)."""
+def read_pairs(rows: Sequence[Mapping[str, Any]], shape: str, style: RowStyle = RowStyle()) -> list[Pair]:
+    """The rows that read as pairs of the shape (malformed ones are left out: the method's own reading counts them)."""
     pairs = []
     for row in rows:
         try:
             pairs.append(to_pair(row, shape, style))
         except RowError:
-            continue  # counted among the malformed rows by the method's own reading
+            continue
+    return pairs
+
+
+def pairs_note(pairs: Sequence[Pair], shape: str) -> str:
+    """The preview's sentence about preference pairs: how many, and how many teach nothing (the same reply on both
+    sides, or an empty one)."""
     counts = pair_counts(pairs)
-    text = (
+    return (
         f"Preference pairs ({SHAPES[shape]}): {counts['pairs']}; {counts['identical']} with the same reply on both "
         f"sides and {counts['empty']} with an empty reply (they teach DPO, KTO and ORPO nothing)."
     )
-    if pairs:
 
-        def said(turns: list[Message]) -> str:
-            return " / ".join(str(m.get("content") or "") for m in turns)[:200]
 
-        first = pairs[0]
-        text += (
-            f' First pair: prompt "{said(first.prompt)}", chosen "{said(first.chosen)}", '
-            f'rejected "{said(first.rejected)}".'
-        )
-    return text
+def pairs_table(pairs: Sequence[Pair], n: int = 3, width: int = 200) -> list[tuple[str, str, str]]:
+    """The first `n` pairs side by side: (prompt, chosen, rejected), each turn's text joined by " / " and cut to
+    `width` characters."""
+
+    def said(turns: list[Message]) -> str:
+        return " / ".join(str(m.get("content") or "") for m in turns)[:width]
+
+    return [(said(p.prompt), said(p.chosen), said(p.rejected)) for p in pairs[:n]]

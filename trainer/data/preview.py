@@ -20,7 +20,7 @@ from trainer.config import DataConfig, hint
 from trainer.config.hints import render_hints
 from trainer.data.formats import Message, RowStyle, choose_format, normalise
 from trainer.data.load import hub_row_count, read_split, resolve_local_path
-from trainer.data.pairs import pairs_note, preference_shape
+from trainer.data.pairs import pairs_note, pairs_table, preference_shape, read_pairs
 from trainer.data.quality import QualityReport, format_quality, malformed_problem, quality_report
 from trainer.paths import TOKENIZER_DIR
 from trainer.phi3 import BUNDLED_TOKENIZER_MODELS
@@ -53,6 +53,9 @@ class Preview:
         left_out: rows set aside on purpose (KTO rows labelled undesirable), not malformed.
         quality: the data-quality report of the rows read.
         blocked: why Start would stop (more than 5 % malformed without data.allow_malformed), or "".
+        pair_lengths: preference pairs: the tokens of (prompt + chosen, prompt + rejected) per pair (what DPO, KTO
+            and ORPO train on; the estimate of such a run measures them); empty for other data.
+        pairs: the first pairs side by side (prompt, chosen, rejected).
     """
 
     format: str
@@ -72,6 +75,8 @@ class Preview:
     left_out: int = 0
     quality: QualityReport | None = None
     blocked: str = ""
+    pair_lengths: list[tuple[int, int]] = field(default_factory=list, repr=False)
+    pairs: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def extent(self) -> str:
@@ -166,9 +171,12 @@ def preview(
     fmt = choose_format(cfg, table.column_names, table[0] if len(table) else None)
     mapping, style = cfg.column_mapping or None, RowStyle.of(cfg)
     data = normalise(table, fmt, mapping, cfg.system_prompt, cfg.placeholders, lines, style)
-    notes = list(data.notes)
+    notes, pairs, pair_lengths = list(data.notes), [], []
     if (shape := preference_shape(table.column_names, table[0] if len(table) else None)) not in (None, "kto"):
-        notes.append(pairs_note(table, shape, style))  # what a preference method would train on
+        pairs = read_pairs(table, shape, style)  # what a preference method would train on
+        notes.append(pairs_note(pairs, shape))
+        sides = token_lengths(tokenizer, [p.prompt + reply for p in pairs for reply in (p.chosen, p.rejected)])
+        pair_lengths = list(zip(sides[::2], sides[1::2], strict=True))
     measured = (measure or token_lengths)(tokenizer, data.rows)
     lengths = [m if isinstance(m, int) else m.length for m in measured]
     sampled = len(table) >= rows
@@ -190,6 +198,8 @@ def preview(
         left_out=data.left_out,
         quality=quality_report(data.rows, data.numbers, data.kinds),
         blocked=malformed_problem(data, cfg.allow_malformed) or "",
+        pair_lengths=pair_lengths,
+        pairs=pairs_table(pairs, n),
     )
 
 
@@ -255,6 +265,8 @@ def format_preview(p: Preview, max_problems: int = 10) -> str:
         lines.append(f"over max_length {p.max_length} tokens: 0 rows (nothing is truncated)")
     if p.quality is not None:
         lines += ["data checks:", render_hints(format_quality(p.quality, markdown=False), "cli")]
+    for index, (prompt, chosen, rejected) in enumerate(p.pairs, start=1):
+        lines += ["", f"--- pair {index} ---", f"prompt:   {prompt}", f"chosen:   {chosen}", f"rejected: {rejected}"]
     for index, text in enumerate(p.rendered, start=1):
         lines += ["", f"--- row {index} (rendered with the chat template) ---", text]
     return "\n".join(lines)

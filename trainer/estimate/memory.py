@@ -186,15 +186,35 @@ def layer_activation_bytes(shape: ModelShape, lora: LoraSettings, p: Precision) 
     return norms + attention + mlp + adapters
 
 
+@dataclass(frozen=True)
+class MethodCost:
+    """What one training example costs a training method, against SFT's one sequence (TRL 1.16's trainers).
+
+    Attributes:
+        sequences: sequences per example that go through the policy with gradients, in one forward (DPO and ORPO:
+            the chosen and the rejected reply, concatenated into a batch twice as many rows).
+        forward_only: forward passes without gradients per such sequence: DPO's reference (the model with its
+            adapter disabled, or the parent adapter); KTO's reference on the completion, and the policy's and the
+            reference's on a mismatched completion (the KL term). They keep no activations.
+    """
+
+    sequences: int
+    forward_only: int
+
+
+METHOD_COSTS = {"sft": MethodCost(1, 0), "dpo": MethodCost(2, 1), "kto": MethodCost(1, 3), "orpo": MethodCost(2, 0)}
+
+
 def micro_batch_tokens(t: TrainingSettings, lengths: Sequence[int] | None = None, batch: int | None = None) -> int:
     """Tokens in the largest micro-batch: packed rows fill max_length; padding-free batches hold the `batch`
     longest rows (cut to max_length); padded batches are `batch` × the longest row. Unknown lengths: batch ×
-    max_length."""
-    batch = batch or t.per_device_train_batch_size
-    if t.packing or not lengths:
+    max_length. A DPO or ORPO batch of `batch` pairs holds twice as many sequences, padded (packing and
+    padding-free batches are SFT's)."""
+    batch = (batch or t.per_device_train_batch_size) * METHOD_COSTS[t.method].sequences
+    if (t.packing and t.method == "sft") or not lengths:
         return batch * t.max_length
     longest = sorted((min(int(n), t.max_length) for n in lengths), reverse=True)[:batch]
-    return sum(longest) if t.padding_free else batch * longest[0]
+    return sum(longest) if t.padding_free and t.method == "sft" else batch * longest[0]
 
 
 @dataclass(frozen=True)
@@ -258,7 +278,8 @@ def estimate_memory(
         cfg: the run config (model precision, LoRA, batch sizes, max_length, packing, padding-free, checkpointing).
         shape: the base model's sizes (`model_shape` or `ModelShape.from_config`).
         device: "cuda" (autocast bf16, Triton loss kernel) or "cpu" (the offline demo: fp32 unless set otherwise).
-        lengths: token lengths of the rows (sharpens the micro-batch size; batch × max_length without them).
+        lengths: token lengths of the rows, or of the sequences (a pair's chosen and rejected) for DPO, KTO and
+            ORPO (sharpens the micro-batch size; batch × max_length without them).
         fused_loss: TRL >= 1.16's fused LM head (True, what SFTTrainer uses), or full logits.
 
     Returns:

@@ -21,6 +21,11 @@ a rough figure from the GPU's peak: TFLOPS × MFU / FLOPs per token, with an ass
 (a frozen base needs its forward 2P and the gradient through it 2P, but no weight gradients; s = mean row length),
 and QLoRA ~1.39x slower than LoRA (Raschka, "Practical Tips for Finetuning LLMs Using LoRA", Ahead of AI, 2023:
 QLoRA saved 33 % memory for 39 % more training time).
+
+DPO, KTO and ORPO (`memory.METHOD_COSTS`): an example of DPO or ORPO is a pair, both of whose sequences are trained
+(tokens = min(chosen, max_length) + min(rejected, max_length)); KTO on pairs trains each side as an example of its
+own. Each forward-only pass (DPO's reference; KTO's reference and KL passes) costs 2P per token more than SFT's 4P
+(6P with checkpointing), so such a run's tokens per second are SFT's / (1 + 2·passes / 4).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from typing import Any, Literal
 
 from trainer.config import RunConfig
 from trainer.estimate.device import Device
-from trainer.estimate.memory import MemoryBreakdown, ModelShape, estimate_memory, with_changes
+from trainer.estimate.memory import METHOD_COSTS, MemoryBreakdown, ModelShape, estimate_memory, with_changes
 from trainer.paths import PROJECT_ROOT
 from trainer.phi3 import PHI3_MINI_CONFIG, TINY_MODEL_NAME
 
@@ -46,8 +51,9 @@ ASSUMED_MFU = 0.35
 QLORA_SLOWDOWN = 1.39
 BENCHMARKS_DIR = PROJECT_ROOT / "benchmarks"
 
-DEMO_METHODS = ("lora", "qlora")
-"""The methods the offline demo runs, each timed on a CPU by scripts/calibrate_demo.py (a method added: one more)."""
+DEMO_METHODS = ("lora", "qlora", "dpo")
+"""The methods the offline demo runs, each timed on a CPU by scripts/calibrate_demo.py (a method added: one more):
+the tiny-demo preset with LoRA and with QLoRA, and tiny-demo-dpo."""
 DEMO_TIMINGS_DIR = BENCHMARKS_DIR / "demo-cpu"
 BUSY_SHARE = 0.5
 """A machine is busy when its load average is over this share of its cores (the app itself idles near 0)."""
@@ -174,6 +180,7 @@ class Throughput:
     tokens_per_s: float
     source: str
     measured: bool
+    method: str = "sft"  # the training method it was measured or derived for (else ÷ `compute_factor`)
 
 
 def flops_per_token(shape: ModelShape, cfg: RunConfig, mean_length: float) -> float:
@@ -225,9 +232,9 @@ def throughput(
         return found
     if device.kind == "cpu":
         if cfg.model.model_name_or_path == TINY_MODEL_NAME:
-            timing = demo_timing(method_of(cfg))
-            if timing is not None:
-                return Throughput(timing.tokens_per_s, timing.source, True)
+            timed = method_of(cfg)
+            if (timing := demo_timing(timed)) is not None:
+                return Throughput(timing.tokens_per_s, timing.source, True, "dpo" if timed == "dpo" else "sft")
             return Throughput(TINY_CPU_TOKENS_PER_S, TINY_CPU_SOURCE, True)
         phi3 = ModelShape.from_config(PHI3_MINI_CONFIG).n_params
         return Throughput(PHI3_CPU_TOKENS_PER_S * phi3 / shape.n_params, PHI3_CPU_SOURCE, True)
@@ -261,7 +268,10 @@ class DemoTiming:
 
 
 def method_of(cfg: RunConfig) -> str:
-    """The training method a config runs (one of `DEMO_METHODS`)."""
+    """Which of the demo's timings (`DEMO_METHODS`) a config's run is timed by: DPO's for DPO, else LoRA's or
+    QLoRA's (KTO and ORPO: SFT's rate ÷ their `compute_factor`)."""
+    if cfg.training.method == "dpo":
+        return "dpo"
     return "qlora" if cfg.model.load_in_4bit else "lora"
 
 
@@ -323,8 +333,32 @@ def padded_tokens(kept: Sequence[int], batch: int, seed: int = 0) -> int:
     return sum(len(chunk) * max(chunk) for chunk in (order[i : i + batch] for i in range(0, len(order), batch)))
 
 
+def example_tokens(
+    cfg: RunConfig, lengths: Sequence[int], pairs: Sequence[tuple[int, int]] | None = None
+) -> list[int]:
+    """Tokens each training example keeps: a row cut to max_length; for DPO and ORPO, a pair: both its sequences,
+    each cut to max_length; for KTO on pairs, each side an example of its own."""
+    t = cfg.training
+    if pairs and t.method in ("dpo", "orpo"):
+        return [min(int(c), t.max_length) + min(int(r), t.max_length) for c, r in pairs]
+    if pairs and t.method == "kto":
+        return [min(int(n), t.max_length) for pair in pairs for n in pair]
+    return [min(int(n), t.max_length) for n in lengths]
+
+
+def compute_factor(cfg: RunConfig) -> float:
+    """Compute per trained token against SFT's (module docstring): 1 for SFT and ORPO, 1.5 for DPO, 2.5 for KTO
+    (1.33 and 2.0 with gradient checkpointing)."""
+    trained = 6 if cfg.training.gradient_checkpointing else 4
+    return 1 + 2 * METHOD_COSTS[cfg.training.method].forward_only / trained
+
+
 def training_tokens(
-    cfg: RunConfig, lengths: Sequence[int], total_rows: int | None = None, processes: int = 1
+    cfg: RunConfig,
+    lengths: Sequence[int],
+    total_rows: int | None = None,
+    processes: int = 1,
+    pairs: Sequence[tuple[int, int]] | None = None,
 ) -> tuple[int, int]:
     """(non-padding tokens trained on, optimiser steps) of the run (module docstring).
 
@@ -334,17 +368,19 @@ def training_tokens(
         total_rows: rows in the whole split when `lengths` is a sample (figures are scaled up). Without an eval
             split, `data.eval_fraction` of the rows are held out.
         processes: training processes (GPUs); each step takes a batch in each of them.
+        pairs: preference pairs' (prompt + chosen, prompt + rejected) lengths: DPO's, KTO's, ORPO's examples.
     """
     t = cfg.training
-    kept = [min(int(n), t.max_length) for n in lengths] or [t.max_length]
-    mean = t.max_length if t.packing else sum(kept) / len(kept)
+    kept = example_tokens(cfg, lengths, pairs) or [t.max_length * METHOD_COSTS[t.method].sequences]
+    per_row = len(kept) / max(len(pairs or lengths), 1)  # KTO on pairs: two examples per pair
+    mean = t.max_length if t.packing and t.method == "sft" else sum(kept) / len(kept)
     per_step = t.per_device_train_batch_size * t.gradient_accumulation_steps * processes
     if t.max_steps > 0:
         return int(t.max_steps * per_step * mean), t.max_steps
     held_out = cfg.data.eval_fraction if cfg.data.dataset_test_split is None else 0.0
-    rows = max(int((total_rows or len(lengths)) * (1 - held_out)), 1)
+    rows = max(int((total_rows or len(pairs or lengths)) * per_row * (1 - held_out)), 1)
     epoch_tokens = sum(kept) / len(kept) * rows
-    sequences = math.ceil(epoch_tokens / t.max_length) if t.packing else rows
+    sequences = math.ceil(epoch_tokens / t.max_length) if t.packing and t.method == "sft" else rows
     steps = math.ceil(
         t.num_train_epochs
         * math.ceil(sequences / (t.per_device_train_batch_size * processes))
@@ -354,16 +390,24 @@ def training_tokens(
 
 
 def estimate_time(
-    cfg: RunConfig, shape: ModelShape, device: Device, lengths: Sequence[int], total_rows: int | None = None
+    cfg: RunConfig,
+    shape: ModelShape,
+    device: Device,
+    lengths: Sequence[int],
+    total_rows: int | None = None,
+    pairs: Sequence[tuple[int, int]] | None = None,
 ) -> TimeEstimate:
-    """Training time: `training_tokens` / `throughput`."""
+    """Training time: `training_tokens` / `throughput` (÷ `compute_factor` for DPO's and KTO's extra passes)."""
     t = cfg.training
-    tokens, steps = training_tokens(cfg, lengths, total_rows, device.count)
-    kept = [min(int(n), t.max_length) for n in lengths] or [t.max_length]
+    tokens, steps = training_tokens(cfg, lengths, total_rows, device.count, pairs)
+    kept = example_tokens(cfg, lengths, pairs) or [t.max_length]
     padding = 1.0
-    if not (t.padding_free or t.packing):
+    if not ((t.padding_free or t.packing) and t.method == "sft"):
         padding = padded_tokens(kept, t.per_device_train_batch_size, t.seed) / sum(kept)
     rate = throughput(device, cfg, shape, sum(kept) / len(kept))
+    if (factor := compute_factor(cfg)) > 1 and rate.method != t.method:
+        passes = "its reference's forward passes" if t.method == "dpo" else "its reference's and KL forward passes"
+        rate = Throughput(rate.tokens_per_s / factor, f"{rate.source}; ÷ {factor:.2g} for {passes}", rate.measured)
     seconds = tokens * (1.0 if rate.measured else padding) / rate.tokens_per_s / device.count  # DDP: shared steps
     if device.kind != "cpu":
         return TimeEstimate(tokens, padding, steps, seconds, rate, device)

@@ -15,7 +15,7 @@ from trainer.config import RunConfig
 from trainer.data import Message
 from trainer.estimate.device import Device, detect_device
 from trainer.estimate.memory import MemoryBreakdown, ModelShape, model_shape
-from trainer.estimate.plan import Fit, TimeEstimate, busy_factor, check_fit, estimate_time
+from trainer.estimate.plan import Fit, TimeEstimate, busy_factor, check_fit, compute_factor, estimate_time
 from trainer.estimate.tokens import LengthReport, RowTokens, length_report, lengths_of, row_tokens
 
 BAR_WIDTH = 24
@@ -24,11 +24,13 @@ VERDICT_ICONS = {"fits": "✅", "tight": "⚠️", "will not fit": "❌"}
 
 @dataclass(frozen=True)
 class RunEstimate:
-    """Everything the panel shows: lengths (None without data), memory fit, time (None without data)."""
+    """Everything the panel shows: lengths (None without data), memory fit, time (None without data), and for DPO,
+    KTO or ORPO what a pair costs (`method_note`)."""
 
     lengths: LengthReport | None
     fit: Fit
     time: TimeEstimate | None
+    method: str | None = None
 
 
 def estimate_run(
@@ -39,6 +41,7 @@ def estimate_run(
     total_rows: int | None = None,
     shape: ModelShape | None = None,
     device: Device | None = None,
+    pairs: Sequence[tuple[int, int]] | None = None,
 ) -> RunEstimate:
     """Estimate a run before it starts.
 
@@ -53,6 +56,8 @@ def estimate_run(
         shape: the base model's sizes (default: `model_shape(cfg.model.model_name_or_path)`).
         device: the device to estimate for (default: `detect_device`: this GPU, the CPU for the tiny demo, else the
             Space's suggested GPU).
+        pairs: for preference data, each pair's (prompt + chosen, prompt + rejected) tokens (the preview's
+            `pair_lengths`): what DPO, KTO and ORPO train on, two sequences per pair.
 
     Returns:
         The RunEstimate; render it with `render_markdown`.
@@ -66,9 +71,34 @@ def estimate_run(
     device = device or detect_device(cfg.model.model_name_or_path, cfg.run.gpus)
     plain = lengths_of(lengths)
     report = length_report(lengths, cfg.training.max_length) if lengths else None
-    fit = check_fit(cfg, shape, device, plain or None)
-    time = estimate_time(cfg, shape, device, plain, total_rows) if plain else None
-    return RunEstimate(report, fit, time)
+    pairs = list(pairs or []) if cfg.training.method != "sft" else []
+    sequences = [n for pair in pairs for n in pair] or plain  # what a preference method's batches hold
+    fit = check_fit(cfg, shape, device, sequences or None)
+    time = estimate_time(cfg, shape, device, plain, total_rows, pairs) if plain or pairs else None
+    return RunEstimate(report, fit, time, method_note(cfg, pairs) if pairs else None)
+
+
+def method_note(cfg: RunConfig, pairs: Sequence[tuple[int, int]]) -> str:
+    """What a preference run's examples cost: its pairs' lengths against max_length, the sequences in each batch and
+    the extra forward passes (`trainer.estimate.plan` module docstring)."""
+    t = cfg.training
+    method, n = t.method.upper(), len(pairs)
+    chosen, rejected = (sum(side) / n for side in zip(*pairs, strict=True))
+    cut = sum(c > t.max_length or r > t.max_length for c, r in pairs)
+    text = (
+        f"**{method}:** {plural(n, 'pair')}, {chosen:.0f} tokens with the chosen reply and {rejected:.0f} with the "
+        f"rejected one on average; **max_length {t.max_length}** cuts {plural(cut, 'pair')} ({cut / n:.1%}) at the "
+        "end of a reply, where the two may differ."
+    )
+    if t.method in ("dpo", "orpo"):
+        text += f" Each step's batch of {plural(t.per_device_train_batch_size, 'pair')} trains both replies together: "
+        text += f"{2 * t.per_device_train_batch_size} sequences."
+    else:
+        text += " Each reply is an example of its own (desirable or undesirable)."
+    if (factor := compute_factor(cfg)) > 1:
+        passes = "the reference's" if t.method == "dpo" else "the reference's and those of the KL term"
+        text += f" The forward passes without gradients ({passes}) make each token cost about {factor:.2g}× SFT's."
+    return text
 
 
 def size(n: float) -> str:
@@ -191,6 +221,8 @@ def render_markdown(estimate: RunEstimate) -> str:
     lines: list[str] = []
     if estimate.lengths is not None and estimate.lengths.n_rows:
         lines += render_lengths(estimate.lengths) + [""]
+    if estimate.method is not None:
+        lines += [estimate.method, ""]
     lines += render_memory(estimate.fit)
     if estimate.time is not None:
         lines += [""] + render_time(estimate.time)

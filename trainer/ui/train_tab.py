@@ -58,6 +58,7 @@ def estimate_panel(
     token: str | bool | None = None,
     device: Device | None = None,
     lengths: list | None = None,
+    pairs: list | None = None,
 ) -> str:
     """The "know before you start" panel: token lengths vs max_length, peak memory vs the device, training time
     (and its cost on a `device` the user pays for; default: this machine, see `detect_device`).
@@ -65,6 +66,7 @@ def estimate_panel(
     Without rows (the form has problems in other fields, say) it shows what it can: memory and no time. `rows` may
     be a sample of `total_rows` (a streamed Hub split); training reads at most `data.max_rows` of them. `lengths`
     (the preview's `row_tokens`, one per row) stand in for `rows` and `tokenizer`: the rows are not tokenised again.
+    `pairs`: preference pairs' lengths (the preview's `pair_lengths`), for DPO, KTO and ORPO.
     """
     from trainer.estimate import estimate_run, model_shape, render_markdown
 
@@ -73,12 +75,20 @@ def estimate_panel(
     if cfg.data.max_rows is not None:
         rows = rows[: cfg.data.max_rows] if rows is not None else None
         lengths = lengths[: cfg.data.max_rows] if lengths is not None else None
+        pairs = pairs[: cfg.data.max_rows] if pairs is not None else None
         total_rows = min(total_rows, cfg.data.max_rows) if total_rows is not None else None
     try:
         shape = model_shape(cfg.model.model_name_or_path, token=token)
         return "### Before you start\n" + render_markdown(
             estimate_run(
-                cfg, rows=rows, tokenizer=tokenizer, lengths=lengths, total_rows=total_rows, shape=shape, device=device
+                cfg,
+                rows=rows,
+                tokenizer=tokenizer,
+                lengths=lengths,
+                total_rows=total_rows,
+                shape=shape,
+                device=device,
+                pairs=pairs,
             )
         )
     except ValueError as exc:  # a base model whose shape cannot be read here (offline, say)
@@ -130,6 +140,10 @@ def preview_data(values: dict[str, Any], who: Caller, flavor: Flavor | None = No
         f"max {stats['max']:.0f} · **over max length {p.max_length}:** {p.n_over_max_length} (truncated)",
     ]
     summary += [f"**Note:** {note}" for note in p.notes]
+    if p.pairs:  # preference pairs side by side
+        table = ["| prompt | chosen | rejected |", "| --- | --- | --- |"]
+        table += ["| " + " | ".join(plain(cell) for cell in pair) + " |" for pair in p.pairs]
+        summary.append("\n".join(table))
     if p.blocked:
         summary.append(f"### Start is blocked\n{labelled(p.blocked)}")
     if p.problems:
@@ -144,7 +158,7 @@ def preview_data(values: dict[str, Any], who: Caller, flavor: Flavor | None = No
         panel = f"**Estimate:** none for Hugging Face Jobs {flavor.name} (${flavor.usd_per_hour:.2f}/h): its hardware "
         panel += "is not in the estimate's table."
     else:
-        panel = estimate_panel(cfg, None, None, p.n_total, token, device, lengths=p.measured)  # tokenised once
+        panel = estimate_panel(cfg, None, None, p.n_total, token, device, p.measured, p.pair_lengths)  # tokenised once
     return "\n\n".join(summary), rendered, panel
 
 
