@@ -12,13 +12,16 @@ DPO), TRL adds a frozen copy of that adapter named ``ref`` and the reference is 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from pathlib import Path
 from typing import Any
 
 from trainer.config import RunConfig
 from trainer.runs import folder as rf
-from trainer.trl_export import PROJECT_ONLY_SETTINGS, checkpointing_settings
+
+PROJECT_ONLY_SETTINGS = ("method", "sample_prompts", "sample_max_new_tokens")
+"""Training settings that are this project's own (the method, samples before/after); the rest are SFTConfig fields."""
 
 SFT_ONLY = ("packing", "padding_free", "assistant_only_loss", "gradient_checkpointing")
 """Training settings a preference method does not take as they are (gradient checkpointing: by this transformers'
@@ -39,6 +42,30 @@ TRL_CLASSES = {
     "orpo": ("trl.experimental.orpo", "ORPO"),
 }
 """Where TRL keeps each method's classes (`<prefix>Config`, `<prefix>Trainer`): ORPO is in trl.experimental in 1.x."""
+
+
+@functools.cache
+def _has_activation_checkpointing() -> bool:
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    return "activation_checkpointing" in {f.name for f in dataclasses.fields(TrainingArguments)}
+
+
+def checkpointing_settings(on: bool) -> dict[str, Any]:
+    """`training.gradient_checkpointing` (non-reentrant) under the names this transformers' TrainingArguments has.
+
+    transformers 5.25 renamed `gradient_checkpointing(_kwargs)` to `activation_checkpointing(_kwargs)` (the old names
+    warn, and go in v6); older releases, such as the GPU machine's 5.17, know only the old ones. TRL's configs
+    inherit them.
+    """
+    from trainer.modeling import NON_REENTRANT
+
+    kwargs = dict(NON_REENTRANT) if on else None
+    if _has_activation_checkpointing():
+        return {"activation_checkpointing": on, "activation_checkpointing_kwargs": kwargs}
+    return {"gradient_checkpointing": on, "gradient_checkpointing_kwargs": kwargs}
 
 
 def _trl_class(method: str, kind: str):
@@ -105,12 +132,11 @@ def sft_config(config: RunConfig, run_dir: Path, has_eval: bool, padding_free: b
     return SFTConfig(**settings)
 
 
-def preference_config(config: RunConfig, run_dir: Path, has_eval: bool):
-    """TRL's DPOConfig, KTOConfig or ORPOConfig for the run: the training section's settings that the config has,
-    the preference section's that the method has, and the machine's."""
+def preference_settings(config: RunConfig) -> dict[str, Any]:
+    """The DPOConfig, KTOConfig or ORPOConfig settings the form gives (pure): the training section's that the
+    method's config has, and the preference section's that the method takes, under TRL's names."""
     method = config.training.method
-    cls = config_class(method)
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = {f.name for f in dataclasses.fields(config_class(method))}
     t, p = config.training, config.preference
     settings = {
         f.name: getattr(t, f.name)
@@ -123,8 +149,14 @@ def preference_config(config: RunConfig, run_dir: Path, has_eval: bool):
         settings["loss_type"] = [p.loss_type]
     if method == "kto":
         settings.update(desirable_weight=p.desirable_weight, undesirable_weight=p.undesirable_weight)
+    return settings
+
+
+def preference_config(config: RunConfig, run_dir: Path, has_eval: bool):
+    """TRL's DPOConfig, KTOConfig or ORPOConfig for the run: `preference_settings` and the machine's."""
+    settings = preference_settings(config)
     settings.update(machine_settings(config, run_dir, has_eval))
-    return cls(**settings)
+    return config_class(config.training.method)(**settings)
 
 
 def preference_trainer(config: RunConfig, run_dir: Path, model, tokenizer, train_dataset, eval_dataset, callbacks=()):

@@ -40,12 +40,13 @@ from trainer.callbacks import (
     request_stop,
 )
 from trainer.config import ConfigError, RunConfig, hint, save_yaml
+from trainer.methods import PROJECT_ONLY_SETTINGS
 from trainer.phi3 import TINY_MODEL_NAME
 from trainer.runs import folder as rf
 from trainer.runs import processes
 from trainer.runs.state import RunState
 from trainer.tools.tiny import tiny_model_built
-from trainer.trl_export import PROJECT_ONLY_SETTINGS, write_trl_export
+from trainer.trl_export import write_trl_export
 
 __all__ = ["PROJECT_ONLY_SETTINGS", "RunCancelled", "RunResult", "RunTimeLimit", "request_stop", "run"]
 
@@ -203,8 +204,8 @@ def _train(
         emit({"step": 0, "message": f"{len(prepared.problems)} malformed rows skipped (see log.txt)"})
     n_eval = len(prepared.eval) if prepared.eval is not None else 0
     logger.info("data: %s format, %d train rows, %d eval rows", prepared.format, len(prepared.train), n_eval)
-    if main and method == "sft":
-        write_trl_export(config, run_dir, prepared, on_gpu=torch.cuda.is_available())  # trl_sft.yaml + trl_data/
+    if main:  # trl_<method>.yaml + trl_data/ (SFT, DPO, KTO: the methods stock TRL's CLI has)
+        write_trl_export(config, run_dir, prepared, on_gpu=torch.cuda.is_available())
 
     # --- 4. model: tokenizer with a non-stop pad token, frozen base, LoRA config
     phase("loading the model")

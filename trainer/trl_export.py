@@ -1,13 +1,15 @@
-"""The run as a config that stock TRL runs: `trl_sft.yaml` beside config.yaml, for `trl sft --config trl_sft.yaml`.
+"""The run as a config that stock TRL runs: `trl_sft.yaml` beside config.yaml, for `trl sft --config trl_sft.yaml`
+(a DPO run: `trl_dpo.yaml` for `trl dpo`; KTO: `trl_kto.yaml` for `trl kto`; TRL 1.16 has no `trl orpo`).
 
-TRL's CLI reads one flat YAML mapping whose keys are fields of its `ScriptArguments`, `SFTConfig` and `ModelConfig`
-dataclasses; a key none of them knows is handed to `accelerate launch` as an argument (and fails there), so only
-those fields are written (`unknown_keys` checks a mapping against TRL's own dataclasses). What TRL 1.16 does with
-each pitfall, and what is written for it:
+TRL's CLI reads one flat YAML mapping whose keys are fields of its `ScriptArguments`, `SFTConfig` (`DPOConfig`,
+`KTOConfig`) and `ModelConfig` dataclasses; a key none of them knows is handed to `accelerate launch` as an argument
+(and fails there), so only those fields are written (`unknown_keys` checks a mapping against TRL's own
+dataclasses). What TRL 1.16 does with each pitfall, and what is written for it:
 
 - `dataset_name` must be a Hub ID or a folder (one .jsonl file fails). The run's data, as the studio prepared it
   (format detected, columns mapped, placeholders filled, system prompt added, max_rows applied, eval rows held out),
-  is written as chat `messages` JSONL to `trl_data/train.jsonl` and `trl_data/test.jsonl`, and `dataset_name:
+  is written as chat `messages` JSONL (a preference run: the `prompt`/`chosen`/`rejected` or `prompt`/`completion`/
+  `label` columns its trainer reads) to `trl_data/train.jsonl` and `trl_data/test.jsonl`, and `dataset_name:
   trl_data` loads that folder with both splits (a `datasets:` list of files would merge them into one train split).
 - Without `use_peft: true` it silently fine-tunes every weight: it is always written, with the LoRA settings.
 - `attn_implementation: auto` is invalid: it is written only when one was chosen (sdpa, eager, flash_attention_2).
@@ -25,22 +27,22 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 from typing import Any
 
 from trainer.config import RunConfig
+from trainer.methods import PROJECT_ONLY_SETTINGS, checkpointing_settings
 from trainer.phi3 import TINY_MODEL_NAME
 from trainer.runs import folder as rf
 
-TRL_FILE = "trl_sft.yaml"
+TRL_FILES = {"sft": "trl_sft.yaml", "dpo": "trl_dpo.yaml", "kto": "trl_kto.yaml"}
+"""The file each method's run writes, named after the `trl` command that runs it (TRL 1.16 has no `trl orpo`)."""
+TRL_FILE = TRL_FILES["sft"]
 TRL_DATA_DIR = "trl_data"
 TRL_OUTPUT_DIR = "trl-output"
 SPLIT_FILES = {"train": "train.jsonl", "test": "test.jsonl"}
 """The data files by split; `load_dataset(<folder>)` names the splits after the files."""
-PROJECT_ONLY_SETTINGS = ("method", "sample_prompts", "sample_max_new_tokens")
-"""Training settings that are this project's own (the method, samples before/after); the rest are SFTConfig fields."""
 CHOSEN_ATTENTION = ("flash_attention_2", "sdpa", "eager")
 
 
@@ -78,15 +80,20 @@ def trl_settings(config: RunConfig, *, model_path: str, dtype: str, on_gpu: bool
     )
     if m.load_in_4bit:
         out.update(bnb_4bit_quant_type=m.bnb_4bit_quant_type, use_bnb_nested_quant=m.use_bnb_nested_quant)
-    for name, value in vars(t).items():  # the training section is named as SFTConfig's fields
-        if name not in PROJECT_ONLY_SETTINGS and name != "gradient_checkpointing":
-            out[name] = value
-    out.update(checkpointing_settings(t.gradient_checkpointing))
+    if t.method == "sft":
+        for name, value in vars(t).items():  # the training section is named as SFTConfig's fields
+            if name not in PROJECT_ONLY_SETTINGS and name != "gradient_checkpointing":
+                out[name] = value
+        out.update(checkpointing_settings(t.gradient_checkpointing))
+        out.update(max_length=None if padding_free else t.max_length, padding_free=padding_free)
+    else:  # DPO, KTO: the settings the run hands its trainer (trainer.methods)
+        from trainer.methods import preference_settings
+
+        out.update(preference_settings(config))
+    if "pad_token" in {f.name for f in _fields(t.method)}:
+        out["pad_token"] = m.pad_token  # never the stop token (TRL's default would pad with <|endoftext|>)
     out.update(
-        max_length=None if padding_free else t.max_length,
-        padding_free=padding_free,
         data_seed=t.seed,
-        pad_token=m.pad_token,  # never the stop token (TRL's default would pad with <|endoftext|>)
         eval_strategy="steps" if has_eval else "no",
         save_strategy="steps",
         bf16=on_gpu and dtype == "bfloat16",
@@ -98,37 +105,23 @@ def trl_settings(config: RunConfig, *, model_path: str, dtype: str, on_gpu: bool
     return out
 
 
-@functools.cache
-def _has_activation_checkpointing() -> bool:
+def _fields(method: str) -> tuple:
+    """The fields of the method's TRL config class."""
     import dataclasses
 
-    from transformers import TrainingArguments
+    from trainer.methods import config_class
 
-    return "activation_checkpointing" in {f.name for f in dataclasses.fields(TrainingArguments)}
-
-
-def checkpointing_settings(on: bool) -> dict[str, Any]:
-    """`training.gradient_checkpointing` (non-reentrant) under the names this transformers' TrainingArguments has.
-
-    transformers 5.25 renamed `gradient_checkpointing(_kwargs)` to `activation_checkpointing(_kwargs)` (the old names
-    warn, and go in v6); older releases, such as the GPU machine's 5.17, know only the old ones. TRL's configs
-    inherit them.
-    """
-    from trainer.modeling import NON_REENTRANT
-
-    kwargs = dict(NON_REENTRANT) if on else None
-    if _has_activation_checkpointing():
-        return {"activation_checkpointing": on, "activation_checkpointing_kwargs": kwargs}
-    return {"gradient_checkpointing": on, "gradient_checkpointing_kwargs": kwargs}
+    return dataclasses.fields(config_class(method))
 
 
-def unknown_keys(settings: dict[str, Any]) -> list[str]:
-    """Keys that no dataclass of `trl sft` knows (TRL would hand them to accelerate as arguments)."""
+def unknown_keys(settings: dict[str, Any], method: str = "sft") -> list[str]:
+    """Keys that no dataclass of `trl <method>` knows (TRL would hand them to accelerate as arguments)."""
     import dataclasses
 
-    from trl import ModelConfig, ScriptArguments, SFTConfig
+    from trl import ModelConfig, ScriptArguments
 
-    known = {f.name for cls in (ScriptArguments, SFTConfig, ModelConfig) for f in dataclasses.fields(cls)}
+    known = {f.name for cls in (ScriptArguments, ModelConfig) for f in dataclasses.fields(cls)}
+    known |= {f.name for f in _fields(method)}
     return sorted(set(settings) - known)
 
 
@@ -154,10 +147,12 @@ def header(config: RunConfig, data_format: str, rows: dict[str, int], on_gpu: bo
             applied.append(f"{label} {said(value)}")
     if not d.dataset_test_split and rows.get("test"):
         applied.append(f"{d.eval_fraction:g} of the rows held out for evaluation (seed {t.seed})")
+    method = t.method
+    columns = {"sft": "chat messages", "dpo": "prompt/chosen/rejected", "kto": "prompt/completion/label"}[method]
     lines = [
         f"Run {said(config.display_name())} as stock TRL runs it (written by Phi-3 Fine-Tune Studio, for TRL 1.16).",
-        f"Run it in this folder: trl sft --config {TRL_FILE}   (the adapter goes to {TRL_OUTPUT_DIR}/)",
-        f"Data: {TRL_DATA_DIR}/ holds the rows as the studio prepared them, as chat messages "
+        f"Run it in this folder: trl {method} --config {TRL_FILES[method]}   (the adapter goes to {TRL_OUTPUT_DIR}/)",
+        f"Data: {TRL_DATA_DIR}/ holds the rows as the studio prepared them, as {columns} "
         f"({rows.get('train', 0)} train, {rows.get('test', 0)} held out as the test split); applied there: "
         + "; ".join(applied)
         + ".",
@@ -169,7 +164,7 @@ def header(config: RunConfig, data_format: str, rows: dict[str, int], on_gpu: bo
         )
         + ".",
     ]
-    if t.padding_free and not t.packing:
+    if t.padding_free and not t.packing and method == "sft":
         lines.append(
             f"Padding-free batches: TRL keeps rows whole (max_length: null); the studio cut rows over {t.max_length} "
             "tokens to that length."
@@ -177,7 +172,8 @@ def header(config: RunConfig, data_format: str, rows: dict[str, int], on_gpu: bo
     if config.model.adapter_name_or_path:
         lines.append(
             f"This run continued from the adapter {said(Path(config.model.adapter_name_or_path).name)}; stock TRL "
-            "has no setting to load one, so this file trains a fresh adapter with the same LoRA settings."
+            "has no setting to load one, so this file trains a fresh adapter with the same LoRA settings"
+            + ("; its reference is then the bare base, not that adapter." if method != "sft" else ".")
         )
     if config.model.model_name_or_path == TINY_MODEL_NAME:
         lines.append("tiny-phi3 is the studio's tiny offline Phi-3, built on this machine at model_name_or_path.")
@@ -186,33 +182,40 @@ def header(config: RunConfig, data_format: str, rows: dict[str, int], on_gpu: bo
     return "".join(f"# {line}\n" for line in lines)
 
 
-def write_trl_export(config: RunConfig, run_dir: Path, prepared: Any, on_gpu: bool) -> Path:
-    """Write `trl_data/` (the prepared rows as messages JSONL) and `trl_sft.yaml` into the run folder.
+def write_trl_export(config: RunConfig, run_dir: Path, prepared: Any, on_gpu: bool) -> Path | None:
+    """Write `trl_data/` (the prepared rows as JSONL) and `trl_<method>.yaml` into the run folder.
 
     Args:
         config: the run config, as trained.
         run_dir: the run folder.
-        prepared: the prepared data (`trainer.data.prepare`): `.train`, `.eval` (or None), `.format`.
+        prepared: the prepared data (`trainer.data.prepare`, or `prepare_preferences` for DPO and KTO): `.train`,
+            `.eval` (or None), `.format`.
         on_gpu: whether the run trains on a CUDA GPU.
 
     Returns:
-        The path of trl_sft.yaml.
+        The path of the file written; None for a method stock TRL's CLI has no command for (ORPO).
     """
     import yaml
 
     from trainer.modeling import pick_dtype, resolve_model_path
 
-    splits = {"train": prepared.train, "test": prepared.eval if prepared.eval is not None else {"messages": []}}
+    method = config.training.method
+    if method not in TRL_FILES:
+        return None
+    columns = list(prepared.train.column_names)
+    empty = {name: [] for name in columns}
+    splits = {"train": prepared.train, "test": prepared.eval if prepared.eval is not None else empty}
     rows = {}
     for split, dataset in splits.items():
-        messages = [[{k: v for k, v in turn.items() if v is not None} for turn in m] for m in dataset["messages"]]
-        text = "".join(json.dumps({"messages": m}, ensure_ascii=False) + "\n" for m in messages)
+        values = [dataset[name] for name in columns]
+        records = [dict(zip(columns, map(_without_nones, row), strict=True)) for row in zip(*values, strict=True)]
+        text = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
         path = run_dir / TRL_DATA_DIR / SPLIT_FILES[split]
         if text:
             rf.write_text_atomic(path, text)
         else:
             path.unlink(missing_ok=True)
-        rows[split] = len(messages)
+        rows[split] = len(records)
     name = config.model.model_name_or_path
     settings = trl_settings(
         config,
@@ -221,7 +224,20 @@ def write_trl_export(config: RunConfig, run_dir: Path, prepared: Any, on_gpu: bo
         on_gpu=on_gpu,
         has_eval=rows["test"] > 0,
     )
-    if unknown := unknown_keys(settings):  # never hand TRL a key it would pass on to accelerate
-        raise TypeError(f"{TRL_FILE}: {unknown} are not fields of trl sft's dataclasses")
+    if unknown := unknown_keys(settings, method):  # never hand TRL a key it would pass on to accelerate
+        raise TypeError(f"{TRL_FILES[method]}: {unknown} are not fields of trl {method}'s dataclasses")
     body = yaml.safe_dump(settings, sort_keys=False, allow_unicode=True)
-    return rf.write_text_atomic(run_dir / TRL_FILE, header(config, prepared.format, rows, on_gpu) + body)
+    return rf.write_text_atomic(run_dir / TRL_FILES[method], header(config, prepared.format, rows, on_gpu) + body)
+
+
+def _without_nones(value: Any) -> Any:
+    """A column's value as JSON for TRL: messages without the keys `datasets` filled with None (a turn's missing
+    `tool_calls`, say)."""
+    if isinstance(value, list):
+        return [{k: v for k, v in turn.items() if v is not None} if isinstance(turn, dict) else turn for turn in value]
+    return value
+
+
+def trl_file_of(run_dir: Path) -> Path | None:
+    """The run's `trl_<method>.yaml`, if it wrote one."""
+    return next((Path(run_dir) / f for f in TRL_FILES.values() if (Path(run_dir) / f).is_file()), None)

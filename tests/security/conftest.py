@@ -49,6 +49,7 @@ class Space:
     def __init__(self, studio, manager, data_dir: Path):
         self.blocks, self.manager, self.data_dir = studio.app, manager, data_dir
         self.fns = studio.handlers()  # the tabs' handlers by name: start, refresh, cancel, send ...
+        self.refreshed = studio.runs.output_names  # what the Runs tab's `refresh` returns, by name, in order
         self.components = {b.elem_id: b for b in self.blocks.blocks.values() if getattr(b, "elem_id", None)}
 
     def action(self, name: str):

@@ -37,7 +37,8 @@ def test_each_user_sees_only_their_runs(space):
     assert _ids(space.fns["refresh_picker"](None, ALICE)) == [str(alice_run.id)]
     assert _ids(space.fns["refresh_picker"](None, BOB)) == [str(bob_run.id)]
     outputs = space.fns["refresh"](str(alice_run.id), {}, ALICE, oauth(ALICE_OAUTH))
-    assert "alice-run" in outputs[0] and "secret prompt of alice-run" in outputs[6]
+    samples = outputs[space.refreshed.index("samples")]
+    assert "alice-run" in outputs[0] and "secret prompt of alice-run" in samples
     assert _ids(outputs[-2]) == [str(alice_run.id)]
 
 
@@ -46,7 +47,7 @@ def test_another_users_run_and_forged_ids_show_nothing(space, forged):
     bob_run = space.run_of("bob")
     job_id = str(bob_run.id) if forged == "BOB" else forged
     outputs = space.fns["refresh"](job_id, {}, ALICE, oauth(ALICE_OAUTH))
-    shown = " ".join(str(o) for o in outputs[:7])
+    shown = " ".join(str(o) for o, name in zip(outputs, space.refreshed, strict=True) if name != "seen")
     assert "bob" not in shown and "No runs yet" in outputs[0]
 
 

@@ -109,3 +109,40 @@ def test_the_prepared_rows_are_written_as_messages_beside_the_file(tmp_path, tin
 @pytest.mark.parametrize("key", ["use_peft", "lora_r", "use_cpu", "dataset_name"])
 def test_a_setting_the_run_depends_on_is_never_left_to_trl_defaults(key):
     assert key in _settings()
+
+
+@pytest.mark.parametrize("method", ["dpo", "kto"])
+def test_a_preference_run_writes_what_trl_dpo_or_kto_reads(method, tmp_path):
+    """TRL's own parser for `trl dpo` / `trl kto` takes every key; the values are the ones the run's trainer got."""
+    import importlib
+
+    from trainer.methods import preference_config
+
+    cfg = load_config(preset="tiny-demo-dpo", overrides=[f"training.method={method}", "preference.beta=0.25"])
+    settings = trl_settings(cfg, model_path="m", dtype="float32", on_gpu=False, has_eval=True)
+    assert unknown_keys(settings, method) == [] and unknown_keys(settings) != []  # not SFTConfig's keys
+    path = tmp_path / f"trl_{method}.yaml"
+    path.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    parser = importlib.import_module(f"trl.scripts.{method}").make_parser()
+    script, training, model, _, to_accelerate, _ = parser.parse_args_and_config(
+        ["--config", str(path)], return_remaining_strings=True, separate_remaining_strings=True
+    )
+    assert to_accelerate == [] and model.use_peft and script.dataset_name == "trl_data"
+    ran = preference_config(cfg, tmp_path, has_eval=True)  # what the run handed TRL's trainer
+    for key in ("beta", "learning_rate", "max_length", "per_device_train_batch_size", "lr_scheduler_type"):
+        assert getattr(training, key) == getattr(ran, key) and key in settings, key
+    assert training.beta == 0.25 and ("padding_free" not in settings) and ("packing" not in settings)
+    if method == "dpo":
+        assert training.loss_type == ["sigmoid"] and training.pad_token == "<unk>"
+    else:
+        assert (training.desirable_weight, training.undesirable_weight) == (1.0, 1.0) and "pad_token" not in settings
+
+
+def test_orpo_writes_no_file_for_a_command_trl_does_not_have(tmp_path):
+    import datasets
+
+    cfg = load_config(preset="tiny-demo-dpo", overrides=["training.method=orpo"])
+    rows = datasets.Dataset.from_list([{"prompt": "p", "chosen": "a", "rejected": "b"}])
+    prepared = SimpleNamespace(train=rows, eval=None, format="prompt_pairs")
+    assert write_trl_export(cfg, tmp_path, prepared, on_gpu=False) is None
+    assert not list(tmp_path.iterdir())

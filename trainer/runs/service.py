@@ -175,7 +175,7 @@ class RunService:
 
     def view(self, job: Job) -> RunView:
         """What the run's folder says now (call with a job from `find`, so the owner is checked)."""
-        from trainer.trl_export import TRL_FILE
+        from trainer.trl_export import trl_file_of
 
         run_dir = Path(job.run_dir)
         return RunView(
@@ -184,7 +184,7 @@ class RunService:
             events=rf.read_events(run_dir),
             samples=rf.read_json(run_dir / rf.SAMPLES_FILE, []) or [],
             has_adapter=(run_dir / rf.ADAPTER_DIR / "adapter_model.safetensors").is_file(),
-            has_trl_export=(run_dir / TRL_FILE).is_file(),
+            has_trl_export=trl_file_of(run_dir) is not None,
         )
 
     @staticmethod
@@ -209,14 +209,17 @@ class RunService:
 
     @staticmethod
     def trl_archive(job: Job, into: Path) -> str:
-        """A .zip of the run's `trl_sft.yaml` and `trl_data/` at `into` + ".zip" (call with a job from `find`)."""
-        from trainer.trl_export import TRL_DATA_DIR, TRL_FILE
+        """A .zip of the run's `trl_<method>.yaml` and `trl_data/` at `into` + ".zip" (call with a job from `find`)."""
+        from trainer.trl_export import TRL_DATA_DIR, trl_file_of
 
         run_dir = Path(job.run_dir)
-        if not (run_dir / TRL_FILE).is_file():
-            raise ValueError(f"run #{job.id} has no {TRL_FILE}: it is written when the run has prepared its data.")
+        if (found := trl_file_of(run_dir)) is None:
+            raise ValueError(
+                f"run #{job.id} has no config for stock TRL: it is written when an SFT, DPO or KTO run has prepared "
+                "its data (TRL 1.16 has no `trl orpo` command)."
+            )
         shutil.copytree(run_dir / TRL_DATA_DIR, into / TRL_DATA_DIR)
-        shutil.copy2(run_dir / TRL_FILE, into / TRL_FILE)
+        shutil.copy2(found, into / found.name)
         return shutil.make_archive(str(into), "zip", root_dir=into)
 
     def trained(self, who: Caller) -> list[Job]:

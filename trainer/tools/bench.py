@@ -301,10 +301,10 @@ def _run_one(model, method: str, seq_len: int, variant: str, steps: int, warmup_
     from trl import SFTConfig, SFTTrainer
 
     from trainer.config import LoraSettings, ModelConfig
+    from trainer.methods import checkpointing_settings
     from trainer.modeling import checkpointing_on, load_tokenizer, lora_config, pick_attention, set_checkpointing
     from trainer.phi3 import TINY_MODEL_NAME
     from trainer.training import count_parameters
-    from trainer.trl_export import checkpointing_settings
 
     on_gpu = torch.cuda.is_available()
     set_seed(0)

@@ -218,8 +218,8 @@ def adapter_zip(service: RunService, who, job_id: object) -> str:
 
 
 def trl_zip(service: RunService, who, job_id: object) -> str:
-    """A .zip of the caller's run's `trl_sft.yaml` and `trl_data/` (for `trl sft --config trl_sft.yaml` where it is
-    unpacked), copied for this request into a temporary folder (served as a copy, after the owner check)."""
+    """A .zip of the caller's run's `trl_<method>.yaml` and `trl_data/` (for `trl <method> --config ...` where it
+    is unpacked), copied for this request into a temporary folder (served as a copy, after the owner check)."""
     job = service.find(who, job_id)
     return service.trl_archive(job, download_folder("trl-") / f"run-{job.id}-trl")
 
@@ -234,6 +234,7 @@ class RunsTab:
         self.n_fields = 0  # the Train form's widgets that Continue training fills (set by `build`)
         self.components: dict[str, Any] = {}  # the tab's widgets by name, once built
         self.n_outputs = 0  # how many components `refresh` updates (set by `build`)
+        self.output_names: list[str] = []  # their names, in order (set by `build`)
         self.overlay: run_overlay.RunOverlay | None = None  # its "Compare runs" section
         self.evals: eval_panel.EvalPanel | None = None  # its "Evaluate" section
 
@@ -363,27 +364,30 @@ def build(ctx: AppContext, app: gr.Blocks, train_fields: list | None = None, adv
     """
     c = _layout(ctx.run_picker)
     h = RunsTab(ctx)
-    outputs = [
-        c["status"],
-        c["progress"],
-        c["plot"],
-        c["eval_plot"],
-        *c["preference_plots"],
-        c["metrics"],
-        c["log"],
-        c["samples"],
-        c["cancel"],
-        c["resume"],
-        c["retry_push"],
-        c["delete"],
-        c["download"],
-        c["chat"],
-        c["download_trl"],
-        c["continue"],
-        c["continue_dpo"],
-        c["picker"],
-        c["seen"],
+    names = [
+        "status",
+        "progress",
+        "plot",
+        "eval_plot",
+        "preference_plots",
+        "metrics",
+        "log",
+        "samples",
+        "cancel",
+        "resume",
+        "retry_push",
+        "delete",
+        "download",
+        "chat",
+        "download_trl",
+        "continue",
+        "continue_dpo",
+        "picker",
+        "seen",
     ]
+    widgets = [(name, w) for name in names for w in (c[name] if isinstance(c[name], list) else [c[name]])]
+    outputs = [w for _, w in widgets]
+    h.output_names = [name for name, _ in widgets]  # what `refresh` returns, in order (the charts: one name each)
     h.n_outputs = len(outputs)
     for trigger in (c["timer"].tick, c["picker"].change):  # a few file reads: answered directly, not queued
         trigger(h.refresh, [c["picker"], c["seen"]], outputs, queue=False, show_progress="hidden")
@@ -433,7 +437,7 @@ def _layout(picker: gr.Dropdown) -> dict[str, Any]:
         )
     c["zip"] = gr.File(label="adapter (.zip)", visible=False, elem_id="adapter-zip")
     c["trl_zip"] = gr.File(
-        label="trl_sft.yaml + trl_data/ (.zip): unpack, then trl sft --config trl_sft.yaml",
+        label="trl_<method>.yaml + trl_data/ (.zip): unpack, then trl <method> --config trl_<method>.yaml",
         visible=False,
         elem_id="trl-zip",
     )
