@@ -56,15 +56,20 @@ def test_a_preference_run_saves_only_the_lora_weights(dpo_run):
     assert tensors and all(".lora_A." in k or ".lora_B." in k for k in tensors)
 
 
-@pytest.mark.parametrize("method", ["kto", "orpo"])
-def test_kto_and_orpo_train_and_save_an_adapter(method, tiny_model_path, tmp_path):
-    overrides = [f"training.method={method}", "max_steps=2", "eval_steps=2", "save_steps=2", "sample_prompts=0"]
+@pytest.mark.parametrize("method", ["kto", "orpo", "qlora-dpo"])
+def test_kto_orpo_and_qlora_dpo_train_and_save_an_adapter(method, tiny_model_path, tmp_path):
+    overrides = ["max_steps=2", "eval_steps=2", "save_steps=2", "sample_prompts=0"]
+    overrides += (
+        ["training.method=dpo", "model.load_in_4bit=true"] if method == "qlora-dpo" else [f"training.method={method}"]
+    )
     events: list[dict] = []
     result = run(load_config(preset="tiny-demo-dpo", overrides=overrides), events.append, tmp_path / "run")
     assert result.global_step == 2 and (result.adapter_dir / "adapter_model.safetensors").is_file()
     assert any("loss" in e for e in events)
     status = rf.read_json(tmp_path / "run" / rf.STATUS_FILE)
     assert status["state"] == "succeeded" and "preference_after" in status
+    if method == "qlora-dpo":  # the base loaded in 4-bit (bitsandbytes on the CPU), the adapter trained on it
+        assert "4-bit True" in (tmp_path / "run" / rf.LOG_FILE).read_text()
 
 
 def test_the_card_names_the_method_its_settings_and_the_preference_before_and_after(dpo_run):
@@ -79,27 +84,64 @@ def test_the_card_names_the_method_its_settings_and_the_preference_before_and_af
     assert "Held-out preference accuracy (the chosen reply scored above the rejected one) 0.00 -> 1.00" in text
 
 
-def test_continue_with_dpo_from_the_sft_demo_uses_the_parent_adapter_as_its_reference(demo, tmp_path):
-    from peft import PeftConfig
-
+@pytest.fixture(scope="module")
+def continued(demo, tmp_path_factory):
+    """DPO continued from the tiny SFT demo's adapter, as the Runs tab's Continue with DPO fills it, 4 steps (a
+    checkpoint at step 2): (config, RunResult, events, run folder)."""
     from trainer.config import load_yaml, stage_config
 
     sft, _ = demo
-    cfg = stage_config(load_yaml(sft.run_dir / rf.CONFIG_FILE), "dpo")  # what the Runs tab's Continue with DPO fills
+    cfg = stage_config(load_yaml(sft.run_dir / rf.CONFIG_FILE), "dpo")
     cfg.model.adapter_name_or_path = str(sft.run_dir)
-    cfg.training.max_steps, cfg.training.logging_steps, cfg.training.sample_prompts = 2, 1, 0
+    t = cfg.training
+    t.max_steps, t.logging_steps, t.save_steps, t.eval_steps, t.sample_prompts = 4, 1, 2, 100, 0
     events: list[dict] = []
-    result = run(cfg, on_event=events.append, run_dir=tmp_path / "run")
+    run_dir = tmp_path_factory.mktemp("continued") / "run"
+    return cfg, run(cfg, on_event=events.append, run_dir=run_dir), events, run_dir
+
+
+def test_continue_with_dpo_from_the_sft_demo_uses_the_parent_adapter_as_its_reference(continued):
+    from peft import PeftConfig
+
+    _, result, events, run_dir = continued
     first = next(e for e in events if "loss" in e)
     # the policy starts as the parent adapter; only a reference equal to it (not the bare base) gives log 2 at step 1
     assert first["step"] == 1 and first["loss"] == pytest.approx(math.log(2), abs=1e-3)
     assert result.eval_loss_before == pytest.approx(math.log(2), abs=1e-3)
     assert first["logps/chosen"] > -5.0  # the parent's pirate replies are likely (the base gives them about -85)
-    status = rf.read_json(tmp_path / "run" / rf.STATUS_FILE)
+    status = rf.read_json(run_dir / rf.STATUS_FILE)
     assert status["parent_run"]["name"] == "tiny-phi3: pirate_chat"  # the SFT demo run, by its name
     # the saved adapter is the tuned one alone: TRL's frozen reference copy (adapter/ref/) is not kept
     assert not (result.adapter_dir / "ref").exists()
     assert PeftConfig.from_pretrained(str(result.adapter_dir)).r == 16
+
+
+def test_a_cancelled_dpo_run_resumes_with_the_same_reference(continued, tmp_path):
+    """Cancel at step 2 (a checkpoint), Resume: steps 3 and 4 are the uninterrupted run's (the reference is the
+    parent adapter again, the policy the checkpoint's)."""
+    from trainer.training import RunCancelled, request_stop
+
+    cfg, _, whole, _ = continued
+
+    def stop_at_step_1(event):
+        if event.get("step") == 1 and "loss" in event:
+            request_stop()  # what the worker's SIGTERM handler does
+
+    with pytest.raises(RunCancelled, match="cancelled at step 2"):
+        run(cfg, on_event=stop_at_step_1, run_dir=tmp_path)
+    assert sorted(p.name for p in (tmp_path / rf.CHECKPOINTS_DIR).glob("checkpoint-*")) == ["checkpoint-2"]
+    result = run(cfg, run_dir=tmp_path, resume=True)
+    assert result.global_step == 4
+    events = rf.read_events(tmp_path)
+    assert [e["step"] for e in events if "loss" in e] == [1, 2, 3, 4]
+    status = rf.read_json(tmp_path / rf.STATUS_FILE)
+    assert status["preference_before"]["rewards/margins"] == pytest.approx(0.0, abs=1e-3)  # kept from the start
+    for step in (3, 4):
+        ours, theirs = (
+            next(e for e in run_events if e["step"] == step and "loss" in e) for run_events in (events, whole)
+        )
+        assert ours["loss"] == pytest.approx(theirs["loss"], rel=1e-3), step
+        assert ours["rewards/margins"] == pytest.approx(theirs["rewards/margins"], rel=1e-3, abs=1e-4), step
 
 
 def test_stock_trl_dpo_runs_the_downloaded_config_and_repeats_the_runs_first_steps(dpo_run, tmp_path, monkeypatch):
