@@ -64,8 +64,12 @@ def test_jobs_train_and_push_are_followed_from_their_logs_cancel_fail_and_refuse
     backend.cancel(slow_id, "alice", {ALICE_TOKEN!r})
     broken = load_config(preset="tiny-demo", overrides=["dataset_name=no-such-file.jsonl"])
     failed_id = backend.start(broken, "alice", {ALICE_TOKEN!r}, "a10g-large", 600)
+    dpo = load_config(preset="tiny-demo-dpo", overrides=["max_steps=2", "logging_steps=1", "eval_steps=2",
+                                                         "sample_prompts=0", "repo_id=alice/jobs-pirate-dpo"])
+    dpo_id = backend.start(dpo, "alice", {ALICE_TOKEN!r}, "a10g-large", 600)
 
-    state, cancelled, failed = (follow(j, {ALICE_TOKEN!r}) for j in (job_id, slow_id, failed_id))
+    state, cancelled, failed, dpo_state = (follow(j, {ALICE_TOKEN!r}) for j in (job_id, slow_id, failed_id, dpo_id))
+    dpo_events = parse_events(backend.logs(dpo_id, "alice", {ALICE_TOKEN!r}))
     logs = backend.logs(job_id, "alice", {ALICE_TOKEN!r})
     failed_log = backend.logs(failed_id, "alice", {ALICE_TOKEN!r})
     errors = []
@@ -75,7 +79,8 @@ def test_jobs_train_and_push_are_followed_from_their_logs_cancel_fail_and_refuse
         except JobsError as exc:
             errors.append(str(exc))
     emit(job_id=job_id, state=state, events=parse_events(logs), logs=logs, cancelled=cancelled, failed=failed,
-         failed_log=failed_log, errors=errors, flavors=[(f.name, f.accelerator, f.usd_per_hour) for f in flavors])
+         failed_log=failed_log, errors=errors, dpo_state=dpo_state, dpo_events=dpo_events,
+         flavors=[(f.name, f.accelerator, f.usd_per_hour) for f in flavors])
     """,
         env={"PHI3_STUDIO_JOB_IMAGE": f"hf.co/spaces/{SPACE}"},
     )
@@ -90,6 +95,11 @@ def test_jobs_train_and_push_are_followed_from_their_logs_cancel_fail_and_refuse
     assert job.spec["spaceId"] == SPACE and job.spec["command"] == JOB_COMMAND  # the Space's own image
     assert job.spec["secrets"] == {"HF_TOKEN": ALICE_TOKEN}  # the token travels as a secret only
     assert ALICE_TOKEN not in str(job.spec["environment"]) and ALICE_TOKEN not in "\n".join(result["logs"])
+
+    # a DPO job: the same engine; its rewards reach the Runs tab's charts through the job's logs; pushed with its card
+    assert result["dpo_state"] == ["succeeded", ""]
+    assert [e["step"] for e in result["dpo_events"] if "rewards/margins" in e] == [1, 2]
+    assert b"Method DPO: beta 0.1" in jobs_hub.files("alice/jobs-pirate-dpo")["README.md"]
 
     assert result["cancelled"][0] == "cancelled"
     assert result["failed"] == ["failed", "Job failed with exit code: 2"]  # the worker's bad-input exit code
