@@ -107,7 +107,9 @@ def make_parser() -> argparse.ArgumentParser:
         "report non-padding tokens/s, step time, peak GPU memory, MFU and per-step loss (bench.json, bench.md).",
     )
     bench.add_argument("--tiny", action="store_true", help="the tiny Phi-3 on the CPU (for tests)")
-    bench.add_argument("--methods", default="lora,qlora", help="comma-separated: lora, qlora (default: both)")
+    bench.add_argument(
+        "--methods", default="lora,qlora", help="comma-separated: lora, qlora, dpo (default: lora,qlora)"
+    )
     bench.add_argument("--seq-lens", default="2048,1024", help="comma-separated sequence lengths")
     bench.add_argument("--steps", type=int, default=60, help="optimiser steps per configuration (default: 60)")
     bench.add_argument("--warmup-steps", type=int, default=10, help="steps excluded from the speed figures")
@@ -380,11 +382,11 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """`bench`: baseline vs optimised, written to --out."""
-    from trainer.tools.bench import run_bench
+    from trainer.tools.bench import METHODS, run_bench
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    if bad := [m for m in methods if m not in ("lora", "qlora")]:
-        raise ConfigError([f"--methods: {', '.join(bad)} unknown. Use lora and/or qlora."])
+    if bad := [m for m in methods if m not in METHODS]:
+        raise ConfigError([f"--methods: {', '.join(bad)} unknown. Use some of {', '.join(METHODS)}."])
     if args.warmup_steps >= args.steps:
         raise ConfigError(["--warmup-steps: must be smaller than --steps so some steps are measured."])
     seq_lens = [int(s) for s in args.seq_lens.split(",") if s.strip()]

@@ -8,7 +8,7 @@ import pytest
 
 from trainer.__main__ import main
 from trainer.phi3 import PHI3_MINI_CONFIG as PHI3_MINI
-from trainer.tools.bench import flops_per_step, needs_checkpointing, peak_tflops, synthetic_rows
+from trainer.tools.bench import flops_per_step, needs_checkpointing, peak_tflops, synthetic_pairs, synthetic_rows
 
 pytestmark = pytest.mark.slow
 
@@ -41,9 +41,34 @@ def test_tiny_bench_reports_both_variants_and_ratios(tiny_model_path, tmp_path, 
     assert "speedup" in capsys.readouterr().out
 
 
+def test_tiny_dpo_bench_compares_stock_dpo_with_the_studios_path(tiny_model_path, tmp_path):
+    args = "bench --tiny --methods dpo --steps 3 --warmup-steps 1 --seq-lens 96 --batch-size 2 --out"
+    assert main([*args.split(), str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "bench.json").read_text())
+    shown = [(r["method"], r["variant"], r["padding_free"], r["gradient_checkpointing"]) for r in report["results"]]
+    assert shown == [
+        ("dpo", "baseline", False, True),  # stock DPOTrainer defaults: checkpointing on
+        ("dpo", "optimised", False, False),  # the studio: checkpointing only when needed; DPO pads either way
+    ]
+    assert all(r["tokens_per_s"] > 0 and len(r["losses"]) == 3 and r["error"] is None for r in report["results"])
+    assert abs(report["results"][0]["losses"][0] - 0.6931) < 1e-3  # DPO's log 2: the reference is the policy
+    (ratio,) = report["ratios"]
+    assert ratio["method"] == "dpo" and ratio["max_loss_rel_diff"] < 0.02  # the same pairs, the same loss
+
+
+def test_synthetic_pairs_prefer_each_rows_own_reply(phi3_tokenizer):
+    rows = synthetic_rows(20, 96, phi3_tokenizer, seed=2)
+    pairs = synthetic_pairs(rows)
+    assert [p["prompt"] + p["chosen"] for p in pairs] == rows  # chosen: the row's own reply
+    assert sum(p["rejected"] != p["chosen"] for p in pairs) >= 15  # rejected: another row's (shuffled)
+    assert all(p["rejected"][0]["role"] == "assistant" for p in pairs)
+
+
 def test_flops_formula():
     # 10 base params, 2 adapter params, 1 layer, hidden 3, two samples of 2 and 4 tokens
     assert flops_per_step(10, 2, 1, 3, [2, 4]) == 4 * 10 * 6 + 6 * 2 * 6 + 6 * 1 * 3 * (4 + 16)
+    # DPO: the reference's forward adds 2 P_base and a third of the attention per token
+    assert flops_per_step(10, 2, 1, 3, [2, 4], reference=True) == 6 * 10 * 6 + 6 * 2 * 6 + 8 * 1 * 3 * (4 + 16)
 
 
 def test_checkpointing_estimate_for_phi3_mini():

@@ -18,7 +18,7 @@ def test_a_real_check_runs_the_gpu_tests_then_both_benchmarks_on_phi3_mini(tmp_p
     assert " -m gpu tests/gpu " in " ".join(tests.argv) and f"--junitxml={tmp_path / 'gpu-tests.xml'}" in tests.argv
     assert "--tiny" not in train.argv and "--tiny" not in chat.argv  # the Phi-3-mini architecture
     assert train.argv[train.argv.index("--seq-lens") + 1] == "2048,1024"
-    assert train.argv[train.argv.index("--methods") + 1] == "lora,qlora" and "--liger" in train.argv
+    assert train.argv[train.argv.index("--methods") + 1] == "lora,dpo,qlora" and "--liger" in train.argv
     assert int(train.argv[train.argv.index("--steps") + 1]) >= 50  # loss parity is judged over the first 50 steps
     assert sum(s.timeout_s for s in (tests, train, chat)) <= 9 * 60  # under 9 minutes on the GPU, whatever happens
 

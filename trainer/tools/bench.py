@@ -12,6 +12,11 @@ process, one after the other, from the same seed:
   when flash-attn is installed), gradient checkpointing only when the memory estimate says it is needed, pinned
   memory and two dataloader workers on a GPU. (Both variants use fused AdamW, transformers' default with
   torch >= 2.8, and TRL 1.16's loss, which never materialises the full logits.)
+- dpo (`--methods dpo`): DPO with LoRA on pairs made from the same rows (chosen: the row's reply, rejected: another
+  row's), the reference being the base with the adapter disabled: stock DPOTrainer defaults (gradient checkpointing
+  on) against the studio's path (checkpointing only when needed, pinned memory and loader workers on a GPU); both
+  pad (TRL 1.16's DPO has no padding-free batches). Tokens are both sequences of each pair; its model FLOPs take in the
+  reference's forward too.
 - optimised+liger (`--liger`, CUDA and the liger-kernel package): the optimised path with TRL's
   `use_liger_kernel=True` (Liger's Triton RMSNorm, SwiGLU, RoPE and fused linear cross-entropy), a measured option.
 
@@ -50,6 +55,8 @@ from trainer.versions import versions_line
 logger = logging.getLogger(__name__)
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A10G": 125.0, "L40S": 362.0}
+METHODS = ("lora", "qlora", "dpo")
+"""What can be benchmarked: SFT with LoRA on a 16-bit base (fp32 for the tiny model), SFT with QLoRA, DPO with LoRA."""
 VARIANTS = ("baseline", "optimised")
 LIGER = "optimised+liger"
 WORDS = (
@@ -103,11 +110,17 @@ def _length(tokenizer, messages) -> int:
     return len(out["input_ids"])
 
 
-def flops_per_step(params_base: int, params_lora: int, n_layers: int, hidden: int, lengths: list[int]) -> float:
-    """Model FLOPs of one optimiser step over samples of the given token lengths (see the module docstring)."""
+def flops_per_step(
+    params_base: int, params_lora: int, n_layers: int, hidden: int, lengths: list[int], reference: bool = False
+) -> float:
+    """Model FLOPs of one optimiser step over samples of the given token lengths (see the module docstring); with
+    `reference` (DPO), the reference's forward of every token too: 2 * P_base + 2 * L * d * s_i more per token."""
     tokens = sum(lengths)
     attention = 6 * n_layers * hidden * sum(s * s for s in lengths)  # sum over tokens of s_i = sum of s_i^2
-    return 4 * params_base * tokens + 6 * params_lora * tokens + attention
+    flops = 4 * params_base * tokens + 6 * params_lora * tokens + attention
+    if reference:
+        flops += 2 * params_base * tokens + attention / 3
+    return flops
 
 
 def needs_checkpointing(params: int, n_layers: int, hidden: int, tokens_per_batch: int, free_bytes: int) -> bool:
@@ -294,15 +307,48 @@ def environment() -> dict[str, Any]:
     return env
 
 
+def synthetic_pairs(rows: list[list[dict[str, str]]], seed: int = 0) -> list[dict[str, Any]]:
+    """Preference pairs from chat rows: each row's prompt, its own reply as chosen, another row's reply as rejected."""
+    rng = random.Random(seed)
+    replies = [row[1] for row in rows]
+    rng.shuffle(replies)
+    return [
+        {"prompt": row[:1], "chosen": row[1:], "rejected": [other]} for row, other in zip(rows, replies, strict=True)
+    ]
+
+
+def _trainer(method: str, model, tokenizer, rows, args: dict[str, Any], optimised: bool, seq_len: int, variant: str):
+    """The TRL trainer of a benchmark configuration: SFTTrainer on the rows (LoRA, QLoRA), DPOTrainer on pairs made
+    from them (the reference: the base with the adapter disabled, as in the studio)."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+
+    from trainer.config import LoraSettings
+    from trainer.modeling import lora_config
+
+    peft = lora_config(LoraSettings(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=list(PHI3_PROJECTIONS)))
+    if method == "dpo":  # TRL 1.16's DPO has no padding-free batches: both variants pad
+        config = DPOConfig(**args, max_length=seq_len, beta=0.1)
+        data = Dataset.from_list(synthetic_pairs(rows))
+        return DPOTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer, peft_config=peft)
+    config = SFTConfig(
+        **args,
+        padding_free=optimised,
+        max_length=None if optimised else seq_len,  # rows are built to fit; padding-free does not truncate
+        assistant_only_loss=True,
+        use_liger_kernel=variant == LIGER,
+    )
+    data = Dataset.from_dict({"messages": rows})
+    return SFTTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer, peft_config=peft)
+
+
 def _run_one(model, method: str, seq_len: int, variant: str, steps: int, warmup_steps: int, batch_size: int) -> Result:
     import torch
-    from datasets import Dataset
     from transformers import PrinterCallback, TrainerCallback, set_seed
-    from trl import SFTConfig, SFTTrainer
 
-    from trainer.config import LoraSettings, ModelConfig
+    from trainer.config import ModelConfig
     from trainer.methods import checkpointing_settings
-    from trainer.modeling import checkpointing_on, load_tokenizer, lora_config, pick_attention, set_checkpointing
+    from trainer.modeling import checkpointing_on, load_tokenizer, pick_attention, set_checkpointing
     from trainer.phi3 import TINY_MODEL_NAME
     from trainer.training import count_parameters
 
@@ -315,16 +361,17 @@ def _run_one(model, method: str, seq_len: int, variant: str, steps: int, warmup_
     attn = pick_attention("auto" if optimised else "sdpa", dtype, on_gpu) or "sdpa"
     model.config._attn_implementation = attn  # noqa: SLF001 - switch the attention kernel of the loaded model
     params = count_parameters(model)[1]  # a 4-bit weight counts at its real size
+    sequences = 2 if method == "dpo" else 1  # a DPO batch holds each pair's chosen and rejected sequences
     if optimised:
         free = torch.cuda.mem_get_info()[0] if on_gpu else 1 << 62
         checkpointing = needs_checkpointing(
-            params, model.config.num_hidden_layers, model.config.hidden_size, batch_size * seq_len, free
+            params, model.config.num_hidden_layers, model.config.hidden_size, sequences * batch_size * seq_len, free
         )
     else:
         checkpointing = True  # TRL's default
     if not checkpointing and checkpointing_on(model):
         set_checkpointing(model, False)  # left on by an earlier variant on this shared base
-    args = SFTConfig(
+    args = dict(
         output_dir=str(Path("/tmp") / f"bench-{method}-{seq_len}-{variant}"),
         per_device_train_batch_size=batch_size,
         gradient_accumulation_steps=1,
@@ -339,30 +386,24 @@ def _run_one(model, method: str, seq_len: int, variant: str, steps: int, warmup_
         bf16=on_gpu,
         use_cpu=not on_gpu,
         **checkpointing_settings(checkpointing),
-        padding_free=optimised,
-        max_length=None if optimised else seq_len,  # rows are built to fit; padding-free does not truncate
-        assistant_only_loss=True,
         dataloader_pin_memory=on_gpu and optimised,
         dataloader_num_workers=2 if (on_gpu and optimised) else 0,
-        use_liger_kernel=variant == LIGER,
     )
     timer = _StepTimer(TrainerCallback)
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=Dataset.from_dict({"messages": rows}),
-        processing_class=tokenizer,
-        peft_config=lora_config(
-            LoraSettings(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=list(PHI3_PROJECTIONS))
-        ),
-        callbacks=[timer.callback],
-    )
+    trainer = _trainer(method, model, tokenizer, rows, args, optimised, seq_len, variant)
+    trainer.add_callback(timer.callback)
     trainer.remove_callback(PrinterCallback)
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
     trainer.train()
     lora_params, params = count_parameters(trainer.model)
     lengths = [_length(tokenizer, m) for m in rows]
+    if method == "dpo":  # each pair: its chosen row and its prompt with another row's reply
+        pairs = synthetic_pairs(rows)
+        lengths = [
+            _length(tokenizer, p["prompt"] + p["chosen"]) + _length(tokenizer, p["prompt"] + p["rejected"])
+            for p in pairs
+        ]
     steady = slice(warmup_steps, steps)
     step_times = timer.step_times[steady]
     step_tokens = [sum(lengths[i * batch_size : (i + 1) * batch_size]) for i in range(steps)][steady]
@@ -374,6 +415,7 @@ def _run_one(model, method: str, seq_len: int, variant: str, steps: int, warmup_
             model.config.num_hidden_layers,
             model.config.hidden_size,
             lengths[i * batch_size : (i + 1) * batch_size],
+            reference=method == "dpo",
         )
         for i in range(warmup_steps, steps)
     )
@@ -384,7 +426,7 @@ def _run_one(model, method: str, seq_len: int, variant: str, steps: int, warmup_
         variant=variant,
         batch_size=batch_size,
         gradient_checkpointing=checkpointing,
-        padding_free=optimised,
+        padding_free=optimised and method != "dpo",
         attn_implementation=attn,
         steps=steps,
         warmup_steps=warmup_steps,
@@ -447,7 +489,7 @@ def _model(tiny: bool, method: str, on_gpu: bool):
     if not on_gpu:
         raise ValueError("bench: the Phi-3-mini benchmark needs a CUDA GPU; use --tiny on a CPU.")
     torch.manual_seed(0)
-    if method == "lora":
+    if method in ("lora", "dpo"):
         with torch.device("cuda"):
             return Phi3ForCausalLM(Phi3Config(**PHI3_MINI_CONFIG)).to(torch.bfloat16)
     path = random_phi3_mini()

@@ -8,7 +8,7 @@ the next one:
 
 1. gpu-tests: `pytest -m gpu tests/gpu` (bf16 LoRA and 4-bit QLoRA training, the batched compare chat, the SDPA
    fallback without flash-attn, the gradient-checkpointing estimate), JUnit XML and log.
-2. train-bench: `python -m trainer bench` on the Phi-3-mini architecture: LoRA and QLoRA, stock TRL baseline vs
+2. train-bench: `python -m trainer bench` on the Phi-3-mini architecture: LoRA, DPO and QLoRA, stock TRL baseline vs
    the fast path (and Liger), sequence lengths 2048 and 1024.
 3. chat-bench: `python -m trainer bench-chat`: the compare chat batched vs sequential.
 
@@ -48,7 +48,8 @@ def steps(out: Path, dry_run: bool) -> list[Step]:
     python = sys.executable
     tests = [python, "-m", "pytest", "-q", "-m", "gpu", "tests/gpu", "-p", "no:cacheprovider"]
     tests += ["--collect-only"] if dry_run else [f"--junitxml={out / 'gpu-tests.xml'}"]
-    bench = [python, "-m", "trainer", "bench", "--methods", "lora,qlora", "--out", str(out / "train")]
+    # DPO before QLoRA: the step writes after each configuration, so a cut at its time limit keeps LoRA and DPO
+    bench = [python, "-m", "trainer", "bench", "--methods", "lora,dpo,qlora", "--out", str(out / "train")]
     chat = [python, "-m", "trainer", "bench-chat", "--out", str(out / "chat")]
     if dry_run:
         bench += ["--tiny", "--seq-lens", "96", "--steps", "6", "--warmup-steps", "2", "--liger"]
