@@ -171,3 +171,26 @@ def test_stock_trl_dpo_runs_the_downloaded_config_and_repeats_the_runs_first_ste
     # the same rows in the same order, the same LoRA initialisation, beta, learning rate and schedule
     for key in ("loss", "logps/chosen", "logps/rejected", "rewards/margins"):
         assert theirs[key] == pytest.approx(ours[key], rel=1e-3, abs=1e-4), key
+
+
+def test_dpo_under_accelerate_launch_trains_in_two_processes_as_one_run(tiny_model_path, tmp_path):
+    """`accelerate launch` with the documented config (two DDP processes over gloo on a CPU): one run folder, each
+    step logged once, both processes' memory, the held-out accuracy and margin measured across both."""
+    import os
+    import subprocess
+    import sys
+
+    from trainer.paths import PROJECT_ROOT
+
+    argv = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "examples/accelerate/fsdp.yaml"]
+    argv += ["-m", "trainer", "train", "--preset", "tiny-demo-dpo", "--run-dir", str(tmp_path / "run")]
+    argv += ["--set", "max_steps=4", "--set", "logging_steps=1", "--set", "eval_steps=4", "--set", "sample_prompts=0"]
+    env = {**os.environ, "PHI3_STUDIO_DATA_DIR": str(tmp_path / "data")}
+    done = subprocess.run(argv, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    status = rf.read_json(tmp_path / "run" / rf.STATUS_FILE)
+    assert status["state"] == "succeeded" and status["world_size"] == 2
+    logged = [e for e in rf.read_events(tmp_path / "run") if "loss" in e]
+    assert [e["step"] for e in logged] == [1, 2, 3, 4] and all(len(e["mem_each_gb"]) == 2 for e in logged)
+    assert status["preference_after"]["rewards/margins"] > status["preference_before"]["rewards/margins"]
+    assert (tmp_path / "run" / rf.ADAPTER_DIR / "adapter_model.safetensors").is_file()
