@@ -141,3 +141,16 @@ def test_a_dpo_stage_after_sft_takes_dpos_data_and_settings_and_keeps_the_model_
     kto = stage_config(sft, "kto")  # no kto preset: the parent's data and settings, the method changed
     assert kto.training.method == "kto" and kto.data.dataset_name == "alice/chats"
     assert kto.training.learning_rate == 2e-4 and kto.hub.repo_id == "alice/phi3-chat-kto"
+
+
+def test_kto_on_pairs_holds_out_whole_pairs_never_one_side():
+    from trainer.data.preferences import prepare_preferences
+
+    prepared = prepare_preferences(preset_config("tiny-demo-dpo").data, "kto")
+    train, held = prepared.train, prepared.eval
+
+    assert len(train) == 2 * 216 and len(held) == 2 * 24  # 240 pairs, 10 % held out, two examples each
+    train_pairs = {(str(r["prompt"]), r["label"]) for r in train}
+    for row in held:  # each held-out prompt has both sides there, and neither in training
+        assert (str(row["prompt"]), not row["label"]) in {(str(r["prompt"]), r["label"]) for r in held}
+        assert (str(row["prompt"]), row["label"]) not in train_pairs

@@ -49,7 +49,16 @@ def convert(
     Returns:
         (the TRL rows, the rows' account: problems by row number, rows read, pair counts in `notes`).
     """
-    out: list[dict[str, Any]] = []
+    groups, account = convert_rows(rows, shape, method, style, system_prompt)
+    return [item for group in groups for item in group], account
+
+
+def convert_rows(
+    rows: Sequence[Mapping[str, Any]], shape: str, method: str, style: RowStyle = RowStyle(), system_prompt: str = ""
+) -> tuple[list[list[dict[str, Any]]], Normalised]:
+    """`convert`, the TRL rows grouped by the row they came from (KTO: a pair's two examples stay together, so a
+    held-out split never puts one side of a pair in training and the other in evaluation)."""
+    out: list[list[dict[str, Any]]] = []
     pairs: list[Pair] = []
     account = Normalised(format=shape, rows=[], n_input=len(rows))
     for number, row in enumerate(rows, start=1):
@@ -64,11 +73,13 @@ def convert(
             account.problems.append(f"row {number}: {exc}")
             continue
         account.numbers.append(number)
+        group = []
         for example in examples:
             item = example.trl_row()
             if system_prompt and item["prompt"][0]["role"] != "system":
                 item["prompt"] = [{"role": "system", "content": system_prompt}, *item["prompt"]]
-            out.append(item)
+            group.append(item)
+        out.append(group)
     account.rows = [[] for _ in account.numbers]  # one entry a usable row: the malformed gate counts them
     if pairs:
         counts = pair_counts(pairs)
@@ -97,7 +108,8 @@ def prepare_preferences(
         raise DataError(problem)
     assert shape is not None  # method_problem refuses data without a preference shape
     style = RowStyle.of(cfg)
-    train, account = convert(list(table), shape, method, style, cfg.system_prompt)
+    groups, account = convert_rows(list(table), shape, method, style, cfg.system_prompt)
+    train = [item for group in groups for item in group]
     if problem := malformed_problem(account, cfg.allow_malformed):
         raise DataError(problem)
     if not train:
@@ -111,8 +123,9 @@ def prepare_preferences(
         problems += [f"eval split {cfg.dataset_test_split!r}, {p}" for p in held_account.problems]
         train_rows, eval_rows = train, held
     else:
-        eval_seed = seed if cfg.eval_seed is None else cfg.eval_seed
-        train_rows, eval_rows = split_eval(train, cfg.eval_fraction, eval_seed, cfg.eval_holdout)
+        eval_seed = seed if cfg.eval_seed is None else cfg.eval_seed  # by source row: a pair's KTO examples together
+        kept, held = split_eval(groups, cfg.eval_fraction, eval_seed, cfg.eval_holdout)
+        train_rows, eval_rows = [i for g in kept for i in g], [i for g in held for i in g]
     for note in account.notes:
         logger.info("data: %s", note)
     logger.info("data: %s, %d train / %d eval %s rows", shape, len(train_rows), len(eval_rows), method.upper())
