@@ -249,3 +249,9 @@ def test_a_preference_runs_metrics_give_the_held_out_accuracy_and_margin_before_
     text = metrics_markdown(PREFERENCE_EVENTS, status)
     assert "**held-out preference accuracy** 0.00 → 1.00" in text and "**reward margin** 0.00 → 3.10" in text
     assert "preference" not in metrics_markdown(EVENTS, {"eval_loss_before": 4.8})
+
+
+def test_the_preference_settings_show_for_the_preference_methods_only():
+    from trainer.ui.train_tab import TrainTab
+
+    assert [TrainTab.show_preference(m)["visible"] for m in ("sft", "dpo", "kto", "orpo")] == [False, True, True, True]

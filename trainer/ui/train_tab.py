@@ -203,6 +203,11 @@ class TrainTab:
         return gr.update(visible=name in AS_MEANT)
 
     @staticmethod
+    def show_preference(method: str) -> Any:
+        """The preference settings (beta) show when the method is DPO, KTO or ORPO."""
+        return gr.update(visible=method != "sft")
+
+    @staticmethod
     def as_meant() -> Any:
         """The notebooks' code trains o_proj and down_proj only; one click gives the four projections they meant."""
         gr.Info(AS_MEANT_NOTE)
@@ -300,6 +305,8 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> TrainTab:
     c["preset"].change(preset_markdown, c["preset"], c["preset_description"], queue=False)
     c["preset"].change(h.show_as_meant, c["preset"], c["as_meant"], queue=False)
     c["as_meant"].click(h.as_meant, None, fields["lora.target_modules"], queue=False)
+    method = fields["training.method"]
+    method.change(h.show_preference, method, c["section_preference"], queue=False)
     c["example"].input(h.pick_example, c["example"], fields["data.dataset_name"], queue=False)
     fields["data.dataset_name"].change(h.example_of, fields["data.dataset_name"], c["example"], queue=False)
 
@@ -392,8 +399,9 @@ def _layout(
                     label="…or upload a dataset file (.jsonl, .json, .csv, .parquet)", elem_id="upload", height=110
                 )
             specs = form_fields()
-            for section in FORM_SECTIONS:
-                with gr.Group():
+            for section in FORM_SECTIONS:  # the preference section shows for DPO, KTO and ORPO only
+                shown = section != "preference" or cfg.training.method != "sft"
+                with gr.Group(visible=shown, elem_id=f"section-{section}") as c[f"section_{section}"]:
                     widgets([s for s in specs if s.section == section and not s.meta["advanced"]])
             with gr.Accordion("Advanced settings", open=False, elem_id="advanced") as c["advanced"]:
                 for section in FORM_SECTIONS:
