@@ -8,7 +8,8 @@ import pytest
 
 from trainer.__main__ import main
 from trainer.phi3 import PHI3_MINI_CONFIG as PHI3_MINI
-from trainer.tools.bench import flops_per_step, needs_checkpointing, peak_tflops, synthetic_pairs, synthetic_rows
+from trainer.tools.bench import flops_per_step, needs_checkpointing, peak_tflops
+from trainer.tools.bench_data import synthetic_pairs, synthetic_rows
 
 pytestmark = pytest.mark.slow
 

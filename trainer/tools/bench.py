@@ -41,15 +41,14 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import platform
-import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trainer.phi3 import PHI3_MINI_CONFIG, PHI3_PROJECTIONS
+from trainer.tools.bench_data import synthetic_pairs, synthetic_rows, token_count
 from trainer.versions import versions_line
 
 logger = logging.getLogger(__name__)
@@ -59,10 +58,6 @@ METHODS = ("lora", "qlora", "dpo")
 """What can be benchmarked: SFT with LoRA on a 16-bit base (fp32 for the tiny model), SFT with QLoRA, DPO with LoRA."""
 VARIANTS = ("baseline", "optimised")
 LIGER = "optimised+liger"
-WORDS = (
-    "the sea be wide and the wind be strong while the crew sails past old islands full of gold "
-    "rain falls on the deck and the captain reads a map by lamp light before dawn"
-).split()
 
 
 @dataclass
@@ -84,30 +79,6 @@ class Result:
     mfu: float | None
     losses: list[float] = field(default_factory=list)
     error: str | None = None  # the configuration failed; its figures are zero
-
-
-def synthetic_rows(n: int, max_tokens: int, tokenizer, seed: int = 0) -> list[list[dict[str, str]]]:
-    """n chat rows whose rendered lengths follow a long tail (median ~ max/4) capped at max_tokens."""
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(n):
-        target = min(max_tokens, max(24, int(rng.lognormvariate(math.log(max_tokens / 4), 0.7))))
-        words = [rng.choice(WORDS) for _ in range(target)]
-        cut = max(3, len(words) // 4)
-        messages = [
-            {"role": "user", "content": " ".join(words[:cut])},
-            {"role": "assistant", "content": " ".join(words[cut:])},
-        ]
-        while _length(tokenizer, messages) > max_tokens:  # trim the reply until the row fits
-            reply = messages[1]["content"].split()
-            messages[1]["content"] = " ".join(reply[: int(len(reply) * 0.9) - 1])
-        rows.append(messages)
-    return rows
-
-
-def _length(tokenizer, messages) -> int:
-    out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)
-    return len(out["input_ids"])
 
 
 def flops_per_step(
@@ -307,16 +278,6 @@ def environment() -> dict[str, Any]:
     return env
 
 
-def synthetic_pairs(rows: list[list[dict[str, str]]], seed: int = 0) -> list[dict[str, Any]]:
-    """Preference pairs from chat rows: each row's prompt, its own reply as chosen, another row's reply as rejected."""
-    rng = random.Random(seed)
-    replies = [row[1] for row in rows]
-    rng.shuffle(replies)
-    return [
-        {"prompt": row[:1], "chosen": row[1:], "rejected": [other]} for row, other in zip(rows, replies, strict=True)
-    ]
-
-
 def _trainer(method: str, model, tokenizer, rows, args: dict[str, Any], optimised: bool, seq_len: int, variant: str):
     """The TRL trainer of a benchmark configuration: SFTTrainer on the rows (LoRA, QLoRA), DPOTrainer on pairs made
     from them (the reference: the base with the adapter disabled, as in the studio)."""
@@ -397,11 +358,11 @@ def _run_one(model, method: str, seq_len: int, variant: str, steps: int, warmup_
         torch.cuda.reset_peak_memory_stats()
     trainer.train()
     lora_params, params = count_parameters(trainer.model)
-    lengths = [_length(tokenizer, m) for m in rows]
+    lengths = [token_count(tokenizer, m) for m in rows]
     if method == "dpo":  # each pair: its chosen row and its prompt with another row's reply
         pairs = synthetic_pairs(rows)
         lengths = [
-            _length(tokenizer, p["prompt"] + p["chosen"]) + _length(tokenizer, p["prompt"] + p["rejected"])
+            token_count(tokenizer, p["prompt"] + p["chosen"]) + token_count(tokenizer, p["prompt"] + p["rejected"])
             for p in pairs
         ]
     steady = slice(warmup_steps, steps)
