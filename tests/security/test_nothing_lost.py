@@ -157,17 +157,17 @@ def test_the_cli_checks_push_access_before_training(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_time_limit_stops_a_run_with_a_checkpoint_and_it_resumes(tiny_model_path, tmp_path):
+@pytest.mark.parametrize(("preset", "steps"), [("tiny-demo", 6), ("tiny-demo-dpo", 3)])
+def test_the_time_limit_stops_a_run_with_a_checkpoint_and_it_resumes(preset, steps, tiny_model_path, tmp_path):
     from trainer.training import RunTimeLimit, run
 
-    cfg = load_config(
-        preset="tiny-demo", overrides=["max_steps=6", "save_steps=100", "eval_steps=100", "sample_prompts=0"]
-    )
+    overrides = [f"max_steps={steps}", "save_steps=100", "eval_steps=100", "sample_prompts=0"]
+    cfg = load_config(preset=preset, overrides=overrides)
     with pytest.raises(RunTimeLimit, match="the training time limit was reached at step 1"):
         run(cfg, run_dir=tmp_path, time_limit_s=0.001)
     assert rf.read_json(tmp_path / rf.STATUS_FILE)["state"] == "time_limit"
     assert [p.name for p in (tmp_path / rf.CHECKPOINTS_DIR).glob("checkpoint-*")] == ["checkpoint-1"]
-    assert run(cfg, run_dir=tmp_path, resume=True).global_step == 6
+    assert run(cfg, run_dir=tmp_path, resume=True).global_step == steps
 
 
 def test_a_worker_stopped_by_the_time_limit_leaves_a_resumable_job(tmp_path):
