@@ -65,7 +65,8 @@ def test_jobs_train_and_push_are_followed_from_their_logs_cancel_fail_and_refuse
     broken = load_config(preset="tiny-demo", overrides=["dataset_name=no-such-file.jsonl"])
     failed_id = backend.start(broken, "alice", {ALICE_TOKEN!r}, "a10g-large", 600)
     dpo = load_config(preset="tiny-demo-dpo", overrides=["max_steps=2", "logging_steps=1", "eval_steps=2",
-                                                         "sample_prompts=0", "repo_id=alice/jobs-pirate-dpo"])
+                                                         "sample_prompts=0", "repo_id=alice/jobs-pirate-dpo",
+                                                         "push_checkpoints=true"])
     dpo_id = backend.start(dpo, "alice", {ALICE_TOKEN!r}, "a10g-large", 600)
 
     state, cancelled, failed, dpo_state = (follow(j, {ALICE_TOKEN!r}) for j in (job_id, slow_id, failed_id, dpo_id))
@@ -99,7 +100,9 @@ def test_jobs_train_and_push_are_followed_from_their_logs_cancel_fail_and_refuse
     # a DPO job: the same engine; its rewards reach the Runs tab's charts through the job's logs; pushed with its card
     assert result["dpo_state"] == ["succeeded", ""]
     assert [e["step"] for e in result["dpo_events"] if "rewards/margins" in e] == [1, 2]
-    assert b"Method DPO: beta 0.1" in jobs_hub.files("alice/jobs-pirate-dpo")["README.md"]
+    dpo_files = jobs_hub.files("alice/jobs-pirate-dpo")
+    assert b"Method DPO: beta 0.1" in dpo_files["README.md"]
+    assert "checkpoints/checkpoint-2/adapter_model.safetensors" in dpo_files  # the background checkpoint push
 
     assert result["cancelled"][0] == "cancelled"
     assert result["failed"] == ["failed", "Job failed with exit code: 2"]  # the worker's bad-input exit code

@@ -106,3 +106,20 @@ def test_a_full_disk_when_staging_is_reported_and_training_goes_on(tmp_path, mon
     uploader.submit(_checkpoint(tmp_path, 1))  # returns, does not raise
     assert uploader.wait(timeout=5)
     assert done == [("checkpoint-1", "could not copy it for the upload ([Errno 28] No space left on device)")]
+
+
+def test_a_continued_dpo_checkpoint_pushes_the_tuned_adapter_without_trls_reference_copy(tmp_path, monkeypatch):
+    import trainer.hub.push as push
+
+    folder = _checkpoint(tmp_path, 4)
+    (folder / "ref").mkdir()  # TRL's frozen copy of the parent adapter (the reference), saved in each checkpoint
+    (folder / "ref" / "adapter_model.safetensors").write_bytes(b"the parent")
+    (folder / "ref" / "adapter_config.json").write_text("{}")
+    sent = []
+    monkeypatch.setattr(push, "_create_and_commit", lambda repo, files, *args: sent.extend(files) or ("url", None))
+    assert push.push_checkpoint(folder, "alice/x", "hf_token") == "url"
+    uploaded = {name: Path(path).read_bytes() for name, path in sent}
+    assert uploaded == {
+        "checkpoints/checkpoint-4/adapter_config.json": b'{"step": 4}',
+        "checkpoints/checkpoint-4/adapter_model.safetensors": b"weights-4",
+    }
