@@ -251,3 +251,20 @@ def test_under_xdist_each_test_file_runs_in_one_worker(tmp_path):
     assert out.returncode == 0, out.stdout[-2000:]
     workers = {name: set(re.findall(rf"\[(gw\d)\] .* PASSED test_{name}\.py", out.stdout)) for name in ("a", "b")}
     assert all(len(seen) == 1 for seen in workers.values()), workers
+
+
+def test_every_mutation_of_the_catalogue_applies_where_it_says():
+    """Each entry of tests/mutations.yaml names the file that holds its text exactly once: code that moved or changed
+    would otherwise leave a mutation that no longer applies (the full check reports it only when it is run)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mutation_check", PROJECT_ROOT / "scripts" / "mutation_check.py")
+    check = importlib.util.module_from_spec(spec)
+    sys.modules["mutation_check"] = check  # its dataclasses look their module up there
+    spec.loader.exec_module(check)
+    misplaced = [
+        (m.name, m.file, check.locate(m, PROJECT_ROOT))
+        for m in check.load()
+        if check.locate(m, PROJECT_ROOT) != m.file
+    ]
+    assert misplaced == [], "run scripts/mutation_check.py --fix-files, or update the entries' text"
