@@ -32,6 +32,12 @@ from typing import Any
 REWARDS = ("answer_match", "format_regex", "think_format", "valid_json", "tool_call", "length_target", "words")
 """The built-in reward functions, by name."""
 
+NEEDS_COLUMN = {"answer_match": "the reference answer (e.g. answer, solution)", "tool_call": "the tools (e.g. tools)"}
+"""The rewards that read a dataset column, and what it must hold."""
+
+ZERO_SPREAD_STEPS = 5
+"""Logged steps in a row with (nearly) every group's rewards equal before the run warns: nothing to learn from."""
+
 NUMBER = re.compile(r"^[-+]?[$€£]?\d[\d,]*(\.\d+)?%?$|^[-+]?[$€£]?\.\d+%?$")
 THINK = re.compile(r"^\s*<think>(?!.*<think>)(.+?)</think>\s*(\S.*)$", re.DOTALL)
 FENCED_JSON = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
@@ -210,3 +216,60 @@ def total_reward(scores: Mapping[str, Sequence[float]], weights: Mapping[str, fl
     """Each completion's weighted sum of its rewards, as GRPO trains on (``reward_weights``)."""
     names = list(scores)
     return [sum(weights[n] * scores[n][i] for n in names) for i in range(len(scores[names[0]]))] if names else []
+
+
+def parse_rewards(text: str) -> list[tuple[str, float]]:
+    """The reward menu as written in a setting, ``answer_match:1.0, think_format:0.5`` (a weight defaults to 1.0).
+
+    Raises:
+        ValueError: an unknown reward, a weight that is not a number, a reward named twice, or no reward at all;
+            every problem at once.
+    """
+    found: list[tuple[str, float]] = []
+    problems = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, _, weight = (piece.strip() for piece in item.partition(":"))
+        if name not in REWARDS:
+            problems.append(f"{name!r} is not a reward (use {', '.join(REWARDS)})")
+            continue
+        try:
+            value = float(weight) if weight else 1.0
+        except ValueError:
+            problems.append(f"{name}: weight {weight!r} is not a number")
+            continue
+        if name in (n for n, _ in found):
+            problems.append(f"{name} is named twice")
+        found.append((name, value))
+    if not found and not problems:
+        problems.append("name at least one reward, e.g. answer_match:1.0")
+    if problems:
+        raise ValueError("; ".join(problems) + ".")
+    return found
+
+
+def column_problems(rewards: Sequence[tuple[str, float]], column: str, columns: Sequence[str]) -> list[str]:
+    """Why these rewards cannot be computed on data with these columns (before anything is queued): each reward
+    that reads `column` and the data does not have it, naming the columns it does have."""
+    if column in columns:
+        return []
+    return [
+        f"reward {name} needs a column with {NEEDS_COLUMN[name]}: this data has no {column!r} column (it has "
+        f"{', '.join(columns)}). Name the column in the rewards' column setting, or pick rewards that need none."
+        for name, _ in rewards
+        if name in NEEDS_COLUMN
+    ]
+
+
+def zero_spread_warning(events: Sequence[Mapping[str, Any]], steps: int = ZERO_SPREAD_STEPS) -> str | None:
+    """A warning when, for the last `steps` logged steps, (nearly) every group of completions earned equal rewards
+    (TRL's ``frac_reward_zero_std``): GRPO learns from the differences inside a group, so there is nothing to learn."""
+    logged = [e["frac_reward_zero_std"] for e in events if e.get("frac_reward_zero_std") is not None]
+    if len(logged) < steps or min(logged[-steps:]) < 0.95:
+        return None
+    return (
+        f"For {steps} steps every group of completions earned the same reward: nothing to learn from. Give partial "
+        "credit (a format or length reward beside an exact answer), raise num_generations or the temperature, or use "
+        "easier prompts."
+    )

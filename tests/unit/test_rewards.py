@@ -121,3 +121,43 @@ def test_the_total_reward_is_the_weighted_sum():
     scores = {"answer_match": [1.0, 0.0, 1.0], "think_format": [1.0, 1.0, 0.0]}
     assert total_reward(scores, {"answer_match": 1.0, "think_format": 0.25}) == [1.25, 0.25, 1.0]
     assert total_reward({}, {}) == []
+
+
+def test_the_reward_menu_is_read_with_weights_and_every_mistake_at_once():
+    from trainer.rewards import parse_rewards
+
+    assert parse_rewards("answer_match:1.0, think_format:0.5,length_target") == [
+        ("answer_match", 1.0),
+        ("think_format", 0.5),
+        ("length_target", 1.0),
+    ]
+    with pytest.raises(ValueError) as caught:
+        parse_rewards("answer_match:x, python:1, think_format, think_format")
+    assert str(caught.value) == (
+        "answer_match: weight 'x' is not a number; 'python' is not a reward (use answer_match, format_regex, "
+        "think_format, valid_json, tool_call, length_target, words); think_format is named twice."
+    )
+    with pytest.raises(ValueError, match="name at least one reward"):
+        parse_rewards(" , ")
+
+
+def test_a_reward_needing_a_missing_column_is_named_with_the_columns_there_are():
+    from trainer.rewards import column_problems
+
+    rewards = [("answer_match", 1.0), ("think_format", 0.5)]
+    assert column_problems(rewards, "answer", ["question", "answer"]) == []
+    (problem,) = column_problems(rewards, "answer", ["prompt", "solution"])
+    assert problem.startswith("reward answer_match needs a column with the reference answer")
+    assert "no 'answer' column (it has prompt, solution)" in problem
+    assert column_problems([("think_format", 1.0)], "answer", ["prompt"]) == []  # needs none
+
+
+def test_the_zero_spread_warning_fires_after_steps_with_nothing_to_learn():
+    from trainer.rewards import zero_spread_warning
+
+    flat = [{"step": s, "loss": 0.0, "frac_reward_zero_std": 1.0} for s in range(1, 6)]
+    assert "every group of completions earned the same reward" in zero_spread_warning(flat)
+    assert zero_spread_warning(flat[:4]) is None  # not yet 5 steps
+    learning = [*flat[:4], {"step": 5, "frac_reward_zero_std": 0.5}]
+    assert zero_spread_warning(learning) is None  # a step with differences to learn from
+    assert zero_spread_warning([{"step": 1, "loss": 1.0}] * 8) is None  # not a GRPO run
