@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.config import RunConfig
+from trainer.config.methods import TRL_CLASSES
 from trainer.runs import folder as rf
 
 PROJECT_ONLY_SETTINGS = ("method", "sample_prompts", "sample_max_new_tokens")
@@ -35,19 +36,8 @@ PREFERENCE_METRICS = ("rewards/accuracies", "rewards/margins", "rewards/chosen",
 """What a preference method's evaluation reports, kept before and after training (without the ``eval_`` prefix)."""
 
 
-TRL_CLASSES = {
-    "sft": ("trl", "SFT"),
-    "dpo": ("trl", "DPO"),
-    "kto": ("trl", "KTO"),
-    "orpo": ("trl.experimental.orpo", "ORPO"),
-}
-"""Where TRL keeps each method's classes (`<prefix>Config`, `<prefix>Trainer`): ORPO is in trl.experimental in 1.x."""
-
-
 @functools.cache
 def _has_activation_checkpointing() -> bool:
-    import dataclasses
-
     from transformers import TrainingArguments
 
     return "activation_checkpointing" in {f.name for f in dataclasses.fields(TrainingArguments)}
@@ -110,25 +100,26 @@ def machine_settings(config: RunConfig, run_dir: Path, has_eval: bool) -> dict[s
     )
 
 
-def sft_config(config: RunConfig, run_dir: Path, has_eval: bool, padding_free: bool = False):
-    """Translate RunConfig into TRL's SFTConfig (the only place the two meet).
+def sft_settings(config: RunConfig, padding_free: bool = False) -> dict[str, Any]:
+    """The SFTConfig settings the form gives (pure): the training section's fields, named as SFTConfig's, with
+    gradient checkpointing under this transformers' name; `max_length` off for padding-free batches (the run cuts
+    those rows itself, see `fit_to_max_length`)."""
+    t = config.training
+    settings = {f.name: getattr(t, f.name) for f in dataclasses.fields(t) if f.name not in PROJECT_ONLY_SETTINGS}
+    settings.update(checkpointing_settings(settings.pop("gradient_checkpointing")))
+    settings.update(max_length=None if padding_free else t.max_length, padding_free=padding_free)
+    return settings
 
-    The training section's fields are named as SFTConfig's, so they are copied by name; only the values derived
-    from the machine, the run folder and the data are written here.
-    """
+
+def sft_config(config: RunConfig, run_dir: Path, has_eval: bool, padding_free: bool = False):
+    """Translate RunConfig into TRL's SFTConfig (the only place the two meet): `sft_settings` and the values derived
+    from the machine, the run folder and the data."""
     from trl import SFTConfig
 
-    t = config.training
-    sft_fields = {f.name for f in dataclasses.fields(SFTConfig)}
-    settings = {f.name: getattr(t, f.name) for f in dataclasses.fields(t) if f.name not in PROJECT_ONLY_SETTINGS}
-    if unknown := sorted(set(settings) - sft_fields):
+    settings = sft_settings(config, padding_free)
+    if unknown := sorted(set(settings) - {f.name for f in dataclasses.fields(SFTConfig)}):
         raise TypeError(f"training settings {unknown} are not SFTConfig fields; add them to PROJECT_ONLY_SETTINGS")
-    settings.update(checkpointing_settings(settings.pop("gradient_checkpointing")))  # by this transformers' name
     settings.update(machine_settings(config, run_dir, has_eval))
-    settings.update(
-        max_length=None if padding_free else t.max_length,  # padding-free rows are cut by fit_to_max_length
-        padding_free=padding_free,
-    )
     return SFTConfig(**settings)
 
 

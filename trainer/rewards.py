@@ -189,6 +189,18 @@ def words(completions: Sequence[Any], required: Sequence[str] = (), forbidden: S
     return scores
 
 
+SCORERS: dict[str, Callable[..., list[float]]] = {
+    "answer_match": answer_match,
+    "format_regex": format_regex,
+    "think_format": think_format,
+    "valid_json": valid_json,
+    "tool_call": tool_call,
+    "length_target": length_target,
+    "words": words,
+}
+"""Each built-in reward's scoring function, by its name in `REWARDS`."""
+
+
 def reward_function(name: str, column: str | None = None, **settings: Any) -> Callable[..., list[float]]:
     """The built-in reward `name` as TRL's GRPOTrainer calls it: ``fn(prompts=..., completions=..., **columns)``,
     scoring the completions only; `column` names the dataset column it reads (answer_match: the reference, tool_call:
@@ -199,7 +211,7 @@ def reward_function(name: str, column: str | None = None, **settings: Any) -> Ca
     """
     if name not in REWARDS:
         raise ValueError(f"reward {name!r}: use one of {', '.join(REWARDS)}.")
-    score = globals()[name]
+    score = SCORERS[name]
     if name in ("answer_match", "tool_call") and not column:
         raise ValueError(f"reward {name}: name the dataset column it compares with (e.g. answer, tools).")
 

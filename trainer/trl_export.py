@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.config import RunConfig
-from trainer.methods import PROJECT_ONLY_SETTINGS, checkpointing_settings
+from trainer.methods import config_class, preference_settings, sft_settings
 from trainer.phi3 import TINY_MODEL_NAME
 from trainer.runs import folder as rf
 
@@ -80,16 +80,8 @@ def trl_settings(config: RunConfig, *, model_path: str, dtype: str, on_gpu: bool
     )
     if m.load_in_4bit:
         out.update(bnb_4bit_quant_type=m.bnb_4bit_quant_type, use_bnb_nested_quant=m.use_bnb_nested_quant)
-    if t.method == "sft":
-        for name, value in vars(t).items():  # the training section is named as SFTConfig's fields
-            if name not in PROJECT_ONLY_SETTINGS and name != "gradient_checkpointing":
-                out[name] = value
-        out.update(checkpointing_settings(t.gradient_checkpointing))
-        out.update(max_length=None if padding_free else t.max_length, padding_free=padding_free)
-    else:  # DPO, KTO: the settings the run hands its trainer (trainer.methods)
-        from trainer.methods import preference_settings
-
-        out.update(preference_settings(config))
+    # the settings the run hands its trainer (trainer.methods)
+    out.update(sft_settings(config, padding_free) if t.method == "sft" else preference_settings(config))
     if "pad_token" in {f.name for f in _fields(t.method)}:
         out["pad_token"] = m.pad_token  # never the stop token (TRL's default would pad with <|endoftext|>)
     out.update(
@@ -108,8 +100,6 @@ def trl_settings(config: RunConfig, *, model_path: str, dtype: str, on_gpu: bool
 def _fields(method: str) -> tuple:
     """The fields of the method's TRL config class."""
     import dataclasses
-
-    from trainer.methods import config_class
 
     return dataclasses.fields(config_class(method))
 

@@ -161,3 +161,9 @@ def test_the_zero_spread_warning_fires_after_steps_with_nothing_to_learn():
     learning = [*flat[:4], {"step": 5, "frac_reward_zero_std": 0.5}]
     assert zero_spread_warning(learning) is None  # a step with differences to learn from
     assert zero_spread_warning([{"step": 1, "loss": 1.0}] * 8) is None  # not a GRPO run
+
+
+def test_every_listed_reward_has_its_scoring_function():
+    from trainer.rewards import REWARDS, SCORERS
+
+    assert tuple(SCORERS) == REWARDS and all(SCORERS[name].__name__ == name for name in REWARDS)

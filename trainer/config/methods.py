@@ -14,6 +14,14 @@ from trainer.config.fields import setting
 METHODS: tuple[str, ...] = ("sft", "dpo", "kto", "orpo")
 """Training methods: supervised fine-tuning, and the preference methods TRL trains with a LoRA adapter."""
 
+TRL_CLASSES: dict[str, tuple[str, str]] = {
+    "sft": ("trl", "SFT"),
+    "dpo": ("trl", "DPO"),
+    "kto": ("trl", "KTO"),
+    "orpo": ("trl.experimental.orpo", "ORPO"),
+}
+"""Where TRL keeps each method's classes (`<prefix>Config`, `<prefix>Trainer`): ORPO is in trl.experimental in 1.x."""
+
 PAIRED_METHODS: tuple[str, ...] = ("dpo", "orpo")
 """Methods that need a chosen and a rejected reply for every prompt."""
 

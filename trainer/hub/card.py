@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.config import REPO_ID_RE
+from trainer.config.methods import TRL_CLASSES
 from trainer.hub.chart import LOSS_CURVE_FILE
 from trainer.hub.retry import HubError
 from trainer.phi3 import TINY_MODEL_NAME
@@ -134,7 +135,7 @@ def model_card(run_dir: Path, repo_id: str | None = None) -> str:
             f"effective batch {batch} rows, max length {training.get('max_length')} tokens."
             + _method_settings(training, run.config.get("preference", {}))
         ),
-        trainer_name=TRAINERS.get(str(training.get("method", "sft")), "SFTTrainer"),
+        trainer_name=TRL_CLASSES.get(str(training.get("method", "sft")), TRL_CLASSES["sft"])[1] + "Trainer",
         config_block=_fence(public_config_text(run.config_text), "yaml"),
         versions=run.versions,
         continued_from=continued_from(run.status),
@@ -236,9 +237,6 @@ def _data_lines(data: dict[str, Any]) -> list[str]:
     if data.get("system_prompt"):
         lines.append(f"System prompt added to every row: {data['system_prompt']!r}")
     return lines
-
-
-TRAINERS = {"sft": "SFTTrainer", "dpo": "DPOTrainer", "kto": "KTOTrainer", "orpo": "ORPOTrainer"}
 
 
 def _method_settings(training: dict[str, Any], preference: dict[str, Any]) -> str:
