@@ -15,6 +15,7 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
+from trainer.config import find_field
 from trainer.runs import folder as rf
 
 SPACE_TOKEN = "hf_SPACEsecretOWNERtoken0000"
@@ -64,7 +65,7 @@ class Space:
         cfg = preset_config("tiny-demo")
         values = {s.key: widget_value(s, s.get(cfg)) for s in form_fields()}
         values.update({f"data.{k}" if k == "dataset_name" else k: v for k, v in changes.items()})
-        return {self.components[f"field-{key.split('.')[-1]}"]: value for key, value in values.items()}
+        return {self.components[f"field-{find_field(key).unique_name}"]: value for key, value in values.items()}
 
     def run_of(self, owner: str | None):
         return next(j for j in self.manager.store.list() if j.owner == owner)

@@ -154,9 +154,18 @@ def test_unknown_preset_and_missing_file():
         load_yaml(Path("/nonexistent/run.yaml"))
 
 
+def test_a_name_two_sections_share_is_written_with_its_section():
+    assert find_field("grpo.beta").key == "grpo.beta" and find_field("grpo_beta").key == "grpo.beta"
+    assert find_field("preference.beta").flag == "--beta" and find_field("grpo.beta").flag == "--grpo-beta"
+    with pytest.raises(ConfigError, match="preference.beta and grpo.beta share this name"):
+        find_field("beta")
+    assert find_field("num_generations").key == "grpo.num_generations"
+
+
 def test_every_field_documents_itself():
     specs = iter_fields()
-    assert len({s.name for s in specs}) == len(specs), "leaf names must be unique so `--set name=...` works"
+    assert len({s.unique_name for s in specs}) == len(specs), "flags and form IDs must be unique"
+    assert len({s.key for s in specs}) == len(specs)
     for spec in specs:
         assert spec.meta["help"].strip(), spec.key
         assert spec.meta["label"], spec.key
@@ -247,6 +256,7 @@ def test_yaml_keeps_the_section_order_and_unicode():
         "lora",
         "training",
         "preference",
+        "grpo",
         "hub",
         "run",
     ]

@@ -26,7 +26,7 @@ def _form(cfg) -> dict:
 
 
 def test_form_has_a_widget_for_every_setting():
-    assert [spec.key for spec in form_fields()] == [spec.key for spec in iter_fields()]
+    assert [spec.key for spec in form_fields()] == [s.key for s in iter_fields() if s.key != "grpo.reward_module"]
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -251,7 +251,16 @@ def test_a_preference_runs_metrics_give_the_held_out_accuracy_and_margin_before_
     assert "preference" not in metrics_markdown(EVENTS, {"eval_loss_before": 4.8})
 
 
-def test_the_preference_settings_show_for_the_preference_methods_only():
+def test_the_preference_and_grpo_settings_show_for_their_methods_only():
     from trainer.ui.train_tab import TrainTab
 
-    assert [TrainTab.show_preference(m)["visible"] for m in ("sft", "dpo", "kto", "orpo")] == [False, True, True, True]
+    shown = {
+        m: [u["visible"] for u in TrainTab.show_method_sections(m)] for m in ("sft", "dpo", "kto", "orpo", "grpo")
+    }
+    assert shown == {  # [preference, grpo]
+        "sft": [False, False],
+        "dpo": [True, False],
+        "kto": [True, False],
+        "orpo": [True, False],
+        "grpo": [False, True],
+    }

@@ -9,6 +9,7 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
+from trainer.config import find_field
 from trainer.runs import folder as rf
 from trainer.runs.queue import JobStore, RunQueue
 from trainer.runs.service import RunService
@@ -117,7 +118,10 @@ def test_the_built_form_has_a_widget_for_every_setting(app):
 
     components = app[0]["components"]
     for spec in iter_fields():
-        widget = components.get(f"field-{spec.name}")
+        widget = components.get(f"field-{spec.unique_name}")
+        if spec.key == "grpo.reward_module":  # a local file of code: CLI and YAML only, never in the form
+            assert widget is None
+            continue
         assert widget is not None, spec.key
         assert widget.label == spec.meta["label"]
         assert isinstance(widget, gr.Checkbox) == (spec.type is bool)
@@ -130,7 +134,7 @@ def _values(components, **changes) -> dict:
 
     cfg = preset_config("tiny-demo")
     values = {s.key: widget_value(s, s.get(cfg)) for s in form_fields()} | changes
-    return {components[f"field-{key.split('.')[-1]}"]: value for key, value in values.items()}
+    return {components[f"field-{find_field(key).unique_name}"]: value for key, value in values.items()}
 
 
 def test_the_preset_picker_shows_names_and_the_chosen_preset_s_description(app):
@@ -157,7 +161,7 @@ def test_the_built_form_lays_fields_out_in_short_rows(app):
     components = app[0]["components"]
     built: dict[int, list[str]] = {}
     for spec in form_fields():
-        widget = components[f"field-{spec.name}"]
+        widget = components[f"field-{spec.unique_name}"]
         assert widget.min_width >= 200, spec.key
         built.setdefault(id(_row_of(widget)), []).append(spec.key)
     planned = [
@@ -303,7 +307,7 @@ def _forget(handlers, component):
 
 
 def _widget_id(spec) -> str:
-    return f"field-{spec.key.split('.')[-1]}"
+    return f"field-{spec.unique_name}"
 
 
 def test_start_s_problems_leave_the_page_when_their_field_changes_or_a_preview_passes(app, tmp_path):

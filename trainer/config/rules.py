@@ -200,4 +200,55 @@ def cross_field_problems(cfg: Any) -> list[str]:
         found.append(problem)
     if len(cfg.run.name) > RUN_NAME_MAX or any(c in cfg.run.name for c in "\r\n\t"):
         found.append(f"run.name: use one line of at most {RUN_NAME_MAX} characters.")
+    if cfg.training.method == "grpo":
+        found += grpo_problems(cfg.grpo, cfg.training)
+    return found
+
+
+PATTERN_EXAMPLE = r"(?s).*Answer: \d+"
+
+
+def grpo_problems(g: Any, t: Any) -> list[str]:
+    """What is wrong with a GRPO run's settings (pure): the reward menu, what each reward needs (a pattern, words),
+    and a batch that does not hold whole groups of completions."""
+    import re as regex
+
+    from trainer.rewards import parse_rewards
+
+    found = []
+    rewards: list[tuple[str, float]] = []
+    if g.rewards.strip() or not g.reward_module.strip():
+        try:
+            rewards = parse_rewards(g.rewards)
+        except ValueError as exc:
+            found.append(f"grpo.rewards: {exc} {hint('grpo.rewards', 'answer_match:1.0, think_format:0.5')}.")
+    names = {name for name, _ in rewards}
+    if "format_regex" in names:
+        try:
+            if not g.format_pattern:
+                raise regex.error("empty")
+            regex.compile(g.format_pattern)
+        except regex.error as exc:
+            found.append(
+                f"grpo.format_pattern: format_regex needs a regular expression the completion must match ({exc}); "
+                f"{hint('grpo.format_pattern', PATTERN_EXAMPLE)}."
+            )
+    if "words" in names and not (g.required_words or g.forbidden_words):
+        found.append(
+            f"grpo.required_words: the words reward needs required or forbidden words; {hint('grpo.required_words')}."
+        )
+    batch = t.per_device_train_batch_size * t.gradient_accumulation_steps
+    generation = g.generation_batch_size or batch
+    if generation % g.num_generations:
+        what = "grpo.generation_batch_size" if g.generation_batch_size else "training.per_device_train_batch_size"
+        found.append(
+            f"{what}: {generation} completions per generation is not a multiple of grpo.num_generations "
+            f"({g.num_generations}): each prompt needs its whole group. Make batch size x gradient accumulation "
+            f"a multiple of {g.num_generations}, or {hint('grpo.num_generations')}."
+        )
+    elif g.generation_batch_size and g.generation_batch_size % t.per_device_train_batch_size:
+        found.append(
+            f"grpo.generation_batch_size: {g.generation_batch_size} is not a multiple of the batch size "
+            f"({t.per_device_train_batch_size}). Use a multiple of both, or leave it empty."
+        )
     return found

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import typing
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ import yaml
 
 from trainer.config.fields import INT_LIMIT
 from trainer.config.fields import setting as _field
-from trainer.config.methods import PreferenceSettings
+from trainer.config.methods import GRPOSettings, PreferenceSettings
 from trainer.config.rules import RUN_NAME_MAX, TEXT_LIMIT, cross_field_problems, size_problem
 from trainer.phi3 import DEFAULT_BASE_MODEL, PHI3_PROJECTIONS
 
@@ -209,11 +210,12 @@ class LoraSettings:
 class TrainingSettings:
     """The training loop (TRL SFTConfig)."""
 
-    method: Literal["sft", "dpo", "kto", "orpo"] = _field(
+    method: Literal["sft", "dpo", "kto", "orpo", "grpo"] = _field(
         "sft",
         label="Method",
         help="sft: supervised fine-tuning on the replies; dpo, orpo: preference pairs (chosen/rejected); kto: replies "
-        "labelled desirable or not (or pairs). The preference section holds their settings.",
+        "labelled desirable or not (or pairs), the preference section holding their settings; grpo: prompts, and "
+        "rewards the model's own completions earn (the grpo section).",
     )
     learning_rate: float = _field(2e-4, label="Learning rate", min=1e-7, max=1e-1, help="Peak learning rate (AdamW).")
     num_train_epochs: float = _field(
@@ -338,6 +340,7 @@ class RunConfig:
     lora: LoraSettings = field(default_factory=LoraSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
     preference: PreferenceSettings = field(default_factory=PreferenceSettings)
+    grpo: GRPOSettings = field(default_factory=GRPOSettings)
     hub: HubConfig = field(default_factory=HubConfig)
     run: RunSettings = field(default_factory=RunSettings)
 
@@ -398,8 +401,15 @@ class FieldSpec:
 
     @property
     def flag(self) -> str:
-        """The command-line flag of this setting (`--learning-rate`)."""
-        return "--" + self.name.replace("_", "-")
+        """The command-line flag of this setting (`--learning-rate`); a name an earlier section already has takes its
+        section's name first (`grpo.beta` is `--grpo-beta`, `preference.beta` is `--beta`)."""
+        return "--" + self.unique_name.replace("_", "-")
+
+    @property
+    def unique_name(self) -> str:
+        """The setting's name, or `<section>_<name>` when an earlier section has a setting of that name (for flags
+        and the form's element IDs, which must not collide)."""
+        return self.name if _first_key_of(self.name) == self.key else f"{self.section}_{self.name}"
 
     @property
     def choices(self) -> tuple[Any, ...] | None:
@@ -416,6 +426,12 @@ class FieldSpec:
         setattr(getattr(cfg, self.section), self.name, value)
 
 
+@functools.cache
+def _first_key_of(name: str) -> str:
+    """The key of the first setting (in declaration order) with this name."""
+    return next(s.key for s in iter_fields() if s.name == name)
+
+
 def iter_fields() -> list[FieldSpec]:
     """All leaf settings of RunConfig, in declaration order."""
     specs = []
@@ -429,15 +445,18 @@ def iter_fields() -> list[FieldSpec]:
 
 
 def find_field(key: str) -> FieldSpec:
-    """Look a setting up by dotted key ('training.learning_rate') or by its unique leaf name ('learning_rate').
+    """Look a setting up by dotted key ('training.learning_rate'), by its leaf name ('learning_rate') where no other
+    section has that name, or by its flag's name ('grpo_beta').
 
     Raises:
-        ConfigError: the key is unknown (with the closest known keys as a hint).
+        ConfigError: the key is unknown (with the closest known keys as a hint), or a name two sections share.
     """
     specs = iter_fields()
-    for spec in specs:
-        if key in (spec.key, spec.name):
-            return spec
+    found = [s for s in specs if key == s.key] or [s for s in specs if key in (s.name, s.unique_name)]
+    if len(found) > 1:
+        raise ConfigError([f"{key}: {' and '.join(s.key for s in found)} share this name. Write the one you mean."])
+    if found:
+        return found[0]
     known = [s.key for s in specs] + [s.name for s in specs]
     close = difflib.get_close_matches(key, known, n=3)
     every = "Run `python -m trainer config show lora --full` to list keys."  # --full: all of them, not the preset's

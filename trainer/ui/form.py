@@ -14,8 +14,9 @@ import gradio as gr
 
 from trainer.config import PRESETS, FieldSpec, RunConfig, apply_value, iter_fields
 from trainer.config.hints import render_hints
+from trainer.config.methods import PREFERENCE_METHODS
 
-FORM_SECTIONS = ("run", "model", "data", "lora", "training", "preference", "hub")
+FORM_SECTIONS = ("run", "model", "data", "lora", "training", "preference", "grpo", "hub")
 SECTION_TITLES = {
     "run": "Run",
     "model": "Model",
@@ -23,8 +24,14 @@ SECTION_TITLES = {
     "lora": "LoRA",
     "training": "Training",
     "preference": "Preference methods (DPO, KTO, ORPO)",
+    "grpo": "GRPO: rewards",
     "hub": "Publish",
 }
+CLI_ONLY = ("grpo.reward_module",)
+"""Settings the form never shows: a Python file of reward functions is run by a local CLI run only (on a Space the
+service refuses it, see `trainer.runs.access.reward_module_problem`)."""
+METHOD_SECTIONS = {"preference": PREFERENCE_METHODS, "grpo": ("grpo",)}
+"""The sections shown only for some methods."""
 PER_ROW = 3
 """Widgets per row at most (each at least MIN_WIDTH wide; a narrow page wraps them)."""
 MIN_WIDTH = 200
@@ -34,7 +41,12 @@ ERROR_CLASS = "field-error"
 
 def form_fields() -> list[FieldSpec]:
     """The settings shown in the form, in RunConfig order."""
-    return [spec for spec in iter_fields() if spec.section in FORM_SECTIONS]
+    return [spec for spec in iter_fields() if spec.section in FORM_SECTIONS and spec.key not in CLI_ONLY]
+
+
+def section_shown(section: str, method: str) -> bool:
+    """Whether a form section shows for a method (the preference section for DPO, KTO and ORPO; grpo for GRPO)."""
+    return method in METHOD_SECTIONS.get(section, (method,))
 
 
 def widget_value(spec: FieldSpec, value: Any) -> Any:
@@ -116,7 +128,7 @@ def make_widget(spec: FieldSpec, value: Any, unavailable: Mapping[str, str] | No
     common = {
         "label": meta["label"],
         "info": field_info(spec, unavailable),
-        "elem_id": f"field-{spec.name}",
+        "elem_id": f"field-{spec.unique_name}",
         "value": widget_value(spec, value),
         "min_width": MIN_WIDTH,
         "interactive": field_interactive(spec, value, unavailable),

@@ -21,6 +21,7 @@ from trainer.ui.form import (
     AS_MEANT_LABEL,
     AS_MEANT_NOTE,
     FORM_SECTIONS,
+    METHOD_SECTIONS,
     SECTION_TITLES,
     as_meant_targets,
     config_from_form,
@@ -34,6 +35,7 @@ from trainer.ui.form import (
     preset_markdown,
     preset_updates,
     problems_markdown,
+    section_shown,
     without,
 )
 
@@ -203,9 +205,9 @@ class TrainTab:
         return gr.update(visible=name in AS_MEANT)
 
     @staticmethod
-    def show_preference(method: str) -> Any:
-        """The preference settings (beta) show when the method is DPO, KTO or ORPO."""
-        return gr.update(visible=method != "sft")
+    def show_method_sections(method: str) -> list[Any]:
+        """The preference settings show for DPO, KTO and ORPO, GRPO's rewards for GRPO."""
+        return [gr.update(visible=section_shown(section, method)) for section in METHOD_SECTIONS]
 
     @staticmethod
     def as_meant() -> Any:
@@ -306,7 +308,7 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> TrainTab:
     c["preset"].change(h.show_as_meant, c["preset"], c["as_meant"], queue=False)
     c["as_meant"].click(h.as_meant, None, fields["lora.target_modules"], queue=False)
     method = fields["training.method"]
-    method.change(h.show_preference, method, c["section_preference"], queue=False)
+    method.change(h.show_method_sections, method, [c[f"section_{s}"] for s in METHOD_SECTIONS], queue=False)
     c["example"].input(h.pick_example, c["example"], fields["data.dataset_name"], queue=False)
     fields["data.dataset_name"].change(h.example_of, fields["data.dataset_name"], c["example"], queue=False)
 
@@ -399,8 +401,8 @@ def _layout(
                     label="…or upload a dataset file (.jsonl, .json, .csv, .parquet)", elem_id="upload", height=110
                 )
             specs = form_fields()
-            for section in FORM_SECTIONS:  # the preference section shows for DPO, KTO and ORPO only
-                shown = section != "preference" or cfg.training.method != "sft"
+            for section in FORM_SECTIONS:  # the preference and GRPO sections show for their methods only
+                shown = section_shown(section, cfg.training.method)
                 with gr.Group(visible=shown, elem_id=f"section-{section}") as c[f"section_{section}"]:
                     widgets([s for s in specs if s.section == section and not s.meta["advanced"]])
             with gr.Accordion("Advanced settings", open=False, elem_id="advanced") as c["advanced"]:
