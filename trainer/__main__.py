@@ -21,7 +21,6 @@ Bad input exits with code 2 and a message that names the problem and the fix.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shlex
@@ -40,6 +39,7 @@ from trainer.config import (
     preset_config,
 )
 from trainer.config.hints import MAP_FLAG, render_hints
+from trainer.console import print_event
 from trainer.errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_PUSH_FAILED, EXIT_TIME_LIMIT
 from trainer.evaluation import cli as eval_cli
 from trainer.methods import result_summary
@@ -193,10 +193,13 @@ def _add_config_sources(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, keys: list[str] | None = None) -> None:
-    """One flag per RunConfig setting (e.g. --learning-rate), generated from the dataclass metadata."""
+    """One flag per RunConfig setting (e.g. --learning-rate), generated from the dataclass metadata; on a Space, none
+    for a reward module (Python code: local runs only)."""
+    from trainer.runs.access import space_mode
+
     groups: dict[str, argparse._ArgumentGroup] = {}
     for spec in iter_fields():
-        if keys is not None and spec.key not in keys:
+        if keys is not None and spec.key not in keys or (spec.key == "grpo.reward_module" and space_mode()):
             continue
         group = groups.setdefault(spec.section, parser.add_argument_group(f"{spec.section} settings"))
         bounds = [f"{k} {spec.meta[k]}" for k in ("min", "max") if spec.meta.get(k) is not None]
@@ -231,6 +234,7 @@ def _config_from_args(args: argparse.Namespace, preset: str | None = None) -> Ru
 def cmd_train(args: argparse.Namespace) -> int:
     """`train`: resolve the config, fine-tune, print where the adapter is."""
     from trainer.hub import check_push_access, resolve_token
+    from trainer.runs.access import Caller, reward_module_problem
     from trainer.runs.processes import on_term, worker_time_limit
     from trainer.training import RunCancelled, RunTimeLimit, request_stop, run
 
@@ -247,6 +251,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     config = _config_from_args(args)
     config.run.name = config.display_name(args.preset)
+    if problem := reward_module_problem(Caller(None, None, local=True), config.grpo.reward_module):  # a Space: no
+        raise ConfigError([problem])
     token = resolve_token()
     if config.hub.repo_id:  # as the web app does: a long run never fails at push time for a reason knowable now
         check_push_access(config.hub.repo_id, token)
@@ -254,7 +260,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     limit = worker_time_limit()
     try:
         result = run(
-            config, on_event=_print_event, run_dir=args.run_dir, resume=args.resume, token=token, time_limit_s=limit
+            config, on_event=print_event, run_dir=args.run_dir, resume=args.resume, token=token, time_limit_s=limit
         )
     except RunCancelled as exc:
         if not dist.is_main():  # a non-zero exit would make torchrun stop the main process while it records the stop
@@ -350,7 +356,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(
         "Offline demo: a tiny random Phi-3 (real Phi-3 tokenizer), warmed up on plain chat, learns a pirate persona."
     )
-    result = run(config, on_event=_print_event, run_dir=args.out)
+    result = run(config, on_event=print_event, run_dir=args.out)
     drop = rf.loss_drop(result.eval_loss_before, result.eval_loss_after)
     print(
         f"\nheld-out eval loss: {result.eval_loss_before:.4f} -> {result.eval_loss_after:.4f}"
@@ -425,29 +431,6 @@ def cmd_config(args: argparse.Namespace) -> int:
     print(f"# preset {args.preset}: {PRESETS[args.preset][0]}")
     print(cfg.to_yaml() if args.full else yaml.safe_dump(diff_dict(cfg), sort_keys=False), end="")
     return 0
-
-
-def _print_event(event: dict) -> None:
-    from trainer.paths import env_setting
-    from trainer.runs.remote import EVENT_PREFIX, EVENTS_ENV
-
-    if env_setting(EVENTS_ENV):  # in a Hugging Face Job: the Space follows the run from these log lines
-        print(EVENT_PREFIX + json.dumps(event, default=str), flush=True)
-    if "message" in event:
-        print(f"[step {event.get('step')}] {event['message']}", flush=True)
-        return
-    parts = [f"step {event.get('step')}/{event.get('total_steps', '?')}"]
-    for key, fmt in (
-        ("loss", "loss {:.4f}"),
-        ("eval_loss", "eval_loss {:.4f}"),
-        ("lr", "lr {:.2e}"),
-        ("tokens_per_s", "{:.0f} tok/s"),
-        ("eta_s", "ETA {:.0f} s"),
-        ("gpu_mem_gb", "{:.1f} GB"),
-    ):
-        if event.get(key) is not None:
-            parts.append(fmt.format(event[key]))
-    print("  ".join(parts), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -96,10 +96,13 @@ def raise_if_stopped(step: int, emit: EventHandler) -> None:
 
 LOGGED_PREFIXES = ("rewards/", "logps/", "eval_rewards/", "eval_logps/")
 LOGGED_KEYS = ("kl", "eval_kl", "log_odds_ratio", "eval_log_odds_ratio", "nll_loss", "eval_nll_loss")
+LOGGED_KEYS += ("reward", "reward_std", "frac_reward_zero_std", "completions/mean_length", "completions/clipped_ratio")
+LOGGED_KEYS += ("clip_ratio/region_mean",)  # GRPO's: rewards and their spread, lengths, cut completions, clipping
 
 
 def logged_metrics(logs: dict[str, Any]) -> dict[str, float]:
-    """What a preference method logs beside its loss (rewards, log-probabilities, KL), for the run's events."""
+    """What a preference method or GRPO logs beside its loss (rewards, log-probabilities, KL; GRPO's rewards and
+    their spread, completion lengths, clipped ratios), for the run's events."""
     return {
         key: float(value)
         for key, value in logs.items()

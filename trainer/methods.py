@@ -183,15 +183,18 @@ def drop_reference_copy(adapter_dir: Path) -> None:
     shutil.rmtree(Path(adapter_dir) / REFERENCE_ADAPTER, ignore_errors=True)
 
 
-def sample_conversations(dataset, n: int) -> list[list[dict]]:
+def sample_conversations(dataset, n: int, answer_column: str = "answer") -> list[list[dict]]:
     """Up to n conversations to answer before and after training: a ``messages`` row as it is; a preference row as
-    its prompt and its chosen (or desirable) reply, the reply the run is meant to move towards."""
+    its prompt and its chosen (or desirable) reply, the reply the run is meant to move towards; a GRPO prompt with
+    the reference answer its rewards compare with, if any (`answer_column`)."""
     rows = dataset.select(range(min(n, len(dataset))))
     if "messages" in dataset.column_names:
         return list(rows["messages"])
     if "chosen" in dataset.column_names:
         return [row["prompt"] + row["chosen"] for row in rows]
-    return [row["prompt"] + row["completion"] for row in rows if row["label"]]
+    if "label" in dataset.column_names:
+        return [row["prompt"] + row["completion"] for row in rows if row["label"]]
+    return [row["prompt"] + [{"role": "assistant", "content": str(row.get(answer_column) or "")}] for row in rows]
 
 
 def preference_metrics(metrics: dict[str, float]) -> dict[str, float]:
@@ -200,8 +203,8 @@ def preference_metrics(metrics: dict[str, float]) -> dict[str, float]:
 
 
 def result_summary(run_dir: Path) -> list[str]:
-    """What a finished run prints: the eval loss before -> after, and for DPO, KTO or ORPO the held-out preference
-    accuracy and reward margin before -> after (a line each)."""
+    """What a finished run prints: the eval loss before -> after, for DPO, KTO or ORPO the held-out preference
+    accuracy and reward margin before -> after, and for GRPO the held-out prompts' mean reward (a line each)."""
     status = rf.read_json(Path(run_dir) / rf.STATUS_FILE, {}) or {}
     lines = []
     first, last = status.get("eval_loss_before"), status.get("eval_loss_after")
@@ -211,4 +214,20 @@ def result_summary(run_dir: Path) -> list[str]:
     for name, label in (("rewards/accuracies", "preference accuracy"), ("rewards/margins", "reward margin")):
         if name in before and name in after:
             lines.append(f"held-out {label}: {before[name]:.3f} -> {after[name]:.3f}")
+    if line := reward_change(status.get("reward_before"), status.get("reward_after")):
+        lines.append(line)
     return lines
+
+
+def reward_change(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str | None:
+    """A GRPO run's held-out reward before -> after, with each reward function's, in one line (None without both)."""
+    if not before or not after or "reward" not in before or "reward" not in after:
+        return None
+    parts = [
+        f"{name.removeprefix('rewards/')} {before[name]:.3f} -> {after[name]:.3f}"
+        for name in after
+        if name.startswith("rewards/") and name in before
+    ]
+    prompts = f" on {after['prompts']} held-out prompts" if after.get("prompts") else ""
+    detail = f" ({'; '.join(parts)})" if parts else ""
+    return f"mean reward{prompts}: {before['reward']:.3f} -> {after['reward']:.3f}{detail}"

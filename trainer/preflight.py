@@ -106,6 +106,8 @@ def check_before_queueing(cfg: RunConfig, on_gpu: bool, token: str | bool | None
         except HubError as exc:
             problems.append(str(exc) if str(exc).startswith("hub.") else f"hub.repo_id: {exc}")
     try:  # the first rows catch a missing file/ID/split, an unknown format, all-bad rows, or no room for replies
+        if cfg.training.method == "grpo":  # prompts, and every column the rewards read
+            return problems + grpo_data_problems(cfg, token)
         if cfg.training.method != "sft":  # DPO, KTO, ORPO: preferences the method can train on
             from trainer.data.preferences import prepare_preferences
 
@@ -118,6 +120,25 @@ def check_before_queueing(cfg: RunConfig, on_gpu: bool, token: str | bool | None
     except (data.DataError, ConfigError) as exc:
         problems.append(str(exc))
     return problems
+
+
+def grpo_data_problems(cfg: RunConfig, token: str | None = None) -> list[str]:
+    """A GRPO run's data problems, from its first rows: no prompt column, a column a reward reads missing (each on
+    its own line), malformed rows; and a local reward module that is not there. No model is loaded."""
+    from pathlib import Path
+
+    from trainer.data import DataError
+    from trainer.data.prompts import prepare_prompts
+
+    found = []
+    module = cfg.grpo.reward_module.strip()
+    if module and not Path(module).expanduser().is_file():
+        found.append(f"grpo.reward_module: no file {module!r}. Name a Python file of reward_* functions.")
+    try:
+        prepare_prompts(cfg, token=token, limit=CHECK_ROWS)
+    except DataError as exc:
+        found += str(exc).split("\n")
+    return found
 
 
 def warm_up() -> None:

@@ -261,16 +261,25 @@ def parse_rewards(text: str) -> list[tuple[str, float]]:
     return found
 
 
-def column_problems(rewards: Sequence[tuple[str, float]], column: str, columns: Sequence[str]) -> list[str]:
+COLUMN_SETTINGS = {"answer_match": "answer_column", "tool_call": "tools_column"}
+"""The grpo setting that names each column-reading reward's column."""
+
+
+def reward_columns(settings: Any) -> dict[str, str]:
+    """The column each column-reading reward reads, from the grpo settings (`GRPOSettings`)."""
+    return {name: getattr(settings, key) for name, key in COLUMN_SETTINGS.items()}
+
+
+def column_problems(
+    rewards: Sequence[tuple[str, float]], columns_of: Mapping[str, str], columns: Sequence[str]
+) -> list[str]:
     """Why these rewards cannot be computed on data with these columns (before anything is queued): each reward
-    that reads `column` and the data does not have it, naming the columns it does have."""
-    if column in columns:
-        return []
+    whose column (`columns_of`, see `reward_columns`) the data does not have, naming the columns it does have."""
     return [
-        f"reward {name} needs a column with {NEEDS_COLUMN[name]}: this data has no {column!r} column (it has "
-        f"{', '.join(columns)}). Name the column in the rewards' column setting, or pick rewards that need none."
+        f"grpo.{COLUMN_SETTINGS[name]}: reward {name} needs a column with {NEEDS_COLUMN[name]}, and this data has no "
+        f"{columns_of[name]!r} column (it has {', '.join(columns)}). Name the column, or pick rewards that need none."
         for name, _ in rewards
-        if name in NEEDS_COLUMN
+        if name in NEEDS_COLUMN and columns_of[name] not in columns
     ]
 
 

@@ -6,6 +6,7 @@ sees what the training changed, not only a loss figure.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 
@@ -71,3 +72,13 @@ def sample_records(rows, tokenizer, before: dict[str, Reply], after: dict[str, R
             }
         )
     return out
+
+
+def left_padded(rows: Sequence[list[int]], pad: int, device) -> tuple[Any, Any]:
+    """Left-padded input ids and their attention mask."""
+    import torch
+
+    width = max(map(len, rows))
+    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
+    return ids, mask

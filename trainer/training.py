@@ -177,6 +177,9 @@ def _train(
     from transformers.trainer_utils import get_last_checkpoint
 
     from trainer import data as data_mod
+    from trainer.config.methods import PREFERENCE_METHODS
+    from trainer.data.prompts import prepare_prompts
+    from trainer.grpo import CompletionsCallback, held_out_reward
     from trainer.methods import drop_reference_copy, preference_metrics, sample_conversations
     from trainer.modeling import load_base_model, load_tokenizer
     from trainer.phi3 import configure_generation
@@ -194,6 +197,8 @@ def _train(
     method = config.training.method
     if method == "sft":
         prepared = data_mod.prepare(config.data, token=token, seed=config.training.seed)
+    elif method == "grpo":  # prompts, with the columns the rewards read
+        prepared = prepare_prompts(config, token=token, seed=config.training.seed)
     else:
         from trainer.data.preferences import prepare_preferences
 
@@ -228,6 +233,8 @@ def _train(
     set_seed(config.training.seed)  # the LoRA A matrices are initialised inside, from this seed
     callback = EventCallback(emit)
     callbacks = [callback]
+    if method == "grpo":  # a few completions and their rewards in the events, every few logs
+        callbacks.append(CompletionsCallback(emit))
     if main and config.hub.repo_id and config.hub.push_checkpoints:  # one upload per checkpoint, by the main process
         callbacks.append(CheckpointPusher(config, token, emit))
     padding_free = t.padding_free and not t.packing and method == "sft"
@@ -246,7 +253,11 @@ def _train(
         n_eval = len(trainer.eval_dataset) if trainer.eval_dataset is not None else 0
     trainable, total = count_parameters(trainer.model)
     logger.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
-    sample_rows = sample_conversations(prepared.eval if n_eval else prepared.train, t.sample_prompts)
+    held_out, held_rows = (prepared.eval if n_eval else None), n_eval
+    if method == "grpo":  # the trainer evaluates nothing: the run scores GRPO's held-out prompts itself
+        n_eval = 0
+    asked = held_out if held_out is not None else prepared.train
+    sample_rows = sample_conversations(asked, t.sample_prompts, config.grpo.answer_column)
     if trainer.is_fsdp_enabled and sample_rows:  # a sharded model answers only with every process in step: not here
         sample_rows = []
         emit({"step": 0, "message": "FSDP: the held-out prompts are not answered; compare in the Compare tab"})
@@ -277,10 +288,12 @@ def _train(
         dist.barrier()
         measured = trainer.evaluate() if n_eval else {}  # every process evaluates its share
         eval_before = measured.get("eval_loss")
-        if main and method != "sft":  # the held-out pairs' preference accuracy and margin where the run starts
+        if main and method in PREFERENCE_METHODS:  # the held-out pairs' preference accuracy and margin at the start
             rf.write_status(run_dir, None, preference_before=preference_metrics(measured))
+        if main and method == "grpo" and held_out is not None:  # the held-out prompts' mean reward at the start
+            rf.write_status(run_dir, None, reward_before=held_out_reward(trainer, tokenizer, held_out))
     if main:
-        rf.write_status(run_dir, None, eval_loss_before=eval_before, eval_rows=n_eval)
+        rf.write_status(run_dir, None, eval_loss_before=eval_before, eval_rows=held_rows)
     if (parent := status.get("parent_run")) and not checkpoint:
         emit({"step": 0, "message": f"continuing from {parent['name']}; its own LoRA settings: {lora_text(config)}"})
 
@@ -298,8 +311,10 @@ def _train(
         if last_step != trainer.state.global_step:  # the loop did not just evaluate at the final step
             measured = trainer.evaluate()
         eval_after = measured["eval_loss"]
-        if main and method != "sft":
+        if main and method in PREFERENCE_METHODS:
             rf.write_status(run_dir, None, preference_after=preference_metrics(measured))
+    if main and method == "grpo" and held_out is not None:
+        rf.write_status(run_dir, None, reward_after=held_out_reward(trainer, tokenizer, held_out))
     samples = []
     if main:
         samples_after = generate_samples(trainer.model, tokenizer, sample_rows, t.sample_max_new_tokens)
@@ -375,6 +390,10 @@ def make_trainer(
     from trainer.methods import sft_config
     from trainer.modeling import lora_config
 
+    if config.training.method == "grpo":  # rewards: TRL's GRPOTrainer (trainer.grpo)
+        from trainer.grpo import grpo_trainer
+
+        return grpo_trainer(config, run_dir, model, tokenizer, train_dataset, callbacks)
     if config.training.method != "sft":  # DPO, KTO, ORPO: TRL's trainer for the method (trainer.methods)
         from trainer.methods import preference_trainer
 

@@ -31,8 +31,8 @@ FLOORS = [
     ["trainer.data", "trainer.tools.tiny", "trainer.evaluation.metrics"],  # metrics: pure, the card shows them
     ["trainer.modeling", "trainer.samples", "trainer.estimate"],
     ["trainer.hub", "trainer.runs.remote"],
-    ["trainer.callbacks", "trainer.methods"],  # methods: each method's TRL trainer and config
-    ["trainer.trl_export"],  # the run as a config for stock `trl sft` / `trl dpo` / `trl kto`
+    ["trainer.callbacks", "trainer.methods", "trainer.console"],  # methods: each method's TRL trainer and config
+    ["trainer.trl_export", "trainer.grpo"],  # the run as a config for stock `trl sft` / `trl dpo` / `trl kto`; GRPO
     ["trainer.training", "trainer.chat", "trainer.runs.access"],
     ["trainer.preflight", "trainer.runs.queue", "trainer.tools.bench", "trainer.evaluation"],
     ["trainer.runs", "trainer.tools.bench_chat", "trainer.tools.gpu_check"],  # runs: the service, over its parts

@@ -145,11 +145,14 @@ def test_a_reward_needing_a_missing_column_is_named_with_the_columns_there_are()
     from trainer.rewards import column_problems
 
     rewards = [("answer_match", 1.0), ("think_format", 0.5)]
-    assert column_problems(rewards, "answer", ["question", "answer"]) == []
-    (problem,) = column_problems(rewards, "answer", ["prompt", "solution"])
-    assert problem.startswith("reward answer_match needs a column with the reference answer")
+    columns_of = {"answer_match": "answer", "tool_call": "tools"}
+    assert column_problems(rewards, columns_of, ["question", "answer"]) == []
+    (problem,) = column_problems(rewards, columns_of, ["prompt", "solution"])
+    assert problem.startswith("grpo.answer_column: reward answer_match needs a column with the reference answer")
     assert "no 'answer' column (it has prompt, solution)" in problem
-    assert column_problems([("think_format", 1.0)], "answer", ["prompt"]) == []  # needs none
+    assert column_problems([("think_format", 1.0)], columns_of, ["prompt"]) == []  # needs none
+    (problem,) = column_problems([("tool_call", 1.0), *rewards], columns_of, ["prompt", "answer"])
+    assert problem.startswith("grpo.tools_column: reward tool_call") and "no 'tools' column" in problem
 
 
 def test_the_zero_spread_warning_fires_after_steps_with_nothing_to_learn():

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from trainer.chat import ADAPTER_NAME, BASE_ADAPTER, ChatEngine
+from trainer.samples import left_padded
 
 logger = logging.getLogger(__name__)
 
@@ -43,16 +44,6 @@ def _side(engine: ChatEngine, side: str) -> Iterator[None]:
         yield
 
 
-def _padded(rows: Sequence[list[int]], pad: int, device) -> tuple[Any, Any]:
-    """Left-padded input ids and their attention mask."""
-    import torch
-
-    width = max(map(len, rows))
-    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
-    return ids, mask
-
-
 def _generate(engine: ChatEngine, rows: Sequence[list[int]], adapter_names, max_new_tokens: int) -> list[list[int]]:
     """Greedy new tokens of each row (cut after its first stop token)."""
     import torch
@@ -60,7 +51,7 @@ def _generate(engine: ChatEngine, rows: Sequence[list[int]], adapter_names, max_
     from trainer.phi3 import stop_token_ids
 
     stops = stop_token_ids(engine.tokenizer)
-    ids, mask = _padded(rows, engine.tokenizer.pad_token_id, engine.model.device)
+    ids, mask = left_padded(rows, engine.tokenizer.pad_token_id, engine.model.device)
     kwargs: dict[str, Any] = {"adapter_names": adapter_names} if adapter_names else {}
     with torch.no_grad():
         out = engine.model.generate(
@@ -85,7 +76,7 @@ def _nll(engine: ChatEngine, rows: Sequence[list[int]], starts: Sequence[int], a
     """Summed negative log-likelihood of each row's tokens from `starts[i]` on (the reference), one forward pass."""
     import torch
 
-    ids, mask = _padded(rows, engine.tokenizer.pad_token_id, engine.model.device)
+    ids, mask = left_padded(rows, engine.tokenizer.pad_token_id, engine.model.device)
     kwargs: dict[str, Any] = {"adapter_names": adapter_names} if adapter_names else {}
     with torch.no_grad():
         logits = engine.model(input_ids=ids, attention_mask=mask, **kwargs).logits.float()

@@ -234,6 +234,21 @@ def hub_kernels_problem(asked: bool) -> str | None:
     return f"model.hub_kernels: {HUB_KERNELS_REFUSED}; {hint('model.hub_kernels', False)}."
 
 
+REWARD_MODULE_REFUSED = (
+    "grpo.reward_module: a reward module is Python code the trainer runs, so only a local run may name one; on a "
+    "Space, use the built-in rewards (grpo.rewards)."
+)
+"""Why a run on a Space may not name a reward module (`reward_module_problem`)."""
+
+
+def reward_module_problem(caller: Caller, module: str) -> str | None:
+    """A reward module (a Python file run by the trainer) is for the person at the machine only: on a Space, or for
+    anyone but the local user, it is refused whatever the form sent. Returns the problem, or None."""
+    if not module.strip() or (caller.local and not space_mode()):
+        return None
+    return REWARD_MODULE_REFUSED
+
+
 def hub_token(caller: Caller) -> str | bool:
     """The token to read the Hub with for this caller: their own, else False (never the Space's own HF_TOKEN)."""
     return caller.token or (None if caller.local else False)
