@@ -19,6 +19,7 @@ from typing import Any
 
 from trainer.config import RunConfig
 from trainer.config.methods import TRL_CLASSES
+from trainer.rewards import reward_change
 from trainer.runs import folder as rf
 
 PROJECT_ONLY_SETTINGS = ("method", "sample_prompts", "sample_max_new_tokens")
@@ -217,17 +218,3 @@ def result_summary(run_dir: Path) -> list[str]:
     if line := reward_change(status.get("reward_before"), status.get("reward_after")):
         lines.append(line)
     return lines
-
-
-def reward_change(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str | None:
-    """A GRPO run's held-out reward before -> after, with each reward function's, in one line (None without both)."""
-    if not before or not after or "reward" not in before or "reward" not in after:
-        return None
-    parts = [
-        f"{name.removeprefix('rewards/')} {before[name]:.3f} -> {after[name]:.3f}"
-        for name in after
-        if name.startswith("rewards/") and name in before
-    ]
-    prompts = f" on {after['prompts']} held-out prompts" if after.get("prompts") else ""
-    detail = f" ({'; '.join(parts)})" if parts else ""
-    return f"mean reward{prompts}: {before['reward']:.3f} -> {after['reward']:.3f}{detail}"

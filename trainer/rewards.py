@@ -294,3 +294,17 @@ def zero_spread_warning(events: Sequence[Mapping[str, Any]], steps: int = ZERO_S
         "credit (a format or length reward beside an exact answer), raise num_generations or the temperature, or use "
         "easier prompts."
     )
+
+
+def reward_change(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str | None:
+    """A GRPO run's held-out reward before -> after, with each reward function's, in one line (None without both)."""
+    if not before or not after or "reward" not in before or "reward" not in after:
+        return None
+    parts = [
+        f"{name.removeprefix('rewards/')} {before[name]:.3f} -> {after[name]:.3f}"
+        for name in after
+        if name.startswith("rewards/") and name in before
+    ]
+    prompts = f" on {after['prompts']} held-out prompts" if after.get("prompts") else ""
+    detail = f" ({'; '.join(parts)})" if parts else ""
+    return f"mean reward{prompts}: {before['reward']:.3f} -> {after['reward']:.3f}{detail}"

@@ -136,3 +136,26 @@ def test_a_reward_whose_column_is_missing_is_refused_before_any_model_loads(tiny
         run(cfg, run_dir=tmp_path / "run")
     cfg.grpo.answer_column = "completion"  # the pirate reply as the reference: now it can be computed
     assert check_before_queueing(cfg, on_gpu=False) == []
+
+
+def test_the_card_names_grpo_its_rewards_and_weights_and_the_reward_before_and_after(grpo_run):
+    from huggingface_hub import ModelCard
+
+    from trainer.hub import model_card
+
+    result, _, status = grpo_run
+    text = model_card(result.run_dir, "alice/phi3-grpo")
+    card = ModelCard(text)
+    assert "grpo" in card.data.tags and "TRL's `GRPOTrainer`" in text
+    assert "Method GRPO: rewards length_target (weight 1), words (weight 0.5); 4 completions per prompt" in text
+    before, after = status["reward_before"]["reward"], status["reward_after"]["reward"]
+    assert "| | mean reward (held-out prompts) |" in text
+    assert f"| base model (before training) | {before:.4f} |" in text and f"| {after:.4f} |" in text
+    assert f"Mean reward on 24 held-out prompts: {before:.3f} -> {after:.3f} (length_target" in text
+
+
+def test_a_published_config_names_a_reward_module_by_its_file_name_only():
+    from trainer.hub.card import public_config_text
+
+    text = public_config_text("grpo:\n  reward_module: /home/alice/secret/my_rewards.py\n")
+    assert "my_rewards.py" in text and "/home/alice" not in text

@@ -102,7 +102,7 @@ def test_a_completion_event_prints_as_one_line(capsys):
 
 
 def test_the_result_line_gives_the_held_out_reward_and_each_function_s():
-    from trainer.methods import reward_change
+    from trainer.rewards import reward_change
 
     before = {"reward": 0.5, "rewards/a": 0.25, "prompts": 24}
     after = {"reward": 0.75, "rewards/a": 0.5, "prompts": 24}

@@ -264,3 +264,51 @@ def test_the_preference_and_grpo_settings_show_for_their_methods_only():
         "orpo": [True, False],
         "grpo": [False, True],
     }
+
+
+def _grpo_event(step: int, reward: float, zero: float, **more) -> dict:
+    return {"step": step, "loss": 0.01, "reward": reward, "reward_std": 0.1, "frac_reward_zero_std": zero,
+            "rewards/length_target/mean": reward - 0.1, "rewards/length_target/std": 0.05,
+            "rewards/words/mean": 0.2, "completions/mean_length": 10.0 + step, "completions/clipped_ratio": 0.0,
+            **more}  # fmt: skip
+
+
+GRPO_EVENTS = [
+    _grpo_event(2, 0.4, 0.5),
+    {"step": 2, "completions": [{"prompt": "What is rain?", "completion": "Rain is water.", "reward": 0.45,
+                                 "rewards": {"length_target": 0.35, "words": 0.2}}]},
+    _grpo_event(4, 0.6, 0.25, kl=0.01),
+]  # fmt: skip
+
+
+def test_a_grpo_run_charts_its_rewards_lengths_and_fractions_and_shows_its_completions():
+    from trainer.ui import grpo_panel
+
+    warning, reward, length, fractions, functions, table = grpo_panel.updates(GRPO_EVENTS)
+    assert warning["visible"] is False and all(p["visible"] for p in (reward, length, fractions, functions, table))
+
+    def drawn(chart, series):
+        return chart["value"].dropna().query(f"series == '{series}'")["value"].tolist()
+
+    assert drawn(reward, "mean") == [0.4, 0.6] and drawn(reward, "spread (std)") == [0.1, 0.1]
+    assert drawn(functions, "length_target") == pytest.approx([0.3, 0.5]) and drawn(functions, "words") == [0.2, 0.2]
+    assert set(functions["color_map"]) == {"length_target", "words"}
+    assert drawn(length, "mean") == [12.0, 14.0] and drawn(fractions, "KL") == [0.01]
+    assert drawn(fractions, "groups all equal") == [0.5, 0.25]
+    assert table["value"] == [[2, "What is rain?", "Rain is water.", 0.45, "length_target 0.35, words 0.2"]]
+    hidden = grpo_panel.updates(EVENTS)  # an SFT run: nothing of it shows
+    assert not any(p["visible"] for p in hidden)
+
+
+def test_a_grpo_run_with_nothing_to_learn_from_shows_the_warning_and_its_held_out_reward():
+    from trainer.ui import grpo_panel
+
+    flat = [_grpo_event(2 * i, 0.0, 1.0) for i in range(1, 6)]
+    warning = grpo_panel.updates(flat)[0]
+    assert warning["visible"] and "every group of completions earned the same reward" in warning["value"]
+    assert "raise num_generations or the temperature" in warning["value"]
+    status = {"reward_before": {"reward": 0.483, "prompts": 24, "rewards/words": 0.1},
+              "reward_after": {"reward": 0.742, "prompts": 24, "rewards/words": 0.3}}  # fmt: skip
+    text = metrics_markdown(flat, status)
+    assert "**mean reward on 24 held-out prompts** 0.483 → 0.742 (words 0.100 → 0.300)" in text
+    assert "**held-out reward before** 0.483" in metrics_markdown(flat, {"reward_before": status["reward_before"]})

@@ -24,6 +24,7 @@ from trainer.config.methods import TRL_CLASSES
 from trainer.hub.chart import LOSS_CURVE_FILE
 from trainer.hub.retry import HubError
 from trainer.phi3 import TINY_MODEL_NAME
+from trainer.rewards import parse_rewards, reward_change
 from trainer.runs import folder as rf
 
 MODEL_CARD_FILE = "README.md"
@@ -78,14 +79,17 @@ def card_metadata(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def public_config_text(config_text: str) -> str:
-    """A run's config.yaml as it may be published: a local dataset or base model named by its file name only.
+    """A run's config.yaml as it may be published: a local dataset, base model or reward module named by its file name
+    only.
 
     (A run on a Space trains on an upload under the server's data dir; its path is nobody's business.)
     """
     import yaml
 
     config = yaml.safe_load(config_text) or {}
-    data, model = config.get("data") or {}, config.get("model") or {}
+    data, model, grpo = config.get("data") or {}, config.get("model") or {}, config.get("grpo") or {}
+    if grpo.get("reward_module"):
+        grpo["reward_module"] = Path(str(grpo["reward_module"])).name
     name = str(data.get("dataset_name") or "")
     if name and hub_dataset_id(name) is None:
         data["dataset_name"] = Path(name).name
@@ -133,7 +137,7 @@ def model_card(run_dir: Path, repo_id: str | None = None) -> str:
             f"LoRA r={lora.get('r')}, alpha={lora.get('lora_alpha')}, dropout={lora.get('lora_dropout')} on "
             f"{targets}; learning rate {training.get('learning_rate')} ({training.get('lr_scheduler_type')}), "
             f"effective batch {batch} rows, max length {training.get('max_length')} tokens."
-            + _method_settings(training, run.config.get("preference", {}))
+            + _method_settings(training, run.config.get("preference", {}), run.config.get("grpo", {}))
         ),
         trainer_name=TRL_CLASSES.get(str(training.get("method", "sft")), TRL_CLASSES["sft"])[1] + "Trainer",
         config_block=_fence(public_config_text(run.config_text), "yaml"),
@@ -167,7 +171,10 @@ def _render(run: rf.RunRecord, meta: dict[str, Any], repo_id: str, merged: bool,
     """Fill the template with what the adapter and the merged card share, plus their own values."""
     from huggingface_hub import ModelCard, ModelCardData
 
-    before, after = run.status.get("eval_loss_before"), run.status.get("eval_loss_after")
+    measure, before, after = "eval loss", run.status.get("eval_loss_before"), run.status.get("eval_loss_after")
+    if (run.status.get("reward_before") or {}).get("reward") is not None:  # GRPO: the held-out prompts' reward
+        measure = "mean reward (held-out prompts)"
+        before, after = run.status["reward_before"]["reward"], (run.status.get("reward_after") or {}).get("reward")
     prompt = next((str(s["prompt"]) for s in run.samples if s.get("prompt")), DEFAULT_PROMPT)
     base = meta["base_model"]
     values.setdefault("continued_from", "")
@@ -178,6 +185,7 @@ def _render(run: rf.RunRecord, meta: dict[str, Any], repo_id: str, merged: bool,
         title=repo_id.split("/")[-1],
         merged=merged,
         repo_id=repo_id,
+        measure=measure,
         eval_before=_fmt_loss(before),
         eval_after=_fmt_loss(after),
         result_lines=_result_lines(run),
@@ -239,11 +247,13 @@ def _data_lines(data: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _method_settings(training: dict[str, Any], preference: dict[str, Any]) -> str:
-    """A preference method's own settings, for the card's settings sentence ("" for SFT)."""
+def _method_settings(training: dict[str, Any], preference: dict[str, Any], grpo: dict[str, Any]) -> str:
+    """A preference method's or GRPO's own settings, for the card's settings sentence ("" for SFT)."""
     method = str(training.get("method", "sft"))
     if method == "sft":
         return ""
+    if method == "grpo":
+        return " " + _grpo_settings(grpo)
     extra = ""
     if method == "dpo":
         extra = f", loss {preference.get('loss_type')}"
@@ -251,6 +261,21 @@ def _method_settings(training: dict[str, Any], preference: dict[str, Any]) -> st
         weights = f"{preference.get('desirable_weight')}/{preference.get('undesirable_weight')}"
         extra = f", desirable/undesirable weights {weights}"
     return f" Method {method.upper()}: beta {preference.get('beta')}{extra}."
+
+
+def _grpo_settings(grpo: dict[str, Any]) -> str:
+    """GRPO's rewards and their weights (a local reward module by its file name only) and its sampling."""
+    try:
+        rewards = [f"{name} (weight {weight:g})" for name, weight in parse_rewards(str(grpo.get("rewards") or ""))]
+    except ValueError:
+        rewards = []
+    if module := str(grpo.get("reward_module") or "").strip():
+        rewards.append(f"the reward_* functions of a local module `{Path(module).name}` (weight 1 each)")
+    return (
+        f"Method GRPO: rewards {', '.join(rewards) or 'none'}; {grpo.get('num_generations')} completions per "
+        f"prompt of up to {grpo.get('max_completion_length')} tokens at temperature {grpo.get('temperature')}, "
+        f"beta {grpo.get('beta')}, loss {grpo.get('loss_type')}."
+    )
 
 
 def _fmt_loss(value: Any) -> str:
@@ -274,6 +299,8 @@ def _result_lines(run: rf.RunRecord) -> list[str]:
             f"Held-out preference accuracy (the chosen reply scored above the rejected one) {before[accuracy]:.2f} "
             f"-> {after[accuracy]:.2f}; reward margin {before.get(margin, 0):.2f} -> {after.get(margin, 0):.2f}."
         )
+    if line := reward_change(run.status.get("reward_before"), run.status.get("reward_after")):  # GRPO
+        lines.append(f"{line[0].upper()}{line[1:]} (greedy completions, scored with the run's rewards and weights).")
     return lines
 
 

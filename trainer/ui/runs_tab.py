@@ -9,6 +9,7 @@ from typing import Any
 import gradio as gr
 
 from trainer.noise import for_people
+from trainer.rewards import reward_change
 from trainer.runs.service import (
     BUILD_PHASE,
     PHASES,
@@ -20,7 +21,7 @@ from trainer.runs.service import (
     progress,
     without_server_paths,
 )
-from trainer.ui import eval_panel, preference_charts, run_overlay
+from trainer.ui import eval_panel, grpo_panel, preference_charts, run_overlay
 from trainer.ui.context import AppContext, adapter_update, caller, download_folder, picker_update, plain, run_choices
 from trainer.ui.form import labelled, preset_updates
 
@@ -144,6 +145,11 @@ def metrics_markdown(events: list[dict[str, Any]], status: dict[str, Any]) -> st
         if key in pref_before:
             after_text = f" → {pref_after[key]:.2f}" if key in pref_after else ""
             parts.append(f"**{label}** {pref_before[key]:.2f}{after_text}")
+    reward_before = status.get("reward_before") or {}
+    if line := reward_change(reward_before, status.get("reward_after")):  # GRPO's held-out reward before -> after
+        parts.append(f"**{line.replace(' -> ', ' → ').replace(':', '**', 1)}")
+    elif "reward" in reward_before:
+        parts.append(f"**held-out reward before** {reward_before['reward']:.3f}")
     return " · ".join(parts)
 
 
@@ -248,7 +254,8 @@ class RunsTab:
             job = None  # nothing selected, gone, or another user's run: all look the same
         picker = gr.skip() if choices == seen.get("choices") else gr.update(choices=choices)
         if job is None:
-            empty = ["", loss_frame([]), loss_frame([], "eval_loss"), *preference_charts.updates([]), "", "", ""]
+            empty = ["", loss_frame([]), loss_frame([], "eval_loss"), *preference_charts.updates([])]
+            empty += [*grpo_panel.updates([]), "", "", ""]
             headline = (
                 status_markdown(service, None) if who.signed_in else f"### {SIGN_IN.format(what='see your runs')}"
             )
@@ -268,6 +275,7 @@ class RunsTab:
             gr.skip() if unchanged else loss_frame(events),
             gr.skip() if unchanged else loss_frame(events, "eval_loss"),
             *([gr.skip()] * len(preference_charts.CHARTS) if unchanged else preference_charts.updates(events)),
+            *([gr.skip()] * grpo_panel.N_PARTS if unchanged else grpo_panel.updates(events)),
             metrics_markdown(events, view.status),
             for_people(view.log()),  # library noise stays in log.txt only
             samples_markdown(view.samples),
@@ -370,6 +378,7 @@ def build(ctx: AppContext, app: gr.Blocks, train_fields: list | None = None, adv
         "plot",
         "eval_plot",
         "preference_plots",
+        "grpo_panel",
         "metrics",
         "log",
         "samples",
@@ -450,6 +459,7 @@ def _layout(picker: gr.Dropdown) -> dict[str, Any]:
             x="step", y="eval_loss", y_title="loss", title="Eval loss (held out)", elem_id="eval-plot", height=280
         )
     c["preference_plots"] = preference_charts.build()  # DPO, KTO, ORPO: rewards, margin, accuracy, log-probabilities
+    c["grpo_panel"] = grpo_panel.build()  # GRPO: rewards, lengths, fractions, the latest completions, a warning
     c["samples"] = gr.Markdown(elem_id="run-samples")
     c["log"] = gr.Textbox(  # follows the end of the log as it grows (unless the user scrolled up to read)
         label="log.txt (tail)", elem_id="run-log", lines=10, max_lines=20, autoscroll=False, interactive=False
