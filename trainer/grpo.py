@@ -5,7 +5,6 @@ adapter); this module holds what GRPO adds:
 
 - the reward functions and their weights: the built-in menu (`trainer.rewards`, set in the form) and, on a local
   run only, the ``reward_*`` functions of a Python file (`grpo.reward_module`), never on a Space;
-- `grpo_settings`, the GRPOConfig settings the form gives, under TRL's names (shared with ``trl_grpo.yaml``);
 - the held-out reward: the mean reward of greedy completions of held-out prompts, before and after training, which
   is how the run shows that the tuned model is better than the base;
 - a few completions with the rewards each earned, recorded in the events every few logs, for the Runs tab.
@@ -21,21 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from trainer.config import RunConfig
-from trainer.rewards import parse_rewards, reward_columns, reward_function, text_of, total_reward
+from trainer.rewards import parse_rewards, reward_columns, reward_function, reward_settings, text_of, total_reward
 
 logger = logging.getLogger(__name__)
-
-TRL_SETTINGS = (
-    "num_generations",
-    "max_completion_length",
-    "temperature",
-    "beta",
-    "loss_type",
-    "num_iterations",
-    "epsilon",
-    "generation_batch_size",
-)
-"""The grpo section's settings that are GRPOConfig fields of the same name (the rest pick and feed the rewards)."""
 
 HELD_OUT_PROMPTS = 32
 """Held-out prompts answered (greedily) for the reward before and after training, at most."""
@@ -48,15 +35,6 @@ COMPLETION_CHARS = 2000
 """Characters of a prompt or completion kept in the events (the rest is cut)."""
 
 RewardFunc = Callable[..., list[float]]
-
-
-def builtin_settings(name: str, g: Any) -> dict[str, Any]:
-    """The settings a built-in reward takes from the grpo section (its pattern, target or words)."""
-    return {
-        "format_regex": {"pattern": g.format_pattern},
-        "length_target": {"target": g.length_target},
-        "words": {"required": list(g.required_words), "forbidden": list(g.forbidden_words)},
-    }.get(name, {})
 
 
 def load_reward_module(path: str | Path) -> list[RewardFunc]:
@@ -86,34 +64,13 @@ def reward_funcs(config: RunConfig) -> tuple[list[RewardFunc], list[float]]:
     columns = reward_columns(g)
     funcs, weights = [], []
     for name, weight in parse_rewards(g.rewards) if g.rewards.strip() else []:
-        funcs.append(reward_function(name, columns.get(name), **builtin_settings(name, g)))
+        funcs.append(reward_function(name, columns.get(name), **reward_settings(name, g)))
         weights.append(weight)
     if g.reward_module.strip():
         module_funcs = load_reward_module(g.reward_module)
         funcs += module_funcs
         weights += [1.0] * len(module_funcs)
     return funcs, weights
-
-
-def grpo_settings(config: RunConfig, trl_fields: Sequence[str]) -> dict[str, Any]:
-    """The GRPOConfig settings the form gives (pure): the training section's that GRPOConfig has, the grpo section's
-    under TRL's names, and the built-in rewards' weights (`reward_weights`, in the menu's order).
-
-    Args:
-        trl_fields: GRPOConfig's field names (the training settings it lacks are left out).
-    """
-    from trainer.methods import PROJECT_ONLY_SETTINGS, SFT_ONLY, checkpointing_settings
-
-    t, g = config.training, config.grpo
-    settings = {
-        f.name: getattr(t, f.name)
-        for f in dataclasses.fields(t)
-        if f.name in trl_fields and f.name not in PROJECT_ONLY_SETTINGS + SFT_ONLY
-    }
-    settings.update(checkpointing_settings(t.gradient_checkpointing))
-    settings.update({name: getattr(g, name) for name in TRL_SETTINGS})
-    settings["reward_weights"] = [w for _, w in parse_rewards(g.rewards)] if g.rewards.strip() else None
-    return settings
 
 
 def grpo_trainer(config: RunConfig, run_dir: Path, model, tokenizer, train_dataset, callbacks=()):
@@ -125,7 +82,7 @@ def grpo_trainer(config: RunConfig, run_dir: Path, model, tokenizer, train_datas
     from peft import PeftModel
     from transformers import PrinterCallback
 
-    from trainer.methods import config_class, machine_settings, trainer_class
+    from trainer.methods import config_class, grpo_settings, machine_settings, trainer_class
     from trainer.modeling import lora_config
 
     funcs, weights = reward_funcs(config)

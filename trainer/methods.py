@@ -14,16 +14,29 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from trainer.config import RunConfig
 from trainer.config.methods import TRL_CLASSES
-from trainer.rewards import reward_change
+from trainer.rewards import parse_rewards, reward_change
 from trainer.runs import folder as rf
 
 PROJECT_ONLY_SETTINGS = ("method", "sample_prompts", "sample_max_new_tokens")
 """Training settings that are this project's own (the method, samples before/after); the rest are SFTConfig fields."""
+
+TRL_SETTINGS = (
+    "num_generations",
+    "max_completion_length",
+    "temperature",
+    "beta",
+    "loss_type",
+    "num_iterations",
+    "epsilon",
+    "generation_batch_size",
+)
+"""The grpo section's settings that are GRPOConfig fields of the same name (the rest pick and feed the rewards)."""
 
 SFT_ONLY = ("packing", "padding_free", "assistant_only_loss", "gradient_checkpointing")
 """Training settings a preference method does not take as they are (gradient checkpointing: by this transformers'
@@ -124,23 +137,43 @@ def sft_config(config: RunConfig, run_dir: Path, has_eval: bool, padding_free: b
     return SFTConfig(**settings)
 
 
-def preference_settings(config: RunConfig) -> dict[str, Any]:
-    """The DPOConfig, KTOConfig or ORPOConfig settings the form gives (pure): the training section's that the
-    method's config has, and the preference section's that the method takes, under TRL's names."""
-    method = config.training.method
-    names = {f.name for f in dataclasses.fields(config_class(method))}
-    t, p = config.training, config.preference
+def training_settings(config: RunConfig, trl_fields: Sequence[str]) -> dict[str, Any]:
+    """The training section's settings that a method's TRL config has (`trl_fields`), SFT's own left out, with
+    gradient checkpointing under this transformers' name (pure)."""
+    t = config.training
     settings = {
         f.name: getattr(t, f.name)
         for f in dataclasses.fields(t)
-        if f.name in names and f.name not in PROJECT_ONLY_SETTINGS + SFT_ONLY
+        if f.name in trl_fields and f.name not in PROJECT_ONLY_SETTINGS + SFT_ONLY
     }
     settings.update(checkpointing_settings(t.gradient_checkpointing))
+    return settings
+
+
+def preference_settings(config: RunConfig) -> dict[str, Any]:
+    """The DPOConfig, KTOConfig or ORPOConfig settings the form gives (pure): the training section's that the
+    method's config has, and the preference section's that the method takes, under TRL's names."""
+    method, p = config.training.method, config.preference
+    settings = training_settings(config, [f.name for f in dataclasses.fields(config_class(method))])
     settings["beta"] = p.beta
     if method == "dpo":
         settings["loss_type"] = [p.loss_type]
     if method == "kto":
         settings.update(desirable_weight=p.desirable_weight, undesirable_weight=p.undesirable_weight)
+    return settings
+
+
+def grpo_settings(config: RunConfig, trl_fields: Sequence[str]) -> dict[str, Any]:
+    """The GRPOConfig settings the form gives (pure): the training section's that GRPOConfig has, the grpo section's
+    under TRL's names, and the built-in rewards' weights (`reward_weights`, in the menu's order).
+
+    Args:
+        trl_fields: GRPOConfig's field names (the training settings it lacks are left out).
+    """
+    g = config.grpo
+    settings = training_settings(config, trl_fields)
+    settings.update({name: getattr(g, name) for name in TRL_SETTINGS})
+    settings["reward_weights"] = [w for _, w in parse_rewards(g.rewards)] if g.rewards.strip() else None
     return settings
 
 

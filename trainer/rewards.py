@@ -270,6 +270,15 @@ def reward_columns(settings: Any) -> dict[str, str]:
     return {name: getattr(settings, key) for name, key in COLUMN_SETTINGS.items()}
 
 
+def reward_settings(name: str, settings: Any) -> dict[str, Any]:
+    """The settings a built-in reward takes from the grpo settings (`GRPOSettings`): its pattern, target or words."""
+    return {
+        "format_regex": {"pattern": settings.format_pattern},
+        "length_target": {"target": settings.length_target},
+        "words": {"required": list(settings.required_words), "forbidden": list(settings.forbidden_words)},
+    }.get(name, {})
+
+
 def column_problems(
     rewards: Sequence[tuple[str, float]], columns_of: Mapping[str, str], columns: Sequence[str]
 ) -> list[str]:

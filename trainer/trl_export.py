@@ -1,5 +1,6 @@
 """The run as a config that stock TRL runs: `trl_sft.yaml` beside config.yaml, for `trl sft --config trl_sft.yaml`
-(a DPO run: `trl_dpo.yaml` for `trl dpo`; KTO: `trl_kto.yaml` for `trl kto`; TRL 1.16 has no `trl orpo`).
+(a DPO run: `trl_dpo.yaml` for `trl dpo`; KTO: `trl_kto.yaml` for `trl kto`; GRPO: `trl_grpo.yaml` for `trl grpo`;
+TRL 1.16 has no `trl orpo`).
 
 TRL's CLI reads one flat YAML mapping whose keys are fields of its `ScriptArguments`, `SFTConfig` (`DPOConfig`,
 `KTOConfig`) and `ModelConfig` dataclasses; a key none of them knows is handed to `accelerate launch` as an argument
@@ -17,6 +18,11 @@ dataclasses). What TRL 1.16 does with each pitfall, and what is written for it:
   rows whole; the studio cut them to max_length, as the comment at the top of the file says).
 - On a CPU it needs `use_cpu: true`; `dtype` defaults to float32 and `bf16` to true, so both are written.
 
+GRPO's rewards go in TRL's own terms: `reward_funcs` lists dotted import paths, which `trl grpo` imports from the
+folder it runs in, and `reward_weights` their weights. `trl_rewards.py` binds each of the run's rewards with its
+settings (its column, pattern, target or words) from `studio_rewards.py`, a copy of `trainer/rewards.py` (pure
+Python, no imports of the studio), and a local reward module goes along as `trl_reward_module.py`.
+
 What TRL has no setting for (samples before/after, the Hub push, continuing from an adapter) is listed in the
 comment block at the top of the file. Relative paths (`trl_data`, `trl-output`) are read from the folder the
 command runs in: run it in the run folder, or in the unpacked "Download for TRL" zip.
@@ -32,17 +38,23 @@ from pathlib import Path
 from typing import Any
 
 from trainer.config import RunConfig
-from trainer.methods import config_class, preference_settings, sft_settings
+from trainer.methods import config_class, grpo_settings, preference_settings, sft_settings
 from trainer.phi3 import TINY_MODEL_NAME
+from trainer.rewards import parse_rewards, reward_columns, reward_settings
 from trainer.runs import folder as rf
 
-TRL_FILES = {"sft": "trl_sft.yaml", "dpo": "trl_dpo.yaml", "kto": "trl_kto.yaml"}
+TRL_FILES = {"sft": "trl_sft.yaml", "dpo": "trl_dpo.yaml", "kto": "trl_kto.yaml", "grpo": "trl_grpo.yaml"}
 """The file each method's run writes, named after the `trl` command that runs it (TRL 1.16 has no `trl orpo`)."""
 TRL_FILE = TRL_FILES["sft"]
 TRL_DATA_DIR = "trl_data"
 TRL_OUTPUT_DIR = "trl-output"
 SPLIT_FILES = {"train": "train.jsonl", "test": "test.jsonl"}
 """The data files by split; `load_dataset(<folder>)` names the splits after the files."""
+REWARDS_FILE = "trl_rewards.py"
+REWARDS_LIBRARY = "studio_rewards.py"
+MODULE_COPY = "trl_reward_module.py"
+REWARD_FILES = (REWARDS_FILE, REWARDS_LIBRARY, MODULE_COPY)
+"""A GRPO run's reward files beside trl_grpo.yaml (`trl grpo` imports them from the folder it runs in)."""
 CHOSEN_ATTENTION = ("flash_attention_2", "sdpa", "eager")
 
 
@@ -81,7 +93,12 @@ def trl_settings(config: RunConfig, *, model_path: str, dtype: str, on_gpu: bool
     if m.load_in_4bit:
         out.update(bnb_4bit_quant_type=m.bnb_4bit_quant_type, use_bnb_nested_quant=m.use_bnb_nested_quant)
     # the settings the run hands its trainer (trainer.methods)
-    out.update(sft_settings(config, padding_free) if t.method == "sft" else preference_settings(config))
+    if t.method == "grpo":
+        names, weights = reward_names(config)
+        out["reward_funcs"] = [f"{REWARDS_FILE.removesuffix('.py')}.{name}" for name in names]
+        out.update(grpo_settings(config, [f.name for f in _fields("grpo")]), reward_weights=weights)
+    else:
+        out.update(sft_settings(config, padding_free) if t.method == "sft" else preference_settings(config))
     if "pad_token" in {f.name for f in _fields(t.method)}:
         out["pad_token"] = m.pad_token  # never the stop token (TRL's default would pad with <|endoftext|>)
     out.update(
@@ -97,6 +114,54 @@ def trl_settings(config: RunConfig, *, model_path: str, dtype: str, on_gpu: bool
     return out
 
 
+def module_functions(path: str) -> list[str]:
+    """The ``reward_*`` functions a local reward module defines, read from its source (never run here)."""
+    import ast
+
+    tree = ast.parse(Path(path).expanduser().read_text(encoding="utf-8"))
+    kinds = (ast.FunctionDef, ast.AsyncFunctionDef)
+    return [node.name for node in tree.body if isinstance(node, kinds) and node.name.startswith("reward_")]
+
+
+def reward_names(config: RunConfig) -> tuple[list[str], list[float]]:
+    """The GRPO run's reward functions by name, and their weights, in the order the run hands them to TRL: the
+    built-in menu, then a local module's ``reward_*`` functions (weight 1.0 each)."""
+    g = config.grpo
+    menu = parse_rewards(g.rewards) if g.rewards.strip() else []
+    module = module_functions(g.reward_module) if g.reward_module.strip() else []
+    return [n for n, _ in menu] + module, [w for _, w in menu] + [1.0] * len(module)
+
+
+def rewards_source(config: RunConfig) -> str:
+    """`trl_rewards.py`: each of the run's rewards bound to its settings, for `trl grpo`'s `reward_funcs` (pure)."""
+    g = config.grpo
+    columns = reward_columns(g)
+    lines = [
+        f'"""The rewards of {config.display_name()!r} (written by Phi-3 Fine-Tune Studio) for `trl grpo`: its',
+        f"reward_funcs name them as {REWARDS_FILE.removesuffix('.py')}.<name>; {REWARDS_LIBRARY} is the studio's",
+        '`trainer/rewards.py`, copied unchanged."""',
+        "",
+        f"from {REWARDS_LIBRARY.removesuffix('.py')} import reward_function",
+    ]
+    if g.reward_module.strip():
+        names = ", ".join(module_functions(g.reward_module))
+        lines.append(f"from {MODULE_COPY.removesuffix('.py')} import {names}  # noqa: F401 - the run's own module")
+    lines.append("")
+    for name, _ in parse_rewards(g.rewards) if g.rewards.strip() else []:
+        lines.append(f"{name} = reward_function({name!r}, {columns.get(name)!r}, **{reward_settings(name, g)!r})")
+    return "\n".join(lines) + "\n"
+
+
+def write_rewards(config: RunConfig, run_dir: Path) -> None:
+    """A GRPO run's reward files for `trl grpo` (`REWARD_FILES`) in the run folder."""
+    import trainer.rewards
+
+    rf.write_text_atomic(run_dir / REWARDS_FILE, rewards_source(config))
+    rf.write_text_atomic(run_dir / REWARDS_LIBRARY, Path(trainer.rewards.__file__).read_text(encoding="utf-8"))
+    if module := config.grpo.reward_module.strip():
+        rf.write_text_atomic(run_dir / MODULE_COPY, Path(module).expanduser().read_text(encoding="utf-8"))
+
+
 def _fields(method: str) -> tuple:
     """The fields of the method's TRL config class."""
     import dataclasses
@@ -109,8 +174,10 @@ def unknown_keys(settings: dict[str, Any], method: str = "sft") -> list[str]:
     import dataclasses
 
     from trl import ModelConfig, ScriptArguments
+    from trl.scripts.grpo import GRPOScriptArguments
 
-    known = {f.name for cls in (ScriptArguments, ModelConfig) for f in dataclasses.fields(cls)}
+    script = GRPOScriptArguments if method == "grpo" else ScriptArguments  # reward_funcs: `trl grpo`'s own
+    known = {f.name for cls in (script, ModelConfig) for f in dataclasses.fields(cls)}
     known |= {f.name for f in _fields(method)}
     return sorted(set(settings) - known)
 
@@ -138,7 +205,12 @@ def header(config: RunConfig, data_format: str, rows: dict[str, int], on_gpu: bo
     if not d.dataset_test_split and rows.get("test"):
         applied.append(f"{d.eval_fraction:g} of the rows held out for evaluation (seed {t.seed})")
     method = t.method
-    columns = {"sft": "chat messages", "dpo": "prompt/chosen/rejected", "kto": "prompt/completion/label"}[method]
+    columns = {
+        "sft": "chat messages",
+        "dpo": "prompt/chosen/rejected",
+        "kto": "prompt/completion/label",
+        "grpo": "prompts with the columns the rewards read",
+    }[method]
     lines = [
         f"Run {said(config.display_name())} as stock TRL runs it (written by Phi-3 Fine-Tune Studio, for TRL 1.16).",
         f"Run it in this folder: trl {method} --config {TRL_FILES[method]}   (the adapter goes to {TRL_OUTPUT_DIR}/)",
@@ -147,6 +219,7 @@ def header(config: RunConfig, data_format: str, rows: dict[str, int], on_gpu: bo
         + "; ".join(applied)
         + ".",
         "Not repeated by TRL (no setting for it): the sample replies before/after (samples.json)"
+        + ("; the held-out prompts' mean reward before/after" if method == "grpo" else "")
         + (
             f"; the push to {config.hub.repo_id} (push {TRL_OUTPUT_DIR}/ with `hf upload`)"
             if config.hub.repo_id
@@ -164,6 +237,11 @@ def header(config: RunConfig, data_format: str, rows: dict[str, int], on_gpu: bo
             f"This run continued from the adapter {said(Path(config.model.adapter_name_or_path).name)}; stock TRL "
             "has no setting to load one, so this file trains a fresh adapter with the same LoRA settings"
             + ("; its reference is then the bare base, not that adapter." if method != "sft" else ".")
+        )
+    if method == "grpo":
+        lines.append(
+            f"Rewards: {REWARDS_FILE} binds the run's rewards (reward_funcs) from {REWARDS_LIBRARY}, the studio's own "
+            "reward code copied unchanged; TRL imports them from this folder."
         )
     if config.model.model_name_or_path == TINY_MODEL_NAME:
         lines.append("tiny-phi3 is the studio's tiny offline Phi-3, built on this machine at model_name_or_path.")
@@ -217,6 +295,8 @@ def write_trl_export(config: RunConfig, run_dir: Path, prepared: Any, on_gpu: bo
     if unknown := unknown_keys(settings, method):  # never hand TRL a key it would pass on to accelerate
         raise TypeError(f"{TRL_FILES[method]}: {unknown} are not fields of trl {method}'s dataclasses")
     body = yaml.safe_dump(settings, sort_keys=False, allow_unicode=True)
+    if method == "grpo":
+        write_rewards(config, run_dir)
     return rf.write_text_atomic(run_dir / TRL_FILES[method], header(config, prepared.format, rows, on_gpu) + body)
 
 

@@ -159,3 +159,35 @@ def test_a_published_config_names_a_reward_module_by_its_file_name_only():
 
     text = public_config_text("grpo:\n  reward_module: /home/alice/secret/my_rewards.py\n")
     assert "my_rewards.py" in text and "/home/alice" not in text
+
+
+def test_stock_trl_grpo_runs_the_download_with_the_same_rewards(grpo_run, tmp_path, monkeypatch):
+    """`trl grpo --config trl_grpo.yaml` in the unpacked "Download for TRL" zip: TRL imports the run's rewards from
+    the folder and, from the same seed, its first two steps score what the studio's first two steps scored."""
+    import json
+    import zipfile
+    from types import SimpleNamespace
+
+    from trl.cli.main import main as trl_main
+
+    from trainer.runs.service import RunService
+
+    result, events, _ = grpo_run
+    job = SimpleNamespace(id=1, run_dir=str(result.run_dir))
+    with zipfile.ZipFile(RunService.trl_archive(job, tmp_path / "download" / "run-1-trl")) as archive:
+        names = sorted(archive.namelist())
+        archive.extractall(tmp_path)
+    assert names == sorted(
+        ["trl_data/", "trl_data/test.jsonl", "trl_data/train.jsonl", "trl_grpo.yaml", "trl_rewards.py"]
+        + ["studio_rewards.py"]
+    )
+    assert "reward_weights:\n- 1.0\n- 0.5\n" in (tmp_path / "trl_grpo.yaml").read_text(encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    assert trl_main(["grpo", "--config", "trl_grpo.yaml", "--max_steps", "2", "--eval_strategy", "no"]) == 0
+    state = json.loads((tmp_path / "trl-output" / "checkpoint-2" / "trainer_state.json").read_text(encoding="utf-8"))
+    trl_first = state["log_history"][0]
+    ours = next(e for e in events if "reward" in e)
+    assert ours["step"] == trl_first["step"] == 2
+    for key in ("reward", "rewards/length_target/mean", "rewards/words/mean"):
+        assert trl_first[key] == pytest.approx(ours[key], abs=1e-6), key

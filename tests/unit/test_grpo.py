@@ -11,7 +11,8 @@ import pytest
 from trainer.config import RunConfig, load_config
 from trainer.data.prompts import REFERENCE_COLUMN, data_problems, prompt_rows, to_prompt
 from trainer.data.shapes import RowError
-from trainer.grpo import completion_records, grpo_settings
+from trainer.grpo import completion_records
+from trainer.methods import grpo_settings
 
 
 def _grpo(**changes) -> RunConfig:
@@ -120,3 +121,17 @@ def test_only_the_person_at_the_machine_may_name_a_reward_module(monkeypatch):
     assert reward_module_problem(alice, "  ") is None  # none named
     monkeypatch.setenv("OAUTH_CLIENT_ID", "x")  # on a Space even the "local" caller is refused
     assert reward_module_problem(local, "mine.py") == REWARD_MODULE_REFUSED
+
+
+def test_the_trl_export_names_a_reward_module_s_functions_without_running_it(tmp_path):
+    from trainer.trl_export import reward_names, rewards_source
+
+    module = tmp_path / "mine.py"
+    module.write_text("raise SystemExit('never run')\n\ndef reward_a(completions, **kw):\n    return []\n\n"
+                      "def helper():\n    pass\n")  # fmt: skip
+    cfg = _grpo(**{"grpo.reward_module": str(module), "grpo.rewards": "answer_match:2, words:0.5"})
+    assert reward_names(cfg) == (["answer_match", "words", "reward_a"], [2.0, 0.5, 1.0])
+    source = rewards_source(cfg)
+    assert "from trl_reward_module import reward_a" in source
+    assert "answer_match = reward_function('answer_match', 'answer', **{})" in source
+    assert "words = reward_function('words', None, **{'required': ['sky', 'water'], 'forbidden': []})" in source

@@ -210,17 +210,19 @@ class RunService:
 
     @staticmethod
     def trl_archive(job: Job, into: Path) -> str:
-        """A .zip of the run's `trl_<method>.yaml` and `trl_data/` at `into` + ".zip" (call with a job from `find`)."""
-        from trainer.trl_export import TRL_DATA_DIR, trl_file_of
+        """A .zip of the run's `trl_<method>.yaml`, `trl_data/` (and a GRPO run's reward files) at `into` + ".zip"
+        (call with a job from `find`)."""
+        from trainer.trl_export import REWARD_FILES, TRL_DATA_DIR, trl_file_of
 
         run_dir = Path(job.run_dir)
         if (found := trl_file_of(run_dir)) is None:
             raise ValueError(
-                f"run #{job.id} has no config for stock TRL: it is written when an SFT, DPO or KTO run has prepared "
-                "its data (TRL 1.16 has no `trl orpo` command)."
+                f"run #{job.id} has no config for stock TRL: it is written when an SFT, DPO, KTO or GRPO run has "
+                "prepared its data (TRL 1.16 has no `trl orpo` command)."
             )
         shutil.copytree(run_dir / TRL_DATA_DIR, into / TRL_DATA_DIR)
-        shutil.copy2(found, into / found.name)
+        for file in (found, *(run_dir / name for name in REWARD_FILES if (run_dir / name).is_file())):
+            shutil.copy2(file, into / file.name)
         return shutil.make_archive(str(into), "zip", root_dir=into)
 
     def trained(self, who: Caller) -> list[Job]:
