@@ -1,15 +1,17 @@
 """Time the offline demo on this machine, per method, so the Train tab's time estimate for it is a measurement.
 
-Runs the offline demo (the tiny-demo preset with LoRA and with QLoRA, and tiny-demo-dpo: what the app runs on a
-CPU) `--repeats` times per method and builds the tiny model once in an empty cache. From each run's log it reads
-when the training phase began and ended; the estimator's own token count for the run divided by that time is the
-method's tokens/s, and the rest of the run (starting the process, reading the data, loading, evaluating before and
+Runs the offline demo (the tiny-demo preset with LoRA and with QLoRA, tiny-demo-dpo and tiny-demo-grpo: what the
+app runs on a CPU) `--repeats` times per method and builds the tiny model once in an empty cache. From each run's log
+it reads when the training phase began and ended; the estimator's own token count for the run divided by that time is
+the method's tokens/s, and the rest of the run (starting the process, reading the data, loading, evaluating before and
 after, the sample replies, saving) is its fixed overhead. The medians go to benchmarks/demo-cpu/<date>.json (read
 by `trainer.estimate.plan`) and a Markdown table beside it. Run it on a quiet machine: `uptime` before and after
 is recorded.
 
     python scripts/calibrate_demo.py                # 3 runs per method, and one build
     python scripts/calibrate_demo.py --repeats 1    # quicker
+    python scripts/calibrate_demo.py --methods grpo # some methods only (to <date>-<methods>.json; the newest file
+                                                    # holding a method is the one read for it)
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ DEMO_RUNS = {
     "lora": ("tiny-demo", []),
     "qlora": ("tiny-demo", ["--set", "model.load_in_4bit=true"]),
     "dpo": ("tiny-demo-dpo", []),
+    "grpo": ("tiny-demo-grpo", []),
 }
 """Each timed method: the preset the app runs for it and the settings on top (one per `DEMO_METHODS`)."""
 
@@ -60,7 +63,12 @@ def estimated_tokens(method: str) -> int:
     preset, extra = DEMO_RUNS[method]
     cfg = load_config(preset=preset, overrides=extra[1::2])
     tokenizer = data.preview_tokenizer(cfg.model.model_name_or_path)
-    shown = data.preview(cfg.data, tokenizer, cfg.training.max_length)
+    if cfg.training.method == "grpo":  # as the Train tab previews a GRPO run: its prompts
+        from trainer.data.prompts import preview_prompts
+
+        shown = preview_prompts(cfg, tokenizer)
+    else:
+        shown = data.preview(cfg.data, tokenizer, cfg.training.max_length)
     shape = model_shape(cfg.model.model_name_or_path)
     pairs = shown.pair_lengths
     estimate = estimate_run(cfg, lengths=shown.measured, total_rows=shown.n_total, shape=shape, pairs=pairs)
@@ -98,14 +106,18 @@ def time_run(method: str, out: Path, env: dict[str, str]) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--methods", default=",".join(DEMO_METHODS), help="comma-separated, of " + ", ".join(DEMO_METHODS)
+    )
     args = parser.parse_args()
+    chosen = [m for m in args.methods.split(",") if m in DEMO_METHODS]
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="calibrate-") as tmp:
         tmp = Path(tmp)
         build_s = time_build(tmp / "cache")
         env = {**os.environ, "PHI3_STUDIO_CACHE": str(tmp / "cache"), "PHI3_STUDIO_DATA_DIR": str(tmp / "data")}
         methods = {}
-        for method in DEMO_METHODS:
+        for method in chosen:
             runs = [time_run(method, tmp / f"{method}-{i}", env) for i in range(args.repeats)]
             tokens = estimated_tokens(method)
             training = statistics.median(r["training_s"] for r in runs)
@@ -128,13 +140,15 @@ def main() -> int:
         "methods": methods,
     }
     DEMO_TIMINGS_DIR.mkdir(parents=True, exist_ok=True)
-    path = DEMO_TIMINGS_DIR / f"{report['date']}.json"
+    some = "" if chosen == list(DEMO_METHODS) else "-" + "-".join(chosen)
+    path = DEMO_TIMINGS_DIR / f"{report['date']}{some}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     lines = [
         f"# The offline demo's timings, {report['date']}",
         "",
         f"{report['machine']}; {report['versions']}; load average before/after "
-        f"{report['load_average_before_after']}. Made by `python scripts/calibrate_demo.py --repeats {args.repeats}`.",
+        f"{report['load_average_before_after']}. Made by `python scripts/calibrate_demo.py --repeats {args.repeats}"
+        f"{' --methods ' + args.methods if some else ''}`.",
         "",
         f"Building the demo model (first time only): **{report['build_s']:.0f} s**.",
         "",

@@ -90,3 +90,57 @@ def test_the_tiny_dpo_demo_is_timed_by_its_own_measured_rate(monkeypatch):
     assert timing is not None and time.throughput.tokens_per_s == timing.tokens_per_s  # not SFT's ÷ 1.5
     assert "DPO" in time.throughput.source and "÷" not in time.throughput.source
     assert time.tokens == 40 * 8 * 47
+
+
+def grpo(**changes):
+    """Phi-3-mini GRPO: 8 completions per prompt of up to 256 tokens, 8 x 4 completions a step (4 prompts)."""
+    base = {"training.method": "grpo", "training.per_device_train_batch_size": 8,
+            "training.gradient_accumulation_steps": 4, "training.gradient_checkpointing": False,
+            "grpo.max_completion_length": 256, "data.eval_fraction": 0.1}  # fmt: skip
+    return with_changes(preset_config("lora"), {**base, **changes})
+
+
+def test_a_grpo_epoch_answers_every_training_prompt_num_generations_times():
+    sequences = [100 + 256, 300 + 256]  # each prompt with a whole completion
+    tokens, steps = training_tokens(grpo(), sequences, total_rows=1000)
+    assert steps == 225  # 900 training prompts x 8 completions / 32 completions a step
+    assert tokens == int(225 * 32 * (356 + 556) / 2)
+    assert training_tokens(grpo(**{"training.max_steps": 10}), sequences) == (int(10 * 32 * 456), 10)
+
+
+def test_grpo_memory_holds_the_generation_batch_s_kv_cache_and_its_training_batch_of_completions(phi3):
+    cfg = grpo()
+    e = estimate_memory(cfg, phi3, "cuda", [120 + 256, 200 + 256])
+    rows, tokens = 32, 456  # the generation batch (batch x accumulation) at the longest prompt + completion
+    kv = rows * tokens * 2 * phi3.layers * phi3.kv_heads * phi3.head_dim * 2  # bf16
+    assert e.generation == kv + rows * phi3.vocab * 4  # + a decode step's fp32 logits
+    assert e.tokens == 8 * 456  # the training micro-batch: 8 completions, padded to the longest
+    big = estimate_memory(with_changes(cfg, {"grpo.generation_batch_size": 512}), phi3, "cuda", [456])
+    assert big.generation == 16 * e.generation and big.peak_phase == "generation"
+    assert big.total == big.overhead + big.weights + big.adapter + big.generation
+    assert estimate_memory(with_changes(cfg, {"training.method": "sft"}), phi3, "cuda", [456]).generation == 0
+
+
+def test_grpo_time_adds_generation_at_the_gpu_s_memory_bandwidth(phi3):
+    from trainer.estimate.plan import ASSUMED_MFU, GPU_EFFICIENCY
+
+    cfg = grpo(**{"training.max_steps": 100})
+    device = gpu_device("A10G", "test")
+    time = estimate_time(cfg, phi3, device, [100 + 256])
+    per_step = max(2 * phi3.n_params / (600e9 * GPU_EFFICIENCY), 2 * phi3.n_params * 32 / (125e12 * ASSUMED_MFU))
+    assert time.generation_s == pytest.approx(100 * 256 * per_step)  # one batch of 32 a step, 256 decode steps
+    assert "100 batches of 32 completions" in time.generation
+    trained = estimate_time(with_changes(cfg, {"training.method": "sft"}), phi3, device, [100 + 256])
+    assert time.seconds == pytest.approx(trained.seconds + time.generation_s, rel=0.02)
+    assert compute_factor(cfg) == 1 and compute_factor(with_changes(cfg, {"grpo.beta": 0.01})) == 1.5  # reference
+
+
+def test_the_grpo_panel_names_the_completions_and_the_generation():
+    cfg, shape = grpo(**{"training.max_steps": 50}), ModelShape.from_config(PHI3_MINI_CONFIG)
+    estimate = estimate_run(cfg, lengths=[120] * 100, total_rows=1000, device=gpu_device("A10G", "test"), shape=shape)
+    text = render_markdown(estimate)
+    assert (
+        "**GRPO:** each prompt is answered **8** times, up to 256 tokens each; a step trains 32 completions (4 "
+        in text
+    )
+    assert "| generation (GRPO) |" in text and "generating completions (50 batches of 32 completions" in text

@@ -101,10 +101,7 @@ def data_problems(cfg: RunConfig, columns: Sequence[str]) -> list[str]:
             f"{', '.join(columns)}). Name the column holding the prompts ({hint('grpo.prompt_column', 'question')} "
             "for GSM8K)."
         )
-    try:
-        rewards = parse_rewards(g.rewards) if g.rewards.strip() else []
-    except ValueError:
-        rewards = []  # the config's own check names these
+    rewards = menu(g)
     available = [*columns, REFERENCE_COLUMN] if source == CHAT_COLUMN else list(columns)  # a chat row's last reply
     return found + column_problems(rewards, reward_columns(g), available)
 
@@ -147,3 +144,63 @@ def prepare_prompts(
         n_input=account.n_input,
         problems=problems,
     )
+
+
+def prompt_lengths(tokenizer: Any, prompts: Sequence[list[Message]]) -> list[int]:
+    """Tokens of each prompt as the model is prompted with it (the chat template with the generation prompt)."""
+    if not prompts:
+        return []
+    out = tokenizer.apply_chat_template(list(prompts), tokenize=True, add_generation_prompt=True, return_dict=True)
+    return [len(ids) for ids in out["input_ids"]]
+
+
+def preview_prompts(cfg: RunConfig, tokenizer: Any, token: str | bool | None = None, rows: int = 200):
+    """What a GRPO run would see of the train split (the Train tab's Preview): its prompts rendered with the
+    generation prompt, their token lengths (the estimate adds each completion to them), the columns its rewards
+    read, and why Start would stop (a missing prompt or reward column, too many malformed rows).
+
+    Raises:
+        DataError: the data cannot be loaded.
+    """
+    from trainer.data.load import resolve_local_path
+    from trainer.data.preview import Preview, _row_count, length_stats
+
+    data, g = cfg.data, cfg.grpo
+    table, _ = read_split(data, data.dataset_train_split, token, rows)
+    problems = data_problems(cfg, table.column_names)
+    source = prompt_source(table.column_names, g.prompt_column)
+    prompts, account = prompt_rows(list(table), source, data.system_prompt) if source else ([], Normalised("", []))
+    if source and (problem := malformed_problem(account, data.allow_malformed)):
+        problems.append(problem)
+    messages = [row["prompt"] for row in prompts]
+    lengths = prompt_lengths(tokenizer, messages)
+    read = reward_columns(g)
+    used = [f"{name} compares with column {read[name]!r}" for name, _ in menu(g) if name in read]
+    note = f"GRPO: each prompt is answered {g.num_generations} times, up to {g.max_completion_length} tokens each"
+    path = resolve_local_path(data.dataset_name)
+    sampled = len(table) >= rows
+    return Preview(
+        format="prompts",
+        n_rows=len(prompts),
+        n_input=account.n_input,
+        problems=account.problems,
+        rendered=[tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in messages[:3]],
+        token_lengths=length_stats(lengths),
+        max_length=cfg.training.max_length,
+        n_over_max_length=sum(n > cfg.training.max_length for n in lengths),
+        sampled=sampled,
+        n_total=_row_count(data, path, token) if sampled else len(table),
+        local=path is not None,
+        rows=messages,
+        measured=lengths,
+        notes=[f"{note}; {'; '.join(used) or 'no reward reads a column'}."],
+        blocked="\n".join(problems),
+    )
+
+
+def menu(g: Any) -> list[tuple[str, float]]:
+    """The grpo settings' reward menu, or none when it does not parse (the config's own check names why)."""
+    try:
+        return parse_rewards(g.rewards) if g.rewards.strip() else []
+    except ValueError:
+        return []

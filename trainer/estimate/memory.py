@@ -38,6 +38,9 @@ width d, vocabulary V, LoRA rank r, P parameters (P_lin of them in the decoder's
 - eval_head: forward only (no activations kept): the head tile for an eval batch (+ 3 fp32 V-wide temporaries on a
   CPU).
 - overhead: CUDA context, cuBLAS workspaces and allocator slack, 1 GiB (an assumption); 0 on a CPU.
+- generation (GRPO): the completions of one generation batch are sampled before they are trained on: the KV cache
+  of R rows of T tokens (longest prompt + max_completion_length), R·T·2·L·kv·d·E_a, and each decode step's fp32
+  logits, R·V·4. Training's activations are then those of B completions of T tokens each (padded batches).
 """
 
 from __future__ import annotations
@@ -202,7 +205,13 @@ class MethodCost:
     forward_only: int
 
 
-METHOD_COSTS = {"sft": MethodCost(1, 0), "dpo": MethodCost(2, 1), "kto": MethodCost(1, 3), "orpo": MethodCost(2, 0)}
+METHOD_COSTS = {
+    "sft": MethodCost(1, 0),
+    "dpo": MethodCost(2, 1),
+    "kto": MethodCost(1, 3),
+    "orpo": MethodCost(2, 0),
+    "grpo": MethodCost(1, 0),  # + the reference's forward pass when beta > 0 (`trainer.estimate.plan.compute_factor`)
+}
 
 
 def micro_batch_tokens(t: TrainingSettings, lengths: Sequence[int] | None = None, batch: int | None = None) -> int:
@@ -235,6 +244,7 @@ class MemoryBreakdown:
     tokens: int
     precision: str
     device: DeviceKind
+    generation: int = 0  # GRPO: the KV cache and logits of a generation batch (0 for the other methods)
 
     @property
     def training(self) -> int:
@@ -244,13 +254,14 @@ class MemoryBreakdown:
     @property
     def total(self) -> int:
         """Estimated peak memory (bytes)."""
-        return self.overhead + max(self.training, self.weights + self.adapter + self.eval_head)
+        inference = self.weights + self.adapter + max(self.eval_head, self.generation)
+        return self.overhead + max(self.training, inference)
 
     @property
     def peak_phase(self) -> str:
         """Where the peak happens."""
-        if self.weights + self.adapter + self.eval_head > self.training:
-            return "evaluation"
+        if self.weights + self.adapter + max(self.eval_head, self.generation) > self.training:
+            return "generation" if self.generation > self.eval_head else "evaluation"
         return "loss backward" if self.loss_head >= self.backward else "layer backward"
 
 
@@ -286,6 +297,8 @@ def estimate_memory(
         The MemoryBreakdown.
     """
     t, p = cfg.training, precision(cfg, device)
+    if t.method == "grpo" and not lengths:  # prompts up to max_length, each with a whole completion
+        lengths = [t.max_length + cfg.grpo.max_completion_length]
     n = micro_batch_tokens(t, lengths)
     h = shape.hidden
     if p.name == "4-bit":
@@ -317,7 +330,21 @@ def estimate_memory(
         tokens=n,
         precision=p.name,
         device=device,
+        generation=generation_bytes(cfg, shape, p, max(lengths)) if t.method == "grpo" and lengths else 0,
     )
+
+
+def generation_rows(cfg: RunConfig) -> int:
+    """Completions one GRPO process generates at once: `grpo.generation_batch_size`, else TRL's default, batch size
+    × gradient accumulation."""
+    t = cfg.training
+    return cfg.grpo.generation_batch_size or t.per_device_train_batch_size * t.gradient_accumulation_steps
+
+
+def generation_bytes(cfg: RunConfig, shape: ModelShape, p: Precision, tokens: int) -> int:
+    """GRPO's generation batch: its KV cache at `tokens` per row and a decode step's fp32 logits (module docstring)."""
+    rows = generation_rows(cfg)
+    return rows * tokens * 2 * shape.layers * shape.kv_heads * shape.head_dim * p.attention + rows * shape.vocab * 4
 
 
 def with_changes(cfg: RunConfig, changes: Mapping[str, Any]) -> RunConfig:

@@ -41,7 +41,14 @@ from typing import Any, Literal
 
 from trainer.config import RunConfig
 from trainer.estimate.device import Device
-from trainer.estimate.memory import METHOD_COSTS, MemoryBreakdown, ModelShape, estimate_memory, with_changes
+from trainer.estimate.memory import (
+    METHOD_COSTS,
+    MemoryBreakdown,
+    ModelShape,
+    estimate_memory,
+    generation_rows,
+    with_changes,
+)
 from trainer.paths import PROJECT_ROOT
 from trainer.phi3 import PHI3_MINI_CONFIG, TINY_MODEL_NAME
 
@@ -51,7 +58,7 @@ ASSUMED_MFU = 0.35
 QLORA_SLOWDOWN = 1.39
 BENCHMARKS_DIR = PROJECT_ROOT / "benchmarks"
 
-DEMO_METHODS = ("lora", "qlora", "dpo")
+DEMO_METHODS = ("lora", "qlora", "dpo", "grpo")
 """The methods the offline demo runs, each timed on a CPU by scripts/calibrate_demo.py (a method added: one more):
 the tiny-demo preset with LoRA and with QLoRA, and tiny-demo-dpo."""
 DEMO_TIMINGS_DIR = BENCHMARKS_DIR / "demo-cpu"
@@ -234,7 +241,8 @@ def throughput(
         if cfg.model.model_name_or_path == TINY_MODEL_NAME:
             timed = method_of(cfg)
             if (timing := demo_timing(timed)) is not None:
-                return Throughput(timing.tokens_per_s, timing.source, True, "dpo" if timed == "dpo" else "sft")
+                method = timed if timed in ("dpo", "grpo") else "sft"
+                return Throughput(timing.tokens_per_s, timing.source, True, method)
             return Throughput(TINY_CPU_TOKENS_PER_S, TINY_CPU_SOURCE, True)
         phi3 = ModelShape.from_config(PHI3_MINI_CONFIG).n_params
         return Throughput(PHI3_CPU_TOKENS_PER_S * phi3 / shape.n_params, PHI3_CPU_SOURCE, True)
@@ -270,8 +278,8 @@ class DemoTiming:
 def method_of(cfg: RunConfig) -> str:
     """Which of the demo's timings (`DEMO_METHODS`) a config's run is timed by: DPO's for DPO, else LoRA's or
     QLoRA's (KTO and ORPO: SFT's rate ÷ their `compute_factor`)."""
-    if cfg.training.method == "dpo":
-        return "dpo"
+    if cfg.training.method in ("dpo", "grpo"):
+        return cfg.training.method
     return "qlora" if cfg.model.load_in_4bit else "lora"
 
 
@@ -313,6 +321,8 @@ class TimeEstimate:
         overhead_s: the rest of the run (loading, evaluating, saving) where it was measured (the demo), else 0.
         build_s: building the demo model first, when this machine has not yet (else 0).
         load: (load average, cores) of this machine when it is busy (a CPU run then takes longer), else None.
+        generation_s: of `seconds`, GRPO's generating of completions (0 when a measured rate includes it).
+        generation: how `generation_s` was found.
     """
 
     tokens: int
@@ -324,6 +334,8 @@ class TimeEstimate:
     overhead_s: float = 0.0
     build_s: float = 0.0
     load: tuple[float, int] | None = None
+    generation_s: float = 0.0
+    generation: str = ""
 
 
 def padded_tokens(kept: Sequence[int], batch: int, seed: int = 0) -> int:
@@ -350,7 +362,9 @@ def compute_factor(cfg: RunConfig) -> float:
     """Compute per trained token against SFT's (module docstring): 1 for SFT and ORPO, 1.5 for DPO, 2.5 for KTO
     (1.33 and 2.0 with gradient checkpointing)."""
     trained = 6 if cfg.training.gradient_checkpointing else 4
-    return 1 + 2 * METHOD_COSTS[cfg.training.method].forward_only / trained
+    t = cfg.training
+    forward_only = int(cfg.grpo.beta > 0) if t.method == "grpo" else METHOD_COSTS[t.method].forward_only
+    return 1 + 2 * forward_only / trained
 
 
 def training_tokens(
@@ -371,6 +385,8 @@ def training_tokens(
         pairs: preference pairs' (prompt + chosen, prompt + rejected) lengths: DPO's, KTO's, ORPO's examples.
     """
     t = cfg.training
+    if t.method == "grpo":
+        return grpo_tokens(cfg, lengths, total_rows, processes)
     kept = example_tokens(cfg, lengths, pairs) or [t.max_length * METHOD_COSTS[t.method].sequences]
     per_row = len(kept) / max(len(pairs or lengths), 1)  # KTO on pairs: two examples per pair
     mean = t.max_length if t.packing and t.method == "sft" else sum(kept) / len(kept)
@@ -387,6 +403,55 @@ def training_tokens(
         / t.gradient_accumulation_steps
     )
     return int(t.num_train_epochs * epoch_tokens), steps
+
+
+def grpo_tokens(cfg: RunConfig, sequences: Sequence[int], total_rows: int | None, processes: int) -> tuple[int, int]:
+    """(tokens trained on, optimiser steps) of a GRPO run: each step trains batch × accumulation (× processes)
+    completions, `sequences` long (each prompt with a whole completion: an upper bound); an epoch answers every
+    training prompt `num_generations` times."""
+    t, g = cfg.training, cfg.grpo
+    completions = t.per_device_train_batch_size * t.gradient_accumulation_steps * processes  # a step's
+    mean = sum(sequences) / len(sequences) if sequences else t.max_length + g.max_completion_length
+    steps = t.max_steps
+    if steps <= 0:
+        held_out = cfg.data.eval_fraction if cfg.data.dataset_test_split is None else 0.0
+        prompts = max(int((total_rows or len(sequences)) * (1 - held_out)), 1)
+        steps = math.ceil(t.num_train_epochs * prompts * g.num_generations / completions)
+    return int(steps * completions * mean), steps
+
+
+GPU_EFFICIENCY = 0.5
+"""The share of the GPU's memory bandwidth a decode step reaches (each step reads every weight once)."""
+TINY_CPU_DECODE_STEP_S = 0.05
+"""Seconds per batched decode step of the tiny demo model on a CPU (16 rows): measured on 2 cores, 2026-12-07
+(`python -m trainer eval` on the demo run: 24 prompts, 3 batches, 14 s with loading), rounded up."""
+
+
+def decode_step_s(device: Device, shape: ModelShape, four_bit: bool, rows: int = 1) -> tuple[float | None, str]:
+    """Seconds per decode step of a batch of `rows` on a GPU, and how the figure was found: every weight read once
+    at half the memory bandwidth, or the batch's FLOPs at the assumed MFU, whichever is longer (None off a GPU)."""
+    if device.gpu is None or not device.gpu.bandwidth_gbs:
+        return None, f"no figure for {device.name}"
+    read = shape.n_params * (0.5 if four_bit else 2) / (device.gpu.bandwidth_gbs * 1e9 * GPU_EFFICIENCY)
+    compute = 2 * shape.n_params * rows / (device.gpu.tflops * 1e12 * ASSUMED_MFU)
+    return max(read, compute), f"{device.name}: every weight read once per step at half its memory bandwidth"
+
+
+def generation_time(cfg: RunConfig, shape: ModelShape, device: Device, steps: int) -> tuple[float, str]:
+    """Seconds a GRPO run spends generating (each process, its share of the steps): every generation batch takes
+    max_completion_length decode steps (an upper bound: a batch ends when all its completions stop); and how."""
+    t, g = cfg.training, cfg.grpo
+    rows = generation_rows(cfg)
+    batches = math.ceil(steps * t.per_device_train_batch_size * t.gradient_accumulation_steps / rows)
+    if device.kind == "cpu" and cfg.model.model_name_or_path == TINY_MODEL_NAME:
+        step, how = TINY_CPU_DECODE_STEP_S, "the tiny model's measured decode step on 2 CPU cores"
+    else:
+        step, how = decode_step_s(device, shape, cfg.model.load_in_4bit, rows)
+    if step is None:
+        return 0.0, how
+    return batches * g.max_completion_length * step, f"{batches} batches of {rows} completions × up to " + (
+        f"{g.max_completion_length} decode steps; {how}"
+    )
 
 
 def estimate_time(
@@ -409,8 +474,12 @@ def estimate_time(
         passes = "its reference's forward passes" if t.method == "dpo" else "its reference's and KL forward passes"
         rate = Throughput(rate.tokens_per_s / factor, f"{rate.source}; ÷ {factor:.2g} for {passes}", rate.measured)
     seconds = tokens * (1.0 if rate.measured else padding) / rate.tokens_per_s / device.count  # DDP: shared steps
+    generating, how = 0.0, ""
+    if t.method == "grpo" and rate.method != "grpo":  # the demo's GRPO timing has its generation in it already
+        generating, how = generation_time(cfg, shape, device, steps)
+        seconds += generating
     if device.kind != "cpu":
-        return TimeEstimate(tokens, padding, steps, seconds, rate, device)
+        return TimeEstimate(tokens, padding, steps, seconds, rate, device, generation_s=generating, generation=how)
     overhead = build = 0.0
     if cfg.model.model_name_or_path == TINY_MODEL_NAME and (timing := demo_timing(method_of(cfg))) is not None:
         from trainer.tools.tiny import tiny_model_built
@@ -418,4 +487,4 @@ def estimate_time(
         overhead, build = timing.overhead_s, 0.0 if tiny_model_built() else timing.build_s
     load, cores = os.getloadavg()[0], os.cpu_count() or 1
     busy = (load, cores) if busy_factor(load, cores) is not None else None
-    return TimeEstimate(tokens, padding, steps, seconds, rate, device, overhead, build, busy)
+    return TimeEstimate(tokens, padding, steps, seconds, rate, device, overhead, build, busy, generating, how)

@@ -70,12 +70,38 @@ def estimate_run(
     shape = shape or model_shape(cfg.model.model_name_or_path)
     device = device or detect_device(cfg.model.model_name_or_path, cfg.run.gpus)
     plain = lengths_of(lengths)
+    if cfg.training.method == "grpo":  # the lengths are the prompts': each trains with a whole completion
+        return grpo_estimate(cfg, plain, total_rows, shape, device)
     report = length_report(lengths, cfg.training.max_length) if lengths else None
     pairs = list(pairs or []) if cfg.training.method != "sft" else []
     sequences = [n for pair in pairs for n in pair] or plain  # what a preference method's batches hold
     fit = check_fit(cfg, shape, device, sequences or None)
     time = estimate_time(cfg, shape, device, plain, total_rows, pairs) if plain or pairs else None
     return RunEstimate(report, fit, time, method_note(cfg, pairs) if pairs else None)
+
+
+def grpo_estimate(
+    cfg: RunConfig, prompts: Sequence[int], total_rows: int | None, shape: ModelShape, device: Device
+) -> RunEstimate:
+    """A GRPO run's estimate from its prompts' lengths: every completion is counted at max_completion_length (an
+    upper bound), generated in batches, then trained on with its prompt."""
+    g, t = cfg.grpo, cfg.training
+    sequences = [n + g.max_completion_length for n in prompts]
+    fit = check_fit(cfg, shape, device, sequences or None)
+    time = estimate_time(cfg, shape, device, sequences, total_rows) if sequences else None
+    note = (
+        f"**GRPO:** each prompt is answered **{g.num_generations}** times, up to {g.max_completion_length} tokens "
+        f"each; a step trains {t.per_device_train_batch_size * t.gradient_accumulation_steps} completions "
+        f"({t.per_device_train_batch_size * t.gradient_accumulation_steps // g.num_generations} prompts), each "
+        "counted here at its full length."
+    )
+    if prompts:
+        note += f" Prompts: {plural(len(prompts), 'row')}, {sum(prompts) / len(prompts):.0f} tokens on average."
+    if fit.estimate.generation:
+        note += f" Generating holds about {size(fit.estimate.generation)} (KV cache and logits) beside the weights."
+    if (factor := compute_factor(cfg)) > 1:
+        note += f" beta > 0 adds the reference's forward pass: each token costs about {factor:.2g}× SFT's."
+    return RunEstimate(None, fit, time, note)
 
 
 def method_note(cfg: RunConfig, pairs: Sequence[tuple[int, int]]) -> str:
@@ -159,6 +185,7 @@ def render_memory(fit: Fit) -> list[str]:
         f"| loss head | {size(e.loss_head)} |",
         f"| layer backward | {size(e.backward)} |",
         f"| overhead | {size(e.overhead)} |",
+        *([f"| generation (GRPO) | {size(e.generation)} |"] if e.generation else []),
         "",
         f"{e.precision} base, {e.tokens:,} tokens in the largest micro-batch; the peak comes in the {e.peak_phase} "
         "(the loss head and the layer backward never hold memory at the same time).",
@@ -197,6 +224,8 @@ def render_time(time: TimeEstimate) -> list[str]:
     else:
         head = f"**Time:** about **{duration(time.seconds)}** of training on {on} ({trained}; evaluation and loading "
         head += "not included)."
+    if time.generation_s:
+        head += f" Of it, about **{duration(time.generation_s)}** generating completions ({time.generation})."
     lines = [head, f"<sub>tokens/s: {time.throughput.source}.</sub>"]
     if time.load is not None:
         load, cores = time.load

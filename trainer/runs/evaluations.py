@@ -24,12 +24,6 @@ from trainer.runs.access import AccessError, Caller, dataset_problem
 from trainer.runs.state import ACTIVE, TRAINED, RunState
 from trainer.runs.store import EVAL, Job
 
-CPU_STEP_S = 0.05
-"""Seconds per batched decode step of the tiny demo model on a CPU (16 rows): measured on 2 cores, 2026-12-07
-(`python -m trainer eval` on the demo run: 24 prompts, 3 batches, 14 s with loading), rounded up."""
-GPU_EFFICIENCY = 0.5
-"""The share of the GPU's memory bandwidth a decode step reaches (each step reads every weight once)."""
-
 
 @dataclass
 class EvalView:
@@ -254,21 +248,19 @@ class Evaluations:
     def _step_s(self, run: Job, on_gpu: bool) -> tuple[float | None, str]:
         """Seconds per batched decode step, and how that figure was found."""
         cfg = self.service.config_of(run).model
+        from trainer.estimate.plan import TINY_CPU_DECODE_STEP_S, decode_step_s
+
         if cfg.model_name_or_path == TINY_MODEL_NAME and not on_gpu:
-            return CPU_STEP_S, "the tiny model's measured step on 2 CPU cores"
+            return TINY_CPU_DECODE_STEP_S, "the tiny model's measured step on 2 CPU cores"
         from trainer.estimate.device import detect_device
         from trainer.estimate.memory import model_shape
 
         device = detect_device(cfg.model_name_or_path)
         try:
-            params = model_shape(cfg.model_name_or_path).n_params
+            shape = model_shape(cfg.model_name_or_path)
         except (OSError, ValueError):
-            params = None
-        if device.gpu is None or not device.gpu.bandwidth_gbs or params is None:
             return None, f"no figure for {device.name}"
-        weight_bytes = params * (0.5 if cfg.load_in_4bit else 2)
-        step = weight_bytes / (device.gpu.bandwidth_gbs * 1e9 * GPU_EFFICIENCY)
-        return step, f"{device.name}: every weight read once per step at half its memory bandwidth"
+        return decode_step_s(device, shape, cfg.load_in_4bit)
 
     def archive(self, who: Caller, run_id: object, into: Path) -> str:
         """A .zip of the run's last evaluation (results.json, summary.json, chart.png) at `into` + ".zip"."""

@@ -122,6 +122,7 @@ def preview_data(values: dict[str, Any], who: Caller, flavor: Flavor | None = No
     Reads the data with the caller's token (none for a signed-out visitor on a Space: public datasets only).
     """
     from trainer import data
+    from trainer.data.prompts import preview_prompts
     from trainer.estimate.tokens import row_tokens
 
     cfg, problems = config_from_form(values)
@@ -131,7 +132,10 @@ def preview_data(values: dict[str, Any], who: Caller, flavor: Flavor | None = No
     token = RunService.hub_token(who)  # the caller's own, or False (the libraries read None as "the Space's HF_TOKEN")
     try:
         tokenizer = data.preview_tokenizer(cfg.model.model_name_or_path, token=token)
-        p = data.preview(cfg.data, tokenizer, cfg.training.max_length, token=token, measure=row_tokens)
+        if cfg.training.method == "grpo":  # its prompts, and the columns its rewards read
+            p = preview_prompts(cfg, tokenizer, token=token)
+        else:
+            p = data.preview(cfg.data, tokenizer, cfg.training.max_length, token=token, measure=row_tokens)
     except (data.DataError, ConfigError) as exc:
         return f"### Dataset problem\n{labelled(str(exc))}", "", ""  # it may quote the data: escaped
     stats = p.token_lengths
