@@ -136,6 +136,9 @@ def make_parser() -> argparse.ArgumentParser:
     bench_chat.add_argument("--max-new-tokens", type=int, default=128, help="tokens per pane (default: 128)")
     bench_chat.add_argument("--repeats", type=int, default=3, help="timed repeats, median reported (default: 3)")
     bench_chat.add_argument("--out", type=Path, default=Path("benchmarks"), help="folder for chat.json and chat.md")
+    from trainer.tools.bench_grpo import add_arguments as grpo_bench_arguments
+
+    grpo_bench_arguments(sub.add_parser("bench-grpo", help="GRPO step time, generation tokens/s and memory"))
 
     chat = sub.add_parser(
         "chat",
@@ -419,6 +422,13 @@ def cmd_bench_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_grpo(args: argparse.Namespace) -> int:
+    """`bench-grpo`: see trainer.tools.bench_grpo."""
+    from trainer.tools.bench_grpo import cmd_bench_grpo as run
+
+    return run(args)
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     """`config show|list`."""
     import yaml
@@ -448,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": cmd_config,
         "bench": cmd_bench,
         "bench-chat": cmd_bench_chat,
+        "bench-grpo": cmd_bench_grpo,
         "gpu-check": cmd_gpu_check,
         "push": cmd_push,
         "chat": cmd_chat,

@@ -116,3 +116,14 @@ def test_the_chat_bench_times_one_mixed_batch_against_two_generates(tiny_model_p
         assert report[mode]["ttft_s"] > 0 and report[mode]["tokens_per_s"] > 0
     assert report["speedup"] == round(report["batched"]["tokens_per_s"] / report["sequential"]["tokens_per_s"], 3)
     assert "| one mixed batch |" in capsys.readouterr().out
+
+
+def test_the_grpo_bench_times_generation_inside_each_step(tiny_model_path, tmp_path):
+    from trainer.tools.bench_grpo import run_grpo_bench
+
+    report = run_grpo_bench(True, 3, 1, tmp_path, completion_len=8, num_generations=4, batch_size=4, prompt_len=48)
+    assert (report["completions_per_step"], report["num_generations"], report["completion_len"]) == (4, 4, 8)
+    assert 0 < report["generation_share"] < 1 and report["generation_tokens_per_s"] > 0  # a part of each step
+    assert report["step_time_s"] > 0 and report["training_tokens_per_s"] > 0 and len(report["losses"]) == 3
+    assert json.loads((tmp_path / "grpo.json").read_text())["step_time_s"] == report["step_time_s"]
+    assert "| step s | generating | generation tokens/s |" in (tmp_path / "grpo.md").read_text()

@@ -12,21 +12,22 @@ import trainer.tools.gpu_check as gc
 from trainer.paths import PROJECT_ROOT
 
 
-def test_a_real_check_runs_the_gpu_tests_then_both_benchmarks_on_phi3_mini(tmp_path):
-    tests, train, chat = gc.steps(tmp_path, dry_run=False)
-    assert [tests.name, train.name, chat.name] == ["gpu-tests", "train-bench", "chat-bench"]
+def test_a_real_check_runs_the_gpu_tests_then_the_benchmarks_on_phi3_mini(tmp_path):
+    tests, train, chat, grpo = gc.steps(tmp_path, dry_run=False)
+    assert [tests.name, train.name, chat.name, grpo.name] == ["gpu-tests", "train-bench", "chat-bench", "grpo-bench"]
     assert " -m gpu tests/gpu " in " ".join(tests.argv) and f"--junitxml={tmp_path / 'gpu-tests.xml'}" in tests.argv
-    assert "--tiny" not in train.argv and "--tiny" not in chat.argv  # the Phi-3-mini architecture
+    assert all("--tiny" not in step.argv for step in (train, chat, grpo))  # the Phi-3-mini architecture
+    assert grpo.argv[grpo.argv.index("--completion-len") + 1] == "256" and grpo.report == "grpo/grpo.md"
     assert train.argv[train.argv.index("--seq-lens") + 1] == "2048,1024"
     assert train.argv[train.argv.index("--methods") + 1] == "lora,dpo,qlora" and "--liger" in train.argv
     assert int(train.argv[train.argv.index("--steps") + 1]) >= 50  # loss parity is judged over the first 50 steps
-    assert sum(s.timeout_s for s in (tests, train, chat)) <= 9 * 60  # under 9 minutes on the GPU, whatever happens
+    assert sum(s.timeout_s for s in (tests, train, chat, grpo)) <= 9.5 * 60  # within one 10-minute device call
 
 
 def test_a_dry_run_collects_the_gpu_tests_and_benchmarks_the_tiny_model(tmp_path):
-    tests, train, chat = gc.steps(tmp_path, dry_run=True)
+    tests, train, chat, grpo = gc.steps(tmp_path, dry_run=True)
     assert "--collect-only" in tests.argv  # they fail by design without CUDA
-    assert "--tiny" in train.argv and "--tiny" in chat.argv
+    assert all("--tiny" in step.argv for step in (train, chat, grpo))
 
 
 @pytest.mark.parametrize(

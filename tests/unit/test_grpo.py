@@ -135,3 +135,27 @@ def test_the_trl_export_names_a_reward_module_s_functions_without_running_it(tmp
     assert "from trl_reward_module import reward_a" in source
     assert "answer_match = reward_function('answer_match', 'answer', **{})" in source
     assert "words = reward_function('words', None, **{'required': ['sky', 'water'], 'forbidden': []})" in source
+
+
+def test_the_gsm8k_preset_scores_a_gsm8k_row_as_its_rewards_say():
+    """GSM8K's own row shape (openai/gsm8k, config main: question, answer ending '#### <n>'), offline."""
+    from trainer.config import preset_config
+    from trainer.grpo import reward_funcs, score
+
+    cfg = preset_config("grpo-gsm8k")
+    row = {"question": "Natalia sold clips to 48 friends in April, and half as many in May. How many in all?",
+           "answer": "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n"
+                     "Natalia sold 48+24 = <<48+24=72>>72 clips.\n#### 72"}  # fmt: skip
+    assert data_problems(cfg, list(row)) == []
+    (prompt,), _ = prompt_rows([row], cfg.grpo.prompt_column, cfg.data.system_prompt)
+    assert [m["role"] for m in prompt["prompt"]] == ["system", "user"] and "<think>" in prompt["prompt"][0]["content"]
+    funcs, weights = reward_funcs(cfg)
+    completions = [
+        "<think>48 / 2 = 24 in May, 48 + 24 = 72.</think> The answer is 72.",  # right, and in the format
+        "<think>48 + 48 = 96</think> The answer is 96.",  # wrong answer, right format
+        "The answer is $72.",  # right answer, no reasoning block
+    ]
+    rows = [prompt["prompt"]] * 3
+    scores = score(funcs, weights, rows, completions, {"answer": [row["answer"]] * 3})
+    assert scores["answer_match"] == [1.0, 0.0, 1.0] and scores["think_format"] == [1.0, 1.0, 0.0]
+    assert scores["reward"] == [1.5, 0.5, 1.0]  # answer_match:1.0, think_format:0.5 (the default menu)

@@ -181,16 +181,19 @@ def read_presets(folder: Path = EXAMPLES_DIR) -> dict[str, tuple[str, dict[str, 
     """The presets of a folder: {name: (description, the preset's keys as a nested dict)}.
 
     Listed as the form and `config list` show them: the general presets first, then the Phi-3 Cookbook's recipes
-    (``cookbook-*``), then the offline demo (``*-demo``), each group by name.
+    (``cookbook-*``), then the offline demo (``*-demo``), each group by name (the general ones: SFT, then the
+    preference methods, then GRPO).
 
     Raises:
         ConfigError: a preset file is not YAML, or its header names another preset than its file name.
     """
     presets = {}
 
-    def place(path: Path) -> tuple[int, str]:  # Phi-3-mini's (SFT, then preference), the Cookbook's, the demos
+    def place(path: Path) -> tuple[int, str]:  # Phi-3-mini's (SFT, preference, GRPO), the Cookbook's, the demos
         name = path.stem
-        return (3 if name.startswith("tiny-demo") else 2 if name.startswith("cookbook-") else int("dpo" in name), name)
+        if name.startswith(("tiny-demo", "cookbook-")):
+            return (4 if name.startswith("tiny-demo") else 3, name)
+        return (2 if "grpo" in name else int("dpo" in name), name)
 
     for path in sorted(Path(folder).glob("*.yaml"), key=place):
         header = PRESET_HEADER.match(path.read_text(encoding="utf-8").split("\n", 1)[0])

@@ -11,6 +11,7 @@ the next one:
 2. train-bench: `python -m trainer bench` on the Phi-3-mini architecture: LoRA, DPO and QLoRA, stock TRL baseline vs
    the fast path (and Liger), sequence lengths 2048 and 1024.
 3. chat-bench: `python -m trainer bench-chat`: the compare chat batched vs sequential.
+4. grpo-bench: `python -m trainer bench-grpo`: a GRPO step's time, its generation share and tokens/s, peak memory.
 
 The folder (default `benchmarks/<date>-<gpu>/`) gets check.json (each step's command, status, seconds) and
 README.md (device, driver, versions, date, and each step's tables), ready to commit.
@@ -51,15 +52,19 @@ def steps(out: Path, dry_run: bool) -> list[Step]:
     # DPO before QLoRA: the step writes after each configuration, so a cut at its time limit keeps LoRA and DPO
     bench = [python, "-m", "trainer", "bench", "--methods", "lora,dpo,qlora", "--out", str(out / "train")]
     chat = [python, "-m", "trainer", "bench-chat", "--out", str(out / "chat")]
+    grpo = [python, "-m", "trainer", "bench-grpo", "--out", str(out / "grpo")]
     if dry_run:
         bench += ["--tiny", "--seq-lens", "96", "--steps", "6", "--warmup-steps", "2", "--liger"]
         chat += ["--tiny", "--max-new-tokens", "24", "--repeats", "2"]
+        grpo += ["--tiny", "--steps", "3", "--warmup-steps", "1", "--completion-len", "16"]
     else:
         bench += ["--seq-lens", "2048,1024", "--steps", "50", "--warmup-steps", "8", "--liger"]
+        grpo += ["--steps", "6", "--warmup-steps", "1", "--completion-len", "256"]
     return [
         Step("gpu-tests", tests, 160, ""),
-        Step("train-bench", bench, 300, "train/bench.md"),  # writes after each configuration: a cut keeps figures
+        Step("train-bench", bench, 250, "train/bench.md"),  # writes after each configuration: a cut keeps figures
         Step("chat-bench", chat, 60, "chat/chat.md"),
+        Step("grpo-bench", grpo, 90, "grpo/grpo.md"),
     ]
 
 
