@@ -35,7 +35,8 @@ FLOORS = [
     ["trainer.trl_export", "trainer.grpo"],  # the run as a config for stock `trl sft` / `trl dpo` / `trl kto`; GRPO
     ["trainer.training", "trainer.chat", "trainer.runs.access"],
     ["trainer.preflight", "trainer.runs.queue", "trainer.tools.bench", "trainer.evaluation"],
-    ["trainer.runs", "trainer.tools.bench_chat", "trainer.tools.gpu_check"],  # runs: the service, over its parts
+    # runs: the service, over its parts
+    ["trainer.runs", "trainer.tools.bench_chat", "trainer.tools.bench_grpo", "trainer.tools.gpu_check"],
     ["trainer.ui", "trainer.__main__"],
 ]
 
