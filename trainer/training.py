@@ -258,8 +258,8 @@ def _train(
         n_eval = 0
     asked = held_out if held_out is not None else prepared.train
     sample_rows = sample_conversations(asked, t.sample_prompts, config.grpo.answer_column)
-    if trainer.is_fsdp_enabled and sample_rows:  # a sharded model answers only with every process in step: not here
-        sample_rows = []
+    if trainer.is_fsdp_enabled and (sample_rows or held_out is not None):  # a sharded model answers only with
+        sample_rows, held_out = [], None  # every process in step: not here (nor GRPO's held-out reward)
         emit({"step": 0, "message": "FSDP: the held-out prompts are not answered; compare in the Compare tab"})
 
     # --- 6. evaluate where the run starts (the untouched base, adapter B = 0; or the parent adapter) unless resuming

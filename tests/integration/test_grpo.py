@@ -191,3 +191,21 @@ def test_stock_trl_grpo_runs_the_download_with_the_same_rewards(grpo_run, tmp_pa
     assert ours["step"] == trl_first["step"] == 2
     for key in ("reward", "rewards/length_target/mean", "rewards/words/mean"):
         assert trl_first[key] == pytest.approx(ours[key], abs=1e-6), key
+
+
+def test_grpo_on_a_4bit_base_and_after_sft_from_its_adapter(demo, tmp_path):
+    """QLoRA GRPO (bitsandbytes' CPU backend), and GRPO continuing the SFT demo's adapter (its LoRA settings kept)."""
+    from trainer.training import continued_from
+
+    base = ["max_steps=2", "sample_prompts=0", "eval_fraction=0.02"]
+    four_bit = load_config(preset="tiny-demo-grpo", overrides=[*base, "model.load_in_4bit=true"])
+    qlora = run(four_bit, None, tmp_path / "q")
+    assert qlora.global_step == 2 and "4-bit True" in (tmp_path / "q" / rf.LOG_FILE).read_text()
+    sft, _ = demo
+    cfg = load_config(preset="tiny-demo-grpo", overrides=[*base, f"model.adapter_name_or_path={sft.run_dir}"])
+    parent, cfg = continued_from(cfg)
+    events: list[dict] = []
+    result = run(cfg, events.append, tmp_path / "c")
+    assert result.global_step == 2 and parent["name"]
+    assert any("rewards/length_target/mean" in e for e in events)
+    assert "reward_after" in rf.read_json(tmp_path / "c" / rf.STATUS_FILE)

@@ -157,7 +157,7 @@ def test_the_cli_checks_push_access_before_training(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("preset", "steps"), [("tiny-demo", 6), ("tiny-demo-dpo", 3)])
+@pytest.mark.parametrize(("preset", "steps"), [("tiny-demo", 6), ("tiny-demo-dpo", 3), ("tiny-demo-grpo", 2)])
 def test_the_time_limit_stops_a_run_with_a_checkpoint_and_it_resumes(preset, steps, tiny_model_path, tmp_path):
     from trainer.training import RunTimeLimit, run
 
