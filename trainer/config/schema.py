@@ -434,6 +434,12 @@ def _first_key_of(name: str) -> str:
 
 def iter_fields() -> list[FieldSpec]:
     """All leaf settings of RunConfig, in declaration order."""
+    return list(_all_fields())
+
+
+@functools.cache
+def _all_fields() -> tuple[FieldSpec, ...]:
+    """The leaf settings, read from the dataclasses once (RunConfig's fields never change at run time)."""
     specs = []
     for section in dataclasses.fields(RunConfig):
         section_cls = section.default_factory  # type: ignore[misc]
@@ -441,7 +447,7 @@ def iter_fields() -> list[FieldSpec]:
         for f in dataclasses.fields(section_cls):
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
             specs.append(FieldSpec(section.name, f.name, hints[f.name], default, dict(f.metadata)))
-    return specs
+    return tuple(specs)
 
 
 def find_field(key: str) -> FieldSpec:

@@ -73,8 +73,9 @@ N_PARTS = len(FIXED_CHARTS) + 3
 
 def updates(events: list[dict[str, Any]]) -> list[Any]:
     """The panel's new values, in `build`'s order (warning, charts, completions): drawn for a GRPO run, else hidden."""
-    shown = is_grpo_run(events)
-    events = events if shown else []
+    if not is_grpo_run(events):  # hidden, values unchanged: nothing to compute or send
+        return [gr.update(visible=False) for _ in range(N_PARTS)]
+    shown = True
     warning = zero_spread_warning(events)
     functions = function_series(events)
     colors = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(functions)}
