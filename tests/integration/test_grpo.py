@@ -4,14 +4,11 @@ module adds its functions; data a reward cannot be computed on is refused before
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 from safetensors.torch import load_file
 
+from tests.cli import run_cli
 from trainer.config import load_config
-from trainer.paths import PROJECT_ROOT
 from trainer.runs import folder as rf
 from trainer.training import run
 
@@ -91,30 +88,17 @@ def test_a_local_reward_module_adds_its_functions(tiny_model_path, tmp_path):
     assert "rewards/reward_ends_with_a_full_stop" in status["reward_after"]
 
 
-def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    import os
-
-    return subprocess.run(
-        [sys.executable, "-m", "trainer", *args],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **(env or {})},
-    )
-
-
 def test_a_reward_module_is_refused_on_a_space_and_its_flag_does_not_exist_there(tmp_path):
     module = tmp_path / "my_rewards.py"
     ran = tmp_path / "ran"
     module.write_text(f"import pathlib; pathlib.Path({str(ran)!r}).write_text('the module ran')\n" + MODULE)
     space = {"OAUTH_CLIENT_ID": "x", "SPACE_ID": "owner/studio"}
-    no_flag = _cli("train", "--preset", "tiny-demo-grpo", "--reward-module", str(module), env=space)
+    no_flag = run_cli("train", "--preset", "tiny-demo-grpo", "--reward-module", str(module), env=space)
     assert no_flag.returncode == 2 and "unrecognized arguments: --reward-module" in no_flag.stderr
-    by_set = _cli("train", "--preset", "tiny-demo-grpo", "--set", f"grpo.reward_module={module}", env=space)
+    by_set = run_cli("train", "--preset", "tiny-demo-grpo", "--set", f"grpo.reward_module={module}", env=space)
     assert by_set.returncode == 2 and "only a local run may name one" in by_set.stderr + by_set.stdout
     assert not ran.exists()  # never imported
-    local = _cli("train", "--help")
+    local = run_cli("train", "--help")
     assert "--reward-module" in local.stdout  # locally the flag is there
 
 

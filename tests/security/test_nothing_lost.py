@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.cli import run_cli
 from trainer.config import load_config
 from trainer.runs import folder as rf
 from trainer.runs.queue import JobStore, RunQueue
@@ -118,31 +118,17 @@ def test_a_truncated_status_file_does_not_stop_the_runs_view(space):
     assert "alice-run" in outputs[0] and "step 1" in outputs[1]
 
 
-def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    import os
-
-    root = Path(__file__).resolve().parents[2]
-    return subprocess.run(
-        [sys.executable, "-m", "trainer", *args],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **(env or {})},
-    )
-
-
 def test_the_cli_never_trains_over_a_run_without_resume(tmp_path):
     run_dir = tmp_path / "run"
     (run_dir / rf.CHECKPOINTS_DIR / "checkpoint-40").mkdir(parents=True)
-    out = _cli("train", "--preset", "tiny-demo", "--run-dir", str(run_dir))
+    out = run_cli("train", "--preset", "tiny-demo", "--run-dir", str(run_dir))
     assert out.returncode == 2
     assert f"--run-dir: {run_dir} already holds a run. Add --resume to continue it" in out.stderr
     assert sorted(p.name for p in run_dir.iterdir()) == [rf.CHECKPOINTS_DIR]  # untouched
 
 
 def test_the_cli_checks_push_access_before_training(tmp_path):
-    out = _cli(
+    out = run_cli(
         "train",
         "--preset",
         "tiny-demo",

@@ -104,6 +104,19 @@ def needs_checkpointing(params: int, n_layers: int, hidden: int, tokens_per_batc
     return 1.2 * (2 * params + activations) > free_bytes
 
 
+def common_args(on_gpu: bool) -> dict[str, Any]:
+    """The trainer arguments every benchmark shares: log every step, save and report nothing, seed 0, bf16 on a GPU."""
+    return dict(
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        seed=0,
+        bf16=on_gpu,
+        use_cpu=not on_gpu,
+    )
+
+
 def peak_tflops(device_name: str) -> float | None:
     """Dense bf16 peak of a known GPU, or None."""
     return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in device_name), None)
@@ -339,13 +352,7 @@ def _run_one(model, method: str, seq_len: int, variant: str, steps: int, warmup_
         max_steps=steps,
         learning_rate=1e-4,
         lr_scheduler_type="constant",
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        seed=0,
-        bf16=on_gpu,
-        use_cpu=not on_gpu,
+        **common_args(on_gpu),
         **checkpointing_settings(checkpointing),
         dataloader_pin_memory=on_gpu and optimised,
         dataloader_num_workers=2 if (on_gpu and optimised) else 0,

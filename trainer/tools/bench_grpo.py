@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.phi3 import PHI3_PROJECTIONS
-from trainer.tools.bench import _model, _StepTimer, _sync, environment
+from trainer.tools.bench import _model, _StepTimer, _sync, common_args, environment
 from trainer.tools.bench_data import synthetic_rows
 from trainer.versions import versions_line
 
@@ -64,13 +64,7 @@ def run_grpo_bench(
         max_completion_length=completion_len,
         max_steps=steps,
         learning_rate=1e-5,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        seed=0,
-        bf16=on_gpu,
-        use_cpu=not on_gpu,
+        **common_args(on_gpu),
         **checkpointing_settings(True),
     )
     peft = lora_config(LoraSettings(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=list(PHI3_PROJECTIONS)))
