@@ -295,7 +295,7 @@ def test_a_grpo_run_charts_its_rewards_lengths_and_fractions_and_shows_its_compl
     assert set(functions["color_map"]) == {"length_target", "words"}
     assert drawn(length, "mean") == [12.0, 14.0] and drawn(fractions, "KL") == [0.01]
     assert drawn(fractions, "groups all equal") == [0.5, 0.25]
-    assert table["value"] == [[2, "What is rain?", "Rain is water.", 0.45, "length_target 0.35, words 0.2"]]
+    assert table["value"] == [[2, "What is rain?", 0.45, "length_target 0.35, words 0.2", "Rain is water."]]
     hidden = grpo_panel.updates(EVENTS)  # an SFT run: nothing of it shows
     assert not any(p["visible"] for p in hidden)
 

@@ -57,16 +57,16 @@ def function_series(events: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def completions_rows(events: list[dict[str, Any]]) -> list[list[Any]]:
-    """The latest recorded completions as table rows: step, prompt, completion, reward, and each function's reward."""
+    """The latest recorded completions as table rows: step, prompt, reward, each function's reward, completion."""
     rows = []
     for event in [e for e in events if e.get("completions")][-COMPLETION_EVENTS:][::-1]:
         for c in event["completions"]:
             each = ", ".join(f"{name} {value:g}" for name, value in c["rewards"].items())
-            rows.append([event["step"], c["prompt"], c["completion"], c["reward"], each])
+            rows.append([event["step"], c["prompt"], c["reward"], each, c["completion"]])
     return rows
 
 
-COLUMNS = ["step", "prompt", "completion", "reward", "each reward"]
+COLUMNS = ["step", "prompt", "reward", "each reward", "completion"]  # the completion last: it is the long one
 N_PARTS = len(FIXED_CHARTS) + 3
 """The panel's components: the warning, the charts (the fixed ones and the functions'), the completions table."""
 
