@@ -159,3 +159,20 @@ def test_the_gsm8k_preset_scores_a_gsm8k_row_as_its_rewards_say():
     scores = score(funcs, weights, rows, completions, {"answer": [row["answer"]] * 3})
     assert scores["answer_match"] == [1.0, 0.0, 1.0] and scores["think_format"] == [1.0, 1.0, 0.0]
     assert scores["reward"] == [1.5, 0.5, 1.0]  # answer_match:1.0, think_format:0.5 (the default menu)
+
+
+def test_a_hugging_face_job_is_refused_a_local_reward_module(tmp_path, monkeypatch):
+    """A Job runs in the Space's image, without this machine's files: the run is refused before it is queued."""
+    from trainer.preflight import RefusedRun
+    from trainer.runs.access import Caller
+    from trainer.runs.queue import JobStore, RunQueue
+    from trainer.runs.service import JOBS_REWARD_MODULE, RunService
+
+    monkeypatch.delenv("OAUTH_CLIENT_ID", raising=False)
+    monkeypatch.setenv("SPACE_ID", "owner/studio")  # the image a Job would run in
+    service = RunService(RunQueue(JobStore(tmp_path / "jobs.sqlite"), python="/bin/false"))
+    cfg = _grpo(**{"grpo.reward_module": str(tmp_path / "mine.py")})
+    with pytest.raises(RefusedRun) as refused:
+        service.start(Caller(None, "hf_local", local=True), cfg, flavor="a10g-large")
+    assert refused.value.problems == [JOBS_REWARD_MODULE]
+    assert service.queue.store.list() == []

@@ -415,6 +415,7 @@ class RunService:
             lambda: self.resolve_parent(who, config),
             lambda: self.where_problem(flavor, on_gpu, zero_gpu, who),
             lambda: flavor and Path(config.model.adapter_name_or_path or "\0").exists() and JOBS_ADAPTER,
+            lambda: flavor and config.grpo.reward_module.strip() and JOBS_REWARD_MODULE,
         ):
             if problems:
                 break
@@ -475,3 +476,8 @@ JOBS_ADAPTER = (
     "the Hub and continue from its repo ID, or run on this machine."
 )
 """Why a run sent to Hugging Face Jobs cannot continue from a run folder here (it runs elsewhere)."""
+JOBS_REWARD_MODULE = (
+    "grpo.reward_module: a Hugging Face Job runs in the Space's image, without this machine's files. Use the built-in "
+    "rewards (grpo.rewards), or run on this machine."
+)
+"""Why a run sent to Hugging Face Jobs cannot add a local reward module."""
