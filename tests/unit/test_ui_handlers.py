@@ -404,3 +404,22 @@ def test_preview_tokenises_its_rows_once_and_hands_the_lengths_to_the_estimate(t
     assert passes == [216 + 24]  # every previewed row, once (the pirate rows before the eval hold-out)
     assert "**Tokens per row:** min 24, median 27, p95 30, max 32" in summary  # the stats, from that one pass
     assert "**Time:**" in estimate and "0 of 4,484 reply tokens" in estimate  # the estimate, with its reply spans
+
+
+def test_a_grpo_preview_shows_its_prompts_the_columns_its_rewards_read_and_the_generation(tmp_path, monkeypatch):
+    from trainer.config import preset_config
+    from trainer.runs.access import caller_from
+    from trainer.ui.form import form_fields, widget_value
+    from trainer.ui.train_tab import preview_data
+
+    monkeypatch.setenv("PHI3_STUDIO_DATA_DIR", str(tmp_path))
+    cfg = preset_config("tiny-demo-grpo")
+    values = {s.key: widget_value(s, s.get(cfg)) for s in form_fields()}
+    summary, rendered, estimate = preview_data(values, caller_from(None, None))
+    assert "**Format:** `prompts` · **rows:** 200 usable of 200" in summary and "**Tokens per prompt:**" in summary
+    assert "over max length" not in summary and "Start is blocked" not in summary  # prompts are not cut
+    assert rendered.endswith("<|assistant|>\n")  # each prompt as the model is prompted: the generation prompt last
+    assert "**GRPO:** each prompt is answered **4** times, up to 32 tokens each" in estimate
+    values["grpo.rewards"] = "answer_match:1.0, length_target:0.5"
+    summary, _, _ = preview_data(values, caller_from(None, None))
+    assert "### Start is blocked\n**Answer column:** reward answer\\_match needs a column" in summary  # by its label

@@ -139,11 +139,13 @@ def preview_data(values: dict[str, Any], who: Caller, flavor: Flavor | None = No
     except (data.DataError, ConfigError) as exc:
         return f"### Dataset problem\n{labelled(str(exc))}", "", ""  # it may quote the data: escaped
     stats = p.token_lengths
+    prompts = p.format == "prompts"  # GRPO's: not cut to max_length (TRL 1.16's GRPO has no prompt limit)
+    cut = "" if prompts else f" · **over max length {p.max_length}:** {p.n_over_max_length} (truncated)"
     summary = [
         f"**Format:** `{p.format}` · **rows:** {p.n_rows} usable of {p.n_input}"
         + (f" ({p.extent})" if p.extent else ""),
-        f"**Tokens per row:** min {stats['min']:.0f}, median {stats['p50']:.0f}, p95 {stats['p95']:.0f}, "
-        f"max {stats['max']:.0f} · **over max length {p.max_length}:** {p.n_over_max_length} (truncated)",
+        f"**Tokens per {'prompt' if prompts else 'row'}:** min {stats['min']:.0f}, median {stats['p50']:.0f}, "
+        f"p95 {stats['p95']:.0f}, max {stats['max']:.0f}{cut}",
     ]
     summary += [f"**Note:** {note}" for note in p.notes]
     if p.pairs:  # preference pairs side by side
