@@ -5,6 +5,8 @@ adapter); this module holds what GRPO adds:
 
 - the reward functions and their weights: the built-in menu (`trainer.rewards`, set in the form) and, on a local
   run only, the ``reward_*`` functions of a Python file (`grpo.reward_module`), never on a Space;
+- `grpo_trainer`: TRL's GRPOTrainer with them, the LoRA config and the form's GRPOConfig settings
+  (`trainer.methods.grpo_settings`, shared with the run's ``trl_grpo.yaml``);
 - the held-out reward: the mean reward of greedy completions of held-out prompts, before and after training, which
   is how the run shows that the tuned model is better than the base;
 - a few completions with the rewards each earned, recorded in the events every few logs, for the Runs tab.
