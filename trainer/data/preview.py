@@ -11,6 +11,7 @@ import csv
 import itertools
 import logging
 import math
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,7 +224,14 @@ def preview_tokenizer(model_name: str, token: str | bool | None = None) -> Any:
             return AutoTokenizer.from_pretrained(model_name, token=token)
         except Exception:  # noqa: BLE001 - offline or private: the bundled tokenizer is the real Phi-3 one
             logger.info("preview: using the bundled Phi-3 tokenizer instead of %s's", model_name)
-    return AutoTokenizer.from_pretrained(TOKENIZER_DIR)
+    if (bundled := getattr(_THREAD, "tokenizer", None)) is None:
+        bundled = _THREAD.tokenizer = AutoTokenizer.from_pretrained(TOKENIZER_DIR)
+    return bundled
+
+
+_THREAD = threading.local()
+"""Each thread's copy of the bundled tokenizer, loaded once (0.1 s a load, on every Start and Preview before): a
+public asset whatever the caller, and never shared between threads (a fast tokenizer is not safe to share)."""
 
 
 def format_preview(p: Preview, max_problems: int = 10) -> str:
