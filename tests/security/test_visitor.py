@@ -117,8 +117,13 @@ def test_a_visitor_s_preview_never_reads_the_hub_with_the_space_s_token(space, m
         seen.append((name, kwargs.get("token", "<implicit>")))
         raise OSError("not on this Hub")
 
+    import importlib
+    import threading
+
     monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", spy)
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", spy)
+    preview_module = importlib.import_module("trainer.data.preview")  # (trainer.data.preview is also a function)
+    monkeypatch.setattr(preview_module, "_THREAD", threading.local())  # no bundled tokenizer loaded in this thread
     form = space.form(dataset_name="examples/pirate_chat.jsonl", model_name_or_path="someone/private-phi3")
     with pytest.raises(OSError):  # the bundled tokenizer stands in when the model's is not readable: spied too
         space.fns["preview"](form, None, None)
