@@ -75,15 +75,14 @@ def updates(events: list[dict[str, Any]]) -> list[Any]:
     """The panel's new values, in `build`'s order (warning, charts, completions): drawn for a GRPO run, else hidden."""
     if not is_grpo_run(events):  # hidden, values unchanged: nothing to compute or send
         return [gr.update(visible=False) for _ in range(N_PARTS)]
-    shown = True
     warning = zero_spread_warning(events)
     functions = function_series(events)
     colors = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(functions)}
     return [
         gr.update(value=f"⚠️ {warning}" if warning else "", visible=bool(warning)),
-        *[gr.update(value=series_frame(events, series), visible=shown) for _, series in FIXED_CHARTS.values()],
-        gr.update(value=series_frame(events, functions or {"": ""}), color_map=colors or None, visible=shown),
-        gr.update(value=completions_rows(events), visible=shown),
+        *[gr.update(value=series_frame(events, series), visible=True) for _, series in FIXED_CHARTS.values()],
+        gr.update(value=series_frame(events, functions or {"": ""}), color_map=colors or None, visible=True),
+        gr.update(value=completions_rows(events), visible=True),
     ]
 
 
