@@ -96,6 +96,7 @@ def machine_settings(config: RunConfig, run_dir: Path, has_eval: bool) -> dict[s
     import torch
 
     from trainer.modeling import pick_dtype
+    from trainer.trackers import tracker_settings
 
     on_gpu = torch.cuda.is_available()
     dtype = pick_dtype(config.model)
@@ -109,8 +110,8 @@ def machine_settings(config: RunConfig, run_dir: Path, has_eval: bool) -> dict[s
         use_cpu=not on_gpu,
         dataloader_pin_memory=on_gpu,
         ddp_find_unused_parameters=False,  # every LoRA weight takes part in every step: no search for unused ones
-        report_to="none",
         disable_tqdm=True,
+        **tracker_settings(config, run_dir),  # report_to, run and project names (trainer.trackers)
     )
 
 

@@ -94,8 +94,9 @@ def check_before_queueing(cfg: RunConfig, on_gpu: bool, token: str | bool | None
     from trainer import data
     from trainer.hub import HubError, check_push_access
     from trainer.modeling import adapter_problems, environment_problems, model_problems
+    from trainer.trackers import tracker_problems
 
-    problems = environment_problems(cfg.model) + demo_problems(cfg, on_gpu)
+    problems = environment_problems(cfg.model) + demo_problems(cfg, on_gpu) + tracker_problems(cfg)
     if problems:
         return problems
     problems += model_problems(cfg.model, cfg.lora, token)  # its config only: a Phi-3 model, real target modules

@@ -46,6 +46,7 @@ from trainer.runs import folder as rf
 from trainer.runs import processes
 from trainer.runs.state import RunState
 from trainer.tools.tiny import tiny_model_built
+from trainer.trackers import tracker_environment, tracker_problems
 from trainer.trl_export import write_trl_export
 
 __all__ = ["PROJECT_ONLY_SETTINGS", "RunCancelled", "RunResult", "RunTimeLimit", "request_stop", "run"]
@@ -86,8 +87,7 @@ def run(
         return_model: keep the trained PeftModel in the result (otherwise it is freed).
         time_limit_s: stop after this many seconds (from now), with a checkpoint, like a Cancel (RunTimeLimit).
 
-    Returns:
-        A RunResult with the adapter folder and the eval loss before/after.
+    Returns: a RunResult with the adapter folder and the eval loss before/after.
 
     Raises:
         ConfigError: the config is invalid. ValueError (e.g. DataError): the data or machine cannot serve the run.
@@ -97,7 +97,7 @@ def run(
     hubkernels.set_allowed(config.model.hub_kernels)  # before anything imports bitsandbytes
     from trainer.modeling import adapter_problems, environment_problems, model_problems
 
-    if found := adapter_problems(config.model, token):
+    if found := adapter_problems(config.model, token) or tracker_problems(config):
         raise ConfigError(found)
     asked = config
     parent, config = continued_from(config, token)  # the adapter's own LoRA settings rule (recorded in config.yaml)
@@ -113,6 +113,7 @@ def run(
     if run_dir is None:
         run_dir = dist.share(str(rf.new_run_dir()) if dist.is_main() else None)
     run_dir = Path(run_dir)
+    os.environ.update(tracker_environment(config, run_dir, os.environ))  # the tracker's files go in the run folder
     pids = dist.gather([os.getpid(), processes.process_start(os.getpid())])  # each with its start: no later one
     if not dist.is_main():  # a helper process: trains its share, writes nothing, logs only errors
         logging.getLogger("trainer").setLevel(logging.ERROR)

@@ -42,6 +42,7 @@ from trainer.methods import config_class, grpo_settings, preference_settings, sf
 from trainer.phi3 import TINY_MODEL_NAME
 from trainer.rewards import parse_rewards, reward_columns, reward_settings
 from trainer.runs import folder as rf
+from trainer.trackers import project_name
 
 TRL_FILES = {"sft": "trl_sft.yaml", "dpo": "trl_dpo.yaml", "kto": "trl_kto.yaml", "grpo": "trl_grpo.yaml"}
 """The file each method's run writes, named after the `trl` command that runs it (TRL 1.16 has no `trl orpo`)."""
@@ -109,8 +110,10 @@ def trl_settings(config: RunConfig, *, model_path: str, dtype: str, on_gpu: bool
         fp16=on_gpu and dtype == "float16",
         use_cpu=not on_gpu,
         output_dir=TRL_OUTPUT_DIR,
-        report_to="none",
+        report_to=config.run.report_to,  # the run's tracker (its project, not its folder's name: a new run)
     )
+    if config.run.report_to != "none":
+        out["project"] = project_name(config)
     return out
 
 

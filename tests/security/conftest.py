@@ -32,6 +32,7 @@ RECORDING_WORKER = textwrap.dedent(
     (run_dir / "worker-token.txt").write_text(os.environ.get("HF_TOKEN", "<none>"))
     (run_dir / "worker-env.txt").write_text(" ".join(sorted(os.environ)))
     (run_dir / "worker-time-limit.txt").write_text(os.environ.get("PHI3_STUDIO_MAX_RUN_S", "<none>"))
+    (run_dir / "worker-tracker.txt").write_text(os.environ.get("WANDB_API_KEY", "<none>"))
     """
 )
 
@@ -66,6 +67,10 @@ class Space:
         values = {s.key: widget_value(s, s.get(cfg)) for s in form_fields()}
         values.update({f"data.{k}" if k == "dataset_name" else k: v for k, v in changes.items()})
         return {self.components[f"field-{find_field(key).unique_name}"]: value for key, value in values.items()}
+
+    def form_with_key(self, key: str, **changes) -> dict:
+        """The form with the Tracker key field filled in (it is not a setting: it never reaches the config)."""
+        return {**self.form(**changes), self.components["tracker-key"]: key}
 
     def run_of(self, owner: str | None):
         return next(j for j in self.manager.store.list() if j.owner == owner)
@@ -151,6 +156,7 @@ def space(_space_app, monkeypatch) -> Space:
     for folder in ("runs", "uploads"):
         shutil.rmtree(_space_app.data_dir / folder, ignore_errors=True)
     manager._tokens.clear()
+    manager._secrets.clear()
     with sqlite3.connect(_space_app.data_dir / "votes.sqlite") as votes:  # no votes or vote links left over
         votes.execute("DELETE FROM votes")
         votes.execute("DELETE FROM shares")

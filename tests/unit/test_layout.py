@@ -28,7 +28,7 @@ FLOORS = [
     ["trainer.hubkernels", "trainer.versions", "trainer.runs.state"],
     ["trainer", "trainer.phi3", "trainer.runs.folder"],  # the package installs the Hub kernels policy on import
     ["trainer.config", "trainer.runs.store", "trainer.runs.processes"],
-    ["trainer.data", "trainer.tools.tiny", "trainer.evaluation.metrics"],  # metrics: pure, the card shows them
+    ["trainer.data", "trainer.tools.tiny", "trainer.evaluation.metrics", "trainer.trackers"],  # metrics: pure
     ["trainer.modeling", "trainer.samples", "trainer.estimate"],
     ["trainer.hub", "trainer.runs.remote"],
     ["trainer.callbacks", "trainer.methods", "trainer.console"],  # methods: each method's TRL trainer and config

@@ -202,6 +202,13 @@ def cross_field_problems(cfg: Any) -> list[str]:
         found.append(f"run.name: use one line of at most {RUN_NAME_MAX} characters.")
     if cfg.training.method == "grpo":
         found += grpo_problems(cfg.grpo, cfg.training)
+    if space := cfg.run.trackio_space_id.strip():
+        if cfg.run.report_to != "trackio":
+            found.append(
+                "run.trackio_space_id: only trackio logs to a Space. Set run.report_to to trackio, or clear it."
+            )
+        elif not re.fullmatch(r"([A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}", space):
+            found.append(f"run.trackio_space_id: {space!r} is not a Space ID. Use user/name, or name (in yours).")
     return found
 
 

@@ -25,6 +25,7 @@ import yaml
 from trainer.config.fields import INT_LIMIT
 from trainer.config.fields import setting as _field
 from trainer.config.methods import GRPOSettings, PreferenceSettings
+from trainer.config.outputs import HubConfig, RunSettings
 from trainer.config.rules import RUN_NAME_MAX, TEXT_LIMIT, cross_field_problems, size_problem
 from trainer.phi3 import DEFAULT_BASE_MODEL, PHI3_PROJECTIONS
 
@@ -287,47 +288,6 @@ class TrainingSettings:
     )
     sample_max_new_tokens: int = _field(
         64, label="Sample length", min=1, max=2048, advanced=True, help="New tokens per sample answer."
-    )
-
-
-@dataclass
-class HubConfig:
-    """Where the adapter is published."""
-
-    repo_id: str = _field("", label="Push to", help="Hub model repo for the adapter (user/name); empty = keep local.")
-    private: bool = _field(True, label="Private repo", help="Create the repo as private.")
-    push_checkpoints: bool = _field(
-        False,
-        label="Push every checkpoint",
-        advanced=True,
-        help="Also upload each checkpoint's adapter to checkpoints/checkpoint-<step>/ in the repo while training, "
-        "so a crash or a lost machine keeps the latest adapter.",
-    )
-    push_merged: bool = _field(
-        False,
-        label="Also push a merged model",
-        advanced=True,
-        help="Merge the adapter into a bf16 copy of the base (unquantised, also for QLoRA) and push the full model "
-        "to <repo_id>-merged with its own card.",
-    )
-
-
-@dataclass
-class RunSettings:
-    """What a person calls the run (shown wherever runs are listed), and how many GPUs of the machine it uses."""
-
-    name: str = _field(
-        "",
-        label="Run name",
-        help="Shown in the run list and the Compare tab; empty = the preset (or base model) and the dataset.",
-    )
-    gpus: Literal["all", "one"] = _field(
-        "all",
-        label="GPUs",
-        advanced=True,
-        help="On a machine with several GPUs, train on all of them (one process per GPU, each with a full copy of "
-        "the model and its share of every batch) or on one. The web app's setting; the CLI uses what it is "
-        "launched with (torchrun, accelerate launch).",
     )
 
 

@@ -260,3 +260,38 @@ def _inside(path: Path, folder: Path) -> bool:
     except (ValueError, OSError):
         return False
     return path.resolve().is_file()
+
+
+def owns_machine(who: Caller) -> bool:
+    """The local user, or the Space's own author: the only callers whose runs may use the machine's own tracker
+    settings (W&B's key, MLflow's server); everyone else brings their own (`trainer.trackers`)."""
+    if not space_mode():
+        return True
+    author = os.environ.get("SPACE_AUTHOR_NAME", "")
+    return bool(author) and who.owner == author
+
+
+JOBS_TRACKER_KEY = (
+    "run.report_to: a tracker key is not sent to a Hugging Face Job; train here, or let the Job log offline into "
+    "its run folder (leave Tracker key empty)."
+)
+
+
+def trackio_space_problem(who: Caller, space: str) -> str | None:
+    """On a Space, trackio logs live only to a Space of the caller's own (their token could write nowhere else)."""
+    space = space.strip()
+    if space and "/" in space and space.split("/", 1)[0] != who.owner:
+        return f"run.trackio_space_id: {space} is not in your namespace. Use {who.owner}/{space.split('/', 1)[1]}."
+    return None
+
+
+JOBS_ADAPTER = (
+    "model.adapter_name_or_path: a Hugging Face Job cannot read a run folder on this server. Push the parent run to "
+    "the Hub and continue from its repo ID, or run on this machine."
+)
+"""Why a run sent to Hugging Face Jobs cannot continue from a run folder here (it runs elsewhere)."""
+JOBS_REWARD_MODULE = (
+    "grpo.reward_module: a Hugging Face Job runs in the Space's image, without this machine's files. Use the built-in "
+    "rewards (grpo.rewards), or run on this machine."
+)
+"""Why a run sent to Hugging Face Jobs cannot add a local reward module."""

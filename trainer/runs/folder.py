@@ -98,6 +98,12 @@ def left_in_checkout(root: Path = PROJECT_ROOT) -> list[Path]:
     return [path for path in (root / "runs", root / "jobs.sqlite") if path.exists()]
 
 
+def run_slug(dataset_name: str) -> str:
+    """A run folder's name part from its dataset (its file or repo name, letters, digits, - and _ only)."""
+    name = Path(dataset_name).stem or "run"
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:40]
+
+
 def new_run_dir(name: str = "run") -> Path:
     """Create and return a fresh, uniquely named run folder under `<data dir>/runs/`."""
     root = data_dir() / "runs"

@@ -80,6 +80,7 @@ class RunQueue:
         self.grace_s = grace_s
         self.limits = limits or Limits()
         self._tokens: dict[int, str] = {}  # in memory only, until the worker starts
+        self._secrets: dict[int, dict[str, str]] = {}  # a tracker's key (trainer.trackers): the same, never stored
         self._lock = threading.RLock()
         self._runs_seen: int | None = None  # the runs folder's mtime when every folder in it was listed
         self._watched: set[int] = set()  # jobs whose worker (not our child) a thread is watching
@@ -152,11 +153,17 @@ class RunQueue:
     # --- submitting and scheduling
 
     def submit(
-        self, config: RunConfig, owner: str | None = None, token: str | None = None, flavor: str | None = None
+        self,
+        config: RunConfig,
+        owner: str | None = None,
+        token: str | None = None,
+        flavor: str | None = None,
+        secrets: dict[str, str] | None = None,
     ) -> Job:
         """Write a new run folder with config.yaml, queue it, and start it if nothing is running.
 
         With a `flavor`, the run goes to Hugging Face Jobs on that hardware instead, at the owner's expense.
+        `secrets` (a tracker's key) are held in memory like the token and added to the worker's environment.
 
         The config is validated by the caller (`RunService.start`, the form's and the CLI's one seam), once.
 
@@ -167,7 +174,7 @@ class RunQueue:
         if flavor and not (owner and token):
             raise ValueError("Hugging Face Jobs are paid by your account: sign in with Hugging Face to start one.")
         self.check_active_runs(owner)
-        run_dir = rf.new_run_dir(_slug(config))
+        run_dir = rf.new_run_dir(rf.run_slug(config.data.dataset_name))
         save_yaml(config, run_dir / rf.CONFIG_FILE)
         name = config.display_name()
         rf.write_status(  # the table can be rebuilt from run folders; the queue reads `gpus` here, not the YAML
@@ -175,14 +182,24 @@ class RunQueue:
         )
         if flavor:
             return self._start_remote(config, run_dir, name, owner, token, flavor)
-        return self.enqueue(run_dir, name, owner, token)
+        return self.enqueue(run_dir, name, owner, token, secrets=secrets)
 
-    def enqueue(self, folder: Path, name: str, owner: str | None, token: str | None, kind: str = TRAIN) -> Job:
+    def enqueue(
+        self,
+        folder: Path,
+        name: str,
+        owner: str | None,
+        token: str | None,
+        kind: str = TRAIN,
+        secrets: dict[str, str] | None = None,
+    ) -> Job:
         """Queue a job whose folder is ready (its status.json says queued), and start it if nothing is running; the
-        owner's token is held in memory until its worker starts."""
+        owner's token (and `secrets`, environment variables) are held in memory until its worker starts."""
         job = self.store.create(folder, name=name, owner=owner, needs_token=token is not None, kind=kind)
         if token:
             self._tokens[job.id] = token
+        if secrets:
+            self._secrets[job.id] = dict(secrets)
         self.schedule()
         return self.store.get(job.id)
 
@@ -310,6 +327,7 @@ class RunQueue:
             env[TIME_LIMIT_ENV] = str(max(1, round(left)))  # from the run's first start, resumes included
         if token := self._tokens.pop(job.id, None):
             env["HF_TOKEN"] = token  # the only place the token goes: the worker's environment
+        env.update(self._secrets.pop(job.id, {}))  # a tracker's key: likewise
         try:
             # DO NOT use shell=True: argv is a list. A Cancel during the start waits for the worker's handler.
             with open(run_dir / rf.LOG_FILE, "ab") as log, term_held():
@@ -477,11 +495,3 @@ class RunQueue:
         if job is None:
             raise ValueError(f"job {job_id}: no such job.")
         return job
-
-
-# --------------------------------------------------------------------------- pure helpers
-
-
-def _slug(config: RunConfig) -> str:
-    name = Path(config.data.dataset_name).stem or "run"
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:40]

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import shutil
@@ -29,6 +30,9 @@ from trainer.config import RunConfig, repo_id_problem
 from trainer.preflight import DEMO_PRESET, RefusedRun
 from trainer.runs import folder as rf
 from trainer.runs.access import (
+    JOBS_ADAPTER,
+    JOBS_REWARD_MODULE,
+    JOBS_TRACKER_KEY,
     NO_SUCH_RUN,
     SIGN_IN,
     AccessError,
@@ -40,8 +44,10 @@ from trainer.runs.access import (
     hub_kernels_problem,
     hub_token,
     model_problem,
+    owns_machine,
     reward_module_problem,
     space_mode,
+    trackio_space_problem,
     upload_dir,
     visible_jobs,
 )
@@ -54,6 +60,7 @@ from trainer.runs.state import TRAINED, RunState
 from trainer.runs.store import Job
 from trainer.runs.votes import VoteStore
 from trainer.runs.voting import Ballot, Votes
+from trainer.trackers import tracker_secrets
 
 __all__ = [
     "BUILD_PHASE",
@@ -202,11 +209,22 @@ class RunService:
 
     @staticmethod
     def adapter_archive(job: Job, into: Path) -> str:
-        """A .zip of the run's adapter folder at `into` + ".zip" (call with a job from `find`: the owner checked)."""
+        """A .zip of the run's adapter folder at `into` + ".zip", with its tracker's local files (TensorBoard's event
+        files, trackio's database, W&B's offline run, MLflow's store) in their own folders beside it (call with a job
+        from `find`: the owner checked)."""
+        from trainer.trackers import TRACKER_DIRS
+
         adapter = Path(job.run_dir) / rf.ADAPTER_DIR
         if not (adapter / "adapter_model.safetensors").is_file():
             raise ValueError(f"run #{job.id} has no adapter yet: it is saved when training finishes.")
-        return shutil.make_archive(str(into), "zip", root_dir=adapter)
+        logs = [Path(job.run_dir) / name for name in sorted(set(TRACKER_DIRS.values()))]
+        if not any(folder.is_dir() for folder in logs):
+            return shutil.make_archive(str(into), "zip", root_dir=adapter)
+        shutil.copytree(adapter, into)
+        for folder in logs:
+            if folder.is_dir():
+                shutil.copytree(folder, into / folder.name, symlinks=False)
+        return shutil.make_archive(str(into), "zip", root_dir=into)
 
     @staticmethod
     def trl_archive(job: Job, into: Path) -> str:
@@ -388,7 +406,13 @@ class RunService:
     # --- acting on runs
 
     def start(
-        self, who: Caller, config: RunConfig, flavor: str | None = None, on_gpu: bool = False, zero_gpu: bool = False
+        self,
+        who: Caller,
+        config: RunConfig,
+        flavor: str | None = None,
+        on_gpu: bool = False,
+        zero_gpu: bool = False,
+        tracker_key: str | None = None,
     ) -> Job:
         """Queue a run for the caller, after every check that can be made before any GPU time is spent.
 
@@ -398,6 +422,7 @@ class RunService:
             flavor: a Hugging Face Jobs flavour to run on, at the caller's expense; None: this machine.
             on_gpu: this machine trains on a CUDA GPU.
             zero_gpu: this is a ZeroGPU Space (nothing trains in the background here).
+            tracker_key: the caller's key for `run.report_to` (W&B, MLflow), held in memory until the worker starts.
 
         Raises:
             AccessError: not signed in. RefusedRun: the problems, each naming its setting. ValueError: the caller's
@@ -416,6 +441,8 @@ class RunService:
             lambda: self.where_problem(flavor, on_gpu, zero_gpu, who),
             lambda: flavor and Path(config.model.adapter_name_or_path or "\0").exists() and JOBS_ADAPTER,
             lambda: flavor and config.grpo.reward_module.strip() and JOBS_REWARD_MODULE,
+            lambda: flavor and (tracker_key or "").strip() and JOBS_TRACKER_KEY,
+            lambda: self.space_mode() and trackio_space_problem(who, config.run.trackio_space_id),
         ):
             if problems:
                 break
@@ -425,7 +452,8 @@ class RunService:
             problems = check_before_queueing(config, on_gpu or flavor is not None, hub_token(who))
         if problems:
             raise RefusedRun(problems)
-        return self.queue.submit(config, owner=who.owner, token=who.token, flavor=flavor)
+        tracker_env = tracker_secrets(config.run.report_to, os.environ, owns_machine(who), tracker_key)
+        return self.queue.submit(config, owner=who.owner, token=who.token, flavor=flavor, secrets=tracker_env)
 
     def resolve_parent(self, who: Caller, cfg: RunConfig) -> str | None:
         """Make `model.adapter_name_or_path` something the server may load for this caller (in place).
@@ -469,15 +497,3 @@ class RunService:
         """Push the caller's trained run again, with the caller's own token (never the Space's)."""
         who.require("push to the Hub")
         return self.queue.retry_push(self.find(who, run_id).id, hub_token(who))
-
-
-JOBS_ADAPTER = (
-    "model.adapter_name_or_path: a Hugging Face Job cannot read a run folder on this server. Push the parent run to "
-    "the Hub and continue from its repo ID, or run on this machine."
-)
-"""Why a run sent to Hugging Face Jobs cannot continue from a run folder here (it runs elsewhere)."""
-JOBS_REWARD_MODULE = (
-    "grpo.reward_module: a Hugging Face Job runs in the Space's image, without this machine's files. Use the built-in "
-    "rewards (grpo.rewards), or run on this machine."
-)
-"""Why a run sent to Hugging Face Jobs cannot add a local reward module."""

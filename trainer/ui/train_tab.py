@@ -289,7 +289,8 @@ class TrainTab:
         try:
             if problems and who.signed_in:
                 raise RefusedRun(problems)
-            job = service.start(who, run_cfg, flavor, self.ctx.on_gpu, zero_gpu())
+            key = values.get(c["tracker_key"])
+            job = service.start(who, run_cfg, flavor, self.ctx.on_gpu, zero_gpu(), tracker_key=key)
         except RefusedRun as exc:
             advanced = gr.Accordion(open=True) if opens_advanced(exc.problems) else gr.skip()  # the marked field
             marks = field_updates(exc.problems, self.unavailable)
@@ -337,7 +338,7 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> TrainTab:
     c["preview"].click(h.open_advanced, set(field_list), c["advanced"], queue=False)
     c["export"].click(h.export, set(field_list), [c["yaml_file"], c["yaml_view"], c["errors"]])
     outputs = [c["errors"], shown, *field_list, c["advanced"], ctx.tabs, ctx.run_picker]
-    c["start"].click(h.start, set(field_list) | {c["preset"]} | run_on, outputs)
+    c["start"].click(h.start, set(field_list) | {c["preset"], c["tracker_key"]} | run_on, outputs)
     return h
 
 
@@ -416,6 +417,13 @@ def _layout(
                     if advanced := [s for s in specs if s.section == section and s.meta["advanced"]]:
                         gr.Markdown(f"**{SECTION_TITLES[section]}**")
                         widgets(advanced)
+                c["tracker_key"] = gr.Textbox(
+                    label="Tracker key",
+                    type="password",
+                    info="For Report to W&B (API key) or MLflow (token): yours, held in memory until the run starts, "
+                    "never saved. Empty: W&B logs offline into the run folder.",
+                    elem_id="tracker-key",
+                )
         with gr.Column(scale=2):
             c["errors"] = gr.Markdown(elem_id="form-errors")
             c["start"] = gr.Button("Start training", variant="primary", elem_id="start")
