@@ -42,6 +42,7 @@ from trainer.config.hints import MAP_FLAG, render_hints
 from trainer.console import print_event
 from trainer.errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_PUSH_FAILED, EXIT_TIME_LIMIT
 from trainer.evaluation import cli as eval_cli
+from trainer.gguf import cli as gguf_cli
 from trainer.methods import result_summary
 from trainer.noise import silence_known_noise
 from trainer.runs import folder as rf
@@ -127,6 +128,7 @@ def make_parser() -> argparse.ArgumentParser:
         )
     )
     eval_cli.add_command(sub)
+    gguf_cli.add_command(sub)
     bench_chat = sub.add_parser(
         "bench-chat",
         help="compare-chat benchmark: one mixed batch vs two sequential generates",
@@ -454,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {
         "train": cmd_train,
         **eval_cli.COMMANDS,  # eval, judge, benchmarks
+        **gguf_cli.COMMANDS,  # export-gguf
         "demo": cmd_demo,
         "config": cmd_config,
         "bench": cmd_bench,
@@ -474,10 +477,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc if os.environ.get(WORKER_ENV) else render_hints(str(exc), 'cli')}", file=sys.stderr)
         code = EXIT_BAD_INPUT
     finally:
-        folder = {"train": "run_dir", **dict.fromkeys(eval_cli.COMMANDS, "run")}.get(args.command, "")  # a worker's
+        jobs = {**dict.fromkeys(eval_cli.COMMANDS, rf.EVAL_DIR), "export-gguf": rf.GGUF_DIR}  # a job on a run
+        folder = "run_dir" if args.command == "train" else "run" if args.command in jobs else ""  # a worker's
         if os.environ.get(WORKER_ENV) and getattr(args, folder, None) is not None and dist.is_main():
             # how this worker ended, for a server that restarts while it is gone (see RunQueue.recover)
-            rf.write_exit(getattr(args, folder) / ("" if folder == "run_dir" else rf.EVAL_DIR), code)
+            rf.write_exit(getattr(args, folder) / jobs.get(args.command, ""), code)
     return code
 
 

@@ -37,7 +37,7 @@ def test_continue_fills_the_train_form_from_the_callers_own_finished_run_only(sp
     with pytest.warns(UserWarning, match="Sign in"):
         space.fns["continue_training"](str(alice_run.id), None)  # a signed-out visitor
     space.manager.store.update(alice_run.id, status="running")
-    with pytest.warns(UserWarning, match="continue it once it has finished training"):
+    with pytest.warns(UserWarning, match="it can be continued once it has trained and saved its adapter"):
         space.fns["continue_training"](str(alice_run.id), ALICE)
 
 

@@ -110,7 +110,7 @@ def test_what_is_pushed_names_no_server_path(tmp_path, monkeypatch):
     rf.write_status(run_dir, "succeeded")
     sent = {}
     monkeypatch.setattr(push_module, "check_push_access", lambda *a, **k: "alice")
-    monkeypatch.setattr(push_module, "_create_and_commit", lambda repo, files, *a: sent.update(files) or ("url", None))
+    monkeypatch.setattr(push_module, "create_and_commit", lambda repo, files, *a: sent.update(files) or ("url", None))
     push_module.push_run(run_dir, "alice/pirate", "hf_token")
     published = sent[rf.CONFIG_FILE].decode() + model_card(run_dir, "alice/pirate")
     assert str(tmp_path) not in published and "dataset_name: 0123456789abcdef.jsonl" in published

@@ -116,7 +116,7 @@ def test_a_continued_dpo_checkpoint_pushes_the_tuned_adapter_without_trls_refere
     (folder / "ref" / "adapter_model.safetensors").write_bytes(b"the parent")
     (folder / "ref" / "adapter_config.json").write_text("{}")
     sent = []
-    monkeypatch.setattr(push, "_create_and_commit", lambda repo, files, *args: sent.extend(files) or ("url", None))
+    monkeypatch.setattr(push, "create_and_commit", lambda repo, files, *args: sent.extend(files) or ("url", None))
     assert push.push_checkpoint(folder, "alice/x", "hf_token") == "url"
     uploaded = {name: Path(path).read_bytes() for name, path in sent}
     assert uploaded == {

@@ -31,7 +31,7 @@ FLOORS = [
     ["trainer.data", "trainer.tools.tiny", "trainer.evaluation.metrics", "trainer.trackers"],  # metrics: pure
     ["trainer.modeling", "trainer.samples", "trainer.estimate"],
     ["trainer.hub", "trainer.runs.remote"],
-    ["trainer.callbacks", "trainer.methods", "trainer.console"],  # methods: each method's TRL trainer and config
+    ["trainer.callbacks", "trainer.methods", "trainer.console", "trainer.gguf"],  # methods: each method's TRL trainer
     ["trainer.trl_export", "trainer.grpo"],  # the run as a config for stock `trl sft` / `trl dpo` / `trl kto`; GRPO
     ["trainer.training", "trainer.chat", "trainer.runs.access"],
     ["trainer.preflight", "trainer.runs.queue", "trainer.tools.bench", "trainer.evaluation"],

@@ -131,7 +131,7 @@ def push_run(
             for name, path in files_to_push(run_dir)
         ]
         logger.info("pushing %d files of run %s to %s as %s", len(files), run_dir.name, repo_id, user)
-        url, info = _create_and_commit(
+        url, info = create_and_commit(
             repo_id,
             files,
             token,
@@ -183,7 +183,7 @@ def asked_to_push(run_dir: Path, status: dict[str, Any] | None = None) -> bool:
         return False
 
 
-def _create_and_commit(
+def create_and_commit(
     repo_id: str,
     files: list[tuple[str, Path | bytes]],
     token: str,
@@ -272,7 +272,7 @@ def push_merged(
         out = merge_adapter(run_dir, run_dir / "merged")
         rf.write_text_atomic(out / MODEL_CARD_FILE, merged_card(run_dir, target, repo_id))
         files = [(p.name, p) for p in sorted(out.iterdir()) if p.is_file()]
-        url, _ = _create_and_commit(
+        url, _ = create_and_commit(
             target,
             files,
             token,
@@ -310,7 +310,7 @@ def push_checkpoint(
     if len(files) != len(ADAPTER_REQUIRED):
         raise HubError(f"{checkpoint_dir}: no adapter files in this checkpoint.")
     try:
-        url, _ = _create_and_commit(
+        url, _ = create_and_commit(
             repo_id,
             files,
             token,

@@ -21,7 +21,7 @@ from trainer.phi3 import TINY_MODEL_NAME
 from trainer.preflight import RefusedRun
 from trainer.runs import folder as rf
 from trainer.runs.access import AccessError, Caller, dataset_problem
-from trainer.runs.state import ACTIVE, TRAINED, RunState
+from trainer.runs.state import ACTIVE, RunState
 from trainer.runs.store import EVAL, Job
 
 
@@ -48,11 +48,7 @@ class Evaluations:
 
     def _run(self, who: Caller, run_id: object) -> Job:
         """The caller's own trained run with an adapter (AccessError / ValueError otherwise)."""
-        job = self.service.find(who, run_id)
-        if job.status not in TRAINED or not (Path(job.run_dir) / rf.ADAPTER_DIR / "adapter_config.json").is_file():
-            why = "it can be evaluated once it has trained and saved its adapter"
-            raise ValueError(f"run #{job.id} is {job.status}: {why}.")
-        return job
+        return self.service.trained_run(who, run_id, "evaluated")
 
     def latest(self, who: Caller, run: Job) -> Job | None:
         """The newest evaluation job of a run (call with a run from `find`: the owner checked)."""
@@ -275,17 +271,19 @@ class Evaluations:
         return shutil.make_archive(str(into), "zip", root_dir=into)
 
 
-def forget(store, run: Job) -> None:
-    """Drop the evaluation jobs of a run that is being deleted (its folder, eval/ included, goes with it).
+def forget(store, run: Job, subfolder: str = rf.EVAL_DIR) -> None:
+    """Drop the jobs on a run that is being deleted (its folder, their `subfolder` included, goes with it): its
+    evaluations (eval/), or its GGUF exports (gguf/).
 
     Raises:
-        ValueError: an evaluation of it is queued or running (cancel it first).
+        ValueError: one of them is queued or running (cancel it first).
     """
-    folder = str(eval_dir(Path(run.run_dir)))
-    evaluations = [job for job in store.list(run.owner) if job.evaluation and job.run_dir == folder]
-    if any(job.status in ACTIVE for job in evaluations):
-        raise ValueError(f"run #{run.id} has an evaluation queued or running: cancel it before deleting the run.")
-    for job in evaluations:
+    folder = str(Path(run.run_dir) / subfolder)
+    jobs = [job for job in store.list(run.owner) if job.on_a_run and job.run_dir == folder]
+    if any(job.status in ACTIVE for job in jobs):
+        what = "an evaluation" if subfolder == rf.EVAL_DIR else "an export"
+        raise ValueError(f"run #{run.id} has {what} queued or running: cancel it before deleting the run.")
+    for job in jobs:
         store.delete(job.id)
 
 

@@ -39,6 +39,8 @@ EXIT_FILE = "exit.json"  # the worker's exit code, written as it ends (read back
 CHECKPOINTS_DIR = "checkpoints"
 CHECKPOINT_GLOB = "checkpoint-*"  # the Trainer's checkpoint folders inside CHECKPOINTS_DIR
 ADAPTER_DIR = "adapter"
+GGUF_DIR = "gguf"  # GGUF exports (trainer.gguf): the .gguf files, their Modelfiles, the export job's status.json
+GGUF_REQUEST_FILE = "request.json"  # in GGUF_DIR: what the queued export was asked to make
 EVAL_DIR = "eval"  # the run's last evaluation (trainer.evaluation): a folder a queued evaluation runs in, as a run's
 EVAL_REQUEST_FILE = "request.json"  # in EVAL_DIR: what the queued evaluation was asked to do (EvalSettings)
 EVAL_RESULTS_FILE = "results.json"  # in EVAL_DIR: every prompt, both answers, per-row scores
@@ -74,6 +76,8 @@ EVAL_PHASES = {
     "benchmarking": 80,
 }
 """A running evaluation's phases (its own status.json in the run's `eval/`), answering counted by prompts done."""
+EXPORT_PHASES = {"starting": 2, "fetching llama.cpp's tools": 8, "merging": 30, "converting": 40, "quantizing": 20}
+"""A running GGUF export's phases (its own status.json in the run's `gguf/`)."""
 
 
 class RunFolderError(ValueError):
@@ -241,7 +245,7 @@ def write_status(run_dir: Path, state: RunState | None, **fields: Any) -> None:
 
 def set_phase(run_dir: Path, phase: str) -> None:
     """Record what a running run is doing now (one of PHASES), so a reader can tell it is alive and where it is."""
-    if phase not in PHASES and phase not in EVAL_PHASES:
+    if phase not in PHASES and phase not in EVAL_PHASES and phase not in EXPORT_PHASES:
         raise ValueError(f"unknown phase {phase!r}")
     logger.info("phase: %s", phase)
     write_status(run_dir, RunState.RUNNING, phase=phase, phase_at=time.time(), phase_steps=None)

@@ -46,12 +46,12 @@ def worker_argv(
 ) -> list[str]:
     """The argv of a job's worker: the CLI's `train` on the run folder, under torchrun when several processes train;
     for an evaluation (`kind` "eval", `run_dir` the run's eval/ folder), `eval` on the run with the request that
-    folder holds.
+    folder holds; for a GGUF export (`kind` "export", its gguf/ folder), `export-gguf` likewise.
 
     An argv list, never a shell line: the worker gets only the run folder.
     """
-    if kind == "eval":
-        return [python, "-m", "trainer", "eval", str(run_dir.parent), "--request"]
+    if kind in ("eval", "export"):  # the job's folder is the run's eval/ or gguf/; the command reads its request
+        return [python, "-m", "trainer", "eval" if kind == "eval" else "export-gguf", str(run_dir.parent), "--request"]
     argv = [*dist.launch_argv(python, processes), "-m", "trainer", "train"]
     argv += ["--config", str(run_dir / rf.CONFIG_FILE), "--run-dir", str(run_dir)]
     return argv + ["--resume"] if resume else argv

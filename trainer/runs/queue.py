@@ -309,7 +309,7 @@ class RunQueue:
 
     def _spawn(self, job: Job) -> None:
         run_dir = Path(job.run_dir)
-        processes = 1 if job.evaluation else self._processes(run_dir, job.resume)
+        processes = 1 if job.on_a_run else self._processes(run_dir, job.resume)
         argv = worker_argv(self.python, run_dir, job.resume, processes, job.kind)
         rf.write_exit(run_dir, None)  # an earlier attempt's ending is not this one's
         rf.set_phase(run_dir, "starting")

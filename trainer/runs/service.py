@@ -28,6 +28,7 @@ from typing import Any
 
 from trainer.config import RunConfig, repo_id_problem
 from trainer.preflight import DEMO_PRESET, RefusedRun
+from trainer.runs import archives
 from trainer.runs import folder as rf
 from trainer.runs.access import (
     JOBS_ADAPTER,
@@ -52,7 +53,8 @@ from trainer.runs.access import (
     visible_jobs,
 )
 from trainer.runs.evaluations import BenchmarkSettings, EvalSettings, Evaluations, EvalView, JudgeSettings
-from trainer.runs.folder import BUILD_PHASE, PHASES, progress, without_server_paths
+from trainer.runs.exports import Exports
+from trainer.runs.folder import BUILD_PHASE, GGUF_DIR, PHASES, progress, without_server_paths
 from trainer.runs.processes import log_tail
 from trainer.runs.queue import WAITING_FOR_OWNER, RunQueue
 from trainer.runs.remote import LOCAL, Flavor
@@ -121,6 +123,7 @@ class RunService:
     def __init__(self, queue: RunQueue):
         self.queue = queue
         self.evals = Evaluations(self)  # evaluations of trained runs: start, view, cancel, estimate, archive
+        self.exports = Exports(self)  # GGUF exports of trained runs: start, view, cancel, estimate, files, push
         self.votes = Votes(self, VoteStore(queue.store.path.parent / VOTES_DB))  # blind A/B votes and vote links
 
     @classmethod
@@ -159,14 +162,24 @@ class RunService:
         """The runs this caller may see, newest first; runs started with the CLI are listed too."""
         self.queue.adopt_runs()  # one stat when nothing changed
         self.queue.attach_token(who.owner, who.token)  # runs queued before a restart wait for their owner's token
-        return [job for job in visible_jobs(self.queue.store, who) if not job.evaluation]
+        return [job for job in visible_jobs(self.queue.store, who) if not job.on_a_run]
 
     def find(self, who: Caller, run_id: object) -> Job:
         """The training run with this id (as a browser sent it), if this caller may see it; else AccessError (an
-        evaluation's id is no run: it is reached through its run, `evals`)."""
+        evaluation's or an export's id is no run: each is reached through its run, `evals`, `exports`)."""
         job = find_job(self.queue.store, who, run_id)
-        if job.evaluation:
+        if job.on_a_run:
             raise AccessError(NO_SUCH_RUN.format(id=job.id))
+        return job
+
+    def trained_run(self, who: Caller, run_id: object, what: str) -> Job:
+        """The caller's own trained run with an adapter, to be `what` (evaluated, exported): AccessError when it is
+        not theirs, ValueError when it has no adapter yet."""
+        job = self.find(who, run_id)
+        if job.status not in TRAINED or not (Path(job.run_dir) / rf.ADAPTER_DIR / "adapter_config.json").is_file():
+            raise ValueError(
+                f"run #{job.id} is {job.status}: it can be {what} once it has trained and saved its adapter."
+            )
         return job
 
     def state_label(self, job: Job) -> str:
@@ -207,41 +220,8 @@ class RunService:
                 stats.append(None)
         return [job.status, job.error, job.finished_at, stats]
 
-    @staticmethod
-    def adapter_archive(job: Job, into: Path) -> str:
-        """A .zip of the run's adapter folder at `into` + ".zip", with its tracker's local files (TensorBoard's event
-        files, trackio's database, W&B's offline run, MLflow's store) in their own folders beside it (call with a job
-        from `find`: the owner checked)."""
-        from trainer.trackers import TRACKER_DIRS
-
-        adapter = Path(job.run_dir) / rf.ADAPTER_DIR
-        if not (adapter / "adapter_model.safetensors").is_file():
-            raise ValueError(f"run #{job.id} has no adapter yet: it is saved when training finishes.")
-        logs = [Path(job.run_dir) / name for name in sorted(set(TRACKER_DIRS.values()))]
-        if not any(folder.is_dir() for folder in logs):
-            return shutil.make_archive(str(into), "zip", root_dir=adapter)
-        shutil.copytree(adapter, into)
-        for folder in logs:
-            if folder.is_dir():
-                shutil.copytree(folder, into / folder.name, symlinks=False)
-        return shutil.make_archive(str(into), "zip", root_dir=into)
-
-    @staticmethod
-    def trl_archive(job: Job, into: Path) -> str:
-        """A .zip of the run's `trl_<method>.yaml`, `trl_data/` (and a GRPO run's reward files) at `into` + ".zip"
-        (call with a job from `find`)."""
-        from trainer.trl_export import REWARD_FILES, TRL_DATA_DIR, trl_file_of
-
-        run_dir = Path(job.run_dir)
-        if (found := trl_file_of(run_dir)) is None:
-            raise ValueError(
-                f"run #{job.id} has no config for stock TRL: it is written when an SFT, DPO, KTO or GRPO run has "
-                "prepared its data (TRL 1.16 has no `trl orpo` command)."
-            )
-        shutil.copytree(run_dir / TRL_DATA_DIR, into / TRL_DATA_DIR)
-        for file in (found, *(run_dir / name for name in REWARD_FILES if (run_dir / name).is_file())):
-            shutil.copy2(file, into / file.name)
-        return shutil.make_archive(str(into), "zip", root_dir=into)
+    adapter_archive = staticmethod(archives.adapter_archive)  # the adapter (.zip), its tracker's files with it
+    trl_archive = staticmethod(archives.trl_archive)  # trl_<method>.yaml and trl_data/ (.zip) for stock TRL
 
     def trained(self, who: Caller) -> list[Job]:
         """The caller's runs that finished training (their adapter is saved), newest first."""
@@ -285,12 +265,7 @@ class RunService:
         Raises:
             AccessError: not signed in, no such run, or another user's run. ValueError: it has not finished training.
         """
-        job = self.find(who, run_id)
-        if job.status not in TRAINED or not (Path(job.run_dir) / rf.ADAPTER_DIR / "adapter_config.json").is_file():
-            raise ValueError(
-                f"run #{job.id} is {job.status}, with no saved adapter: continue it once it has finished training."
-            )
-        return job
+        return self.trained_run(who, run_id, "continued")
 
     def continue_config(self, who: Caller, run_id: object, method: str | None = None) -> RunConfig:
         """The Train form's config to continue a finished run: its own config, its adapter to start from (named by
@@ -483,13 +458,15 @@ class RunService:
         return self.queue.resume(self.find(who, run_id).id, who.token)
 
     def delete(self, who: Caller, run_id: object) -> None:
-        """Delete the caller's finished run and its folder (its evaluation with it, unless one is under way)."""
+        """Delete the caller's finished run and its folder (its evaluation and exports with it, unless one is under
+        way)."""
         from trainer.runs.evaluations import forget
 
         job = self.find(who, run_id)
         if not job.finished:
             raise ValueError(f"job {job.id} is {job.status}; cancel it before deleting it.")
         forget(self.queue.store, job)
+        forget(self.queue.store, job, GGUF_DIR)
         self.votes.store.forget(Path(job.run_dir).name)
         self.queue.delete(job.id)
 

@@ -20,8 +20,9 @@ from trainer.runs.state import FINISHED, RESUMABLE, RunState, state_of
 
 logger = logging.getLogger(__name__)
 
-TRAIN, EVAL = "train", "eval"
-"""The kinds of job: a training run, and an evaluation of a trained run (`trainer.evaluation`)."""
+TRAIN, EVAL, EXPORT = "train", "eval", "export"
+"""The kinds of job: a training run, an evaluation of a trained run (`trainer.evaluation`), and a GGUF export of one
+(`trainer.gguf`)."""
 PENDING_S = 120.0
 """A run folder this young without its config or status may still be being made (see JobStore.adopt_runs)."""
 
@@ -45,7 +46,7 @@ class Job:
     cancel_requested: bool = False
     needs_token: bool = False
     backend: str = "local"  # where it trains: "local" (a worker process here) or "hf-jobs" (a Hugging Face Job)
-    kind: str = "train"  # "train", or "eval": an evaluation of a trained run, whose eval/ folder is its run_dir
+    kind: str = "train"  # "train"; "eval" or "export": a job on a trained run, whose eval/ or gguf/ is its run_dir
 
     def __post_init__(self) -> None:
         self.status = RunState(self.status)  # the table's CHECK allows only RunState's values
@@ -58,6 +59,11 @@ class Job:
     def evaluation(self) -> bool:
         """An evaluation job (its folder is the evaluated run's eval/), not a training run."""
         return self.kind == EVAL
+
+    @property
+    def on_a_run(self) -> bool:
+        """A job on a trained run (an evaluation or an export), not a training run of its own."""
+        return self.kind != TRAIN
 
     @property
     def resumable(self) -> bool:
@@ -84,7 +90,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     needs_token INTEGER NOT NULL DEFAULT 0,
     backend TEXT NOT NULL DEFAULT 'local',
-    kind TEXT NOT NULL DEFAULT 'train' CHECK (kind IN ('train', 'eval'))
+    kind TEXT NOT NULL DEFAULT 'train' CHECK (kind IN ('train', 'eval', 'export'))
 )
 """
 
@@ -115,14 +121,14 @@ class JobStore:
     def _open(self) -> None:
         with self._connect() as db:
             current = db.execute("SELECT sql FROM sqlite_master WHERE name = 'jobs'").fetchone()
-            if current is not None and any(column not in current["sql"] for column in ("backend", "kind")):
+            if current is not None and any(part not in current["sql"] for part in ("backend", "kind", "'export'")):
                 self._migrate(db)
             db.execute(_SCHEMA)
             db.execute("SELECT COUNT(*) FROM jobs").fetchone()
 
     @staticmethod
     def _migrate(db: sqlite3.Connection) -> None:
-        """An older table (fewer states, no needs_token, backend or kind): copy it into the current shape."""
+        """An older table (fewer states or kinds, no needs_token, backend or kind): copy it into the current shape."""
         old = [row[1] for row in db.execute("PRAGMA table_info(jobs)")]
         kept = ", ".join(c for c in _COLUMNS if c in old)
         db.execute("BEGIN IMMEDIATE")

@@ -107,7 +107,7 @@ class Votes:
     def _linked(self, token: object) -> tuple[Job, list[dict[str, Any]]]:
         """The run a vote link names and its evaluation's rows, one per prompt."""
         name = self.store.run_of(str(token or ""))
-        runs = [j for j in self.service.queue.store.list() if not j.evaluation and Path(j.run_dir).name == name]
+        runs = [j for j in self.service.queue.store.list() if not j.on_a_run and Path(j.run_dir).name == name]
         run = runs[0] if runs else None
         if name is None or run is None:
             raise AccessError(BAD_LINK)
