@@ -159,3 +159,30 @@ def test_the_cli_exports_and_says_where(exported):
     path = run_dir / "gguf" / f"{run_dir.name}-bf16.gguf"
     assert f"wrote {path}" in done.stdout and (run_dir / "gguf" / "Modelfile.bf16").is_file()
     assert f"ollama create my-phi3 -f {run_dir / 'gguf' / 'Modelfile.bf16'}" in done.stdout
+
+
+def test_an_export_job_runs_the_worker_and_lists_its_file(exported, tmp_path):
+    """The Runs tab's path: RunService.exports queues a job; its worker (`export-gguf RUN --request`) writes the file,
+    the phases and the final state into the run's gguf/ folder."""
+    import time
+
+    from trainer.runs.queue import JobStore, RunQueue
+    from trainer.runs.service import RunService
+    from trainer.runs.state import FINISHED
+
+    run_dir, _ = exported
+    service = RunService(RunQueue(JobStore(tmp_path / "jobs.sqlite")))
+    who = service.caller(None, None)  # the local user
+    run = service.queue.store.create(run_dir, name="demo", owner=None)
+    service.queue.store.update(run.id, status="succeeded")
+    job = service.exports.start(who, run.id, "q5_K_M")
+    end = time.time() + 180
+    while service.queue.store.get(job.id).status not in FINISHED and time.time() < end:
+        time.sleep(0.2)
+    done = service.queue.store.get(job.id)
+    log = (run_dir / "gguf" / "log.txt").read_text()
+    assert done.status == "succeeded", log[-3000:]
+    assert "merging ..." in log and "converting ..." in log and "quantizing ..." in log
+    view = service.exports.view(who, service.find(who, run.id))
+    assert view.status["state"] == "succeeded" and view.status["file"] == f"{run_dir.name}-q5_K_M.gguf"
+    assert view.files[0][0] == f"{run_dir.name}-q5_K_M.gguf"

@@ -27,8 +27,9 @@ RECORDING_WORKER = textwrap.dedent(
     import os, pathlib, sys
     if "--run-dir" in sys.argv:  # train --config ... --run-dir RUN
         run_dir = pathlib.Path(sys.argv[sys.argv.index("--run-dir") + 1])
-    else:  # eval RUN --request: the evaluation's folder is RUN/eval
-        run_dir = pathlib.Path(sys.argv[1]) / "eval"
+    else:  # eval RUN --request or export-gguf RUN --request: the job's folder is RUN/eval or RUN/gguf
+        queued = [pathlib.Path(sys.argv[1]) / name for name in ("eval", "gguf")]
+        run_dir = next(f for f in queued if '"running"' in ((f / "status.json").read_text() if f.is_dir() else ""))
     (run_dir / "worker-token.txt").write_text(os.environ.get("HF_TOKEN", "<none>"))
     (run_dir / "worker-env.txt").write_text(" ".join(sorted(os.environ)))
     (run_dir / "worker-time-limit.txt").write_text(os.environ.get("PHI3_STUDIO_MAX_RUN_S", "<none>"))

@@ -41,10 +41,10 @@ Phi-3-mini (3.82 B weights) this gives 2.34 GB at q4_K_M and 4.06 GB at q8_0 (Mi
 2.39 GB and 4.06 GB)."""
 ADAPTER_TYPE = "f16"
 
-# Measured on 2 CPU cores (x86_64, torch 2.13 CPU, llama-cpp-python 0.3.36), 2026-12-08, by scripts/gguf_rates.py: a
-# random Phi-3-shaped model of 0.368 B parameters (hidden 1024, 24 layers) merged in 7.0 s, converted to f16 in 6.7 s and
-# quantized to q4_K_M in 12.5 s; the tiny demo model's whole export (its fixed costs: two Python processes, the
-# converter's imports) takes 4-5 s. A GPU Space merges on its GPU, faster than this.
+# Measured on 2 CPU cores (x86_64, torch 2.13 CPU, llama-cpp-python 0.3.36), 2026-12-08, by scripts/gguf_rates.py:
+# a random Phi-3-shaped model of 0.368 B parameters (hidden 1024, 24 layers) merged in 7.0 s, converted to f16 in
+# 6.7 s and quantized to q4_K_M in 12.5 s; the tiny demo model's whole export (its fixed costs: two Python processes,
+# the converter's imports) takes 4-5 s. A GPU Space merges on its GPU, faster than this.
 MERGE_PARAMS_PER_S = 52e6
 CONVERT_PARAMS_PER_S = 55e6
 QUANTIZE_PARAMS_PER_S = 29e6

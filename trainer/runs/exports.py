@@ -110,7 +110,7 @@ class Exports:
                     "push: this run has no adapter repo to put them beside; push them to a repo of their own."
                 )
             if push == "separate" and (problem := repo_id_problem(repo_id) if repo_id else "repo: give a repo ID."):
-                problems.append(problem)
+                problems.append(problem.replace("hub.repo_id:", "repo:", 1))  # the panel's own field, not the form's
         return problems
 
     def start(

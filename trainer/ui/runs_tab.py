@@ -21,7 +21,7 @@ from trainer.runs.service import (
     progress,
     without_server_paths,
 )
-from trainer.ui import eval_panel, grpo_panel, preference_charts, run_overlay
+from trainer.ui import eval_panel, gguf_panel, grpo_panel, preference_charts, run_overlay
 from trainer.ui.context import AppContext, adapter_update, caller, download_folder, picker_update, plain, run_choices
 from trainer.ui.form import labelled, preset_updates
 
@@ -243,6 +243,7 @@ class RunsTab:
         self.output_names: list[str] = []  # their names, in order (set by `build`)
         self.overlay: run_overlay.RunOverlay | None = None  # its "Compare runs" section
         self.evals: eval_panel.EvalPanel | None = None  # its "Evaluate" section
+        self.gguf: gguf_panel.GGUFPanel | None = None  # its "Export GGUF" section
 
     def refresh(self, job_id, seen: dict, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
         """Re-read the selected run's folder; skip the plot and picker when nothing changed (no flicker)."""
@@ -414,6 +415,7 @@ def build(ctx: AppContext, app: gr.Blocks, train_fields: list | None = None, adv
     app.load(h.refresh_picker, c["picker"], c["picker"])  # reattach to the latest run after a reload
     c["log"].change(None, None, None, js=FOLLOW_LOG_JS, queue=False)
     h.evals = eval_panel.build(ctx, c["picker"], c["timer"], SAVE_FILE_JS)
+    h.gguf = gguf_panel.build(ctx, c["picker"], c["timer"], SAVE_FILE_JS)
     h.overlay = run_overlay.build(ctx)
     h.components = c
     return h
