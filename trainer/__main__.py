@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shlex
 import sys
 from pathlib import Path
 
@@ -40,12 +39,14 @@ from trainer.config import (
 )
 from trainer.config.hints import MAP_FLAG, render_hints
 from trainer.console import print_event
-from trainer.errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_PUSH_FAILED, EXIT_TIME_LIMIT
+from trainer.errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_TIME_LIMIT
 from trainer.evaluation import cli as eval_cli
 from trainer.gguf import cli as gguf_cli
+from trainer.hub import cli as hub_cli
 from trainer.methods import result_summary
 from trainer.noise import silence_known_noise
 from trainer.runs import folder as rf
+from trainer.tools.sweep import add_arguments as sweep_arguments
 
 WORKER_ENV = "PHI3_STUDIO_WORKER"  # set by trainer.runs.queue: the console is the run's log.txt
 
@@ -154,16 +155,16 @@ def make_parser() -> argparse.ArgumentParser:
     chat.add_argument("--max-new-tokens", type=int, default=128, help="tokens per reply (default: 128)")
     chat.add_argument("--sample", action="store_true", help="sample (temperature 0.7, top-p 0.9) instead of greedy")
 
-    push = sub.add_parser(
-        "push",
-        help="publish a finished run (adapter + model card) to the Hub; retries a failed push",
-        description="Upload a finished run's adapter, tokenizer, config, events, loss curve and model card to a Hub "
-        "model repo in one commit. The token comes from HF_TOKEN or `hf auth login`.",
+    hub_cli.add_command(sub)
+    sweep = sub.add_parser(
+        "sweep",
+        help="one run per combination of a few settings' values, trained one after another, the best marked",
+        description="Train one run per combination of the --grid values (or --sample of them), each a normal run in "
+        "its own folder, named after its values; then print them with the best (lowest eval loss) marked.",
     )
-    push.add_argument("run", type=Path, help="the run folder")
-    push.add_argument("--repo-id", help="model repo (default: the run's hub.repo_id)")
-    push.add_argument("--public", action="store_true", help="create the repo as public (default: private)")
-    push.add_argument("--merged", action="store_true", help="also merge the adapter and push <repo-id>-merged")
+    _add_config_sources(sweep)
+    sweep_arguments(sweep)
+    _add_config_flags(sweep)
 
     cfg = sub.add_parser("config", help="presets and config files").add_subparsers(
         dest="config_command", required=True
@@ -276,7 +277,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     print(f"adapter saved to {result.adapter_dir}")
     if config.hub.repo_id and (
-        code := _push(result.run_dir, config.hub.repo_id, config.hub.private, config.hub.push_merged)
+        code := hub_cli.push_and_report(result.run_dir, config.hub.repo_id, config.hub.private, config.hub.push_merged)
     ):
         return code
     for line in result_summary(result.run_dir):  # the eval loss, and a preference method's accuracy and margin
@@ -289,39 +290,18 @@ def _holds_a_run(run_dir: Path) -> bool:
     return any((run_dir / name).exists() for name in (rf.EVENTS_FILE, rf.CHECKPOINTS_DIR, rf.ADAPTER_DIR))
 
 
-def _push(run_dir: Path, repo_id: str, private: bool, merged: bool = False) -> int:
-    """Push a finished run (and its merged model); print the URLs, or the cause and how to retry (exit code 4)."""
-    from trainer.hub import HubError, push_merged, push_run, resolve_token
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """`sweep`: check every run of the sweep, then train them one after another and print the table."""
+    from trainer.sweeps import parse_grid, sweep_configs
+    from trainer.tools.sweep import run_sweep, summary
 
-    token = resolve_token()
-    try:
-        print(f"pushed to {push_run(run_dir, repo_id, token, private=private)}", flush=True)
-        if merged:
-            print(f"pushed the merged model to {push_merged(run_dir, repo_id, token, private=private)}", flush=True)
-    except HubError as exc:
-        retry = push_command(run_dir, repo_id, private, merged)
-        print(f"error: trained, push failed: {exc} Retry: {retry}", flush=True)
-        return EXIT_PUSH_FAILED
+    base = _config_from_args(args)
+    name = base.run.name.strip() or base.display_name(args.preset)
+    # every run checked first: one ConfigError with all their problems
+    configs = sweep_configs(base, parse_grid(args.axes), name, args.sample, args.sample_seed)
+    print(f"sweep {name!r}: {len(configs)} runs", flush=True)
+    print(summary(run_sweep(configs, name)))
     return 0
-
-
-def push_command(run_dir: Path, repo_id: str, private: bool, merged: bool = False) -> str:
-    """The `push` command that repeats a push, shell-quoted, as the user can paste it: the run folder and every flag
-    its config.yaml does not already say (--repo-id, --public, --merged), so it works as printed."""
-    from trainer.config import HubConfig, load_yaml
-
-    try:
-        hub = load_yaml(Path(run_dir) / rf.CONFIG_FILE).hub
-    except ConfigError:
-        hub = HubConfig()
-    argv = ["python", "-m", "trainer", "push", str(run_dir)]
-    if repo_id != hub.repo_id:
-        argv += ["--repo-id", repo_id]
-    if not private and hub.private:
-        argv.append("--public")
-    if merged and not hub.push_merged:
-        argv.append("--merged")
-    return shlex.join(argv)
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
@@ -336,19 +316,6 @@ def cmd_chat(args: argparse.Namespace) -> int:
     print(f"base  ({engine.model_cfg.model_name_or_path}): {base_reply}")
     print(f"tuned ({args.adapter}): {tuned_reply}")
     return 0
-
-
-def cmd_push(args: argparse.Namespace) -> int:
-    """`push`: publish (or re-publish) a finished run folder to the Hub."""
-    from trainer.config import load_yaml
-
-    config = load_yaml(args.run / "config.yaml")
-    repo_id = args.repo_id or config.hub.repo_id
-    if not repo_id:
-        raise ConfigError(["--repo-id: this run has no hub.repo_id. Give one, e.g. --repo-id alice/phi3-pirate."])
-    return _push(
-        args.run, repo_id, private=not args.public and config.hub.private, merged=args.merged or config.hub.push_merged
-    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -463,7 +430,8 @@ def main(argv: list[str] | None = None) -> int:
         "bench-chat": cmd_bench_chat,
         "bench-grpo": cmd_bench_grpo,
         "gpu-check": cmd_gpu_check,
-        "push": cmd_push,
+        "push": hub_cli.command,
+        "sweep": cmd_sweep,
         "chat": cmd_chat,
     }
     handler = cmd_data_inspect if args.command == "data" else handlers[args.command]

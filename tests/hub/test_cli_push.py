@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from trainer.__main__ import push_command
 from trainer.config import load_yaml
+from trainer.hub.cli import push_command
 from trainer.runs import folder as rf
 
 from .conftest import ALICE_TOKEN, PROJECT_ROOT, ask_to_push, client_env

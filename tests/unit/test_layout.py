@@ -28,7 +28,7 @@ FLOORS = [
     ["trainer.hubkernels", "trainer.versions", "trainer.runs.state"],
     ["trainer", "trainer.phi3", "trainer.runs.folder"],  # the package installs the Hub kernels policy on import
     ["trainer.config", "trainer.runs.store", "trainer.runs.processes"],
-    ["trainer.data", "trainer.tools.tiny", "trainer.evaluation.metrics", "trainer.trackers"],  # metrics: pure
+    ["trainer.data", "trainer.tools.tiny", "trainer.evaluation.metrics", "trainer.trackers", "trainer.sweeps"],
     ["trainer.modeling", "trainer.samples", "trainer.estimate"],
     ["trainer.hub", "trainer.runs.remote"],
     ["trainer.callbacks", "trainer.methods", "trainer.console", "trainer.gguf"],  # methods: each method's TRL trainer
@@ -36,7 +36,13 @@ FLOORS = [
     ["trainer.training", "trainer.chat", "trainer.runs.access"],
     ["trainer.preflight", "trainer.runs.queue", "trainer.tools.bench", "trainer.evaluation"],
     # runs: the service, over its parts
-    ["trainer.runs", "trainer.tools.bench_chat", "trainer.tools.bench_grpo", "trainer.tools.gpu_check"],
+    [
+        "trainer.runs",
+        "trainer.tools.sweep",
+        "trainer.tools.bench_chat",
+        "trainer.tools.bench_grpo",
+        "trainer.tools.gpu_check",
+    ],
     ["trainer.ui", "trainer.__main__"],
 ]
 

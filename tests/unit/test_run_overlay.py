@@ -93,3 +93,10 @@ def test_compare_runs_adds_the_judges_and_the_votes_win_rates(runs, tmp_path):
     _, _, table = compare(manager, Caller("alice", None), [ids["a"], ids["b"]])
     assert "| **judge**: tuned wins | — | 80 % (49–94 %, n=10) |" in table
     assert "| **blind votes**: tuned wins | 100 % (21–100 %, n=1) | — |" in table
+
+
+def test_compare_runs_marks_the_best_run(runs):
+    """A sweep's question: which run won, and by what (here the lowest eval loss after training: lr-high's 2.0)."""
+    manager, ids = runs
+    _, _, table = compare(manager, Caller("alice", None), [ids["a"], ids["b"]])
+    assert "| **best** (lowest eval loss) | ★ |  |" in table

@@ -128,6 +128,22 @@ class Limits:
             read(UPLOADS_MB_ENV, float),
         )  # fmt: skip
 
+    def room_problem(self, active: int, more: int = 1) -> str | None:
+        """Why `more` runs may not be queued for a user who has `active` runs queued or training (None: they may)."""
+        if self.active_runs is None:
+            return None
+        if active >= self.active_runs:
+            return (
+                f"you have {active} runs queued or training, the most this Space allows per user; "
+                "wait for one to finish or cancel one."
+            )
+        if active + more > self.active_runs:
+            return (
+                f"a sweep of {more} runs: this Space allows {self.active_runs} runs queued or training per user and "
+                f"you have {active}; sample at most {self.active_runs - active} of its runs."
+            )
+        return None
+
     def describe(self) -> str:
         """The limits in a line for the page ("" when there are none)."""
         parts = []

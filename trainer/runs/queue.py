@@ -52,7 +52,7 @@ from trainer.runs.processes import (
     worker_argv,
     worker_environment,
 )
-from trainer.runs.state import ACTIVE, RunState
+from trainer.runs.state import RunState
 from trainer.runs.store import TRAIN, Job, JobStore
 
 __all__ = ["Job", "JobStore", "RunQueue"]
@@ -159,11 +159,13 @@ class RunQueue:
         token: str | None = None,
         flavor: str | None = None,
         secrets: dict[str, str] | None = None,
+        sweep: str | None = None,
     ) -> Job:
         """Write a new run folder with config.yaml, queue it, and start it if nothing is running.
 
         With a `flavor`, the run goes to Hugging Face Jobs on that hardware instead, at the owner's expense.
-        `secrets` (a tracker's key) are held in memory like the token and added to the worker's environment.
+        `secrets` (a tracker's key) are held in memory like the token and added to the worker's environment; `sweep`
+        (its id) is recorded in status.json.
 
         The config is validated by the caller (`RunService.start`, the form's and the CLI's one seam), once.
 
@@ -178,7 +180,12 @@ class RunQueue:
         save_yaml(config, run_dir / rf.CONFIG_FILE)
         name = config.display_name()
         rf.write_status(  # the table can be rebuilt from run folders; the queue reads `gpus` here, not the YAML
-            run_dir, RunState.QUEUED, owner=owner, name=name, gpus=config.run.gpus
+            run_dir,
+            RunState.QUEUED,
+            owner=owner,
+            name=name,
+            gpus=config.run.gpus,
+            **({"sweep": sweep} if sweep else {}),
         )
         if flavor:
             return self._start_remote(config, run_dir, name, owner, token, flavor)
@@ -254,16 +261,11 @@ class RunQueue:
         """A queued run that needs its owner's token, which this server does not hold (it restarted)."""
         return job.status == RunState.QUEUED and job.needs_token and job.id not in self._tokens
 
-    def check_active_runs(self, owner: str | None) -> None:
-        """Raise ValueError when the owner already has as many runs queued or training as the limit allows."""
-        if owner is None or self.limits.active_runs is None:
-            return
-        active = [j for j in self.store.list(owner) if j.status in ACTIVE]
-        if len(active) >= self.limits.active_runs:
-            raise ValueError(
-                f"you have {len(active)} runs queued or training, the most this Space allows per user; "
-                "wait for one to finish or cancel one."
-            )
+    def check_active_runs(self, owner: str | None, more: int = 1) -> None:
+        """Raise ValueError when `more` runs (a sweep's, or one) would take the owner past the limit of runs queued or
+        training."""
+        if owner is not None and (problem := self.limits.room_problem(self.store.count_active(owner), more)):
+            raise ValueError(problem)
 
     def _time_left(self, job: Job, resumed: bool) -> float | None:
         """Seconds the run may still train under the time limit (None: no limit); see `workers.time_left`."""

@@ -53,19 +53,21 @@ from trainer.runs.access import (
     visible_jobs,
 )
 from trainer.runs.evaluations import BenchmarkSettings, EvalSettings, Evaluations, EvalView, JudgeSettings
-from trainer.runs.exports import Exports
+from trainer.runs.exports import GGUF_TYPES, Exports, gguf_repo_id
 from trainer.runs.folder import BUILD_PHASE, GGUF_DIR, PHASES, progress, without_server_paths
 from trainer.runs.processes import log_tail
 from trainer.runs.queue import WAITING_FOR_OWNER, RunQueue
 from trainer.runs.remote import LOCAL, Flavor
 from trainer.runs.state import TRAINED, RunState
 from trainer.runs.store import Job
+from trainer.runs.sweeps import Sweeps
 from trainer.runs.votes import VoteStore
 from trainer.runs.voting import Ballot, Votes
 from trainer.trackers import tracker_secrets
 
 __all__ = [
     "BUILD_PHASE",
+    "GGUF_TYPES",
     "PHASES",
     "SIGN_IN",
     "WAITING_FOR_OWNER",
@@ -84,6 +86,7 @@ __all__ = [
     "RunService",
     "RunState",
     "RunView",
+    "gguf_repo_id",
     "progress",
     "without_server_paths",
 ]
@@ -124,6 +127,7 @@ class RunService:
         self.queue = queue
         self.evals = Evaluations(self)  # evaluations of trained runs: start, view, cancel, estimate, archive
         self.exports = Exports(self)  # GGUF exports of trained runs: start, view, cancel, estimate, files, push
+        self.sweeps = Sweeps(self)  # sweeps: one run per combination of a few settings' values, all or none
         self.votes = Votes(self, VoteStore(queue.store.path.parent / VOTES_DB))  # blind A/B votes and vote links
 
     @classmethod
@@ -403,9 +407,19 @@ class RunService:
             AccessError: not signed in. RefusedRun: the problems, each naming its setting. ValueError: the caller's
                 limit of runs queued or training is reached.
         """
+        who.require("train")
+        if problems := self.problems_before_queueing(who, config, flavor, on_gpu, zero_gpu, tracker_key):
+            raise RefusedRun(problems)
+        tracker_env = tracker_secrets(config.run.report_to, os.environ, owns_machine(who), tracker_key)
+        return self.queue.submit(config, owner=who.owner, token=who.token, flavor=flavor, secrets=tracker_env)
+
+    def problems_before_queueing(
+        self, who: Caller, config: RunConfig, flavor=None, on_gpu=False, zero_gpu=False, tracker_key=None
+    ) -> list[str]:
+        """Every problem of a run knowable before it is queued (`start`'s arguments): its values, what the caller
+        may use, where it runs, then the machine, the push rights and the data."""
         from trainer.preflight import check_before_queueing
 
-        who.require("train")
         problems = config.problems()
         for check in (
             lambda: dataset_problem(who, config.data.dataset_name),
@@ -425,10 +439,7 @@ class RunService:
                 problems = [problem]
         if not problems:  # a Hugging Face Job trains on a GPU whatever this machine has
             problems = check_before_queueing(config, on_gpu or flavor is not None, hub_token(who))
-        if problems:
-            raise RefusedRun(problems)
-        tracker_env = tracker_secrets(config.run.report_to, os.environ, owns_machine(who), tracker_key)
-        return self.queue.submit(config, owner=who.owner, token=who.token, flavor=flavor, secrets=tracker_env)
+        return problems
 
     def resolve_parent(self, who: Caller, cfg: RunConfig) -> str | None:
         """Make `model.adapter_name_or_path` something the server may load for this caller (in place).

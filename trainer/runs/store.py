@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from trainer.runs import folder as rf
-from trainer.runs.state import FINISHED, RESUMABLE, RunState, state_of
+from trainer.runs.state import ACTIVE, FINISHED, RESUMABLE, RunState, state_of
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +184,10 @@ class JobStore:
             else:
                 rows = db.execute("SELECT * FROM jobs WHERE owner = ? ORDER BY id DESC", (owner,)).fetchall()
         return [self._job(r) for r in rows]
+
+    def count_active(self, owner: str) -> int:
+        """How many of the owner's jobs are queued or running (the per-user limit counts them)."""
+        return len([job for job in self.list(owner) if job.status in ACTIVE])
 
     def update(self, job_id: int, **values) -> None:
         unknown = set(values) - set(_COLUMNS)

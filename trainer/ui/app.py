@@ -67,7 +67,13 @@ class Studio:
     def handlers(self) -> dict[str, Any]:
         """Every handler by its name (the names are unique across the tabs)."""
         found: dict[str, Any] = {}
-        pieces = (self.runs.overlay, self.runs.evals, self.runs.gguf, self.compare.blind)  # sections with handlers
+        pieces = (
+            self.runs.overlay,
+            self.runs.evals,
+            self.runs.gguf,
+            self.train.sweep,
+            self.compare.blind,
+        )  # sections with handlers
         for tab in (self.train, self.runs, self.compare, self.vote, *pieces):
             for name in dir(tab):
                 if not name.startswith("_") and callable(getattr(tab, name)) and name not in found:

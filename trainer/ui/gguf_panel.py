@@ -12,8 +12,7 @@ from typing import Any
 
 import gradio as gr
 
-from trainer.runs.exports import GGUF_TYPES, gguf_repo_id
-from trainer.runs.service import AccessError, RunService, RunState, without_server_paths
+from trainer.runs.service import GGUF_TYPES, AccessError, RunService, RunState, gguf_repo_id, without_server_paths
 from trainer.ui.context import AppContext, caller, download_folder
 from trainer.ui.form import labelled
 

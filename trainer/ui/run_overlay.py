@@ -13,6 +13,7 @@ import gradio as gr
 
 from trainer.config import RunConfig, iter_fields
 from trainer.runs.service import AccessError, RunService
+from trainer.sweeps import best_run
 from trainer.ui.context import AppContext, caller, plain
 
 NOT_COMPARED = ("run.name",)
@@ -88,7 +89,6 @@ def diff_markdown(
     lines = ["| setting | " + " | ".join(cell(label) for label in labels) + " |", "|---" * (len(labels) + 1) + "|"]
     diff = settings_diff(configs)
     lines += [f"| `{key}` | " + " | ".join(cell(v) for v in values) + " |" for key, values in diff]
-
     evaluations = evaluations or {}
 
     def score(label: str, key: str) -> str:
@@ -102,6 +102,10 @@ def diff_markdown(
         return " → ".join(f"{x:.4f}" for x in (before, after) if x is not None)
 
     lines.append("| **eval loss** | " + " | ".join(cell(loss(label)) for label in labels) + " |")
+    if best := best_run(labels, losses, evaluations):  # a sweep's question: which one won, and by what
+        lines.append(
+            f"| **best** ({best[1]}) | " + " | ".join("★" if label == best[0] else "" for label in labels) + " |"
+        )
     for key, name in (("chrf", "chrF"), ("bleu", "BLEU")):  # the runs' last evaluations, base → tuned
         if any(evaluations.get(label) for label in labels):
             cells = " | ".join(cell(score(label, key)) for label in labels)
@@ -150,6 +154,19 @@ class RunOverlay:
         ids = {value for _, value in runs}
         return gr.update(choices=runs, value=[v for v in current or [] if v in ids])
 
+    def sweep_choices(self, profile: gr.OAuthProfile | None):
+        """The caller's sweeps to pick from (each by its id and its number of runs)."""
+        sweeps = self.service.sweeps.of(caller(profile))
+        return gr.update(choices=[(f"{sweep} ({len(jobs)} runs)", sweep) for sweep, jobs in sweeps.items()])
+
+    def pick_sweep(self, sweep, profile: gr.OAuthProfile | None):
+        """A sweep picked: its runs (the caller's own, found on the server) are the runs to compare."""
+        jobs = self.service.sweeps.of(caller(profile)).get(sweep or "", [])
+        if not jobs:
+            return gr.skip()
+        runs = [(run_label(job), str(job.id)) for job in self.service.visible(caller(profile))]
+        return gr.update(choices=runs, value=[str(job.id) for job in reversed(jobs)][:8])
+
     def show(self, run_ids, profile: gr.OAuthProfile | None):
         """The chosen runs compared; a refusal (one run, not the caller's) is a toast and leaves the section as it was
         (a raised gr.Error would mark both charts and the table with error badges)."""
@@ -169,6 +186,7 @@ def build(ctx: AppContext) -> RunOverlay:
                 choices=[], multiselect=True, label="Runs", elem_id="overlay-runs", scale=4, max_choices=8
             )
             c["go"] = gr.Button("Compare", elem_id="overlay-go", scale=0, min_width=110)
+            c["sweep"] = gr.Dropdown(choices=[], label="…or a sweep's runs", elem_id="overlay-sweep", scale=2)
         with gr.Row():
             c["plot"] = gr.LinePlot(
                 x="step", y="loss", color="run", title="Train loss", elem_id="overlay-plot", height=280
@@ -180,4 +198,8 @@ def build(ctx: AppContext) -> RunOverlay:
     h = RunOverlay(ctx)
     c["runs"].focus(h.choices, c["runs"], c["runs"], queue=False)  # fresh choices each time the list is opened
     c["go"].click(h.show, c["runs"], [c["plot"], c["eval_plot"], c["table"]])
+    c["sweep"].focus(h.sweep_choices, None, c["sweep"], queue=False)
+    c["sweep"].input(h.pick_sweep, c["sweep"], c["runs"], queue=False).then(
+        h.show, c["runs"], [c["plot"], c["eval_plot"], c["table"]]
+    )
     return h

@@ -11,6 +11,7 @@ import gradio as gr
 from trainer.config import PRESETS, ConfigError, FieldSpec, RunConfig, preset_config
 from trainer.config.hints import render_hints
 from trainer.runs.service import AccessError, Caller, RefusedRun, RunService
+from trainer.ui import sweep_panel
 from trainer.ui.context import AppContext, OnePerSession, caller, download_folder, picker_update, plain, zero_gpu
 
 if TYPE_CHECKING:  # the web page imports no estimate or Hub code until it is used
@@ -196,6 +197,7 @@ class TrainTab:
         self.field_list = [self.fields[spec.key] for spec in form_fields()]
         self.by_choice = dict(zip(run_on_choices(flavors)[1:], flavors, strict=True))
         self.previews = OnePerSession()
+        self.sweep: Any = None  # its "Sweep" section (trainer.ui.sweep_panel)
 
     def keyed(self, values: dict) -> dict[str, Any]:
         """{component: value} (Gradio's set-of-inputs form) -> {setting key: value}."""
@@ -339,6 +341,7 @@ def build(ctx: AppContext, preset: str, cfg: RunConfig) -> TrainTab:
     c["export"].click(h.export, set(field_list), [c["yaml_file"], c["yaml_view"], c["errors"]])
     outputs = [c["errors"], shown, *field_list, c["advanced"], ctx.tabs, ctx.run_picker]
     c["start"].click(h.start, set(field_list) | {c["preset"], c["tracker_key"]} | run_on, outputs)
+    h.sweep = sweep_panel.wire(h, c["sweep"])
     return h
 
 
@@ -437,6 +440,7 @@ def _layout(
                 )
             if limits:
                 gr.Markdown(limits, elem_id="limits")
+            c["sweep"] = sweep_panel.layout()
             c["preview"] = gr.Button("Preview data", elem_id="preview")
             c["preview_summary"] = gr.Markdown(elem_id="preview-summary")
             c["estimate"] = gr.Markdown(elem_id="estimate")
