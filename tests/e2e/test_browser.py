@@ -553,3 +553,29 @@ def test_the_first_start_on_a_fresh_machine_answers_at_once_and_shows_the_demo_m
     assert not list(cache.glob("tiny-phi3-*/config.json"))  # stopped, not finished behind the user's back
     log = next((data_dir / "runs").glob("*/log.txt")).read_text()
     assert "cancelled while the demo model was being built" in log
+
+
+def test_export_gguf_from_the_runs_tab_estimates_shows_progress_and_downloads(
+    started_run, app_url, new_page, shots, tmp_path
+):
+    """Runs -> Export GGUF: the size and time before it starts, the queued export's progress, then the file (made by
+    llama.cpp's converter) in the list and downloaded in one click."""
+    expect = playwright.expect
+    page = new_page()
+    page.goto(app_url[0])
+    page.get_by_role("tab", name="Runs").click()
+    expect(page.locator("#run-status")).to_contain_text("Run #1 · succeeded", timeout=30_000)
+    page.locator("#gguf-section").get_by_text("Export GGUF: run it with").click()
+    _pick(page, "gguf-type", "q8_0: close to the original")
+    expect(page.locator("#gguf-estimate")).to_contain_text("q8_0: a file of about", timeout=15_000)
+    expect(page.locator("#gguf-estimate")).to_contain_text(" MB, made in about")  # the tiny model: 9.8 MB
+    page.locator("#gguf-start").click()
+    expect(page.locator("#gguf-status")).to_contain_text("Exported", timeout=180_000)
+    expect(page.locator("#gguf-status")).to_contain_text("-q8_0.gguf")
+    page.locator("#gguf-section").scroll_into_view_if_needed()
+    page.screenshot(path=str(shots / "runs-tab-gguf.png"), full_page=True)
+    with page.expect_download(timeout=30_000) as info:
+        page.locator("#gguf-download").click()
+    assert info.value.suggested_filename.endswith("-q8_0.gguf")
+    info.value.save_as(tmp_path / "model.gguf")
+    assert (tmp_path / "model.gguf").read_bytes()[:4] == b"GGUF"

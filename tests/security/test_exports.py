@@ -126,5 +126,5 @@ def test_the_runs_tab_lists_the_owners_exports_only(space):
 
 def test_the_estimate_names_size_and_time(space):
     text = space.fns["estimate_export"](str(space.run_of("alice").id), "q8_0", False, ALICE)
-    assert text.startswith("**q8_0**: a file of about") and " GB, made in about " in text
+    assert text.startswith("**q8_0**: a file of about") and " MB, made in about " in text  # the tiny model
     assert "not yours" in space.fns["estimate_export"](str(space.run_of("alice").id), "q8_0", False, BOB)

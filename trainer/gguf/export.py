@@ -65,7 +65,7 @@ class ExportEstimate:
 
     def markdown(self) -> str:
         return (
-            f"**{self.gguf_type}**: a file of about {self.size_bytes / 1e9:.2f} GB, made in about "
+            f"**{self.gguf_type}**: a file of about {_size(self.size_bytes)}, made in about "
             f"{_duration(self.seconds)} on this machine's CPU (merge, llama.cpp's converter"
             f"{', its quantizer' if self.gguf_type in QUANTIZER_FTYPES else ''})."
         )
@@ -80,6 +80,10 @@ def estimate_export(n_params: int, gguf_type: str, adapter_params: int | None = 
     if gguf_type in QUANTIZER_FTYPES:
         seconds += n_params / QUANTIZE_PARAMS_PER_S
     return ExportEstimate(gguf_type, int(n_params * BITS_PER_WEIGHT[gguf_type] / 8), seconds)
+
+
+def _size(size: int) -> str:
+    return f"{size / 1e9:.2f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
 
 
 def _duration(seconds: float) -> str:
