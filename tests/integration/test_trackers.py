@@ -97,3 +97,9 @@ def test_mlflow_logs_into_the_run_folder_without_a_server(tiny_model_path, tmp_p
     assert sorted(history) == sorted(expected) and all(
         history[s] == pytest.approx(expected[s], rel=1e-5) for s in history
     )
+
+
+def test_wandb_without_a_key_logs_offline_into_the_run_folder(tiny_model_path, tmp_path, monkeypatch):
+    run_dir = _train(tmp_path, "wandb", monkeypatch)
+    (offline,) = (run_dir / "wandb").glob("offline-run-*")  # no network, no key: `wandb sync` sends it later
+    assert list(offline.glob("run-*.wandb"))
