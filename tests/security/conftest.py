@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -75,6 +76,16 @@ class Space:
 
     def run_of(self, owner: str | None):
         return next(j for j in self.manager.store.list() if j.owner == owner)
+
+
+def wait_for(path: Path, timeout: float = 20.0) -> str:
+    """The text of a file a worker writes (its recorded token, environment ...), once it is there."""
+    end = time.time() + timeout
+    while time.time() < end:
+        if path.exists() and path.read_text():
+            return path.read_text()
+        time.sleep(0.05)
+    raise AssertionError(f"{path} was never written")
 
 
 def finished_run(store, data_dir: Path, owner: str | None, name: str):

@@ -4,7 +4,6 @@ use (an upload of theirs, never a path from the browser); nobody else sees, canc
 from __future__ import annotations
 
 import json
-import time
 import zipfile
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 from trainer.runs import folder as rf
 from trainer.runs.state import RunState
 
-from .conftest import ALICE_OAUTH, BOB_OAUTH, oauth, profile
+from .conftest import ALICE_OAUTH, BOB_OAUTH, oauth, profile, wait_for
 
 ALICE, BOB = profile("alice"), profile("bob")
 
@@ -27,15 +26,6 @@ def _evaluations(space):
     return [job for job in space.manager.store.list() if job.evaluation]
 
 
-def _wait_for(path: Path, timeout: float = 20.0) -> str:
-    end = time.time() + timeout
-    while time.time() < end:
-        if path.exists() and path.read_text():
-            return path.read_text()
-        time.sleep(0.05)
-    raise AssertionError(f"{path} was never written")
-
-
 def test_an_evaluation_is_queued_for_its_owner_with_their_own_token(space):
     run = space.run_of("alice")
     message = _evaluate(space, run.id)
@@ -43,7 +33,7 @@ def test_an_evaluation_is_queued_for_its_owner_with_their_own_token(space):
     (job,) = _evaluations(space)
     assert job.owner == "alice" and job.name == "evaluation of alice-run"
     assert job.run_dir == str(Path(run.run_dir) / "eval")
-    assert _wait_for(Path(job.run_dir) / "worker-token.txt") == ALICE_OAUTH  # alice's token, never the Space's
+    assert wait_for(Path(job.run_dir) / "worker-token.txt") == ALICE_OAUTH  # alice's token, never the Space's
     request = json.loads((Path(job.run_dir) / rf.EVAL_REQUEST_FILE).read_text())
     assert request == {
         "source": "held-out",
@@ -59,7 +49,7 @@ def test_without_an_oauth_token_an_evaluation_never_borrows_the_spaces(space):
     run = space.run_of("bob")
     _evaluate(space, run.id, who=BOB, token=None)
     (job,) = _evaluations(space)
-    assert _wait_for(Path(job.run_dir) / "worker-token.txt") == "<none>"
+    assert wait_for(Path(job.run_dir) / "worker-token.txt") == "<none>"
 
 
 @pytest.mark.parametrize("who", ["bob", "visitor"])
@@ -192,7 +182,7 @@ def test_judging_is_on_the_users_own_account_and_their_own_evaluated_run(space):
     assert _evaluations(space) == []
     assert judge(str(run.id), *args, ALICE, oauth(ALICE_OAUTH)).startswith("**Judging queued**")
     (job,) = _evaluations(space)
-    assert _wait_for(Path(job.run_dir) / "worker-token.txt") == ALICE_OAUTH
+    assert wait_for(Path(job.run_dir) / "worker-token.txt") == ALICE_OAUTH
     request = json.loads((Path(job.run_dir) / rf.EVAL_REQUEST_FILE).read_text())
     assert request["judge"]["model"] == "acme/judge-70b" and request["judge"]["rubric"] == "Be fair."
 
@@ -208,7 +198,7 @@ def test_benchmarks_from_the_web_are_the_offered_tasks_on_ones_own_run(space):
     (job,) = _evaluations(space)
     request = json.loads((Path(job.run_dir) / rf.EVAL_REQUEST_FILE).read_text())
     assert request["benchmarks"]["tasks"] == ["arc_easy", "gsm8k"] and request["benchmarks"]["include_path"] is None
-    assert _wait_for(Path(job.run_dir) / "worker-token.txt") == ALICE_OAUTH
+    assert wait_for(Path(job.run_dir) / "worker-token.txt") == ALICE_OAUTH
 
 
 def test_the_service_never_takes_a_task_folder_from_a_caller(space):

@@ -4,14 +4,13 @@ only their own files, chosen by name from their run's list (never a path from th
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 
 from trainer.runs import folder as rf
 
-from .conftest import ALICE_OAUTH, BOB_OAUTH, oauth, profile
+from .conftest import ALICE_OAUTH, BOB_OAUTH, oauth, profile, wait_for
 
 ALICE, BOB = profile("alice"), profile("bob")
 
@@ -25,15 +24,6 @@ def _exports(space):
     return [job for job in space.manager.store.list() if job.kind == "export"]
 
 
-def _wait_for(path: Path, timeout: float = 20.0) -> str:
-    end = time.time() + timeout
-    while time.time() < end:
-        if path.exists() and path.read_text():
-            return path.read_text()
-        time.sleep(0.05)
-    raise AssertionError(f"{path} was never written")
-
-
 def test_an_export_is_queued_for_its_owner_without_a_token_it_does_not_need(space):
     run = space.run_of("alice")
     message = _export(space, run.id)
@@ -42,7 +32,7 @@ def test_an_export_is_queued_for_its_owner_without_a_token_it_does_not_need(spac
     assert (job.owner, job.name, job.run_dir) == ("alice", "GGUF export of alice-run", str(Path(run.run_dir) / "gguf"))
     request = json.loads((Path(job.run_dir) / rf.GGUF_REQUEST_FILE).read_text())
     assert request == {"type": "q4_K_M", "adapter": False, "push": "none", "repo_id": ""}
-    assert _wait_for(Path(job.run_dir) / "worker-token.txt") == "<none>"  # nothing to push: no token held
+    assert wait_for(Path(job.run_dir) / "worker-token.txt") == "<none>"  # nothing to push: no token held
 
 
 def test_a_push_uses_the_owners_own_token(space):
@@ -51,7 +41,7 @@ def test_a_push_uses_the_owners_own_token(space):
         "**Export queued"
     )
     (job,) = _exports(space)
-    assert _wait_for(Path(job.run_dir) / "worker-token.txt") == BOB_OAUTH  # bob's, never the Space's
+    assert wait_for(Path(job.run_dir) / "worker-token.txt") == BOB_OAUTH  # bob's, never the Space's
 
 
 @pytest.mark.parametrize("who", ["bob", "visitor"])

@@ -5,22 +5,12 @@ the Space's author may use the Space's secret; a trackio Space must be the user'
 from __future__ import annotations
 
 import sqlite3
-import time
 from pathlib import Path
 
-from .conftest import ALICE_OAUTH, BOB_OAUTH, oauth, profile
+from .conftest import ALICE_OAUTH, BOB_OAUTH, oauth, profile, wait_for
 
 SPACE_WANDB_KEY = "wandb-key-of-the-space-0123456789abcdef"
 BOB_KEY = "bob-own-wandb-key-fedcba9876543210"
-
-
-def _wait_for(path: Path, timeout: float = 20.0) -> str:
-    end = time.time() + timeout
-    while time.time() < end:
-        if path.is_file() and path.read_text():
-            return path.read_text()
-        time.sleep(0.05)
-    raise AssertionError(f"{path} never written")
 
 
 def _start(space, who: str, token: str, key: str = ""):
@@ -33,7 +23,7 @@ def test_a_visitor_never_gets_the_spaces_tracker_key(space, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", SPACE_WANDB_KEY)
     monkeypatch.setenv("SPACE_AUTHOR_NAME", "alice")  # the Space is alice's, bob is a visitor
     job = _start(space, "bob", BOB_OAUTH)
-    assert _wait_for(Path(job.run_dir) / "worker-tracker.txt") == "<none>"  # W&B then logs offline in the run
+    assert wait_for(Path(job.run_dir) / "worker-tracker.txt") == "<none>"  # W&B then logs offline in the run
 
 
 def test_the_key_a_user_types_reaches_only_their_worker(space, monkeypatch):
@@ -41,7 +31,7 @@ def test_the_key_a_user_types_reaches_only_their_worker(space, monkeypatch):
     monkeypatch.setenv("SPACE_AUTHOR_NAME", "alice")
     job = _start(space, "bob", BOB_OAUTH, key=BOB_KEY)
     run_dir = Path(job.run_dir)
-    assert _wait_for(run_dir / "worker-tracker.txt") == BOB_KEY
+    assert wait_for(run_dir / "worker-tracker.txt") == BOB_KEY
     stored = [p for p in run_dir.rglob("*") if p.is_file() and p.name != "worker-tracker.txt"]
     assert stored and not [p.name for p in stored if BOB_KEY in p.read_text(errors="replace")]
     with sqlite3.connect(space.data_dir / "jobs.sqlite") as db:
@@ -53,7 +43,7 @@ def test_the_spaces_author_may_use_the_spaces_key(space, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", SPACE_WANDB_KEY)
     monkeypatch.setenv("SPACE_AUTHOR_NAME", "alice")
     job = _start(space, "alice", ALICE_OAUTH)
-    assert _wait_for(Path(job.run_dir) / "worker-tracker.txt") == SPACE_WANDB_KEY
+    assert wait_for(Path(job.run_dir) / "worker-tracker.txt") == SPACE_WANDB_KEY
 
 
 def test_a_trackio_space_must_be_the_users_own(space):

@@ -14,22 +14,13 @@ import pytest
 from trainer.runs import folder as rf
 from trainer.runs.access import Caller, caller_from, dataset_problem, upload_dir
 
-from .conftest import ALICE_OAUTH, BOB_OAUTH, SPACE_TOKEN, oauth, profile
+from .conftest import ALICE_OAUTH, BOB_OAUTH, SPACE_TOKEN, oauth, profile, wait_for
 
 ALICE, BOB = profile("alice"), profile("bob")
 
 
 def _ids(update) -> list[str]:
     return [value for _, value in update["choices"]]
-
-
-def _wait_for(path: Path, timeout: float = 20.0) -> str:
-    end = time.time() + timeout
-    while time.time() < end:
-        if path.exists() and path.read_text():
-            return path.read_text()
-        time.sleep(0.05)
-    raise AssertionError(f"{path} was never written")
 
 
 def test_each_user_sees_only_their_runs(space):
@@ -93,8 +84,8 @@ def test_a_run_is_queued_for_its_owner_with_their_own_token(space):
     assert job.owner == "alice"
     assert (str(job.id), outputs[-1]["value"]) in [(v, v) for _, v in outputs[-1]["choices"]]  # selected at once
     assert job.name == "tiny-phi3: pirate_chat"  # no name typed, no preset sent: base model + dataset
-    assert _wait_for(Path(job.run_dir) / "worker-token.txt") == ALICE_OAUTH  # the worker got alice's token
-    names = _wait_for(Path(job.run_dir) / "worker-env.txt").split()
+    assert wait_for(Path(job.run_dir) / "worker-token.txt") == ALICE_OAUTH  # the worker got alice's token
+    names = wait_for(Path(job.run_dir) / "worker-env.txt").split()
     assert "PATH" in names and "PHI3_STUDIO_DATA_DIR" in names  # what it needs ...
     assert not [n for n in names if n.startswith("OAUTH_")]  # ... and no secret of the Space's (session signing key)
 
@@ -102,7 +93,7 @@ def test_a_run_is_queued_for_its_owner_with_their_own_token(space):
 def test_without_an_oauth_token_a_run_never_borrows_the_spaces(space):
     outputs = space.fns["start"](space.form(), BOB, None)
     job = space.manager.store.get(int(outputs[-1]["value"]))
-    assert _wait_for(Path(job.run_dir) / "worker-token.txt") == "<none>"  # not SPACE_TOKEN
+    assert wait_for(Path(job.run_dir) / "worker-token.txt") == "<none>"  # not SPACE_TOKEN
 
 
 def test_the_runs_a_user_may_have_queued_are_limited(space, monkeypatch):
@@ -384,7 +375,7 @@ def test_resume_counts_against_the_run_limit_and_its_time_limit_runs_from_the_fi
         space.manager.cancel(int(job_id))
     monkeypatch.setattr(space.manager, "schedule", real_schedule)
     space.action("resume")(str(alice_run.id), ALICE, oauth(ALICE_OAUTH))
-    assert 0 < float(_wait_for(Path(alice_run.run_dir) / "worker-time-limit.txt")) <= 60  # not 120 minutes again
+    assert 0 < float(wait_for(Path(alice_run.run_dir) / "worker-time-limit.txt")) <= 60  # not 120 minutes again
     rf.write_status(Path(alice_run.run_dir), "cancelled", started_at=time.time() - 121 * 60)
     space.manager.store.update(alice_run.id, status="cancelled")
     with pytest.warns(UserWarning, match="has had the 120 minutes a run may train here since it first started"):

@@ -93,8 +93,10 @@ def _tools_here() -> bool:
 
 def _request(args: argparse.Namespace, folder: Path) -> dict:
     """What to make: the queued request (--request), else the flags."""
+    from trainer.runs import folder as rf
+
     if args.request:
-        return json.loads((folder / "request.json").read_text(encoding="utf-8"))
+        return json.loads((folder / rf.GGUF_REQUEST_FILE).read_text(encoding="utf-8"))
     where = "none" if not args.push else "alongside" if args.alongside else "separate"
     return {"type": args.type, "adapter": args.adapter, "push": where, "repo_id": args.push or ""}
 

@@ -208,15 +208,8 @@ class Evaluations:
     def _enqueue(self, run: Job, request: dict[str, Any], who: Caller, name: str) -> Job:
         """Write the request and a queued status into the run's eval/ and queue it (the last results stay until the
         new ones replace them)."""
-        queue, folder = self.service.queue, eval_dir(Path(run.run_dir))
-        if (last := self.latest(who, run)) is not None and last.status in ACTIVE:
-            raise ValueError(f"run #{run.id} already has an evaluation queued or running; wait for it or cancel it.")
-        queue.check_active_runs(who.owner)
-        folder.mkdir(parents=True, exist_ok=True)
-        rf.write_json_atomic(folder / rf.EVAL_REQUEST_FILE, request)
-        rf.write_exit(folder, None)
-        rf.write_status(folder, RunState.QUEUED, owner=who.owner, name=name, error=None, finished_at=None)
-        return queue.enqueue(folder, name, who.owner, who.token, kind=EVAL)
+        folder, last = eval_dir(Path(run.run_dir)), self.latest(who, run)
+        return queue_on_run(self.service.queue, run, last, folder, request, who, name, EVAL, who.token)
 
     def cancel(self, who: Caller, run_id: object) -> Job:
         """Cancel the evaluation of the caller's run that is queued or running."""
@@ -269,6 +262,20 @@ class Evaluations:
             if (folder / name).is_file():
                 shutil.copy2(folder / name, into / name)
         return shutil.make_archive(str(into), "zip", root_dir=into)
+
+
+def queue_on_run(queue, run: Job, last: Job | None, folder: Path, request, who: Caller, name: str, kind: str, token):
+    """Queue a job on a trained run (an evaluation, an export) in its `folder`: one at a time per run and kind, under
+    the owner's limit of jobs; its request and a queued status written there first; `token` held for its worker."""
+    what = "an evaluation" if kind == EVAL else "an export"
+    if last is not None and last.status in ACTIVE:
+        raise ValueError(f"run #{run.id} already has {what} queued or running; wait for it or cancel it.")
+    queue.check_active_runs(who.owner)
+    folder.mkdir(parents=True, exist_ok=True)
+    rf.write_json_atomic(folder / rf.EVAL_REQUEST_FILE, request)  # request.json, in eval/ and gguf/ alike
+    rf.write_exit(folder, None)
+    rf.write_status(folder, RunState.QUEUED, owner=who.owner, name=name, error=None, finished_at=None)
+    return queue.enqueue(folder, name, who.owner, token, kind=kind)
 
 
 def forget(store, run: Job, subfolder: str = rf.EVAL_DIR) -> None:

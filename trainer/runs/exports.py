@@ -20,7 +20,8 @@ from trainer.config import repo_id_problem
 from trainer.preflight import RefusedRun
 from trainer.runs import folder as rf
 from trainer.runs.access import Caller
-from trainer.runs.state import ACTIVE, RunState
+from trainer.runs.evaluations import queue_on_run
+from trainer.runs.state import ACTIVE
 from trainer.runs.store import EXPORT, Job
 
 GGUF_TYPES = ("q4_K_M", "q5_K_M", "q8_0", "f16", "bf16")
@@ -134,18 +135,10 @@ class Exports:
         repo_id = (repo_id or "").strip()
         if problems := self.problems(who, run, gguf_type, push, repo_id):
             raise RefusedRun(problems)
-        queue, folder = self.service.queue, self.folder(run)
-        if (last := self.latest(who, run)) is not None and last.status in ACTIVE:
-            raise ValueError(f"run #{run.id} already has an export queued or running; wait for it or cancel it.")
-        queue.check_active_runs(who.owner)
-        folder.mkdir(parents=True, exist_ok=True)
         request = {"type": gguf_type, "adapter": bool(adapter), "push": push, "repo_id": repo_id}
-        rf.write_json_atomic(folder / rf.GGUF_REQUEST_FILE, request)
-        rf.write_exit(folder, None)
-        name = f"GGUF export of {run.name}"
-        rf.write_status(folder, RunState.QUEUED, owner=who.owner, name=name, error=None, finished_at=None)
         token = who.token if push != "none" else None  # the token is held only when it will be used
-        return queue.enqueue(folder, name, who.owner, token, kind=EXPORT)
+        last, name = self.latest(who, run), f"GGUF export of {run.name}"
+        return queue_on_run(self.service.queue, run, last, self.folder(run), request, who, name, EXPORT, token)
 
     def cancel(self, who: Caller, run_id: object) -> Job:
         """Cancel the export of the caller's run that is queued or running."""

@@ -126,6 +126,12 @@ def share_markdown(token: str | None, request: gr.Request | None) -> str:
     )
 
 
+def not_started(what: str, exc: Exception) -> str:
+    """A refused job's problems (a RefusedRun's each, else the error), labelled, as Markdown."""
+    problems = getattr(exc, "problems", None) or [str(exc)]
+    return f"**{what} not started:**\n" + "\n".join(f"- {labelled(without_server_paths(p))}" for p in problems)
+
+
 class EvalPanel:
     """The Evaluate section's handlers (public methods the page's events call, and tests call by name)."""
 
@@ -166,9 +172,7 @@ class EvalPanel:
         try:
             job = self.service.evals.start(who, run_id, settings, upload=upload, on_gpu=self.on_gpu)
         except (AccessError, ValueError) as exc:
-            problems = getattr(exc, "problems", None) or [str(exc)]
-            text = "\n".join(f"- {labelled(without_server_paths(p))}" for p in problems)
-            return f"**Evaluation not started:**\n{text}"
+            return not_started("Evaluation", exc)
         return f"**Evaluation queued** (job #{job.id}): the progress shows here."
 
     def cancel_eval(self, run_id, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):

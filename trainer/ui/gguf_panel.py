@@ -14,6 +14,7 @@ import gradio as gr
 
 from trainer.runs.service import GGUF_TYPES, AccessError, RunService, RunState, gguf_repo_id, without_server_paths
 from trainer.ui.context import AppContext, caller, download_folder
+from trainer.ui.eval_panel import not_started
 from trainer.ui.form import labelled
 
 TYPE_CHOICES = [
@@ -80,9 +81,7 @@ class GGUFPanel:
         try:
             job = self.service.exports.start(caller(profile, oauth), run_id, gguf_type, bool(adapter), push, repo)
         except (AccessError, ValueError) as exc:
-            problems = getattr(exc, "problems", None) or [str(exc)]
-            text = "\n".join(f"- {labelled(without_server_paths(p))}" for p in problems)
-            return f"**Export not started:**\n{text}"
+            return not_started("Export", exc)
         return f"**Export queued** (job #{job.id}): the progress shows here."
 
     def cancel_export(self, run_id, profile: gr.OAuthProfile | None, oauth: gr.OAuthToken | None):
