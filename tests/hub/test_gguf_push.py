@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from .conftest import ALICE_TOKEN, ClientRunner
 from .server import HubServer
+
+pytestmark = pytest.mark.slow  # the pushed run is the tiny demo, trained once for the suite
 
 
 def _exports(run_dir: Path) -> None:
