@@ -109,19 +109,3 @@ def tracker_problems(config: RunConfig) -> list[str]:
     if package and importlib.util.find_spec(package) is None:
         return [f"run.report_to: {report_to} is not installed here. pip install {package}, or pick another tracker."]
     return []
-
-
-def tracker_note(config: RunConfig, has_key: bool) -> str | None:
-    """A line for the Train tab on where the run's metrics will go (None: no tracker)."""
-    report_to = config.run.report_to
-    where = {
-        "tensorboard": "TensorBoard event files in the run folder (in its zip; `tensorboard --logdir` reads them)",
-        "trackio": f"trackio Space {config.run.trackio_space_id.strip()}"
-        if config.run.trackio_space_id.strip()
-        else "trackio, locally in the run folder (`trackio show` reads it)",
-        "wandb": "Weights & Biases with your key"
-        if has_key
-        else "Weights & Biases offline in the run folder (no key given: `wandb sync` sends it later)",
-        "mlflow": "your MLflow server" if has_key else "MLflow, in the run folder's mlruns/",
-    }
-    return f"Metrics also go to {where[report_to]}." if report_to in where else None

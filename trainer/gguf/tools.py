@@ -65,7 +65,7 @@ class LlamaCppTools:
     def environment(self, env: Mapping[str, str]) -> dict[str, str]:
         """`env` with this tree's gguf-py first on PYTHONPATH (the converters' own `gguf`)."""
         paths = [str(self.root / "gguf-py"), *filter(None, [env.get("PYTHONPATH")])]
-        return {**env, "PYTHONPATH": os.pathsep.join(paths), "NO_LOCAL_GGUF": ""}
+        return {**env, "PYTHONPATH": os.pathsep.join(paths)}
 
     def complete(self) -> bool:
         """Every member unpacked (a folder left by an interrupted fetch is not)."""
