@@ -148,7 +148,8 @@ def test_unknown_keys_are_errors_naming_the_key(tmp_path):
 
 def test_unknown_preset_and_missing_file():
     presets = (
-        "lora, qlora, dpo, qlora-dpo, grpo-gsm8k, cookbook-lora-notebook, .*, tiny-demo, tiny-demo-dpo, tiny-demo-grpo"
+        "lora, qlora, dpo, qlora-dpo, grpo-gsm8k, phi3-medium-qlora, phi35-mini-lora, cookbook-lora-notebook, .*, "
+        "tiny-demo, tiny-demo-dpo, tiny-demo-grpo"
     )
     with pytest.raises(ConfigError, match=f"unknown. Use one of: {presets}"):
         preset_config("lora-max")

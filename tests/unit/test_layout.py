@@ -27,7 +27,7 @@ FLOORS = [
     ["trainer.paths", "trainer.errors", "trainer.online", "trainer.noise", "trainer.distributed"],
     ["trainer.hubkernels", "trainer.versions", "trainer.runs.state"],
     ["trainer", "trainer.phi3", "trainer.runs.folder"],  # the package installs the Hub kernels policy on import
-    ["trainer.config", "trainer.runs.store", "trainer.runs.processes"],
+    ["trainer.config", "trainer.runs.store", "trainer.runs.processes", "trainer.family"],
     ["trainer.data", "trainer.tools.tiny", "trainer.evaluation.metrics", "trainer.trackers", "trainer.sweeps"],
     ["trainer.modeling", "trainer.samples", "trainer.estimate"],
     ["trainer.hub", "trainer.runs.remote"],

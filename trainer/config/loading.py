@@ -180,19 +180,21 @@ def save_yaml(cfg: RunConfig, path: str | Path) -> Path:
 def read_presets(folder: Path = EXAMPLES_DIR) -> dict[str, tuple[str, dict[str, Any]]]:
     """The presets of a folder: {name: (description, the preset's keys as a nested dict)}.
 
-    Listed as the form and `config list` show them: the general presets first, then the Phi-3 Cookbook's recipes
-    (``cookbook-*``), then the offline demo (``*-demo``), each group by name (the general ones: SFT, then the
-    preference methods, then GRPO).
+    Listed as the form and `config list` show them: the general presets first (Phi-3-mini), then the other members of
+    the family (``phi*``), then the Phi-3 Cookbook's recipes (``cookbook-*``), then the offline demo (``*-demo``),
+    each group by name (the general ones: SFT, then the preference methods, then GRPO).
 
     Raises:
         ConfigError: a preset file is not YAML, or its header names another preset than its file name.
     """
     presets = {}
 
-    def place(path: Path) -> tuple[int, str]:  # Phi-3-mini's (SFT, preference, GRPO), the Cookbook's, the demos
+    def place(
+        path: Path,
+    ) -> tuple[int, str]:  # Phi-3-mini's (SFT, preference, GRPO), the family's, the Cookbook's, demos
         name = path.stem
-        if name.startswith(("tiny-demo", "cookbook-")):
-            return (4 if name.startswith("tiny-demo") else 3, name)
+        if name.startswith(("tiny-demo", "cookbook-", "phi")):
+            return (5 if name.startswith("tiny-demo") else 4 if name.startswith("cookbook-") else 3, name)
         return (2 if "grpo" in name else int("dpo" in name), name)
 
     for path in sorted(Path(folder).glob("*.yaml"), key=place):

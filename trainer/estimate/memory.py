@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from trainer.config import LoraSettings, RunConfig, TrainingSettings
+from trainer.family import family_member
 from trainer.phi3 import BUNDLED_TOKENIZER_MODELS, PHI3_MINI_CONFIG, TINY_CONFIG, TINY_MODEL_NAME
 
 GIB = 1024**3
@@ -140,6 +141,8 @@ def model_shape(name: str, token: str | bool | None = None) -> ModelShape:
         return ModelShape.from_config(TINY_CONFIG)
     if name in BUNDLED_TOKENIZER_MODELS:  # Phi-3-mini 4k / 128k: the same sizes
         return ModelShape.from_config(PHI3_MINI_CONFIG)
+    if (member := family_member(name)) is not None:  # Phi-3.5, Phi-3-medium, Phi-4-mini, Phi-4: their config.json
+        return ModelShape.from_config(member.config)
     from transformers import AutoConfig
 
     try:
