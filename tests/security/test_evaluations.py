@@ -34,7 +34,7 @@ def test_an_evaluation_is_queued_for_its_owner_with_their_own_token(space):
     assert job.owner == "alice" and job.name == "evaluation of alice-run"
     assert job.run_dir == str(Path(run.run_dir) / "eval")
     assert wait_for(Path(job.run_dir) / "worker-token.txt") == ALICE_OAUTH  # alice's token, never the Space's
-    request = json.loads((Path(job.run_dir) / rf.EVAL_REQUEST_FILE).read_text())
+    request = json.loads((Path(job.run_dir) / rf.REQUEST_FILE).read_text())
     assert request == {
         "source": "held-out",
         "path": None,
@@ -94,7 +94,7 @@ def test_a_file_to_evaluate_is_the_users_upload_kept_in_their_folder(space, tmp_
     upload.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Ahoy"}]}\n')
     assert _evaluate(space, run.id, source="file", upload=str(upload)).startswith("**Evaluation queued**")
     (job,) = _evaluations(space)
-    path = Path(json.loads((Path(job.run_dir) / rf.EVAL_REQUEST_FILE).read_text())["path"])
+    path = Path(json.loads((Path(job.run_dir) / rf.REQUEST_FILE).read_text())["path"])
     assert path.parent.parent == space.data_dir / "uploads" / "alice" and path.name == "my_prompts.jsonl"
     assert path.read_text() == upload.read_text()
 
@@ -183,7 +183,7 @@ def test_judging_is_on_the_users_own_account_and_their_own_evaluated_run(space):
     assert judge(str(run.id), *args, ALICE, oauth(ALICE_OAUTH)).startswith("**Judging queued**")
     (job,) = _evaluations(space)
     assert wait_for(Path(job.run_dir) / "worker-token.txt") == ALICE_OAUTH
-    request = json.loads((Path(job.run_dir) / rf.EVAL_REQUEST_FILE).read_text())
+    request = json.loads((Path(job.run_dir) / rf.REQUEST_FILE).read_text())
     assert request["judge"]["model"] == "acme/judge-70b" and request["judge"]["rubric"] == "Be fair."
 
 
@@ -196,7 +196,7 @@ def test_benchmarks_from_the_web_are_the_offered_tasks_on_ones_own_run(space):
     assert _evaluations(space) == []
     assert start(str(run.id), ["arc_easy", "gsm8k"], 10, ALICE, oauth(ALICE_OAUTH)).startswith("**Benchmarks queued**")
     (job,) = _evaluations(space)
-    request = json.loads((Path(job.run_dir) / rf.EVAL_REQUEST_FILE).read_text())
+    request = json.loads((Path(job.run_dir) / rf.REQUEST_FILE).read_text())
     assert request["benchmarks"]["tasks"] == ["arc_easy", "gsm8k"] and request["benchmarks"]["include_path"] is None
     assert wait_for(Path(job.run_dir) / "worker-token.txt") == ALICE_OAUTH
 
@@ -212,4 +212,4 @@ def test_the_service_never_takes_a_task_folder_from_a_caller(space):
         service.evals.benchmarks(alice, str(run.id), sneaky)
     service.evals.benchmarks(alice, str(run.id), BenchmarkSettings(["arc_easy"], 5, include_path=str(space.data_dir)))
     (job,) = _evaluations(space)
-    assert json.loads((Path(job.run_dir) / rf.EVAL_REQUEST_FILE).read_text())["benchmarks"]["include_path"] is None
+    assert json.loads((Path(job.run_dir) / rf.REQUEST_FILE).read_text())["benchmarks"]["include_path"] is None

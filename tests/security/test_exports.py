@@ -30,7 +30,7 @@ def test_an_export_is_queued_for_its_owner_without_a_token_it_does_not_need(spac
     assert message.startswith("**Export queued**"), message
     (job,) = _exports(space)
     assert (job.owner, job.name, job.run_dir) == ("alice", "GGUF export of alice-run", str(Path(run.run_dir) / "gguf"))
-    request = json.loads((Path(job.run_dir) / rf.GGUF_REQUEST_FILE).read_text())
+    request = json.loads((Path(job.run_dir) / rf.REQUEST_FILE).read_text())
     assert request == {"type": "q4_K_M", "adapter": False, "push": "none", "repo_id": ""}
     assert wait_for(Path(job.run_dir) / "worker-token.txt") == "<none>"  # nothing to push: no token held
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from trainer.evaluation.benchmarks import TASKS, BenchmarkSettings
 from trainer.evaluation.judge import DEFAULT_JUDGE, JudgeSettings
 from trainer.evaluation.settings import EvalSettings
-from trainer.runs.folder import EVAL_DIR, EVAL_REQUEST_FILE
+from trainer.runs.folder import EVAL_DIR, REQUEST_FILE
 
 
 def add_command(sub) -> None:
@@ -34,7 +34,7 @@ def add_command(sub) -> None:
     parser.add_argument(
         "--batch-size", type=int, default=defaults.batch_size, help=f"prompts per batch ({defaults.batch_size})"
     )
-    request = f"RUN/{EVAL_DIR}/{EVAL_REQUEST_FILE}"
+    request = f"RUN/{EVAL_DIR}/{REQUEST_FILE}"
     parser.add_argument("--request", action="store_true", help=f"read the settings from {request} (a queued one)")
     add_judge_command(sub)
     add_benchmarks_command(sub)
@@ -46,7 +46,7 @@ def settings_from_args(args: argparse.Namespace):
     if args.request:
         import json
 
-        request = json.loads((args.run / EVAL_DIR / EVAL_REQUEST_FILE).read_text(encoding="utf-8"))
+        request = json.loads((args.run / EVAL_DIR / REQUEST_FILE).read_text(encoding="utf-8"))
         if "judge" in request:
             return JudgeSettings.from_dict(request["judge"])
         if "benchmarks" in request:

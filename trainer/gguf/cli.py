@@ -96,7 +96,7 @@ def _request(args: argparse.Namespace, folder: Path) -> dict:
     from trainer.runs import folder as rf
 
     if args.request:
-        return json.loads((folder / rf.GGUF_REQUEST_FILE).read_text(encoding="utf-8"))
+        return json.loads((folder / rf.REQUEST_FILE).read_text(encoding="utf-8"))
     where = "none" if not args.push else "alongside" if args.alongside else "separate"
     return {"type": args.type, "adapter": args.adapter, "push": where, "repo_id": args.push or ""}
 

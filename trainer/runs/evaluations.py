@@ -272,7 +272,7 @@ def queue_on_run(queue, run: Job, last: Job | None, folder: Path, request, who: 
         raise ValueError(f"run #{run.id} already has {what} queued or running; wait for it or cancel it.")
     queue.check_active_runs(who.owner)
     folder.mkdir(parents=True, exist_ok=True)
-    rf.write_json_atomic(folder / rf.EVAL_REQUEST_FILE, request)  # request.json, in eval/ and gguf/ alike
+    rf.write_json_atomic(folder / rf.REQUEST_FILE, request)
     rf.write_exit(folder, None)
     rf.write_status(folder, RunState.QUEUED, owner=who.owner, name=name, error=None, finished_at=None)
     return queue.enqueue(folder, name, who.owner, token, kind=kind)
