@@ -52,9 +52,7 @@ class Evaluations:
 
     def latest(self, who: Caller, run: Job) -> Job | None:
         """The newest evaluation job of a run (call with a run from `find`: the owner checked)."""
-        folder = str(eval_dir(Path(run.run_dir)))
-        jobs = self.service.queue.store.list(run.owner)
-        return next((job for job in jobs if job.evaluation and job.run_dir == folder), None)
+        return next(iter(jobs_on_run(self.service.queue.store, run, rf.EVAL_DIR)), None)
 
     def view(self, who: Caller, run: Job) -> EvalView:
         """The run's evaluation as the Runs tab shows it (call with a run from `find`)."""
@@ -208,16 +206,11 @@ class Evaluations:
     def _enqueue(self, run: Job, request: dict[str, Any], who: Caller, name: str) -> Job:
         """Write the request and a queued status into the run's eval/ and queue it (the last results stay until the
         new ones replace them)."""
-        folder, last = eval_dir(Path(run.run_dir)), self.latest(who, run)
-        return queue_on_run(self.service.queue, run, last, folder, request, who, name, EVAL, who.token)
+        return queue_on_run(self.service.queue, run, rf.EVAL_DIR, request, who, name, EVAL, who.token)
 
     def cancel(self, who: Caller, run_id: object) -> Job:
         """Cancel the evaluation of the caller's run that is queued or running."""
-        run = self.service.find(who, run_id)
-        job = self.latest(who, run)
-        if job is None or job.status not in ACTIVE:
-            raise ValueError(f"run #{run.id} has no evaluation queued or running.")
-        return self.service.queue.cancel(job.id)
+        return cancel_on_run(self.service, who, run_id, rf.EVAL_DIR)
 
     def estimate(self, who: Caller, run_id: object, settings: EvalSettings, on_gpu: bool) -> EvalEstimate:
         """The evaluation's size and time before it starts: the prompts (the run's held-out count when known), the
@@ -264,18 +257,42 @@ class Evaluations:
         return shutil.make_archive(str(into), "zip", root_dir=into)
 
 
-def queue_on_run(queue, run: Job, last: Job | None, folder: Path, request, who: Caller, name: str, kind: str, token):
-    """Queue a job on a trained run (an evaluation, an export) in its `folder`: one at a time per run and kind, under
-    the owner's limit of jobs; its request and a queued status written there first; `token` held for its worker."""
-    what = "an evaluation" if kind == EVAL else "an export"
+NOUNS = {rf.EVAL_DIR: "evaluation", rf.GGUF_DIR: "export"}
+"""The kinds of job on a run, by the run's subfolder they run in."""
+
+
+def jobs_on_run(store, run: Job, subfolder: str) -> list[Job]:
+    """The jobs on a trained run that run in its `subfolder` (eval/: evaluations, gguf/: exports), newest first."""
+    folder = str(Path(run.run_dir) / subfolder)
+    return [job for job in store.list(run.owner) if job.on_a_run and job.run_dir == folder]
+
+
+def queue_on_run(queue, run: Job, subfolder: str, request, who: Caller, name: str, kind: str, token) -> Job:
+    """Queue a job on a trained run (an evaluation, an export) in its `subfolder`: one at a time per run and kind,
+    under the owner's limit of jobs; its request and a queued status written there first; `token` held for its
+    worker."""
+    last = next(iter(jobs_on_run(queue.store, run, subfolder)), None)
     if last is not None and last.status in ACTIVE:
-        raise ValueError(f"run #{run.id} already has {what} queued or running; wait for it or cancel it.")
+        raise ValueError(
+            f"run #{run.id} already has an {NOUNS[subfolder]} queued or running; wait for it or cancel it."
+        )
     queue.check_active_runs(who.owner)
+    folder = Path(run.run_dir) / subfolder
     folder.mkdir(parents=True, exist_ok=True)
     rf.write_json_atomic(folder / rf.REQUEST_FILE, request)
     rf.write_exit(folder, None)
     rf.write_status(folder, RunState.QUEUED, owner=who.owner, name=name, error=None, finished_at=None)
     return queue.enqueue(folder, name, who.owner, token, kind=kind)
+
+
+def cancel_on_run(service, who: Caller, run_id: object, subfolder: str) -> Job:
+    """Cancel the job on the caller's run (found with the service's `find`: the owner checked) that runs in its
+    `subfolder` and is queued or running."""
+    run = service.find(who, run_id)
+    job = next(iter(jobs_on_run(service.queue.store, run, subfolder)), None)
+    if job is None or job.status not in ACTIVE:
+        raise ValueError(f"run #{run.id} has no {NOUNS[subfolder]} queued or running.")
+    return service.queue.cancel(job.id)
 
 
 def forget(store, run: Job, subfolder: str = rf.EVAL_DIR) -> None:
@@ -285,11 +302,11 @@ def forget(store, run: Job, subfolder: str = rf.EVAL_DIR) -> None:
     Raises:
         ValueError: one of them is queued or running (cancel it first).
     """
-    folder = str(Path(run.run_dir) / subfolder)
-    jobs = [job for job in store.list(run.owner) if job.on_a_run and job.run_dir == folder]
+    jobs = jobs_on_run(store, run, subfolder)
     if any(job.status in ACTIVE for job in jobs):
-        what = "an evaluation" if subfolder == rf.EVAL_DIR else "an export"
-        raise ValueError(f"run #{run.id} has {what} queued or running: cancel it before deleting the run.")
+        raise ValueError(
+            f"run #{run.id} has an {NOUNS[subfolder]} queued or running: cancel it before deleting the run."
+        )
     for job in jobs:
         store.delete(job.id)
 

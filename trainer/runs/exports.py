@@ -20,7 +20,7 @@ from trainer.config import repo_id_problem
 from trainer.preflight import RefusedRun
 from trainer.runs import folder as rf
 from trainer.runs.access import Caller
-from trainer.runs.evaluations import queue_on_run
+from trainer.runs.evaluations import cancel_on_run, jobs_on_run, queue_on_run
 from trainer.runs.state import ACTIVE
 from trainer.runs.store import EXPORT, Job
 
@@ -67,8 +67,7 @@ class Exports:
 
     def latest(self, who: Caller, run: Job) -> Job | None:
         """The newest export job of a run (call with a run from `find`: the owner checked)."""
-        folder = str(self.folder(run))
-        return next((j for j in self.service.queue.store.list(run.owner) if j.run_dir == folder), None)
+        return next(iter(jobs_on_run(self.service.queue.store, run, rf.GGUF_DIR)), None)
 
     def view(self, who: Caller, run: Job) -> ExportView:
         """The run's exports as the Runs tab shows them (call with a run from `find`)."""
@@ -137,16 +136,12 @@ class Exports:
             raise RefusedRun(problems)
         request = {"type": gguf_type, "adapter": bool(adapter), "push": push, "repo_id": repo_id}
         token = who.token if push != "none" else None  # the token is held only when it will be used
-        last, name = self.latest(who, run), f"GGUF export of {run.name}"
-        return queue_on_run(self.service.queue, run, last, self.folder(run), request, who, name, EXPORT, token)
+        name = f"GGUF export of {run.name}"
+        return queue_on_run(self.service.queue, run, rf.GGUF_DIR, request, who, name, EXPORT, token)
 
     def cancel(self, who: Caller, run_id: object) -> Job:
         """Cancel the export of the caller's run that is queued or running."""
-        run = self.service.find(who, run_id)
-        job = self.latest(who, run)
-        if job is None or job.status not in ACTIVE:
-            raise ValueError(f"run #{run.id} has no export queued or running.")
-        return self.service.queue.cancel(job.id)
+        return cancel_on_run(self.service, who, run_id, rf.GGUF_DIR)
 
     def download(self, who: Caller, run_id: object, name: str, into: Path) -> Path:
         """A copy (a hard link where the disk allows) of one of the caller's run's exports, chosen by its name from
