@@ -16,13 +16,14 @@ says why (the converter's own last error line).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -230,19 +231,13 @@ def _run_tool(tools: LlamaCppTools, argv: list[str], name: str, outfile: Path, t
         raise ExportError(f"llama.cpp's {name} failed: {reason.strip()}")
 
 
-class _work_folder:
+@contextlib.contextmanager
+def _work_folder(run_dir: Path) -> Iterator[Path]:
     """A fresh folder inside `<run>/gguf/` for one export, removed when it ends (complete or not)."""
-
-    def __init__(self, run_dir: Path):
-        self.parent = Path(run_dir) / GGUF_DIR
-
-    def __enter__(self) -> Path:
-        self.parent.mkdir(parents=True, exist_ok=True)
-        self.path = Path(tempfile.mkdtemp(prefix=".work-", dir=self.parent))
-        return self.path
-
-    def __exit__(self, *exc) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+    parent = Path(run_dir) / GGUF_DIR
+    parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".work-", dir=parent) as work:
+        yield Path(work)
 
 
 def _publish(run_dir: Path, work: Path, names: list[str]) -> tuple[Path, Path]:
