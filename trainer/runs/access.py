@@ -287,6 +287,14 @@ def owns_machine(who: Caller) -> bool:
     return bool(author) and who.owner == author
 
 
+def tracker_environment(who: Caller, report_to: str, key: str | None) -> dict[str, str]:
+    """What a caller's run adds to its worker's environment for its tracker: the key they typed, and the machine's
+    own settings only when the caller owns the machine (`owns_machine`); held in memory until the worker starts."""
+    from trainer.trackers import tracker_secrets
+
+    return tracker_secrets(report_to, os.environ, owns_machine(who), key)
+
+
 JOBS_TRACKER_KEY = (
     "run.report_to: a tracker key is not sent to a Hugging Face Job; train here, or let the Job log offline into "
     "its run folder (leave Tracker key empty)."

@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import shutil
@@ -45,9 +44,9 @@ from trainer.runs.access import (
     hub_kernels_problem,
     hub_token,
     model_problem,
-    owns_machine,
     reward_module_problem,
     space_mode,
+    tracker_environment,
     trackio_space_problem,
     upload_dir,
     visible_jobs,
@@ -63,7 +62,6 @@ from trainer.runs.store import Job
 from trainer.runs.sweeps import Sweeps
 from trainer.runs.votes import VoteStore
 from trainer.runs.voting import Ballot, Votes
-from trainer.trackers import tracker_secrets
 
 __all__ = [
     "BUILD_PHASE",
@@ -410,7 +408,7 @@ class RunService:
         who.require("train")
         if problems := self.problems_before_queueing(who, config, flavor, on_gpu, zero_gpu, tracker_key):
             raise RefusedRun(problems)
-        tracker_env = tracker_secrets(config.run.report_to, os.environ, owns_machine(who), tracker_key)
+        tracker_env = tracker_environment(who, config.run.report_to, tracker_key)
         return self.queue.submit(config, owner=who.owner, token=who.token, flavor=flavor, secrets=tracker_env)
 
     def problems_before_queueing(

@@ -8,7 +8,6 @@ its status.json (*Compare runs* picks a sweep's runs by it).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,10 +15,9 @@ from pathlib import Path
 from trainer.config import ConfigError, RunConfig
 from trainer.preflight import RefusedRun
 from trainer.runs import folder as rf
-from trainer.runs.access import Caller, owns_machine
+from trainer.runs.access import Caller, tracker_environment
 from trainer.runs.store import Job
 from trainer.sweeps import parse_grid, sweep_configs, sweep_id
-from trainer.trackers import tracker_secrets
 
 
 class Sweeps:
@@ -70,7 +68,7 @@ class Sweeps:
         if problems:
             raise RefusedRun(problems)
         sweep = sweep_id(name, time.time())
-        secrets = tracker_secrets(base.run.report_to, os.environ, owns_machine(who), tracker_key)
+        secrets = tracker_environment(who, base.run.report_to, tracker_key)
         submit = self.service.queue.submit
         return [submit(cfg, owner=who.owner, token=who.token, secrets=secrets, sweep=sweep) for cfg in configs]
 
