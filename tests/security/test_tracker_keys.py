@@ -51,3 +51,11 @@ def test_a_trackio_space_must_be_the_users_own(space):
     outputs = space.fns["start"](form, profile("bob"), oauth(BOB_OAUTH))
     assert "(`run.trackio_space_id`): alice/trackio is not in your namespace. Use bob/trackio." in outputs[0]
     assert [j.owner for j in space.manager.store.list()] == ["bob", "alice"]  # the two finished runs only
+
+
+def test_a_run_cancelled_before_it_starts_leaves_no_key_in_memory(space, monkeypatch):
+    monkeypatch.setattr(space.manager, "schedule", lambda: None)  # it stays queued
+    job = _start(space, "bob", BOB_OAUTH, key=BOB_KEY)
+    assert space.manager._secrets[job.id] == {"WANDB_API_KEY": BOB_KEY}  # held for its worker, in memory only
+    space.manager.cancel(job.id)
+    assert job.id not in space.manager._secrets

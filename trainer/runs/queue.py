@@ -419,6 +419,7 @@ class RunQueue:
                 )
                 rf.write_status(Path(job.run_dir), RunState.CANCELLED)
                 self._tokens.pop(job_id, None)
+                self._secrets.pop(job_id, None)  # a tracker's key, likewise never kept for a run that will not start
             elif (
                 job.status == RunState.RUNNING
                 and job.pid
