@@ -72,10 +72,11 @@ class Sweeps:
         submit = self.service.queue.submit
         return [submit(cfg, owner=who.owner, token=who.token, secrets=secrets, sweep=sweep) for cfg in configs]
 
-    def of(self, who: Caller) -> dict[str, list[Job]]:
-        """The caller's sweeps: {sweep id: its runs}, newest first (read from the runs' status.json)."""
+    def of(self, who: Caller, visible: list[Job] | None = None) -> dict[str, list[Job]]:
+        """The caller's sweeps: {sweep id: its runs}, newest first (read from the runs' status.json); `visible`: the
+        caller's runs when the caller has just read them (`RunService.visible`)."""
         found: dict[str, list[Job]] = {}
-        for job in self.service.visible(who):
+        for job in self.service.visible(who) if visible is None else visible:
             status = rf.read_json(Path(job.run_dir) / rf.STATUS_FILE, {}) or {}
             if isinstance(status, dict) and isinstance(status.get("sweep"), str):
                 found.setdefault(status["sweep"], []).append(job)

@@ -161,10 +161,12 @@ class RunOverlay:
 
     def pick_sweep(self, sweep, profile: gr.OAuthProfile | None):
         """A sweep picked: its runs (the caller's own, found on the server) are the runs to compare."""
-        jobs = self.service.sweeps.of(caller(profile)).get(sweep or "", [])
+        who = caller(profile)
+        visible = self.service.visible(who)  # read once: the choices, and the sweep's runs among them
+        jobs = self.service.sweeps.of(who, visible).get(sweep or "", [])
         if not jobs:
             return gr.skip()
-        runs = [(run_label(job), str(job.id)) for job in self.service.visible(caller(profile))]
+        runs = [(run_label(job), str(job.id)) for job in visible]
         return gr.update(choices=runs, value=[str(job.id) for job in reversed(jobs)][:8])
 
     def show(self, run_ids, profile: gr.OAuthProfile | None):
