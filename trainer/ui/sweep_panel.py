@@ -9,7 +9,6 @@ from typing import Any
 
 import gradio as gr
 
-from trainer.config import PRESETS
 from trainer.runs.service import AccessError, RefusedRun
 from trainer.ui.context import caller, picker_update, plain, zero_gpu
 from trainer.ui.form import config_from_form, labelled
@@ -52,8 +51,7 @@ class SweepPanel:
         run_cfg, problems = config_from_form(tab.keyed(values))
         if problems:
             return [_refused(problems), gr.skip(), gr.skip()]
-        preset = values.get(tab.components["preset"])
-        run_cfg.run.name = run_cfg.display_name(preset if preset in PRESETS else None)
+        tab.name_run(run_cfg, values)  # the sweep's name: each run's name is it and its values
         axes = str(values.get(c["axes"]) or "").splitlines()
         sample = int(values.get(c["sample"]) or 0) or None
         key = values.get(tab.components["tracker_key"])

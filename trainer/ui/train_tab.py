@@ -199,6 +199,11 @@ class TrainTab:
         self.previews = OnePerSession()
         self.sweep: Any = None  # its "Sweep" section (trainer.ui.sweep_panel)
 
+    def name_run(self, run_cfg: RunConfig, values: dict) -> None:
+        """The run's name as typed, or (empty) the chosen preset's and the dataset's: `RunConfig.display_name`."""
+        preset = values.get(self.components["preset"])
+        run_cfg.run.name = run_cfg.display_name(preset if preset in PRESETS else None)
+
     def keyed(self, values: dict) -> dict[str, Any]:
         """{component: value} (Gradio's set-of-inputs form) -> {setting key: value}."""
         return {key: values[component] for key, component in self.fields.items()}
@@ -285,8 +290,7 @@ class TrainTab:
         run_cfg, problems = config_from_form(self.keyed(values), validate=False)  # the service validates it
         if problems:  # a value that is not even its setting's type: every problem of the form, at once
             problems = config_from_form(self.keyed(values))[1]
-        preset = values.get(c["preset"])
-        run_cfg.run.name = run_cfg.display_name(preset if preset in PRESETS else None)  # empty: preset + dataset
+        self.name_run(run_cfg, values)
         flavor = chosen_flavor(values.get(c["run_on"])) if "run_on" in c else None
         try:
             if problems and who.signed_in:
