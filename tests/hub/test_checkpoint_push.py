@@ -31,7 +31,11 @@ def test_a_slow_hub_does_not_slow_training(hub_server: HubServer, hub_client: Cl
     """)
     steps = {e["step"]: e["time"] for e in result["events"] if "loss" in e}
     assert sorted(steps) == [1, 2, 3, 4]
-    assert steps[4] - steps[1] < 2.0, steps  # the saves at steps 1, 2 and 3 did not wait for their 2 s uploads
+    # the saves at steps 1, 2 and 3 did not wait for their 2 s uploads: waiting for them takes 6 s or more (for one,
+    # over 3.5 s here). 3 s, not 2: on this 2-core machine it takes 1.2-1.3 s alone but took 2.05 s once late in
+    # .ci/run (three earlier runs passed), 0.2 s of it TRL's model card importing trackio (a new dependency) at the
+    # first save
+    assert steps[4] - steps[1] < 3.0, steps
     messages = [e["message"] for e in result["events"] if "message" in e]
     reports = [m for m in messages if m.startswith("pushed checkpoint-") or " not pushed: " in m]
     # checkpoint-2 waits behind checkpoint-1's 2 s upload and is replaced by checkpoint-3 (saved < 2 s after step 1);
